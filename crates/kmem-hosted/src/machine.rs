@@ -1,0 +1,196 @@
+//! Booting kmem machines in a Linux process, and the process-wide default machine.
+//!
+//! `Machine::boot("mem=256M nr_cpus=4 ...")` builds the firmware memory map a
+//! PC with that much RAM would have (`e820::pc_layout`: low RAM, the legacy
+//! holes, RAM up to 3 GiB, the PCI hole, the rest above 4 GiB), applies
+//! `memmap=`, creates a sparse memfd spanning the physical address space,
+//! maps it as the linear map and boots the core on it. `mem=` is the amount of
+//! installed RAM (default 4 GiB); unlike the kernel's `mem=` on a real PC it
+//! cannot cut RAM that is not there, so it sizes the map instead of trimming it.
+//!
+//! As on x86 Linux, the first megabyte of RAM is reserved (BIOS data, EBDA,
+//! real-mode trampolines): the DMA zone starts managing pages at 1 MiB.
+//!
+//! `default_machine()` boots once, lazily, from the `KMEM_CMDLINE` environment
+//! variable; the C API, the malloc override and `GlobalAlloc` use it.
+
+use crate::{HostRam, HostedPlatform};
+use core::ops::Deref;
+use core::ptr::NonNull;
+use kmem::cmdline::{self, BootParams};
+use kmem::e820::{self, E820Table};
+use kmem::{BootError, BootInfo, Kmem};
+use std::fmt;
+use std::io;
+use std::sync::OnceLock;
+
+/// Installed RAM when `mem=` is not given.
+pub const DEFAULT_MEM: u64 = 4 << 30;
+
+/// Why a machine did not boot.
+#[derive(Debug)]
+pub enum MachineError {
+    /// The host refused memory (memfd, mmap).
+    Io(io::Error),
+    /// The core refused the configuration.
+    Boot(BootError),
+    /// The memory map from the command line is unusable.
+    MemoryMap(&'static str),
+}
+
+impl fmt::Display for MachineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MachineError::Io(e) => write!(f, "cannot create the machine's RAM: {e}"),
+            MachineError::Boot(e) => write!(f, "boot failed: {e}"),
+            MachineError::MemoryMap(e) => write!(f, "bad memory map: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MachineError {}
+
+/// A booted machine with its RAM. Dereferences to the core's `Kmem`.
+pub struct Machine {
+    kmem: NonNull<Kmem<HostedPlatform>>,
+    e820: E820Table,
+    // Dropped last: the machine lives inside it.
+    ram: HostRam,
+}
+
+// SAFETY: the core machine is Sync (locks and atomics) and its RAM mapping is
+// owned by this value; moving the handle between threads is fine.
+unsafe impl Send for Machine {}
+// SAFETY: as above.
+unsafe impl Sync for Machine {}
+
+impl Machine {
+    /// Boot a machine from a kernel-style command line.
+    pub fn boot(cmdline_str: &str) -> Result<Machine, MachineError> {
+        let params = cmdline::parse(cmdline_str);
+        Self::boot_params(params)
+    }
+
+    /// Boot a machine from parsed parameters.
+    pub fn boot_params(params: BootParams) -> Result<Machine, MachineError> {
+        let ram_bytes = params.mem.unwrap_or(DEFAULT_MEM);
+        if ram_bytes < (2 << 20) {
+            return Err(MachineError::MemoryMap("mem= must be at least 2M"));
+        }
+        let mut e820 = e820::pc_layout(ram_bytes);
+        let mut p = params;
+        p.mem = None;
+        e820.apply_params(&p).map_err(|_| MachineError::MemoryMap("invalid memmap="))?;
+        // trim_bios_range: page 0 is BIOS data, never RAM to the kernel.
+        e820.update(0, 4096, e820::E820Type::Ram, e820::E820Type::Reserved);
+        e820.sanitize();
+        let phys_size = e820.end_of_ram().max(
+            e820.entries()
+                .iter()
+                .filter(|e| e.kind == e820::E820Type::Ram)
+                .map(|e| e.addr + e.size)
+                .max()
+                .unwrap_or(0),
+        );
+        if phys_size == 0 {
+            return Err(MachineError::MemoryMap("no RAM"));
+        }
+        let ram = HostRam::new(phys_size).map_err(MachineError::Io)?;
+        let nr_cpus = params.nr_cpus.unwrap_or_else(crate::platform::host_nr_cpus).max(1);
+        let platform = HostedPlatform::with_ram(nr_cpus, &ram, params.quiet).map_err(MachineError::Io)?;
+        let reserved = [(0u64, 1u64 << 20)];
+        let info = BootInfo {
+            e820: &e820,
+            page_offset: ram.base(),
+            ram_zeroed: true,
+            reserved: &reserved,
+            params,
+        };
+        // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the
+        // machine (it is dropped after `drop_in_place` in `Drop`).
+        let kmem = unsafe { Kmem::boot(platform, &info) }.map_err(MachineError::Boot)?;
+        Ok(Machine { kmem, e820, ram })
+    }
+
+    /// The core machine.
+    #[inline(always)]
+    pub fn kmem(&self) -> &Kmem<HostedPlatform> {
+        // SAFETY: valid until drop (see `boot`).
+        unsafe { self.kmem.as_ref() }
+    }
+
+    /// The machine's RAM.
+    pub fn ram(&self) -> &HostRam {
+        &self.ram
+    }
+
+    /// The firmware memory map the machine booted with.
+    pub fn e820(&self) -> &E820Table {
+        &self.e820
+    }
+
+    /// The kernel log as a string.
+    pub fn dmesg(&self) -> String {
+        let mut s = String::new();
+        let _ = self.kmem().dmesg(&mut s);
+        s
+    }
+
+    /// Log text written after `since` bytes (see `Kmem::dmesg_len`).
+    pub fn dmesg_since(&self, since: usize) -> String {
+        let all = self.dmesg();
+        let total = self.kmem().dmesg_len();
+        let new = total.saturating_sub(since);
+        all[all.len().saturating_sub(new)..].to_string()
+    }
+
+    /// Text of `/proc/<name>`, or `None` for an unknown file.
+    pub fn proc_read(&self, name: &str) -> Option<String> {
+        let mut s = String::new();
+        kmem::proc::proc_show(self.kmem(), name, &mut s).ok()?;
+        Some(s)
+    }
+}
+
+impl Deref for Machine {
+    type Target = Kmem<HostedPlatform>;
+    #[inline(always)]
+    fn deref(&self) -> &Kmem<HostedPlatform> {
+        self.kmem()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // SAFETY: the machine was initialised by boot and is not used after this;
+        // its memory is unmapped when `ram` drops right after.
+        unsafe { core::ptr::drop_in_place(self.kmem.as_ptr()) };
+    }
+}
+
+/// The boot command line of the default machine (`KMEM_CMDLINE`), read
+/// without allocating.
+pub fn env_cmdline() -> &'static str {
+    // SAFETY: getenv with a NUL-terminated name; the result is a C string
+    // owned by the environment that lives for the process (we never setenv it).
+    unsafe {
+        let p = libc::getenv(c"KMEM_CMDLINE".as_ptr());
+        if p.is_null() {
+            return "";
+        }
+        std::ffi::CStr::from_ptr(p).to_str().unwrap_or("")
+    }
+}
+
+static DEFAULT: OnceLock<Machine> = OnceLock::new();
+
+/// The process-wide default machine, booted on first use from `KMEM_CMDLINE`.
+///
+/// # Panics
+/// If it cannot boot (the message says why).
+pub fn default_machine() -> &'static Machine {
+    DEFAULT.get_or_init(|| match Machine::boot(env_cmdline()) {
+        Ok(m) => m,
+        Err(e) => panic!("kmem: default machine (KMEM_CMDLINE={:?}): {e}", env_cmdline()),
+    })
+}

@@ -1,0 +1,613 @@
+//! `HostedPlatform`: the kmem platform of a Linux process.
+//!
+//! Each kmem machine booted in a process holds one `HostedPlatform` by value.
+//! It answers the core's questions about the world with the host's own means:
+//!
+//! * **CPU ids** come from the rseq area glibc (2.35+) registers for every
+//!   thread: the kernel stores the thread's current CPU in `rseq.cpu_id`
+//!   whenever it returns to user space after a migration, so reading the CPU
+//!   is one load from thread-local memory. The area lives at
+//!   `thread pointer + __rseq_offset`; on x86-64 the thread pointer is the
+//!   word at `fs:0`. glibc's offset is read once and cached in a static
+//!   (`RSEQ_OFFSET`, 0 meaning "no rseq"), and each platform keeps a copy
+//!   beside `nr_cpus`. So the fast path is: load the offset, load the thread
+//!   pointer, load `cpu_id`, compare it with `nr_cpus` — a handful of
+//!   instructions. Everything else takes the cold path: no rseq (the
+//!   process's or this thread's: a negative `cpu_id`) means `sched_getcpu()`,
+//!   and a host CPU at or beyond the machine's CPU count is folded with
+//!   `% nr_cpus` (a smaller machine shares host CPUs; on a bigger one the
+//!   extra CPUs never run).
+//! * **Task state** (`current->flags`, `preempt_count()`) is per thread: a
+//!   thread is a task. Both are `const`-initialised `Cell<u32>` thread-locals
+//!   without destructors, so reading them never allocates and still works
+//!   while a thread is being torn down (and reads as 0 if it ever does not).
+//!   They are per thread and not per machine: a thread inside an atomic
+//!   section cannot sleep, whatever machine it allocates from.
+//! * **Sleeping** is a private futex on the word. Private futexes key on the
+//!   (mm, virtual address) pair, which works for words in the machine's RAM
+//!   (a `MAP_SHARED` memfd mapping) as long as every waiter and waker uses the
+//!   same mapping of the word in the same process — which kmem does.
+//! * **RAM given back** to the host is a hole punched in the RAM memfd, so the
+//!   process's memory use follows the machine's.
+//! * **printk** formats into a 512-byte stack buffer and writes it to stderr in
+//!   one `write(2)`, so it never allocates (it may run inside the allocator)
+//!   and concurrent lines do not interleave. Quiet platforms drop the text;
+//!   the core keeps its own dmesg ring, so nothing is lost.
+
+use core::cell::Cell;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, Ordering};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use kmem::platform::Platform;
+
+use crate::ram::HostRam;
+
+/// Whether this target can read CPU ids from glibc's rseq area.
+macro_rules! if_rseq {
+    ($($item:item)*) => {
+        $(#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))] $item)*
+    };
+}
+
+/// Offset of every thread's `struct rseq` from its thread pointer, or 0 when
+/// rseq cannot be used (not probed yet, glibc registered none, or this is not
+/// an x86-64 glibc target). A valid offset is never 0: the word at the thread
+/// pointer is the TCB's self pointer.
+static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(0);
+
+/// Whether `rseq_offset` probed glibc already.
+static RSEQ_PROBED: AtomicBool = AtomicBool::new(false);
+
+if_rseq! {
+    mod glibc_rseq {
+        extern "C" {
+            /// Offset of the thread's `struct rseq` from the thread pointer
+            /// (glibc 2.35+, `<sys/rseq.h>`).
+            pub static __rseq_offset: isize;
+            /// Size of the registered rseq area, 0 if glibc registered none.
+            pub static __rseq_size: u32;
+        }
+    }
+
+    /// Offset of `cpu_id` in `struct rseq` (after `u32 cpu_id_start`).
+    const RSEQ_CPU_ID_OFFSET: isize = 4;
+
+    /// The calling thread's `rseq.cpu_id`: its CPU, or a negative value
+    /// (`RSEQ_CPU_ID_UNINITIALIZED`, `RSEQ_CPU_ID_REGISTRATION_FAILED`) as
+    /// u32 if this thread has no registered area.
+    ///
+    /// `offset` must be a nonzero value of `RSEQ_OFFSET`.
+    #[inline(always)]
+    fn read_rseq_cpu_id(offset: isize) -> u32 {
+        let tp: usize;
+        // SAFETY: on x86-64 Linux the FS base of every thread points at its
+        // TCB, whose first word is the TCB's own address (the ABI's thread
+        // pointer). The load has no side effects and its value is fixed for
+        // the thread's life, hence `pure, readonly`.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, qword ptr fs:[0]",
+                out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure)
+            );
+        }
+        let addr = tp.wrapping_add_signed(offset + RSEQ_CPU_ID_OFFSET);
+        // SAFETY: a nonzero `offset` is glibc's `__rseq_offset` of a process
+        // in which glibc registered rseq; glibc places the area in the static
+        // TLS of every thread it creates, at that offset from the thread
+        // pointer (threads made with a raw `clone`, bypassing glibc, cannot
+        // run Rust's std either). So `addr` is this thread's `rseq.cpu_id`,
+        // an aligned u32 that lives as long as the thread. Volatile: the kernel rewrites it
+        // behind the compiler's back.
+        unsafe { core::ptr::read_volatile(core::ptr::with_exposed_provenance::<u32>(addr)) }
+    }
+}
+
+/// Reads glibc's rseq registration once and caches it in `RSEQ_OFFSET`;
+/// returns the offset (0: no rseq). Thread-safe: every prober stores the same.
+#[inline]
+fn rseq_offset() -> isize {
+    if !RSEQ_PROBED.load(Ordering::Acquire) {
+        probe_rseq();
+    }
+    RSEQ_OFFSET.load(Ordering::Relaxed)
+}
+
+#[cold]
+fn probe_rseq() {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: both are plain data symbols exported by glibc 2.35+, set
+        // by the dynamic loader before any user code runs and constant after.
+        let (size, offset) = unsafe { (glibc_rseq::__rseq_size, glibc_rseq::__rseq_offset) };
+        if size != 0 && offset != 0 {
+            RSEQ_OFFSET.store(offset, Ordering::Relaxed);
+        }
+    }
+    RSEQ_PROBED.store(true, Ordering::Release);
+}
+
+/// The host CPU the caller runs on (not folded onto any machine's CPUs).
+#[inline]
+pub fn host_cpu() -> usize {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    {
+        let offset = rseq_offset();
+        if offset != 0 {
+            let cpu = read_rseq_cpu_id(offset);
+            if (cpu as i32) >= 0 {
+                return cpu as usize;
+            }
+        }
+    }
+    host_cpu_slow()
+}
+
+/// `sched_getcpu()`, for threads and hosts without rseq.
+#[cold]
+#[inline(never)]
+fn host_cpu_slow() -> usize {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    // It only fails where the kernel lacks getcpu (before Linux 2.6.19).
+    if cpu < 0 {
+        0
+    } else {
+        cpu as usize
+    }
+}
+
+/// Whether CPU ids come from glibc's rseq area (the fast path) rather than
+/// `sched_getcpu()`.
+pub fn rseq_available() -> bool {
+    rseq_offset() != 0
+}
+
+/// Number of CPUs the host has configured (`_SC_NPROCESSORS_CONF`), at least 1.
+pub fn host_nr_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    if n < 1 {
+        1
+    } else {
+        n as usize
+    }
+}
+
+std::thread_local! {
+    /// `current->flags` of the calling thread.
+    static TASK_FLAGS: Cell<u32> = const { Cell::new(0) };
+    /// `preempt_count()` of the calling thread.
+    static PREEMPT_COUNT: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The Linux-process platform. See the module documentation.
+///
+/// # Invariants
+/// `nr_cpus >= 1`. `rseq_offset` is `RSEQ_OFFSET` after probing. `ram_fd`,
+/// if present, is the machine's RAM memfd (or a duplicate of it) and stays
+/// open as long as the platform lives.
+#[derive(Debug)]
+pub struct HostedPlatform {
+    nr_cpus: usize,
+    /// Copy of `RSEQ_OFFSET`, beside `nr_cpus` so the fast path reads one
+    /// cache line it already has (and no GOT entry).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    rseq_offset: isize,
+    ram_fd: Option<OwnedFd>,
+    quiet: AtomicBool,
+}
+
+impl HostedPlatform {
+    /// A platform for a machine of `nr_cpus` CPUs whose RAM is the memfd
+    /// `ram_fd` (used to give discarded RAM back to the host; `None`: discard
+    /// is a no-op). `quiet` suppresses printk output to stderr.
+    ///
+    /// # Panics
+    /// If `nr_cpus` is 0.
+    pub fn new(nr_cpus: usize, ram_fd: Option<OwnedFd>, quiet: bool) -> Self {
+        assert!(nr_cpus >= 1, "a machine needs at least one CPU");
+        Self {
+            nr_cpus,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+            rseq_offset: rseq_offset(),
+            ram_fd,
+            quiet: AtomicBool::new(quiet),
+        }
+    }
+
+    /// A platform for a machine of `nr_cpus` CPUs whose RAM is `ram`. The
+    /// platform keeps its own duplicate of the memfd, so it does not borrow
+    /// `ram` and may outlive it.
+    pub fn with_ram(nr_cpus: usize, ram: &HostRam, quiet: bool) -> io::Result<Self> {
+        let fd = ram.fd().try_clone_to_owned()?;
+        Ok(Self::new(nr_cpus, Some(fd), quiet))
+    }
+
+    /// Whether printk output is suppressed.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
+    }
+
+    /// Suppress (or restore) printk output to stderr.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Relaxed);
+    }
+
+    /// Raise the calling thread's `preempt_count()` by `val`
+    /// (`PREEMPT_OFFSET`, `SOFTIRQ_OFFSET`, `HARDIRQ_OFFSET`, ...).
+    #[inline]
+    pub fn preempt_count_add(&self, val: u32) {
+        let _ = PREEMPT_COUNT.try_with(|c| c.set(c.get().wrapping_add(val)));
+    }
+
+    /// Lower the calling thread's `preempt_count()` by `val`.
+    ///
+    /// Lowering below zero is a caller bug (an unbalanced enable); debug
+    /// builds assert, release builds clamp at 0.
+    #[inline]
+    pub fn preempt_count_sub(&self, val: u32) {
+        let _ = PREEMPT_COUNT.try_with(|c| {
+            let cur = c.get();
+            debug_assert!(cur >= val, "preempt_count underflow: {cur:#x} - {val:#x}");
+            c.set(cur.saturating_sub(val));
+        });
+    }
+
+    /// The cold half of `smp_processor_id`: `rseq_cpu` is what rseq said
+    /// (`u32::MAX` without rseq); a negative value as i32 means "ask
+    /// `sched_getcpu`". Folds the host CPU onto the machine's.
+    #[cold]
+    #[inline(never)]
+    fn fold_cpu(&self, rseq_cpu: u32) -> usize {
+        let cpu = if (rseq_cpu as i32) < 0 {
+            host_cpu_slow()
+        } else {
+            rseq_cpu as usize
+        };
+        cpu % self.nr_cpus
+    }
+
+    /// Give the host CPU to another thread (`sched_yield`).
+    pub fn yield_now(&self) {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe {
+            libc::sched_yield();
+        }
+    }
+}
+
+impl Platform for HostedPlatform {
+    /// The fast path: with rseq, load the offset (beside `nr_cpus`), the
+    /// thread pointer and `rseq.cpu_id`, compare with `nr_cpus`. A negative
+    /// `cpu_id` is huge as u32, so one comparison sends both "no rseq in this
+    /// thread" and "host CPU beyond the machine's" to the cold path.
+    #[inline]
+    fn smp_processor_id(&self) -> usize {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+        if self.rseq_offset != 0 {
+            let cpu = read_rseq_cpu_id(self.rseq_offset) as usize;
+            if cpu < self.nr_cpus {
+                return cpu;
+            }
+            return self.fold_cpu(cpu as u32);
+        }
+        self.fold_cpu(u32::MAX)
+    }
+
+    #[inline]
+    fn nr_cpu_ids(&self) -> usize {
+        self.nr_cpus
+    }
+
+    #[inline]
+    fn preempt_count(&self) -> u32 {
+        PREEMPT_COUNT.try_with(Cell::get).unwrap_or(0)
+    }
+
+    #[inline]
+    fn current_flags(&self) -> u32 {
+        TASK_FLAGS.try_with(Cell::get).unwrap_or(0)
+    }
+
+    #[inline]
+    fn set_current_flags(&self, flags: u32) {
+        let _ = TASK_FLAGS.try_with(|f| f.set(flags));
+    }
+
+    fn current_comm(&self, buf: &mut [u8; 16]) -> usize {
+        // SAFETY: PR_GET_NAME writes at most 16 bytes (NUL included) to the
+        // buffer, which is 16 bytes long.
+        let r = unsafe { libc::prctl(libc::PR_GET_NAME, buf.as_mut_ptr()) };
+        if r != 0 {
+            buf.fill(0);
+            return 0;
+        }
+        buf.iter().position(|&b| b == 0).unwrap_or(buf.len())
+    }
+
+    fn futex_wait(&self, word: &AtomicU32, expected: u32, timeout_ns: Option<u64>) {
+        let ts;
+        let ts_ptr = match timeout_ns {
+            Some(ns) => {
+                ts = libc::timespec {
+                    tv_sec: (ns / 1_000_000_000).min(libc::time_t::MAX as u64) as libc::time_t,
+                    tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+                };
+                &ts as *const libc::timespec
+            }
+            None => core::ptr::null(),
+        };
+        // SAFETY: `word` is a live, aligned u32 for the whole call; the kernel
+        // only reads it. `ts_ptr` is null or points at `ts`, alive until the
+        // call returns. EINTR, EAGAIN (value changed) and ETIMEDOUT are all
+        // plain returns: callers re-check their condition.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                expected,
+                ts_ptr,
+                core::ptr::null::<u32>(),
+                0u32,
+            );
+        }
+    }
+
+    fn futex_wake(&self, word: &AtomicU32, n: u32) {
+        let n = n.min(i32::MAX as u32) as libc::c_int;
+        // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                n,
+            );
+        }
+    }
+
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        }
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    }
+
+    #[inline]
+    fn cpu_relax(&self) {
+        core::hint::spin_loop();
+    }
+
+    fn yield_cpu(&self) {
+        self.yield_now();
+    }
+
+    fn discard_ram(&self, phys: u64, len: u64) {
+        let Some(fd) = &self.ram_fd else { return };
+        if len == 0 {
+            return;
+        }
+        // SAFETY: `fd` is the RAM memfd (invariant). Punching a hole only makes
+        // the range read as zeroes; the caller declared it free.
+        unsafe {
+            libc::fallocate(
+                fd.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                phys as libc::off_t,
+                len as libc::off_t,
+            );
+        }
+    }
+
+    fn discard_zeroes(&self) -> bool {
+        self.ram_fd.is_some()
+    }
+
+    fn printk(&self, args: fmt::Arguments<'_>) {
+        if self.is_quiet() {
+            return;
+        }
+        let mut buf = [0u8; PRINTK_LINE_MAX];
+        let len = format_line(&mut buf, args);
+        write_stderr(&buf[..len]);
+    }
+
+    fn dump_stack(&self) {
+        if self.is_quiet() {
+            return;
+        }
+        let mut comm = [0u8; 16];
+        let n = self.current_comm(&mut comm);
+        let comm = core::str::from_utf8(&comm[..n]).unwrap_or("?");
+        // SAFETY: getpid/gettid have no preconditions.
+        let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+        self.printk(format_args!(
+            "CPU: {} PID: {} TID: {} Comm: {}\n",
+            self.smp_processor_id(),
+            pid,
+            tid,
+            comm
+        ));
+        write_backtrace();
+    }
+}
+
+/// Longest printk line written to stderr, newline included; longer ones are cut.
+pub const PRINTK_LINE_MAX: usize = 512;
+
+/// A `fmt::Write` into a fixed buffer that cuts what does not fit (at a
+/// character boundary) and then stops the formatting.
+struct LineBuf<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for LineBuf<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len() - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            Err(fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Formats `args` into `buf` as one line ending in `'\n'` (added if missing,
+/// kept if the text is cut); returns its length.
+fn format_line(buf: &mut [u8], args: fmt::Arguments<'_>) -> usize {
+    let Some(text_room) = buf.len().checked_sub(1) else {
+        return 0;
+    };
+    let mut w = LineBuf {
+        buf: &mut buf[..text_room],
+        len: 0,
+    };
+    // A cut line reports fmt::Error; what fit is kept.
+    let _ = fmt::write(&mut w, args);
+    let mut len = w.len;
+    if len == 0 || buf[len - 1] != b'\n' {
+        buf[len] = b'\n';
+        len += 1;
+    }
+    len
+}
+
+/// Writes all of `bytes` to stderr, retrying on EINTR and short writes;
+/// errors are dropped (there is nowhere to report them).
+fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable buffer of `bytes.len()` bytes.
+        let r = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
+        if r > 0 {
+            bytes = &bytes[r as usize..];
+        } else if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            return;
+        }
+    }
+}
+
+/// Writes the caller's stack to stderr without allocating (glibc's
+/// `backtrace`; note that its very first call loads libgcc_s, which does).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[inline(never)]
+fn write_backtrace() {
+    const MAX_FRAMES: usize = 48;
+    let mut frames = [core::ptr::null_mut::<libc::c_void>(); MAX_FRAMES];
+    // SAFETY: `frames` has room for MAX_FRAMES entries.
+    let n = unsafe { libc::backtrace(frames.as_mut_ptr(), MAX_FRAMES as libc::c_int) };
+    write_stderr(b"Call Trace:\n");
+    // Skip this function's own frame.
+    if n > 1 {
+        // SAFETY: backtrace filled the first `n` entries; backtrace_symbols_fd
+        // reads exactly those and writes to the fd without allocating.
+        unsafe { libc::backtrace_symbols_fd(frames.as_ptr().add(1), n - 1, libc::STDERR_FILENO) };
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn write_backtrace() {
+    write_stderr(b"Call Trace: (not available on this host)\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_is_cut_and_terminated() {
+        let mut buf = [0u8; 8];
+        let n = format_line(&mut buf, format_args!("{}", "abcdefghijkl"));
+        assert_eq!(&buf[..n], b"abcdefg\n");
+        let n = format_line(&mut buf, format_args!("ab\n"));
+        assert_eq!(&buf[..n], b"ab\n");
+        let n = format_line(&mut buf, format_args!("x{}", 1));
+        assert_eq!(&buf[..n], b"x1\n");
+        let n = format_line(&mut buf, format_args!(""));
+        assert_eq!(&buf[..n], b"\n");
+    }
+
+    #[test]
+    fn cut_respects_char_boundaries() {
+        let mut buf = [0u8; 6];
+        // "aé€" is 1 + 2 + 3 bytes; 5 bytes of text room keep "aé".
+        let n = format_line(&mut buf, format_args!("aé€"));
+        assert_eq!(&buf[..n], "aé\n".as_bytes());
+    }
+
+    #[test]
+    fn full_size_line() {
+        let mut buf = [0u8; PRINTK_LINE_MAX];
+        let long = [b'z'; 2 * PRINTK_LINE_MAX];
+        let s = core::str::from_utf8(&long).unwrap();
+        let n = format_line(&mut buf, format_args!("{s}"));
+        assert_eq!(n, PRINTK_LINE_MAX);
+        assert_eq!(buf[n - 1], b'\n');
+        assert!(buf[..n - 1].iter().all(|&b| b == b'z'));
+    }
+
+    #[test]
+    fn now_is_monotonic() {
+        let p = HostedPlatform::new(1, None, true);
+        let a = p.now_ns();
+        let b = p.now_ns();
+        assert!(a > 0 && b >= a);
+    }
+
+    #[test]
+    fn comm_is_thread_name() {
+        let t = std::thread::Builder::new()
+            .name("kmem-comm-test".into())
+            .spawn(|| {
+                let p = HostedPlatform::new(1, None, true);
+                let mut buf = [0xffu8; 16];
+                let n = p.current_comm(&mut buf);
+                // std names the thread with the first 15 bytes.
+                assert_eq!(&buf[..n], b"kmem-comm-test");
+            })
+            .unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn no_ram_no_discard() {
+        let p = HostedPlatform::new(2, None, true);
+        assert!(!p.discard_zeroes());
+        p.discard_ram(0, 4096); // no-op, no crash
+    }
+
+    #[test]
+    #[should_panic]
+    fn zero_cpus_rejected() {
+        let _ = HostedPlatform::new(0, None, true);
+    }
+
+    #[test]
+    fn rseq_glibc_registers() {
+        let _p = HostedPlatform::new(1, None, true);
+        // Debian 12's glibc 2.36 registers rseq unless told not to.
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            assert!(rseq_available());
+        }
+    }
+}

@@ -1,0 +1,23 @@
+use kmem::*;
+use kmem_hosted::Machine;
+
+#[test]
+fn boot_alloc_free_returns_to_boot_state() {
+    let m = Machine::boot("quiet mem=512M nr_cpus=2").unwrap();
+    let free0 = m.nr_free_pages();
+    let mut pages = Vec::new();
+    for order in 0..=10u32 {
+        for _ in 0..3 {
+            pages.push((m.alloc_pages(GFP_KERNEL, order).unwrap(), order));
+        }
+    }
+    assert!(m.nr_free_pages() < free0);
+    for (p, o) in pages {
+        unsafe { m.__free_pages(p, o) };
+    }
+    m.drain_all_pages();
+    let mut diff = String::new();
+    assert!(m.buddy_matches_boot_state(&mut diff), "{diff}\n{}", m.dmesg());
+    assert_eq!(m.nr_free_pages(), free0);
+    println!("{}", m.dmesg());
+}

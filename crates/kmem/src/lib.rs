@@ -1,0 +1,49 @@
+//! # kmem — the Linux kernel's memory allocators as a Rust library
+//!
+//! This is the `#![no_std]` core: the buddy page allocator with nodes, zones,
+//! migrate types, per-CPU lists, watermarks and GFP semantics; memblock (the
+//! boot-time allocator); and the kernel's statistics files. It has no heap of
+//! its own: every structure a machine needs is allocated from the machine's
+//! own memory at boot, as the kernel does.
+//!
+//! The core is generic over a [`platform::Platform`], which supplies CPU ids,
+//! sleeping and waking, interrupt masking and logging. `kmem-hosted` provides
+//! one for Linux processes; a bare-metal kernel provides its own.
+//!
+//! Names are the kernel's: a kernel engineer should find `free_area`, `pcp`,
+//! `__free_one_page` and `__alloc_pages_slowpath` where they expect them.
+#![no_std]
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod cmdline;
+pub mod e820;
+pub mod gfp;
+pub mod list;
+pub mod machine;
+pub mod memblock;
+pub mod page;
+pub mod page_alloc;
+pub mod platform;
+pub mod printk;
+pub mod proc;
+pub mod spinlock;
+pub mod vmscan;
+
+pub use gfp::*;
+pub use machine::{BootError, BootInfo, Kmem, MachineState};
+pub use page::{get_order, Page, PAGE_SHIFT, PAGE_SIZE};
+pub use platform::Platform;
+
+/// An allocation failed (the Rust-for-Linux `AllocError`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AllocError;
+
+impl core::fmt::Display for AllocError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("memory allocation failed")
+    }
+}

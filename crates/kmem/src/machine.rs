@@ -1,0 +1,964 @@
+//! The machine: one booted instance of the whole allocator stack (`Kmem`).
+//!
+//! A machine is a value. It is booted from a physical memory map (e820), a
+//! CPU count and a boot command line, and from then on owns everything the
+//! kernel keeps globally: memblock, the memmap, nodes and zones, the per-CPU
+//! page lists, shrinkers, statistics and the log. Any number of machines can
+//! live in one process.
+//!
+//! **Boot** (`Kmem::boot`) follows the kernel's order:
+//! 1. memblock learns the RAM from e820 and reserves page 0 and whatever the
+//!    platform reports in use (kernel image, page tables);
+//! 2. nodes (`numa=fake=`) and zones are sized from the physical addresses;
+//! 3. everything the machine needs is allocated from memblock, top-down,
+//!    below the lowmem limit: the log ring, the machine structure itself, the
+//!    memmap, the pageblock table, each node's `pg_data_t`, the per-CPU lists;
+//! 4. `mem_init` hands every free memblock range to the buddy allocator in
+//!    naturally aligned power-of-two chunks (`memblock_free_all`);
+//! 5. watermarks, lowmem reserves and per-CPU list sizes are computed with the
+//!    kernel's formulas.
+//!
+//! The machine structure lives in the machine's own RAM, like the kernel's
+//! global data lives in its image; the handle is a pointer to it.
+
+use crate::cmdline::BootParams;
+use crate::e820::{E820Table, E820Type};
+use crate::gfp::{ZoneType, MAX_NR_ZONES};
+use crate::memblock::{Memblock, PhysAddr, MEMBLOCK_ALLOC_ACCESSIBLE, NUMA_NO_NODE};
+use crate::page::*;
+use crate::page_alloc::pcp::{zone_batchsize, zone_highsize, PcpLists, PerCpuPages};
+use crate::page_alloc::zone::{MemMap, Zone, ZoneFree, ZoneStats, WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO};
+use crate::platform::Platform;
+use crate::printk::{LogRing, RateLimit};
+use crate::spinlock::SpinLock;
+use crate::vmscan::Reclaim;
+use core::fmt::{self, Write};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+/// Most nodes a machine can have (`numa=fake=` is capped here).
+pub const MAX_NUMNODES: usize = 8;
+/// Size of the log ring.
+pub const LOG_BUF_LEN: usize = 128 * 1024;
+/// `sysctl_lowmem_reserve_ratio` defaults, by zone type.
+pub const DEFAULT_LOWMEM_RESERVE_RATIO: [usize; MAX_NR_ZONES] = [256, 256, 32, 0, 0];
+/// Upper limit of ISA DMA memory (`MAX_DMA_PFN`).
+pub const MAX_DMA_ADDR: u64 = 16 << 20;
+/// Upper limit of 32-bit DMA memory (`MAX_DMA32_PFN`).
+pub const MAX_DMA32_ADDR: u64 = 1 << 32;
+
+/// A node (`pg_data_t`).
+#[repr(C, align(64))]
+pub struct PgData {
+    /// The zones, indexed by `ZoneType`.
+    pub node_zones: [Zone; MAX_NR_ZONES],
+    /// Node id.
+    pub node_id: usize,
+    /// First pfn.
+    pub node_start_pfn: usize,
+    /// Pfns spanned.
+    pub node_spanned_pages: usize,
+    /// RAM pages.
+    pub node_present_pages: usize,
+}
+
+/// Why a machine could not boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootError {
+    /// The memory map has no usable RAM.
+    NoMemory,
+    /// memblock could not hold the memory map.
+    TooManyRegions,
+    /// Boot-time allocations did not fit in lowmem.
+    OutOfBootMemory(&'static str),
+    /// Zero CPUs.
+    NoCpus,
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::NoMemory => f.write_str("no usable RAM in the memory map"),
+            BootError::TooManyRegions => f.write_str("memory map has too many regions for memblock"),
+            BootError::OutOfBootMemory(what) => write!(f, "not enough boot memory for {what}"),
+            BootError::NoCpus => f.write_str("a machine needs at least one CPU"),
+        }
+    }
+}
+
+/// What a platform hands to `Kmem::boot`.
+pub struct BootInfo<'a> {
+    /// The physical memory map, with `mem=`/`memmap=` already applied.
+    pub e820: &'a E820Table,
+    /// Virtual address of physical address 0 in the linear map.
+    pub page_offset: usize,
+    /// Whether RAM nobody wrote reads as zero (a fresh memfd), so the memmap
+    /// need not be cleared.
+    pub ram_zeroed: bool,
+    /// Physical ranges already in use (kernel image, page tables, boot data).
+    pub reserved: &'a [(u64, u64)],
+    /// The parsed boot command line.
+    pub params: BootParams,
+}
+
+/// Machine lifecycle (`system_state` and friends).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[repr(u8)]
+pub enum MachineState {
+    /// memblock only.
+    Boot = 0,
+    /// The buddy allocator owns free memory (`mem_init` done).
+    Running = 1,
+}
+
+/// Tunables (`/proc/sys/vm/*`).
+pub struct VmTunables {
+    /// `min_free_kbytes`.
+    pub min_free_kbytes: AtomicUsize,
+    /// `watermark_scale_factor` (in 1/10000 of the zone).
+    pub watermark_scale_factor: AtomicUsize,
+    /// `lowmem_reserve_ratio`.
+    pub lowmem_reserve_ratio: [AtomicUsize; MAX_NR_ZONES],
+    /// How long a sleeping allocation waits for memory in the OOM path (ms).
+    pub oom_wait_ms: AtomicU64,
+}
+
+/// Global counters of the page allocator (the kernel's vm events).
+#[derive(Default)]
+pub struct VmEvents {
+    /// Direct reclaim entered (`allocstall`).
+    pub allocstall: AtomicUsize,
+    /// kswapd wake-ups requested (`kswapd_wake`; no kswapd thread runs).
+    pub kswapd_wake: AtomicUsize,
+    /// Objects shrinkers were asked to scan (`slabs_scanned`).
+    pub slabs_scanned: AtomicUsize,
+    /// Objects shrinkers freed.
+    pub shrinker_freed: AtomicUsize,
+    /// OOM situations (`oom_kill` would count kills; we count invocations).
+    pub oom: AtomicUsize,
+    /// Pages freed by OOM notifiers.
+    pub oom_notifier_freed: AtomicUsize,
+    /// Times an allocation slept waiting for memory.
+    pub alloc_waits: AtomicUsize,
+    /// Allocations that failed (returned NULL).
+    pub alloc_fail: AtomicUsize,
+    /// `drain_all_pages` calls.
+    pub drain_all: AtomicUsize,
+    /// Bad page reports.
+    pub bad_pages: AtomicUsize,
+    /// Pages given back to the host by free page reporting.
+    pub pages_reported: AtomicUsize,
+    /// Warnings printed (`WARN`).
+    pub warnings: AtomicUsize,
+}
+
+/// One booted machine.
+pub struct Kmem<P: Platform> {
+    /// The platform the machine runs on.
+    pub platform: P,
+    pub(crate) map: MemMap,
+    pub(crate) page_offset: usize,
+    /// End of RAM with a permanent kernel mapping, as a pfn (`max_low_pfn`).
+    pub(crate) max_low_pfn: usize,
+    pub(crate) highmem: bool,
+    pub(crate) nr_nodes: usize,
+    pub(crate) nodes: [*mut PgData; MAX_NUMNODES],
+    pub(crate) nr_cpus: usize,
+    pub(crate) state: AtomicU8,
+    /// The boot allocator, kept after boot (`ARCH_KEEP_MEMBLOCK`).
+    pub memblock: SpinLock<Memblock>,
+    /// The command line the machine booted with.
+    pub params: BootParams,
+    /// Tunables.
+    pub vm: VmTunables,
+    /// Counters.
+    pub events: VmEvents,
+    /// `totalram_pages`.
+    pub(crate) totalram_pages: AtomicUsize,
+    /// `totalreserve_pages`.
+    pub(crate) totalreserve_pages: AtomicUsize,
+    /// Pages reserved at boot (memblock reservations inside RAM).
+    pub(crate) reserved_pages: usize,
+    pub(crate) reclaim: Reclaim,
+    pub(crate) log: SpinLock<LogRing>,
+    pub(crate) warn_once: AtomicU64,
+    pub(crate) ratelimit_alloc: RateLimit,
+    pub(crate) ratelimit_bad_page: RateLimit,
+    pub(crate) boot_free_pages: [[AtomicUsize; NR_PAGE_ORDERS]; MAX_NUMNODES * MAX_NR_ZONES],
+    pub(crate) memblock_warned: AtomicBool,
+    pub(crate) tainted_bad_page: AtomicBool,
+}
+
+// SAFETY: all shared mutable state is behind locks or atomics; raw pointers
+// point into the machine's own RAM, which lives as long as the machine.
+unsafe impl<P: Platform> Sync for Kmem<P> {}
+// SAFETY: as above.
+unsafe impl<P: Platform + Send> Send for Kmem<P> {}
+
+/// `printk` into a machine: `pr!(kmem, "fmt", args...)`.
+#[macro_export]
+macro_rules! pr {
+    ($k:expr, $($arg:tt)*) => { $k.printk(format_args!($($arg)*)) };
+}
+
+struct BootLog<'a, P: Platform> {
+    platform: &'a P,
+    ring: &'a mut LogRing,
+}
+
+impl<P: Platform> BootLog<'_, P> {
+    fn line(&mut self, args: fmt::Arguments<'_>) {
+        let _ = self.ring.write_fmt(args);
+        let _ = self.ring.write_str("\n");
+        self.platform.printk(args);
+    }
+}
+
+impl<P: Platform> Kmem<P> {
+    /// Boot a machine.
+    ///
+    /// # Safety
+    /// Every RAM range of `info.e820` must be mapped read-write at
+    /// `info.page_offset + phys` for as long as the machine is used, and
+    /// nothing else may use that memory. The returned pointer is valid until
+    /// the caller tears the mapping down (after `drop_in_place` of the machine).
+    pub unsafe fn boot(platform: P, info: &BootInfo<'_>) -> Result<NonNull<Kmem<P>>, BootError> {
+        let params = info.params;
+        let nr_cpus = platform.nr_cpu_ids();
+        if nr_cpus == 0 {
+            return Err(BootError::NoCpus);
+        }
+
+        // 1. memblock from the memory map.
+        let mut mb = Memblock::new();
+        // SAFETY: the caller guarantees RAM is mapped at page_offset + phys.
+        unsafe { mb.set_direct_map(info.page_offset) };
+        for e in info.e820.entries() {
+            if e.kind == E820Type::Ram {
+                let start = page_align(e.addr as usize) as u64;
+                let end = (e.addr + e.size) & !(PAGE_SIZE as u64 - 1);
+                if end > start {
+                    mb.add(start, end - start).map_err(|_| BootError::TooManyRegions)?;
+                }
+            }
+        }
+        if mb.phys_mem_size() == 0 {
+            return Err(BootError::NoMemory);
+        }
+        // Page 0 is never used (BIOS data, and NULL's page frame).
+        mb.reserve(0, PAGE_SIZE as u64).map_err(|_| BootError::TooManyRegions)?;
+        for &(base, size) in info.reserved {
+            mb.reserve(base, size).map_err(|_| BootError::TooManyRegions)?;
+        }
+        let end_of_ram = mb.end_of_dram();
+        let max_pfn = (end_of_ram >> PAGE_SHIFT) as usize;
+
+        // 2. Lowmem, nodes.
+        let highmem = params.highmem.is_some();
+        let max_low_pfn = if highmem {
+            (crate::e820::max_low_pfn_for_highmem(info.e820, params.highmem) as usize).min(max_pfn)
+        } else {
+            max_pfn
+        };
+        mb.set_current_limit((max_low_pfn as u64) << PAGE_SHIFT);
+        let mut node_ranges = [(0u64, 0u64); MAX_NUMNODES];
+        let mut nr_nodes = 1;
+        node_ranges[0] = (0, end_of_ram);
+        if let (Some(n), false) = (params.numa_fake, params.numa_off) {
+            if n > 1 {
+                let (r, cnt) = crate::e820::numa_emulation(info.e820, n.min(MAX_NUMNODES));
+                if cnt > 1 {
+                    nr_nodes = cnt.min(MAX_NUMNODES);
+                    node_ranges[..nr_nodes].copy_from_slice(&r[..nr_nodes]);
+                    node_ranges[0].0 = 0;
+                    node_ranges[nr_nodes - 1].1 = end_of_ram;
+                }
+            }
+        }
+        for (nid, &(s, e)) in node_ranges[..nr_nodes].iter().enumerate() {
+            let _ = mb.set_node(s, e - s, crate::memblock::Which::Memory, nid as i32);
+        }
+
+        // 3. Boot allocations.
+        let ring_buf = mb.alloc(LOG_BUF_LEN as u64, PAGE_SIZE as u64);
+        if ring_buf.is_null() {
+            return Err(BootError::OutOfBootMemory("the log buffer"));
+        }
+        // SAFETY: memblock returned LOG_BUF_LEN writable bytes that stay reserved.
+        let mut ring = unsafe { LogRing::new(ring_buf, LOG_BUF_LEN) };
+        let mut log = BootLog { platform: &platform, ring: &mut ring };
+        log.line(format_args!("Linux version 6.12.0-kmem (kmem {}) #1 SMP", env!("CARGO_PKG_VERSION")));
+        log.line(format_args!("Command line: {}", params.cmdline()));
+        log_e820(&mut log, info.e820);
+        for u in params.errors() {
+            log.line(format_args!("{u}"));
+        }
+
+        let kmem_ptr = mb.alloc(core::mem::size_of::<Kmem<P>>() as u64, 64) as *mut Kmem<P>;
+        if kmem_ptr.is_null() {
+            return Err(BootError::OutOfBootMemory("the machine structure"));
+        }
+        let memmap_bytes = (max_pfn * core::mem::size_of::<Page>()) as u64;
+        let mem_map = mb.alloc_raw(page_align(memmap_bytes as usize) as u64, PAGE_SIZE as u64) as *mut Page;
+        if mem_map.is_null() {
+            return Err(BootError::OutOfBootMemory("the memmap"));
+        }
+        if !info.ram_zeroed {
+            // SAFETY: memblock gave us memmap_bytes writable bytes.
+            unsafe { ptr::write_bytes(mem_map as *mut u8, 0, memmap_bytes as usize) };
+        }
+        let nr_pageblocks = (max_pfn >> PAGEBLOCK_ORDER) + 1;
+        let pageblocks = mb.alloc(
+            (nr_pageblocks * core::mem::size_of::<PageblockInfo>()) as u64,
+            64,
+        ) as *mut PageblockInfo;
+        if pageblocks.is_null() {
+            return Err(BootError::OutOfBootMemory("the pageblock table"));
+        }
+        for i in 0..nr_pageblocks {
+            // SAFETY: the table has nr_pageblocks entries.
+            unsafe {
+                *pageblocks.add(i) = PageblockInfo {
+                    zone_id: NO_ZONE,
+                    mt: crate::gfp::MigrateType::Movable as u8,
+                }
+            };
+        }
+        let map = MemMap { pages: mem_map, pageblocks, max_pfn };
+
+        // Zone boundaries by physical address.
+        let zone_limits: [u64; MAX_NR_ZONES] = if highmem {
+            // i386: DMA, Normal up to max_low_pfn, HighMem above; no DMA32.
+            let low = (max_low_pfn as u64) << PAGE_SHIFT;
+            [MAX_DMA_ADDR.min(low), MAX_DMA_ADDR.min(low), low, u64::MAX, u64::MAX]
+        } else {
+            [MAX_DMA_ADDR, MAX_DMA32_ADDR, u64::MAX, u64::MAX, u64::MAX]
+        };
+
+        let mut nodes = [ptr::null_mut::<PgData>(); MAX_NUMNODES];
+        let pcp_bytes = (nr_cpus * core::mem::size_of::<PerCpuPages>()) as u64;
+        for nid in 0..nr_nodes {
+            let pg = mb.alloc_try_nid(
+                core::mem::size_of::<PgData>() as u64,
+                64,
+                0,
+                MEMBLOCK_ALLOC_ACCESSIBLE,
+                nid as i32,
+            ) as *mut PgData;
+            if pg.is_null() {
+                return Err(BootError::OutOfBootMemory("node data"));
+            }
+            let (ns, ne) = node_ranges[nid];
+            let mut zstart = ns;
+            for zt in ZoneType::ALL {
+                let zi = zt as usize;
+                let zend = zone_limits[zi].min(ne).max(zstart);
+                let (s, e) = (zstart, zend);
+                zstart = zend;
+                let start_pfn = (s >> PAGE_SHIFT) as usize;
+                let end_pfn = (e >> PAGE_SHIFT) as usize;
+                let mut present = 0usize;
+                for (rs, re, _) in mb.memory_ranges(NUMA_NO_NODE) {
+                    let a = rs.max(s);
+                    let b = re.min(e);
+                    if b > a {
+                        present += ((b - a) >> PAGE_SHIFT) as usize;
+                    }
+                }
+                let (zone_start_pfn, spanned) = if present == 0 { (0, 0) } else { first_last_present(&mb, s, e) };
+                let pcp = if present != 0 {
+                    let p = mb.alloc_try_nid(pcp_bytes, 64, 0, MEMBLOCK_ALLOC_ACCESSIBLE, nid as i32)
+                        as *mut PerCpuPages;
+                    if p.is_null() {
+                        return Err(BootError::OutOfBootMemory("per-CPU page lists"));
+                    }
+                    p
+                } else {
+                    ptr::null_mut()
+                };
+                // SAFETY: `pg` points at zeroed memory large enough for PgData.
+                unsafe {
+                    let z = ptr::addr_of_mut!((*pg).node_zones[zi]);
+                    ptr::write(
+                        z,
+                        Zone {
+                            lock: SpinLock::new(core::mem::zeroed::<ZoneFree>()),
+                            free_pages: AtomicIsize::new(0),
+                            watermark: Default::default(),
+                            watermark_boost: AtomicUsize::new(0),
+                            lowmem_reserve: Default::default(),
+                            zone_start_pfn,
+                            spanned_pages: spanned,
+                            present_pages: present,
+                            managed_pages: AtomicUsize::new(0),
+                            pcp,
+                            node: nid as u8,
+                            zone_type: zt,
+                            stats: ZoneStats::default(),
+                        },
+                    );
+                    ZoneFree::init((*z).lock.data_ptr());
+                }
+                let zone_id = (nid * MAX_NR_ZONES + zi) as u8;
+                if present != 0 {
+                    let mut pfn = start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
+                    while pfn < end_pfn.min(max_pfn) {
+                        // SAFETY: pfn < max_pfn so the pageblock entry exists.
+                        unsafe { (*pageblocks.add(pfn >> PAGEBLOCK_ORDER)).zone_id = zone_id };
+                        pfn += PAGEBLOCK_NR_PAGES;
+                    }
+                }
+            }
+            // SAFETY: `pg` is valid (see above).
+            unsafe {
+                (*pg).node_id = nid;
+                (*pg).node_start_pfn = (ns >> PAGE_SHIFT) as usize;
+                (*pg).node_spanned_pages = ((ne - ns) >> PAGE_SHIFT) as usize;
+                (*pg).node_present_pages = (*pg).node_zones.iter().map(|z| z.present_pages).sum();
+            }
+            nodes[nid] = pg;
+        }
+
+        // Boot log: zone ranges as the kernel prints them.
+        log.line(format_args!("Zone ranges:"));
+        {
+            let zones: &[ZoneType] = if highmem {
+                &[ZoneType::Dma, ZoneType::Normal, ZoneType::HighMem]
+            } else {
+                &[ZoneType::Dma, ZoneType::Dma32, ZoneType::Normal]
+            };
+            for &zt in zones {
+                let mut lo = u64::MAX;
+                let mut hi = 0u64;
+                for pg in &nodes[..nr_nodes] {
+                    // SAFETY: nodes were initialised above.
+                    let z = unsafe { &(**pg).node_zones[zt as usize] };
+                    if z.present_pages != 0 {
+                        lo = lo.min((z.zone_start_pfn as u64) << PAGE_SHIFT);
+                        hi = hi.max((z.end_pfn() as u64) << PAGE_SHIFT);
+                    }
+                }
+                if hi == 0 {
+                    log.line(format_args!("  {:<8} empty", zt.name()));
+                } else {
+                    log.line(format_args!("  {:<8} [mem {:#018x}-{:#018x}]", zt.name(), lo, hi - 1));
+                }
+            }
+        }
+        log.line(format_args!("Movable zone start for each node"));
+        log.line(format_args!("Early memory node ranges"));
+        for (s, e, nid) in mb.memory_ranges(NUMA_NO_NODE) {
+            log.line(format_args!("  node {:>3}: [mem {:#018x}-{:#018x}]", nid.max(0), s, e - 1));
+        }
+        if nr_nodes > 1 {
+            for (nid, &(s, e)) in node_ranges[..nr_nodes].iter().enumerate() {
+                log.line(format_args!("Faking node {} at [mem {:#018x}-{:#018x}] ({}MB)", nid, s, e - 1, (e - s) >> 20));
+            }
+        }
+        log.line(format_args!(
+            "setup_percpu: NR_CPUS:{} nr_cpumask_bits:{} nr_cpu_ids:{} nr_node_ids:{}",
+            nr_cpus.next_power_of_two().max(64),
+            nr_cpus,
+            nr_cpus,
+            nr_nodes
+        ));
+        for u in params.unknown() {
+            // Collected and printed as one line by the kernel; one per line here.
+            log.line(format_args!("Unknown kernel command line parameters \"{u}\", will be passed to user space."));
+        }
+
+        // Build the machine in place.
+        let oom_wait_ms = params.oom_wait_ms.unwrap_or(DEFAULT_OOM_WAIT_MS);
+        let wsf = params.watermark_scale_factor.unwrap_or(10) as usize;
+        drop(log);
+        // SAFETY: kmem_ptr is zeroed, aligned memory of the right size reserved in memblock.
+        unsafe {
+            ptr::write(
+                kmem_ptr,
+                Kmem {
+                    platform,
+                    map,
+                    page_offset: info.page_offset,
+                    max_low_pfn,
+                    highmem,
+                    nr_nodes,
+                    nodes,
+                    nr_cpus,
+                    state: AtomicU8::new(MachineState::Boot as u8),
+                    memblock: SpinLock::new(mb),
+                    params,
+                    vm: VmTunables {
+                        min_free_kbytes: AtomicUsize::new(0),
+                        watermark_scale_factor: AtomicUsize::new(wsf),
+                        lowmem_reserve_ratio: DEFAULT_LOWMEM_RESERVE_RATIO.map(AtomicUsize::new),
+                        oom_wait_ms: AtomicU64::new(oom_wait_ms),
+                    },
+                    events: VmEvents::default(),
+                    totalram_pages: AtomicUsize::new(0),
+                    totalreserve_pages: AtomicUsize::new(0),
+                    reserved_pages: 0,
+                    reclaim: Reclaim::new(),
+                    log: SpinLock::new(ring),
+                    warn_once: AtomicU64::new(0),
+                    ratelimit_alloc: RateLimit::new(10_000, 1),
+                    ratelimit_bad_page: RateLimit::new(60_000, 60),
+                    boot_free_pages: [const { [const { AtomicUsize::new(0) }; NR_PAGE_ORDERS] }; MAX_NUMNODES * MAX_NR_ZONES],
+                    memblock_warned: AtomicBool::new(false),
+                    tainted_bad_page: AtomicBool::new(false),
+                },
+            );
+            Reclaim::init(ptr::addr_of_mut!((*kmem_ptr).reclaim));
+        }
+        // SAFETY: just initialised; from here on shared access only.
+        let k = unsafe { &mut *kmem_ptr };
+        k.mem_init();
+        Ok(NonNull::from(&*k))
+    }
+
+    /// `mem_init` / `memblock_free_all`: hand free memory to the buddy allocator.
+    fn mem_init(&mut self) {
+        let mut reserved_pages = 0usize;
+        {
+            let mb = self.memblock.get_mut();
+            // Reserved pages inside RAM get PG_reserved (memmap_init_reserved_pages).
+            for (s, e, _) in mb.reserved_ranges() {
+                let spfn = (s >> PAGE_SHIFT) as usize;
+                let epfn = (((e + PAGE_SIZE as u64 - 1) >> PAGE_SHIFT) as usize).min(self.map.max_pfn);
+                for pfn in spfn..epfn {
+                    if mb.is_memory((pfn as u64) << PAGE_SHIFT) {
+                        // SAFETY: pfn < max_pfn.
+                        unsafe { (*self.map.pfn_to_page(pfn)).set(flags::PG_RESERVED) };
+                        reserved_pages += 1;
+                    }
+                }
+            }
+        }
+        self.reserved_pages = reserved_pages;
+        // Free ranges to the buddy in max-aligned chunks.
+        let mut ranges = [(0u64, 0u64); 256];
+        let mut nr = 0;
+        for (s, e, _) in self.memblock.get_mut().free_ranges(NUMA_NO_NODE) {
+            if nr < ranges.len() {
+                ranges[nr] = (s, e);
+                nr += 1;
+            }
+        }
+        let mut total = 0;
+        for &(s, e) in &ranges[..nr] {
+            let spfn = ((s + PAGE_SIZE as u64 - 1) >> PAGE_SHIFT) as usize;
+            let epfn = ((e >> PAGE_SHIFT) as usize).min(self.map.max_pfn);
+            if epfn > spfn {
+                total += self.free_pages_memory(spfn, epfn);
+            }
+        }
+        self.totalram_pages.store(total, Ordering::Relaxed);
+        self.state.store(MachineState::Running as u8, Ordering::Release);
+
+        // Watermarks, reserves and per-CPU list sizes.
+        let mfk = match self.params.min_free_kbytes {
+            Some(v) => v as usize,
+            None => self.calculate_min_free_kbytes(),
+        };
+        self.vm.min_free_kbytes.store(mfk, Ordering::Relaxed);
+        self.setup_per_zone_wmarks();
+        self.setup_per_zone_lowmem_reserve();
+        self.setup_pcp_lists();
+        self.report_all_free_pages();
+        self.record_boot_free_state();
+
+        let present: usize = self.zones().map(|z| z.present_pages).sum();
+        pr!(
+            self,
+            "Memory: {}K/{}K available (0K kernel code, 0K rwdata, 0K rodata, 0K init, 0K bss, {}K reserved, 0K cma-reserved)",
+            total << (PAGE_SHIFT - 10),
+            present << (PAGE_SHIFT - 10),
+            (present - total.min(present)) << (PAGE_SHIFT - 10)
+        );
+        pr!(
+            self,
+            "Built {} zonelists, mobility grouping on.  Total pages: {}",
+            self.nr_nodes,
+            total
+        );
+    }
+
+    /// `__free_pages_memory`: release `[start, end)` in the largest aligned chunks.
+    fn free_pages_memory(&self, mut start: usize, end: usize) -> usize {
+        let mut count = 0;
+        while start < end {
+            let mut order = MAX_PAGE_ORDER.min(start.trailing_zeros());
+            while start + (1 << order) > end {
+                order -= 1;
+            }
+            let page = self.map.pfn_to_page(start);
+            let zone = self.page_zone_by_pfn(start);
+            if let Some(zone) = zone {
+                zone.managed_pages.fetch_add(1 << order, Ordering::Relaxed);
+                // SAFETY: the chunk is free RAM of this zone (memblock says so) that nobody uses.
+                unsafe { self.free_one_page_locked(zone, page, start, order, true) };
+                count += 1 << order;
+            }
+            start += 1 << order;
+        }
+        count
+    }
+
+    /// `calculate_min_free_kbytes`: sqrt(lowmem_kbytes * 16), clamped to [128, 262144].
+    pub fn calculate_min_free_kbytes(&self) -> usize {
+        let lowmem_kbytes = self.nr_free_buffer_pages() << (PAGE_SHIFT - 10);
+        int_sqrt(lowmem_kbytes * 16).clamp(128, 262144)
+    }
+
+    /// `nr_free_buffer_pages`: managed pages above the high watermark in lowmem zones.
+    pub fn nr_free_buffer_pages(&self) -> usize {
+        self.zones()
+            .filter(|z| z.zone_type <= ZoneType::Normal)
+            .map(|z| z.managed().saturating_sub(z.wmark(WMARK_HIGH)))
+            .sum()
+    }
+
+    /// `__setup_per_zone_wmarks`.
+    pub fn setup_per_zone_wmarks(&self) {
+        let pages_min = self.vm.min_free_kbytes.load(Ordering::Relaxed) >> (PAGE_SHIFT - 10);
+        let wsf = self.vm.watermark_scale_factor.load(Ordering::Relaxed);
+        let lowmem_pages: usize = self
+            .zones()
+            .filter(|z| !is_highmem_idx(z.zone_type))
+            .map(|z| z.managed())
+            .sum();
+        for z in self.zones() {
+            let managed = z.managed();
+            let tmp = if lowmem_pages == 0 { 0 } else { (pages_min as u64 * managed as u64 / lowmem_pages as u64) as usize };
+            let min = if is_highmem_idx(z.zone_type) {
+                (managed / 1024).clamp(SWAP_CLUSTER_MAX, 128)
+            } else {
+                tmp
+            };
+            let delta = (tmp >> 2).max(managed * wsf / 10000);
+            z.watermark[WMARK_MIN].store(min, Ordering::Relaxed);
+            z.watermark[WMARK_LOW].store(min + delta, Ordering::Relaxed);
+            z.watermark[WMARK_HIGH].store(min + 2 * delta, Ordering::Relaxed);
+            z.watermark[WMARK_PROMO].store(min + 3 * delta, Ordering::Relaxed);
+            z.watermark_boost.store(0, Ordering::Relaxed);
+        }
+        self.calculate_totalreserve_pages();
+    }
+
+    /// `setup_per_zone_lowmem_reserve`.
+    pub fn setup_per_zone_lowmem_reserve(&self) {
+        for pg in self.nodes() {
+            for i in 0..MAX_NR_ZONES {
+                let zone = &pg.node_zones[i];
+                let ratio = self.vm.lowmem_reserve_ratio[i].load(Ordering::Relaxed);
+                let clear = ratio == 0 || zone.managed() == 0;
+                let mut managed = 0;
+                for j in 0..MAX_NR_ZONES {
+                    if j <= i {
+                        zone.lowmem_reserve[j].store(0, Ordering::Relaxed);
+                        continue;
+                    }
+                    managed += pg.node_zones[j].managed();
+                    let v = if clear { 0 } else { managed / ratio };
+                    zone.lowmem_reserve[j].store(v, Ordering::Relaxed);
+                }
+            }
+        }
+        self.calculate_totalreserve_pages();
+    }
+
+    /// `calculate_totalreserve_pages`.
+    fn calculate_totalreserve_pages(&self) {
+        let mut total = 0;
+        for z in self.zones() {
+            let max = z.lowmem_reserve.iter().map(|r| r.load(Ordering::Relaxed)).max().unwrap_or(0);
+            total += (max + z.wmark(WMARK_HIGH)).min(z.managed());
+        }
+        self.totalreserve_pages.store(total, Ordering::Relaxed);
+    }
+
+    /// `zone_set_pageset_high_and_batch` for every zone and CPU.
+    fn setup_pcp_lists(&self) {
+        for z in self.zones() {
+            if z.pcp.is_null() {
+                continue;
+            }
+            let batch = zone_batchsize(z.managed());
+            let (hmin, hmax) = zone_highsize(z.managed(), z.wmark(WMARK_LOW), batch, self.nr_cpus);
+            for cpu in 0..self.nr_cpus {
+                // SAFETY: the pcp array has nr_cpus entries, zeroed by memblock, never moved.
+                unsafe {
+                    let p = z.pcp.add(cpu);
+                    ptr::write(ptr::addr_of_mut!((*p).lock), SpinLock::new(core::mem::zeroed::<PcpLists>()));
+                    PcpLists::init((*p).lock.data_ptr(), batch, hmin, hmax);
+                }
+            }
+        }
+    }
+
+    /// Remember the buddy lists as they are right after boot.
+    fn record_boot_free_state(&self) {
+        for z in self.zones() {
+            let id = z.node as usize * MAX_NR_ZONES + z.zone_type as usize;
+            let f = z.lock.lock(&self.platform);
+            for o in 0..NR_PAGE_ORDERS {
+                self.boot_free_pages[id][o].store(f.free_area[o].nr_free, Ordering::Relaxed);
+            }
+        }
+    }
+
+    // ---- accessors -------------------------------------------------------
+
+    /// Possible CPUs.
+    pub fn nr_cpu_ids(&self) -> usize {
+        self.nr_cpus
+    }
+
+    /// Nodes.
+    pub fn nr_node_ids(&self) -> usize {
+        self.nr_nodes
+    }
+
+    /// Whether the machine has a HighMem zone.
+    pub fn has_highmem(&self) -> bool {
+        self.highmem
+    }
+
+    /// `NODE_DATA(nid)`.
+    pub fn node_data(&self, nid: usize) -> Option<&PgData> {
+        if nid < self.nr_nodes {
+            // SAFETY: node pointers below nr_nodes were initialised at boot.
+            Some(unsafe { &*self.nodes[nid] })
+        } else {
+            None
+        }
+    }
+
+    /// All nodes.
+    pub fn nodes(&self) -> impl Iterator<Item = &PgData> + '_ {
+        // SAFETY: node pointers below nr_nodes were initialised at boot.
+        self.nodes[..self.nr_nodes].iter().map(|p| unsafe { &**p })
+    }
+
+    /// All populated zones, node by node, lowest zone first.
+    pub fn zones(&self) -> impl Iterator<Item = &Zone> + '_ {
+        self.nodes().flat_map(|pg| pg.node_zones.iter().filter(|z| z.is_populated()))
+    }
+
+    /// The zone a pfn belongs to.
+    #[inline(always)]
+    pub fn page_zone_by_pfn(&self, pfn: usize) -> Option<&Zone> {
+        if pfn >= self.map.max_pfn {
+            return None;
+        }
+        let id = self.map.pageblock(pfn).zone_id;
+        self.zone_by_id(id)
+    }
+
+    #[inline(always)]
+    pub(crate) fn zone_by_id(&self, id: u8) -> Option<&Zone> {
+        if id == NO_ZONE {
+            return None;
+        }
+        let nid = id as usize / MAX_NR_ZONES;
+        let zi = id as usize % MAX_NR_ZONES;
+        // SAFETY: zone ids are only stored for nodes that exist.
+        Some(unsafe { &(*self.nodes[nid]).node_zones[zi] })
+    }
+
+    /// Total RAM pages managed by the buddy allocator (`totalram_pages`).
+    pub fn totalram_pages(&self) -> usize {
+        self.totalram_pages.load(Ordering::Relaxed)
+    }
+
+    /// `totalreserve_pages`.
+    pub fn totalreserve_pages(&self) -> usize {
+        self.totalreserve_pages.load(Ordering::Relaxed)
+    }
+
+    /// `global_zone_page_state(NR_FREE_PAGES)`.
+    pub fn nr_free_pages(&self) -> usize {
+        self.zones().map(|z| z.nr_free()).sum()
+    }
+
+    /// Pages sitting on per-CPU lists.
+    pub fn nr_pcp_pages(&self) -> usize {
+        let mut n = 0;
+        for z in self.zones() {
+            for cpu in 0..self.nr_cpus {
+                // SAFETY: cpu < nr_cpus.
+                let pcp = unsafe { z.pcp(cpu) };
+                let g = pcp.lock.lock(&self.platform);
+                n += g.count;
+            }
+        }
+        n
+    }
+
+    /// Highest pfn + 1 (`max_pfn`).
+    pub fn max_pfn(&self) -> usize {
+        self.map.max_pfn
+    }
+
+    /// `max_low_pfn`: RAM above it is HighMem.
+    pub fn max_low_pfn(&self) -> usize {
+        self.max_low_pfn
+    }
+
+    /// The machine's lifecycle state.
+    pub fn state(&self) -> MachineState {
+        if self.state.load(Ordering::Acquire) == MachineState::Boot as u8 {
+            MachineState::Boot
+        } else {
+            MachineState::Running
+        }
+    }
+
+    // ---- printk ----------------------------------------------------------
+
+    /// Print a kernel message (one line; the newline is added).
+    pub fn printk(&self, args: fmt::Arguments<'_>) {
+        {
+            let mut r = self.log.lock(&self.platform);
+            let _ = r.write_fmt(args);
+            let _ = r.write_str("\n");
+        }
+        self.platform.printk(args);
+    }
+
+    /// Read the log (`dmesg`).
+    pub fn dmesg(&self, out: &mut dyn Write) -> fmt::Result {
+        self.log.lock(&self.platform).read(out)
+    }
+
+    /// Bytes logged since boot (for tests that look at new messages only).
+    pub fn dmesg_len(&self) -> usize {
+        self.log.lock(&self.platform).written()
+    }
+
+    /// `WARN_ON_ONCE` keyed by a site number below 64.
+    pub(crate) fn warn_once(&self, site: u32, args: fmt::Arguments<'_>) {
+        let bit = 1u64 << (site % 64);
+        if self.warn_once.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            self.warn(args);
+        }
+    }
+
+    /// `WARN`: a warning with the CPU and the current task, then a stack dump.
+    pub(crate) fn warn(&self, args: fmt::Arguments<'_>) {
+        self.events.warnings.fetch_add(1, Ordering::Relaxed);
+        let mut comm = [0u8; 16];
+        let n = self.platform.current_comm(&mut comm);
+        let comm = core::str::from_utf8(&comm[..n]).unwrap_or("?");
+        pr!(self, "------------[ cut here ]------------");
+        pr!(self, "WARNING: CPU: {} PID: 0 Comm: {}: {}", self.platform.smp_processor_id(), comm, args);
+        self.platform.dump_stack();
+        pr!(self, "---[ end trace 0000000000000000 ]---");
+    }
+
+    /// Virtual address of the linear map's physical address 0 (`PAGE_OFFSET`).
+    pub fn page_offset(&self) -> usize {
+        self.page_offset
+    }
+
+    pub(crate) fn free_area_counts(&self, zone: &Zone, out: &mut [usize; NR_PAGE_ORDERS]) {
+        let f = zone.lock.lock(&self.platform);
+        for (o, v) in out.iter_mut().enumerate() {
+            *v = f.free_area[o].nr_free;
+        }
+    }
+
+    /// Whether every zone's buddy lists hold exactly the blocks they held right
+    /// after boot (drain the per-CPU lists first). Lists the differences.
+    pub fn buddy_matches_boot_state(&self, out: &mut dyn Write) -> bool {
+        let mut same = true;
+        for z in self.zones() {
+            let id = z.node as usize * MAX_NR_ZONES + z.zone_type as usize;
+            let mut now = [0; NR_PAGE_ORDERS];
+            self.free_area_counts(z, &mut now);
+            for (o, &n) in now.iter().enumerate() {
+                let then = self.boot_free_pages[id][o].load(Ordering::Relaxed);
+                if n != then {
+                    same = false;
+                    let _ = writeln!(out, "Node {}, zone {:>8}: order {o}: {n} free blocks, {then} at boot", z.node, z.name());
+                }
+            }
+        }
+        same
+    }
+}
+
+impl<P: Platform> Drop for Kmem<P> {
+    fn drop(&mut self) {
+        // Everything the machine owns lives in its RAM; the platform unmaps it.
+    }
+}
+
+/// Default for `oom_wait_ms=`.
+pub const DEFAULT_OOM_WAIT_MS: u64 = 1000;
+/// `SWAP_CLUSTER_MAX`.
+pub const SWAP_CLUSTER_MAX: usize = 32;
+
+fn is_highmem_idx(z: ZoneType) -> bool {
+    matches!(z, ZoneType::HighMem | ZoneType::Movable)
+}
+
+/// `int_sqrt`.
+pub fn int_sqrt(x: usize) -> usize {
+    if x < 2 {
+        return x;
+    }
+    let mut r = 1usize << ((usize::BITS - x.leading_zeros()) / 2 + 1);
+    loop {
+        let n = (r + x / r) / 2;
+        if n >= r {
+            break;
+        }
+        r = n;
+    }
+    while r * r > x {
+        r -= 1;
+    }
+    r
+}
+
+/// First pfn and span of the RAM of `[s, e)`.
+fn first_last_present(mb: &Memblock, s: PhysAddr, e: PhysAddr) -> (usize, usize) {
+    let mut lo = u64::MAX;
+    let mut hi = 0;
+    for (rs, re, _) in mb.memory_ranges(NUMA_NO_NODE) {
+        let a = rs.max(s);
+        let b = re.min(e);
+        if b > a {
+            lo = lo.min(a);
+            hi = hi.max(b);
+        }
+    }
+    let start = (lo >> PAGE_SHIFT) as usize;
+    (start, ((hi >> PAGE_SHIFT) as usize) - start)
+}
+
+fn log_e820<P: Platform>(log: &mut BootLog<'_, P>, e820: &E820Table) {
+    log.line(format_args!("BIOS-provided physical RAM map:"));
+    let mut buf = crate::printk::FixedBuf::<8192>::new();
+    let _ = e820.print(&mut buf);
+    for l in buf.as_str().lines() {
+        log.line(format_args!("{l}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_sqrt_and_min_free_kbytes_formula() {
+        assert_eq!(int_sqrt(0), 0);
+        assert_eq!(int_sqrt(15), 3);
+        assert_eq!(int_sqrt(16), 4);
+        assert_eq!(int_sqrt(1 << 40), 1 << 20);
+        // 16 MB of lowmem gives 512k, 1 GB 4096k, 16 GB 16384k (the kernel's comment).
+        assert_eq!(int_sqrt(16 * 1024 * 16), 512);
+        assert_eq!(int_sqrt(1024 * 1024 * 16), 4096);
+        assert_eq!(int_sqrt(16 * 1024 * 1024 * 16), 16384);
+    }
+}

@@ -1,0 +1,548 @@
+//! Zones and their buddy free lists (`struct zone`, `free_area`).
+//!
+//! Each zone keeps, under `zone->lock`, `free_area[order]` for orders 0..=10;
+//! each order has one list per migrate type and a count of free blocks. A free
+//! block is named by its first page, which carries `PG_buddy` and the order.
+//!
+//! **Freeing** (`__free_one_page`): while the block's buddy — the block of the
+//! same order whose pfn differs only in bit `order` — is free with the same
+//! order, take the buddy off its list and merge; then put the result on its
+//! list, at the tail when the next-order buddy is free too (the block is
+//! likely to merge further soon, so it should not be handed out first).
+//!
+//! **Allocating** (`__rmqueue_smallest`): take the first block of the smallest
+//! order that has one, and split it down (`expand`), putting each upper half
+//! back, so the caller gets the lowest-address part.
+//!
+//! **Fallback** (`__rmqueue_fallback`): when a migrate type's lists are empty,
+//! borrow from the other types in the kernel's order, largest blocks first,
+//! and claim the whole pageblock for the requesting type when the kernel would
+//! (`can_steal_fallback`), moving its free pages over.
+//!
+//! The zone's free-page count (`NR_FREE_PAGES`) changes only here, under the
+//! lock; pages on per-CPU lists are not counted as free, as in the kernel.
+
+use super::pcp::PerCpuPages;
+use crate::gfp::{MigrateType, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES};
+use crate::list::ListHead;
+use crate::page::{flags::*, Page, PageblockInfo, NR_PAGE_ORDERS, PAGEBLOCK_ORDER};
+use crate::spinlock::SpinLock;
+use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+/// Watermark indexes (`enum zone_watermarks`).
+pub const WMARK_MIN: usize = 0;
+/// Low watermark: kswapd wakes below it.
+pub const WMARK_LOW: usize = 1;
+/// High watermark: kswapd sleeps above it.
+pub const WMARK_HIGH: usize = 2;
+/// Promotion watermark (memory tiering).
+pub const WMARK_PROMO: usize = 3;
+/// Number of watermarks.
+pub const NR_WMARK: usize = 4;
+
+/// One order's free lists (`struct free_area`).
+#[repr(C)]
+pub struct FreeArea {
+    /// One list per migrate type.
+    pub free_list: [ListHead; MIGRATE_TYPES],
+    /// Free blocks of this order, all types.
+    pub nr_free: usize,
+}
+
+/// The buddy state protected by `zone->lock`.
+#[repr(C)]
+pub struct ZoneFree {
+    /// `free_area[order]`.
+    pub free_area: [FreeArea; NR_PAGE_ORDERS],
+    /// Pages in HighAtomic pageblocks (`nr_reserved_highatomic`).
+    pub nr_reserved_highatomic: usize,
+    /// Pages freed into pageblock-sized blocks since the last report to the host.
+    pub unreported: usize,
+}
+
+/// A zone (`struct zone`).
+#[repr(C, align(64))]
+pub struct Zone {
+    /// `zone->lock` and the free lists it protects.
+    pub lock: SpinLock<ZoneFree>,
+    /// `NR_FREE_PAGES`: pages in the buddy lists.
+    pub free_pages: AtomicIsize,
+    /// `_watermark[]`: min, low, high, promo.
+    pub watermark: [AtomicUsize; NR_WMARK],
+    /// `watermark_boost`.
+    pub watermark_boost: AtomicUsize,
+    /// `lowmem_reserve[]`: pages kept back from allocations that could use a higher zone.
+    pub lowmem_reserve: [AtomicUsize; MAX_NR_ZONES],
+    /// First pfn of the zone.
+    pub zone_start_pfn: usize,
+    /// Pages spanned, holes included.
+    pub spanned_pages: usize,
+    /// RAM pages inside the span.
+    pub present_pages: usize,
+    /// Pages handed to the buddy allocator.
+    pub managed_pages: AtomicUsize,
+    /// The zone's per-CPU page lists (`per_cpu_pageset`), one per possible CPU.
+    pub pcp: *mut PerCpuPages,
+    /// Node id.
+    pub node: u8,
+    /// Zone type.
+    pub zone_type: ZoneType,
+    /// Buddy-path statistics (pcp statistics live in each `PerCpuPages`).
+    pub stats: ZoneStats,
+}
+
+// SAFETY: all mutable state is behind the zone lock, atomics, or the per-CPU locks.
+unsafe impl Sync for Zone {}
+// SAFETY: as above.
+unsafe impl Send for Zone {}
+
+/// Counters kept per zone, updated under the zone lock.
+#[derive(Default)]
+#[repr(C)]
+pub struct ZoneStats {
+    /// Allocations served straight from the buddy lists (orders above the pcp range, or pcp busy).
+    pub pgalloc: AtomicUsize,
+    /// Frees that went straight into the buddy lists.
+    pub pgfree: AtomicUsize,
+    /// Pageblocks claimed by another migrate type.
+    pub steal: AtomicUsize,
+    /// Single pages borrowed from a foreign migrate type.
+    pub fallback: AtomicUsize,
+    /// Pages given back to the host.
+    pub reported: AtomicUsize,
+}
+
+impl Zone {
+    /// The zone's name.
+    pub fn name(&self) -> &'static str {
+        self.zone_type.name()
+    }
+
+    /// `populated_zone`.
+    #[inline(always)]
+    pub fn is_populated(&self) -> bool {
+        self.present_pages != 0
+    }
+
+    /// `zone_managed_pages`.
+    #[inline(always)]
+    pub fn managed(&self) -> usize {
+        self.managed_pages.load(Ordering::Relaxed)
+    }
+
+    /// `zone_page_state(zone, NR_FREE_PAGES)`, never negative.
+    #[inline(always)]
+    pub fn nr_free(&self) -> usize {
+        self.free_pages.load(Ordering::Relaxed).max(0) as usize
+    }
+
+    /// `wmark_pages(zone, i)`, including the boost as the kernel does.
+    #[inline(always)]
+    pub fn wmark(&self, i: usize) -> usize {
+        self.watermark[i].load(Ordering::Relaxed) + self.watermark_boost.load(Ordering::Relaxed)
+    }
+
+    /// `zone_end_pfn`.
+    #[inline(always)]
+    pub fn end_pfn(&self) -> usize {
+        self.zone_start_pfn + self.spanned_pages
+    }
+
+    /// Whether `pfn` lies within the zone's span.
+    #[inline(always)]
+    pub fn spans(&self, pfn: usize) -> bool {
+        pfn >= self.zone_start_pfn && pfn < self.end_pfn()
+    }
+
+    /// Per-CPU lists of `cpu`.
+    ///
+    /// # Safety
+    /// `cpu` must be below the machine's `nr_cpu_ids` and the zone initialised.
+    #[inline(always)]
+    pub unsafe fn pcp(&self, cpu: usize) -> &PerCpuPages {
+        // SAFETY: the array has nr_cpu_ids entries (caller contract).
+        unsafe { &*self.pcp.add(cpu) }
+    }
+}
+
+/// Context the buddy operations need from the machine: the memmap and the
+/// pageblock table. Passed by value; it is two pointers and a bound.
+#[derive(Clone, Copy)]
+pub struct MemMap {
+    /// `mem_map`: descriptor of pfn 0.
+    pub pages: *mut Page,
+    /// Per-pageblock zone and migrate type.
+    pub pageblocks: *mut PageblockInfo,
+    /// Number of pfns covered.
+    pub max_pfn: usize,
+}
+
+// SAFETY: the memmap is shared machine state; every mutation of a descriptor
+// happens under the lock that owns the page's current state.
+unsafe impl Send for MemMap {}
+// SAFETY: as above.
+unsafe impl Sync for MemMap {}
+
+impl MemMap {
+    /// `pfn_to_page`.
+    #[inline(always)]
+    pub fn pfn_to_page(&self, pfn: usize) -> *mut Page {
+        self.pages.wrapping_add(pfn)
+    }
+
+    /// `page_to_pfn`.
+    #[inline(always)]
+    pub fn page_to_pfn(&self, page: *const Page) -> usize {
+        (page as usize).wrapping_sub(self.pages as usize) / core::mem::size_of::<Page>()
+    }
+
+    /// Whether `page` points at a descriptor of this memmap.
+    #[inline(always)]
+    pub fn contains(&self, page: *const Page) -> bool {
+        let off = (page as usize).wrapping_sub(self.pages as usize);
+        off % core::mem::size_of::<Page>() == 0 && off / core::mem::size_of::<Page>() < self.max_pfn
+    }
+
+    /// The pageblock record of `pfn`.
+    #[inline(always)]
+    pub fn pageblock(&self, pfn: usize) -> &mut PageblockInfo {
+        // SAFETY: pfn < max_pfn for every caller; the table covers max_pfn.
+        // Pageblock records are only changed under the owning zone's lock.
+        unsafe { &mut *self.pageblocks.add(pfn >> PAGEBLOCK_ORDER) }
+    }
+
+    /// `get_pageblock_migratetype`.
+    #[inline(always)]
+    pub fn pageblock_mt(&self, pfn: usize) -> MigrateType {
+        MigrateType::from_index(self.pageblock(pfn).mt as usize)
+    }
+}
+
+impl ZoneFree {
+    /// Initialise the lists in place.
+    ///
+    /// # Safety
+    /// `this` must be valid and at its final address.
+    pub unsafe fn init(this: *mut ZoneFree) {
+        // SAFETY: the caller guarantees `this` is valid and pinned.
+        unsafe {
+            for o in 0..NR_PAGE_ORDERS {
+                for mt in 0..MIGRATE_TYPES {
+                    ListHead::init(&mut (*this).free_area[o].free_list[mt]);
+                }
+                (*this).free_area[o].nr_free = 0;
+            }
+        }
+    }
+
+    /// Put a free block on its list (`__add_to_free_list`).
+    ///
+    /// # Safety
+    /// `page` heads a block that is not on any list; the zone lock is held.
+    #[inline]
+    pub unsafe fn add_to_free_list(&mut self, page: *mut Page, order: u32, mt: MigrateType, tail: bool) {
+        // SAFETY: caller contract.
+        unsafe {
+            let area = &mut self.free_area[order as usize];
+            let head = &mut area.free_list[mt as usize] as *mut ListHead;
+            if tail {
+                ListHead::add_tail(&mut (*page).lru, head);
+            } else {
+                ListHead::add(&mut (*page).lru, head);
+            }
+            area.nr_free += 1;
+            (*page).order = order as u8;
+            (*page).mt = mt as u8;
+            (*page).set(PG_BUDDY);
+        }
+    }
+
+    /// Take a free block off its list (`del_page_from_free_list`).
+    ///
+    /// # Safety
+    /// `page` heads a block on this zone's free lists; the zone lock is held.
+    #[inline]
+    pub unsafe fn del_from_free_list(&mut self, page: *mut Page) {
+        // SAFETY: caller contract.
+        unsafe {
+            let order = (*page).order as usize;
+            ListHead::del(&mut (*page).lru);
+            (*page).clear(PG_BUDDY);
+            self.free_area[order].nr_free -= 1;
+        }
+    }
+
+    /// Free blocks of `order` and type `mt` (O(n), for statistics).
+    pub fn count_list(&self, order: usize, mt: usize) -> usize {
+        // SAFETY: the lists are initialised and we hold `&self` under the lock.
+        unsafe { ListHead::count(&self.free_area[order].free_list[mt]) }
+    }
+}
+
+/// `page` from a `lru` link.
+#[inline(always)]
+pub fn lru_to_page(l: *mut ListHead) -> *mut Page {
+    crate::container_of!(l, Page, lru)
+}
+
+/// Buddy operations of one zone, with the lock held.
+pub struct Buddy<'a> {
+    /// The locked free lists.
+    pub free: &'a mut ZoneFree,
+    /// The zone.
+    pub zone: &'a Zone,
+    /// Memmap access.
+    pub map: MemMap,
+    /// Whether discarded RAM reads as zero (free page reporting is possible).
+    pub report: bool,
+}
+
+impl Buddy<'_> {
+    /// `page_is_buddy`: is the block at `buddy` a free block of `order` in this zone?
+    #[inline(always)]
+    fn page_is_buddy(&self, buddy_pfn: usize, order: u32) -> bool {
+        if buddy_pfn >= self.map.max_pfn || !self.zone.spans(buddy_pfn) {
+            return false;
+        }
+        let buddy = self.map.pfn_to_page(buddy_pfn);
+        // SAFETY: buddy_pfn < max_pfn, so the descriptor exists.
+        unsafe { (*buddy).is_buddy() && (*buddy).order as u32 == order }
+    }
+
+    /// `__free_one_page`: free a block and merge it with its buddies.
+    ///
+    /// # Safety
+    /// `page` heads a block of `order` pages of this zone that nobody uses.
+    pub unsafe fn free_one_page(&mut self, page: *mut Page, order: u32, mt: MigrateType, reported: bool) {
+        let mut pfn = self.map.page_to_pfn(page);
+        let nr_pages = 1isize << order;
+        let mut order = order;
+        let mut page = page;
+        let mut reported = reported;
+        let max = crate::page::MAX_PAGE_ORDER;
+        // SAFETY: the zone lock is held (we own `self.free`); descriptors exist for pfns we touch.
+        unsafe {
+            (*page).clear(PG_PCP | PG_REPORTED);
+            while order < max {
+                let buddy_pfn = pfn ^ (1 << order);
+                if !self.page_is_buddy(buddy_pfn, order) {
+                    break;
+                }
+                let buddy = self.map.pfn_to_page(buddy_pfn);
+                // Do not merge across isolated or highatomic pageblocks at pageblock size.
+                if order >= PAGEBLOCK_ORDER {
+                    let bmt = self.map.pageblock_mt(buddy_pfn);
+                    if bmt == MigrateType::Isolate || mt == MigrateType::Isolate || bmt == MigrateType::HighAtomic
+                    {
+                        break;
+                    }
+                }
+                reported = reported && (*buddy).test(PG_REPORTED);
+                self.free.del_from_free_list(buddy);
+                (*buddy).clear(PG_REPORTED);
+                let combined = pfn & buddy_pfn;
+                page = self.map.pfn_to_page(combined);
+                pfn = combined;
+                order += 1;
+            }
+            // Merging is likely if the next-order buddy is free: queue at the tail.
+            let mut tail = false;
+            if order < max - 1 {
+                let higher_buddy = (pfn & !((1usize << (order + 1)) - 1)) ^ (1 << (order + 1));
+                tail = self.page_is_buddy(higher_buddy, order + 1);
+            }
+            let list_mt = if order >= PAGEBLOCK_ORDER { self.map.pageblock_mt(pfn) } else { mt };
+            let list_mt = if list_mt == MigrateType::HighAtomic && order >= PAGEBLOCK_ORDER { mt } else { list_mt };
+            self.free.add_to_free_list(page, order, list_mt, tail || reported);
+            if reported {
+                (*page).set(PG_REPORTED);
+            } else if self.report && order >= PAGEBLOCK_ORDER {
+                self.free.unreported += 1 << order;
+            }
+        }
+        self.zone.free_pages.fetch_add(nr_pages, Ordering::Relaxed);
+    }
+
+    /// `expand`: split a block of `high` down to `low`, freeing the upper halves.
+    ///
+    /// # Safety
+    /// `page` heads a block of `high` just taken off the lists.
+    unsafe fn expand(&mut self, page: *mut Page, low: u32, mut high: u32, mt: MigrateType) {
+        let pfn = self.map.page_to_pfn(page);
+        // SAFETY: caller contract; split halves lie within the block.
+        unsafe {
+            let reported = (*page).test(PG_REPORTED);
+            let mut size = 1usize << high;
+            while high > low {
+                high -= 1;
+                size >>= 1;
+                let half = self.map.pfn_to_page(pfn + size);
+                self.free.add_to_free_list(half, high, mt, false);
+                if reported {
+                    (*half).set(PG_REPORTED);
+                }
+            }
+        }
+    }
+
+    /// `__rmqueue_smallest`: the smallest free block of `order` or more of type `mt`.
+    ///
+    /// # Safety
+    /// The zone lock is held.
+    pub unsafe fn rmqueue_smallest(&mut self, order: u32, mt: MigrateType) -> Option<*mut Page> {
+        for cur in order..NR_PAGE_ORDERS as u32 {
+            let head = &mut self.free.free_area[cur as usize].free_list[mt as usize] as *mut ListHead;
+            // SAFETY: the list is initialised and the lock held.
+            if let Some(l) = unsafe { ListHead::first(head) } {
+                let page = lru_to_page(l);
+                // SAFETY: `page` is on the list, so it heads a free block of `cur`.
+                unsafe {
+                    self.free.del_from_free_list(page);
+                    self.expand(page, order, cur, mt);
+                }
+                self.zone.free_pages.fetch_sub(1 << order, Ordering::Relaxed);
+                return Some(page);
+            }
+        }
+        None
+    }
+
+    /// `can_steal_fallback`: may an allocation of `start_mt` claim a whole pageblock?
+    fn can_steal(order: u32, start_mt: MigrateType) -> bool {
+        order >= PAGEBLOCK_ORDER
+            || order >= PAGEBLOCK_ORDER / 2
+            || start_mt == MigrateType::Unmovable
+            || start_mt == MigrateType::Reclaimable
+    }
+
+    /// `move_freepages_block`: move the free blocks of the pageblock holding `pfn`
+    /// to `mt`'s lists and retype the pageblock.
+    ///
+    /// # Safety
+    /// The zone lock is held.
+    unsafe fn move_freepages_block(&mut self, pfn: usize, mt: MigrateType) -> usize {
+        let start = pfn & !((1usize << PAGEBLOCK_ORDER) - 1);
+        let end = (start + (1 << PAGEBLOCK_ORDER)).min(self.map.max_pfn);
+        let mut moved = 0;
+        let mut p = start.max(self.zone.zone_start_pfn);
+        let end = end.min(self.zone.end_pfn());
+        while p < end {
+            let page = self.map.pfn_to_page(p);
+            // SAFETY: p < max_pfn; lock held.
+            unsafe {
+                if (*page).is_buddy() {
+                    let order = (*page).order as u32;
+                    let reported = (*page).test(PG_REPORTED);
+                    self.free.del_from_free_list(page);
+                    self.free.add_to_free_list(page, order, mt, false);
+                    if reported {
+                        (*page).set(PG_REPORTED);
+                    }
+                    moved += 1 << order;
+                    p += 1 << order;
+                } else {
+                    p += 1;
+                }
+            }
+        }
+        self.map.pageblock(start).mt = mt as u8;
+        moved
+    }
+
+    /// `__rmqueue_fallback`: borrow from other migrate types.
+    ///
+    /// # Safety
+    /// The zone lock is held.
+    pub unsafe fn rmqueue_fallback(&mut self, order: u32, start_mt: MigrateType) -> Option<*mut Page> {
+        // Claim: largest blocks first, so fragmentation stays in few pageblocks.
+        for cur in (order..NR_PAGE_ORDERS as u32).rev() {
+            for fmt in start_mt.fallbacks() {
+                let head = &mut self.free.free_area[cur as usize].free_list[fmt as usize] as *mut ListHead;
+                // SAFETY: list initialised, lock held.
+                let Some(l) = (unsafe { ListHead::first(head) }) else { continue };
+                let page = lru_to_page(l);
+                let pfn = self.map.page_to_pfn(page);
+                if Self::can_steal(cur, start_mt) {
+                    if cur >= PAGEBLOCK_ORDER {
+                        // Whole pageblocks: retype all of them.
+                        let mut b = pfn;
+                        while b < pfn + (1 << cur) {
+                            self.map.pageblock(b).mt = start_mt as u8;
+                            b += 1 << PAGEBLOCK_ORDER;
+                        }
+                        // SAFETY: page is on fmt's list; move it to ours.
+                        unsafe {
+                            let reported = (*page).test(PG_REPORTED);
+                            self.free.del_from_free_list(page);
+                            self.free.add_to_free_list(page, cur, start_mt, false);
+                            if reported {
+                                (*page).set(PG_REPORTED);
+                            }
+                        }
+                    } else {
+                        // SAFETY: lock held.
+                        unsafe { self.move_freepages_block(pfn, start_mt) };
+                    }
+                    self.zone.stats.steal.fetch_add(1, Ordering::Relaxed);
+                    // SAFETY: lock held.
+                    return unsafe { self.rmqueue_smallest(order, start_mt) };
+                }
+                break;
+            }
+        }
+        // Steal: the smallest foreign block that fits, without claiming its pageblock.
+        for cur in order..NR_PAGE_ORDERS as u32 {
+            for fmt in start_mt.fallbacks() {
+                let head = &mut self.free.free_area[cur as usize].free_list[fmt as usize] as *mut ListHead;
+                // SAFETY: list initialised, lock held.
+                if unsafe { ListHead::is_empty(head) } {
+                    continue;
+                }
+                self.zone.stats.fallback.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: lock held.
+                return unsafe { self.rmqueue_smallest(order, fmt) };
+            }
+        }
+        None
+    }
+
+    /// `__rmqueue`: own type, then fallbacks.
+    ///
+    /// # Safety
+    /// The zone lock is held.
+    #[inline]
+    pub unsafe fn rmqueue(&mut self, order: u32, mt: MigrateType) -> Option<*mut Page> {
+        // SAFETY: forwarded.
+        unsafe { self.rmqueue_smallest(order, mt).or_else(|| self.rmqueue_fallback(order, mt)) }
+    }
+
+    /// Free page reporting: hand free pageblock-or-larger blocks back to the host
+    /// (they then read as zero), marking them `PG_reported`.
+    ///
+    /// # Safety
+    /// The zone lock is held.
+    pub unsafe fn report_free_pages(&mut self, discard: &dyn Fn(usize, usize)) -> usize {
+        let mut pages = 0;
+        for order in PAGEBLOCK_ORDER..NR_PAGE_ORDERS as u32 {
+            for mt in 0..MIGRATE_PCPTYPES {
+                let head = &mut self.free.free_area[order as usize].free_list[mt] as *mut ListHead;
+                // SAFETY: lists are valid under the lock.
+                unsafe {
+                    let mut l = (*head).next;
+                    while !core::ptr::eq(l, head) {
+                        let page = lru_to_page(l);
+                        if !(*page).test(PG_REPORTED) {
+                            discard(self.map.page_to_pfn(page), 1 << order);
+                            (*page).set(PG_REPORTED);
+                            pages += 1 << order;
+                        }
+                        l = (*l).next;
+                    }
+                }
+            }
+        }
+        self.free.unreported = 0;
+        self.zone.stats.reported.fetch_add(pages, Ordering::Relaxed);
+        pages
+    }
+}

@@ -1,0 +1,137 @@
+//! The platform boundary: what the core needs from the machine it runs on.
+//!
+//! kmem's core is `#![no_std]` and knows nothing of the operating system under
+//! it. Everything that differs between a Linux process, a bare-metal x86-64
+//! kernel and a deterministic test machine comes through this trait:
+//!
+//! * **CPUs** — which CPU the caller runs on (`smp_processor_id`) and how many
+//!   are possible. Per-CPU structures are indexed by it; the caller may migrate
+//!   right after the call unless it pinned itself, so per-CPU data is still
+//!   protected by a per-CPU trylock (as the kernel's `pcp_spin_trylock`).
+//! * **Context** — interrupt masking around spinlocks (`local_irq_save`),
+//!   the preemption count that tells task, atomic, softirq and hardirq context
+//!   apart, and the per-task `PF_*` flags used by `memalloc_noio_save` and
+//!   friends.
+//! * **Sleeping and waking** — a futex-like wait on a 32-bit word, used by
+//!   allocations that may sleep until memory is freed.
+//! * **Physical memory** — giving freed RAM back to the host (`discard_ram`),
+//!   a no-op on bare metal.
+//! * **printk** — where kernel messages go.
+//!
+//! Platforms implement it with `Sync` state; the core holds one by value inside
+//! each machine.
+
+use core::fmt;
+use core::sync::atomic::AtomicU32;
+
+/// `preempt_count()` layout, as in `include/linux/preempt.h`.
+pub const PREEMPT_MASK: u32 = 0x0000_00ff;
+/// Softirq bits of `preempt_count()`.
+pub const SOFTIRQ_MASK: u32 = 0x0000_ff00;
+/// Hardirq bits of `preempt_count()`.
+pub const HARDIRQ_MASK: u32 = 0x000f_0000;
+/// NMI bits of `preempt_count()`.
+pub const NMI_MASK: u32 = 0x00f0_0000;
+/// One level of preemption disabling.
+pub const PREEMPT_OFFSET: u32 = 1 << 0;
+/// One level of softirq context.
+pub const SOFTIRQ_OFFSET: u32 = 1 << 8;
+/// One level of hardirq context.
+pub const HARDIRQ_OFFSET: u32 = 1 << 16;
+
+/// Task flags the allocator honours (`current->flags`).
+pub mod task_flags {
+    /// Allocating memory to free memory: ignore watermarks, do not recurse into reclaim.
+    pub const PF_MEMALLOC: u32 = 0x0000_0800;
+    /// All allocations of this task behave as `GFP_NOFS`.
+    pub const PF_MEMALLOC_NOFS: u32 = 0x0004_0000;
+    /// All allocations of this task behave as `GFP_NOIO`.
+    pub const PF_MEMALLOC_NOIO: u32 = 0x0008_0000;
+    /// Allocations must not be movable (pinning).
+    pub const PF_MEMALLOC_PIN: u32 = 0x1000_0000;
+}
+
+/// The services a machine needs from the world it runs in.
+///
+/// # Contract
+/// * `smp_processor_id()` returns a value below `nr_cpu_ids()`, and is the CPU
+///   the caller ran on at some instant during the call.
+/// * `futex_wait` returns when `word` no longer holds `expected`, when woken,
+///   on timeout, or spuriously; callers re-check their condition.
+/// * `local_irq_save`/`local_irq_restore` nest: restore gets the value save
+///   returned.
+pub trait Platform: Sync {
+    /// The CPU the caller runs on now.
+    fn smp_processor_id(&self) -> usize;
+
+    /// Number of possible CPUs (the size of every per-CPU array).
+    fn nr_cpu_ids(&self) -> usize;
+
+    /// Mask local interrupts; returns the previous state for `local_irq_restore`.
+    fn local_irq_save(&self) -> usize {
+        0
+    }
+
+    /// Restore the interrupt state saved by `local_irq_save`.
+    fn local_irq_restore(&self, _flags: usize) {}
+
+    /// The caller's `preempt_count()` (see the `*_MASK` constants).
+    fn preempt_count(&self) -> u32 {
+        0
+    }
+
+    /// Raise `preempt_count()` (`preempt_disable`, entering IRQ context).
+    fn preempt_count_add(&self, _val: u32) {}
+
+    /// Lower `preempt_count()`.
+    fn preempt_count_sub(&self, _val: u32) {}
+
+    /// The current task's id, for reports (`current->pid`).
+    fn current_pid(&self) -> u32 {
+        0
+    }
+
+    /// Current task's `PF_*` flags.
+    fn current_flags(&self) -> u32;
+
+    /// Replace the current task's `PF_*` flags.
+    fn set_current_flags(&self, flags: u32);
+
+    /// Name of the current task, for reports (`current->comm`).
+    fn current_comm(&self, buf: &mut [u8; 16]) -> usize;
+
+    /// Sleep while `*word == expected`, at most `timeout_ns` nanoseconds.
+    fn futex_wait(&self, word: &AtomicU32, expected: u32, timeout_ns: Option<u64>);
+
+    /// Wake up to `n` sleepers on `word`.
+    fn futex_wake(&self, word: &AtomicU32, n: u32);
+
+    /// Monotonic time in nanoseconds.
+    fn now_ns(&self) -> u64;
+
+    /// Pause inside a spin loop.
+    fn cpu_relax(&self) {
+        core::hint::spin_loop();
+    }
+
+    /// Let another thread run: called by lock waiters that spun for long,
+    /// because in a process the lock holder may have been preempted.
+    fn yield_cpu(&self) {
+        core::hint::spin_loop();
+    }
+
+    /// Tell the host that the RAM in `[phys, phys+len)` is free: its contents
+    /// may be dropped and read back as zeroes (hole punching). Bare metal: no-op.
+    fn discard_ram(&self, _phys: u64, _len: u64) {}
+
+    /// Whether `discard_ram` really drops memory (so discarded RAM reads as zero).
+    fn discard_zeroes(&self) -> bool {
+        false
+    }
+
+    /// Print a kernel message.
+    fn printk(&self, args: fmt::Arguments<'_>);
+
+    /// Print the caller's stack, after a warning.
+    fn dump_stack(&self) {}
+}
