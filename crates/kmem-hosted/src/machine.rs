@@ -80,7 +80,8 @@ impl Machine {
         let mut e820 = e820::pc_layout(ram_bytes);
         let mut p = params;
         p.mem = None;
-        e820.apply_params(&p).map_err(|_| MachineError::MemoryMap("invalid memmap="))?;
+        e820.apply_params(&p)
+            .map_err(|_| MachineError::MemoryMap("invalid memmap="))?;
         // trim_bios_range: page 0 is BIOS data, never RAM to the kernel.
         e820.update(0, 4096, e820::E820Type::Ram, e820::E820Type::Reserved);
         e820.sanitize();
@@ -96,7 +97,10 @@ impl Machine {
             return Err(MachineError::MemoryMap("no RAM"));
         }
         let ram = HostRam::new(phys_size).map_err(MachineError::Io)?;
-        let nr_cpus = params.nr_cpus.unwrap_or_else(crate::platform::host_nr_cpus).max(1);
+        let nr_cpus = params
+            .nr_cpus
+            .unwrap_or_else(crate::platform::host_nr_cpus)
+            .max(1);
         let platform = HostedPlatform::with_ram(nr_cpus, &ram, params.quiet).map_err(MachineError::Io)?;
         let reserved = [(0u64, 1u64 << 20)];
         let info = BootInfo {

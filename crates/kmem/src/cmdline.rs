@@ -142,10 +142,7 @@ struct FixedStr<const N: usize> {
 }
 
 impl<const N: usize> FixedStr<N> {
-    const EMPTY: Self = Self {
-        buf: [0; N],
-        len: 0,
-    };
+    const EMPTY: Self = Self { buf: [0; N], len: 0 };
 
     fn new(s: &str) -> Self {
         let mut f = Self::EMPTY;
@@ -671,13 +668,9 @@ impl BootParams {
         } else if is("vmalloc") {
             self.set_early(param, val.and_then(parse_size), |p, v| p.vmalloc = Some(v));
         } else if is("init_on_alloc") {
-            self.set_early(param, val.and_then(kstrtobool), |p, v| {
-                p.init_on_alloc = Some(v)
-            });
+            self.set_early(param, val.and_then(kstrtobool), |p, v| p.init_on_alloc = Some(v));
         } else if is("init_on_free") {
-            self.set_early(param, val.and_then(kstrtobool), |p, v| {
-                p.init_on_free = Some(v)
-            });
+            self.set_early(param, val.and_then(kstrtobool), |p, v| p.init_on_free = Some(v));
         } else if is("loglevel") {
             let v = val.and_then(parse_num).and_then(|v| u32::try_from(v).ok());
             self.set_early(param, v, |p, v| p.loglevel = Some(v));
@@ -742,13 +735,7 @@ impl BootParams {
         }
     }
 
-    fn set_late<T>(
-        &mut self,
-        param: &str,
-        val: Option<&str>,
-        v: Option<T>,
-        set: impl FnOnce(&mut Self, T),
-    ) {
+    fn set_late<T>(&mut self, param: &str, val: Option<&str>, v: Option<T>, set: impl FnOnce(&mut Self, T)) {
         match v {
             Some(v) => set(self, v),
             None => self.invalid(param, val),
@@ -759,9 +746,7 @@ impl BootParams {
         match val {
             Some("nopentium") => {
                 // Only meaningful on x86-32: the kernel warns and fails.
-                self.push_error(format_args!(
-                    "mem=nopentium ignored! (only supported on x86_32)"
-                ));
+                self.push_error(format_args!("mem=nopentium ignored! (only supported on x86_32)"));
                 self.malformed_early(param);
             }
             Some(v) => match parse_size(v) {
@@ -787,9 +772,7 @@ impl BootParams {
                     self.memmap[self.memmap_count] = e;
                     self.memmap_count += 1;
                 }
-                Some(_) => {
-                    self.push_error(format_args!("memmap: too many entries, ignoring '{item}'"))
-                }
+                Some(_) => self.push_error(format_args!("memmap: too many entries, ignoring '{item}'")),
                 None => self.malformed_early(param),
             }
         }
@@ -1013,9 +996,7 @@ mod tests {
 
     #[test]
     fn full_line() {
-        let p = parse(
-            "mem=256M nr_cpus=4 slub_debug=FZPU memmap=64M$0x10000000 numa=fake=2 foo=bar baz",
-        );
+        let p = parse("mem=256M nr_cpus=4 slub_debug=FZPU memmap=64M$0x10000000 numa=fake=2 foo=bar baz");
         assert_eq!(p.mem, Some(256 << 20));
         assert_eq!(p.mem_pos, 0);
         assert_eq!(p.nr_cpus, Some(4));
@@ -1041,9 +1022,7 @@ mod tests {
 
     #[test]
     fn bad_values_reported() {
-        let p = parse(
-            "mem=foo mem=0 nr_cpus=x init_on_alloc=maybe slub_min_order=q memmap=1G%x highmem",
-        );
+        let p = parse("mem=foo mem=0 nr_cpus=x init_on_alloc=maybe slub_min_order=q memmap=1G%x highmem");
         assert_eq!(p.mem, None);
         assert_eq!(p.nr_cpus, None);
         assert_eq!(p.init_on_alloc, None);
@@ -1161,13 +1140,7 @@ mod tests {
                 to: None
             }
         );
-        assert_eq!(
-            e[9].kind,
-            MemmapKind::Update {
-                from: None,
-                to: None
-            }
-        );
+        assert_eq!(e[9].kind, MemmapKind::Update { from: None, to: None });
         assert!(errors(&p).is_empty(), "{:?}", errors(&p));
     }
 
@@ -1219,9 +1192,7 @@ mod tests {
         assert_eq!(d.flags_for("dentry2"), 0);
         assert_eq!(d.flags_for("inode_cache"), 0);
 
-        let d = parse("slub_debug=pu;,vma;T,inode_cache;O")
-            .slub_debug
-            .unwrap();
+        let d = parse("slub_debug=pu;,vma;T,inode_cache;O").slub_debug.unwrap();
         assert_eq!(d.flags, 0, "last global block was just O");
         assert!(d.disable_higher_order);
         assert_eq!(d.flags_for("vma"), SlubDebug::DEFAULT_FLAGS);

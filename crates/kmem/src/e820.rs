@@ -232,13 +232,7 @@ impl E820Table {
     /// type, as does `check_type == false`). Returns how many bytes were
     /// removed. Unlike the kernel, which zeroes covered entries and leaves them
     /// for the next sanitize, covered entries are dropped at once.
-    pub fn remove(
-        &mut self,
-        addr: u64,
-        size: u64,
-        kind: Option<E820Type>,
-        check_type: bool,
-    ) -> u64 {
+    pub fn remove(&mut self, addr: u64, size: u64, kind: Option<E820Type>, check_type: bool) -> u64 {
         let filter = if check_type { kind } else { None };
         let size = size.min(u64::MAX - addr);
         let end = addr + size;
@@ -723,10 +717,7 @@ mod tests {
     }
 
     fn ranges(t: &E820Table) -> Vec<(u64, u64, E820Type)> {
-        t.entries()
-            .iter()
-            .map(|e| (e.addr, e.end(), e.kind))
-            .collect()
+        t.entries().iter().map(|e| (e.addr, e.end(), e.kind)).collect()
     }
 
     use E820Type::*;
@@ -753,11 +744,7 @@ mod tests {
         for (row, ty) in rows {
             let s = row.find(|c| c != '_').unwrap() as u64;
             let e = row.rfind(|c| c != '_').unwrap() as u64 + 1;
-            t.add(
-                s * 0x1000,
-                (e - s) * 0x1000,
-                E820Type::from_u32(*ty).unwrap(),
-            );
+            t.add(s * 0x1000, (e - s) * 0x1000, E820Type::from_u32(*ty).unwrap());
         }
         t.sanitize();
         let want = [
@@ -880,11 +867,7 @@ mod tests {
         );
         assert_eq!(
             ranges(&t),
-            [
-                (0, 0x4000, Ram),
-                (0x5000, 0x8000, Ram),
-                (0x28000, 0x30000, Ram)
-            ]
+            [(0, 0x4000, Ram), (0x5000, 0x8000, Ram), (0x28000, 0x30000, Ram)]
         );
         // Whole entries vanish at once.
         assert_eq!(t.remove(0, u64::MAX, None, false), 0x4000 + 0x3000 + 0x8000);
@@ -942,11 +925,7 @@ mod tests {
             ]
         );
         assert_eq!(t.end_of_low_ram(4 * GIB), 0x2009_0000);
-        assert_eq!(
-            t.end_of_ram(),
-            0x2009_0000,
-            "ACPI data counts, NVS does not"
-        );
+        assert_eq!(t.end_of_ram(), 0x2009_0000, "ACPI data counts, NVS does not");
     }
 
     #[test]

@@ -106,11 +106,8 @@ pub const GFP_HIGHUSER: Gfp = Gfp(GFP_USER.0 | __GFP_HIGHMEM.0);
 /// User pages that may live in HighMem and can move.
 pub const GFP_HIGHUSER_MOVABLE: Gfp = Gfp(GFP_HIGHUSER.0 | __GFP_MOVABLE.0);
 /// Transparent huge pages, light: no direct reclaim.
-pub const GFP_TRANSHUGE_LIGHT: Gfp = Gfp((GFP_HIGHUSER_MOVABLE.0
-    | __GFP_COMP.0
-    | __GFP_NOMEMALLOC.0
-    | __GFP_NOWARN.0)
-    & !__GFP_RECLAIM.0);
+pub const GFP_TRANSHUGE_LIGHT: Gfp =
+    Gfp((GFP_HIGHUSER_MOVABLE.0 | __GFP_COMP.0 | __GFP_NOMEMALLOC.0 | __GFP_NOWARN.0) & !__GFP_RECLAIM.0);
 /// Transparent huge pages.
 pub const GFP_TRANSHUGE: Gfp = Gfp(GFP_TRANSHUGE_LIGHT.0 | __GFP_DIRECT_RECLAIM.0);
 

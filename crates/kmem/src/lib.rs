@@ -19,6 +19,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bootmem;
 pub mod cmdline;
 pub mod e820;
 pub mod gfp;

@@ -27,7 +27,9 @@ use crate::gfp::{ZoneType, MAX_NR_ZONES};
 use crate::memblock::{Memblock, PhysAddr, MEMBLOCK_ALLOC_ACCESSIBLE, NUMA_NO_NODE};
 use crate::page::*;
 use crate::page_alloc::pcp::{zone_batchsize, zone_highsize, PcpLists, PerCpuPages};
-use crate::page_alloc::zone::{MemMap, Zone, ZoneFree, ZoneStats, WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO};
+use crate::page_alloc::zone::{
+    MemMap, Zone, ZoneFree, ZoneStats, WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO,
+};
 use crate::platform::Platform;
 use crate::printk::{LogRing, RateLimit};
 use crate::spinlock::SpinLock;
@@ -185,7 +187,6 @@ pub struct Kmem<P: Platform> {
     pub(crate) ratelimit_alloc: RateLimit,
     pub(crate) ratelimit_bad_page: RateLimit,
     pub(crate) boot_free_pages: [[AtomicUsize; NR_PAGE_ORDERS]; MAX_NUMNODES * MAX_NR_ZONES],
-    pub(crate) memblock_warned: AtomicBool,
     pub(crate) tainted_bad_page: AtomicBool,
 }
 
@@ -238,7 +239,8 @@ impl<P: Platform> Kmem<P> {
                 let start = page_align(e.addr as usize) as u64;
                 let end = (e.addr + e.size) & !(PAGE_SIZE as u64 - 1);
                 if end > start {
-                    mb.add(start, end - start).map_err(|_| BootError::TooManyRegions)?;
+                    mb.add(start, end - start)
+                        .map_err(|_| BootError::TooManyRegions)?;
                 }
             }
         }
@@ -246,7 +248,8 @@ impl<P: Platform> Kmem<P> {
             return Err(BootError::NoMemory);
         }
         // Page 0 is never used (BIOS data, and NULL's page frame).
-        mb.reserve(0, PAGE_SIZE as u64).map_err(|_| BootError::TooManyRegions)?;
+        mb.reserve(0, PAGE_SIZE as u64)
+            .map_err(|_| BootError::TooManyRegions)?;
         for &(base, size) in info.reserved {
             mb.reserve(base, size).map_err(|_| BootError::TooManyRegions)?;
         }
@@ -286,8 +289,14 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: memblock returned LOG_BUF_LEN writable bytes that stay reserved.
         let mut ring = unsafe { LogRing::new(ring_buf, LOG_BUF_LEN) };
-        let mut log = BootLog { platform: &platform, ring: &mut ring };
-        log.line(format_args!("Linux version 6.12.0-kmem (kmem {}) #1 SMP", env!("CARGO_PKG_VERSION")));
+        let mut log = BootLog {
+            platform: &platform,
+            ring: &mut ring,
+        };
+        log.line(format_args!(
+            "Linux version 6.12.0-kmem (kmem {}) #1 SMP",
+            env!("CARGO_PKG_VERSION")
+        ));
         log.line(format_args!("Command line: {}", params.cmdline()));
         log_e820(&mut log, info.e820);
         for u in params.errors() {
@@ -308,10 +317,8 @@ impl<P: Platform> Kmem<P> {
             unsafe { ptr::write_bytes(mem_map as *mut u8, 0, memmap_bytes as usize) };
         }
         let nr_pageblocks = (max_pfn >> PAGEBLOCK_ORDER) + 1;
-        let pageblocks = mb.alloc(
-            (nr_pageblocks * core::mem::size_of::<PageblockInfo>()) as u64,
-            64,
-        ) as *mut PageblockInfo;
+        let pageblocks = mb.alloc((nr_pageblocks * core::mem::size_of::<PageblockInfo>()) as u64, 64)
+            as *mut PageblockInfo;
         if pageblocks.is_null() {
             return Err(BootError::OutOfBootMemory("the pageblock table"));
         }
@@ -324,13 +331,23 @@ impl<P: Platform> Kmem<P> {
                 }
             };
         }
-        let map = MemMap { pages: mem_map, pageblocks, max_pfn };
+        let map = MemMap {
+            pages: mem_map,
+            pageblocks,
+            max_pfn,
+        };
 
         // Zone boundaries by physical address.
         let zone_limits: [u64; MAX_NR_ZONES] = if highmem {
             // i386: DMA, Normal up to max_low_pfn, HighMem above; no DMA32.
             let low = (max_low_pfn as u64) << PAGE_SHIFT;
-            [MAX_DMA_ADDR.min(low), MAX_DMA_ADDR.min(low), low, u64::MAX, u64::MAX]
+            [
+                MAX_DMA_ADDR.min(low),
+                MAX_DMA_ADDR.min(low),
+                low,
+                u64::MAX,
+                u64::MAX,
+            ]
         } else {
             [MAX_DMA_ADDR, MAX_DMA32_ADDR, u64::MAX, u64::MAX, u64::MAX]
         };
@@ -365,7 +382,11 @@ impl<P: Platform> Kmem<P> {
                         present += ((b - a) >> PAGE_SHIFT) as usize;
                     }
                 }
-                let (zone_start_pfn, spanned) = if present == 0 { (0, 0) } else { first_last_present(&mb, s, e) };
+                let (zone_start_pfn, spanned) = if present == 0 {
+                    (0, 0)
+                } else {
+                    first_last_present(&mb, s, e)
+                };
                 let pcp = if present != 0 {
                     let p = mb.alloc_try_nid(pcp_bytes, 64, 0, MEMBLOCK_ALLOC_ACCESSIBLE, nid as i32)
                         as *mut PerCpuPages;
@@ -441,18 +462,34 @@ impl<P: Platform> Kmem<P> {
                 if hi == 0 {
                     log.line(format_args!("  {:<8} empty", zt.name()));
                 } else {
-                    log.line(format_args!("  {:<8} [mem {:#018x}-{:#018x}]", zt.name(), lo, hi - 1));
+                    log.line(format_args!(
+                        "  {:<8} [mem {:#018x}-{:#018x}]",
+                        zt.name(),
+                        lo,
+                        hi - 1
+                    ));
                 }
             }
         }
         log.line(format_args!("Movable zone start for each node"));
         log.line(format_args!("Early memory node ranges"));
         for (s, e, nid) in mb.memory_ranges(NUMA_NO_NODE) {
-            log.line(format_args!("  node {:>3}: [mem {:#018x}-{:#018x}]", nid.max(0), s, e - 1));
+            log.line(format_args!(
+                "  node {:>3}: [mem {:#018x}-{:#018x}]",
+                nid.max(0),
+                s,
+                e - 1
+            ));
         }
         if nr_nodes > 1 {
             for (nid, &(s, e)) in node_ranges[..nr_nodes].iter().enumerate() {
-                log.line(format_args!("Faking node {} at [mem {:#018x}-{:#018x}] ({}MB)", nid, s, e - 1, (e - s) >> 20));
+                log.line(format_args!(
+                    "Faking node {} at [mem {:#018x}-{:#018x}] ({}MB)",
+                    nid,
+                    s,
+                    e - 1,
+                    (e - s) >> 20
+                ));
             }
         }
         log.line(format_args!(
@@ -464,7 +501,9 @@ impl<P: Platform> Kmem<P> {
         ));
         for u in params.unknown() {
             // Collected and printed as one line by the kernel; one per line here.
-            log.line(format_args!("Unknown kernel command line parameters \"{u}\", will be passed to user space."));
+            log.line(format_args!(
+                "Unknown kernel command line parameters \"{u}\", will be passed to user space."
+            ));
         }
 
         // Build the machine in place.
@@ -502,8 +541,8 @@ impl<P: Platform> Kmem<P> {
                     warn_once: AtomicU64::new(0),
                     ratelimit_alloc: RateLimit::new(10_000, 1),
                     ratelimit_bad_page: RateLimit::new(60_000, 60),
-                    boot_free_pages: [const { [const { AtomicUsize::new(0) }; NR_PAGE_ORDERS] }; MAX_NUMNODES * MAX_NR_ZONES],
-                    memblock_warned: AtomicBool::new(false),
+                    boot_free_pages: [const { [const { AtomicUsize::new(0) }; NR_PAGE_ORDERS] };
+                        MAX_NUMNODES * MAX_NR_ZONES],
                     tainted_bad_page: AtomicBool::new(false),
                 },
             );
@@ -628,7 +667,11 @@ impl<P: Platform> Kmem<P> {
             .sum();
         for z in self.zones() {
             let managed = z.managed();
-            let tmp = if lowmem_pages == 0 { 0 } else { (pages_min as u64 * managed as u64 / lowmem_pages as u64) as usize };
+            let tmp = if lowmem_pages == 0 {
+                0
+            } else {
+                (pages_min as u64 * managed as u64 / lowmem_pages as u64) as usize
+            };
             let min = if is_highmem_idx(z.zone_type) {
                 (managed / 1024).clamp(SWAP_CLUSTER_MAX, 128)
             } else {
@@ -670,7 +713,12 @@ impl<P: Platform> Kmem<P> {
     fn calculate_totalreserve_pages(&self) {
         let mut total = 0;
         for z in self.zones() {
-            let max = z.lowmem_reserve.iter().map(|r| r.load(Ordering::Relaxed)).max().unwrap_or(0);
+            let max = z
+                .lowmem_reserve
+                .iter()
+                .map(|r| r.load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0);
             total += (max + z.wmark(WMARK_HIGH)).min(z.managed());
         }
         self.totalreserve_pages.store(total, Ordering::Relaxed);
@@ -688,7 +736,10 @@ impl<P: Platform> Kmem<P> {
                 // SAFETY: the pcp array has nr_cpus entries, zeroed by memblock, never moved.
                 unsafe {
                     let p = z.pcp.add(cpu);
-                    ptr::write(ptr::addr_of_mut!((*p).lock), SpinLock::new(core::mem::zeroed::<PcpLists>()));
+                    ptr::write(
+                        ptr::addr_of_mut!((*p).lock),
+                        SpinLock::new(core::mem::zeroed::<PcpLists>()),
+                    );
                     PcpLists::init((*p).lock.data_ptr(), batch, hmin, hmax);
                 }
             }
@@ -741,7 +792,8 @@ impl<P: Platform> Kmem<P> {
 
     /// All populated zones, node by node, lowest zone first.
     pub fn zones(&self) -> impl Iterator<Item = &Zone> + '_ {
-        self.nodes().flat_map(|pg| pg.node_zones.iter().filter(|z| z.is_populated()))
+        self.nodes()
+            .flat_map(|pg| pg.node_zones.iter().filter(|z| z.is_populated()))
     }
 
     /// The zone a pfn belongs to.
@@ -850,7 +902,13 @@ impl<P: Platform> Kmem<P> {
         let n = self.platform.current_comm(&mut comm);
         let comm = core::str::from_utf8(&comm[..n]).unwrap_or("?");
         pr!(self, "------------[ cut here ]------------");
-        pr!(self, "WARNING: CPU: {} PID: 0 Comm: {}: {}", self.platform.smp_processor_id(), comm, args);
+        pr!(
+            self,
+            "WARNING: CPU: {} PID: 0 Comm: {}: {}",
+            self.platform.smp_processor_id(),
+            comm,
+            args
+        );
         self.platform.dump_stack();
         pr!(self, "---[ end trace 0000000000000000 ]---");
     }
@@ -879,7 +937,12 @@ impl<P: Platform> Kmem<P> {
                 let then = self.boot_free_pages[id][o].load(Ordering::Relaxed);
                 if n != then {
                     same = false;
-                    let _ = writeln!(out, "Node {}, zone {:>8}: order {o}: {n} free blocks, {then} at boot", z.node, z.name());
+                    let _ = writeln!(
+                        out,
+                        "Node {}, zone {:>8}: order {o}: {n} free blocks, {then} at boot",
+                        z.node,
+                        z.name()
+                    );
                 }
             }
         }

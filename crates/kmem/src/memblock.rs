@@ -372,14 +372,7 @@ impl MemblockType {
     }
 
     /// `memblock_insert_region`: needs a free slot.
-    fn insert_region(
-        &mut self,
-        idx: usize,
-        base: PhysAddr,
-        size: PhysAddr,
-        nid: i32,
-        flags: MemblockFlags,
-    ) {
+    fn insert_region(&mut self, idx: usize, base: PhysAddr, size: PhysAddr, nid: i32, flags: MemblockFlags) {
         assert!(self.cnt < self.max, "memblock: insert into a full array");
         let cnt = self.cnt;
         let arr = self.array_mut();
@@ -508,10 +501,7 @@ impl<'a> MemRanges<'a> {
         if numa_valid_node(self.nid) && self.nid != m.nid {
             return true;
         }
-        if self.movable_node
-            && m.is_hotpluggable()
-            && !self.flags.intersects(MemblockFlags::HOTPLUG)
-        {
+        if self.movable_node && m.is_hotpluggable() && !self.flags.intersects(MemblockFlags::HOTPLUG) {
             return true;
         }
         if self.flags.intersects(MemblockFlags::MIRROR) && !m.is_mirror() {
@@ -827,12 +817,7 @@ impl Memblock {
             PAGE_SIZE,
         );
         if addr == 0 && excl_size != 0 {
-            addr = self.find_in_range(
-                0,
-                excl_start.min(self.current_limit),
-                new_alloc_size,
-                PAGE_SIZE,
-            );
+            addr = self.find_in_range(0, excl_start.min(self.current_limit), new_alloc_size, PAGE_SIZE);
         }
         let new_array = self.phys_to_virt(addr).cast::<MemblockRegion>();
         if addr == 0 || new_array.is_null() || !new_array.is_aligned() {
@@ -865,13 +850,7 @@ impl Memblock {
             // just doubled, so isolating needs no new slots.
             let _ = self.remove_range(Which::Reserved, old_phys, old_alloc_size);
         }
-        self.add_range(
-            Which::Reserved,
-            addr,
-            new_alloc_size,
-            NO_NID,
-            MemblockFlags::NONE,
-        )
+        self.add_range(Which::Reserved, addr, new_alloc_size, NO_NID, MemblockFlags::NONE)
     }
 
     /// `memblock_add_range`: add `[base, base + size)`, filling only the holes
@@ -1020,12 +999,7 @@ impl Memblock {
     }
 
     /// `memblock_remove_range`.
-    fn remove_range(
-        &mut self,
-        which: Which,
-        base: PhysAddr,
-        size: PhysAddr,
-    ) -> Result<(), MemblockError> {
+    fn remove_range(&mut self, which: Which, base: PhysAddr, size: PhysAddr) -> Result<(), MemblockError> {
         let (start_rgn, end_rgn) = self.isolate_range(which, base, size)?;
         let t = self.ty_mut(which);
         for i in (start_rgn..end_rgn).rev() {
@@ -1128,18 +1102,8 @@ impl Memblock {
     }
 
     /// `memblock_reserved_mark_noinit`.
-    pub fn reserved_mark_noinit(
-        &mut self,
-        base: PhysAddr,
-        size: PhysAddr,
-    ) -> Result<(), MemblockError> {
-        self.setclr_flag(
-            Which::Reserved,
-            base,
-            size,
-            true,
-            MemblockFlags::RSRV_NOINIT,
-        )
+    pub fn reserved_mark_noinit(&mut self, base: PhysAddr, size: PhysAddr) -> Result<(), MemblockError> {
+        self.setclr_flag(Which::Reserved, base, size, true, MemblockFlags::RSRV_NOINIT)
     }
 
     /// `memblock_set_node`: give the regions of `which` inside the range node
@@ -1202,11 +1166,7 @@ impl Memblock {
 
     /// `memblock_cap_memory_range`: keep only `[base, base + size)` of memory
     /// (and `NOMAP` regions), truncating reserved to it.
-    pub fn cap_memory_range(
-        &mut self,
-        base: PhysAddr,
-        size: PhysAddr,
-    ) -> Result<(), MemblockError> {
+    pub fn cap_memory_range(&mut self, base: PhysAddr, size: PhysAddr) -> Result<(), MemblockError> {
         if size == 0 {
             return Ok(());
         }
@@ -1422,13 +1382,7 @@ impl Memblock {
     }
 
     /// `memblock_find_in_range`: any node, mirrored memory first if present.
-    fn find_in_range(
-        &mut self,
-        start: PhysAddr,
-        end: PhysAddr,
-        size: PhysAddr,
-        align: PhysAddr,
-    ) -> PhysAddr {
+    fn find_in_range(&mut self, start: PhysAddr, end: PhysAddr, size: PhysAddr, align: PhysAddr) -> PhysAddr {
         let mut flags = self.choose_memblock_flags();
         loop {
             let ret = self.find_in_range_node(size, align, start, end, NUMA_NO_NODE, flags);
@@ -1602,13 +1556,7 @@ impl Memblock {
 
     /// `memblock_alloc_from`: zeroed, preferably at or above `min_addr`.
     pub fn alloc_from(&mut self, size: PhysAddr, align: PhysAddr, min_addr: PhysAddr) -> *mut u8 {
-        self.alloc_try_nid(
-            size,
-            align,
-            min_addr,
-            MEMBLOCK_ALLOC_ACCESSIBLE,
-            NUMA_NO_NODE,
-        )
+        self.alloc_try_nid(size, align, min_addr, MEMBLOCK_ALLOC_ACCESSIBLE, NUMA_NO_NODE)
     }
 
     /// `memblock_alloc_low`: zeroed, below [`ARCH_LOW_ADDRESS_LIMIT`].
@@ -1624,13 +1572,7 @@ impl Memblock {
 
     /// `memblock_alloc_node`: zeroed, node `nid` preferred.
     pub fn alloc_node(&mut self, size: PhysAddr, align: PhysAddr, nid: i32) -> *mut u8 {
-        self.alloc_try_nid(
-            size,
-            align,
-            MEMBLOCK_LOW_LIMIT,
-            MEMBLOCK_ALLOC_ACCESSIBLE,
-            nid,
-        )
+        self.alloc_try_nid(size, align, MEMBLOCK_LOW_LIMIT, MEMBLOCK_ALLOC_ACCESSIBLE, nid)
     }
 
     /// bootmem `alloc_bootmem`: zeroed, cache-line aligned. The kernel
@@ -1774,16 +1716,10 @@ mod tests {
         for i in 0..INIT_MEMBLOCK_REGIONS as u64 {
             mb.reserve(i * 0x1000, 0x100).unwrap();
         }
-        assert_eq!(
-            mb.reserve(0x100_0000, 0x100),
-            Err(MemblockError::TooManyRegions)
-        );
+        assert_eq!(mb.reserve(0x100_0000, 0x100), Err(MemblockError::TooManyRegions));
         // Allowed, but no direct map: still an error.
         mb.allow_resize();
-        assert_eq!(
-            mb.reserve(0x100_0000, 0x100),
-            Err(MemblockError::TooManyRegions)
-        );
+        assert_eq!(mb.reserve(0x100_0000, 0x100), Err(MemblockError::TooManyRegions));
         // Even a range that would merge counts as a new piece first (as in
         // the kernel), but one inside an existing region needs no slot.
         assert_eq!(mb.reserve(0x100, 0x100), Err(MemblockError::TooManyRegions));
@@ -1791,10 +1727,7 @@ mod tests {
         assert_eq!(mb.reserved.cnt(), INIT_MEMBLOCK_REGIONS);
         assert_eq!(mb.reserved_size(), INIT_MEMBLOCK_REGIONS as u64 * 0x100);
         // Splitting would need slots: removal in the middle fails too.
-        assert_eq!(
-            mb.phys_free(0x1040, 0x10),
-            Err(MemblockError::TooManyRegions)
-        );
+        assert_eq!(mb.phys_free(0x1040, 0x10), Err(MemblockError::TooManyRegions));
     }
 
     #[test]
@@ -1887,25 +1820,17 @@ mod tests {
     fn free_ranges_both_directions_and_flags() {
         let mut mb = Memblock::new();
         mb.add_node(0x1000, 0x3000, 0, MemblockFlags::NONE).unwrap();
-        mb.add_node(0x10000, 0x1000, 1, MemblockFlags::NONE)
-            .unwrap();
+        mb.add_node(0x10000, 0x1000, 1, MemblockFlags::NONE).unwrap();
         mb.reserve(0x2000, 0x100).unwrap();
         let fwd: Vec<_> = mb.free_ranges(NUMA_NO_NODE).collect();
         assert_eq!(
             fwd,
-            [
-                (0x1000, 0x2000, 0),
-                (0x2100, 0x4000, 0),
-                (0x10000, 0x11000, 1)
-            ]
+            [(0x1000, 0x2000, 0), (0x2100, 0x4000, 0), (0x10000, 0x11000, 1)]
         );
         let mut rev: Vec<_> = mb.free_ranges_rev(NUMA_NO_NODE).collect();
         rev.reverse();
         assert_eq!(rev, fwd);
-        assert_eq!(
-            mb.free_ranges(1).collect::<Vec<_>>(),
-            [(0x10000, 0x11000, 1)]
-        );
+        assert_eq!(mb.free_ranges(1).collect::<Vec<_>>(), [(0x10000, 0x11000, 1)]);
         mb.mark_nomap(0x10000, 0x1000).unwrap();
         assert_eq!(mb.free_ranges(1).count(), 0);
         assert_eq!(mb.free_ranges_flags(1, MemblockFlags::NOMAP).count(), 1);
@@ -1913,17 +1838,11 @@ mod tests {
         assert!(mb.is_map_memory(0x1000));
         mb.set_movable_node(true);
         mb.mark_hotplug(0x1000, 0x1000).unwrap();
-        assert_eq!(
-            mb.free_ranges(NUMA_NO_NODE).next(),
-            Some((0x2100, 0x4000, 0))
-        );
+        assert_eq!(mb.free_ranges(NUMA_NO_NODE).next(), Some((0x2100, 0x4000, 0)));
         mb.clear_hotplug(0, PHYS_ADDR_MAX).unwrap();
         mb.clear_nomap(0, PHYS_ADDR_MAX).unwrap();
         assert_eq!(mb.memory.cnt(), 2);
-        assert_eq!(
-            mb.memory_ranges(0).collect::<Vec<_>>(),
-            [(0x1000, 0x4000, 0)]
-        );
+        assert_eq!(mb.memory_ranges(0).collect::<Vec<_>>(), [(0x1000, 0x4000, 0)]);
         assert_eq!(
             mb.reserved_ranges().collect::<Vec<_>>(),
             [(0x2000, 0x2100, NO_NID)]
@@ -1992,12 +1911,7 @@ mod tests {
         mb.mark_nomap(0x1000, 0x1000).unwrap();
         mb.reserve(0x1000, 0x8000).unwrap();
         mb.cap_memory_range(0x4000, 0x1000).unwrap();
-        let kept: Vec<_> = mb
-            .memory
-            .regions()
-            .iter()
-            .map(|r| (r.base, r.size))
-            .collect();
+        let kept: Vec<_> = mb.memory.regions().iter().map(|r| (r.base, r.size)).collect();
         assert_eq!(kept, [(0x1000, 0x1000), (0x4000, 0x1000)]);
         assert_eq!(mb.reserved.regions()[0].base, 0x4000);
         assert_eq!(mb.reserved_size(), 0x1000);
@@ -2043,8 +1957,7 @@ mod tests {
             MemblockFlags::HOTPLUG | MemblockFlags::NOMAP,
         )
         .unwrap();
-        mb.add_node(0x20_0000, 0x1000, 2, MemblockFlags(0x40))
-            .unwrap();
+        mb.add_node(0x20_0000, 0x1000, 2, MemblockFlags(0x40)).unwrap();
         let mut s = String::new();
         mb.debugfs_show(Which::Memory, &mut s).unwrap();
         assert_eq!(
@@ -2062,7 +1975,9 @@ mod tests {
         assert!(s.starts_with(
             "MEMBLOCK configuration:\n memory size = 0x0000000000004000 reserved size = 0x0000000000000010\n memory.cnt  = 0x3\n"
         ));
-        assert!(s.contains(" memory[0]\t[0x0000000000001000-0x0000000000001fff], 0x0000000000001000 bytes flags: 0\n"));
+        assert!(s.contains(
+            " memory[0]\t[0x0000000000001000-0x0000000000001fff], 0x0000000000001000 bytes flags: 0\n"
+        ));
         assert!(s.contains(" memory[0x1]\t[0x0000000000100000-0x0000000000101fff], 0x0000000000002000 bytes on node 1 flags: 0x5\n"));
         assert!(s.contains(" reserved.cnt  = 0x1\n"));
     }

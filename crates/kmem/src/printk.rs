@@ -156,10 +156,7 @@ pub struct FixedBuf<const N: usize> {
 impl<const N: usize> FixedBuf<N> {
     /// Empty buffer.
     pub const fn new() -> Self {
-        FixedBuf {
-            buf: [0; N],
-            len: 0,
-        }
+        FixedBuf { buf: [0; N], len: 0 }
     }
     /// The text written so far.
     pub fn as_str(&self) -> &str {

@@ -82,10 +82,7 @@ impl<T> SpinLock<T> {
 
     /// `spin_trylock_irqsave`: take the lock if it is free.
     #[inline]
-    pub fn try_lock<'a, P: Platform + ?Sized>(
-        &'a self,
-        platform: &'a P,
-    ) -> Option<SpinLockGuard<'a, T, P>> {
+    pub fn try_lock<'a, P: Platform + ?Sized>(&'a self, platform: &'a P) -> Option<SpinLockGuard<'a, T, P>> {
         let irq_flags = platform.local_irq_save();
         if self
             .locked

@@ -305,7 +305,12 @@ impl<P: Platform> Kmem<P> {
 
     /// `do_shrink_slab`.
     fn do_shrink_slab(&self, s: &Shrinker, gfp: Gfp, nid: usize, priority: u32) -> usize {
-        let mut sc = ShrinkControl { gfp_mask: gfp, nid, nr_to_scan: 0, nr_scanned: 0 };
+        let mut sc = ShrinkControl {
+            gfp_mask: gfp,
+            nid,
+            nr_to_scan: 0,
+            nr_scanned: 0,
+        };
         let freeable = (s.count_objects)(s, &sc);
         if freeable == 0 || freeable == SHRINK_EMPTY {
             return 0;
@@ -337,7 +342,8 @@ impl<P: Platform> Kmem<P> {
             }
         }
         // Work not done is deferred to the next call, as the kernel does.
-        s.nr_deferred.fetch_add(total_scan.min(freeable), Ordering::Relaxed);
+        s.nr_deferred
+            .fetch_add(total_scan.min(freeable), Ordering::Relaxed);
         s.freed.fetch_add(freed, Ordering::Relaxed);
         self.events.slabs_scanned.fetch_add(scanned, Ordering::Relaxed);
         self.events.shrinker_freed.fetch_add(freed, Ordering::Relaxed);
@@ -414,7 +420,8 @@ impl<P: Platform> Kmem<P> {
         let seq = self.reclaim.free_seq.load(Ordering::Acquire);
         self.reclaim.waiters.fetch_add(1, Ordering::SeqCst);
         let start = self.platform.now_ns();
-        self.platform.futex_wait(&self.reclaim.free_seq, seq, Some(timeout_ns));
+        self.platform
+            .futex_wait(&self.reclaim.free_seq, seq, Some(timeout_ns));
         self.reclaim.waiters.fetch_sub(1, Ordering::SeqCst);
         self.platform.now_ns().saturating_sub(start).max(1)
     }

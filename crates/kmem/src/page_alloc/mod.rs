@@ -242,7 +242,10 @@ impl<P: Platform> Kmem<P> {
 
     /// `virt_addr_valid`: is this a linear-map address of RAM?
     pub fn virt_addr_valid(&self, addr: *const u8) -> bool {
-        self.virt_to_page(addr).is_some() && self.page_zone_by_pfn(self.virt_to_phys(addr) as usize >> PAGE_SHIFT).is_some()
+        self.virt_to_page(addr).is_some()
+            && self
+                .page_zone_by_pfn(self.virt_to_phys(addr) as usize >> PAGE_SHIFT)
+                .is_some()
     }
 
     /// `numa_node_id()`: the node of the current CPU.
@@ -292,7 +295,11 @@ impl<P: Platform> Kmem<P> {
             Err(_) => {
                 self.warn_once(
                     WARN_BAD_ZONE,
-                    format_args!("gfp_zone: invalid zone modifiers in gfp {:#x}({})", gfp.bits(), gfp),
+                    format_args!(
+                        "gfp_zone: invalid zone modifiers in gfp {:#x}({})",
+                        gfp.bits(),
+                        gfp
+                    ),
                 );
                 return Err(AllocError);
             }
@@ -402,14 +409,24 @@ impl<P: Platform> Kmem<P> {
             return filled;
         }
         let gfp = current_gfp_context(gfp, self.platform.current_flags());
-        let Ok(highest) = gfp_zone(gfp, self.highmem) else { return filled };
+        let Ok(highest) = gfp_zone(gfp, self.highmem) else {
+            return filled;
+        };
         let mt = gfp_migratetype(gfp);
         let nid = self.numa_node_id();
         // Find the first zone that passes the low watermark for the whole batch.
         let mut chosen = None;
         for z in self.zonelist(nid, highest, gfp.intersects(__GFP_THISNODE)) {
             let mark = z.wmark(WMARK_LOW) + missing;
-            if zone_watermark_ok(z, 0, mark, highest, ALLOC_WMARK_LOW, z.free_pages.load(Ordering::Relaxed), None) {
+            if zone_watermark_ok(
+                z,
+                0,
+                mark,
+                highest,
+                ALLOC_WMARK_LOW,
+                z.free_pages.load(Ordering::Relaxed),
+                None,
+            ) {
                 chosen = Some(z);
                 break;
             }
@@ -434,7 +451,9 @@ impl<P: Platform> Kmem<P> {
                 continue;
             }
             // SAFETY: we hold this CPU's pcp lock.
-            let Some(page) = (unsafe { self.pcp_take(zone, &mut guard, 0, mt, false) }) else { break };
+            let Some(page) = (unsafe { self.pcp_take(zone, &mut guard, 0, mt, false) }) else {
+                break;
+            };
             // SAFETY: the page was just taken off a free list.
             unsafe { self.prep_new_page(page, 0, gfp) };
             *slot = NonNull::new(page);
@@ -452,13 +471,22 @@ impl<P: Platform> Kmem<P> {
             let n = (nid + i) % self.nr_nodes;
             // SAFETY: n < nr_nodes.
             let pg = unsafe { &*self.nodes[n] };
-            pg.node_zones[..=highest as usize].iter().rev().filter(|z| z.is_populated())
+            pg.node_zones[..=highest as usize]
+                .iter()
+                .rev()
+                .filter(|z| z.is_populated())
         })
     }
 
     /// `get_page_from_freelist`.
     #[inline]
-    fn get_page_from_freelist(&self, gfp: Gfp, order: u32, alloc_flags: u32, ac: &AllocContext) -> Option<NonNull<Page>> {
+    fn get_page_from_freelist(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        alloc_flags: u32,
+        ac: &AllocContext,
+    ) -> Option<NonNull<Page>> {
         for zone in self.zonelist(ac.preferred_nid, ac.highest_zoneidx, ac.thisnode) {
             if alloc_flags & ALLOC_NO_WATERMARKS == 0 {
                 let mark = zone.wmark((alloc_flags & ALLOC_WMARK_MASK) as usize);
@@ -478,7 +506,14 @@ impl<P: Platform> Kmem<P> {
 
     /// `zone_watermark_fast`.
     #[inline(always)]
-    fn zone_watermark_fast(&self, z: &Zone, order: u32, mark: usize, highest: ZoneType, alloc_flags: u32) -> bool {
+    fn zone_watermark_fast(
+        &self,
+        z: &Zone,
+        order: u32,
+        mark: usize,
+        highest: ZoneType,
+        alloc_flags: u32,
+    ) -> bool {
         let free = z.free_pages.load(Ordering::Relaxed);
         if order == 0 && free > (mark + z.lowmem_reserve[highest as usize].load(Ordering::Relaxed)) as isize {
             return true;
@@ -492,7 +527,14 @@ impl<P: Platform> Kmem<P> {
 
     /// `rmqueue`: per-CPU lists for small orders, else the buddy lists.
     #[inline(always)]
-    fn rmqueue(&self, zone: &Zone, order: u32, gfp: Gfp, alloc_flags: u32, mt: MigrateType) -> Option<*mut Page> {
+    fn rmqueue(
+        &self,
+        zone: &Zone,
+        order: u32,
+        gfp: Gfp,
+        alloc_flags: u32,
+        mt: MigrateType,
+    ) -> Option<*mut Page> {
         if order <= PAGE_ALLOC_COSTLY_ORDER {
             let cpu = self.platform.smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids by the platform contract.
@@ -513,17 +555,40 @@ impl<P: Platform> Kmem<P> {
     /// # Safety
     /// `g` is the locked pcp of `zone`.
     #[inline(always)]
-    unsafe fn pcp_take(&self, zone: &Zone, g: &mut PcpLists, order: u32, mt: MigrateType, cold: bool) -> Option<*mut Page> {
-        let mt_idx = if (mt as usize) < MIGRATE_PCPTYPES { mt as usize } else { MigrateType::Movable as usize };
+    unsafe fn pcp_take(
+        &self,
+        zone: &Zone,
+        g: &mut PcpLists,
+        order: u32,
+        mt: MigrateType,
+        cold: bool,
+    ) -> Option<*mut Page> {
+        let mt_idx = if (mt as usize) < MIGRATE_PCPTYPES {
+            mt as usize
+        } else {
+            MigrateType::Movable as usize
+        };
         let pindex = order_to_pindex(mt_idx, order);
         let list = &mut g.lists[pindex] as *mut ListHead;
         // SAFETY: the list is initialised and we hold its lock.
-        let mut first = unsafe { if cold { ListHead::last(list) } else { ListHead::first(list) } };
+        let mut first = unsafe {
+            if cold {
+                ListHead::last(list)
+            } else {
+                ListHead::first(list)
+            }
+        };
         if first.is_none() {
             // SAFETY: lock held.
             unsafe { self.rmqueue_bulk(zone, g, order, MigrateType::from_index(mt_idx), list) };
             // SAFETY: as above.
-            first = unsafe { if cold { ListHead::last(list) } else { ListHead::first(list) } };
+            first = unsafe {
+                if cold {
+                    ListHead::last(list)
+                } else {
+                    ListHead::first(list)
+                }
+            };
         }
         let l = first?;
         let page = lru_to_page(l);
@@ -540,14 +605,28 @@ impl<P: Platform> Kmem<P> {
     /// # Safety
     /// `g` is locked; `list` is one of its lists.
     #[cold]
-    unsafe fn rmqueue_bulk(&self, zone: &Zone, g: &mut PcpLists, order: u32, mt: MigrateType, list: *mut ListHead) {
+    unsafe fn rmqueue_bulk(
+        &self,
+        zone: &Zone,
+        g: &mut PcpLists,
+        order: u32,
+        mt: MigrateType,
+        list: *mut ListHead,
+    ) {
         let count = g.nr_pcp_alloc(order);
         let mut guard = zone.lock.lock(&self.platform);
-        let mut b = Buddy { free: &mut guard, zone, map: self.map, report: false };
+        let mut b = Buddy {
+            free: &mut guard,
+            zone,
+            map: self.map,
+            report: false,
+        };
         let mut got = 0;
         for _ in 0..count {
             // SAFETY: zone lock held.
-            let Some(page) = (unsafe { b.rmqueue(order, mt) }) else { break };
+            let Some(page) = (unsafe { b.rmqueue(order, mt) }) else {
+                break;
+            };
             // SAFETY: the page is ours now; it goes on our locked list.
             unsafe {
                 (*page).order = order as u8;
@@ -563,7 +642,12 @@ impl<P: Platform> Kmem<P> {
     /// Allocate from the buddy lists under the zone lock.
     fn rmqueue_buddy(&self, zone: &Zone, order: u32, alloc_flags: u32, mt: MigrateType) -> Option<*mut Page> {
         let mut guard = zone.lock.lock(&self.platform);
-        let mut b = Buddy { free: &mut guard, zone, map: self.map, report: false };
+        let mut b = Buddy {
+            free: &mut guard,
+            zone,
+            map: self.map,
+            report: false,
+        };
         // SAFETY: zone lock held.
         let page = unsafe {
             let mut p = b.rmqueue(order, mt);
@@ -587,7 +671,11 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: the block is exclusively ours.
         unsafe {
             let old = (*page).flags.load(Ordering::Relaxed);
-            let head = if gfp.intersects(__GFP_COMP) && order > 0 { PG_HEAD } else { 0 };
+            let head = if gfp.intersects(__GFP_COMP) && order > 0 {
+                PG_HEAD
+            } else {
+                0
+            };
             (*page).flags.store(head, Ordering::Relaxed);
             (*page).order = order as u8;
             (*page).refcount.store(1, Ordering::Relaxed);
@@ -608,19 +696,33 @@ impl<P: Platform> Kmem<P> {
     /// The slow path (`__alloc_pages_slowpath`).
     #[cold]
     #[inline(never)]
-    fn alloc_pages_slowpath(&self, gfp: Gfp, order: u32, ac: &AllocContext) -> Result<NonNull<Page>, AllocError> {
+    fn alloc_pages_slowpath(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        ac: &AllocContext,
+    ) -> Result<NonNull<Page>, AllocError> {
         let can_direct_reclaim = gfp.allows_blocking();
         let costly = order > PAGE_ALLOC_COSTLY_ORDER;
         let nofail = gfp.intersects(__GFP_NOFAIL);
         if nofail {
             if order > 1 {
-                self.warn_once(WARN_NOFAIL_ORDER, format_args!("__GFP_NOFAIL with order {order} > 1"));
+                self.warn_once(
+                    WARN_NOFAIL_ORDER,
+                    format_args!("__GFP_NOFAIL with order {order} > 1"),
+                );
             }
             if !can_direct_reclaim {
-                self.warn_once(WARN_NOFAIL_NOBLOCK, format_args!("__GFP_NOFAIL without __GFP_DIRECT_RECLAIM"));
+                self.warn_once(
+                    WARN_NOFAIL_NOBLOCK,
+                    format_args!("__GFP_NOFAIL without __GFP_DIRECT_RECLAIM"),
+                );
             }
             if self.platform.current_flags() & PF_MEMALLOC != 0 {
-                self.warn_once(WARN_NOFAIL_MEMALLOC, format_args!("__GFP_NOFAIL from a PF_MEMALLOC task"));
+                self.warn_once(
+                    WARN_NOFAIL_MEMALLOC,
+                    format_args!("__GFP_NOFAIL from a PF_MEMALLOC task"),
+                );
             }
         }
         if can_direct_reclaim {
@@ -918,7 +1020,9 @@ impl<P: Platform> Kmem<P> {
             self.bad_address("free_pages", addr, order);
             return;
         }
-        let Some(page) = self.virt_to_page(addr as *const u8) else { return };
+        let Some(page) = self.virt_to_page(addr as *const u8) else {
+            return;
+        };
         // SAFETY: forwarded.
         unsafe { self.free_pages_common(page.as_ptr(), order, false) }
     }
@@ -964,7 +1068,16 @@ impl<P: Platform> Kmem<P> {
             if old <= 0 {
                 p.refcount.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: the descriptor is valid.
-                unsafe { self.bad_page(page, if p.is_buddy() || p.test(PG_PCP) { "page already free (double free)" } else { "nonzero _refcount" }) };
+                unsafe {
+                    self.bad_page(
+                        page,
+                        if p.is_buddy() || p.test(PG_PCP) {
+                            "page already free (double free)"
+                        } else {
+                            "nonzero _refcount"
+                        },
+                    )
+                };
                 return;
             }
             // Someone else holds a reference. A non-compound high-order block
@@ -1023,7 +1136,12 @@ impl<P: Platform> Kmem<P> {
             }
             if (*page).order as u32 != order {
                 let mut msg = crate::printk::FixedBuf::<96>::new();
-                let _ = write!(msg, "freed with order {} but allocated with order {}", order, (*page).order);
+                let _ = write!(
+                    msg,
+                    "freed with order {} but allocated with order {}",
+                    order,
+                    (*page).order
+                );
                 self.bad_page(page, msg.as_str());
                 // Better than the kernel: free what was really allocated.
             }
@@ -1054,7 +1172,11 @@ impl<P: Platform> Kmem<P> {
         };
         let mt = MigrateType::from_index(pb.mt as usize);
         if order <= PAGE_ALLOC_COSTLY_ORDER && mt != MigrateType::Isolate {
-            let pcp_mt = if (mt as usize) < MIGRATE_PCPTYPES { mt } else { MigrateType::Movable };
+            let pcp_mt = if (mt as usize) < MIGRATE_PCPTYPES {
+                mt
+            } else {
+                MigrateType::Movable
+            };
             let cpu = self.platform.smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let pcp = unsafe { zone.pcp(cpu) };
@@ -1084,7 +1206,12 @@ impl<P: Platform> Kmem<P> {
         }
         let mut guard = zone.lock.lock(&self.platform);
         let report = self.platform.discard_zeroes();
-        let mut b = Buddy { free: &mut guard, zone, map: self.map, report };
+        let mut b = Buddy {
+            free: &mut guard,
+            zone,
+            map: self.map,
+            report,
+        };
         // SAFETY: zone lock held; the block is free.
         unsafe { b.free_one_page(page, order, mt, false) };
         zone.stats.pgfree.fetch_add(1, Ordering::Relaxed);
@@ -1113,7 +1240,12 @@ impl<P: Platform> Kmem<P> {
         let mut left = count.min(g.count) as isize;
         let report = self.platform.discard_zeroes();
         let mut guard = zone.lock.lock(&self.platform);
-        let mut b = Buddy { free: &mut guard, zone, map: self.map, report };
+        let mut b = Buddy {
+            free: &mut guard,
+            zone,
+            map: self.map,
+            report,
+        };
         let mut pindex = NR_PCP_LISTS - 1;
         let mut empty_rounds = 0;
         while left > 0 && empty_rounds < NR_PCP_LISTS {
@@ -1167,10 +1299,22 @@ impl<P: Platform> Kmem<P> {
     ///
     /// # Safety
     /// The block is free RAM of `zone` that nobody uses.
-    pub(crate) unsafe fn free_one_page_locked(&self, zone: &Zone, page: *mut Page, pfn: usize, order: u32, boot: bool) {
+    pub(crate) unsafe fn free_one_page_locked(
+        &self,
+        zone: &Zone,
+        page: *mut Page,
+        pfn: usize,
+        order: u32,
+        boot: bool,
+    ) {
         let mt = self.map.pageblock_mt(pfn);
         let mut guard = zone.lock.lock(&self.platform);
-        let mut b = Buddy { free: &mut guard, zone, map: self.map, report: !boot && self.platform.discard_zeroes() };
+        let mut b = Buddy {
+            free: &mut guard,
+            zone,
+            map: self.map,
+            report: !boot && self.platform.discard_zeroes(),
+        };
         // SAFETY: forwarded.
         unsafe {
             (*page).refcount.store(0, Ordering::Relaxed);
@@ -1192,9 +1336,15 @@ impl<P: Platform> Kmem<P> {
     /// Free page reporting for one zone.
     fn report_free_pages(&self, zone: &Zone) {
         let mut guard = zone.lock.lock(&self.platform);
-        let mut b = Buddy { free: &mut guard, zone, map: self.map, report: true };
+        let mut b = Buddy {
+            free: &mut guard,
+            zone,
+            map: self.map,
+            report: true,
+        };
         let discard = |pfn: usize, pages: usize| {
-            self.platform.discard_ram((pfn << PAGE_SHIFT) as u64, (pages << PAGE_SHIFT) as u64);
+            self.platform
+                .discard_ram((pfn << PAGE_SHIFT) as u64, (pages << PAGE_SHIFT) as u64);
         };
         // SAFETY: zone lock held.
         let n = unsafe { b.report_free_pages(&discard) };
@@ -1227,7 +1377,12 @@ impl<P: Platform> Kmem<P> {
             p.index,
             pfn
         );
-        crate::pr!(self, "flags: {:#x}(order:{})", p.flags.load(Ordering::Relaxed), p.order);
+        crate::pr!(
+            self,
+            "flags: {:#x}(order:{})",
+            p.flags.load(Ordering::Relaxed),
+            p.order
+        );
         crate::pr!(self, "page dumped because: {}", reason);
         self.platform.dump_stack();
         crate::pr!(self, "Disabling lock debugging due to kernel taint");

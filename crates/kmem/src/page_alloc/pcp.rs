@@ -147,7 +147,11 @@ pub fn zone_batchsize(managed: usize) -> usize {
     b = b.max(1);
     // Clamp to 2^n - 1 so successive batches do not alias in the cache.
     let x = b + b / 2;
-    let p = if x == 0 { 1 } else { 1usize << (usize::BITS - 1 - x.leading_zeros()) };
+    let p = if x == 0 {
+        1
+    } else {
+        1usize << (usize::BITS - 1 - x.leading_zeros())
+    };
     p.saturating_sub(1).max(1)
 }
 

@@ -332,7 +332,9 @@ impl Buddy<'_> {
                 // Do not merge across isolated or highatomic pageblocks at pageblock size.
                 if order >= PAGEBLOCK_ORDER {
                     let bmt = self.map.pageblock_mt(buddy_pfn);
-                    if bmt == MigrateType::Isolate || mt == MigrateType::Isolate || bmt == MigrateType::HighAtomic
+                    if bmt == MigrateType::Isolate
+                        || mt == MigrateType::Isolate
+                        || bmt == MigrateType::HighAtomic
                     {
                         break;
                     }
@@ -351,8 +353,16 @@ impl Buddy<'_> {
                 let higher_buddy = (pfn & !((1usize << (order + 1)) - 1)) ^ (1 << (order + 1));
                 tail = self.page_is_buddy(higher_buddy, order + 1);
             }
-            let list_mt = if order >= PAGEBLOCK_ORDER { self.map.pageblock_mt(pfn) } else { mt };
-            let list_mt = if list_mt == MigrateType::HighAtomic && order >= PAGEBLOCK_ORDER { mt } else { list_mt };
+            let list_mt = if order >= PAGEBLOCK_ORDER {
+                self.map.pageblock_mt(pfn)
+            } else {
+                mt
+            };
+            let list_mt = if list_mt == MigrateType::HighAtomic && order >= PAGEBLOCK_ORDER {
+                mt
+            } else {
+                list_mt
+            };
             self.free.add_to_free_list(page, order, list_mt, tail || reported);
             if reported {
                 (*page).set(PG_REPORTED);
@@ -459,7 +469,9 @@ impl Buddy<'_> {
             for fmt in start_mt.fallbacks() {
                 let head = &mut self.free.free_area[cur as usize].free_list[fmt as usize] as *mut ListHead;
                 // SAFETY: list initialised, lock held.
-                let Some(l) = (unsafe { ListHead::first(head) }) else { continue };
+                let Some(l) = (unsafe { ListHead::first(head) }) else {
+                    continue;
+                };
                 let page = lru_to_page(l);
                 let pfn = self.map.page_to_pfn(page);
                 if Self::can_steal(cur, start_mt) {
@@ -513,7 +525,10 @@ impl Buddy<'_> {
     #[inline]
     pub unsafe fn rmqueue(&mut self, order: u32, mt: MigrateType) -> Option<*mut Page> {
         // SAFETY: forwarded.
-        unsafe { self.rmqueue_smallest(order, mt).or_else(|| self.rmqueue_fallback(order, mt)) }
+        unsafe {
+            self.rmqueue_smallest(order, mt)
+                .or_else(|| self.rmqueue_fallback(order, mt))
+        }
     }
 
     /// Free page reporting: hand free pageblock-or-larger blocks back to the host
