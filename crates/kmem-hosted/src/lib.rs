@@ -24,3 +24,8 @@ pub mod ram;
 pub use platform::HostedPlatform;
 pub use machine::{default_machine, Machine, MachineError};
 pub use ram::HostRam;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
