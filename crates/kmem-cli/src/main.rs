@@ -112,6 +112,9 @@ fn pool_scan(s: &Shrinker, sc: &mut ShrinkControl) -> usize {
     n
 }
 
+/// Pages (linear address, order) allocated on one thread for the next one to free.
+type HandoffQueue = Mutex<Vec<(usize, u32)>>;
+
 /// Pages the pool's shrinker and the final clean-up freed.
 static POOL_FREES: AtomicUsize = AtomicUsize::new(0);
 
@@ -149,7 +152,7 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     // A hand-off queue: pages allocated on one thread, freed by the next.
-    let handoff: Arc<Vec<Mutex<Vec<(usize, u32)>>>> =
+    let handoff: Arc<Vec<HandoffQueue>> =
         Arc::new((0..nthreads).map(|_| Mutex::new(Vec::new())).collect());
     let start = Instant::now();
     let mut handles = Vec::new();

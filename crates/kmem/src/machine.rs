@@ -509,7 +509,7 @@ impl<P: Platform> Kmem<P> {
         // Build the machine in place.
         let oom_wait_ms = params.oom_wait_ms.unwrap_or(DEFAULT_OOM_WAIT_MS);
         let wsf = params.watermark_scale_factor.unwrap_or(10) as usize;
-        drop(log);
+        let _ = log;
         // SAFETY: kmem_ptr is zeroed, aligned memory of the right size reserved in memblock.
         unsafe {
             ptr::write(

@@ -75,11 +75,11 @@ impl LogRing {
             chunk[n] = b;
             n += 1;
             if n == chunk.len() {
-                out.write_str(&String256::lossy(&chunk[..n]))?;
+                out.write_str(String256::lossy(&chunk[..n]))?;
                 n = 0;
             }
         }
-        out.write_str(&String256::lossy(&chunk[..n]))
+        out.write_str(String256::lossy(&chunk[..n]))
     }
 
     /// Bytes written since boot.

@@ -40,7 +40,7 @@ use crate::list::ListHead;
 use crate::machine::{Kmem, MachineState, SWAP_CLUSTER_MAX};
 use crate::page::{flags::*, *};
 use crate::platform::task_flags::PF_MEMALLOC;
-use crate::platform::{Platform, HARDIRQ_MASK, NMI_MASK, SOFTIRQ_MASK};
+use crate::platform::{Platform, HARDIRQ_MASK, NMI_MASK};
 use crate::AllocError;
 use core::fmt::Write;
 use core::ptr::{self, NonNull};
@@ -399,14 +399,7 @@ impl<P: Platform> Kmem<P> {
         }
         if missing == 1 || gfp.intersects(__GFP_ACCOUNT) {
             // One page left, or accounting: the ordinary path.
-            for slot in array.iter_mut().filter(|s| s.is_none()) {
-                if let Ok(p) = self.alloc_pages(gfp, 0) {
-                    *slot = Some(p);
-                    filled += 1;
-                }
-                break;
-            }
-            return filled;
+            return filled + self.bulk_fill_one(gfp, array);
         }
         let gfp = current_gfp_context(gfp, self.platform.current_flags());
         let Ok(highest) = gfp_zone(gfp, self.highmem) else {
@@ -433,14 +426,7 @@ impl<P: Platform> Kmem<P> {
         }
         let Some(zone) = chosen else {
             // Watermarks fail: fall back to one page through the full path.
-            for slot in array.iter_mut().filter(|s| s.is_none()) {
-                if let Ok(p) = self.alloc_pages(gfp, 0) {
-                    *slot = Some(p);
-                    filled += 1;
-                }
-                break;
-            }
-            return filled;
+            return filled + self.bulk_fill_one(gfp, array);
         };
         let cpu = self.platform.smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids by the platform contract.
@@ -460,6 +446,20 @@ impl<P: Platform> Kmem<P> {
             filled += 1;
         }
         filled
+    }
+
+    /// Fill the first empty slot through the ordinary path; 1 if it worked.
+    fn bulk_fill_one(&self, gfp: Gfp, array: &mut [Option<NonNull<Page>>]) -> usize {
+        match array.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => match self.alloc_pages(gfp, 0) {
+                Ok(p) => {
+                    *slot = Some(p);
+                    1
+                }
+                Err(_) => 0,
+            },
+            None => 0,
+        }
     }
 
     /// Zones to try, in zonelist order: the preferred node from `highest`
@@ -828,7 +828,7 @@ impl<P: Platform> Kmem<P> {
         }
         let pc = self.platform.preempt_count();
         let in_irq = pc & (HARDIRQ_MASK | NMI_MASK) != 0;
-        if self.platform.current_flags() & PF_MEMALLOC != 0 && !in_irq && (pc & SOFTIRQ_MASK == 0 || true) {
+        if self.platform.current_flags() & PF_MEMALLOC != 0 && !in_irq {
             return ALLOC_NO_WATERMARKS;
         }
         0
@@ -1164,7 +1164,7 @@ impl<P: Platform> Kmem<P> {
     /// The block is free and ours.
     #[inline(always)]
     unsafe fn free_unref_page(&self, page: *mut Page, pfn: usize, order: u32, cold: bool) {
-        let pb = *self.map.pageblock(pfn);
+        let pb = self.map.pageblock(pfn);
         let Some(zone) = self.zone_by_id(pb.zone_id) else {
             // SAFETY: descriptor valid.
             unsafe { self.bad_page(page, "page outside any zone") };

@@ -203,12 +203,21 @@ impl MemMap {
         off % core::mem::size_of::<Page>() == 0 && off / core::mem::size_of::<Page>() < self.max_pfn
     }
 
-    /// The pageblock record of `pfn`.
+    /// The pageblock record of `pfn` (a copy).
     #[inline(always)]
-    pub fn pageblock(&self, pfn: usize) -> &mut PageblockInfo {
+    pub fn pageblock(&self, pfn: usize) -> PageblockInfo {
+        debug_assert!(pfn < self.max_pfn);
         // SAFETY: pfn < max_pfn for every caller; the table covers max_pfn.
-        // Pageblock records are only changed under the owning zone's lock.
-        unsafe { &mut *self.pageblocks.add(pfn >> PAGEBLOCK_ORDER) }
+        unsafe { *self.pageblocks.add(pfn >> PAGEBLOCK_ORDER) }
+    }
+
+    /// `set_pageblock_migratetype`: retype the pageblock holding `pfn`.
+    /// Callers hold the owning zone's lock, which serialises retyping.
+    #[inline(always)]
+    pub fn set_pageblock_mt(&self, pfn: usize, mt: MigrateType) {
+        debug_assert!(pfn < self.max_pfn);
+        // SAFETY: in bounds as above; writes are serialised by the zone lock.
+        unsafe { (*self.pageblocks.add(pfn >> PAGEBLOCK_ORDER)).mt = mt as u8 };
     }
 
     /// `get_pageblock_migratetype`.
@@ -455,7 +464,7 @@ impl Buddy<'_> {
                 }
             }
         }
-        self.map.pageblock(start).mt = mt as u8;
+        self.map.set_pageblock_mt(start, mt);
         moved
     }
 
@@ -479,7 +488,7 @@ impl Buddy<'_> {
                         // Whole pageblocks: retype all of them.
                         let mut b = pfn;
                         while b < pfn + (1 << cur) {
-                            self.map.pageblock(b).mt = start_mt as u8;
+                            self.map.set_pageblock_mt(b, start_mt);
                             b += 1 << PAGEBLOCK_ORDER;
                         }
                         // SAFETY: page is on fmt's list; move it to ours.

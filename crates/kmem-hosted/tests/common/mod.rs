@@ -1,0 +1,169 @@
+//! Helpers shared by the page allocator's integration tests.
+//!
+//! Every test boots its own machine (`Machine::boot`), so tests are
+//! independent and may run in parallel.
+#![allow(dead_code)]
+
+use core::ptr::NonNull;
+use kmem::page::{Page, MAX_PAGE_ORDER, PAGE_SIZE};
+use kmem::page_alloc::zone::Zone;
+use kmem::*;
+use kmem_hosted::Machine;
+use std::sync::atomic::Ordering;
+
+/// An allocation we hold: head page and order.
+pub type Held = Vec<(NonNull<Page>, u32)>;
+
+/// A page pointer that may cross threads (the machine is `Sync`; the page is
+/// owned by whoever holds this value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SendPage(pub NonNull<Page>);
+// SAFETY: a page descriptor belongs to the machine, which is shared between
+// threads; ownership of the allocation moves with the value.
+unsafe impl Send for SendPage {}
+
+/// Boot a machine or fail the test with the reason.
+pub fn boot(cmdline: &str) -> Machine {
+    Machine::boot(cmdline).unwrap_or_else(|e| panic!("boot {cmdline:?}: {e}"))
+}
+
+/// The pfn of a page.
+pub fn pfn(m: &Machine, p: NonNull<Page>) -> usize {
+    m.page_to_pfn(p)
+}
+
+/// The zone a pfn belongs to.
+pub fn zone_of<'a>(m: &'a Machine, pfn: usize) -> &'a Zone {
+    m.page_zone_by_pfn(pfn).unwrap_or_else(|| panic!("pfn {pfn:#x} in no zone"))
+}
+
+/// The zone of a type on node 0.
+pub fn zone<'a>(m: &'a Machine, zt: ZoneType) -> &'a Zone {
+    zone_on(m, 0, zt)
+}
+
+/// The zone of a type on a node.
+pub fn zone_on<'a>(m: &'a Machine, nid: usize, zt: ZoneType) -> &'a Zone {
+    &m.node_data(nid).expect("node").node_zones[zt as usize]
+}
+
+/// `zone->lowmem_reserve[idx]`.
+pub fn reserve(z: &Zone, idx: ZoneType) -> usize {
+    z.lowmem_reserve[idx as usize].load(Ordering::Relaxed)
+}
+
+/// Pages on the per-CPU lists of one zone.
+pub fn zone_pcp_count(m: &Machine, z: &Zone) -> usize {
+    (0..m.nr_cpu_ids())
+        // SAFETY: cpu < nr_cpu_ids.
+        .map(|cpu| unsafe { z.pcp(cpu) }.lock.lock(&m.platform).count)
+        .sum()
+}
+
+/// Largest `high` of one zone's per-CPU lists.
+pub fn zone_pcp_high(m: &Machine, z: &Zone) -> usize {
+    (0..m.nr_cpu_ids())
+        // SAFETY: cpu < nr_cpu_ids.
+        .map(|cpu| unsafe { z.pcp(cpu) }.lock.lock(&m.platform).high_max)
+        .max()
+        .unwrap_or(0)
+}
+
+/// `nr_free_pages + pcp pages + live pages == totalram_pages`.
+pub fn assert_accounting(m: &Machine, live_pages: usize) {
+    let free = m.nr_free_pages();
+    let pcp = m.nr_pcp_pages();
+    assert_eq!(
+        free + pcp + live_pages,
+        m.totalram_pages(),
+        "free {free} + pcp {pcp} + live {live_pages} != totalram {}",
+        m.totalram_pages()
+    );
+}
+
+/// Drain the per-CPU lists and check that the buddy lists hold exactly the
+/// blocks they held after boot, and that every managed page is free.
+pub fn assert_boot_state(m: &Machine) {
+    m.drain_all_pages();
+    let mut diff = String::new();
+    assert!(
+        m.buddy_matches_boot_state(&mut diff),
+        "buddy lists differ from boot:\n{diff}\n--- dmesg ---\n{}",
+        m.dmesg()
+    );
+    assert_eq!(m.nr_pcp_pages(), 0);
+    assert_eq!(m.nr_free_pages(), m.totalram_pages());
+}
+
+/// Allocate with `gfp` (plus `__GFP_NOWARN|__GFP_NORETRY`, so nothing waits),
+/// largest orders first, until nothing more comes. The pages are returned.
+pub fn exhaust(m: &Machine, gfp: Gfp) -> Held {
+    let gfp = gfp | __GFP_NOWARN | __GFP_NORETRY;
+    let mut held = Vec::new();
+    for order in (0..=MAX_PAGE_ORDER).rev() {
+        while let Ok(p) = m.alloc_pages(gfp, order) {
+            held.push((p, order));
+        }
+    }
+    held
+}
+
+/// Take every page of the machine (watermarks ignored), as order-0 pages.
+pub fn exhaust_all_order0(m: &Machine) -> Vec<NonNull<Page>> {
+    let held = exhaust(m, GFP_KERNEL | __GFP_MEMALLOC);
+    let mut pages = Vec::new();
+    for (p, order) in held {
+        split(m, p, order, &mut pages);
+    }
+    m.drain_all_pages();
+    assert_eq!(m.nr_free_pages(), 0, "memory left after exhausting with __GFP_MEMALLOC");
+    pages
+}
+
+/// `split_page` an allocation into order-0 pages, appended to `out`.
+pub fn split(m: &Machine, p: NonNull<Page>, order: u32, out: &mut Vec<NonNull<Page>>) {
+    m.split_page(p, order);
+    let base = pfn(m, p);
+    for i in 0..(1usize << order) {
+        out.push(m.pfn_to_page(base + i).unwrap());
+    }
+}
+
+/// Free everything held.
+pub fn free_all(m: &Machine, held: Held) {
+    for (p, order) in held {
+        // SAFETY: we allocated it with this order and drop our only reference.
+        unsafe { m.__free_pages(p, order) };
+    }
+}
+
+/// Free order-0 pages.
+pub fn free_all0(m: &Machine, pages: Vec<NonNull<Page>>) {
+    for p in pages {
+        // SAFETY: an order-0 allocation we own.
+        unsafe { m.__free_pages(p, 0) };
+    }
+}
+
+/// The memory of a lowmem page.
+pub fn bytes(m: &Machine, p: NonNull<Page>, order: u32) -> &'static mut [u8] {
+    let a = m.page_address(p).expect("lowmem page has an address");
+    // SAFETY: the allocation spans PAGE_SIZE << order bytes of the linear map
+    // and is owned by the caller until freed.
+    unsafe { core::slice::from_raw_parts_mut(a.as_ptr(), PAGE_SIZE << order) }
+}
+
+/// Number of pages in the held allocations.
+pub fn held_pages(held: &Held) -> usize {
+    held.iter().map(|&(_, o)| 1usize << o).sum()
+}
+
+/// Poll `cond` (yielding) until it holds; panics after a generous deadline so
+/// a broken test does not hang the suite. Never used to assert speed.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
