@@ -22,6 +22,7 @@ use kmem::e820::{self, E820Table};
 use kmem::{BootError, BootInfo, Kmem};
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// Installed RAM when `mem=` is not given.
@@ -53,6 +54,8 @@ impl std::error::Error for MachineError {}
 /// A booted machine with its RAM. Dereferences to the core's `Kmem`.
 pub struct Machine {
     kmem: NonNull<Kmem<HostedPlatform>>,
+    kswapd: Vec<std::thread::JoinHandle<()>>,
+    kswapd_stop: std::sync::Arc<AtomicBool>,
     e820: E820Table,
     // Dropped last: the machine lives inside it.
     ram: HostRam,
@@ -113,7 +116,36 @@ impl Machine {
         // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the
         // machine (it is dropped after `drop_in_place` in `Drop`).
         let kmem = unsafe { Kmem::boot(platform, &info) }.map_err(MachineError::Boot)?;
-        Ok(Machine { kmem, e820, ram })
+        let mut m = Machine { kmem, kswapd: Vec::new(), kswapd_stop: Default::default(), e820, ram };
+        if params.kswapd.unwrap_or(true) {
+            m.start_kswapd();
+        }
+        Ok(m)
+    }
+
+    /// Start one kswapd thread per node (`kswapdN`).
+    fn start_kswapd(&mut self) {
+        struct SendPtr(NonNull<Kmem<HostedPlatform>>);
+        // SAFETY: the machine is Sync; the pointer stays valid until the
+        // threads are joined in `Drop`, before the machine is torn down.
+        unsafe impl Send for SendPtr {}
+        for nid in 0..self.kmem().nr_node_ids() {
+            let k = SendPtr(self.kmem);
+            let stop = self.kswapd_stop.clone();
+            let h = std::thread::Builder::new().name(format!("kswapd{nid}")).spawn(move || {
+                let k = k;
+                // SAFETY: see SendPtr.
+                let kmem = unsafe { k.0.as_ref() };
+                kmem.kswapd_run(nid, &stop);
+            });
+            if let Ok(h) = h {
+                self.kswapd.push(h);
+            }
+        }
+        // Wait until the threads registered, so wake-ups from now on reach them.
+        while self.kmem().kswapd_threads() < self.kswapd.len() {
+            std::thread::yield_now();
+        }
     }
 
     /// The core machine.
@@ -166,6 +198,11 @@ impl Deref for Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
+        self.kswapd_stop.store(true, Ordering::Release);
+        self.kmem().kswapd_stop();
+        for h in self.kswapd.drain(..) {
+            let _ = h.join();
+        }
         // SAFETY: the machine was initialised by boot and is not used after this;
         // its memory is unmapped when `ram` drops right after.
         unsafe { core::ptr::drop_in_place(self.kmem.as_ptr()) };

@@ -542,6 +542,8 @@ pub struct BootParams {
     /// `oom_wait_ms=` (kmem's own): how long a sleeping allocation waits for
     /// memory before it fails.
     pub oom_wait_ms: Option<u64>,
+    /// `kswapd=on|off` (kmem's own): whether the hosted machine runs kswapd threads.
+    pub kswapd: Option<bool>,
     /// `vmalloc=nn[KMG]`: size of the vmalloc area.
     pub vmalloc: Option<u64>,
     /// `percpu_alloc=embed|page`.
@@ -581,6 +583,7 @@ impl BootParams {
             quiet: false,
             loglevel: None,
             oom_wait_ms: None,
+            kswapd: None,
             vmalloc: None,
             percpu_alloc: None,
             init_args_offset: None,
@@ -717,6 +720,9 @@ impl BootParams {
         } else if is("oom_wait_ms") {
             let v = val.and_then(parse_num);
             self.set_late(param, val, v, |p, v| p.oom_wait_ms = Some(v));
+        } else if is("kswapd") {
+            let v = val.and_then(kstrtobool);
+            self.set_late(param, val, v, |p, v| p.kswapd = Some(v));
         } else if is("page_alloc.shuffle") {
             let v = match val {
                 None => Some(true),
@@ -833,6 +839,7 @@ impl fmt::Debug for BootParams {
             .field("quiet", &self.quiet)
             .field("loglevel", &self.loglevel)
             .field("oom_wait_ms", &self.oom_wait_ms)
+            .field("kswapd", &self.kswapd)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
             .field("init_args_offset", &self.init_args_offset)

@@ -23,6 +23,7 @@ pub mod bootmem;
 pub mod cmdline;
 pub mod e820;
 pub mod gfp;
+pub mod kswapd;
 pub mod list;
 pub mod machine;
 pub mod memblock;

@@ -130,7 +130,7 @@ pub struct VmTunables {
 pub struct VmEvents {
     /// Direct reclaim entered (`allocstall`).
     pub allocstall: AtomicUsize,
-    /// kswapd wake-ups requested (`kswapd_wake`; no kswapd thread runs).
+    /// kswapd wake-ups requested (`kswapd_wake`).
     pub kswapd_wake: AtomicUsize,
     /// Objects shrinkers were asked to scan (`slabs_scanned`).
     pub slabs_scanned: AtomicUsize,
@@ -182,6 +182,8 @@ pub struct Kmem<P: Platform> {
     /// Pages reserved at boot (memblock reservations inside RAM).
     pub(crate) reserved_pages: usize,
     pub(crate) reclaim: Reclaim,
+    /// Background reclaim state.
+    pub kswapd: crate::kswapd::Kswapd,
     pub(crate) log: SpinLock<LogRing>,
     pub(crate) warn_once: AtomicU64,
     pub(crate) ratelimit_alloc: RateLimit,
@@ -537,6 +539,7 @@ impl<P: Platform> Kmem<P> {
                     totalreserve_pages: AtomicUsize::new(0),
                     reserved_pages: 0,
                     reclaim: Reclaim::new(),
+                    kswapd: crate::kswapd::Kswapd::new(),
                     log: SpinLock::new(ring),
                     warn_once: AtomicU64::new(0),
                     ratelimit_alloc: RateLimit::new(10_000, 1),

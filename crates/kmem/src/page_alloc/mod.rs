@@ -730,7 +730,7 @@ impl<P: Platform> Kmem<P> {
         }
         let mut alloc_flags = gfp_to_alloc_flags(gfp, order);
         if alloc_flags & ALLOC_KSWAPD != 0 {
-            self.events.kswapd_wake.fetch_add(1, Ordering::Relaxed);
+            self.wakeup_kswapd(ac.preferred_nid);
         }
         if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, ac) {
             return Ok(p);
