@@ -39,7 +39,7 @@ pub const MAX_ORDER: u32 = 10;
 /// The operations the workloads need from a page allocator.
 pub trait PageAllocator: Sync {
     /// What an allocation returns (a `struct page`, an address, a frame number).
-    type Block: Copy + Send;
+    type Block: Copy;
     /// Short name for tables.
     const NAME: &'static str;
     /// Allocate 2^order contiguous pages.

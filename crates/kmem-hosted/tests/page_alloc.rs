@@ -367,7 +367,7 @@ fn concurrent_alloc_free_mixed_orders() {
     std::thread::scope(|s| {
         for (t, (tx, rx)) in senders.into_iter().zip(receivers).enumerate() {
             s.spawn(move || {
-                let mut rng = Rng(0xdead_beef ^ (t as u64 * 0x9e37_79b9_7f4a_7c15));
+                let mut rng = Rng(0xdead_beef ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 let mut mine: Vec<(NonNull<Page>, u32, u64)> = Vec::new();
                 for round in 0..ROUNDS {
                     let order = rng.order(9);

@@ -261,7 +261,9 @@ impl<P: Platform> Kmem<P> {
         // 2. Lowmem, nodes.
         let highmem = params.highmem.is_some();
         let max_low_pfn = if highmem {
-            (crate::e820::max_low_pfn_for_highmem(info.e820, params.highmem) as usize).min(max_pfn)
+            // Aligned to the largest buddy block so no block straddles Normal and HighMem.
+            let low = crate::e820::max_low_pfn_for_highmem(info.e820, params.highmem) as usize;
+            (low & !((1usize << MAX_PAGE_ORDER) - 1)).min(max_pfn)
         } else {
             max_pfn
         };
@@ -368,6 +370,10 @@ impl<P: Platform> Kmem<P> {
                 return Err(BootError::OutOfBootMemory("node data"));
             }
             let (ns, ne) = node_ranges[nid];
+            // The node spans its first to its last RAM page; zones are clipped to that.
+            let (node_first, node_span) = first_last_present(&mb, ns, ne);
+            let node_lo = (node_first as u64) << PAGE_SHIFT;
+            let node_hi = node_lo + ((node_span as u64) << PAGE_SHIFT);
             let mut zstart = ns;
             for zt in ZoneType::ALL {
                 let zi = zt as usize;
@@ -384,10 +390,13 @@ impl<P: Platform> Kmem<P> {
                         present += ((b - a) >> PAGE_SHIFT) as usize;
                     }
                 }
+                // zone_spanned_pages_in_node: the zone's range within the node's span.
                 let (zone_start_pfn, spanned) = if present == 0 {
                     (0, 0)
                 } else {
-                    first_last_present(&mb, s, e)
+                    let a = s.max(node_lo);
+                    let b = e.min(node_hi);
+                    ((a >> PAGE_SHIFT) as usize, ((b - a) >> PAGE_SHIFT) as usize)
                 };
                 let pcp = if present != 0 {
                     let p = mb.alloc_try_nid(pcp_bytes, 64, 0, MEMBLOCK_ALLOC_ACCESSIBLE, nid as i32)
@@ -435,8 +444,8 @@ impl<P: Platform> Kmem<P> {
             // SAFETY: `pg` is valid (see above).
             unsafe {
                 (*pg).node_id = nid;
-                (*pg).node_start_pfn = (ns >> PAGE_SHIFT) as usize;
-                (*pg).node_spanned_pages = ((ne - ns) >> PAGE_SHIFT) as usize;
+                (*pg).node_start_pfn = node_first;
+                (*pg).node_spanned_pages = node_span;
                 (*pg).node_present_pages = (*pg).node_zones.iter().map(|z| z.present_pages).sum();
             }
             nodes[nid] = pg;
@@ -562,7 +571,19 @@ impl<P: Platform> Kmem<P> {
         let mut reserved_pages = 0usize;
         {
             let mb = self.memblock.get_mut();
-            // Reserved pages inside RAM get PG_reserved (memmap_init_reserved_pages).
+            // memmap_init_reserved_pages: reserved regions take the node of the memory they are in...
+            let mut mem = [(0u64, 0u64, 0i32); 128];
+            let mut n = 0;
+            for (s, e, nid) in mb.memory_ranges(NUMA_NO_NODE) {
+                if n < mem.len() {
+                    mem[n] = (s, e, nid);
+                    n += 1;
+                }
+            }
+            for &(s, e, nid) in &mem[..n] {
+                let _ = mb.set_node(s, e - s, crate::memblock::Which::Reserved, nid.max(0));
+            }
+            // ...and their pages inside RAM get PG_reserved.
             for (s, e, _) in mb.reserved_ranges() {
                 let spfn = (s >> PAGE_SHIFT) as usize;
                 let epfn = (((e + PAGE_SIZE as u64 - 1) >> PAGE_SHIFT) as usize).min(self.map.max_pfn);
@@ -668,7 +689,7 @@ impl<P: Platform> Kmem<P> {
             .filter(|z| !is_highmem_idx(z.zone_type))
             .map(|z| z.managed())
             .sum();
-        for z in self.zones() {
+        for z in self.nodes().flat_map(|pg| pg.node_zones.iter()) {
             let managed = z.managed();
             let tmp = if lowmem_pages == 0 {
                 0

@@ -11,9 +11,9 @@
 //!
 //! Zone layouts: the kernel prints every zone its configuration has, in
 //! index order. An x86-64 kernel has DMA, DMA32, Normal, Movable, Device; a
-//! 32-bit kernel with highmem has DMA, Normal, HighMem, Movable (and we add
-//! Device, as the brief of this file asks, so both layouts have five). Our
-//! zone array is indexed by [`ZoneType`] and has no ZONE_DEVICE: Device is
+//! machine with highmem lists DMA, Normal, HighMem, Movable, Device (a real
+//! i386 kernel has no ZONE_DEVICE; we keep five zones in both layouts so the
+//! protection arrays have the same length). Our zone array is indexed by [`ZoneType`] and has no ZONE_DEVICE: Device is
 //! printed as the all-zero stanza the kernel shows for a machine without
 //! device memory, and its protection column equals the one before it (it
 //! adds no managed pages).
@@ -326,7 +326,11 @@ struct RamRanges {
 
 impl RamRanges {
     fn new<P: Platform>(k: &Kmem<P>) -> RamRanges {
-        let mut r = RamRanges { ranges: [(0, 0); MAX_RAM_RANGES], nr: 0, truncated: false };
+        let mut r = RamRanges {
+            ranges: [(0, 0); MAX_RAM_RANGES],
+            nr: 0,
+            truncated: false,
+        };
         let mb = k.memblock.lock(&k.platform);
         for (s, e, _) in mb.memory_ranges(crate::memblock::NUMA_NO_NODE) {
             if r.nr == MAX_RAM_RANGES {
@@ -517,7 +521,7 @@ const ZONE_STAT_NAMES: &[&str] = &[
     "numa_other",
 ];
 
-fn zone_of<'a>(pg: &'a PgData, kz: KZone) -> Option<&'a Zone> {
+fn zone_of(pg: &PgData, kz: KZone) -> Option<&Zone> {
     match kz {
         KZone::Ours(zt) => Some(&pg.node_zones[zt as usize]),
         KZone::Device => None,
@@ -547,7 +551,12 @@ fn zoneinfo_zone<P: Platform>(
         Some(z) => (
             z.nr_free(),
             z.watermark_boost.load(Ordering::Relaxed),
-            [z.wmark(WMARK_MIN), z.wmark(WMARK_LOW), z.wmark(WMARK_HIGH), z.wmark(WMARK_PROMO)],
+            [
+                z.wmark(WMARK_MIN),
+                z.wmark(WMARK_LOW),
+                z.wmark(WMARK_HIGH),
+                z.wmark(WMARK_PROMO),
+            ],
             z.spanned_pages,
             z.present_pages,
             z.managed(),
@@ -842,11 +851,19 @@ pub fn vmstat_show<P: Platform>(k: &Kmem<P>, out: &mut dyn Write) -> fmt::Result
     }
     let stalls = events.allocstall.load(Ordering::Relaxed);
     for kz in layout {
-        let n = if kz == KZone::Ours(ZoneType::Normal) { stalls } else { 0 };
+        let n = if kz == KZone::Ours(ZoneType::Normal) {
+            stalls
+        } else {
+            0
+        };
         writeln!(out, "allocstall_{} {n}", kz.vmstat_suffix())?;
     }
     writeln!(out, "pgfree {frees_total}")?;
-    writeln!(out, "slabs_scanned {}", events.slabs_scanned.load(Ordering::Relaxed))?;
+    writeln!(
+        out,
+        "slabs_scanned {}",
+        events.slabs_scanned.load(Ordering::Relaxed)
+    )?;
     writeln!(out, "oom_kill {}", events.oom.load(Ordering::Relaxed))?;
     writeln!(out, "nr_unstable 0")
 }

@@ -110,7 +110,7 @@ pub fn exhaust(m: &Machine, gfp: Gfp) -> Held {
 
 /// Take every page of the machine (watermarks ignored), as order-0 pages.
 pub fn exhaust_all_order0(m: &Machine) -> Vec<NonNull<Page>> {
-    let held = exhaust(m, GFP_KERNEL | __GFP_MEMALLOC);
+    let held = exhaust(m, GFP_HIGHUSER | __GFP_MEMALLOC);
     let mut pages = Vec::new();
     for (p, order) in held {
         split(m, p, order, &mut pages);

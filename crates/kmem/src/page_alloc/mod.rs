@@ -596,7 +596,7 @@ impl<P: Platform> Kmem<P> {
         unsafe { ListHead::del(l) };
         g.count -= 1 << order;
         g.free_count >>= 1;
-        g.pgalloc += 1;
+        g.pgalloc += 1 << order;
         Some(page)
     }
 
@@ -657,7 +657,7 @@ impl<P: Platform> Kmem<P> {
             p
         };
         if page.is_some() {
-            zone.stats.pgalloc.fetch_add(1, Ordering::Relaxed);
+            zone.stats.pgalloc.fetch_add(1 << order, Ordering::Relaxed);
         }
         page
     }
@@ -736,7 +736,8 @@ impl<P: Platform> Kmem<P> {
             return Ok(p);
         }
         let mut no_progress_loops = 0u32;
-        let mut drained = false;
+        // Drain the per-CPU lists after the next failed reclaim attempt (see below).
+        let mut drain_next = true;
         let mut oom_waited_ns = 0u64;
         let mut oom_reported = false;
         loop {
@@ -760,8 +761,16 @@ impl<P: Platform> Kmem<P> {
             if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, ac) {
                 return Ok(p);
             }
-            if !drained {
-                drained = true;
+            // __alloc_pages_direct_reclaim: the attempt may have failed because
+            // the pages reclaim freed are pinned on per-CPU lists, which the
+            // watermarks do not count. Drain them once per attempt that made
+            // progress, as the kernel does, and also after the first attempt
+            // and after an OOM step that freed or waited for memory: the
+            // pages the OOM notifiers or other threads freed sit on their
+            // CPUs' lists too (the kernel's OOM victim frees in bulk; ours may
+            // free a single page, which must reach the waiter).
+            if drain_next || progress > 0 {
+                drain_next = false;
                 self.drain_all_pages();
                 if let Some(p) = self.get_page_from_freelist(gfp, order, alloc_flags, ac) {
                     return Ok(p);
@@ -790,6 +799,7 @@ impl<P: Platform> Kmem<P> {
                 OomOutcome::Page(p) => return Ok(p),
                 OomOutcome::Progress => {
                     no_progress_loops = 0;
+                    drain_next = true;
                     continue;
                 }
                 OomOutcome::GiveUp => break,
@@ -1195,7 +1205,7 @@ impl<P: Platform> Kmem<P> {
                 g.count += 1 << order;
                 g.free_count += 1 << order;
                 g.alloc_factor >>= 1;
-                g.pgfree += 1;
+                g.pgfree += 1 << order;
                 if g.count >= g.high {
                     self.pcp_spill(zone, &mut g);
                 }
@@ -1214,7 +1224,7 @@ impl<P: Platform> Kmem<P> {
         };
         // SAFETY: zone lock held; the block is free.
         unsafe { b.free_one_page(page, order, mt, false) };
-        zone.stats.pgfree.fetch_add(1, Ordering::Relaxed);
+        zone.stats.pgfree.fetch_add(1 << order, Ordering::Relaxed);
         let unreported = guard.unreported;
         drop(guard);
         if unreported >= PAGE_REPORTING_THRESHOLD {
@@ -1227,9 +1237,9 @@ impl<P: Platform> Kmem<P> {
     #[cold]
     fn pcp_spill(&self, zone: &Zone, g: &mut PcpLists) {
         let below_high = zone.nr_free() < zone.wmark(WMARK_HIGH);
-        g.tune_high(below_high);
-        if g.count >= g.high {
-            let n = g.nr_pcp_free();
+        let high = g.nr_pcp_high(below_high);
+        if g.count >= high {
+            let n = g.nr_pcp_free(high);
             self.free_pcppages_bulk(zone, g, n);
             g.spills += 1;
         }
@@ -1281,6 +1291,7 @@ impl<P: Platform> Kmem<P> {
     /// `drain_all_pages`: empty every CPU's lists back into the buddy.
     pub fn drain_all_pages(&self) {
         self.events.drain_all.fetch_add(1, Ordering::Relaxed);
+        let mut moved = 0;
         for zone in self.zones() {
             for cpu in 0..self.nr_cpus {
                 // SAFETY: cpu < nr_cpus.
@@ -1289,10 +1300,16 @@ impl<P: Platform> Kmem<P> {
                 let n = g.count;
                 if n > 0 {
                     self.free_pcppages_bulk(zone, &mut g, n);
+                    moved += n;
                 }
             }
         }
-        self.wake_free_waiters();
+        // Only a drain that moved pages is news to waiters: allocations in the
+        // OOM step drain after every wait, and waking each other for nothing
+        // would keep them spinning.
+        if moved > 0 {
+            self.wake_free_waiters();
+        }
     }
 
     /// Free a block straight into the buddy (boot hand-over, and helpers).

@@ -16,10 +16,10 @@
 //!
 //! Sizes follow the kernel (`zone_batchsize`, `zone_highsize`): `batch` is 63
 //! for zones of 1 GiB or more, `high` moves between `high_min` (the low
-//! watermark shared among CPUs) and `high_max` (an eighth of the zone). Our
-//! tuning of `high` is simpler than the kernel's decay: it grows by `batch`
-//! when frees keep overflowing the list and falls back to `high_min` when the
-//! zone drops below its high watermark.
+//! watermark shared among CPUs) and `high_max` (an eighth of the zone), tuned
+//! on each overflow as `nr_pcp_high` does. The kernel also decays `high`
+//! periodically from vmstat work; kmem has no periodic work, so `high` only
+//! shrinks when the zone is below its high watermark.
 
 use crate::gfp::MIGRATE_PCPTYPES;
 use crate::list::ListHead;
@@ -62,9 +62,9 @@ pub struct PcpLists {
     pub free_count: usize,
     /// The lists, indexed by `order_to_pindex`.
     pub lists: [ListHead; NR_PCP_LISTS],
-    /// Allocations served from these lists (exact: updated under the lock).
+    /// Pages allocated from these lists (exact: updated under the lock).
     pub pgalloc: usize,
-    /// Frees into these lists.
+    /// Pages freed into these lists.
     pub pgfree: usize,
     /// Refills from the buddy lists.
     pub refills: usize,
@@ -94,7 +94,7 @@ impl PcpLists {
             (*this).batch = batch;
             (*this).high_min = high_min;
             (*this).high_max = high_max;
-            (*this).high = high_min;
+            (*this).high = 0;
             (*this).alloc_factor = 0;
             (*this).free_count = 0;
         }
@@ -118,24 +118,43 @@ impl PcpLists {
         }
     }
 
-    /// `nr_pcp_free`: how many pages to return to the buddy once over `high`.
+    /// `nr_pcp_free`: how many pages to return to the buddy once over `high`:
+    /// the pages recently freed, at least a batch, leaving at least a batch.
     #[inline]
-    pub fn nr_pcp_free(&self) -> usize {
+    pub fn nr_pcp_free(&self, high: usize) -> usize {
         let batch = self.batch.max(1);
-        let upper = self.high.saturating_sub(batch).max(batch);
+        let upper = high.saturating_sub(batch).max(batch);
         self.free_count.clamp(batch, upper).min(self.count)
     }
 
-    /// `nr_pcp_high`: the `high` limit after a free, tuned as described above.
+    /// `nr_pcp_high`: the limit for this free, tuning `high` on the way.
+    ///
+    /// `high` starts at 0 ("not used yet", as the kernel prints it) and is
+    /// clamped into `[high_min, high_max]` on the first free. While the zone is
+    /// below its high watermark, `high` shrinks by the pages recently freed
+    /// (down to `high_min`) so pages go back to the buddy lists; otherwise,
+    /// once the list overflows, `high` grows to hold a batch beyond the pages
+    /// recently freed (up to `high_max`).
     #[inline]
-    pub fn tune_high(&mut self, zone_below_high: bool) {
+    pub fn nr_pcp_high(&mut self, zone_below_high: bool) -> usize {
+        let high = self.high.clamp(self.high_min, self.high_max);
+        self.high = high;
         if self.high_min == self.high_max {
-            return;
+            return high;
         }
+        let batch = self.batch.max(1);
         if zone_below_high {
-            self.high = self.high_min;
-        } else if self.free_count > (self.batch << PCP_BATCH_SCALE_MAX) {
-            self.high = (self.high + self.batch).min(self.high_max);
+            let free_count = self.free_count.max(batch);
+            self.high = high.saturating_sub(free_count).max(self.high_min);
+            self.count.max(self.high_min)
+        } else {
+            if self.count >= high {
+                let need_high = self.free_count + batch;
+                if self.high < need_high {
+                    self.high = need_high.clamp(self.high_min, self.high_max);
+                }
+            }
+            high
         }
     }
 }

@@ -100,9 +100,9 @@ unsafe impl Send for Zone {}
 #[derive(Default)]
 #[repr(C)]
 pub struct ZoneStats {
-    /// Allocations served straight from the buddy lists (orders above the pcp range, or pcp busy).
+    /// Pages allocated straight from the buddy lists (orders above the pcp range, or pcp busy).
     pub pgalloc: AtomicUsize,
-    /// Frees that went straight into the buddy lists.
+    /// Pages freed straight into the buddy lists.
     pub pgfree: AtomicUsize,
     /// Pageblocks claimed by another migrate type.
     pub steal: AtomicUsize,
