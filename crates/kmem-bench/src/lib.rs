@@ -220,7 +220,7 @@ impl Rng {
     /// A number in `0..n` (n > 0; a slight bias is irrelevant here).
     #[inline(always)]
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 }
 

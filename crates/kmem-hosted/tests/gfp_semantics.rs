@@ -453,3 +453,31 @@ fn highmem_pages_have_no_address() {
     free_all(&m, held);
     assert_boot_state(&m);
 }
+
+// ---------------------------------------------------------------------------
+// Nodes.
+
+/// `__GFP_THISNODE` selects the no-fallback zonelist: with node 1 exhausted,
+/// a THISNODE request for node 1 fails (without OOM) while a normal one falls
+/// back to node 0.
+#[test]
+fn thisnode_does_not_fall_back() {
+    let m = boot("quiet mem=256M numa=fake=2 nr_cpus=2 kswapd=off");
+    assert_eq!(m.nr_node_ids(), 2);
+    let mut held: Held = Vec::new();
+    for order in (0..=10).rev() {
+        while let Ok(p) = m.alloc_pages_node(1, GFP_KERNEL | __GFP_THISNODE | __GFP_NOWARN, order) {
+            assert_eq!(zone_of(&m, pfn(&m, p)).node, 1, "__GFP_THISNODE left node 1");
+            held.push((p, order));
+        }
+    }
+    assert!(held_pages(&held) > 1000);
+    let oom = m.events.oom.load(Ordering::Relaxed);
+    assert!(m.alloc_pages_node(1, GFP_KERNEL | __GFP_THISNODE | __GFP_NOWARN, 0).is_err());
+    assert_eq!(m.events.oom.load(Ordering::Relaxed), oom, "__GFP_THISNODE invoked the OOM step");
+    let p = m.alloc_pages_node(1, GFP_KERNEL, 0).expect("fallback to node 0");
+    assert_eq!(zone_of(&m, pfn(&m, p)).node, 0);
+    held.push((p, 0));
+    free_all(&m, held);
+    assert_boot_state(&m);
+}

@@ -343,7 +343,7 @@ fn get_zeroed_page_zeroes_recycled_pages() {
 #[test]
 fn concurrent_alloc_free_mixed_orders() {
     const THREADS: usize = 4;
-    const ROUNDS: usize = 3000;
+    const ROUNDS: usize = 10_000;
     let m = boot("quiet mem=256M nr_cpus=2");
     let mut senders = Vec::new();
     let mut receivers = Vec::new();

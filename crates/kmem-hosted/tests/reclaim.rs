@@ -170,7 +170,11 @@ fn noretry_mayfail_and_costly_orders_fail_without_waiting() {
     let m = boot("quiet mem=64M nr_cpus=2 kswapd=off oom_wait_ms=20000");
     let held = exhausted(&m);
     let oom0 = m.events.oom.load(Ordering::Relaxed);
-    let cases: [(Gfp, u32); 6] = [
+    let cases: [(Gfp, u32); 8] = [
+        // Below ZONE_NORMAL and __GFP_THISNODE: the kernel does not OOM-kill
+        // for these (`__alloc_pages_may_oom`), they fail.
+        (GFP_KERNEL | __GFP_DMA32, 0),
+        (GFP_KERNEL | __GFP_THISNODE, 0),
         (GFP_KERNEL | __GFP_NORETRY, 0),
         (GFP_KERNEL | __GFP_NORETRY, 2),
         (GFP_KERNEL | __GFP_RETRY_MAYFAIL, 0),
@@ -180,8 +184,10 @@ fn noretry_mayfail_and_costly_orders_fail_without_waiting() {
     ];
     for (gfp, order) in cases {
         let (w, st) = (waits(&m), stalls(&m));
+        let fails = m.events.alloc_fail.load(Ordering::Relaxed);
         let since = m.dmesg_len();
         assert!(m.alloc_pages(gfp, order).is_err(), "{gfp:?} order {order}");
+        assert_eq!(m.events.alloc_fail.load(Ordering::Relaxed), fails + 1);
         assert_eq!(waits(&m), w, "{gfp:?} order {order} waited");
         assert!(stalls(&m) > st, "{gfp:?} order {order} did not try direct reclaim");
         if gfp.contains(__GFP_NORETRY) {
@@ -191,6 +197,8 @@ fn noretry_mayfail_and_costly_orders_fail_without_waiting() {
         assert!(!log.contains("oom-killer"), "{gfp:?} order {order} invoked the OOM step:\n{log}");
     }
     assert_eq!(m.events.oom.load(Ordering::Relaxed), oom0);
+    // The failure report is ratelimited (one per 10 s): the first one printed.
+    assert!(m.dmesg().contains("page allocation failure: order:0, mode:0xcc4(GFP_KERNEL|GFP_DMA32)"), "{}", m.dmesg());
     free_all(&m, held);
     assert_boot_state(&m);
 }
@@ -499,4 +507,44 @@ fn oom_notifier_frees_pages_for_the_allocation() {
         free_all(&m, held);
         assert_boot_state(&m);
     }
+}
+
+/// Reclaim runs with PF_MEMALLOC: a shrinker that itself allocates (as
+/// writeback would) gets the reserves and never recurses into reclaim.
+#[test]
+fn shrinker_allocating_does_not_recurse() {
+    let m = boot("quiet mem=64M nr_cpus=2 kswapd=off oom_wait_ms=20000");
+    let pool = Pool::new(&m, 512);
+    let mut held = exhausted(&m);
+    static DEPTH: AtomicUsize = AtomicUsize::new(0);
+    static MAX_DEPTH: AtomicUsize = AtomicUsize::new(0);
+    static GOT: AtomicUsize = AtomicUsize::new(0);
+    fn scan_allocating(s: &Shrinker, sc: &mut ShrinkControl) -> usize {
+        let pool = Pool::of(s);
+        let d = DEPTH.fetch_add(1, Ordering::SeqCst) + 1;
+        MAX_DEPTH.fetch_max(d, Ordering::SeqCst);
+        // SAFETY: the machine outlives the registration.
+        let m = unsafe { &*pool.machine };
+        if let Ok(p) = m.alloc_pages(GFP_KERNEL | __GFP_NOWARN, 0) {
+            GOT.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: just allocated.
+            unsafe { m.__free_pages(p, 0) };
+        }
+        let r = pool_scan(s, sc);
+        DEPTH.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+    let s: &'static Shrinker = Box::leak(Box::new(
+        Shrinker::new("allocating", pool_count, scan_allocating).with_private(pool as *const Pool as *mut ()),
+    ));
+    // SAFETY: leaked shrinker, unregistered before the machine drops.
+    unsafe { m.register_shrinker(s) };
+    held.push((m.alloc_pages(GFP_KERNEL, 0).expect("reclaim with an allocating shrinker"), 0));
+    assert_eq!(MAX_DEPTH.load(Ordering::SeqCst), 1, "reclaim recursed");
+    assert!(GOT.load(Ordering::SeqCst) > 0, "PF_MEMALLOC allocation inside reclaim did not get the reserves");
+    // SAFETY: registered above.
+    unsafe { m.unregister_shrinker(s) };
+    pool.drain();
+    free_all(&m, held);
+    assert_boot_state(&m);
 }

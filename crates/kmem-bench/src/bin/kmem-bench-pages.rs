@@ -141,10 +141,19 @@ fn run_all<A: PageAllocator>(a: &A, c: Config) -> Vec<(&'static str, f64)> {
     let mut out = vec![
         ("(a) order-0 alloc+free pair", case_pair(a, 0, c)),
         ("(b) order-3 alloc+free pair", case_pair(a, 3, c)),
-        ("(c) batch 1000 order-0, LIFO free (per page)", case_batch(a, FreeOrder::Lifo, c)),
-        ("(c) batch 1000 order-0, FIFO free (per page)", case_batch(a, FreeOrder::Fifo, c)),
+        (
+            "(c) batch 1000 order-0, LIFO free (per page)",
+            case_batch(a, FreeOrder::Lifo, c),
+        ),
+        (
+            "(c) batch 1000 order-0, FIFO free (per page)",
+            case_batch(a, FreeOrder::Fifo, c),
+        ),
         ("(d) split/merge 1024 order-0 (per page)", case_split_merge(a, c)),
-        ("(e) mixed orders 0..=5, 1000 live (per free+alloc)", case_mixed(a, c)),
+        (
+            "(e) mixed orders 0..=5, 1000 live (per free+alloc)",
+            case_mixed(a, c),
+        ),
     ];
     unpin();
     out.push(("(f) 2 threads x (a), per thread", case_two_threads(a, c)));

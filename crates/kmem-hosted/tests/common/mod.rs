@@ -33,17 +33,17 @@ pub fn pfn(m: &Machine, p: NonNull<Page>) -> usize {
 }
 
 /// The zone a pfn belongs to.
-pub fn zone_of<'a>(m: &'a Machine, pfn: usize) -> &'a Zone {
+pub fn zone_of(m: &Machine, pfn: usize) -> &Zone {
     m.page_zone_by_pfn(pfn).unwrap_or_else(|| panic!("pfn {pfn:#x} in no zone"))
 }
 
 /// The zone of a type on node 0.
-pub fn zone<'a>(m: &'a Machine, zt: ZoneType) -> &'a Zone {
+pub fn zone(m: &Machine, zt: ZoneType) -> &Zone {
     zone_on(m, 0, zt)
 }
 
 /// The zone of a type on a node.
-pub fn zone_on<'a>(m: &'a Machine, nid: usize, zt: ZoneType) -> &'a Zone {
+pub fn zone_on(m: &Machine, nid: usize, zt: ZoneType) -> &Zone {
     &m.node_data(nid).expect("node").node_zones[zt as usize]
 }
 
