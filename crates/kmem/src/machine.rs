@@ -64,6 +64,34 @@ pub struct PgData {
     pub node_present_pages: usize,
 }
 
+/// A zonelist (`struct zonelist`): the zones an allocation tries, in order —
+/// the preferred node's zones from the highest allowed downwards, then the
+/// other nodes'. Built once at boot for every (node, highest zone) pair.
+#[derive(Clone, Copy)]
+pub struct ZoneList {
+    /// The zones, `nr` of them.
+    pub zones: [*const Zone; MAX_NUMNODES * MAX_NR_ZONES],
+    /// Number of zones.
+    pub nr: u8,
+    /// How many of them are on the preferred node (`__GFP_THISNODE`).
+    pub nr_local: u8,
+}
+
+impl ZoneList {
+    const EMPTY: ZoneList = ZoneList {
+        zones: [ptr::null(); MAX_NUMNODES * MAX_NR_ZONES],
+        nr: 0,
+        nr_local: 0,
+    };
+
+    /// The zones, or only the preferred node's with `thisnode`.
+    #[inline(always)]
+    pub fn zones(&self, thisnode: bool) -> &[*const Zone] {
+        let n = if thisnode { self.nr_local } else { self.nr };
+        &self.zones[..n as usize]
+    }
+}
+
 /// Why a machine could not boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootError {
@@ -165,6 +193,14 @@ pub struct Kmem<P: Platform> {
     pub(crate) highmem: bool,
     pub(crate) nr_nodes: usize,
     pub(crate) nodes: [*mut PgData; MAX_NUMNODES],
+    /// `node_zonelists`: `zonelists[preferred node][highest zone]`.
+    pub(crate) zonelists: [[ZoneList; MAX_NR_ZONES]; MAX_NUMNODES],
+    /// Zone by pageblock zone id (null for holes and unused ids).
+    pub(crate) zone_table: [*const Zone; 256],
+    /// `gfp_zone` of the four zone bits; `NO_ZONE` for the invalid combinations.
+    pub(crate) gfp_zone_table: [u8; 16],
+    /// `cpu_to_node` for every possible CPU.
+    pub(crate) cpu_node: *const u8,
     pub(crate) nr_cpus: usize,
     pub(crate) state: AtomicU8,
     /// The boot allocator, kept after boot (`ARCH_KEEP_MEMBLOCK`).
@@ -427,9 +463,10 @@ impl<P: Platform> Kmem<P> {
                             node: nid as u8,
                             zone_type: zt,
                             stats: ZoneStats::default(),
+                            free_orders: core::sync::atomic::AtomicU32::new(0),
                         },
                     );
-                    ZoneFree::init((*z).lock.data_ptr());
+                    ZoneFree::init((*z).lock.data_ptr(), ptr::addr_of!((*z).free_orders));
                 }
                 let zone_id = (nid * MAX_NR_ZONES + zi) as u8;
                 if present != 0 {
@@ -450,6 +487,17 @@ impl<P: Platform> Kmem<P> {
             }
             nodes[nid] = pg;
         }
+
+        // cpu_to_node: CPUs spread over the nodes in equal consecutive runs.
+        let cpu_node = mb.alloc(nr_cpus as u64, 64);
+        if cpu_node.is_null() {
+            return Err(BootError::OutOfBootMemory("the cpu-to-node map"));
+        }
+        for cpu in 0..nr_cpus {
+            // SAFETY: memblock gave us nr_cpus bytes.
+            unsafe { *cpu_node.add(cpu) = (cpu * nr_nodes / nr_cpus).min(nr_nodes - 1) as u8 };
+        }
+        let cpu_node = cpu_node as *const u8;
 
         // Boot log: zone ranges as the kernel prints them.
         log.line(format_args!("Zone ranges:"));
@@ -533,6 +581,10 @@ impl<P: Platform> Kmem<P> {
                     highmem,
                     nr_nodes,
                     nodes,
+                    zonelists: [[ZoneList::EMPTY; MAX_NR_ZONES]; MAX_NUMNODES],
+                    zone_table: [ptr::null(); 256],
+                    gfp_zone_table: [NO_ZONE; 16],
+                    cpu_node,
                     nr_cpus,
                     state: AtomicU8::new(MachineState::Boot as u8),
                     memblock: SpinLock::new(mb),
@@ -562,8 +614,44 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: just initialised; from here on shared access only.
         let k = unsafe { &mut *kmem_ptr };
+        k.build_zonelists();
         k.mem_init();
         Ok(NonNull::from(&*k))
+    }
+
+    /// `build_zonelists`, the zone table and the `gfp_zone` table.
+    fn build_zonelists(&mut self) {
+        for nid in 0..self.nr_nodes {
+            for highest in 0..MAX_NR_ZONES {
+                let mut zl = ZoneList::EMPTY;
+                for i in 0..self.nr_nodes {
+                    let n = (nid + i) % self.nr_nodes;
+                    // SAFETY: node pointers below nr_nodes are initialised.
+                    let pg = unsafe { &*self.nodes[n] };
+                    for z in pg.node_zones[..=highest].iter().rev() {
+                        if z.is_populated() {
+                            zl.zones[zl.nr as usize] = z;
+                            zl.nr += 1;
+                        }
+                    }
+                    if i == 0 {
+                        zl.nr_local = zl.nr;
+                    }
+                }
+                self.zonelists[nid][highest] = zl;
+            }
+            // SAFETY: as above.
+            let pg = unsafe { &*self.nodes[nid] };
+            for (zi, z) in pg.node_zones.iter().enumerate() {
+                self.zone_table[nid * MAX_NR_ZONES + zi] = z;
+            }
+        }
+        for bits in 0..16u32 {
+            self.gfp_zone_table[bits as usize] = match crate::gfp::gfp_zone(crate::gfp::Gfp(bits), self.highmem) {
+                Ok(z) => z as u8,
+                Err(_) => NO_ZONE,
+            };
+        }
     }
 
     /// `mem_init` / `memblock_free_all`: hand free memory to the buddy allocator.
@@ -832,13 +920,8 @@ impl<P: Platform> Kmem<P> {
 
     #[inline(always)]
     pub(crate) fn zone_by_id(&self, id: u8) -> Option<&Zone> {
-        if id == NO_ZONE {
-            return None;
-        }
-        let nid = id as usize / MAX_NR_ZONES;
-        let zi = id as usize % MAX_NR_ZONES;
-        // SAFETY: zone ids are only stored for nodes that exist.
-        Some(unsafe { &(*self.nodes[nid]).node_zones[zi] })
+        // SAFETY: non-null entries point at zones of this machine.
+        unsafe { self.zone_table[id as usize].as_ref() }
     }
 
     /// Total RAM pages managed by the buddy allocator (`totalram_pages`).

@@ -259,8 +259,13 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `cpu_to_node`: CPUs are spread over the nodes in equal consecutive runs.
+    #[inline(always)]
     pub fn cpu_to_node(&self, cpu: usize) -> usize {
-        (cpu * self.nr_nodes / self.nr_cpus.max(1)).min(self.nr_nodes - 1)
+        if cpu >= self.nr_cpus {
+            return 0;
+        }
+        // SAFETY: the map has nr_cpus entries.
+        unsafe { *self.cpu_node.add(cpu) as usize }
     }
 
     // ---- allocation --------------------------------------------------------
@@ -278,8 +283,54 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `alloc_pages_node`: prefer node `nid` (`-1`, `NUMA_NO_NODE`: the local node).
-    #[inline]
+    #[inline(always)]
     pub fn alloc_pages_node(&self, nid: i32, gfp: Gfp, order: u32) -> Result<NonNull<Page>, AllocError> {
+        if order <= PAGE_ALLOC_COSTLY_ORDER && nid < 0 {
+            if let Some(page) = self.alloc_pages_fast(gfp, order) {
+                return Ok(page);
+            }
+        }
+        self.alloc_pages_general(nid, gfp, order)
+    }
+
+    /// The fast path: the local node's preferred zone, above its low
+    /// watermark, served from this CPU's list. Anything else — another zone,
+    /// a busy list, an empty zone — goes to the general path, which starts the
+    /// same walk over and does it fully.
+    #[inline(always)]
+    fn alloc_pages_fast(&self, gfp: Gfp, order: u32) -> Option<NonNull<Page>> {
+        let zidx = self.gfp_zone_table[(gfp.bits() & GFP_ZONEMASK.bits()) as usize] as usize;
+        let mt = ((gfp.bits() & (__GFP_MOVABLE.bits() | __GFP_RECLAIMABLE.bits())) >> 3) as usize;
+        if zidx >= MAX_NR_ZONES || mt >= MIGRATE_PCPTYPES {
+            return None;
+        }
+        let cpu = self.platform.smp_processor_id();
+        let nid = if self.nr_nodes == 1 { 0 } else { self.cpu_to_node(cpu) };
+        let zone = self.zonelists[nid][zidx].zones[0];
+        if zone.is_null() {
+            return None;
+        }
+        // SAFETY: zonelist entries point at this machine's zones.
+        let zone = unsafe { &*zone };
+        let mark = zone.watermark[WMARK_LOW].load(Ordering::Relaxed)
+            + zone.lowmem_reserve[zidx].load(Ordering::Relaxed);
+        if zone.free_pages.load(Ordering::Relaxed) <= mark as isize {
+            return None;
+        }
+        // SAFETY: cpu < nr_cpu_ids by the platform contract.
+        let pcp = unsafe { zone.pcp(cpu) };
+        let mut g = pcp.lock.try_lock(&self.platform)?;
+        // SAFETY: we hold this pcp's lock.
+        let page = unsafe { self.pcp_take(zone, &mut g, order, mt, gfp.intersects(__GFP_COLD)) }?;
+        drop(g);
+        // SAFETY: `page` was just taken off a free list and heads 2^order pages.
+        unsafe { self.prep_new_page(page, order, gfp) };
+        NonNull::new(page)
+    }
+
+    /// `__alloc_pages`: every request the fast path did not serve.
+    #[inline(never)]
+    fn alloc_pages_general(&self, nid: i32, gfp: Gfp, order: u32) -> Result<NonNull<Page>, AllocError> {
         if order > MAX_PAGE_ORDER {
             if !gfp.intersects(__GFP_NOWARN) {
                 self.warn_once(
@@ -295,11 +346,7 @@ impl<P: Platform> Kmem<P> {
             Err(_) => {
                 self.warn_once(
                     WARN_BAD_ZONE,
-                    format_args!(
-                        "gfp_zone: invalid zone modifiers in gfp {:#x}({})",
-                        gfp.bits(),
-                        gfp
-                    ),
+                    format_args!("gfp_zone: invalid zone modifiers in gfp {:#x}({})", gfp.bits(), gfp),
                 );
                 return Err(AllocError);
             }
@@ -437,7 +484,7 @@ impl<P: Platform> Kmem<P> {
                 continue;
             }
             // SAFETY: we hold this CPU's pcp lock.
-            let Some(page) = (unsafe { self.pcp_take(zone, &mut guard, 0, mt, false) }) else {
+            let Some(page) = (unsafe { self.pcp_take(zone, &mut guard, 0, pcp_migratetype(mt), false) }) else {
                 break;
             };
             // SAFETY: the page was just taken off a free list.
@@ -466,16 +513,11 @@ impl<P: Platform> Kmem<P> {
     /// down, then the other nodes (unless `thisnode`).
     #[inline(always)]
     fn zonelist(&self, nid: usize, highest: ZoneType, thisnode: bool) -> impl Iterator<Item = &Zone> + '_ {
-        let nodes = if thisnode { 1 } else { self.nr_nodes };
-        (0..nodes).flat_map(move |i| {
-            let n = (nid + i) % self.nr_nodes;
-            // SAFETY: n < nr_nodes.
-            let pg = unsafe { &*self.nodes[n] };
-            pg.node_zones[..=highest as usize]
-                .iter()
-                .rev()
-                .filter(|z| z.is_populated())
-        })
+        self.zonelists[nid][highest as usize]
+            .zones(thisnode)
+            .iter()
+            // SAFETY: zonelist entries point at this machine's zones.
+            .map(|z| unsafe { &**z })
     }
 
     /// `get_page_from_freelist`.
@@ -504,7 +546,7 @@ impl<P: Platform> Kmem<P> {
         None
     }
 
-    /// `zone_watermark_fast`.
+    /// `zone_watermark_fast`: lockless, as the kernel's.
     #[inline(always)]
     fn zone_watermark_fast(
         &self,
@@ -518,11 +560,12 @@ impl<P: Platform> Kmem<P> {
         if order == 0 && free > (mark + z.lowmem_reserve[highest as usize].load(Ordering::Relaxed)) as isize {
             return true;
         }
-        if order == 0 {
-            return zone_watermark_ok(z, 0, mark, highest, alloc_flags, free, None);
+        if !zone_watermark_ok(z, order, mark, highest, alloc_flags, free, None) {
+            return false;
         }
-        let f = z.lock.lock(&self.platform);
-        zone_watermark_ok(z, order, mark, highest, alloc_flags, free, Some(&f))
+        // A block of the requested order or larger must exist (`free_orders`
+        // mirrors the free lists; a racy read, like the kernel's list_empty checks).
+        order == 0 || z.free_orders.load(Ordering::Relaxed) >> order != 0
     }
 
     /// `rmqueue`: per-CPU lists for small orders, else the buddy lists.
@@ -541,7 +584,9 @@ impl<P: Platform> Kmem<P> {
             let pcp = unsafe { zone.pcp(cpu) };
             if let Some(mut g) = pcp.lock.try_lock(&self.platform) {
                 // SAFETY: we hold this pcp's lock.
-                let page = unsafe { self.pcp_take(zone, &mut g, order, mt, gfp.intersects(__GFP_COLD)) };
+                let page = unsafe {
+                    self.pcp_take(zone, &mut g, order, pcp_migratetype(mt), gfp.intersects(__GFP_COLD))
+                };
                 if page.is_some() {
                     return page;
                 }
@@ -550,7 +595,8 @@ impl<P: Platform> Kmem<P> {
         self.rmqueue_buddy(zone, order, alloc_flags, mt)
     }
 
-    /// Take a page from a per-CPU list, refilling it from the buddy if empty.
+    /// Take a page from a per-CPU list (`mt` below `MIGRATE_PCPTYPES`),
+    /// refilling it from the buddy if empty.
     ///
     /// # Safety
     /// `g` is the locked pcp of `zone`.
@@ -560,44 +606,27 @@ impl<P: Platform> Kmem<P> {
         zone: &Zone,
         g: &mut PcpLists,
         order: u32,
-        mt: MigrateType,
+        mt: usize,
         cold: bool,
     ) -> Option<*mut Page> {
-        let mt_idx = if (mt as usize) < MIGRATE_PCPTYPES {
-            mt as usize
-        } else {
-            MigrateType::Movable as usize
-        };
-        let pindex = order_to_pindex(mt_idx, order);
-        let list = &mut g.lists[pindex] as *mut ListHead;
+        let list = &mut g.lists[order_to_pindex(mt, order)] as *mut ListHead;
         // SAFETY: the list is initialised and we hold its lock.
-        let mut first = unsafe {
-            if cold {
-                ListHead::last(list)
-            } else {
-                ListHead::first(list)
-            }
-        };
-        if first.is_none() {
+        let mut l = unsafe { if cold { (*list).prev } else { (*list).next } };
+        if ptr::eq(l, list) {
             // SAFETY: lock held.
-            unsafe { self.rmqueue_bulk(zone, g, order, MigrateType::from_index(mt_idx), list) };
+            unsafe { self.rmqueue_bulk(zone, g, order, MigrateType::from_index(mt), list) };
             // SAFETY: as above.
-            first = unsafe {
-                if cold {
-                    ListHead::last(list)
-                } else {
-                    ListHead::first(list)
-                }
-            };
+            l = unsafe { if cold { (*list).prev } else { (*list).next } };
+            if ptr::eq(l, list) {
+                return None;
+            }
         }
-        let l = first?;
-        let page = lru_to_page(l);
         // SAFETY: the page is on our locked list.
         unsafe { ListHead::del(l) };
         g.count -= 1 << order;
         g.free_count >>= 1;
         g.pgalloc += 1 << order;
-        Some(page)
+        Some(lru_to_page(l))
     }
 
     /// `rmqueue_bulk`: move a batch from the buddy lists onto a pcp list.
@@ -630,7 +659,8 @@ impl<P: Platform> Kmem<P> {
             // SAFETY: the page is ours now; it goes on our locked list.
             unsafe {
                 (*page).order = order as u8;
-                (*page).set(PG_PCP);
+                let f = (*page).flags.load(Ordering::Relaxed);
+                (*page).flags.store(f | PG_PCP, Ordering::Relaxed);
                 ListHead::add_tail(&mut (*page).lru, list);
             }
             got += 1;
@@ -677,7 +707,8 @@ impl<P: Platform> Kmem<P> {
                 0
             };
             (*page).flags.store(head, Ordering::Relaxed);
-            (*page).order = order as u8;
+            // Blocks from the buddy lists carry their order already (buddy and pcp alike).
+            debug_assert_eq!((*page).order as u32, order);
             (*page).refcount.store(1, Ordering::Relaxed);
             if gfp.intersects(__GFP_ZERO) && old & PG_REPORTED == 0 {
                 let pfn = self.map.page_to_pfn(page);
@@ -1065,48 +1096,102 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.free_pages_common(page.as_ptr(), order, false) }
     }
 
+    /// The free path. The common case — the last reference to a clean block
+    /// of a per-CPU order freed with its own order — goes straight to this
+    /// CPU's list; everything else to `free_pages_general`.
     #[inline(always)]
     unsafe fn free_pages_common(&self, page: *mut Page, order: u32, cold: bool) {
-        if !self.map.contains(page) || order > MAX_PAGE_ORDER {
+        let off = (page as usize).wrapping_sub(self.map.pages as usize);
+        if off % core::mem::size_of::<Page>() != 0 || off >= self.map.max_pfn * core::mem::size_of::<Page>() {
             self.bad_address("__free_pages", page as usize, order);
             return;
         }
         // SAFETY: `page` is a descriptor of this memmap (checked above).
         let p = unsafe { &*page };
-        let old = p.refcount.fetch_sub(1, Ordering::Release);
-        if old != 1 {
-            if old <= 0 {
-                p.refcount.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: the descriptor is valid.
+        let f = p.flags.load(Ordering::Relaxed);
+        if order <= PAGE_ALLOC_COSTLY_ORDER
+            && f & (PAGE_FLAGS_CHECK_AT_FREE | PG_TAIL_BIT | PG_HEAD) == 0
+            && p.mapping == 0
+            && p.order as u32 == order
+        {
+            let old = p.refcount.fetch_sub(1, Ordering::Release);
+            if old == 1 {
+                let pfn = off / core::mem::size_of::<Page>();
+                // SAFETY: the last reference is gone; the block is ours to free.
+                if unsafe { self.free_pcp_fast(page, pfn, order, cold) } {
+                    return;
+                }
+                // SAFETY: as above.
                 unsafe {
-                    self.bad_page(
-                        page,
-                        if p.is_buddy() || p.test(PG_PCP) {
-                            "page already free (double free)"
-                        } else {
-                            "nonzero _refcount"
-                        },
-                    )
+                    (*page).flags.store(0, Ordering::Relaxed);
+                    self.free_unref_page(page, pfn, order, cold)
                 };
                 return;
             }
-            // Someone else holds a reference. A non-compound high-order block
-            // frees its tail sub-blocks now; the head page goes with the last put.
-            if order > 0 && !p.test(PG_HEAD) {
-                let pfn = self.map.page_to_pfn(page);
-                let mut o = order;
-                while o > 0 {
-                    o -= 1;
-                    let tail = self.map.pfn_to_page(pfn + (1 << o));
-                    // SAFETY: the sub-block belongs to the caller's allocation.
-                    unsafe {
-                        (*tail).refcount.store(0, Ordering::Relaxed);
-                        self.free_unref_page(tail, pfn + (1 << o), o, cold);
-                    }
-                }
-                // SAFETY: still the caller's head page.
-                unsafe { (*page).order = 0 };
+            // SAFETY: forwarded; the reference was dropped already.
+            unsafe { self.free_pages_referenced(page, order, old, cold) };
+            return;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.free_pages_general(page, order, cold) }
+    }
+
+    /// This CPU's list, if its lock is free and the pageblock is an ordinary one.
+    ///
+    /// # Safety
+    /// The block is free and ours; `order` is a per-CPU order.
+    #[inline(always)]
+    unsafe fn free_pcp_fast(&self, page: *mut Page, pfn: usize, order: u32, cold: bool) -> bool {
+        let pb = self.map.pageblock(pfn);
+        let Some(zone) = self.zone_by_id(pb.zone_id) else {
+            return false;
+        };
+        if pb.mt as usize >= MIGRATE_PCPTYPES {
+            return false;
+        }
+        let cpu = self.platform.smp_processor_id();
+        // SAFETY: cpu < nr_cpu_ids.
+        let pcp = unsafe { zone.pcp(cpu) };
+        let Some(mut g) = pcp.lock.try_lock(&self.platform) else {
+            return false;
+        };
+        let list = &mut g.lists[order_to_pindex(pb.mt as usize, order)] as *mut ListHead;
+        // SAFETY: the block is ours; the list is locked. Its order is already recorded.
+        unsafe {
+            (*page).flags.store(PG_PCP, Ordering::Relaxed);
+            if cold {
+                ListHead::add_tail(&mut (*page).lru, list);
+            } else {
+                ListHead::add(&mut (*page).lru, list);
             }
+        }
+        g.count += 1 << order;
+        g.free_count += 1 << order;
+        g.alloc_factor >>= 1;
+        g.pgfree += 1 << order;
+        if g.count >= g.high {
+            self.pcp_spill(zone, &mut g);
+        }
+        true
+    }
+
+    /// Everything the fast free path does not handle: compound pages, large
+    /// orders, wrong orders, and pages with flags that need checking.
+    ///
+    /// # Safety
+    /// As `__free_pages`.
+    #[inline(never)]
+    unsafe fn free_pages_general(&self, page: *mut Page, order: u32, cold: bool) {
+        if order > MAX_PAGE_ORDER {
+            self.bad_address("__free_pages", page as usize, order);
+            return;
+        }
+        // SAFETY: the caller checked `page` is a descriptor of this memmap.
+        let p = unsafe { &*page };
+        let old = p.refcount.fetch_sub(1, Ordering::Release);
+        if old != 1 {
+            // SAFETY: forwarded.
+            unsafe { self.free_pages_referenced(page, order, old, cold) };
             return;
         }
         // SAFETY: we dropped the last reference; the block is ours to free.
@@ -1117,6 +1202,47 @@ impl<P: Platform> Kmem<P> {
             let order = (*page).order as u32;
             let pfn = self.map.page_to_pfn(page);
             self.free_unref_page(page, pfn, order, cold);
+        }
+    }
+
+    /// A put that was not the last one (`old` references before it), or a
+    /// put of a page nobody referenced.
+    ///
+    /// # Safety
+    /// As `__free_pages`; the reference was already dropped.
+    #[cold]
+    unsafe fn free_pages_referenced(&self, page: *mut Page, order: u32, old: i32, cold: bool) {
+        // SAFETY: the caller checked `page` is a descriptor of this memmap.
+        let p = unsafe { &*page };
+        if old <= 0 {
+            p.refcount.fetch_add(1, Ordering::Relaxed);
+            let reason = if p.is_buddy() || p.test(PG_PCP) {
+                "page already free (double free)"
+            } else {
+                "nonzero _refcount"
+            };
+            // SAFETY: the descriptor is valid.
+            unsafe { self.bad_page(page, reason) };
+            return;
+        }
+        // Someone else holds a reference. A non-compound high-order block
+        // frees its tail sub-blocks now; the head page goes with the last put.
+        if order > 0 && !p.test(PG_HEAD) {
+            let pfn = self.map.page_to_pfn(page);
+            let mut o = order;
+            while o > 0 {
+                o -= 1;
+                let tail = self.map.pfn_to_page(pfn + (1 << o));
+                // SAFETY: the sub-block belongs to the caller's allocation.
+                unsafe {
+                    (*tail).refcount.store(0, Ordering::Relaxed);
+                    (*tail).order = o as u8;
+                    (*tail).flags.store(0, Ordering::Relaxed);
+                    self.free_unref_page(tail, pfn + (1 << o), o, cold);
+                }
+            }
+            // SAFETY: still the caller's head page.
+            unsafe { (*page).order = 0 };
         }
     }
 
@@ -1209,8 +1335,6 @@ impl<P: Platform> Kmem<P> {
                 if g.count >= g.high {
                     self.pcp_spill(zone, &mut g);
                 }
-                drop(g);
-                self.wake_free_waiters();
                 return;
             }
         }
@@ -1245,9 +1369,14 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    /// `free_pcppages_bulk`: return `count` pages from a pcp, coldest first.
+    /// `free_pcppages_bulk`: return `count` pages from a pcp, coldest first,
+    /// taking the lists in turn and emptying each as far as needed before
+    /// moving on, as the kernel does.
     fn free_pcppages_bulk(&self, zone: &Zone, g: &mut PcpLists, count: usize) {
         let mut left = count.min(g.count) as isize;
+        if left <= 0 {
+            return;
+        }
         let report = self.platform.discard_zeroes();
         let mut guard = zone.lock.lock(&self.platform);
         let mut b = Buddy {
@@ -1256,36 +1385,50 @@ impl<P: Platform> Kmem<P> {
             map: self.map,
             report,
         };
-        let mut pindex = NR_PCP_LISTS - 1;
-        let mut empty_rounds = 0;
-        while left > 0 && empty_rounds < NR_PCP_LISTS {
-            let list = &mut g.lists[pindex] as *mut ListHead;
-            // SAFETY: pcp lock held by the caller.
-            match unsafe { ListHead::last(list) } {
-                Some(l) => {
-                    empty_rounds = 0;
-                    let page = lru_to_page(l);
-                    let order = pindex_to_order(pindex);
-                    // SAFETY: the page is on our locked list; zone lock held.
-                    unsafe {
-                        ListHead::del(l);
-                        let pfn = self.map.page_to_pfn(page);
-                        let mt = self.map.pageblock_mt(pfn);
-                        b.free_one_page(page, order, mt, false);
-                    }
-                    g.count -= 1 << order;
-                    left -= 1 << order;
+        let mut pindex = g.drain_pindex;
+        while left > 0 {
+            // Find the next non-empty list (g.count > 0 guarantees one exists).
+            let mut tries = 0;
+            let list = loop {
+                pindex = if pindex + 1 >= NR_PCP_LISTS { 0 } else { pindex + 1 };
+                let list = &mut g.lists[pindex] as *mut ListHead;
+                // SAFETY: pcp lock held by the caller.
+                if !unsafe { ListHead::is_empty(list) } {
+                    break Some(list);
                 }
-                None => empty_rounds += 1,
+                tries += 1;
+                if tries == NR_PCP_LISTS {
+                    break None;
+                }
+            };
+            let Some(list) = list else { break };
+            let order = pindex_to_order(pindex);
+            loop {
+                // SAFETY: pcp lock held.
+                let Some(l) = (unsafe { ListHead::last(list) }) else { break };
+                let page = lru_to_page(l);
+                // SAFETY: the page is on our locked list; zone lock held.
+                unsafe {
+                    ListHead::del(l);
+                    let pfn = self.map.page_to_pfn(page);
+                    let mt = self.map.pageblock_mt(pfn);
+                    b.free_one_page(page, order, mt, false);
+                }
+                g.count -= 1 << order;
+                left -= 1 << order;
+                if left <= 0 {
+                    break;
+                }
             }
-            pindex = if pindex == 0 { NR_PCP_LISTS - 1 } else { pindex - 1 };
         }
+        g.drain_pindex = pindex;
         g.free_count = g.free_count.saturating_sub(count);
         let unreported = guard.unreported;
         drop(guard);
         if unreported >= PAGE_REPORTING_THRESHOLD {
             self.report_free_pages(zone);
         }
+        self.wake_free_waiters();
     }
 
     /// `drain_all_pages`: empty every CPU's lists back into the buddy.
@@ -1435,6 +1578,17 @@ impl<P: Platform> Kmem<P> {
     #[allow(dead_code)]
     fn swap_cluster_max(&self) -> usize {
         SWAP_CLUSTER_MAX
+    }
+}
+
+/// The per-CPU list a migrate type uses: HighAtomic (and Isolate) pages go
+/// on the Movable lists, as in the kernel.
+#[inline(always)]
+fn pcp_migratetype(mt: MigrateType) -> usize {
+    if (mt as usize) < MIGRATE_PCPTYPES {
+        mt as usize
+    } else {
+        MigrateType::Movable as usize
     }
 }
 

@@ -70,6 +70,8 @@ pub struct PcpLists {
     pub refills: usize,
     /// Bulk frees to the buddy lists.
     pub spills: usize,
+    /// The list `free_pcppages_bulk` took pages from last.
+    pub drain_pindex: usize,
 }
 
 /// One CPU's lists for one zone, on its own cache line.

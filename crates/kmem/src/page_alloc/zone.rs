@@ -58,6 +58,16 @@ pub struct ZoneFree {
     pub nr_reserved_highatomic: usize,
     /// Pages freed into pageblock-sized blocks since the last report to the host.
     pub unreported: usize,
+    /// The owning zone's `free_orders` word.
+    pub free_orders_ptr: *const core::sync::atomic::AtomicU32,
+}
+
+impl FreeArea {
+    /// Whether a list of this order holds a block.
+    #[inline(always)]
+    pub fn has_free(&self) -> bool {
+        self.nr_free != 0
+    }
 }
 
 /// A zone (`struct zone`).
@@ -89,6 +99,9 @@ pub struct Zone {
     pub zone_type: ZoneType,
     /// Buddy-path statistics (pcp statistics live in each `PerCpuPages`).
     pub stats: ZoneStats,
+    /// Bit `o` is set while `free_area[o]` holds a block: lets the high-order
+    /// watermark check run without the zone lock, as the kernel's does.
+    pub free_orders: core::sync::atomic::AtomicU32,
 }
 
 // SAFETY: all mutable state is behind the zone lock, atomics, or the per-CPU locks.
@@ -228,13 +241,14 @@ impl MemMap {
 }
 
 impl ZoneFree {
-    /// Initialise the lists in place.
+    /// Initialise the lists in place; `free_orders` is the owning zone's word.
     ///
     /// # Safety
-    /// `this` must be valid and at its final address.
-    pub unsafe fn init(this: *mut ZoneFree) {
+    /// `this` must be valid and at its final address; `free_orders` lives as long.
+    pub unsafe fn init(this: *mut ZoneFree, free_orders: *const core::sync::atomic::AtomicU32) {
         // SAFETY: the caller guarantees `this` is valid and pinned.
         unsafe {
+            (*this).free_orders_ptr = free_orders;
             for o in 0..NR_PAGE_ORDERS {
                 for mt in 0..MIGRATE_TYPES {
                     ListHead::init(&mut (*this).free_area[o].free_list[mt]);
@@ -260,9 +274,13 @@ impl ZoneFree {
                 ListHead::add(&mut (*page).lru, head);
             }
             area.nr_free += 1;
+            if area.nr_free == 1 {
+                self.mark_order(order as usize, true);
+            }
             (*page).order = order as u8;
             (*page).mt = mt as u8;
-            (*page).set(PG_BUDDY);
+            let f = (*page).flags.load(Ordering::Relaxed);
+            (*page).flags.store(f | PG_BUDDY, Ordering::Relaxed);
         }
     }
 
@@ -276,9 +294,24 @@ impl ZoneFree {
         unsafe {
             let order = (*page).order as usize;
             ListHead::del(&mut (*page).lru);
-            (*page).clear(PG_BUDDY);
+            let f = (*page).flags.load(Ordering::Relaxed);
+            (*page).flags.store(f & !PG_BUDDY, Ordering::Relaxed);
             self.free_area[order].nr_free -= 1;
+            if self.free_area[order].nr_free == 0 {
+                self.mark_order(order, false);
+            }
         }
+    }
+
+    /// Publish whether `free_area[order]` is non-empty (zone lock held).
+    #[inline(always)]
+    fn mark_order(&mut self, order: usize, present: bool) {
+        // SAFETY: `free_orders_ptr` was set to the owning zone's word at init;
+        // writers hold the zone lock, readers only load.
+        let w = unsafe { &*self.free_orders_ptr };
+        let v = w.load(Ordering::Relaxed);
+        let v = if present { v | (1 << order) } else { v & !(1 << order) };
+        w.store(v, Ordering::Relaxed);
     }
 
     /// Free blocks of `order` and type `mt` (O(n), for statistics).
@@ -418,6 +451,7 @@ impl Buddy<'_> {
                 unsafe {
                     self.free.del_from_free_list(page);
                     self.expand(page, order, cur, mt);
+                    (*page).order = order as u8;
                 }
                 self.zone.free_pages.fetch_sub(1 << order, Ordering::Relaxed);
                 return Some(page);
