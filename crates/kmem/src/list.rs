@@ -10,12 +10,21 @@
 use core::ptr;
 
 /// A list head or a list entry.
+///
+/// `ListHead` is `!Unpin` (`PhantomPinned`): a structure holding list heads is
+/// reached both through `&mut` and through the links of its neighbours, so
+/// the compiler must not assume a `&mut` to it is the only way to its memory
+/// (rustc gives `&mut T` no `noalias` when `T: !Unpin`). Without this, a loop
+/// that unlinks entries of a list whose head sits behind a `&mut` may have
+/// the head's links cached across iterations — a real miscompile at
+/// `opt-level=3`, found by the page allocator's tests.
 #[repr(C)]
 pub struct ListHead {
     /// Next entry (or the head).
     pub next: *mut ListHead,
     /// Previous entry (or the head).
     pub prev: *mut ListHead,
+    _pin: core::marker::PhantomPinned,
 }
 
 // SAFETY: a ListHead is plain data; the lists are always used under the lock
@@ -30,6 +39,7 @@ impl ListHead {
         ListHead {
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
+            _pin: core::marker::PhantomPinned,
         }
     }
 
@@ -109,6 +119,22 @@ impl ListHead {
             (*prev).next = next;
             (*entry).next = ptr::null_mut();
             (*entry).prev = ptr::null_mut();
+        }
+    }
+
+    /// `__list_del_entry`: unlink `entry`, leaving its own links stale (the
+    /// fast paths relink it at once or hand it out).
+    ///
+    /// # Safety
+    /// `entry` is on a list.
+    #[inline(always)]
+    pub unsafe fn del_entry(entry: *mut ListHead) {
+        // SAFETY: the caller guarantees `entry` is linked, so its neighbours are valid.
+        unsafe {
+            let next = (*entry).next;
+            let prev = (*entry).prev;
+            (*next).prev = prev;
+            (*prev).next = next;
         }
     }
 

@@ -195,6 +195,9 @@ pub struct Kmem<P: Platform> {
     pub(crate) nodes: [*mut PgData; MAX_NUMNODES],
     /// `node_zonelists`: `zonelists[preferred node][highest zone]`.
     pub(crate) zonelists: [[ZoneList; MAX_NR_ZONES]; MAX_NUMNODES],
+    /// `preferred_zone[node][highest zone]`: the first zone of each zonelist
+    /// (null if the list is empty), for the allocation fast path.
+    pub(crate) preferred_zone: [[*const Zone; MAX_NR_ZONES]; MAX_NUMNODES],
     /// Zone by pageblock zone id (null for holes and unused ids).
     pub(crate) zone_table: [*const Zone; 256],
     /// `gfp_zone` of the four zone bits; `NO_ZONE` for the invalid combinations.
@@ -375,6 +378,7 @@ impl<P: Platform> Kmem<P> {
             pages: mem_map,
             pageblocks,
             max_pfn,
+            memmap_bytes: max_pfn * core::mem::size_of::<Page>(),
         };
 
         // Zone boundaries by physical address.
@@ -464,6 +468,7 @@ impl<P: Platform> Kmem<P> {
                             zone_type: zt,
                             stats: ZoneStats::default(),
                             free_orders: core::sync::atomic::AtomicU32::new(0),
+                            fast_mark: Default::default(),
                         },
                     );
                     ZoneFree::init((*z).lock.data_ptr(), ptr::addr_of!((*z).free_orders));
@@ -582,6 +587,7 @@ impl<P: Platform> Kmem<P> {
                     nr_nodes,
                     nodes,
                     zonelists: [[ZoneList::EMPTY; MAX_NR_ZONES]; MAX_NUMNODES],
+                    preferred_zone: [[ptr::null(); MAX_NR_ZONES]; MAX_NUMNODES],
                     zone_table: [ptr::null(); 256],
                     gfp_zone_table: [NO_ZONE; 16],
                     cpu_node,
@@ -638,6 +644,7 @@ impl<P: Platform> Kmem<P> {
                         zl.nr_local = zl.nr;
                     }
                 }
+                self.preferred_zone[nid][highest] = zl.zones[0];
                 self.zonelists[nid][highest] = zl;
             }
             // SAFETY: as above.
@@ -821,8 +828,14 @@ impl<P: Platform> Kmem<P> {
         self.calculate_totalreserve_pages();
     }
 
-    /// `calculate_totalreserve_pages`.
+    /// `calculate_totalreserve_pages`, and the fast path's marks.
     fn calculate_totalreserve_pages(&self) {
+        for z in self.nodes().flat_map(|pg| pg.node_zones.iter()) {
+            for j in 0..MAX_NR_ZONES {
+                let m = z.wmark(WMARK_LOW) + z.lowmem_reserve[j].load(Ordering::Relaxed);
+                z.fast_mark[j].store(m, Ordering::Relaxed);
+            }
+        }
         let mut total = 0;
         for z in self.zones() {
             let max = z

@@ -100,6 +100,34 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Take the lock if it is free, without a guard: returns the saved IRQ
+    /// state for `unlock_raw`. For fast paths where a guard's `Option` costs
+    /// a test; the caller must call `unlock_raw` on every path.
+    #[inline(always)]
+    pub fn try_lock_raw<P: Platform + ?Sized>(&self, platform: &P) -> Option<usize> {
+        let irq_flags = platform.local_irq_save();
+        if self
+            .locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            Some(irq_flags)
+        } else {
+            platform.local_irq_restore(irq_flags);
+            None
+        }
+    }
+
+    /// Release a lock taken with `try_lock_raw`.
+    ///
+    /// # Safety
+    /// The caller holds the lock through `try_lock_raw`, which returned `irq_flags`.
+    #[inline(always)]
+    pub unsafe fn unlock_raw<P: Platform + ?Sized>(&self, platform: &P, irq_flags: usize) {
+        self.locked.store(false, Ordering::Release);
+        platform.local_irq_restore(irq_flags);
+    }
+
     /// Whether someone holds the lock right now (diagnostics only).
     pub fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)

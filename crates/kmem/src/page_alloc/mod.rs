@@ -299,33 +299,34 @@ impl<P: Platform> Kmem<P> {
     /// same walk over and does it fully.
     #[inline(always)]
     fn alloc_pages_fast(&self, gfp: Gfp, order: u32) -> Option<NonNull<Page>> {
-        let zidx = self.gfp_zone_table[(gfp.bits() & GFP_ZONEMASK.bits()) as usize] as usize;
+        // `gfp_zone` folds to a constant for constant flags.
+        let Ok(zt) = gfp_zone(gfp, self.highmem) else { return None };
+        let zidx = zt as usize;
         let mt = ((gfp.bits() & (__GFP_MOVABLE.bits() | __GFP_RECLAIMABLE.bits())) >> 3) as usize;
-        if zidx >= MAX_NR_ZONES || mt >= MIGRATE_PCPTYPES {
+        if mt >= MIGRATE_PCPTYPES {
             return None;
         }
         let cpu = self.platform.smp_processor_id();
         let nid = if self.nr_nodes == 1 { 0 } else { self.cpu_to_node(cpu) };
-        let zone = self.zonelists[nid][zidx].zones[0];
-        if zone.is_null() {
-            return None;
-        }
-        // SAFETY: zonelist entries point at this machine's zones.
-        let zone = unsafe { &*zone };
-        let mark = zone.watermark[WMARK_LOW].load(Ordering::Relaxed)
-            + zone.lowmem_reserve[zidx].load(Ordering::Relaxed);
-        if zone.free_pages.load(Ordering::Relaxed) <= mark as isize {
+        // SAFETY: non-null entries point at this machine's zones.
+        let zone = unsafe { self.preferred_zone[nid][zidx].as_ref() }?;
+        if zone.free_pages.load(Ordering::Relaxed) <= zone.fast_mark[zidx].load(Ordering::Relaxed) as isize {
             return None;
         }
         // SAFETY: cpu < nr_cpu_ids by the platform contract.
         let pcp = unsafe { zone.pcp(cpu) };
-        let mut g = pcp.lock.try_lock(&self.platform)?;
-        // SAFETY: we hold this pcp's lock.
-        let page = unsafe { self.pcp_take(zone, &mut g, order, mt, gfp.intersects(__GFP_COLD)) }?;
-        drop(g);
+        let irq = pcp.lock.try_lock_raw(&self.platform)?;
+        // SAFETY: we hold this pcp's lock until unlock_raw below.
+        let page = unsafe {
+            let g = &mut *pcp.lock.data_ptr();
+            let page = self.pcp_take(zone, g, order, mt, gfp.intersects(__GFP_COLD));
+            pcp.lock.unlock_raw(&self.platform, irq);
+            page
+        }?;
         // SAFETY: `page` was just taken off a free list and heads 2^order pages.
         unsafe { self.prep_new_page(page, order, gfp) };
-        NonNull::new(page)
+        // SAFETY: pages come from the memmap, never null.
+        Some(unsafe { NonNull::new_unchecked(page) })
     }
 
     /// `__alloc_pages`: every request the fast path did not serve.
@@ -622,7 +623,7 @@ impl<P: Platform> Kmem<P> {
             }
         }
         // SAFETY: the page is on our locked list.
-        unsafe { ListHead::del(l) };
+        unsafe { ListHead::del_entry(l) };
         g.count -= 1 << order;
         g.free_count >>= 1;
         g.pgalloc += 1 << order;
@@ -1102,7 +1103,7 @@ impl<P: Platform> Kmem<P> {
     #[inline(always)]
     unsafe fn free_pages_common(&self, page: *mut Page, order: u32, cold: bool) {
         let off = (page as usize).wrapping_sub(self.map.pages as usize);
-        if off % core::mem::size_of::<Page>() != 0 || off >= self.map.max_pfn * core::mem::size_of::<Page>() {
+        if off % core::mem::size_of::<Page>() != 0 || off >= self.map.memmap_bytes {
             self.bad_address("__free_pages", page as usize, order);
             return;
         }
@@ -1114,8 +1115,12 @@ impl<P: Platform> Kmem<P> {
             && p.mapping == 0
             && p.order as u32 == order
         {
-            let old = p.refcount.fetch_sub(1, Ordering::Release);
+            // The sole reference: nobody else may take one (get_page needs a
+            // reference already), so a plain load and store drop it; the
+            // per-CPU lock orders our writes before the next owner's.
+            let old = p.refcount.load(Ordering::Relaxed);
             if old == 1 {
+                p.refcount.store(0, Ordering::Relaxed);
                 let pfn = off / core::mem::size_of::<Page>();
                 // SAFETY: the last reference is gone; the block is ours to free.
                 if unsafe { self.free_pcp_fast(page, pfn, order, cold) } {
@@ -1128,9 +1133,6 @@ impl<P: Platform> Kmem<P> {
                 };
                 return;
             }
-            // SAFETY: forwarded; the reference was dropped already.
-            unsafe { self.free_pages_referenced(page, order, old, cold) };
-            return;
         }
         // SAFETY: forwarded.
         unsafe { self.free_pages_general(page, order, cold) }
@@ -1152,9 +1154,11 @@ impl<P: Platform> Kmem<P> {
         let cpu = self.platform.smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids.
         let pcp = unsafe { zone.pcp(cpu) };
-        let Some(mut g) = pcp.lock.try_lock(&self.platform) else {
+        let Some(irq) = pcp.lock.try_lock_raw(&self.platform) else {
             return false;
         };
+        // SAFETY: we hold the lock until unlock_raw below.
+        let g = unsafe { &mut *pcp.lock.data_ptr() };
         let list = &mut g.lists[order_to_pindex(pb.mt as usize, order)] as *mut ListHead;
         // SAFETY: the block is ours; the list is locked. Its order is already recorded.
         unsafe {
@@ -1170,8 +1174,10 @@ impl<P: Platform> Kmem<P> {
         g.alloc_factor >>= 1;
         g.pgfree += 1 << order;
         if g.count >= g.high {
-            self.pcp_spill(zone, &mut g);
+            self.pcp_spill(zone, g);
         }
+        // SAFETY: taken above.
+        unsafe { pcp.lock.unlock_raw(&self.platform, irq) };
         true
     }
 

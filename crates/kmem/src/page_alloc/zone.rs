@@ -99,6 +99,9 @@ pub struct Zone {
     pub zone_type: ZoneType,
     /// Buddy-path statistics (pcp statistics live in each `PerCpuPages`).
     pub stats: ZoneStats,
+    /// `low + lowmem_reserve[j]` for each highest zone `j`: the fast path's
+    /// whole watermark test in one load (recomputed with the watermarks).
+    pub fast_mark: [AtomicUsize; MAX_NR_ZONES],
     /// Bit `o` is set while `free_area[o]` holds a block: lets the high-order
     /// watermark check run without the zone lock, as the kernel's does.
     pub free_orders: core::sync::atomic::AtomicU32,
@@ -188,6 +191,8 @@ pub struct MemMap {
     pub pageblocks: *mut PageblockInfo,
     /// Number of pfns covered.
     pub max_pfn: usize,
+    /// `max_pfn * size_of::<Page>()`: the memmap's size in bytes.
+    pub memmap_bytes: usize,
 }
 
 // SAFETY: the memmap is shared machine state; every mutation of a descriptor
