@@ -16,11 +16,10 @@
 # HostedPlatform::fold_cpu -> host_cpu_slow -> sched_getcpu (a getcpu system
 # call; its kernel time is not counted, the user-space part is). The
 # "rseq-adjusted" column removes that: it subtracts fold_cpu's inclusive
-# count (its inclusive Ir, read from callgrind's call records) and adds back the 4 instructions
-# the inlined rseq read executes instead on a normal run
-# (mov %fs:0,%rcx; mov 4(%rax,%rcx),%eax; cmp nr_cpus; jbe), per call.
-# The few instructions at each call site that only set up the fallback call
-# (about 7 per call) stay counted, so the adjusted number is slightly high.
+# count (its inclusive Ir, read from callgrind's call records) and adds the
+# difference between the inline code of the two paths, per call: a normal
+# run executes mov %fs:0,%rcx; mov 4(%rax,%rcx),%eax; cmp nr_cpus; jbe (4)
+# where valgrind's run executed the fallback's call setup lea; mov; call (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +30,7 @@ if [ ${#CASES[@]} -eq 0 ]; then
     CASES=(kmem-order0 kmem-order3 bsa-heap-order0 bsa-heap-order3 bsa-frame-order0 bsa-frame-order3
         kmem-batch-lifo bsa-heap-batch-lifo)
 fi
-RSEQ_PATH_INSNS=4
+RSEQ_PATH_INSNS=1
 
 command -v valgrind >/dev/null || { echo "valgrind is required (apt-get install valgrind)" >&2; exit 1; }
 cargo build --release -q -p kmem-bench --bin kmem-instr
