@@ -152,8 +152,7 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     // A hand-off queue: pages allocated on one thread, freed by the next.
-    let handoff: Arc<Vec<HandoffQueue>> =
-        Arc::new((0..nthreads).map(|_| Mutex::new(Vec::new())).collect());
+    let handoff: Arc<Vec<HandoffQueue>> = Arc::new((0..nthreads).map(|_| Mutex::new(Vec::new())).collect());
     let start = Instant::now();
     let mut handles = Vec::new();
     for t in 0..nthreads {

@@ -21,8 +21,8 @@ pub mod machine;
 pub mod platform;
 pub mod ram;
 
-pub use platform::HostedPlatform;
 pub use machine::{default_machine, Machine, MachineError};
+pub use platform::HostedPlatform;
 pub use ram::HostRam;
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -116,7 +116,13 @@ impl Machine {
         // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the
         // machine (it is dropped after `drop_in_place` in `Drop`).
         let kmem = unsafe { Kmem::boot(platform, &info) }.map_err(MachineError::Boot)?;
-        let mut m = Machine { kmem, kswapd: Vec::new(), kswapd_stop: Default::default(), e820, ram };
+        let mut m = Machine {
+            kmem,
+            kswapd: Vec::new(),
+            kswapd_stop: Default::default(),
+            e820,
+            ram,
+        };
         if params.kswapd.unwrap_or(true) {
             m.start_kswapd();
         }
@@ -132,12 +138,14 @@ impl Machine {
         for nid in 0..self.kmem().nr_node_ids() {
             let k = SendPtr(self.kmem);
             let stop = self.kswapd_stop.clone();
-            let h = std::thread::Builder::new().name(format!("kswapd{nid}")).spawn(move || {
-                let k = k;
-                // SAFETY: see SendPtr.
-                let kmem = unsafe { k.0.as_ref() };
-                kmem.kswapd_run(nid, &stop);
-            });
+            let h = std::thread::Builder::new()
+                .name(format!("kswapd{nid}"))
+                .spawn(move || {
+                    let k = k;
+                    // SAFETY: see SendPtr.
+                    let kmem = unsafe { k.0.as_ref() };
+                    kmem.kswapd_run(nid, &stop);
+                });
             if let Ok(h) = h {
                 self.kswapd.push(h);
             }

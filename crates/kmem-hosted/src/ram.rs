@@ -182,9 +182,7 @@ impl HostRam {
         if len == 0 || virt % page != 0 || len % page != 0 {
             return Err(invalid("range not page-aligned or empty"));
         }
-        let end = virt
-            .checked_add(len)
-            .ok_or_else(|| invalid("range wraps"))?;
+        let end = virt.checked_add(len).ok_or_else(|| invalid("range wraps"))?;
         if virt < self.base + self.size && self.base < end {
             return Err(invalid("range overlaps the linear map"));
         }

@@ -49,7 +49,10 @@ fn model_ok(gfp: Gfp, free: usize, min: usize, reserve: usize) -> bool {
 #[test]
 fn gfp_to_alloc_flags_matches_the_kernel() {
     // GFP_KERNEL: min watermark, cpuset, kswapd; no reserves.
-    assert_eq!(gfp_to_alloc_flags(GFP_KERNEL, 0), ALLOC_WMARK_MIN | ALLOC_CPUSET | ALLOC_KSWAPD);
+    assert_eq!(
+        gfp_to_alloc_flags(GFP_KERNEL, 0),
+        ALLOC_WMARK_MIN | ALLOC_CPUSET | ALLOC_KSWAPD
+    );
     // GFP_ATOMIC: __GFP_HIGH is ALLOC_MIN_RESERVE, non-blocking adds
     // ALLOC_NON_BLOCK and drops ALLOC_CPUSET.
     assert_eq!(
@@ -64,7 +67,10 @@ fn gfp_to_alloc_flags_matches_the_kernel() {
         ALLOC_WMARK_MIN | ALLOC_CPUSET | ALLOC_NON_BLOCK | ALLOC_KSWAPD
     );
     // __GFP_NOMEMALLOC: not worth trying harder, even without blocking.
-    assert_eq!(gfp_to_alloc_flags(GFP_ATOMIC | __GFP_NOMEMALLOC, 0) & ALLOC_NON_BLOCK, 0);
+    assert_eq!(
+        gfp_to_alloc_flags(GFP_ATOMIC | __GFP_NOMEMALLOC, 0) & ALLOC_NON_BLOCK,
+        0
+    );
     // Blocking __GFP_HIGH: MIN_RESERVE only.
     let f = gfp_to_alloc_flags(GFP_KERNEL | __GFP_HIGH, 0);
     assert_ne!(f & ALLOC_MIN_RESERVE, 0);
@@ -86,7 +92,13 @@ fn zone_watermark_ok_boundaries_unit() {
         assert!(min > 16, "{} min {min}", z.name());
         for highest in [ZoneType::Dma32, ZoneType::Normal] {
             let res = reserve(z, highest);
-            for gfp in [GFP_KERNEL, GFP_NOWAIT, GFP_ATOMIC, GFP_KERNEL | __GFP_HIGH, GFP_ATOMIC | __GFP_NOMEMALLOC] {
+            for gfp in [
+                GFP_KERNEL,
+                GFP_NOWAIT,
+                GFP_ATOMIC,
+                GFP_KERNEL | __GFP_HIGH,
+                GFP_ATOMIC | __GFP_NOMEMALLOC,
+            ] {
                 let flags = gfp_to_alloc_flags(gfp, 0);
                 let mut boundary = None;
                 for free in 0..(min + res + 10) {
@@ -118,8 +130,24 @@ fn zone_watermark_ok_boundaries_unit() {
         // that order must exist (it does: nothing has been allocated yet).
         let f = z.lock.lock(&m.platform);
         let flags = gfp_to_alloc_flags(GFP_KERNEL, 3);
-        assert!(!zone_watermark_ok(z, 3, min, zt, flags, (min + 7) as isize, Some(&f)));
-        assert!(zone_watermark_ok(z, 3, min, zt, flags, (min + 8) as isize, Some(&f)));
+        assert!(!zone_watermark_ok(
+            z,
+            3,
+            min,
+            zt,
+            flags,
+            (min + 7) as isize,
+            Some(&f)
+        ));
+        assert!(zone_watermark_ok(
+            z,
+            3,
+            min,
+            zt,
+            flags,
+            (min + 8) as isize,
+            Some(&f)
+        ));
     }
     // The low watermark the fast path uses sits above min.
     let z = zone(&m, ZoneType::Dma32);
@@ -136,7 +164,10 @@ struct Drained<'a> {
 
 impl<'a> Drained<'a> {
     fn new(m: &'a Machine) -> Self {
-        Drained { m, pool: exhaust_all_order0(m) }
+        Drained {
+            m,
+            pool: exhaust_all_order0(m),
+        }
     }
 
     /// Take everything back, then give `zone` exactly `free` pages.
@@ -213,7 +244,11 @@ fn watermark_reserves_end_to_end() {
                     "{} {gfp:?} with {free} free (min {min}, reserve {res})",
                     z.name()
                 );
-                assert_eq!(m.events.alloc_waits.load(Ordering::Relaxed), waits, "{gfp:?} waited");
+                assert_eq!(
+                    m.events.alloc_waits.load(Ordering::Relaxed),
+                    waits,
+                    "{gfp:?} waited"
+                );
                 if let Ok(p) = r {
                     assert!(core::ptr::eq(zone_of(&m, pfn(&m, p)), z));
                     d.pool.push(p);
@@ -231,7 +266,10 @@ fn watermark_reserves_end_to_end() {
 fn watermark_reserves_highmem_machine() {
     let m = boot("quiet mem=1G highmem=512M nr_cpus=1 kswapd=off");
     let mut d = Drained::new(&m);
-    for (zt, gfp) in [(ZoneType::Normal, GFP_ATOMIC | __GFP_HIGHMEM), (ZoneType::HighMem, GFP_ATOMIC | __GFP_HIGHMEM)] {
+    for (zt, gfp) in [
+        (ZoneType::Normal, GFP_ATOMIC | __GFP_HIGHMEM),
+        (ZoneType::HighMem, GFP_ATOMIC | __GFP_HIGHMEM),
+    ] {
         let z = zone(&m, zt);
         let min = z.wmark(WMARK_MIN);
         let res = reserve(z, ZoneType::HighMem);
@@ -335,10 +373,19 @@ fn invalid_zone_combinations_each_warn() {
     for bits in [3u32, 5, 6, 7, 11, 13, 14, 15] {
         let m = boot("quiet mem=32M nr_cpus=1 kswapd=off");
         let free0 = m.nr_free_pages();
-        assert!(m.alloc_pages(GFP_KERNEL | Gfp(bits), 0).is_err(), "bits {bits:#x}");
-        assert!(m.alloc_pages(GFP_ATOMIC | Gfp(bits), 2).is_err(), "bits {bits:#x}");
+        assert!(
+            m.alloc_pages(GFP_KERNEL | Gfp(bits), 0).is_err(),
+            "bits {bits:#x}"
+        );
+        assert!(
+            m.alloc_pages(GFP_ATOMIC | Gfp(bits), 2).is_err(),
+            "bits {bits:#x}"
+        );
         let log = m.dmesg();
-        assert!(log.contains("WARNING") && log.contains("gfp"), "bits {bits:#x}:\n{log}");
+        assert!(
+            log.contains("WARNING") && log.contains("gfp"),
+            "bits {bits:#x}:\n{log}"
+        );
         assert_eq!(m.nr_free_pages() + m.nr_pcp_pages(), free0);
         assert_eq!(m.nr_allocated_pages(), 0);
     }
@@ -358,7 +405,9 @@ fn zonelist_fallback_and_lowmem_reserve() {
     // Fill Normal first: GFP_KERNEL prefers it.
     let mut held: Held = Vec::new();
     loop {
-        let p = m.alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 10).unwrap();
+        let p = m
+            .alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 10)
+            .unwrap();
         let z = pfn_zone_by_address(pfn(&m, p));
         held.push((p, 10));
         if z != ZoneType::Normal {
@@ -368,14 +417,19 @@ fn zonelist_fallback_and_lowmem_reserve() {
     }
     // Order-0 requests drain Normal down to its low watermark, then fall back.
     loop {
-        let p = m.alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 0).unwrap();
+        let p = m
+            .alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 0)
+            .unwrap();
         held.push((p, 0));
         if pfn_zone_by_address(pfn(&m, p)) == ZoneType::Dma32 {
             break;
         }
     }
     // The fast path left Normal once it was at its low watermark.
-    assert!(normal.nr_free() <= normal.wmark(WMARK_LOW), "fell back with Normal above low");
+    assert!(
+        normal.nr_free() <= normal.wmark(WMARK_LOW),
+        "fell back with Normal above low"
+    );
     // Everything GFP_KERNEL can get.
     held.extend(exhaust(&m, GFP_KERNEL));
     m.drain_all_pages();
@@ -383,7 +437,9 @@ fn zonelist_fallback_and_lowmem_reserve() {
     // never got a single DMA page.
     assert!(reserve(dma, ZoneType::Normal) > dma.managed());
     assert_eq!(dma.nr_free(), dma_free0, "GFP_KERNEL took DMA pages");
-    assert!(held.iter().all(|&(p, _)| pfn_zone_by_address(pfn(&m, p)) != ZoneType::Dma));
+    assert!(held
+        .iter()
+        .all(|&(p, _)| pfn_zone_by_address(pfn(&m, p)) != ZoneType::Dma));
     // DMA32 keeps min + lowmem_reserve[Normal] back (pages a pcp refill
     // took beyond it came back with the drain and were not handed out).
     let protect = dma32.wmark(WMARK_MIN) + reserve(dma32, ZoneType::Normal);
@@ -394,14 +450,20 @@ fn zonelist_fallback_and_lowmem_reserve() {
         dma32.nr_free()
     );
     // Zone-restricted requests may still use what GFP_KERNEL could not.
-    let p = m.alloc_pages(GFP_KERNEL | __GFP_DMA32, 0).expect("GFP_DMA32 uses DMA32's reserve for Normal");
+    let p = m
+        .alloc_pages(GFP_KERNEL | __GFP_DMA32, 0)
+        .expect("GFP_DMA32 uses DMA32's reserve for Normal");
     assert_eq!(pfn_zone_by_address(pfn(&m, p)), ZoneType::Dma32);
     held.push((p, 0));
-    let p = m.alloc_pages(GFP_KERNEL | __GFP_DMA, 0).expect("GFP_DMA uses the DMA zone");
+    let p = m
+        .alloc_pages(GFP_KERNEL | __GFP_DMA, 0)
+        .expect("GFP_DMA uses the DMA zone");
     assert_eq!(pfn_zone_by_address(pfn(&m, p)), ZoneType::Dma);
     held.push((p, 0));
     // And GFP_KERNEL still fails.
-    assert!(m.alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 0).is_err());
+    assert!(m
+        .alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 0)
+        .is_err());
     free_all(&m, held);
     assert_boot_state(&m);
 }
@@ -422,10 +484,16 @@ fn highmem_pages_have_no_address() {
     for order in [0, 0, 1, 3, 5] {
         let p = m.alloc_pages(GFP_HIGHUSER, order).unwrap();
         let pf = pfn(&m, p);
-        assert!(pf >= m.max_low_pfn(), "GFP_HIGHUSER pfn {pf:#x} below max_low_pfn");
+        assert!(
+            pf >= m.max_low_pfn(),
+            "GFP_HIGHUSER pfn {pf:#x} below max_low_pfn"
+        );
         assert_eq!(zone_of(&m, pf).zone_type, ZoneType::HighMem);
         assert!(m.page_is_highmem(p));
-        assert!(m.page_address(p).is_none(), "a HighMem page has no permanent mapping");
+        assert!(
+            m.page_address(p).is_none(),
+            "a HighMem page has no permanent mapping"
+        );
         held.push((p, order));
         let p = m.alloc_pages(GFP_KERNEL, order).unwrap();
         assert!(pfn(&m, p) < m.max_low_pfn());
@@ -473,8 +541,14 @@ fn thisnode_does_not_fall_back() {
     }
     assert!(held_pages(&held) > 1000);
     let oom = m.events.oom.load(Ordering::Relaxed);
-    assert!(m.alloc_pages_node(1, GFP_KERNEL | __GFP_THISNODE | __GFP_NOWARN, 0).is_err());
-    assert_eq!(m.events.oom.load(Ordering::Relaxed), oom, "__GFP_THISNODE invoked the OOM step");
+    assert!(m
+        .alloc_pages_node(1, GFP_KERNEL | __GFP_THISNODE | __GFP_NOWARN, 0)
+        .is_err());
+    assert_eq!(
+        m.events.oom.load(Ordering::Relaxed),
+        oom,
+        "__GFP_THISNODE invoked the OOM step"
+    );
     let p = m.alloc_pages_node(1, GFP_KERNEL, 0).expect("fallback to node 0");
     assert_eq!(zone_of(&m, pfn(&m, p)).node, 0);
     held.push((p, 0));

@@ -23,12 +23,7 @@ fn allowed_cpus() -> Vec<usize> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a writable cpu_set_t of the size passed.
     let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    assert_eq!(
-        r,
-        0,
-        "sched_getaffinity: {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(r, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
     (0..libc::CPU_SETSIZE as usize)
         // SAFETY: `cpu` is below CPU_SETSIZE.
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
@@ -43,12 +38,7 @@ fn pin_to(cpu: usize) {
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid cpu_set_t of the size passed.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    assert_eq!(
-        r,
-        0,
-        "sched_setaffinity: {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(r, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
 }
 
 fn sched_getcpu() -> usize {
@@ -240,19 +230,13 @@ fn futex_waiter_sleeps_until_woken() {
         std::thread::yield_now();
     }
     std::thread::sleep(Duration::from_millis(50));
-    assert!(
-        !waiter.is_finished(),
-        "waiter returned without the word changing"
-    );
+    assert!(!waiter.is_finished(), "waiter returned without the word changing");
     word.store(7, Ordering::Release);
     p.futex_wake(&word, 1);
     let (seen, sleeps) = waiter.join().unwrap();
     assert_eq!(seen, 7);
     // It slept rather than spun (a spurious wake-up or two is allowed).
-    assert!(
-        (1..=4).contains(&sleeps),
-        "futex_wait returned {sleeps} times"
-    );
+    assert!((1..=4).contains(&sleeps), "futex_wait returned {sleeps} times");
 }
 
 #[test]
@@ -412,10 +396,7 @@ fn huge_ram_costs_nothing_until_touched() {
         // SAFETY: inside the linear map.
         unsafe { page_ptr(&ram, phys).write_volatile(1) };
     }
-    assert_eq!(
-        ram.ram_resident_bytes().unwrap(),
-        (spots.len() * page) as u64
-    );
+    assert_eq!(ram.ram_resident_bytes().unwrap(), (spots.len() * page) as u64);
     // Other tests run concurrently, so allow generous slack; 64 GiB of
     // touched memory would show as far more.
     let grew = rss_bytes().unwrap().saturating_sub(rss_before);

@@ -41,9 +41,13 @@ fn scan(s: &Shrinker, sc: &mut ShrinkControl) -> usize {
 fn allocation_below_low_watermark_wakes_kswapd_which_restores_high() {
     let m: &'static Machine = Box::leak(Box::new(Machine::boot("quiet mem=64M nr_cpus=1").unwrap()));
     assert_eq!(m.kswapd_threads(), 1);
-    let pool: &'static Pool = Box::leak(Box::new(Pool { pages: Mutex::new(Vec::new()), m }));
-    let shrinker: &'static Shrinker =
-        Box::leak(Box::new(Shrinker::new("test-pool", count, scan).with_private(pool as *const Pool as *mut ())));
+    let pool: &'static Pool = Box::leak(Box::new(Pool {
+        pages: Mutex::new(Vec::new()),
+        m,
+    }));
+    let shrinker: &'static Shrinker = Box::leak(Box::new(
+        Shrinker::new("test-pool", count, scan).with_private(pool as *const Pool as *mut ()),
+    ));
     // Fill the pool until allocations cross the low watermark of every zone.
     let zone_low = |m: &Machine| m.zones().all(|z| z.nr_free() < z.wmark(WMARK_LOW));
     while !zone_low(m) {
@@ -61,7 +65,11 @@ fn allocation_below_low_watermark_wakes_kswapd_which_restores_high() {
     while !m.pgdat_balanced(0) && t.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(m.pgdat_balanced(0), "kswapd did not balance the node: {}", m.dmesg());
+    assert!(
+        m.pgdat_balanced(0),
+        "kswapd did not balance the node: {}",
+        m.dmesg()
+    );
     assert!(m.kswapd.runs.load(Ordering::Relaxed) >= 1);
     assert!(shrinker.freed.load(Ordering::Relaxed) > 0);
     for z in m.zones() {

@@ -29,8 +29,15 @@ fn expect_one_report(m: &Machine, needles: &[&str], f: impl FnOnce()) {
     assert_eq!(bad_pages(m), before + 1, "expected one report");
     let log = m.dmesg_since(since);
     assert!(log.contains("BUG: Bad page state"), "no bad page report:\n{log}");
-    assert!(needles.iter().any(|n| log.contains(n)), "report does not say {needles:?}:\n{log}");
-    assert_eq!(m.nr_free_pages() + m.nr_pcp_pages(), free, "the bad free changed the free page count");
+    assert!(
+        needles.iter().any(|n| log.contains(n)),
+        "report does not say {needles:?}:\n{log}"
+    );
+    assert_eq!(
+        m.nr_free_pages() + m.nr_pcp_pages(),
+        free,
+        "the bad free changed the free page count"
+    );
 }
 
 /// Afterwards the machine is healthy: it can hand out (and take back) all its
@@ -38,7 +45,10 @@ fn expect_one_report(m: &Machine, needles: &[&str], f: impl FnOnce()) {
 fn assert_healthy(m: &Machine) {
     assert_boot_state(m);
     let held = exhaust(m, GFP_KERNEL | __GFP_MEMALLOC);
-    assert_eq!(held_pages(&held), m.totalram_pages() - m.nr_free_pages() - m.nr_pcp_pages());
+    assert_eq!(
+        held_pages(&held),
+        m.totalram_pages() - m.nr_free_pages() - m.nr_pcp_pages()
+    );
     free_all(m, held);
     assert_boot_state(m);
 }
@@ -101,7 +111,9 @@ fn wrong_order_free_is_reported_and_block_returned() {
         assert_eq!(bad_pages(&m), before + 1);
         let log = m.dmesg_since(since);
         assert!(
-            log.contains(&format!("freed with order {free} but allocated with order {alloc}")),
+            log.contains(&format!(
+                "freed with order {free} but allocated with order {alloc}"
+            )),
             "{log}"
         );
         // Everything came back, nothing more.
@@ -124,28 +136,49 @@ fn freeing_a_reserved_page_is_reported_not_freed() {
     for pfn in [1usize, 0x50, 0x9e] {
         let p = m.pfn_to_page(pfn).unwrap();
         // SAFETY: reading the descriptor of a reserved page.
-        assert!(unsafe { p.as_ref() }.is_reserved(), "pfn {pfn:#x} should be reserved");
-        expect_one_report(&m, &["reserved", "nonzero _refcount", "PAGE_FLAGS_CHECK_AT_FREE"], || {
-            // SAFETY: deliberately wrong: never allocated.
-            unsafe { m.__free_pages(p, 0) };
-        });
+        assert!(
+            unsafe { p.as_ref() }.is_reserved(),
+            "pfn {pfn:#x} should be reserved"
+        );
+        expect_one_report(
+            &m,
+            &["reserved", "nonzero _refcount", "PAGE_FLAGS_CHECK_AT_FREE"],
+            || {
+                // SAFETY: deliberately wrong: never allocated.
+                unsafe { m.__free_pages(p, 0) };
+            },
+        );
         // SAFETY: as above.
-        assert!(unsafe { p.as_ref() }.is_reserved(), "pfn {pfn:#x} lost PG_reserved");
+        assert!(
+            unsafe { p.as_ref() }.is_reserved(),
+            "pfn {pfn:#x} lost PG_reserved"
+        );
         // And by address.
         let a = m.page_address(p).unwrap().as_ptr() as usize;
-        expect_one_report(&m, &["reserved", "nonzero _refcount", "PAGE_FLAGS_CHECK_AT_FREE"], || {
-            // SAFETY: deliberately wrong.
-            unsafe { m.free_pages(a, 0) };
-        });
+        expect_one_report(
+            &m,
+            &["reserved", "nonzero _refcount", "PAGE_FLAGS_CHECK_AT_FREE"],
+            || {
+                // SAFETY: deliberately wrong.
+                unsafe { m.free_pages(a, 0) };
+            },
+        );
     }
     // A page in the legacy hole (640K-1M, not RAM) is not a free page either.
-    expect_one_report(&m, &["reserved", "nonzero _refcount", "PAGE_FLAGS_CHECK_AT_FREE"], || {
-        // SAFETY: deliberately wrong: not RAM.
-        unsafe { m.__free_pages(m.pfn_to_page(0xc0).unwrap(), 0) };
-    });
+    expect_one_report(
+        &m,
+        &["reserved", "nonzero _refcount", "PAGE_FLAGS_CHECK_AT_FREE"],
+        || {
+            // SAFETY: deliberately wrong: not RAM.
+            unsafe { m.__free_pages(m.pfn_to_page(0xc0).unwrap(), 0) };
+        },
+    );
     // None of them ever comes out of the allocator.
     let held = exhaust(&m, GFP_KERNEL | __GFP_MEMALLOC);
-    assert!(held.iter().all(|&(p, _)| pfn(&m, p) >= 0x100), "a page of the reserved first MiB was handed out");
+    assert!(
+        held.iter().all(|&(p, _)| pfn(&m, p) >= 0x100),
+        "a page of the reserved first MiB was handed out"
+    );
     free_all(&m, held);
     assert_healthy(&m);
 }
@@ -224,7 +257,11 @@ fn freeing_tail_or_slab_page_is_reported() {
     // SAFETY: deliberately wrong.
     unsafe { m.__free_pages(p, 0) };
     assert_eq!(bad_pages(&m), before + 1);
-    assert!(m.dmesg_since(since).contains("PAGE_FLAGS_CHECK_AT_FREE"), "{}", m.dmesg_since(since));
+    assert!(
+        m.dmesg_since(since).contains("PAGE_FLAGS_CHECK_AT_FREE"),
+        "{}",
+        m.dmesg_since(since)
+    );
     // The page was not freed (it is leaked, as in the kernel). Repair it and
     // free it properly so the machine returns to its boot state.
     assert_accounting(&m, 1);
@@ -250,9 +287,14 @@ fn order_above_max_fails_with_warning() {
         assert!(m.__get_free_pages(GFP_KERNEL, order).is_err());
     }
     let log = m.dmesg();
-    assert!(log.contains("WARNING") && log.contains("order 11 > MAX_PAGE_ORDER"), "{log}");
+    assert!(
+        log.contains("WARNING") && log.contains("order 11 > MAX_PAGE_ORDER"),
+        "{log}"
+    );
     // Huge sizes through alloc_pages_exact as well.
-    assert!(m.alloc_pages_exact(usize::MAX / 2, GFP_KERNEL | __GFP_NOWARN).is_err());
+    assert!(m
+        .alloc_pages_exact(usize::MAX / 2, GFP_KERNEL | __GFP_NOWARN)
+        .is_err());
     assert!(m.alloc_pages_exact(8 << 20, GFP_KERNEL | __GFP_NOWARN).is_err());
     assert!(m.alloc_pages_exact(4 << 20, GFP_KERNEL).is_ok_and(|a| {
         // SAFETY: just allocated with this size.

@@ -49,10 +49,18 @@ fn random_mix_returns_to_boot(m: &Machine, gfp: Gfp, seed: u64, rounds: usize, n
         let n = 200 + rng.below(300) as usize;
         for _ in 0..n {
             let order = rng.order(10);
-            let nid = if nodes > 1 { rng.below(nodes as u64) as i32 } else { -1 };
+            let nid = if nodes > 1 {
+                rng.below(nodes as u64) as i32
+            } else {
+                -1
+            };
             match m.alloc_pages_node(nid, gfp | __GFP_NOWARN | __GFP_NORETRY, order) {
                 Ok(p) => {
-                    assert_eq!(pfn(m, p) % (1 << order), 0, "order-{order} block not naturally aligned");
+                    assert_eq!(
+                        pfn(m, p) % (1 << order),
+                        0,
+                        "order-{order} block not naturally aligned"
+                    );
                     held.push((p, order));
                 }
                 Err(_) => break,
@@ -103,7 +111,11 @@ fn buddy_returns_to_boot_state_numa_fake() {
     // alloc_pages_node prefers the node asked for.
     for nid in 0..2 {
         let p = m.alloc_pages_node(nid, GFP_KERNEL, 0).unwrap();
-        assert_eq!(zone_of(&m, pfn(&m, p)).node as i32, nid, "alloc_pages_node({nid}) gave another node");
+        assert_eq!(
+            zone_of(&m, pfn(&m, p)).node as i32,
+            nid,
+            "alloc_pages_node({nid}) gave another node"
+        );
         // SAFETY: our order-0 page.
         unsafe { m.__free_pages(p, 0) };
     }
@@ -203,7 +215,10 @@ fn alloc_pages_bulk_array_semantics() {
     }
     assert_eq!(m.alloc_pages_bulk(GFP_KERNEL | __GFP_ZERO, &mut arr), 32);
     for (i, p) in arr.iter().enumerate().step_by(2) {
-        assert!(bytes(&m, p.unwrap(), 0).iter().all(|&x| x == 0), "slot {i} not zeroed");
+        assert!(
+            bytes(&m, p.unwrap(), 0).iter().all(|&x| x == 0),
+            "slot {i} not zeroed"
+        );
     }
 
     // An empty array is fine.
@@ -243,7 +258,10 @@ fn pin_to_current_cpu() {
         assert!(cpu >= 0);
         let mut set: libc::cpu_set_t = core::mem::zeroed();
         libc::CPU_SET(cpu as usize, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+        assert_eq!(
+            libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
     }
 }
 
@@ -269,7 +287,10 @@ fn pcp_hot_and_cold_frees() {
         // SAFETY: our page.
         unsafe { m.free_hot_page(a) };
         let again = m.alloc_pages(GFP_KERNEL, 0).unwrap();
-        assert_eq!(again, a, "free_hot_page: the next allocation must return the hot page");
+        assert_eq!(
+            again, a,
+            "free_hot_page: the next allocation must return the hot page"
+        );
 
         // Cold: to the tail; the next allocations take other pages first.
         // SAFETY: our page.
@@ -359,7 +380,10 @@ fn concurrent_alloc_free_mixed_orders() {
         let s = bytes(m, p, order);
         for (i, chunk) in s.chunks(PAGE_SIZE).enumerate() {
             let got = u64::from_ne_bytes(chunk[..8].try_into().unwrap());
-            assert_eq!(got, tag, "page {i} of an order-{order} block was overwritten: overlapping allocations");
+            assert_eq!(
+                got, tag,
+                "page {i} of an order-{order} block was overwritten: overlapping allocations"
+            );
         }
         // SAFETY: the block is ours (passed to us) and freed once.
         unsafe { m.__free_pages(p, order) };

@@ -28,8 +28,17 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { order: u32, zero: bool, comp: bool, movable: bool, dma: bool },
-    Free { pick: usize, how: u8 },
+    Alloc {
+        order: u32,
+        zero: bool,
+        comp: bool,
+        movable: bool,
+        dma: bool,
+    },
+    Free {
+        pick: usize,
+        how: u8,
+    },
     Drain,
     /// `__GFP_ZERO` order-0 allocation straight after a hot free: the page
     /// comes back dirty from the per-CPU list and must be zeroed.
@@ -78,20 +87,44 @@ impl<'a> Model<'a> {
         let m = self.m;
         let start = pfn(m, page);
         let end = start + (1 << order);
-        prop_assert_eq!(start % (1 << order), 0, "order-{} block at pfn {:#x} not aligned", order, start);
+        prop_assert_eq!(
+            start % (1 << order),
+            0,
+            "order-{} block at pfn {:#x} not aligned",
+            order,
+            start
+        );
         // Overlap with the previous or the next live allocation?
         if let Some((&s, l)) = self.live.range(..=start).next_back() {
-            prop_assert!(s + (1 << l.order) <= start, "pfn {:#x} (order {}) overlaps live {:#x} (order {})", start, order, s, l.order);
+            prop_assert!(
+                s + (1 << l.order) <= start,
+                "pfn {:#x} (order {}) overlaps live {:#x} (order {})",
+                start,
+                order,
+                s,
+                l.order
+            );
         }
         if let Some((&s, _)) = self.live.range(start..).next() {
-            prop_assert!(s >= end, "pfn {:#x} (order {}) overlaps live {:#x}", start, order, s);
+            prop_assert!(
+                s >= end,
+                "pfn {:#x} (order {}) overlaps live {:#x}",
+                start,
+                order,
+                s
+            );
         }
         // One zone.
         let z = zone_of(m, start);
         prop_assert!(z.spans(end - 1));
         let mem = bytes(m, page, order);
         if zero {
-            prop_assert!(all_equal(mem, 0), "__GFP_ZERO order-{} block at {:#x} is not zero", order, start);
+            prop_assert!(
+                all_equal(mem, 0),
+                "__GFP_ZERO order-{} block at {:#x} is not zero",
+                order,
+                start
+            );
         }
         // Dirty it with a value of its own.
         self.next_fill = self.next_fill.wrapping_add(1).max(1);
@@ -108,7 +141,10 @@ impl<'a> Model<'a> {
         }
         let key = *self.live.keys().nth(pick % self.live.len()).unwrap();
         let l = self.live.remove(&key).unwrap();
-        assert!(all_equal(bytes(self.m, l.page, l.order), l.fill), "live block at {key:#x} was overwritten");
+        assert!(
+            all_equal(bytes(self.m, l.page, l.order), l.fill),
+            "live block at {key:#x} was overwritten"
+        );
         self.live_pages -= 1 << l.order;
         Some((l.page, l.order))
     }
@@ -116,7 +152,13 @@ impl<'a> Model<'a> {
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let m = self.m;
         match *op {
-            Op::Alloc { order, zero, comp, movable, dma } => {
+            Op::Alloc {
+                order,
+                zero,
+                comp,
+                movable,
+                dma,
+            } => {
                 let mut gfp = GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY;
                 if zero {
                     gfp |= __GFP_ZERO;
@@ -141,9 +183,18 @@ impl<'a> Model<'a> {
                         // Only when every zone is down to its watermark.
                         let limit: usize = m
                             .zones()
-                            .map(|z| z.wmark(WMARK_MIN) + z.lowmem_reserve[ZoneType::Normal as usize].load(std::sync::atomic::Ordering::Relaxed))
+                            .map(|z| {
+                                z.wmark(WMARK_MIN)
+                                    + z.lowmem_reserve[ZoneType::Normal as usize]
+                                        .load(std::sync::atomic::Ordering::Relaxed)
+                            })
                             .sum();
-                        prop_assert!(m.nr_free_pages() <= limit, "order-0 failed with {} free (limit {})", m.nr_free_pages(), limit);
+                        prop_assert!(
+                            m.nr_free_pages() <= limit,
+                            "order-0 failed with {} free (limit {})",
+                            m.nr_free_pages(),
+                            limit
+                        );
                     }
                     Err(_) => {}
                 }
@@ -175,21 +226,36 @@ impl<'a> Model<'a> {
         }
         let free = m.nr_free_pages();
         let pcp = m.nr_pcp_pages();
-        prop_assert_eq!(free + pcp + self.live_pages, m.totalram_pages(), "free {} + pcp {} + live {}", free, pcp, self.live_pages);
+        prop_assert_eq!(
+            free + pcp + self.live_pages,
+            m.totalram_pages(),
+            "free {} + pcp {} + live {}",
+            free,
+            pcp,
+            self.live_pages
+        );
         Ok(())
     }
 }
 
 fn run(cmdline: &str, ops: &[Op]) -> Result<(), TestCaseError> {
     let m = boot(cmdline);
-    let mut model = Model { m: &m, live: BTreeMap::new(), live_pages: 0, next_fill: 0 };
+    let mut model = Model {
+        m: &m,
+        live: BTreeMap::new(),
+        live_pages: 0,
+        next_fill: 0,
+    };
     for op in ops {
         model.step(op)?;
     }
-    while model.remove(0).map(|(p, o)| {
-        // SAFETY: a live allocation of this order.
-        unsafe { m.__free_pages(p, o) }
-    }).is_some()
+    while model
+        .remove(0)
+        .map(|(p, o)| {
+            // SAFETY: a live allocation of this order.
+            unsafe { m.__free_pages(p, o) }
+        })
+        .is_some()
     {}
     m.drain_all_pages();
     let mut diff = String::new();
@@ -232,7 +298,11 @@ fn gfp_zero_after_dirtying_the_whole_machine() {
     free_all(&m, held);
     let held = exhaust(&m, GFP_KERNEL | __GFP_MEMALLOC | __GFP_ZERO);
     for &(p, o) in &held {
-        assert!(all_equal(bytes(&m, p, o), 0), "order-{o} block at pfn {:#x} not zeroed", pfn(&m, p));
+        assert!(
+            all_equal(bytes(&m, p, o), 0),
+            "order-{o} block at pfn {:#x} not zeroed",
+            pfn(&m, p)
+        );
     }
     assert!(held_pages(&held) * PAGE_SIZE > 16 << 20);
     free_all(&m, held);

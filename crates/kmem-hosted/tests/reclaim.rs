@@ -26,7 +26,9 @@ fn stalls(m: &Machine) -> usize {
 /// Exhaust the machine for GFP_KERNEL and hand back the pages.
 fn exhausted(m: &Machine) -> Held {
     let held = exhaust(m, GFP_KERNEL);
-    assert!(m.alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 0).is_err());
+    assert!(m
+        .alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 0)
+        .is_err());
     held
 }
 
@@ -48,8 +50,13 @@ fn sleeper(
             returned.store(true, Ordering::SeqCst);
             r
         });
-        wait_until("the allocation to sleep", || waits(m) >= w0 + min_waits || returned.load(Ordering::SeqCst));
-        assert!(!returned.load(Ordering::SeqCst), "{gfp:?} returned before anyone freed memory");
+        wait_until("the allocation to sleep", || {
+            waits(m) >= w0 + min_waits || returned.load(Ordering::SeqCst)
+        });
+        assert!(
+            !returned.load(Ordering::SeqCst),
+            "{gfp:?} returned before anyone freed memory"
+        );
         wake();
         h.join().unwrap()
     })
@@ -114,7 +121,12 @@ fn atomic_and_nowait_never_sleep() {
         atomic += 1;
     }
     assert!(atomic > 0, "GFP_ATOMIC found no reserve below min");
-    for gfp in [GFP_ATOMIC, GFP_NOWAIT, GFP_ATOMIC | __GFP_NOWARN, GFP_NOWAIT | __GFP_ZERO] {
+    for gfp in [
+        GFP_ATOMIC,
+        GFP_NOWAIT,
+        GFP_ATOMIC | __GFP_NOWARN,
+        GFP_NOWAIT | __GFP_ZERO,
+    ] {
         for order in [0, 1, 3, 5] {
             assert!(m.alloc_pages(gfp, order).is_err(), "{gfp:?} order {order}");
         }
@@ -122,7 +134,12 @@ fn atomic_and_nowait_never_sleep() {
     assert_eq!(waits(&m), w, "a non-blocking allocation slept");
     assert_eq!(stalls(&m), st, "a non-blocking allocation entered direct reclaim");
     // GFP_ATOMIC warns (no __GFP_NOWARN); GFP_NOWAIT is NOWARN by definition.
-    assert!(m.dmesg().contains("page allocation failure: order:0, mode:0x820(GFP_ATOMIC)"), "{}", m.dmesg());
+    assert!(
+        m.dmesg()
+            .contains("page allocation failure: order:0, mode:0x820(GFP_ATOMIC)"),
+        "{}",
+        m.dmesg()
+    );
     free_all(&m, held);
     assert_boot_state(&m);
 }
@@ -137,7 +154,12 @@ fn sleeping_allocation_in_atomic_context_is_reported() {
     let r = m.alloc_pages(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN, 0);
     m.platform.preempt_count_sub(1);
     assert!(r.is_err());
-    assert!(m.dmesg().contains("BUG: sleeping function called from invalid context"), "{}", m.dmesg());
+    assert!(
+        m.dmesg()
+            .contains("BUG: sleeping function called from invalid context"),
+        "{}",
+        m.dmesg()
+    );
     free_all(&m, held);
     assert_boot_state(&m);
 }
@@ -154,9 +176,15 @@ fn oom_without_freeing_fails_with_report() {
     assert!(waits(&m) > w, "the OOM step did not wait for memory");
     assert!(m.events.oom.load(Ordering::Relaxed) >= 1);
     let log = m.dmesg_since(since);
-    assert!(log.contains("invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0"), "{log}");
+    assert!(
+        log.contains("invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0"),
+        "{log}"
+    );
     assert!(log.contains("Out of memory"), "{log}");
-    assert!(log.contains("page allocation failure: order:0, mode:0xcc0(GFP_KERNEL)"), "{log}");
+    assert!(
+        log.contains("page allocation failure: order:0, mode:0xcc0(GFP_KERNEL)"),
+        "{log}"
+    );
     assert!(log.contains("Mem-Info:"), "{log}");
     free_all(&m, held);
     assert_boot_state(&m);
@@ -189,16 +217,27 @@ fn noretry_mayfail_and_costly_orders_fail_without_waiting() {
         assert!(m.alloc_pages(gfp, order).is_err(), "{gfp:?} order {order}");
         assert_eq!(m.events.alloc_fail.load(Ordering::Relaxed), fails + 1);
         assert_eq!(waits(&m), w, "{gfp:?} order {order} waited");
-        assert!(stalls(&m) > st, "{gfp:?} order {order} did not try direct reclaim");
+        assert!(
+            stalls(&m) > st,
+            "{gfp:?} order {order} did not try direct reclaim"
+        );
         if gfp.contains(__GFP_NORETRY) {
             assert_eq!(stalls(&m), st + 1, "__GFP_NORETRY reclaims once");
         }
         let log = m.dmesg_since(since);
-        assert!(!log.contains("oom-killer"), "{gfp:?} order {order} invoked the OOM step:\n{log}");
+        assert!(
+            !log.contains("oom-killer"),
+            "{gfp:?} order {order} invoked the OOM step:\n{log}"
+        );
     }
     assert_eq!(m.events.oom.load(Ordering::Relaxed), oom0);
     // The failure report is ratelimited (one per 10 s): the first one printed.
-    assert!(m.dmesg().contains("page allocation failure: order:0, mode:0xcc4(GFP_KERNEL|GFP_DMA32)"), "{}", m.dmesg());
+    assert!(
+        m.dmesg()
+            .contains("page allocation failure: order:0, mode:0xcc4(GFP_KERNEL|GFP_DMA32)"),
+        "{}",
+        m.dmesg()
+    );
     free_all(&m, held);
     assert_boot_state(&m);
 }
@@ -209,7 +248,11 @@ fn noretry_mayfail_and_costly_orders_fail_without_waiting() {
 fn nofail_waits_until_memory_is_freed() {
     let m = boot("quiet mem=64M nr_cpus=2 kswapd=off oom_wait_ms=50");
     let mut held = exhausted(&m);
-    let give: Vec<(SendPage, u32)> = held.split_off(held.len() - 1).into_iter().map(|(p, o)| (SendPage(p), o)).collect();
+    let give: Vec<(SendPage, u32)> = held
+        .split_off(held.len() - 1)
+        .into_iter()
+        .map(|(p, o)| (SendPage(p), o))
+        .collect();
     // 50 ticks of 4 ms are well past the 50 ms an ordinary allocation waits.
     let r = sleeper(&m, GFP_KERNEL | __GFP_NOFAIL, 0, 50, || {
         for (p, o) in give {
@@ -316,14 +359,27 @@ fn shrinker_pool_satisfies_gfp_kernel() {
     unsafe { m.register_shrinker(s) };
     let oom0 = m.events.oom.load(Ordering::Relaxed);
     for _ in 0..4 {
-        held.push((m.alloc_pages(GFP_KERNEL, 0).expect("reclaim through the shrinker failed"), 0));
+        held.push((
+            m.alloc_pages(GFP_KERNEL, 0)
+                .expect("reclaim through the shrinker failed"),
+            0,
+        ));
     }
     assert!(pool.scan_calls.load(Ordering::Relaxed) > 0);
     assert!(s.freed.load(Ordering::Relaxed) > 0);
     assert!(pool.len() < 1024);
-    assert_eq!(m.events.oom.load(Ordering::Relaxed), oom0, "OOM step although the shrinker could help");
+    assert_eq!(
+        m.events.oom.load(Ordering::Relaxed),
+        oom0,
+        "OOM step although the shrinker could help"
+    );
     // Reclaim ran with the allocation's context.
-    assert!(pool.scan_gfp.lock().unwrap().iter().all(|g| g.contains(__GFP_FS | __GFP_IO)));
+    assert!(pool
+        .scan_gfp
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|g| g.contains(__GFP_FS | __GFP_IO)));
     // SAFETY: registered above.
     unsafe { m.unregister_shrinker(s) };
     pool.drain();
@@ -358,12 +414,20 @@ fn shrinker_context_nofs_noio() {
 
     // GFP_NOIO: neither may run (no __GFP_IO, no __GFP_FS).
     assert!(try_alloc(GFP_NOIO).is_none());
-    assert_eq!((calls(fs_pool), calls(io_pool)), (0, 0), "GFP_NOIO ran an FS or IO shrinker");
+    assert_eq!(
+        (calls(fs_pool), calls(io_pool)),
+        (0, 0),
+        "GFP_NOIO ran an FS or IO shrinker"
+    );
     // memalloc_noio_save: GFP_KERNEL behaves as GFP_NOIO.
     let f = m.memalloc_noio_save();
     assert!(try_alloc(GFP_KERNEL).is_none());
     m.memalloc_noio_restore(f);
-    assert_eq!((calls(fs_pool), calls(io_pool)), (0, 0), "memalloc_noio_save scope ran an FS or IO shrinker");
+    assert_eq!(
+        (calls(fs_pool), calls(io_pool)),
+        (0, 0),
+        "memalloc_noio_save scope ran an FS or IO shrinker"
+    );
 
     // GFP_NOFS: the IO shrinker may run, the FS one may not.
     reexhaust(&mut held);
@@ -372,7 +436,12 @@ fn shrinker_context_nofs_noio() {
     }
     assert_eq!(calls(fs_pool), 0, "GFP_NOFS ran an FS shrinker");
     assert!(calls(io_pool) > 0, "GFP_NOFS skipped an IO shrinker");
-    assert!(io_pool.scan_gfp.lock().unwrap().iter().all(|g| !g.intersects(__GFP_FS)));
+    assert!(io_pool
+        .scan_gfp
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|g| !g.intersects(__GFP_FS)));
     // memalloc_nofs_save: the same for GFP_KERNEL.
     reexhaust(&mut held);
     let io_before = calls(io_pool);
@@ -395,9 +464,14 @@ fn shrinker_context_nofs_noio() {
 
     // Outside the scopes GFP_KERNEL reaches both again.
     reexhaust(&mut held);
-    let p = m.alloc_pages(GFP_KERNEL, 0).expect("GFP_KERNEL with two shrinkers");
+    let p = m
+        .alloc_pages(GFP_KERNEL, 0)
+        .expect("GFP_KERNEL with two shrinkers");
     held.push((p, 0));
-    assert!(calls(fs_pool) > 0, "GFP_KERNEL skipped the FS shrinker after the scope ended");
+    assert!(
+        calls(fs_pool) > 0,
+        "GFP_KERNEL skipped the FS shrinker after the scope ended"
+    );
     // SAFETY: registered above.
     unsafe {
         m.unregister_shrinker(fs);
@@ -427,7 +501,11 @@ fn atomic_never_calls_shrinkers() {
         assert!(m.alloc_pages(GFP_NOWAIT, order).is_err());
         assert!(m.alloc_pages(GFP_ATOMIC | __GFP_NOWARN, order).is_err());
     }
-    assert_eq!(pool.count_calls.load(Ordering::Relaxed), 0, "an atomic allocation called a shrinker");
+    assert_eq!(
+        pool.count_calls.load(Ordering::Relaxed),
+        0,
+        "an atomic allocation called a shrinker"
+    );
     assert_eq!(pool.scan_calls.load(Ordering::Relaxed), 0);
     assert_eq!(pool.len(), 256);
     // SAFETY: registered above.
@@ -458,7 +536,9 @@ fn kswapd_runs_shrinkers_in_the_background() {
             break;
         }
     }
-    wait_until("kswapd to shrink the pool", || pool.scan_calls.load(Ordering::Relaxed) > 0);
+    wait_until("kswapd to shrink the pool", || {
+        pool.scan_calls.load(Ordering::Relaxed) > 0
+    });
     assert!(m.events.kswapd_wake.load(Ordering::Relaxed) > 0);
     // SAFETY: registered above; unregister waits for running scans.
     unsafe { m.unregister_shrinker(s) };
@@ -493,11 +573,18 @@ fn oom_notifier_frees_pages_for_the_allocation() {
         unsafe { m.register_oom_notifier(n) };
         let w = waits(&m);
         let r = m.alloc_pages(GFP_KERNEL, 0);
-        assert!(r.is_ok(), "notifier freed {give} pages, allocation still failed:\n{}", m.dmesg());
+        assert!(
+            r.is_ok(),
+            "notifier freed {give} pages, allocation still failed:\n{}",
+            m.dmesg()
+        );
         held.push((r.unwrap(), 0));
         assert_eq!(pool.len(), 0, "notifier not called");
         assert_eq!(m.events.oom_notifier_freed.load(Ordering::Relaxed), give);
-        assert!(empty.count_calls.load(Ordering::Relaxed) > 0, "shrinkers were not tried first");
+        assert!(
+            empty.count_calls.load(Ordering::Relaxed) > 0,
+            "shrinkers were not tried first"
+        );
         assert_eq!(waits(&m), w, "waited although the notifier freed memory");
         // SAFETY: registered above.
         unsafe {
@@ -539,9 +626,16 @@ fn shrinker_allocating_does_not_recurse() {
     ));
     // SAFETY: leaked shrinker, unregistered before the machine drops.
     unsafe { m.register_shrinker(s) };
-    held.push((m.alloc_pages(GFP_KERNEL, 0).expect("reclaim with an allocating shrinker"), 0));
+    held.push((
+        m.alloc_pages(GFP_KERNEL, 0)
+            .expect("reclaim with an allocating shrinker"),
+        0,
+    ));
     assert_eq!(MAX_DEPTH.load(Ordering::SeqCst), 1, "reclaim recursed");
-    assert!(GOT.load(Ordering::SeqCst) > 0, "PF_MEMALLOC allocation inside reclaim did not get the reserves");
+    assert!(
+        GOT.load(Ordering::SeqCst) > 0,
+        "PF_MEMALLOC allocation inside reclaim did not get the reserves"
+    );
     // SAFETY: registered above.
     unsafe { m.unregister_shrinker(s) };
     pool.drain();

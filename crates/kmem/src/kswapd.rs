@@ -55,7 +55,10 @@ impl<P: Platform> Kmem<P> {
             return;
         }
         let Some(pg) = self.node_data(nid) else { return };
-        let low = pg.node_zones.iter().any(|z| z.is_populated() && z.nr_free() < z.wmark(WMARK_LOW));
+        let low = pg
+            .node_zones
+            .iter()
+            .any(|z| z.is_populated() && z.nr_free() < z.wmark(WMARK_LOW));
         if !low || self.kswapd.pending.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
             return;
         }
@@ -67,7 +70,12 @@ impl<P: Platform> Kmem<P> {
     /// (`pgdat_balanced`).
     pub fn pgdat_balanced(&self, nid: usize) -> bool {
         self.node_data(nid)
-            .map(|pg| pg.node_zones.iter().filter(|z| z.is_populated()).all(|z| z.nr_free() >= z.wmark(WMARK_HIGH)))
+            .map(|pg| {
+                pg.node_zones
+                    .iter()
+                    .filter(|z| z.is_populated())
+                    .all(|z| z.nr_free() >= z.wmark(WMARK_HIGH))
+            })
             .unwrap_or(true)
     }
 
@@ -108,7 +116,8 @@ impl<P: Platform> Kmem<P> {
                 self.balance_pgdat(nid);
                 continue;
             }
-            self.platform.futex_wait(&self.kswapd.seq, seq, Some(1_000_000_000));
+            self.platform
+                .futex_wait(&self.kswapd.seq, seq, Some(1_000_000_000));
         }
         self.kswapd.running.fetch_and(!bit, Ordering::AcqRel);
     }

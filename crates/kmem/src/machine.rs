@@ -654,10 +654,11 @@ impl<P: Platform> Kmem<P> {
             }
         }
         for bits in 0..16u32 {
-            self.gfp_zone_table[bits as usize] = match crate::gfp::gfp_zone(crate::gfp::Gfp(bits), self.highmem) {
-                Ok(z) => z as u8,
-                Err(_) => NO_ZONE,
-            };
+            self.gfp_zone_table[bits as usize] =
+                match crate::gfp::gfp_zone(crate::gfp::Gfp(bits), self.highmem) {
+                    Ok(z) => z as u8,
+                    Err(_) => NO_ZONE,
+                };
         }
     }
 

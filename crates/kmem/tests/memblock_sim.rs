@@ -226,8 +226,7 @@ fn memblock_add_simple_check() {
 #[test]
 fn memblock_add_node_simple_check() {
     let mut mb = Memblock::new();
-    mb.add_node(SZ_1M, SZ_16M, 1, MemblockFlags::HOTPLUG)
-        .unwrap();
+    mb.add_node(SZ_1M, SZ_16M, 1, MemblockFlags::HOTPLUG).unwrap();
     let r = mem(&mb, 0);
     assert_eq!(r.base, SZ_1M);
     assert_eq!(r.size, SZ_16M);
@@ -243,10 +242,7 @@ fn memblock_add_disjoint_check() {
     mb.add(SZ_1G, SZ_8K).unwrap();
     mb.add(SZ_1G + SZ_16K, SZ_8K).unwrap();
     assert_eq!((mem(&mb, 0).base, mem(&mb, 0).size), (SZ_1G, SZ_8K));
-    assert_eq!(
-        (mem(&mb, 1).base, mem(&mb, 1).size),
-        (SZ_1G + SZ_16K, SZ_8K)
-    );
+    assert_eq!((mem(&mb, 1).base, mem(&mb, 1).size), (SZ_1G + SZ_16K, SZ_8K));
     assert_eq!(mb.memory.cnt(), 2);
     assert_eq!(mb.memory.total_size(), SZ_16K);
 }
@@ -337,10 +333,7 @@ fn memblock_add_many_check() {
         mb.add(base, size).unwrap();
         base += size + gap_size;
         assert_eq!(mb.memory.cnt(), i as usize + 2);
-        assert_eq!(
-            mb.memory.total_size(),
-            new_memory_regions_size + (i + 1) * size
-        );
+        assert_eq!(mb.memory.total_size(), new_memory_regions_size + (i + 1) * size);
     }
     assert_eq!(mb.memory.max(), INIT_MEMBLOCK_REGIONS * 2);
     assert_ne!(mb.memory.regions_ptr(), orig_region);
@@ -626,10 +619,7 @@ fn memblock_remove_within_check() {
     mb.add(SZ_1M, SZ_32M).unwrap();
     mb.remove(SZ_16M, SZ_1M).unwrap();
     assert_eq!((mem(&mb, 0).base, mem(&mb, 0).size), (SZ_1M, r1_size));
-    assert_eq!(
-        (mem(&mb, 1).base, mem(&mb, 1).size),
-        (SZ_16M + SZ_1M, r2_size)
-    );
+    assert_eq!((mem(&mb, 1).base, mem(&mb, 1).size), (SZ_16M + SZ_1M, r2_size));
     assert_eq!(mb.memory.cnt(), 2);
     assert_eq!(mb.memory.total_size(), r1_size + r2_size);
 }
@@ -737,10 +727,7 @@ fn memblock_free_within_check() {
     mb.reserve(SZ_1M, SZ_8M).unwrap();
     free_phys(&mut mb, SZ_4M, SZ_1M);
     assert_eq!((res(&mb, 0).base, res(&mb, 0).size), (SZ_1M, r1_size));
-    assert_eq!(
-        (res(&mb, 1).base, res(&mb, 1).size),
-        (SZ_4M + SZ_1M, r2_size)
-    );
+    assert_eq!((res(&mb, 1).base, res(&mb, 1).size), (SZ_4M + SZ_1M, r2_size));
     assert_eq!(mb.reserved.cnt(), 2);
     assert_eq!(mb.reserved.total_size(), r1_size + r2_size);
 }
@@ -839,14 +826,8 @@ fn memblock_trim_memory_unaligned_base_check() {
     mb.add(alignment, alignment * 2).unwrap();
     mb.add(r2_base, r2_size).unwrap();
     mb.trim_memory(alignment).unwrap();
-    assert_eq!(
-        (mem(&mb, 0).base, mem(&mb, 0).size),
-        (alignment, alignment * 2)
-    );
-    assert_eq!(
-        (mem(&mb, 1).base, mem(&mb, 1).size),
-        (new_r2_base, new_r2_size)
-    );
+    assert_eq!((mem(&mb, 0).base, mem(&mb, 0).size), (alignment, alignment * 2));
+    assert_eq!((mem(&mb, 1).base, mem(&mb, 1).size), (new_r2_base, new_r2_size));
     assert_eq!(mb.memory.cnt(), 2);
 }
 
@@ -860,10 +841,7 @@ fn memblock_trim_memory_unaligned_end_check() {
     mb.add(alignment, alignment * 2).unwrap();
     mb.add(r2_base, r2_size).unwrap();
     mb.trim_memory(alignment).unwrap();
-    assert_eq!(
-        (mem(&mb, 0).base, mem(&mb, 0).size),
-        (alignment, alignment * 2)
-    );
+    assert_eq!((mem(&mb, 0).base, mem(&mb, 0).size), (alignment, alignment * 2));
     assert_eq!((mem(&mb, 1).base, mem(&mb, 1).size), (r2_base, new_r2_size));
     assert_eq!(mb.memory.cnt(), 2);
 }
@@ -968,10 +946,7 @@ fn alloc_top_down_disjoint(flags: u32) {
     assert!(!p.is_null());
     assert_mem_content(p, r2_size, flags);
     assert_eq!((res(&mb, 1).size, res(&mb, 1).base), (r1.1, r1.0));
-    assert_eq!(
-        (res(&mb, 0).size, res(&mb, 0).base),
-        (r2_size, expected_start)
-    );
+    assert_eq!((res(&mb, 0).size, res(&mb, 0).base), (r2_size, expected_start));
     assert_eq!(mb.reserved.cnt(), 2);
     assert_eq!(mb.reserved.total_size(), r1.1 + r2_size);
 }
@@ -1232,10 +1207,7 @@ fn alloc_bottom_up_disjoint(flags: u32) {
     assert!(!p.is_null());
     assert_mem_content(p, r2_size, flags);
     assert_eq!((res(&mb, 0).size, res(&mb, 0).base), (r1.1, r1.0));
-    assert_eq!(
-        (res(&mb, 1).size, res(&mb, 1).base),
-        (r2_size, expected_start)
-    );
+    assert_eq!((res(&mb, 1).size, res(&mb, 1).base), (r2_size, expected_start));
     assert_eq!(mb.reserved.cnt(), 2);
     assert_eq!(mb.reserved.total_size(), r1.1 + r2_size);
 }
@@ -1397,8 +1369,7 @@ fn alloc_from_top_down_min_addr_cap_check() {
     let r1_size = SZ_64;
     let start_addr = mb.start_of_dram();
     let min_addr = start_addr - SMP_CACHE_BYTES * 3;
-    mb.reserve(start_addr + r1_size, MEM_SIZE - r1_size)
-        .unwrap();
+    mb.reserve(start_addr + r1_size, MEM_SIZE - r1_size).unwrap();
     let p = mb.alloc_from(r1_size, SMP_CACHE_BYTES, min_addr);
     assert!(!p.is_null());
     assert_eq!(res(&mb, 0).base, start_addr);
@@ -2035,8 +2006,7 @@ fn alloc_nid_top_down_numa_small_node_check() {
         let exp_node = mem(&mb, 6);
         let size = SZ_2 * req_node.size;
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 1, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 1, flags);
         expect_one(&mb, p, size, exp_node.end() - size, flags);
         assert!(exp_node.base <= res(&mb, 0).base);
     }
@@ -2067,8 +2037,7 @@ fn alloc_nid_top_down_numa_node_reserved_check() {
         let size = req_node.size;
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
         mb.reserve(req_node.base, req_node.size).unwrap();
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
         assert!(!p.is_null());
         assert_mem_content(p, size, flags);
         assert_eq!(res(&mb, 1).size, size);
@@ -2090,8 +2059,7 @@ fn alloc_nid_top_down_numa_part_reserved_check() {
         let size = r1.1 / SZ_4;
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
         mb.reserve(r1.0, r1.1).unwrap();
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
         assert!(!p.is_null());
         assert_mem_content(p, size, flags);
         assert_eq!(res(&mb, 1).size, size);
@@ -2114,8 +2082,7 @@ fn alloc_nid_top_down_numa_part_reserved_fallback_check() {
         let r1 = (req_node.base + size / SZ_2, size);
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
         mb.reserve(r1.0, r1.1).unwrap();
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
         assert!(!p.is_null());
         assert_mem_content(p, size, flags);
         assert_eq!(res(&mb, 1).size, size);
@@ -2135,8 +2102,7 @@ fn alloc_nid_top_down_numa_split_range_low_check() {
         let size = SZ_512;
         let min_addr = req_node.end() - SZ_256;
         let max_addr = min_addr + size;
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
         expect_one(&mb, p, size, req_node.end() - size, flags);
         assert!(req_node.base <= res(&mb, 0).base);
     }
@@ -2151,8 +2117,7 @@ fn alloc_nid_top_down_numa_split_range_high_check() {
         let size = SZ_512;
         let min_addr = exp_node.end() - SZ_256;
         let max_addr = min_addr + size;
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 3, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 3, flags);
         expect_one(&mb, p, size, exp_node.end() - size, flags);
         assert!(exp_node.base <= res(&mb, 0).base);
     }
@@ -2168,8 +2133,7 @@ fn alloc_nid_top_down_numa_no_overlap_split_check() {
         let size = SZ_512;
         let min_addr = node2.base - SZ_256;
         let max_addr = min_addr + size;
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
         expect_one(&mb, p, size, req_node.end() - size, flags);
         assert!(req_node.base <= res(&mb, 0).base);
     }
@@ -2184,8 +2148,7 @@ fn alloc_nid_top_down_numa_no_overlap_low_check() {
         let max_node = mem(&mb, 5);
         let size = SZ_64;
         let (min_addr, max_addr) = (min_node.base, max_node.end());
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 0, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 0, flags);
         expect_one(&mb, p, size, max_addr - size, flags);
         assert!(max_node.base <= res(&mb, 0).base);
     }
@@ -2211,8 +2174,7 @@ fn alloc_nid_top_down_numa_no_overlap_high_check() {
         let max_node = mem(&mb, 5);
         let size = SZ_64;
         let (min_addr, max_addr) = (min_node.base, max_node.end());
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 7, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 7, flags);
         expect_one(&mb, p, size, max_addr - size, flags);
         assert!(max_node.base <= res(&mb, 0).base);
     }
@@ -2227,8 +2189,7 @@ fn alloc_nid_bottom_up_numa_simple_check() {
         let req_node = mem(&mb, 3);
         let size = req_node.size / SZ_4;
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 3, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 3, flags);
         expect_one(&mb, p, size, req_node.base, flags);
         assert!(res(&mb, 0).end() <= req_node.end());
     }
@@ -2243,8 +2204,7 @@ fn alloc_nid_bottom_up_numa_small_node_check() {
         let exp_node = mem(&mb, 0);
         let size = SZ_2 * mem(&mb, 1).size;
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 1, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 1, flags);
         expect_one(&mb, p, size, exp_node.base, flags);
         assert!(res(&mb, 0).end() <= exp_node.end());
     }
@@ -2261,8 +2221,7 @@ fn alloc_nid_bottom_up_numa_node_reserved_check() {
         let size = req_node.size;
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
         mb.reserve(req_node.base, req_node.size).unwrap();
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 2, flags);
         assert!(!p.is_null());
         assert_mem_content(p, size, flags);
         assert_eq!((res(&mb, 0).size, res(&mb, 0).base), (size, exp_node.base));
@@ -2284,14 +2243,10 @@ fn alloc_nid_bottom_up_numa_part_reserved_check() {
         let total_size = size + r1.1;
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
         mb.reserve(r1.0, r1.1).unwrap();
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
         assert!(!p.is_null());
         assert_mem_content(p, size, flags);
-        assert_eq!(
-            (res(&mb, 0).size, res(&mb, 0).base),
-            (total_size, req_node.base)
-        );
+        assert_eq!((res(&mb, 0).size, res(&mb, 0).base), (total_size, req_node.base));
         assert!(res(&mb, 0).end() <= req_node.end());
         assert_eq!(mb.reserved.cnt(), 1);
         assert_eq!(mb.reserved.total_size(), total_size);
@@ -2310,8 +2265,7 @@ fn alloc_nid_bottom_up_numa_part_reserved_fallback_check() {
         let r1 = (req_node.base + size / SZ_2, size);
         let (min_addr, max_addr) = (mb.start_of_dram(), mb.end_of_dram());
         mb.reserve(r1.0, r1.1).unwrap();
-        let p =
-            run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
+        let p = run_memblock_alloc_nid(&mut mb, size, SMP_CACHE_BYTES, min_addr, max_addr, 4, flags);
         assert!(!p.is_null());
         assert_mem_content(p, size, flags);
         assert_eq!((res(&mb, 0).size, res(&mb, 0).base), (size, exp_node.base));
@@ -2368,8 +2322,5 @@ fn memblock_debugfs_show_format() {
     );
     out.clear();
     mb.debugfs_show(Which::Reserved, &mut out).unwrap();
-    assert_eq!(
-        out,
-        "   0: 0x0000000001000000..0x00000000011fffff    x NONE\n"
-    );
+    assert_eq!(out, "   0: 0x0000000001000000..0x00000000011fffff    x NONE\n");
 }

@@ -34,7 +34,8 @@ pub fn pfn(m: &Machine, p: NonNull<Page>) -> usize {
 
 /// The zone a pfn belongs to.
 pub fn zone_of(m: &Machine, pfn: usize) -> &Zone {
-    m.page_zone_by_pfn(pfn).unwrap_or_else(|| panic!("pfn {pfn:#x} in no zone"))
+    m.page_zone_by_pfn(pfn)
+        .unwrap_or_else(|| panic!("pfn {pfn:#x} in no zone"))
 }
 
 /// The zone of a type on node 0.
@@ -116,7 +117,11 @@ pub fn exhaust_all_order0(m: &Machine) -> Vec<NonNull<Page>> {
         split(m, p, order, &mut pages);
     }
     m.drain_all_pages();
-    assert_eq!(m.nr_free_pages(), 0, "memory left after exhausting with __GFP_MEMALLOC");
+    assert_eq!(
+        m.nr_free_pages(),
+        0,
+        "memory left after exhausting with __GFP_MEMALLOC"
+    );
     pages
 }
 
@@ -163,7 +168,10 @@ pub fn held_pages(held: &Held) -> usize {
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }

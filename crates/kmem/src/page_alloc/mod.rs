@@ -300,14 +300,20 @@ impl<P: Platform> Kmem<P> {
     #[inline(always)]
     fn alloc_pages_fast(&self, gfp: Gfp, order: u32) -> Option<NonNull<Page>> {
         // `gfp_zone` folds to a constant for constant flags.
-        let Ok(zt) = gfp_zone(gfp, self.highmem) else { return None };
+        let Ok(zt) = gfp_zone(gfp, self.highmem) else {
+            return None;
+        };
         let zidx = zt as usize;
         let mt = ((gfp.bits() & (__GFP_MOVABLE.bits() | __GFP_RECLAIMABLE.bits())) >> 3) as usize;
         if mt >= MIGRATE_PCPTYPES {
             return None;
         }
         let cpu = self.platform.smp_processor_id();
-        let nid = if self.nr_nodes == 1 { 0 } else { self.cpu_to_node(cpu) };
+        let nid = if self.nr_nodes == 1 {
+            0
+        } else {
+            self.cpu_to_node(cpu)
+        };
         // SAFETY: non-null entries point at this machine's zones.
         let zone = unsafe { self.preferred_zone[nid][zidx].as_ref() }?;
         if zone.free_pages.load(Ordering::Relaxed) <= zone.fast_mark[zidx].load(Ordering::Relaxed) as isize {
@@ -347,7 +353,11 @@ impl<P: Platform> Kmem<P> {
             Err(_) => {
                 self.warn_once(
                     WARN_BAD_ZONE,
-                    format_args!("gfp_zone: invalid zone modifiers in gfp {:#x}({})", gfp.bits(), gfp),
+                    format_args!(
+                        "gfp_zone: invalid zone modifiers in gfp {:#x}({})",
+                        gfp.bits(),
+                        gfp
+                    ),
                 );
                 return Err(AllocError);
             }
@@ -485,7 +495,8 @@ impl<P: Platform> Kmem<P> {
                 continue;
             }
             // SAFETY: we hold this CPU's pcp lock.
-            let Some(page) = (unsafe { self.pcp_take(zone, &mut guard, 0, pcp_migratetype(mt), false) }) else {
+            let Some(page) = (unsafe { self.pcp_take(zone, &mut guard, 0, pcp_migratetype(mt), false) })
+            else {
                 break;
             };
             // SAFETY: the page was just taken off a free list.
@@ -586,7 +597,13 @@ impl<P: Platform> Kmem<P> {
             if let Some(mut g) = pcp.lock.try_lock(&self.platform) {
                 // SAFETY: we hold this pcp's lock.
                 let page = unsafe {
-                    self.pcp_take(zone, &mut g, order, pcp_migratetype(mt), gfp.intersects(__GFP_COLD))
+                    self.pcp_take(
+                        zone,
+                        &mut g,
+                        order,
+                        pcp_migratetype(mt),
+                        gfp.intersects(__GFP_COLD),
+                    )
                 };
                 if page.is_some() {
                     return page;
@@ -612,12 +629,24 @@ impl<P: Platform> Kmem<P> {
     ) -> Option<*mut Page> {
         let list = &mut g.lists[order_to_pindex(mt, order)] as *mut ListHead;
         // SAFETY: the list is initialised and we hold its lock.
-        let mut l = unsafe { if cold { (*list).prev } else { (*list).next } };
+        let mut l = unsafe {
+            if cold {
+                (*list).prev
+            } else {
+                (*list).next
+            }
+        };
         if ptr::eq(l, list) {
             // SAFETY: lock held.
             unsafe { self.rmqueue_bulk(zone, g, order, MigrateType::from_index(mt), list) };
             // SAFETY: as above.
-            l = unsafe { if cold { (*list).prev } else { (*list).next } };
+            l = unsafe {
+                if cold {
+                    (*list).prev
+                } else {
+                    (*list).next
+                }
+            };
             if ptr::eq(l, list) {
                 return None;
             }
@@ -1409,9 +1438,8 @@ impl<P: Platform> Kmem<P> {
             };
             let Some(list) = list else { break };
             let order = pindex_to_order(pindex);
-            loop {
-                // SAFETY: pcp lock held.
-                let Some(l) = (unsafe { ListHead::last(list) }) else { break };
+            // SAFETY: pcp lock held.
+            while let Some(l) = unsafe { ListHead::last(list) } {
                 let page = lru_to_page(l);
                 // SAFETY: the page is on our locked list; zone lock held.
                 unsafe {

@@ -315,7 +315,11 @@ impl ZoneFree {
         // writers hold the zone lock, readers only load.
         let w = unsafe { &*self.free_orders_ptr };
         let v = w.load(Ordering::Relaxed);
-        let v = if present { v | (1 << order) } else { v & !(1 << order) };
+        let v = if present {
+            v | (1 << order)
+        } else {
+            v & !(1 << order)
+        };
         w.store(v, Ordering::Relaxed);
     }
 
