@@ -11,7 +11,7 @@ fn a_large_machine_costs_no_memory_until_touched() {
     // The memmap of 64 GiB is 1 GiB of struct pages (the kernel's 1.56%); only
     // the descriptors boot wrote — reserved pages, one head per free 4 MiB
     // block — are resident: about 0.12% of the machine's RAM.
-    let memmap = m.max_pfn() * std::mem::size_of::<Page>();
+    let memmap = (m.max_pfn() * std::mem::size_of::<Page>()) as u64;
     assert!(
         resident < (64 << 30) / 512 && resident < memmap / 8,
         "a fresh 64G machine holds {resident} bytes of host memory (memmap {memmap})"
@@ -31,7 +31,10 @@ fn freed_blocks_go_back_to_the_host() {
         blocks.push(p);
     }
     let used = m.ram().ram_resident_bytes().unwrap();
-    assert!(used >= base + (250 << 20), "256 MiB written, resident grew from {base} to {used}");
+    assert!(
+        used >= base + (250 << 20),
+        "256 MiB written, resident grew from {base} to {used}"
+    );
     let reported = m.events.pages_reported.load(Ordering::Relaxed);
     for p in blocks {
         // SAFETY: allocated above.
@@ -39,7 +42,10 @@ fn freed_blocks_go_back_to_the_host() {
     }
     let after = m.ram().ram_resident_bytes().unwrap();
     assert!(m.events.pages_reported.load(Ordering::Relaxed) > reported);
-    assert!(after < base + (32 << 20), "after freeing, resident is {after} (was {base} before, {used} in use)");
+    assert!(
+        after < base + (32 << 20),
+        "after freeing, resident is {after} (was {base} before, {used} in use)"
+    );
     // Reported blocks read as zero, so __GFP_ZERO has nothing to clear.
     let p = m.alloc_pages(GFP_KERNEL | __GFP_ZERO, 10).unwrap();
     let a = m.page_address(p).unwrap();
