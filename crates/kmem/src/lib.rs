@@ -23,6 +23,7 @@ pub mod bootmem;
 pub mod cmdline;
 pub mod e820;
 pub mod gfp;
+pub mod kmalloc;
 pub mod kswapd;
 pub mod list;
 pub mod machine;
@@ -32,6 +33,7 @@ pub mod page_alloc;
 pub mod platform;
 pub mod printk;
 pub mod proc;
+pub mod slab;
 pub mod spinlock;
 pub mod vmscan;
 

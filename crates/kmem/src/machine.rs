@@ -221,6 +221,8 @@ pub struct Kmem<P: Platform> {
     /// Pages reserved at boot (memblock reservations inside RAM).
     pub(crate) reserved_pages: usize,
     pub(crate) reclaim: Reclaim,
+    /// The slab allocator's state.
+    pub slab: crate::slab::SlabState,
     /// Background reclaim state.
     pub kswapd: crate::kswapd::Kswapd,
     pub(crate) log: SpinLock<LogRing>,
@@ -606,6 +608,7 @@ impl<P: Platform> Kmem<P> {
                     totalreserve_pages: AtomicUsize::new(0),
                     reserved_pages: 0,
                     reclaim: Reclaim::new(),
+                    slab: crate::slab::SlabState::new(),
                     kswapd: crate::kswapd::Kswapd::new(),
                     log: SpinLock::new(ring),
                     warn_once: AtomicU64::new(0),
@@ -622,6 +625,7 @@ impl<P: Platform> Kmem<P> {
         let k = unsafe { &mut *kmem_ptr };
         k.build_zonelists();
         k.mem_init();
+        k.kmem_cache_init();
         Ok(NonNull::from(&*k))
     }
 

@@ -1,0 +1,1302 @@
+//! The slab allocator: SLUB (`mm/slub.c`, `mm/slab_common.c`).
+//!
+//! A **cache** (`KmemCache`, the kernel's `struct kmem_cache`) hands out
+//! objects of one size. Objects live in **slabs**: runs of 2^order pages from
+//! the page allocator, cut into objects and threaded into a freelist through
+//! a free pointer stored in each free object (in the middle of the object, or
+//! after it when the object must keep its contents: constructors, poisoning,
+//! `SLAB_TYPESAFE_BY_RCU`). The slab's state lives in its head `struct page`:
+//! the cache, the freelist and the counters (`inuse`, `objects`, `frozen`).
+//!
+//! Each CPU owns one **cpu slab** (frozen: no one else allocates from it) and
+//! a short list of **cpu partial** slabs; each node keeps a list of
+//! **partial** slabs under `list_lock`. Full slabs are on no list; empty ones
+//! go back to the page allocator once a node keeps `min_partial` of them.
+//!
+//! **Fast paths** (`slub.rs`) are lock-free, as in SLUB: allocation pops the
+//! cpu freelist and free pushes onto it with one `cmpxchg16b` on
+//! (freelist, tid); the tid changes with every operation on that CPU's
+//! structure, so a thread that was preempted or migrated between reading and
+//! swapping simply retries. Frees of objects of other slabs go to the slab's
+//! own freelist with a `cmpxchg16b` on (freelist, counters), without the
+//! owner's lock. Slow paths run under the per-CPU lock (`local_lock`) and the
+//! node's `list_lock`.
+//!
+//! **Constructors** run when a slab is populated, never on allocation: a freed
+//! object stays constructed (Bonwick's object caching). **Debug** caches
+//! (`slub_debug=`, `SLAB_RED_ZONE`, `SLAB_POISON`, `SLAB_STORE_USER`,
+//! `SLAB_CONSISTENCY_CHECKS`) take the slow path for every object, checked
+//! under `list_lock` (`debug.rs`). Every cache registers a shrinker, so memory
+//! pressure gives its empty slabs back.
+
+pub mod cmpxchg;
+pub mod debug;
+pub mod flags;
+pub mod slub;
+
+use crate::gfp::*;
+use crate::list::ListHead;
+use crate::machine::{Kmem, MAX_NUMNODES};
+use crate::page::{flags::*, get_order, Page, PAGE_SIZE};
+use crate::platform::Platform;
+use crate::spinlock::SpinLock;
+use crate::vmscan::{ShrinkControl, Shrinker};
+use crate::AllocError;
+use cmpxchg::DoubleWord;
+use core::fmt::Write;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
+pub use flags::*;
+
+/// Largest object a slab cache may have (`KMALLOC_MAX_SIZE`).
+pub const KMALLOC_MAX_SIZE: usize = 4 << 20;
+/// Most objects in one slab (`MAX_OBJS_PER_PAGE`).
+pub const MAX_OBJS_PER_PAGE: usize = 32767;
+/// Default largest slab order (`slub_max_order`).
+pub const SLUB_MAX_ORDER: u32 = 3;
+/// Bounds of `min_partial`.
+pub const MIN_PARTIAL: usize = 5;
+/// Upper bound of `min_partial`.
+pub const MAX_PARTIAL: usize = 10;
+/// Cache line size (`cache_line_size()`).
+pub const CACHE_LINE: usize = 64;
+/// Longest cache name kept.
+pub const CACHE_NAME_LEN: usize = 48;
+/// Size of one `struct track` (alloc or free call site).
+pub const TRACK_SIZE: usize = 32;
+
+/// A modern constructor: `void (*ctor)(void *)`.
+pub type Ctor = fn(*mut u8);
+/// A 2.6-era constructor or destructor: `void (*)(void *, kmem_cache_t *, unsigned long flags)`.
+pub type LegacyCtor = fn(*mut u8, *const KmemCache, u64);
+
+/// How objects are constructed.
+#[derive(Clone, Copy)]
+pub enum CtorKind {
+    /// No constructor.
+    None,
+    /// `ctor(obj)`.
+    Modern(Ctor),
+    /// `ctor(obj, cache, SLAB_CTOR_CONSTRUCTOR[|SLAB_CTOR_ATOMIC])` with an optional destructor
+    /// run when the slab is freed.
+    Legacy {
+        /// Constructor.
+        ctor: Option<LegacyCtor>,
+        /// Destructor.
+        dtor: Option<LegacyCtor>,
+    },
+}
+
+/// Order and objects of a slab (`struct kmem_cache_order_objects`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OrderObjects {
+    /// Page order.
+    pub order: u32,
+    /// Objects per slab.
+    pub objects: u32,
+}
+
+impl OrderObjects {
+    /// `oo_make`.
+    pub const fn new(order: u32, size: usize) -> Self {
+        let objects = ((PAGE_SIZE << order) / size) as u32;
+        OrderObjects { order, objects }
+    }
+}
+
+/// Per-CPU slab state (`struct kmem_cache_cpu`).
+#[repr(C, align(64))]
+pub struct KmemCacheCpu {
+    /// (freelist, tid), swapped together by the fast paths.
+    pub fl: DoubleWord,
+    /// The cpu slab (head page), or null.
+    pub slab: AtomicPtr<Page>,
+    /// Chain of cpu partial slabs (through `page.lru.next`), under `lock`.
+    pub partial: AtomicPtr<Page>,
+    /// `local_lock`: serialises the slow paths of this CPU's structure.
+    pub lock: SpinLock<()>,
+    /// Slow-path statistics (updated under `lock`).
+    pub stat: SpinLock<CpuStats>,
+}
+
+/// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset).
+#[derive(Default, Clone, Copy, Debug)]
+pub struct CpuStats {
+    /// `ALLOC_SLOWPATH`.
+    pub alloc_slowpath: usize,
+    /// `FREE_SLOWPATH`.
+    pub free_slowpath: usize,
+    /// `ALLOC_SLAB`: new slabs.
+    pub alloc_slab: usize,
+    /// `FREE_SLAB`: slabs given back.
+    pub free_slab: usize,
+    /// `CPU_PARTIAL_ALLOC`.
+    pub cpu_partial_alloc: usize,
+    /// `CPU_PARTIAL_FREE`.
+    pub cpu_partial_free: usize,
+    /// `ALLOC_FROM_PARTIAL`.
+    pub alloc_from_partial: usize,
+    /// `DEACTIVATE_*`.
+    pub deactivate: usize,
+}
+
+/// The lists of one node (`struct kmem_cache_node`), under `list_lock`.
+#[repr(C)]
+pub struct NodeLists {
+    /// Partial slabs (through `page.lru`).
+    pub partial: ListHead,
+    /// Number of partial slabs.
+    pub nr_partial: usize,
+    /// Full slabs, for debug caches only (through `page.lru`).
+    pub full: ListHead,
+}
+
+/// One node's part of a cache (`struct kmem_cache_node`).
+#[repr(C)]
+pub struct KmemCacheNode {
+    /// `list_lock` and the lists.
+    pub list_lock: SpinLock<NodeLists>,
+    /// Slabs of this node.
+    pub nr_slabs: AtomicUsize,
+    /// Objects in those slabs.
+    pub total_objects: AtomicUsize,
+}
+
+/// A slab cache (`struct kmem_cache`).
+#[repr(C, align(64))]
+pub struct KmemCache {
+    /// Per-CPU state, `nr_cpu_ids` entries.
+    pub(crate) cpu_slab: *mut KmemCacheCpu,
+    /// Flags.
+    pub flags: SlabFlags,
+    /// Object size including metadata (the stride).
+    pub size: usize,
+    /// The size callers asked for.
+    pub object_size: usize,
+    /// Offset of the free pointer in an object.
+    pub offset: usize,
+    /// Object plus padding plus right red zone: where metadata starts.
+    pub inuse: usize,
+    /// Alignment of objects.
+    pub align: usize,
+    /// Left red zone size (`SLAB_RED_ZONE`).
+    pub red_left_pad: usize,
+    /// Preferred slab order and objects.
+    pub oo: OrderObjects,
+    /// Fallback (smallest) slab order and objects.
+    pub min: OrderObjects,
+    /// Empty slabs a node keeps before giving them back.
+    pub min_partial: usize,
+    /// Objects the cpu partial lists may hold.
+    pub cpu_partial: usize,
+    /// Slabs the cpu partial lists may hold.
+    pub cpu_partial_slabs: usize,
+    /// Flags for the page allocator.
+    pub allocflags: Gfp,
+    /// Constructor.
+    pub ctor: CtorKind,
+    /// Merge count; -1 for the boot caches that cannot be destroyed.
+    pub refcount: AtomicIsize,
+    /// Usercopy window.
+    pub useroffset: usize,
+    /// Usercopy window size.
+    pub usersize: usize,
+    name: [u8; CACHE_NAME_LEN],
+    name_len: usize,
+    /// Link in the machine's list of caches (`slab_caches`).
+    pub(crate) list: ListHead,
+    /// Node lists.
+    pub(crate) node: [KmemCacheNode; MAX_NUMNODES],
+    /// The cache's shrinker.
+    pub(crate) shrinker: Shrinker,
+    /// The machine (type-erased `*const Kmem<P>`), for the shrinker.
+    pub(crate) machine: *const (),
+    /// Objects ever allocated / freed on the slow paths (for statistics).
+    pub(crate) errors: AtomicUsize,
+}
+
+// SAFETY: all mutable state is behind atomics and locks; raw pointers point
+// into the machine's memory, which outlives the cache.
+unsafe impl Sync for KmemCache {}
+// SAFETY: as above.
+unsafe impl Send for KmemCache {}
+
+impl KmemCache {
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    /// `kmem_cache_debug(s)`: does the cache take the debug path?
+    #[inline(always)]
+    pub fn debug(&self) -> bool {
+        self.flags.intersects(SLAB_DEBUG_FLAGS)
+    }
+
+    /// Whether the cache keeps cpu partial slabs.
+    #[inline(always)]
+    pub fn has_cpu_partial(&self) -> bool {
+        !self.debug()
+    }
+
+    /// Per-CPU state.
+    ///
+    /// # Safety
+    /// `cpu` is below the machine's `nr_cpu_ids`.
+    #[inline(always)]
+    pub unsafe fn cpu(&self, cpu: usize) -> &KmemCacheCpu {
+        // SAFETY: caller contract.
+        unsafe { &*self.cpu_slab.add(cpu) }
+    }
+
+    /// A node's lists.
+    #[inline(always)]
+    pub fn node(&self, nid: usize) -> &KmemCacheNode {
+        &self.node[nid]
+    }
+
+    /// Read an object's free pointer.
+    ///
+    /// # Safety
+    /// `obj` is an object of this cache (its memory stays mapped; the read may
+    /// race with the object's new owner, which the callers' cmpxchg detects).
+    #[inline(always)]
+    pub unsafe fn get_freepointer(&self, obj: *mut u8) -> *mut u8 {
+        // SAFETY: caller contract; an atomic load makes a racing read defined.
+        unsafe { (*(obj.add(self.offset) as *const AtomicUsize)).load(Ordering::Relaxed) as *mut u8 }
+    }
+
+    /// Write an object's free pointer.
+    ///
+    /// # Safety
+    /// `obj` is a free object of this cache owned by the caller.
+    #[inline(always)]
+    pub unsafe fn set_freepointer(&self, obj: *mut u8, fp: *mut u8) {
+        // SAFETY: caller contract.
+        unsafe { (*(obj.add(self.offset) as *const AtomicUsize)).store(fp as usize, Ordering::Relaxed) };
+    }
+
+    /// The address of object `i` of a slab whose memory starts at `base`.
+    #[inline(always)]
+    pub fn object_at(&self, base: *mut u8, i: usize) -> *mut u8 {
+        base.wrapping_add(i * self.size + self.red_left_pad)
+    }
+}
+
+/// Slab counters packed in `page.counters`: `inuse` (16 bits), `objects`
+/// (15 bits), `frozen` (1 bit), as the kernel's bitfields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters(pub usize);
+
+impl Counters {
+    /// Pack.
+    #[inline(always)]
+    pub const fn new(inuse: usize, objects: usize, frozen: bool) -> Self {
+        Counters(inuse | (objects << 16) | ((frozen as usize) << 31))
+    }
+    /// Objects in use (including those on a cpu freelist).
+    #[inline(always)]
+    pub const fn inuse(self) -> usize {
+        self.0 & 0xffff
+    }
+    /// Objects in the slab.
+    #[inline(always)]
+    pub const fn objects(self) -> usize {
+        (self.0 >> 16) & 0x7fff
+    }
+    /// Owned by a CPU.
+    #[inline(always)]
+    pub const fn frozen(self) -> bool {
+        self.0 & (1 << 31) != 0
+    }
+    /// With another `inuse`.
+    #[inline(always)]
+    pub const fn with_inuse(self, inuse: usize) -> Self {
+        Counters((self.0 & !0xffff) | inuse)
+    }
+    /// With another `frozen`.
+    #[inline(always)]
+    pub const fn with_frozen(self, frozen: bool) -> Self {
+        Counters((self.0 & !(1 << 31)) | ((frozen as usize) << 31))
+    }
+}
+
+/// Page flag: the slab is on its node's partial list (`PG_workingset` in the kernel).
+pub const PG_SLAB_NODE_PARTIAL: u32 = 1 << 10;
+
+/// The (freelist, counters) pair of a slab's head page.
+///
+/// # Safety
+/// `slab` is a slab head page.
+#[inline(always)]
+pub unsafe fn slab_fl(slab: *mut Page) -> &'static DoubleWord {
+    // SAFETY: `index` and `counters` are adjacent at a 16-byte aligned offset
+    // of the 64-byte aligned page; both are only accessed atomically while the
+    // page is a slab.
+    unsafe { &*(ptr::addr_of_mut!((*slab).index) as *const DoubleWord) }
+}
+
+const _: () = assert!(core::mem::offset_of!(Page, index) % 16 == 0);
+const _: () = assert!(core::mem::offset_of!(Page, counters) == core::mem::offset_of!(Page, index) + 8);
+
+/// Slab state of a machine (`slab_caches`, `slab_mutex`, the boot caches).
+pub struct SlabState {
+    /// `slab_mutex` and `slab_caches`.
+    pub(crate) caches: SpinLock<ListHead>,
+    /// The cache of `struct kmem_cache`.
+    pub(crate) kmem_cache: AtomicPtr<KmemCache>,
+    /// `kmalloc_caches[type][index]`.
+    pub(crate) kmalloc:
+        [[AtomicPtr<KmemCache>; crate::kmalloc::KMALLOC_SHIFT_HIGH + 1]; crate::kmalloc::NR_KMALLOC_TYPES],
+    /// Pages of large kmalloc allocations (NR_SLAB_UNRECLAIMABLE_B, in pages).
+    pub(crate) large_kmalloc_pages: AtomicUsize,
+    /// `slab_state >= UP`.
+    pub(crate) up: core::sync::atomic::AtomicBool,
+    /// Error reports since boot (the slub_kunit "slab_errors" counter).
+    pub errors: AtomicUsize,
+}
+
+impl SlabState {
+    pub(crate) const fn new() -> Self {
+        SlabState {
+            caches: SpinLock::new(ListHead::new()),
+            kmem_cache: AtomicPtr::new(ptr::null_mut()),
+            kmalloc: [const { [const { AtomicPtr::new(ptr::null_mut()) }; crate::kmalloc::KMALLOC_SHIFT_HIGH + 1] };
+                crate::kmalloc::NR_KMALLOC_TYPES],
+            large_kmalloc_pages: AtomicUsize::new(0),
+            up: core::sync::atomic::AtomicBool::new(false),
+            errors: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Why `kmem_cache_create` failed (`-EINVAL`, `-ENOMEM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheError {
+    /// Invalid arguments (`-EINVAL`).
+    Invalid(&'static str),
+    /// Out of memory (`-ENOMEM`).
+    NoMemory,
+}
+
+impl CacheError {
+    /// The errno the kernel would report.
+    pub fn errno(self) -> i32 {
+        match self {
+            CacheError::Invalid(_) => -22,
+            CacheError::NoMemory => -12,
+        }
+    }
+}
+
+/// Arguments of `__kmem_cache_create_args`.
+#[derive(Clone, Copy)]
+pub struct KmemCacheArgs {
+    /// Alignment (0: the default).
+    pub align: usize,
+    /// Usercopy window.
+    pub useroffset: usize,
+    /// Usercopy window size.
+    pub usersize: usize,
+    /// Free pointer offset for `SLAB_TYPESAFE_BY_RCU` caches.
+    pub freeptr_offset: Option<usize>,
+    /// Constructor.
+    pub ctor: CtorKind,
+}
+
+impl Default for KmemCacheArgs {
+    fn default() -> Self {
+        KmemCacheArgs {
+            align: 0,
+            useroffset: 0,
+            usersize: 0,
+            freeptr_offset: None,
+            ctor: CtorKind::None,
+        }
+    }
+}
+
+/// `fls`.
+fn fls(x: usize) -> u32 {
+    usize::BITS - x.leading_zeros()
+}
+
+/// `calculate_alignment`.
+pub fn calculate_alignment(flags: SlabFlags, align: usize, size: usize) -> usize {
+    let mut align = align;
+    if flags.intersects(SLAB_HWCACHE_ALIGN) {
+        let mut ralign = CACHE_LINE;
+        while size <= ralign / 2 {
+            ralign /= 2;
+        }
+        align = align.max(ralign);
+    }
+    align = align.max(8);
+    (align + 7) & !7
+}
+
+/// `calc_slab_order`.
+fn calc_slab_order(size: usize, min_order: u32, max_order: u32, fract_leftover: usize) -> u32 {
+    let mut order = min_order;
+    while order <= max_order {
+        let slab_size = PAGE_SIZE << order;
+        let rem = slab_size % size;
+        if rem <= slab_size / fract_leftover {
+            break;
+        }
+        order += 1;
+    }
+    order
+}
+
+/// `calculate_order`: the slab order SLUB picks for objects of `size`.
+pub fn calculate_order(size: usize, nr_cpus: usize, min_objects: u32, min_order: u32, max_order: u32) -> u32 {
+    let mut min_objects = if min_objects == 0 {
+        4 * (fls(nr_cpus.max(1)) + 1)
+    } else {
+        min_objects
+    } as usize;
+    let max_objects = ((PAGE_SIZE << max_order) / size).max(1);
+    min_objects = min_objects.min(max_objects);
+    let min_order = min_order.max(get_order(min_objects * size));
+    if (PAGE_SIZE << min_order) / size > MAX_OBJS_PER_PAGE {
+        return get_order(size * MAX_OBJS_PER_PAGE) - 1;
+    }
+    let mut fraction = 16;
+    while fraction > 1 {
+        let order = calc_slab_order(size, min_order, max_order, fraction);
+        if order <= max_order {
+            return order;
+        }
+        fraction /= 2;
+    }
+    get_order(size)
+}
+
+impl<P: Platform> Kmem<P> {
+    /// `kmem_cache_init`: bootstrap the cache of caches, then kmalloc.
+    pub(crate) fn kmem_cache_init(&self) {
+        // SAFETY: the list head lives in the machine, which never moves.
+        unsafe { ListHead::init(self.slab.caches.data_ptr()) };
+        let size = core::mem::size_of::<KmemCache>();
+        let Ok(mem) = self.alloc_pages_exact(size, GFP_NOWAIT | __GFP_ZERO) else {
+            crate::pr!(self, "kmem_cache_init: cannot allocate the kmem_cache cache");
+            return;
+        };
+        let s = mem.as_ptr() as *mut KmemCache;
+        // SAFETY: zeroed memory of the right size, owned by us.
+        match unsafe {
+            self.init_cache(
+                s,
+                "kmem_cache",
+                size,
+                SLAB_HWCACHE_ALIGN | SLAB_NO_MERGE,
+                &KmemCacheArgs::default(),
+            )
+        } {
+            Ok(()) => {
+                // SAFETY: initialised above.
+                unsafe { (*s).refcount.store(-1, Ordering::Relaxed) };
+                self.slab.kmem_cache.store(s, Ordering::Release);
+            }
+            Err(_) => {
+                crate::pr!(self, "kmem_cache_init: kmem_cache setup failed");
+                return;
+            }
+        }
+        self.slab.up.store(true, Ordering::Release);
+        let p = &self.params;
+        crate::pr!(
+            self,
+            "SLUB: HWalign={}, Order={}-{}, MinObjects={}, CPUs={}, Nodes={}",
+            CACHE_LINE,
+            p.slub_min_order.unwrap_or(0),
+            p.slub_max_order.unwrap_or(SLUB_MAX_ORDER),
+            p.slub_min_objects.unwrap_or(0),
+            self.nr_cpus,
+            self.nr_nodes
+        );
+        self.create_kmalloc_caches();
+    }
+
+    /// Whether the slab allocator is up (`slab_is_available`).
+    pub fn slab_is_available(&self) -> bool {
+        self.slab.up.load(Ordering::Acquire)
+    }
+
+    /// `kmem_cache_create(name, size, align, flags, ctor)`.
+    pub fn kmem_cache_create(
+        &self,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<Ctor>,
+    ) -> Option<NonNull<KmemCache>> {
+        let args = KmemCacheArgs {
+            align,
+            ctor: ctor.map_or(CtorKind::None, CtorKind::Modern),
+            ..Default::default()
+        };
+        self.kmem_cache_create_args(name, size, &args, flags)
+    }
+
+    /// The 2.6-era `kmem_cache_create(name, size, offset, flags, ctor, dtor)`:
+    /// `offset` is the alignment of the first object, the constructor gets
+    /// `SLAB_CTOR_CONSTRUCTOR` (and `SLAB_CTOR_ATOMIC` for atomic allocations),
+    /// the destructor runs on every object when its slab is freed.
+    pub fn kmem_cache_create_legacy(
+        &self,
+        name: &str,
+        size: usize,
+        offset: usize,
+        flags: SlabFlags,
+        ctor: Option<LegacyCtor>,
+        dtor: Option<LegacyCtor>,
+    ) -> Option<NonNull<KmemCache>> {
+        let args = KmemCacheArgs {
+            align: offset,
+            ctor: if ctor.is_none() && dtor.is_none() {
+                CtorKind::None
+            } else {
+                CtorKind::Legacy { ctor, dtor }
+            },
+            ..Default::default()
+        };
+        self.kmem_cache_create_args(name, size, &args, flags)
+    }
+
+    /// `__kmem_cache_create_args`.
+    pub fn kmem_cache_create_args(
+        &self,
+        name: &str,
+        size: usize,
+        args: &KmemCacheArgs,
+        flags: SlabFlags,
+    ) -> Option<NonNull<KmemCache>> {
+        match self.try_cache_create(name, size, args, flags) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                crate::pr!(
+                    self,
+                    "__kmem_cache_create_args({}) failed with error {}",
+                    name,
+                    e.errno()
+                );
+                self.platform.dump_stack();
+                if flags.intersects(SLAB_PANIC) {
+                    panic!(
+                        "kmem_cache_create: Failed to create slab '{name}'. Error {}",
+                        e.errno()
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn try_cache_create(
+        &self,
+        name: &str,
+        size: usize,
+        args: &KmemCacheArgs,
+        flags: SlabFlags,
+    ) -> Result<NonNull<KmemCache>, CacheError> {
+        if name.is_empty() {
+            return Err(CacheError::Invalid("no name"));
+        }
+        if size == 0 || size > KMALLOC_MAX_SIZE {
+            return Err(CacheError::Invalid("size"));
+        }
+        if flags.0 & !SLAB_FLAGS_PERMITTED.0 != 0 {
+            return Err(CacheError::Invalid("flags"));
+        }
+        if name.contains(' ') {
+            self.warn(format_args!(
+                "kmem_cache_create: cache name '{name}' contains spaces"
+            ));
+        }
+        if let Some(off) = args.freeptr_offset {
+            if !flags.intersects(SLAB_TYPESAFE_BY_RCU) || off >= size || off % 8 != 0 {
+                return Err(CacheError::Invalid("freeptr_offset"));
+            }
+        }
+        let mut args = *args;
+        if args.usersize > 0
+            && args
+                .useroffset
+                .checked_add(args.usersize)
+                .is_none_or(|e| e > size)
+        {
+            self.warn(format_args!("kmem_cache_create: bad usercopy region for {name}"));
+            args.useroffset = 0;
+            args.usersize = 0;
+        }
+        if self.cache_name_exists(name) {
+            self.warn(format_args!("kmem_cache_create: duplicate cache {name}"));
+        }
+        // Merging with a compatible cache.
+        if let Some(s) = self.find_mergeable(size, args.align, flags, &args) {
+            // SAFETY: caches on the list are alive.
+            unsafe {
+                let sp = s.as_ptr();
+                (*sp).refcount.fetch_add(1, Ordering::Relaxed);
+                (*sp).object_size = (*sp).object_size.max(size);
+            }
+            return Ok(s);
+        }
+        let kc = self.slab.kmem_cache.load(Ordering::Acquire);
+        if kc.is_null() {
+            return Err(CacheError::NoMemory);
+        }
+        // SAFETY: the cache of caches is up.
+        let mem = self
+            .kmem_cache_alloc(unsafe { NonNull::new_unchecked(kc) }, GFP_KERNEL | __GFP_ZERO)
+            .map_err(|_| CacheError::NoMemory)?;
+        let s = mem.as_ptr() as *mut KmemCache;
+        // SAFETY: zeroed object of the right size, owned by us.
+        if let Err(e) = unsafe { self.init_cache(s, name, size, flags, &args) } {
+            // SAFETY: allocated above from the cache of caches.
+            unsafe { self.kmem_cache_free(NonNull::new_unchecked(kc), mem.as_ptr()) };
+            return Err(e);
+        }
+        // SAFETY: initialised.
+        Ok(unsafe { NonNull::new_unchecked(s) })
+    }
+
+    fn cache_name_exists(&self, name: &str) -> bool {
+        let mut found = false;
+        self.for_each_cache(|s| found |= s.name() == name);
+        found
+    }
+
+    /// `find_mergeable`: an existing cache new objects can share.
+    fn find_mergeable(
+        &self,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        args: &KmemCacheArgs,
+    ) -> Option<NonNull<KmemCache>> {
+        let flags = self.slub_debug_flags_for(flags, "");
+        if flags.intersects(SLAB_NEVER_MERGE)
+            || !matches!(args.ctor, CtorKind::None)
+            || args.usersize != 0
+            || args.freeptr_offset.is_some()
+        {
+            return None;
+        }
+        let size = (size + 7) & !7;
+        let align = calculate_alignment(flags, align, size);
+        let size = (size + align - 1) & !(align - 1);
+        let mut found = None;
+        // Newest first, as the kernel searches.
+        let head = self.slab.caches.lock(&self.platform);
+        let h = &*head as *const ListHead as *mut ListHead;
+        // SAFETY: the list is walked under slab_mutex; caches stay alive while listed.
+        unsafe {
+            let mut l = (*h).prev;
+            while !ptr::eq(l, h) {
+                let s = crate::container_of!(l, KmemCache, list);
+                l = (*l).prev;
+                let c = &*s;
+                if c.refcount.load(Ordering::Relaxed) < 0
+                    || c.flags.intersects(SLAB_NEVER_MERGE)
+                    || !matches!(c.ctor, CtorKind::None)
+                    || c.usersize != 0
+                    || size > c.size
+                    || (flags.0 & SLAB_MERGE_SAME.0) != (c.flags.0 & SLAB_MERGE_SAME.0)
+                    || c.size % align != 0
+                    || c.size - size >= core::mem::size_of::<usize>()
+                {
+                    continue;
+                }
+                found = NonNull::new(s);
+                break;
+            }
+        }
+        found
+    }
+
+    /// Apply `slub_debug=` to a cache's flags (`kmem_cache_flags`).
+    pub(crate) fn slub_debug_flags_for(&self, flags: SlabFlags, name: &str) -> SlabFlags {
+        if flags.intersects(SLAB_NO_USER_FLAGS) {
+            return flags;
+        }
+        match self.params.slub_debug {
+            Some(d) => flags | SlabFlags(d.flags_for(name)),
+            None => flags,
+        }
+    }
+
+    /// Set up a `KmemCache` in zeroed memory (`do_kmem_cache_create`).
+    ///
+    /// # Safety
+    /// `s` is zeroed, aligned memory for a `KmemCache` that the caller owns.
+    unsafe fn init_cache(
+        &self,
+        s: *mut KmemCache,
+        name: &str,
+        size: usize,
+        flags: SlabFlags,
+        args: &KmemCacheArgs,
+    ) -> Result<(), CacheError> {
+        let flags = self.slub_debug_flags_for(flags, name);
+        let align = calculate_alignment(flags, args.align, size);
+        let ctor = args.ctor;
+        let has_ctor = !matches!(ctor, CtorKind::None);
+        // calculate_sizes
+        let object_size = size;
+        let mut sz = (size + 7) & !7;
+        if flags.intersects(SLAB_RED_ZONE) && sz == object_size {
+            sz += 8;
+        }
+        let inuse = sz;
+        let offset;
+        if (flags.intersects(SLAB_TYPESAFE_BY_RCU) && args.freeptr_offset.is_none())
+            || flags.intersects(SLAB_POISON)
+            || has_ctor
+            || (flags.intersects(SLAB_RED_ZONE)
+                && (object_size < 8 || (flags.intersects(SLAB_KMALLOC) && flags.intersects(SLAB_STORE_USER))))
+        {
+            offset = sz;
+            sz += 8;
+        } else if let Some(off) = args.freeptr_offset {
+            offset = off;
+        } else {
+            offset = (object_size / 2) & !7;
+        }
+        if flags.intersects(SLAB_STORE_USER) {
+            sz += 2 * TRACK_SIZE;
+            if flags.intersects(SLAB_KMALLOC) {
+                sz += 8; // orig_size
+            }
+        }
+        let mut red_left_pad = 0;
+        if flags.intersects(SLAB_RED_ZONE) {
+            sz += 8;
+            red_left_pad = (8 + align - 1) & !(align - 1);
+            sz += red_left_pad;
+        }
+        let sz = (sz + align - 1) & !(align - 1);
+        let p = &self.params;
+        let max_order = p
+            .slub_max_order
+            .unwrap_or(SLUB_MAX_ORDER)
+            .min(crate::page::MAX_PAGE_ORDER);
+        let min_order = p.slub_min_order.unwrap_or(0).min(max_order);
+        let order = calculate_order(
+            sz,
+            self.nr_cpus,
+            p.slub_min_objects.unwrap_or(0),
+            min_order,
+            max_order,
+        );
+        if order > crate::page::MAX_PAGE_ORDER {
+            return Err(CacheError::Invalid("object too large"));
+        }
+        let oo = OrderObjects::new(order, sz);
+        let min = OrderObjects::new(get_order(sz), sz);
+        if oo.objects == 0 {
+            return Err(CacheError::Invalid("object too large"));
+        }
+        let mut allocflags = __GFP_COMP;
+        if flags.intersects(SLAB_CACHE_DMA) {
+            allocflags |= GFP_DMA;
+        }
+        if flags.intersects(SLAB_CACHE_DMA32) {
+            allocflags |= GFP_DMA32;
+        }
+        if flags.intersects(SLAB_RECLAIM_ACCOUNT) {
+            allocflags |= __GFP_RECLAIMABLE;
+        }
+        let debug = flags.intersects(SLAB_DEBUG_FLAGS);
+        let cpu_partial: usize = if debug {
+            0
+        } else if sz >= PAGE_SIZE {
+            6
+        } else if sz >= 1024 {
+            24
+        } else if sz >= 256 {
+            52
+        } else {
+            120
+        };
+        let cpu_partial_slabs = (cpu_partial * 2).div_ceil(oo.objects as usize);
+        let min_partial =
+            ((usize::BITS - 1 - sz.leading_zeros()) as usize / 2).clamp(MIN_PARTIAL, MAX_PARTIAL);
+        // Per-CPU structures.
+        let cpu_bytes = self.nr_cpus * core::mem::size_of::<KmemCacheCpu>();
+        let cpu_mem = self
+            .alloc_pages_exact(cpu_bytes, GFP_KERNEL | __GFP_ZERO)
+            .map_err(|_| CacheError::NoMemory)?;
+        let mut nm = [0u8; CACHE_NAME_LEN];
+        let n = name.len().min(CACHE_NAME_LEN);
+        nm[..n].copy_from_slice(&name.as_bytes()[..n]);
+        // SAFETY: caller contract: `s` is ours and zeroed; we write every field.
+        unsafe {
+            ptr::write(
+                s,
+                KmemCache {
+                    cpu_slab: cpu_mem.as_ptr() as *mut KmemCacheCpu,
+                    flags,
+                    size: sz,
+                    object_size,
+                    offset,
+                    inuse,
+                    align,
+                    red_left_pad,
+                    oo,
+                    min,
+                    min_partial,
+                    cpu_partial,
+                    cpu_partial_slabs,
+                    allocflags,
+                    ctor,
+                    refcount: AtomicIsize::new(1),
+                    useroffset: args.useroffset,
+                    usersize: args.usersize,
+                    name: nm,
+                    name_len: n,
+                    list: ListHead::new(),
+                    node: [const {
+                        KmemCacheNode {
+                            list_lock: SpinLock::new(NodeLists {
+                                partial: ListHead::new(),
+                                nr_partial: 0,
+                                full: ListHead::new(),
+                            }),
+                            nr_slabs: AtomicUsize::new(0),
+                            total_objects: AtomicUsize::new(0),
+                        }
+                    }; MAX_NUMNODES],
+                    shrinker: Shrinker::new("slab", slab_shrink_count::<P>, slab_shrink_scan::<P>)
+                        .with_private(s as *mut ()),
+                    machine: self as *const Kmem<P> as *const (),
+                    errors: AtomicUsize::new(0),
+                },
+            );
+            for nid in 0..MAX_NUMNODES {
+                let nl = (*s).node[nid].list_lock.data_ptr();
+                ListHead::init(ptr::addr_of_mut!((*nl).partial));
+                ListHead::init(ptr::addr_of_mut!((*nl).full));
+            }
+            for cpu in 0..self.nr_cpus {
+                let c = (*s).cpu_slab.add(cpu);
+                ptr::write(
+                    c,
+                    KmemCacheCpu {
+                        fl: DoubleWord::new(0, cpu),
+                        slab: AtomicPtr::new(ptr::null_mut()),
+                        partial: AtomicPtr::new(ptr::null_mut()),
+                        lock: SpinLock::new(()),
+                        stat: SpinLock::new(CpuStats::default()),
+                    },
+                );
+            }
+            let head = self.slab.caches.lock(&self.platform);
+            ListHead::add_tail(
+                ptr::addr_of_mut!((*s).list),
+                &*head as *const ListHead as *mut ListHead,
+            );
+            drop(head);
+            self.register_shrinker(ptr::addr_of!((*s).shrinker));
+        }
+        Ok(())
+    }
+
+    /// Call `f` for every cache (under `slab_mutex`).
+    pub fn for_each_cache(&self, mut f: impl FnMut(&KmemCache)) {
+        let head = self.slab.caches.lock(&self.platform);
+        let h = &*head as *const ListHead as *mut ListHead;
+        // SAFETY: walked under slab_mutex; listed caches are alive.
+        unsafe {
+            let mut l = (*h).next;
+            while !ptr::eq(l, h) {
+                let s = crate::container_of!(l, KmemCache, list);
+                f(&*s);
+                l = (*l).next;
+            }
+        }
+    }
+
+    /// `kmem_cache_size`: the object size callers asked for.
+    pub fn kmem_cache_size(&self, s: NonNull<KmemCache>) -> usize {
+        // SAFETY: the caller holds a live cache.
+        unsafe { s.as_ref().object_size }
+    }
+
+    /// `kmem_cache_destroy`: free the cache. If objects remain, report each
+    /// one and leave the cache's memory alone, as the kernel does.
+    ///
+    /// # Safety
+    /// `s` came from `kmem_cache_create` of this machine and is not used afterwards.
+    pub unsafe fn kmem_cache_destroy(&self, s: NonNull<KmemCache>) {
+        // SAFETY: caller contract.
+        let c = unsafe { s.as_ref() };
+        if c.refcount.load(Ordering::Relaxed) < 0 {
+            self.warn(format_args!(
+                "kmem_cache_destroy: boot cache {} cannot be destroyed",
+                c.name()
+            ));
+            return;
+        }
+        if c.refcount.fetch_sub(1, Ordering::AcqRel) > 1 {
+            return; // A merged alias is still alive.
+        }
+        // SAFETY: registered at creation.
+        unsafe { self.unregister_shrinker(ptr::addr_of!(c.shrinker)) };
+        {
+            let _head = self.slab.caches.lock(&self.platform);
+            // SAFETY: the cache is on the list.
+            unsafe { ListHead::del(ptr::addr_of!(c.list) as *mut ListHead) };
+        }
+        let leaked = self.kmem_cache_shutdown(c);
+        if leaked > 0 {
+            self.warn(format_args!(
+                "kmem_cache_destroy {}: Slab cache still has objects when called from kmem_cache_destroy",
+                c.name()
+            ));
+            return; // Leak the cache and its slabs, as the kernel does.
+        }
+        let cpu_bytes = self.nr_cpus * core::mem::size_of::<KmemCacheCpu>();
+        // SAFETY: the cpu array came from alloc_pages_exact of this size.
+        unsafe { self.free_pages_exact(NonNull::new_unchecked(c.cpu_slab as *mut u8), cpu_bytes) };
+        let kc = self.slab.kmem_cache.load(Ordering::Acquire);
+        // SAFETY: the cache object came from the cache of caches.
+        unsafe { self.kmem_cache_free(NonNull::new_unchecked(kc), s.as_ptr() as *mut u8) };
+    }
+
+    /// `__kmem_cache_shutdown`: flush CPUs, free empty slabs; report objects
+    /// that remain. Returns the number of remaining objects.
+    fn kmem_cache_shutdown(&self, s: &KmemCache) -> usize {
+        self.flush_all(s);
+        let mut remaining = 0;
+        for nid in 0..self.nr_nodes {
+            let n = s.node(nid);
+            let mut discard = [ptr::null_mut::<Page>(); 64];
+            loop {
+                let mut nd = 0;
+                {
+                    let mut nl = n.list_lock.lock(&self.platform);
+                    let h = ptr::addr_of_mut!(nl.partial);
+                    // SAFETY: list walked under list_lock.
+                    unsafe {
+                        let mut l = (*h).next;
+                        while !ptr::eq(l, h) && nd < discard.len() {
+                            let slab = crate::page_alloc::zone::lru_to_page(l);
+                            l = (*l).next;
+                            let cnt = Counters(slab_fl(slab).hi.load(Ordering::Acquire));
+                            if cnt.inuse() == 0 {
+                                ListHead::del(ptr::addr_of_mut!((*slab).lru));
+                                (*slab).clear(PG_SLAB_NODE_PARTIAL);
+                                nl.nr_partial -= 1;
+                                discard[nd] = slab;
+                                nd += 1;
+                            }
+                        }
+                    }
+                }
+                for &slab in &discard[..nd] {
+                    // SAFETY: taken off the list, empty.
+                    unsafe { self.discard_slab(s, slab) };
+                }
+                if nd < discard.len() {
+                    break;
+                }
+            }
+            let nr = n.nr_slabs.load(Ordering::Relaxed);
+            if nr > 0 {
+                remaining += self.report_remaining_objects(s, nid);
+            }
+        }
+        remaining
+    }
+
+    /// The "Objects remaining" report: one line per live object.
+    fn report_remaining_objects(&self, s: &KmemCache, nid: usize) -> usize {
+        let n = s.node(nid);
+        let nl = n.list_lock.lock(&self.platform);
+        let mut count = 0;
+        let mut slabs = [ptr::null_mut::<Page>(); 32];
+        let mut ns = 0;
+        for head in [ptr::addr_of!(nl.partial), ptr::addr_of!(nl.full)] {
+            let h = head as *mut ListHead;
+            // SAFETY: walked under list_lock.
+            unsafe {
+                let mut l = (*h).next;
+                while !ptr::eq(l, h) {
+                    if ns < slabs.len() {
+                        slabs[ns] = crate::page_alloc::zone::lru_to_page(l);
+                        ns += 1;
+                    }
+                    l = (*l).next;
+                }
+            }
+        }
+        drop(nl);
+        let total = n.nr_slabs.load(Ordering::Relaxed);
+        self.slab_error(s, format_args!("Objects remaining on __kmem_cache_shutdown()"));
+        crate::pr!(self, "Slabs remaining: {} (node {})", total, nid);
+        for &slab in &slabs[..ns] {
+            count += self.list_slab_objects(s, slab);
+        }
+        if ns < total {
+            // Full slabs are on no list outside debug caches: count them.
+            count += (total - ns).max(1);
+        }
+        count
+    }
+
+    /// Print one line per allocated object of a slab (`list_slab_objects`).
+    fn list_slab_objects(&self, s: &KmemCache, slab: *mut Page) -> usize {
+        let mut free_map = [0u64; 512];
+        let base = self.slab_base(slab);
+        // SAFETY: the slab's freelist is stable: the cache is being destroyed.
+        let cnt = Counters(unsafe { slab_fl(slab).hi.load(Ordering::Acquire) });
+        let mut p = unsafe { slab_fl(slab).lo.load(Ordering::Acquire) } as *mut u8;
+        let objects = cnt.objects();
+        let mut guard = 0;
+        while !p.is_null() && guard < objects {
+            let idx = ((p as usize) - (base as usize) - s.red_left_pad) / s.size;
+            if idx < objects {
+                free_map[idx / 64] |= 1 << (idx % 64);
+            }
+            // SAFETY: p is a free object of this slab.
+            p = unsafe { s.get_freepointer(p) };
+            guard += 1;
+        }
+        let mut n = 0;
+        for i in 0..objects.min(free_map.len() * 64) {
+            if free_map[i / 64] & (1 << (i % 64)) == 0 {
+                let obj = s.object_at(base, i);
+                crate::pr!(
+                    self,
+                    "Object 0x{:016x} @offset={}",
+                    obj as usize,
+                    (obj as usize) - (base as usize)
+                );
+                self.slab.errors.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `slab_err`: the kernel's BUG header for a cache.
+    pub(crate) fn slab_error(&self, s: &KmemCache, args: core::fmt::Arguments<'_>) {
+        self.slab.errors.fetch_add(1, Ordering::Relaxed);
+        s.errors.fetch_add(1, Ordering::Relaxed);
+        crate::pr!(
+            self,
+            "============================================================================="
+        );
+        let mut b = crate::printk::FixedBuf::<256>::new();
+        let _ = b.write_fmt(args);
+        crate::pr!(
+            self,
+            "BUG {} (Tainted: G    B             ): {}",
+            s.name(),
+            b.as_str()
+        );
+        crate::pr!(
+            self,
+            "-----------------------------------------------------------------------------"
+        );
+        crate::pr!(self, "");
+    }
+
+    /// The address of a slab's memory.
+    #[inline(always)]
+    pub(crate) fn slab_base(&self, slab: *mut Page) -> *mut u8 {
+        self.lowmem_or_direct_address(self.map.page_to_pfn(slab))
+    }
+
+    /// `kmem_cache_shrink`: flush CPUs, give back empty slabs, sort partial
+    /// slabs fullest first. Returns 0 if the cache holds no slabs any more.
+    pub fn kmem_cache_shrink(&self, s: NonNull<KmemCache>) -> i32 {
+        // SAFETY: the caller holds a live cache.
+        let c = unsafe { s.as_ref() };
+        self.flush_all(c);
+        self.shrink_node_partials(c, usize::MAX, true);
+        let left: usize = (0..self.nr_nodes)
+            .map(|n| c.node(n).nr_slabs.load(Ordering::Relaxed))
+            .sum();
+        (left != 0) as i32
+    }
+
+    /// Free the empty partial slabs of every node beyond `keep` (the kernel's
+    /// `__kmem_cache_do_shrink` uses 0); returns the slabs freed.
+    pub(crate) fn shrink_node_partials(&self, s: &KmemCache, max: usize, all: bool) -> usize {
+        if s.flags.intersects(SLAB_NO_REAP) {
+            return 0;
+        }
+        let mut freed = 0;
+        for nid in 0..self.nr_nodes {
+            let n = s.node(nid);
+            loop {
+                let mut batch = [ptr::null_mut::<Page>(); 32];
+                let mut nb = 0;
+                {
+                    let mut nl = n.list_lock.lock(&self.platform);
+                    let keep = if all { 0 } else { s.min_partial };
+                    let h = ptr::addr_of_mut!(nl.partial);
+                    // SAFETY: walked under list_lock.
+                    unsafe {
+                        let mut l = (*h).next;
+                        while !ptr::eq(l, h) && nb < batch.len() && freed + nb < max && nl.nr_partial > keep {
+                            let slab = crate::page_alloc::zone::lru_to_page(l);
+                            l = (*l).next;
+                            if Counters(slab_fl(slab).hi.load(Ordering::Acquire)).inuse() == 0 {
+                                ListHead::del(ptr::addr_of_mut!((*slab).lru));
+                                (*slab).clear(PG_SLAB_NODE_PARTIAL);
+                                nl.nr_partial -= 1;
+                                batch[nb] = slab;
+                                nb += 1;
+                            }
+                        }
+                    }
+                }
+                for &slab in &batch[..nb] {
+                    // SAFETY: an empty slab taken off its list.
+                    unsafe { self.discard_slab(s, slab) };
+                }
+                freed += nb;
+                if nb < batch.len() || freed >= max {
+                    break;
+                }
+            }
+        }
+        freed
+    }
+
+    /// The cache a slab object belongs to (`virt_to_cache`), if `obj` is in a slab.
+    #[inline(always)]
+    pub fn virt_to_slab(&self, obj: *const u8) -> Option<NonNull<Page>> {
+        let page = self.virt_to_page(obj)?;
+        // SAFETY: a descriptor of this memmap.
+        let p = unsafe { page.as_ref() };
+        let f = p.flags.load(Ordering::Relaxed);
+        let head = if f & crate::page_alloc::PG_TAIL_BIT != 0 {
+            p.index as *mut Page
+        } else {
+            page.as_ptr()
+        };
+        // SAFETY: tail pages point at their head.
+        if unsafe { (*head).is_slab() } {
+            NonNull::new(head)
+        } else {
+            None
+        }
+    }
+
+    /// Slab statistics of a cache, summed over nodes and CPUs:
+    /// (active objects, total objects, active slabs, total slabs).
+    /// Exact when no allocation runs concurrently.
+    pub fn cache_counts(&self, s: &KmemCache) -> (usize, usize, usize, usize) {
+        let mut total_objs = 0;
+        let mut slabs = 0;
+        let mut free = 0;
+        for nid in 0..self.nr_nodes {
+            let n = s.node(nid);
+            total_objs += n.total_objects.load(Ordering::Relaxed);
+            slabs += n.nr_slabs.load(Ordering::Relaxed);
+            let nl = n.list_lock.lock(&self.platform);
+            let h = ptr::addr_of!(nl.partial) as *mut ListHead;
+            // SAFETY: walked under list_lock.
+            unsafe {
+                let mut l = (*h).next;
+                while !ptr::eq(l, h) {
+                    let slab = crate::page_alloc::zone::lru_to_page(l);
+                    let c = Counters(slab_fl(slab).hi.load(Ordering::Acquire));
+                    free += c.objects() - c.inuse();
+                    l = (*l).next;
+                }
+            }
+        }
+        for cpu in 0..self.nr_cpus {
+            // SAFETY: cpu < nr_cpus.
+            let c = unsafe { s.cpu(cpu) };
+            let _g = c.lock.lock(&self.platform);
+            // Objects on the cpu freelist are free.
+            let (mut p, _) = c.fl.load();
+            let mut guard = 0;
+            while p != 0 && guard < MAX_OBJS_PER_PAGE {
+                free += 1;
+                // SAFETY: objects on the cpu freelist belong to this cache.
+                p = unsafe { s.get_freepointer(p as *mut u8) } as usize;
+                guard += 1;
+            }
+            let slab = c.slab.load(Ordering::Acquire);
+            if !slab.is_null() {
+                // Remote frees to the cpu slab sit on the slab's freelist.
+                // SAFETY: the cpu slab is a live slab of this cache.
+                let cnt = Counters(unsafe { slab_fl(slab).hi.load(Ordering::Acquire) });
+                free += cnt.objects() - cnt.inuse();
+            }
+            let mut part = c.partial.load(Ordering::Acquire);
+            while !part.is_null() {
+                // SAFETY: cpu partial slabs are live slabs of this cache.
+                let cnt = Counters(unsafe { slab_fl(part).hi.load(Ordering::Acquire) });
+                free += cnt.objects() - cnt.inuse();
+                // SAFETY: as above.
+                part = unsafe { (*part).lru.next } as *mut Page;
+            }
+        }
+        let active = total_objs.saturating_sub(free);
+        (active, total_objs, slabs, slabs)
+    }
+
+    /// Release the resources of every cpu slab and cpu partial list of `s`.
+    pub fn flush_all(&self, s: &KmemCache) {
+        for cpu in 0..self.nr_cpus {
+            self.flush_cpu_slab(s, cpu);
+        }
+    }
+}
+
+fn slab_shrink_count<P: Platform>(sh: &Shrinker, _sc: &ShrinkControl) -> usize {
+    // SAFETY: private_data is the cache, machine its machine; both outlive the registration.
+    let s = unsafe { &*(sh.private_data as *const KmemCache) };
+    if s.flags.intersects(SLAB_NO_REAP) {
+        return 0;
+    }
+    let mut empty = 0;
+    // SAFETY: as above.
+    let k = unsafe { &*(s.machine as *const Kmem<P>) };
+    for nid in 0..k.nr_nodes {
+        let nl = s.node(nid).list_lock.lock(&k.platform);
+        let h = ptr::addr_of!(nl.partial) as *mut ListHead;
+        // SAFETY: walked under list_lock.
+        unsafe {
+            let mut l = (*h).next;
+            while !ptr::eq(l, h) {
+                let slab = crate::page_alloc::zone::lru_to_page(l);
+                if Counters(slab_fl(slab).hi.load(Ordering::Acquire)).inuse() == 0 {
+                    empty += 1;
+                }
+                l = (*l).next;
+            }
+        }
+    }
+    // Slabs on cpu partial lists may be empty too: count one per CPU holding any.
+    for cpu in 0..k.nr_cpus {
+        // SAFETY: cpu < nr_cpus.
+        if !unsafe { s.cpu(cpu) }.partial.load(Ordering::Relaxed).is_null() {
+            empty += 1;
+        }
+    }
+    empty
+}
+
+fn slab_shrink_scan<P: Platform>(sh: &Shrinker, sc: &mut ShrinkControl) -> usize {
+    // SAFETY: as in slab_shrink_count.
+    let s = unsafe { &*(sh.private_data as *const KmemCache) };
+    // SAFETY: as above.
+    let k = unsafe { &*(s.machine as *const Kmem<P>) };
+    // Flush cpu partial lists so their empty slabs reach the node lists.
+    for cpu in 0..k.nr_cpus {
+        k.flush_cpu_partial(s, cpu);
+    }
+    k.shrink_node_partials(s, sc.nr_to_scan, true)
+}

@@ -1,0 +1,936 @@
+//! SLUB's allocation and free paths (`slab_alloc_node`, `___slab_alloc`,
+//! `do_slab_free`, `__slab_free`).
+//!
+//! **Fast paths.** `kmem_cache_alloc` reads this CPU's (freelist, tid), the
+//! first object's free pointer, and swaps (object, tid) for (next, tid+1)
+//! with `cmpxchg16b`; `kmem_cache_free` of an object of the cpu slab pushes it
+//! the same way. Nothing is locked and nothing is disabled: if the thread was
+//! preempted or moved to another CPU in between, the tid no longer matches and
+//! it retries.
+//!
+//! **The per-CPU lock** (`c.lock`, the kernel's `local_lock`) serialises the
+//! slow paths of one CPU's structure: replacing the cpu slab, the cpu partial
+//! list. The slow path publishes a new cpu freelist with the same
+//! `cmpxchg16b`, *before* it publishes the slab, and retires a cpu slab by
+//! clearing the slab *before* taking the freelist — so a fast-path free that
+//! raced with it either lands on the freelist that is taken, or fails its
+//! swap and goes to the slab's own freelist.
+//!
+//! **Remote frees** (objects of a slab that is not this CPU's cpu slab) swap
+//! (slab freelist, counters) with `cmpxchg16b`. Only a free that changes the
+//! slab's list membership — a full slab gaining a free object, a slab
+//! becoming empty — takes the node's `list_lock`.
+
+use super::*;
+use crate::page_alloc::zone::lru_to_page;
+
+impl<P: Platform> Kmem<P> {
+    /// `kmem_cache_alloc`. The caller's location is recorded by debug caches
+    /// (`SLAB_STORE_USER`): a constant, free on the fast path.
+    #[inline(always)]
+    #[track_caller]
+    pub fn kmem_cache_alloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        // SAFETY: the caller holds a live cache.
+        let c = unsafe { s.as_ref() };
+        if !c.debug() {
+            let cpu = self.platform.smp_processor_id();
+            // SAFETY: cpu < nr_cpu_ids.
+            let cs = unsafe { c.cpu(cpu) };
+            let (obj, tid) = cs.fl.load();
+            let slab = cs.slab.load(Ordering::Acquire);
+            if obj != 0 && !slab.is_null() {
+                // SAFETY: `obj` is (or was until a racing swap) a free object of this cache.
+                let next = unsafe { c.get_freepointer(obj as *mut u8) } as usize;
+                if cs.fl.cas((obj, tid), (next, tid.wrapping_add(self.nr_cpus))) {
+                    let obj = obj as *mut u8;
+                    if gfp.intersects(__GFP_ZERO) {
+                        // SAFETY: the object is ours now.
+                        unsafe { ptr::write_bytes(obj, 0, c.object_size) };
+                    }
+                    // SAFETY: objects are never null.
+                    return Ok(unsafe { NonNull::new_unchecked(obj) });
+                }
+            }
+        }
+        self.slab_alloc_slow(c, gfp, -1)
+    }
+
+    /// `kmem_cache_zalloc`.
+    #[inline]
+    #[track_caller]
+    pub fn kmem_cache_zalloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        self.kmem_cache_alloc(s, gfp | __GFP_ZERO)
+    }
+
+    /// `kmem_cache_alloc_node`: prefer memory of node `nid`.
+    #[track_caller]
+    pub fn kmem_cache_alloc_node(
+        &self,
+        s: NonNull<KmemCache>,
+        gfp: Gfp,
+        nid: i32,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if nid < 0 || self.nr_nodes == 1 {
+            return self.kmem_cache_alloc(s, gfp);
+        }
+        // SAFETY: the caller holds a live cache.
+        self.slab_alloc_slow(unsafe { s.as_ref() }, gfp, nid)
+    }
+
+    /// The slow path: everything but a pop from a valid cpu freelist.
+    #[inline(never)]
+    #[track_caller]
+    fn slab_alloc_slow(&self, s: &KmemCache, gfp: Gfp, nid: i32) -> Result<NonNull<u8>, AllocError> {
+        if gfp.intersects(GFP_SLAB_BUG_MASK) {
+            let fixed = gfp.without(GFP_SLAB_BUG_MASK);
+            self.warn(format_args!(
+                "Unexpected gfp: {:#x} ({}). Fixing up to gfp: {:#x} ({}). Fix your code!",
+                gfp.bits() & GFP_SLAB_BUG_MASK.bits(),
+                Gfp(gfp.bits() & GFP_SLAB_BUG_MASK.bits()),
+                fixed.bits(),
+                fixed
+            ));
+            return self.slab_alloc_slow(s, fixed, nid);
+        }
+        if gfp.allows_blocking() {
+            self.might_sleep();
+        }
+        let obj = if s.debug() {
+            self.debug_alloc(s, gfp, nid, core::panic::Location::caller())
+        } else {
+            self.slab_alloc_cpu_slow(s, gfp, nid)
+        };
+        match obj {
+            Some(o) => {
+                if gfp.intersects(__GFP_ZERO) || self.want_init_on_alloc(s) {
+                    // SAFETY: the object is ours.
+                    unsafe { ptr::write_bytes(o, 0, s.object_size) };
+                }
+                // SAFETY: objects are never null.
+                Ok(unsafe { NonNull::new_unchecked(o) })
+            }
+            None => {
+                if !gfp.intersects(__GFP_NOWARN) {
+                    self.slab_out_of_memory(s, gfp, nid);
+                }
+                Err(AllocError)
+            }
+        }
+    }
+
+    /// `slab_want_init_on_alloc` for `init_on_alloc=1`.
+    #[inline]
+    fn want_init_on_alloc(&self, s: &KmemCache) -> bool {
+        self.params.init_on_alloc == Some(true)
+            && matches!(s.ctor, CtorKind::None)
+            && !s.flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON)
+    }
+
+    /// `___slab_alloc` under this CPU's lock.
+    fn slab_alloc_cpu_slow(&self, s: &KmemCache, gfp: Gfp, nid: i32) -> Option<*mut u8> {
+        loop {
+            let cpu = self.platform.smp_processor_id();
+            // SAFETY: cpu < nr_cpu_ids.
+            let c = unsafe { s.cpu(cpu) };
+            let guard = c.lock.lock(&self.platform);
+            c.stat.lock(&self.platform).alloc_slowpath += 1;
+            // Someone freed onto the cpu freelist meanwhile: take from it.
+            let slab = c.slab.load(Ordering::Acquire);
+            let (obj, tid) = c.fl.load();
+            if obj != 0 && !slab.is_null() && self.node_match(slab, nid) {
+                // SAFETY: a free object of this cache.
+                let next = unsafe { s.get_freepointer(obj as *mut u8) } as usize;
+                if c.fl.cas((obj, tid), (next, tid.wrapping_add(self.nr_cpus))) {
+                    return Some(obj as *mut u8);
+                }
+                continue;
+            }
+            // Retire the cpu slab: clear it, then take the freelist.
+            if !slab.is_null() {
+                c.slab.store(ptr::null_mut(), Ordering::Release);
+                let fl = self.cpu_freelist_take(c);
+                if self.node_match(slab, nid) {
+                    // get_freelist: the remote frees collected on the frozen slab.
+                    // SAFETY: `slab` was our cpu slab, still frozen.
+                    let remote = unsafe { self.get_freelist(slab) };
+                    if remote != 0 {
+                        // Keep the slab: hand out from its freelist.
+                        // SAFETY: `remote` heads free objects of this cache.
+                        let next = unsafe { s.get_freepointer(remote as *mut u8) } as usize;
+                        let fl_tail_merge = fl;
+                        self.cpu_freelist_install(c, next);
+                        c.slab.store(slab, Ordering::Release);
+                        if fl_tail_merge != 0 {
+                            // Objects pushed on the old freelist go back to the slab.
+                            // SAFETY: they are free objects of `slab`.
+                            unsafe { self.return_to_slab(s, slab, fl_tail_merge) };
+                        }
+                        drop(guard);
+                        return Some(remote as *mut u8);
+                    }
+                }
+                // SAFETY: `slab` was our frozen cpu slab; `fl` its cpu freelist.
+                unsafe { self.deactivate_slab(s, slab, fl) };
+            }
+            // new_slab: the cpu partial list first.
+            let mut got: Option<(*mut Page, usize)> = None;
+            loop {
+                let part = c.partial.load(Ordering::Acquire);
+                if part.is_null() {
+                    break;
+                }
+                // SAFETY: cpu partial slabs are linked through lru.next under our lock.
+                let next = unsafe { (*part).lru.next } as *mut Page;
+                c.partial.store(next, Ordering::Release);
+                if next.is_null() {
+                    // nothing
+                } else {
+                    // SAFETY: the chain head keeps the count in `private`.
+                    unsafe { (*next).private = (*part).private.saturating_sub(1) };
+                }
+                if !self.node_match(part, nid) {
+                    // SAFETY: an unfrozen slab of this cache, off every list.
+                    unsafe { self.put_partial_to_node(s, part) };
+                    continue;
+                }
+                // SAFETY: an unfrozen slab of this cache, off every list.
+                let fl = unsafe { self.freeze_slab(part) };
+                if fl == 0 {
+                    // Became full meanwhile: it lives on no list.
+                    continue;
+                }
+                c.stat.lock(&self.platform).cpu_partial_alloc += 1;
+                got = Some((part, fl));
+                break;
+            }
+            // new_objects: the node partial lists, then a new slab.
+            if got.is_none() {
+                got = self.get_partial(s, c, nid);
+            }
+            if got.is_none() {
+                drop(guard);
+                let slab = self.new_slab(s, gfp, nid)?;
+                let g2 = c.lock.lock(&self.platform);
+                // SAFETY: a new slab, frozen, all objects free.
+                let fl = unsafe { self.freeze_slab(slab) };
+                c.stat.lock(&self.platform).alloc_slab += 1;
+                if !c.slab.load(Ordering::Acquire).is_null() || c.fl.load().0 != 0 {
+                    // Another thread refilled this CPU meanwhile: keep ours on the partial list.
+                    // SAFETY: we own the frozen slab; give its objects back and unfreeze it.
+                    unsafe { self.deactivate_slab(s, slab, fl) };
+                    drop(g2);
+                    continue;
+                }
+                // SAFETY: `fl` heads the slab's free objects.
+                let next = unsafe { s.get_freepointer(fl as *mut u8) } as usize;
+                self.cpu_freelist_install(c, next);
+                c.slab.store(slab, Ordering::Release);
+                return Some(fl as *mut u8);
+            }
+            let (slab, fl) = got.unwrap_or((ptr::null_mut(), 0));
+            // SAFETY: `fl` heads the free objects of the slab we froze.
+            let next = unsafe { s.get_freepointer(fl as *mut u8) } as usize;
+            self.cpu_freelist_install(c, next);
+            c.slab.store(slab, Ordering::Release);
+            drop(guard);
+            return Some(fl as *mut u8);
+        }
+    }
+
+    #[inline(always)]
+    fn node_match(&self, slab: *mut Page, nid: i32) -> bool {
+        nid < 0
+            || self
+                .page_zone_by_pfn(self.map.page_to_pfn(slab))
+                .is_some_and(|z| z.node as i32 == nid)
+    }
+
+    /// Take this CPU's freelist (swap it for empty, bumping the tid).
+    fn cpu_freelist_take(&self, c: &KmemCacheCpu) -> usize {
+        loop {
+            let (fl, tid) = c.fl.load();
+            if c.fl.cas((fl, tid), (0, tid.wrapping_add(self.nr_cpus))) {
+                return fl;
+            }
+        }
+    }
+
+    /// Publish a new cpu freelist (the current one is empty; frees cannot
+    /// push onto it while the cpu slab is null).
+    fn cpu_freelist_install(&self, c: &KmemCacheCpu, fl: usize) {
+        loop {
+            let (old, tid) = c.fl.load();
+            debug_assert_eq!(old, 0);
+            if c.fl.cas((old, tid), (fl, tid.wrapping_add(self.nr_cpus))) {
+                return;
+            }
+        }
+    }
+
+    /// `get_freelist`: take a frozen slab's freelist, marking all objects in use.
+    ///
+    /// # Safety
+    /// `slab` is a frozen slab owned by the caller.
+    unsafe fn get_freelist(&self, slab: *mut Page) -> usize {
+        // SAFETY: caller contract.
+        let d = unsafe { slab_fl(slab) };
+        loop {
+            let (fl, cnt) = d.load();
+            let c = Counters(cnt);
+            let new = c.with_inuse(c.objects());
+            if d.cas((fl, cnt), (0, new.0)) {
+                return fl;
+            }
+        }
+    }
+
+    /// Freeze an unfrozen slab (taken off all lists by the caller) and take
+    /// its freelist; returns 0 if it had no free object (it stays unfrozen).
+    ///
+    /// # Safety
+    /// `slab` is a slab of `s` the caller took off every list.
+    unsafe fn freeze_slab(&self, slab: *mut Page) -> usize {
+        // SAFETY: caller contract.
+        let d = unsafe { slab_fl(slab) };
+        loop {
+            let (fl, cnt) = d.load();
+            if fl == 0 {
+                return 0;
+            }
+            let c = Counters(cnt);
+            let new = c.with_inuse(c.objects()).with_frozen(true);
+            if d.cas((fl, cnt), (0, new.0)) {
+                return fl;
+            }
+        }
+    }
+
+    /// Push a chain of free objects back onto a frozen slab's freelist.
+    ///
+    /// # Safety
+    /// The chain's objects belong to `slab`, which the caller keeps frozen.
+    unsafe fn return_to_slab(&self, s: &KmemCache, slab: *mut Page, chain: usize) {
+        let (tail, cnt) = Self::chain_tail(s, chain);
+        // SAFETY: caller contract.
+        let d = unsafe { slab_fl(slab) };
+        loop {
+            let (fl, c) = d.load();
+            // SAFETY: `tail` is our free object.
+            unsafe { s.set_freepointer(tail as *mut u8, fl as *mut u8) };
+            let nc = Counters(c);
+            let new = nc.with_inuse(nc.inuse() - cnt);
+            if d.cas((fl, c), (chain, new.0)) {
+                return;
+            }
+        }
+    }
+
+    fn chain_tail(s: &KmemCache, chain: usize) -> (usize, usize) {
+        let mut tail = chain;
+        let mut n = 1;
+        loop {
+            // SAFETY: walking a private chain of free objects.
+            let next = unsafe { s.get_freepointer(tail as *mut u8) } as usize;
+            if next == 0 {
+                return (tail, n);
+            }
+            tail = next;
+            n += 1;
+        }
+    }
+
+    /// `deactivate_slab`: a cpu slab stops being one. Its cpu freelist goes
+    /// back to the slab, the slab unfreezes, and lands on the node partial
+    /// list, on no list (full), or back in the page allocator (empty, beyond
+    /// `min_partial`).
+    ///
+    /// # Safety
+    /// `slab` is a frozen slab of `s` owned by the caller; `fl` is a chain
+    /// (possibly empty) of its free objects.
+    pub(crate) unsafe fn deactivate_slab(&self, s: &KmemCache, slab: *mut Page, fl: usize) {
+        let (tail, cnt) = if fl != 0 { Self::chain_tail(s, fl) } else { (0, 0) };
+        // SAFETY: caller contract.
+        let d = unsafe { slab_fl(slab) };
+        let nid = self.slab_nid(slab);
+        let n = s.node(nid);
+        let new = loop {
+            let (old_fl, c) = d.load();
+            let mut new_fl = old_fl;
+            if fl != 0 {
+                // SAFETY: `tail` is our free object.
+                unsafe { s.set_freepointer(tail as *mut u8, old_fl as *mut u8) };
+                new_fl = fl;
+            }
+            let oc = Counters(c);
+            let nc = oc.with_inuse(oc.inuse() - cnt).with_frozen(false);
+            if d.cas((old_fl, c), (new_fl, nc.0)) {
+                break (new_fl, nc);
+            }
+        };
+        let (new_fl, nc) = new;
+        if nc.inuse() == 0 {
+            let mut nl = n.list_lock.lock(&self.platform);
+            if nl.nr_partial >= s.min_partial && !s.flags.intersects(SLAB_NO_REAP) {
+                drop(nl);
+                // SAFETY: an empty, unfrozen slab on no list.
+                unsafe { self.discard_slab(s, slab) };
+            } else {
+                // SAFETY: add to the node partial list under its lock.
+                unsafe { Self::add_partial(&mut nl, slab, false) };
+            }
+        } else if new_fl != 0 {
+            let mut nl = n.list_lock.lock(&self.platform);
+            // SAFETY: add to the node partial list under its lock.
+            unsafe { Self::add_partial(&mut nl, slab, true) };
+        }
+        // Full: on no list, until a free brings it back.
+    }
+
+    /// `add_partial`.
+    ///
+    /// # Safety
+    /// `slab` is on no list; `nl` is its node's locked lists.
+    pub(crate) unsafe fn add_partial(nl: &mut NodeLists, slab: *mut Page, tail: bool) {
+        // SAFETY: caller contract.
+        unsafe {
+            let h = ptr::addr_of_mut!(nl.partial);
+            if tail {
+                ListHead::add_tail(ptr::addr_of_mut!((*slab).lru), h);
+            } else {
+                ListHead::add(ptr::addr_of_mut!((*slab).lru), h);
+            }
+            (*slab).set(PG_SLAB_NODE_PARTIAL);
+        }
+        nl.nr_partial += 1;
+    }
+
+    /// `remove_partial`.
+    ///
+    /// # Safety
+    /// `slab` is on `nl`'s partial list, locked.
+    pub(crate) unsafe fn remove_partial(nl: &mut NodeLists, slab: *mut Page) {
+        // SAFETY: caller contract.
+        unsafe {
+            ListHead::del(ptr::addr_of_mut!((*slab).lru));
+            (*slab).clear(PG_SLAB_NODE_PARTIAL);
+        }
+        nl.nr_partial -= 1;
+    }
+
+    /// The node of a slab.
+    #[inline(always)]
+    pub(crate) fn slab_nid(&self, slab: *mut Page) -> usize {
+        self.page_zone_by_pfn(self.map.page_to_pfn(slab))
+            .map_or(0, |z| z.node as usize)
+    }
+
+    /// Put an unfrozen slab (off every list) on its node list, or free it.
+    ///
+    /// # Safety
+    /// As described.
+    unsafe fn put_partial_to_node(&self, s: &KmemCache, slab: *mut Page) {
+        let n = s.node(self.slab_nid(slab));
+        let mut nl = n.list_lock.lock(&self.platform);
+        // SAFETY: caller contract.
+        let c = Counters(unsafe { slab_fl(slab).hi.load(Ordering::Acquire) });
+        if c.inuse() == 0 && nl.nr_partial >= s.min_partial && !s.flags.intersects(SLAB_NO_REAP) {
+            drop(nl);
+            // SAFETY: empty and off every list.
+            unsafe { self.discard_slab(s, slab) };
+        } else if c.inuse() < c.objects() {
+            // SAFETY: lock held, slab off every list.
+            unsafe { Self::add_partial(&mut nl, slab, true) };
+        }
+        // A full slab lives on no list.
+    }
+
+    /// `get_partial`: freeze the first node-partial slab for this CPU and move
+    /// more to the cpu partial list (up to half of `cpu_partial_slabs`).
+    fn get_partial(&self, s: &KmemCache, c: &KmemCacheCpu, nid: i32) -> Option<(*mut Page, usize)> {
+        let start = if nid >= 0 {
+            nid as usize
+        } else {
+            self.numa_node_id()
+        };
+        let nodes = if nid >= 0 { 1 } else { self.nr_nodes };
+        for i in 0..nodes {
+            let node = (start + i) % self.nr_nodes;
+            let n = s.node(node);
+            let mut nl = n.list_lock.lock(&self.platform);
+            let mut got: Option<(*mut Page, usize)> = None;
+            let mut moved = 0;
+            let h = ptr::addr_of_mut!(nl.partial);
+            // SAFETY: walked under list_lock.
+            unsafe {
+                let mut l = (*h).next;
+                while !ptr::eq(l, h) {
+                    let slab = lru_to_page(l);
+                    l = (*l).next;
+                    if got.is_none() {
+                        Self::remove_partial(&mut nl, slab);
+                        let fl = self.freeze_slab(slab);
+                        if fl == 0 {
+                            continue; // full meanwhile: on no list now
+                        }
+                        got = Some((slab, fl));
+                        continue;
+                    }
+                    if !s.has_cpu_partial() || moved >= s.cpu_partial_slabs / 2 {
+                        break;
+                    }
+                    Self::remove_partial(&mut nl, slab);
+                    let head = c.partial.load(Ordering::Acquire);
+                    (*slab).lru.next = head as *mut ListHead;
+                    (*slab).private = if head.is_null() { 1 } else { (*head).private + 1 };
+                    c.partial.store(slab, Ordering::Release);
+                    moved += 1;
+                }
+            }
+            if got.is_some() {
+                c.stat.lock(&self.platform).alloc_from_partial += 1;
+                return got;
+            }
+        }
+        None
+    }
+
+    /// `new_slab` for the debug paths.
+    pub(crate) fn new_slab_public(&self, s: &KmemCache, gfp: Gfp, nid: i32) -> Option<*mut Page> {
+        self.new_slab(s, gfp, nid)
+    }
+
+    /// `new_slab`: pages from the buddy allocator, cut into objects, each
+    /// constructed once.
+    fn new_slab(&self, s: &KmemCache, gfp: Gfp, nid: i32) -> Option<*mut Page> {
+        let flags = (gfp & Gfp(GFP_RECLAIM_MASK.bits() | GFP_CONSTRAINT_MASK.bits())) | s.allocflags;
+        if !matches!(s.ctor, CtorKind::None) && gfp.intersects(__GFP_ZERO) {
+            self.warn_once(
+                20,
+                format_args!(
+                    "new_slab: __GFP_ZERO allocation from cache {} with a constructor",
+                    s.name()
+                ),
+            );
+        }
+        // The preferred order first, without trying hard; then the smallest order.
+        let mut try_flags = (flags | __GFP_NOWARN | __GFP_NORETRY).without(__GFP_NOFAIL);
+        if s.oo.order > s.min.order {
+            try_flags = try_flags.without(__GFP_DIRECT_RECLAIM);
+        }
+        let (page, oo) = match self.alloc_pages_node(nid, try_flags, s.oo.order) {
+            Ok(p) => (p, s.oo),
+            Err(_) => (self.alloc_pages_node(nid, flags, s.min.order).ok()?, s.min),
+        };
+        let slab = page.as_ptr();
+        let base = self.slab_base(slab);
+        // SAFETY: a fresh compound allocation we own.
+        unsafe {
+            (*slab).mapping = s as *const KmemCache as usize;
+            (*slab).set(PG_SLAB);
+            (*slab).lru.next = ptr::null_mut();
+            (*slab).private = 0;
+        }
+        let objects = oo.objects as usize;
+        let atomic = !gfp.allows_blocking();
+        // Build the freelist in address order; construct each object.
+        for i in 0..objects {
+            let obj = s.object_at(base, i);
+            // SAFETY: the object lies within the new slab.
+            unsafe {
+                self.setup_object(s, obj, atomic);
+                let next = if i + 1 < objects {
+                    s.object_at(base, i + 1)
+                } else {
+                    ptr::null_mut()
+                };
+                s.set_freepointer(obj, next);
+            }
+        }
+        // SAFETY: the page is ours and now a slab: publish its freelist and counters.
+        unsafe { slab_fl(slab) }
+            .lo
+            .store(s.object_at(base, 0) as usize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { slab_fl(slab) }
+            .hi
+            .store(Counters::new(0, objects, false).0, Ordering::Release);
+        let n = s.node(self.slab_nid(slab));
+        n.nr_slabs.fetch_add(1, Ordering::Relaxed);
+        n.total_objects.fetch_add(objects, Ordering::Relaxed);
+        Some(slab)
+    }
+
+    /// `setup_object`: debug initialisation, then the constructor.
+    ///
+    /// # Safety
+    /// `obj` is an object of a slab being set up.
+    unsafe fn setup_object(&self, s: &KmemCache, obj: *mut u8, atomic: bool) {
+        if s.debug() {
+            // SAFETY: forwarded.
+            unsafe { self.debug_setup_object(s, obj) };
+        }
+        match s.ctor {
+            CtorKind::None => {}
+            CtorKind::Modern(f) => f(obj),
+            CtorKind::Legacy { ctor: Some(f), .. } => {
+                let fl = SLAB_CTOR_CONSTRUCTOR | if atomic { SLAB_CTOR_ATOMIC } else { 0 };
+                f(obj, s, fl);
+            }
+            CtorKind::Legacy { ctor: None, .. } => {}
+        }
+    }
+
+    /// `discard_slab`: give an empty slab back to the page allocator.
+    ///
+    /// # Safety
+    /// `slab` is an empty, unfrozen slab of `s` on no list.
+    pub(crate) unsafe fn discard_slab(&self, s: &KmemCache, slab: *mut Page) {
+        // SAFETY: caller contract.
+        let c = Counters(unsafe { slab_fl(slab).hi.load(Ordering::Acquire) });
+        let objects = c.objects();
+        let order = if objects == s.oo.objects as usize {
+            s.oo.order
+        } else {
+            s.min.order
+        };
+        let n = s.node(self.slab_nid(slab));
+        n.nr_slabs.fetch_sub(1, Ordering::Relaxed);
+        n.total_objects.fetch_sub(objects, Ordering::Relaxed);
+        if s.debug() {
+            // SAFETY: forwarded.
+            unsafe { self.debug_discard_slab(s, slab) };
+        }
+        if let CtorKind::Legacy { dtor: Some(d), .. } = s.ctor {
+            let base = self.slab_base(slab);
+            for i in 0..objects {
+                d(s.object_at(base, i), s, 0);
+            }
+        }
+        // SAFETY: the slab is ours; clear the overlay before freeing.
+        unsafe {
+            (*slab).mapping = 0;
+            (*slab).index = 0;
+            (*slab).counters = 0;
+            (*slab).private = 0;
+            (*slab).clear(PG_SLAB | PG_SLAB_NODE_PARTIAL);
+            self.__free_pages(NonNull::new_unchecked(slab), order);
+        }
+    }
+
+    /// `kmem_cache_free`.
+    ///
+    /// # Safety
+    /// `obj` was allocated from `s` (misuse is detected and reported, but the
+    /// caller must not touch the object afterwards).
+    #[inline(always)]
+    #[track_caller]
+    pub unsafe fn kmem_cache_free(&self, s: NonNull<KmemCache>, obj: *mut u8) {
+        // SAFETY: the caller holds a live cache.
+        let c = unsafe { s.as_ref() };
+        let Some(slab) = self.virt_to_slab(obj) else {
+            self.free_invalid(c, obj);
+            return;
+        };
+        let slab = slab.as_ptr();
+        // SAFETY: slab pages record their cache.
+        let owner = unsafe { (*slab).mapping } as *const KmemCache;
+        if !ptr::eq(owner, c) || c.debug() {
+            // SAFETY: forwarded.
+            unsafe { self.slab_free_checked(c, owner, slab, obj) };
+            return;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.do_slab_free(c, slab, obj) };
+    }
+
+    /// `do_slab_free`: push onto this CPU's freelist if the object is of the
+    /// cpu slab, else `__slab_free`.
+    ///
+    /// # Safety
+    /// `obj` is an allocated object of `slab` of `s`.
+    #[inline(always)]
+    pub(crate) unsafe fn do_slab_free(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        loop {
+            let cpu = self.platform.smp_processor_id();
+            // SAFETY: cpu < nr_cpu_ids.
+            let c = unsafe { s.cpu(cpu) };
+            let (fl, tid) = c.fl.load();
+            if !ptr::eq(c.slab.load(Ordering::Acquire), slab) {
+                // SAFETY: forwarded.
+                unsafe { self.slab_free_slow(s, slab, obj) };
+                return;
+            }
+            // SAFETY: the object is ours.
+            unsafe { s.set_freepointer(obj, fl as *mut u8) };
+            if c.fl
+                .cas((fl, tid), (obj as usize, tid.wrapping_add(self.nr_cpus)))
+            {
+                return;
+            }
+        }
+    }
+
+    /// Frees that need more than the fast path: wrong cache, debug caches.
+    ///
+    /// # Safety
+    /// `slab` is the slab holding `obj`.
+    #[cold]
+    #[track_caller]
+    unsafe fn slab_free_checked(
+        &self,
+        s: &KmemCache,
+        owner: *const KmemCache,
+        slab: *mut Page,
+        obj: *mut u8,
+    ) {
+        if !ptr::eq(owner, s) {
+            // SAFETY: slab pages record a live cache.
+            let real = unsafe { &*owner };
+            self.warn(format_args!(
+                "{}: Wrong slab cache. {} but object is from {}",
+                "cache_from_obj",
+                s.name(),
+                real.name()
+            ));
+            // The kernel frees into the real cache.
+            if real.debug() {
+                // SAFETY: forwarded.
+                unsafe { self.debug_free(real, slab, obj, core::panic::Location::caller()) };
+            } else {
+                // SAFETY: forwarded.
+                unsafe { self.do_slab_free(real, slab, obj) };
+            }
+            return;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.debug_free(s, slab, obj, core::panic::Location::caller()) };
+    }
+
+    /// A free of something that is no slab object.
+    #[cold]
+    pub(crate) fn free_invalid(&self, s: &KmemCache, obj: *mut u8) {
+        self.slab.errors.fetch_add(1, Ordering::Relaxed);
+        crate::pr!(
+            self,
+            "kmem_cache_free({}): Attempt to free object(0x{:016x}) outside of slab",
+            s.name(),
+            obj as usize
+        );
+        self.platform.dump_stack();
+    }
+
+    /// `__slab_free`: the object's slab is not this CPU's cpu slab.
+    ///
+    /// # Safety
+    /// `obj` is an allocated object of `slab` of `s`.
+    #[inline(never)]
+    pub(crate) unsafe fn slab_free_slow(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        // SAFETY: caller contract.
+        let d = unsafe { slab_fl(slab) };
+        let nid = self.slab_nid(slab);
+        let n = s.node(nid);
+        let mut nl_guard;
+        let (prior, new, was_frozen) = loop {
+            nl_guard = None;
+            let (prior, cnt) = d.load();
+            // SAFETY: the object is ours.
+            unsafe { s.set_freepointer(obj, prior as *mut u8) };
+            let c = Counters(cnt);
+            if c.inuse() == 0 {
+                // Already all free: a double free.
+                drop(nl_guard.take());
+                self.slab_error(s, format_args!("Object already free"));
+                return;
+            }
+            let new = c.with_inuse(c.inuse() - 1);
+            let was_frozen = c.frozen();
+            if (new.inuse() == 0 || prior == 0) && !was_frozen && (!s.has_cpu_partial() || prior != 0) {
+                nl_guard = Some(n.list_lock.lock(&self.platform));
+            }
+            if d.cas((prior, cnt), (obj as usize, new.0)) {
+                break (prior, new, was_frozen);
+            }
+        };
+        let Some(mut nl) = nl_guard else {
+            if !was_frozen && s.has_cpu_partial() && prior == 0 {
+                // A full slab gained a free object: onto this CPU's partial list.
+                // SAFETY: the slab is unfrozen and on no list (it was full).
+                unsafe { self.put_cpu_partial(s, slab) };
+            }
+            return;
+        };
+        // SAFETY: slab flags are stable under list_lock.
+        let on_node_partial = unsafe { (*slab).test(PG_SLAB_NODE_PARTIAL) };
+        if prior != 0 && !on_node_partial {
+            return; // On a cpu partial list: its owner deals with it.
+        }
+        if new.inuse() == 0 && nl.nr_partial >= s.min_partial && !s.flags.intersects(SLAB_NO_REAP) {
+            if prior != 0 {
+                // SAFETY: on the node partial list, which we hold.
+                unsafe { Self::remove_partial(&mut nl, slab) };
+            }
+            drop(nl);
+            // SAFETY: empty, unfrozen, on no list now.
+            unsafe { self.discard_slab(s, slab) };
+            return;
+        }
+        if !s.has_cpu_partial() && prior == 0 {
+            // SAFETY: a previously full slab, on no list.
+            unsafe { Self::add_partial(&mut nl, slab, true) };
+        }
+    }
+
+    /// `put_cpu_partial`: a slab that gained a free object goes on this CPU's
+    /// partial list; a list that is full first goes to the node lists.
+    ///
+    /// # Safety
+    /// `slab` is an unfrozen slab of `s` on no list.
+    unsafe fn put_cpu_partial(&self, s: &KmemCache, slab: *mut Page) {
+        let cpu = self.platform.smp_processor_id();
+        // SAFETY: cpu < nr_cpu_ids.
+        let c = unsafe { s.cpu(cpu) };
+        let guard = c.lock.lock(&self.platform);
+        let mut old = c.partial.load(Ordering::Acquire);
+        let mut to_flush = ptr::null_mut();
+        // SAFETY: the chain is ours under the lock.
+        let mut slabs = if old.is_null() {
+            0
+        } else {
+            unsafe { (*old).private }
+        };
+        if !old.is_null() && slabs >= s.cpu_partial_slabs {
+            to_flush = old;
+            old = ptr::null_mut();
+            slabs = 0;
+        }
+        // SAFETY: `slab` is ours to link.
+        unsafe {
+            (*slab).lru.next = old as *mut ListHead;
+            (*slab).private = slabs + 1;
+        }
+        c.partial.store(slab, Ordering::Release);
+        c.stat.lock(&self.platform).cpu_partial_free += 1;
+        drop(guard);
+        if !to_flush.is_null() {
+            // SAFETY: a chain we detached.
+            unsafe { self.put_partials(s, to_flush) };
+        }
+    }
+
+    /// `__put_partials`: move a chain of cpu partial slabs to the node lists.
+    ///
+    /// # Safety
+    /// The chain was detached from a cpu partial list by the caller.
+    unsafe fn put_partials(&self, s: &KmemCache, mut slab: *mut Page) {
+        while !slab.is_null() {
+            // SAFETY: caller contract.
+            let next = unsafe { (*slab).lru.next } as *mut Page;
+            // SAFETY: each slab is unfrozen and on no list.
+            unsafe { self.put_partial_to_node(s, slab) };
+            slab = next;
+        }
+    }
+
+    /// Flush one CPU's cpu slab and cpu partial list (`flush_slab` +
+    /// `put_partials_cpu`).
+    pub(crate) fn flush_cpu_slab(&self, s: &KmemCache, cpu: usize) {
+        // SAFETY: cpu < nr_cpus (callers iterate below it).
+        let c = unsafe { s.cpu(cpu) };
+        let guard = c.lock.lock(&self.platform);
+        let slab = c.slab.load(Ordering::Acquire);
+        if !slab.is_null() {
+            c.slab.store(ptr::null_mut(), Ordering::Release);
+            let fl = self.cpu_freelist_take(c);
+            // SAFETY: our frozen cpu slab and its cpu freelist.
+            unsafe { self.deactivate_slab(s, slab, fl) };
+        }
+        let part = c.partial.swap(ptr::null_mut(), Ordering::AcqRel);
+        drop(guard);
+        // SAFETY: detached chain.
+        unsafe { self.put_partials(s, part) };
+    }
+
+    /// Flush one CPU's partial list only.
+    pub(crate) fn flush_cpu_partial(&self, s: &KmemCache, cpu: usize) {
+        // SAFETY: cpu < nr_cpus.
+        let c = unsafe { s.cpu(cpu) };
+        let guard = c.lock.lock(&self.platform);
+        let part = c.partial.swap(ptr::null_mut(), Ordering::AcqRel);
+        drop(guard);
+        // SAFETY: detached chain.
+        unsafe { self.put_partials(s, part) };
+    }
+
+    /// `slab_out_of_memory`: the SLUB allocation failure report.
+    #[cold]
+    fn slab_out_of_memory(&self, s: &KmemCache, gfp: Gfp, nid: i32) {
+        if !self.ratelimit_alloc.allow(self.platform.now_ns()) {
+            return;
+        }
+        crate::pr!(
+            self,
+            "SLUB: Unable to allocate memory on CPU {} (of node {}) on node {}, gfp={:#x}({})",
+            self.platform.smp_processor_id(),
+            self.numa_node_id(),
+            nid,
+            gfp.bits(),
+            gfp
+        );
+        crate::pr!(
+            self,
+            "  cache: {}, object size: {}, buffer size: {}, default order: {}, min order: {}",
+            s.name(),
+            s.object_size,
+            s.size,
+            s.oo.order,
+            s.min.order
+        );
+        for n in 0..self.nr_nodes {
+            let node = s.node(n);
+            let slabs = node.nr_slabs.load(Ordering::Relaxed);
+            let objs = node.total_objects.load(Ordering::Relaxed);
+            crate::pr!(
+                self,
+                "  node {}: slabs: {}, objs: {}, free: {}",
+                n,
+                slabs,
+                objs,
+                0
+            );
+        }
+    }
+
+    /// `kmem_cache_alloc_bulk`: fill `out` with objects; all or nothing
+    /// (returns `out.len()` or 0).
+    #[track_caller]
+    pub fn kmem_cache_alloc_bulk(&self, s: NonNull<KmemCache>, gfp: Gfp, out: &mut [*mut u8]) -> usize {
+        for i in 0..out.len() {
+            match self.kmem_cache_alloc(s, gfp) {
+                Ok(p) => out[i] = p.as_ptr(),
+                Err(_) => {
+                    // SAFETY: the objects were allocated just above.
+                    unsafe { self.kmem_cache_free_bulk(s, &out[..i]) };
+                    for p in out.iter_mut() {
+                        *p = ptr::null_mut();
+                    }
+                    return 0;
+                }
+            }
+        }
+        out.len()
+    }
+
+    /// `kmem_cache_free_bulk`.
+    ///
+    /// # Safety
+    /// As `kmem_cache_free` for every object.
+    #[track_caller]
+    pub unsafe fn kmem_cache_free_bulk(&self, s: NonNull<KmemCache>, objs: &[*mut u8]) {
+        for &o in objs.iter().rev() {
+            if !o.is_null() {
+                // SAFETY: forwarded.
+                unsafe { self.kmem_cache_free(s, o) };
+            }
+        }
+    }
+}
