@@ -51,25 +51,27 @@ impl DoubleWord {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub unsafe fn cmpxchg_double(p: *mut usize, old: (usize, usize), new: (usize, usize)) -> bool {
-    let ok: u8;
-    // SAFETY: caller contract; rbx is saved and restored around the
-    // instruction because LLVM reserves it.
+    debug_assert!(p as usize % 16 == 0, "cmpxchg_double: misaligned {p:p}");
+    let flag: usize;
+    // SAFETY: caller contract. Every operand has a fixed register: LLVM may
+    // otherwise hand out rbx, which the instruction needs and which we swap
+    // in and out around it.
     unsafe {
         core::arch::asm!(
-            "xchg {nlo}, rbx",
-            "lock cmpxchg16b [{p}]",
-            "sete {ok}",
-            "mov rbx, {nlo}",
-            p = in(reg) p,
-            nlo = inout(reg) new.0 => _,
-            ok = out(reg_byte) ok,
+            "xchg rdi, rbx",
+            "lock cmpxchg16b [rsi]",
+            "sete r8b",
+            "mov rbx, rdi",
+            in("rsi") p,
+            inout("rdi") new.0 => _,
             inout("rax") old.0 => _,
             inout("rdx") old.1 => _,
             in("rcx") new.1,
+            lateout("r8") flag,
             options(nostack),
         );
     }
-    ok != 0
+    flag & 0xff != 0
 }
 
 /// Portable fallback: a striped lock table serialises pairs by address.
