@@ -109,8 +109,13 @@ impl OrderObjects {
 pub struct KmemCacheCpu {
     /// (freelist, tid), swapped together by the fast paths.
     pub fl: DoubleWord,
-    /// The cpu slab (head page), or null.
+    /// The cpu slab (head page), or null. Changed only under `lock`.
     pub slab: AtomicPtr<Page>,
+    /// Start of the cpu slab's memory: the free fast path pushes an object
+    /// onto the cpu freelist only if it lies in `[slab_start, slab_start + slab_bytes)`.
+    pub slab_start: AtomicUsize,
+    /// Size of the cpu slab's memory; 0 while there is no cpu slab.
+    pub slab_bytes: AtomicUsize,
     /// Chain of cpu partial slabs (through `page.lru.next`), under `lock`.
     pub partial: AtomicPtr<Page>,
     /// `local_lock`: serialises the slow paths of this CPU's structure.
@@ -888,6 +893,8 @@ impl<P: Platform> Kmem<P> {
                     KmemCacheCpu {
                         fl: DoubleWord::new(0, cpu),
                         slab: AtomicPtr::new(ptr::null_mut()),
+                        slab_start: AtomicUsize::new(0),
+                        slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
                         lock: SpinLock::new(()),
                         stat: SpinLock::new(CpuStats::default()),
@@ -1076,6 +1083,7 @@ impl<P: Platform> Kmem<P> {
                     obj as usize,
                     (obj as usize) - (base as usize)
                 );
+                self.print_tracking(s, obj);
                 self.slab.errors.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }

@@ -8,13 +8,18 @@
 //! preempted or moved to another CPU in between, the tid no longer matches and
 //! it retries.
 //!
+//! The free fast path recognises an object of the cpu slab by its address
+//! (`[slab_start, slab_start + slab_bytes)`, kept beside the freelist), so it
+//! needs neither the object's `struct page` nor a lock; any other object
+//! takes the slow path, which finds its slab and checks its cache.
+//!
 //! **The per-CPU lock** (`c.lock`, the kernel's `local_lock`) serialises the
 //! slow paths of one CPU's structure: replacing the cpu slab, the cpu partial
-//! list. The slow path publishes a new cpu freelist with the same
-//! `cmpxchg16b`, *before* it publishes the slab, and retires a cpu slab by
-//! clearing the slab *before* taking the freelist — so a fast-path free that
-//! raced with it either lands on the freelist that is taken, or fails its
-//! swap and goes to the slab's own freelist.
+//! list. A cpu slab is installed by publishing its address range *before*
+//! the freelist swap that bumps the tid, and retired by clearing the range
+//! *before* the swap that takes the freelist — so a fast-path free that raced
+//! with either either lands on a freelist the slow path accounts for, or
+//! fails its swap (the tid moved) and retries.
 //!
 //! **Remote frees** (objects of a slab that is not this CPU's cpu slab) swap
 //! (slab freelist, counters) with `cmpxchg16b`. Only a free that changes the
@@ -32,16 +37,16 @@ impl<P: Platform> Kmem<P> {
     pub fn kmem_cache_alloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
-        if !c.debug() {
+        // Debug caches never get a cpu freelist, so they fall through to the slow path.
+        {
             let cpu = self.platform.smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let cs = unsafe { c.cpu(cpu) };
             let (obj, tid) = cs.fl.load();
-            let slab = cs.slab.load(Ordering::Acquire);
-            if obj != 0 && !slab.is_null() {
+            if obj != 0 {
                 // SAFETY: `obj` is (or was until a racing swap) a free object of this cache.
                 let next = unsafe { c.get_freepointer(obj as *mut u8) } as usize;
-                if cs.fl.cas((obj, tid), (next, tid.wrapping_add(self.nr_cpus))) {
+                if cs.fl.cas((obj, tid), (next, tid.wrapping_add(1))) {
                     let obj = obj as *mut u8;
                     if gfp.intersects(__GFP_ZERO) {
                         // SAFETY: the object is ours now.
@@ -140,31 +145,29 @@ impl<P: Platform> Kmem<P> {
             if obj != 0 && !slab.is_null() && self.node_match(slab, nid) {
                 // SAFETY: a free object of this cache.
                 let next = unsafe { s.get_freepointer(obj as *mut u8) } as usize;
-                if c.fl.cas((obj, tid), (next, tid.wrapping_add(self.nr_cpus))) {
+                if c.fl.cas((obj, tid), (next, tid.wrapping_add(1))) {
                     return Some(obj as *mut u8);
                 }
                 continue;
             }
-            // Retire the cpu slab: clear it, then take the freelist.
+            // Retire the cpu slab: clear its range, then take the freelist.
             if !slab.is_null() {
-                c.slab.store(ptr::null_mut(), Ordering::Release);
-                let fl = self.cpu_freelist_take(c);
+                let fl = self.cpu_slab_retire(c);
                 if self.node_match(slab, nid) {
                     // get_freelist: the remote frees collected on the frozen slab.
                     // SAFETY: `slab` was our cpu slab, still frozen.
                     let remote = unsafe { self.get_freelist(slab) };
                     if remote != 0 {
                         // Keep the slab: hand out from its freelist.
+                        if fl != 0 {
+                            // Objects pushed on the old freelist go back to the slab.
+                            // SAFETY: they are free objects of `slab`, which stays frozen.
+                            unsafe { self.return_to_slab(s, slab, fl) };
+                        }
                         // SAFETY: `remote` heads free objects of this cache.
                         let next = unsafe { s.get_freepointer(remote as *mut u8) } as usize;
-                        let fl_tail_merge = fl;
-                        self.cpu_freelist_install(c, next);
-                        c.slab.store(slab, Ordering::Release);
-                        if fl_tail_merge != 0 {
-                            // Objects pushed on the old freelist go back to the slab.
-                            // SAFETY: they are free objects of `slab`.
-                            unsafe { self.return_to_slab(s, slab, fl_tail_merge) };
-                        }
+                        // SAFETY: our frozen slab and its free objects.
+                        unsafe { self.cpu_slab_install(s, c, slab, next) };
                         drop(guard);
                         return Some(remote as *mut u8);
                     }
@@ -214,7 +217,7 @@ impl<P: Platform> Kmem<P> {
                 // SAFETY: a new slab, frozen, all objects free.
                 let fl = unsafe { self.freeze_slab(slab) };
                 c.stat.lock(&self.platform).alloc_slab += 1;
-                if !c.slab.load(Ordering::Acquire).is_null() || c.fl.load().0 != 0 {
+                if !c.slab.load(Ordering::Acquire).is_null() {
                     // Another thread refilled this CPU meanwhile: keep ours on the partial list.
                     // SAFETY: we own the frozen slab; give its objects back and unfreeze it.
                     unsafe { self.deactivate_slab(s, slab, fl) };
@@ -223,15 +226,15 @@ impl<P: Platform> Kmem<P> {
                 }
                 // SAFETY: `fl` heads the slab's free objects.
                 let next = unsafe { s.get_freepointer(fl as *mut u8) } as usize;
-                self.cpu_freelist_install(c, next);
-                c.slab.store(slab, Ordering::Release);
+                // SAFETY: our frozen slab and its free objects.
+                unsafe { self.cpu_slab_install(s, c, slab, next) };
                 return Some(fl as *mut u8);
             }
             let (slab, fl) = got.unwrap_or((ptr::null_mut(), 0));
             // SAFETY: `fl` heads the free objects of the slab we froze.
             let next = unsafe { s.get_freepointer(fl as *mut u8) } as usize;
-            self.cpu_freelist_install(c, next);
-            c.slab.store(slab, Ordering::Release);
+            // SAFETY: our frozen slab and its free objects.
+            unsafe { self.cpu_slab_install(s, c, slab, next) };
             drop(guard);
             return Some(fl as *mut u8);
         }
@@ -245,26 +248,62 @@ impl<P: Platform> Kmem<P> {
                 .is_some_and(|z| z.node as i32 == nid)
     }
 
-    /// Take this CPU's freelist (swap it for empty, bumping the tid).
-    fn cpu_freelist_take(&self, c: &KmemCacheCpu) -> usize {
-        loop {
+    /// Retire this CPU's cpu slab (`c.lock` held): stop fast frees from
+    /// recognising it, then take the freelist (bumping the tid, so a free that
+    /// saw the old range fails its swap). Returns the freelist taken.
+    fn cpu_slab_retire(&self, c: &KmemCacheCpu) -> usize {
+        c.slab_bytes.store(0, Ordering::Release);
+        let fl = loop {
             let (fl, tid) = c.fl.load();
-            if c.fl.cas((fl, tid), (0, tid.wrapping_add(self.nr_cpus))) {
-                return fl;
+            if c.fl.cas((fl, tid), (0, tid.wrapping_add(1))) {
+                break fl;
+            }
+        };
+        c.slab.store(ptr::null_mut(), Ordering::Release);
+        fl
+    }
+
+    /// Install a frozen slab as this CPU's cpu slab with the chain `fl` of its
+    /// free objects (`c.lock` held, no cpu slab installed). The range is
+    /// published first; a free that pushes onto the (empty) freelist before
+    /// the swap below is merged in.
+    ///
+    /// # Safety
+    /// `slab` is a frozen slab of `s` owned by the caller; `fl` a chain of its free objects.
+    unsafe fn cpu_slab_install(&self, s: &KmemCache, c: &KmemCacheCpu, slab: *mut Page, fl: usize) {
+        c.slab.store(slab, Ordering::Release);
+        let bytes = crate::page::PAGE_SIZE << self.slab_order(s, slab);
+        c.slab_start.store(self.slab_base(slab) as usize, Ordering::Release);
+        c.slab_bytes.store(bytes, Ordering::Release);
+        let mut tail = 0;
+        loop {
+            let (cur, tid) = c.fl.load();
+            let new = if cur == 0 || fl == 0 {
+                if fl == 0 {
+                    cur
+                } else {
+                    fl
+                }
+            } else {
+                // Frees landed on the freelist meanwhile: append them to our chain.
+                if tail == 0 {
+                    tail = Self::chain_tail(s, fl).0;
+                }
+                // SAFETY: `tail` is our free object.
+                unsafe { s.set_freepointer(tail as *mut u8, cur as *mut u8) };
+                fl
+            };
+            if c.fl.cas((cur, tid), (new, tid.wrapping_add(1))) {
+                return;
             }
         }
     }
 
-    /// Publish a new cpu freelist (the current one is empty; frees cannot
-    /// push onto it while the cpu slab is null).
-    fn cpu_freelist_install(&self, c: &KmemCacheCpu, fl: usize) {
-        loop {
-            let (old, tid) = c.fl.load();
-            debug_assert_eq!(old, 0);
-            if c.fl.cas((old, tid), (fl, tid.wrapping_add(self.nr_cpus))) {
-                return;
-            }
-        }
+    /// The order of a slab: its head page records the allocation's order.
+    #[inline]
+    pub(crate) fn slab_order(&self, _s: &KmemCache, slab: *mut Page) -> u32 {
+        // SAFETY: a slab head page records its allocation order.
+        unsafe { (*slab).order as u32 }
     }
 
     /// `get_freelist`: take a frozen slab's freelist, marking all objects in use.
@@ -627,6 +666,46 @@ impl<P: Platform> Kmem<P> {
     pub unsafe fn kmem_cache_free(&self, s: NonNull<KmemCache>, obj: *mut u8) {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
+        // SAFETY: forwarded.
+        if unsafe { self.slab_free_fast(c, obj) } {
+            return;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.slab_free_lookup(c, obj) };
+    }
+
+    /// The free fast path: push onto this CPU's freelist if `obj` lies in the
+    /// cpu slab of `s`. False if it does not (nothing was done).
+    ///
+    /// # Safety
+    /// `obj` is an allocated object of `s`, if it lies in its cpu slab.
+    #[inline(always)]
+    pub(crate) unsafe fn slab_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
+        loop {
+            let cpu = self.platform.smp_processor_id();
+            // SAFETY: cpu < nr_cpu_ids.
+            let c = unsafe { s.cpu(cpu) };
+            let (fl, tid) = c.fl.load();
+            let start = c.slab_start.load(Ordering::Acquire);
+            if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire) {
+                return false;
+            }
+            // SAFETY: the object is ours, in our cpu slab.
+            unsafe { s.set_freepointer(obj, fl as *mut u8) };
+            if c.fl.cas((fl, tid), (obj as usize, tid.wrapping_add(1))) {
+                return true;
+            }
+        }
+    }
+
+    /// Find the slab of an object not in this CPU's cpu slab, check its cache,
+    /// and free it there.
+    ///
+    /// # Safety
+    /// As `kmem_cache_free`.
+    #[inline(never)]
+    #[track_caller]
+    unsafe fn slab_free_lookup(&self, c: &KmemCache, obj: *mut u8) {
         let Some(slab) = self.virt_to_slab(obj) else {
             self.free_invalid(c, obj);
             return;
@@ -643,31 +722,19 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.do_slab_free(c, slab, obj) };
     }
 
-    /// `do_slab_free`: push onto this CPU's freelist if the object is of the
-    /// cpu slab, else `__slab_free`.
+    /// `do_slab_free` for an object whose slab is known: this CPU's freelist
+    /// if it is the cpu slab, else `__slab_free`.
     ///
     /// # Safety
     /// `obj` is an allocated object of `slab` of `s`.
-    #[inline(always)]
+    #[inline]
     pub(crate) unsafe fn do_slab_free(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
-        loop {
-            let cpu = self.platform.smp_processor_id();
-            // SAFETY: cpu < nr_cpu_ids.
-            let c = unsafe { s.cpu(cpu) };
-            let (fl, tid) = c.fl.load();
-            if !ptr::eq(c.slab.load(Ordering::Acquire), slab) {
-                // SAFETY: forwarded.
-                unsafe { self.slab_free_slow(s, slab, obj) };
-                return;
-            }
-            // SAFETY: the object is ours.
-            unsafe { s.set_freepointer(obj, fl as *mut u8) };
-            if c.fl
-                .cas((fl, tid), (obj as usize, tid.wrapping_add(self.nr_cpus)))
-            {
-                return;
-            }
+        // SAFETY: forwarded.
+        if unsafe { self.slab_free_fast(s, obj) } {
+            return;
         }
+        // SAFETY: forwarded.
+        unsafe { self.slab_free_slow(s, slab, obj) };
     }
 
     /// Frees that need more than the fast path: wrong cache, debug caches.
@@ -839,8 +906,7 @@ impl<P: Platform> Kmem<P> {
         let guard = c.lock.lock(&self.platform);
         let slab = c.slab.load(Ordering::Acquire);
         if !slab.is_null() {
-            c.slab.store(ptr::null_mut(), Ordering::Release);
-            let fl = self.cpu_freelist_take(c);
+            let fl = self.cpu_slab_retire(c);
             // SAFETY: our frozen cpu slab and its cpu freelist.
             unsafe { self.deactivate_slab(s, slab, fl) };
         }
