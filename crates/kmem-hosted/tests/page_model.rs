@@ -228,7 +228,7 @@ impl<'a> Model<'a> {
         let pcp = m.nr_pcp_pages();
         prop_assert_eq!(
             free + pcp + self.live_pages,
-            m.totalram_pages(),
+            m.totalram_pages() - m.boot_allocated_pages(),
             "free {} + pcp {} + live {}",
             free,
             pcp,
@@ -260,7 +260,7 @@ fn run(cmdline: &str, ops: &[Op]) -> Result<(), TestCaseError> {
     m.drain_all_pages();
     let mut diff = String::new();
     prop_assert!(m.buddy_matches_boot_state(&mut diff), "{}", diff);
-    prop_assert_eq!(m.nr_free_pages(), m.totalram_pages());
+    prop_assert_eq!(m.nr_free_pages(), m.totalram_pages() - m.boot_allocated_pages());
     prop_assert_eq!(m.events.bad_pages.load(std::sync::atomic::Ordering::Relaxed), 0);
     Ok(())
 }

@@ -231,6 +231,7 @@ pub struct Kmem<P: Platform> {
     pub(crate) ratelimit_bad_page: RateLimit,
     pub(crate) boot_free_pages: [[AtomicUsize; NR_PAGE_ORDERS]; MAX_NUMNODES * MAX_NR_ZONES],
     pub(crate) tainted_bad_page: AtomicBool,
+    pub(crate) boot_allocated: AtomicUsize,
 }
 
 // SAFETY: all shared mutable state is behind locks or atomics; raw pointers
@@ -617,6 +618,7 @@ impl<P: Platform> Kmem<P> {
                     boot_free_pages: [const { [const { AtomicUsize::new(0) }; NR_PAGE_ORDERS] };
                         MAX_NUMNODES * MAX_NR_ZONES],
                     tainted_bad_page: AtomicBool::new(false),
+                    boot_allocated: AtomicUsize::new(0),
                 },
             );
             Reclaim::init(ptr::addr_of_mut!((*kmem_ptr).reclaim));
@@ -626,6 +628,10 @@ impl<P: Platform> Kmem<P> {
         k.build_zonelists();
         k.mem_init();
         k.kmem_cache_init();
+        // The boot state every page must return to: after the boot-time
+        // allocations of the slab layer, with the per-CPU lists drained.
+        k.drain_all_pages();
+        k.record_boot_free_state();
         Ok(NonNull::from(&*k))
     }
 
@@ -727,7 +733,6 @@ impl<P: Platform> Kmem<P> {
         self.setup_per_zone_lowmem_reserve();
         self.setup_pcp_lists();
         self.report_all_free_pages();
-        self.record_boot_free_state();
 
         let present: usize = self.zones().map(|z| z.present_pages).sum();
         pr!(
@@ -876,8 +881,18 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
+    /// Pages allocated during boot after the hand-over (the slab layer's
+    /// caches): with them, every page is either free or allocated by a user.
+    pub fn boot_allocated_pages(&self) -> usize {
+        self.boot_allocated.load(Ordering::Relaxed)
+    }
+
     /// Remember the buddy lists as they are right after boot.
     fn record_boot_free_state(&self) {
+        self.boot_allocated.store(
+            self.totalram_pages().saturating_sub(self.nr_free_pages() + self.nr_pcp_pages()),
+            Ordering::Relaxed,
+        );
         for z in self.zones() {
             let id = z.node as usize * MAX_NR_ZONES + z.zone_type as usize;
             let f = z.lock.lock(&self.platform);

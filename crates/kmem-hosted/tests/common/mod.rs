@@ -70,13 +70,14 @@ pub fn zone_pcp_high(m: &Machine, z: &Zone) -> usize {
         .unwrap_or(0)
 }
 
-/// `nr_free_pages + pcp pages + live pages == totalram_pages`.
+/// `nr_free_pages + pcp pages + live pages == totalram_pages` (less the
+/// pages the slab layer took at boot).
 pub fn assert_accounting(m: &Machine, live_pages: usize) {
     let free = m.nr_free_pages();
     let pcp = m.nr_pcp_pages();
     assert_eq!(
         free + pcp + live_pages,
-        m.totalram_pages(),
+        m.totalram_pages() - m.boot_allocated_pages(),
         "free {free} + pcp {pcp} + live {live_pages} != totalram {}",
         m.totalram_pages()
     );
@@ -93,7 +94,7 @@ pub fn assert_boot_state(m: &Machine) {
         m.dmesg()
     );
     assert_eq!(m.nr_pcp_pages(), 0);
-    assert_eq!(m.nr_free_pages(), m.totalram_pages());
+    assert_eq!(m.nr_free_pages(), m.totalram_pages() - m.boot_allocated_pages());
 }
 
 /// Allocate with `gfp` (plus `__GFP_NOWARN|__GFP_NORETRY`, so nothing waits),
