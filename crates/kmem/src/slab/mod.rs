@@ -641,7 +641,7 @@ impl<P: Platform> Kmem<P> {
             self.warn(format_args!("kmem_cache_create: duplicate cache {name}"));
         }
         // Merging with a compatible cache.
-        if let Some(s) = self.find_mergeable(size, args.align, flags, &args) {
+        if let Some(s) = self.find_mergeable(name, size, args.align, flags, &args) {
             // SAFETY: caches on the list are alive.
             unsafe {
                 let sp = s.as_ptr();
@@ -678,12 +678,14 @@ impl<P: Platform> Kmem<P> {
     /// `find_mergeable`: an existing cache new objects can share.
     fn find_mergeable(
         &self,
+        name: &str,
         size: usize,
         align: usize,
         flags: SlabFlags,
         args: &KmemCacheArgs,
     ) -> Option<NonNull<KmemCache>> {
-        let flags = self.slub_debug_flags_for(flags, "");
+        // slub_debug= may name this cache: a debug cache never merges.
+        let flags = self.slub_debug_flags_for(flags, name);
         if flags.intersects(SLAB_NEVER_MERGE)
             || !matches!(args.ctor, CtorKind::None)
             || args.usersize != 0
