@@ -306,7 +306,6 @@ fn ctor_objects_stay_constructed_under_every_option() {
 
 /// `init_on_alloc=1` on the lock-free fast path of ordinary caches.
 #[test]
-#[ignore = "init_on_alloc is not applied on slub.rs's allocation fast path (see the slub_debug report)"]
 fn kmemcache_init_on_alloc_plain_caches() {
     let m = boot("init_on_alloc=1");
     test_kmemcache(&m, true);
@@ -318,7 +317,6 @@ fn kmemcache_init_on_alloc_plain_caches() {
 
 /// `init_on_free=1` on the free fast path of ordinary caches.
 #[test]
-#[ignore = "init_on_free is not applied on slub.rs's free fast path (see the slub_debug report)"]
 fn kmemcache_init_on_free_plain_caches() {
     let m = boot("init_on_free=1");
     test_kmemcache(&m, true);

@@ -232,6 +232,10 @@ pub struct Kmem<P: Platform> {
     pub(crate) boot_free_pages: [[AtomicUsize; NR_PAGE_ORDERS]; MAX_NUMNODES * MAX_NR_ZONES],
     pub(crate) tainted_bad_page: AtomicBool,
     pub(crate) boot_allocated: AtomicUsize,
+    /// `init_on_alloc=1`: zero every page allocation.
+    pub(crate) init_on_alloc: bool,
+    /// `init_on_free=1`: zero every page when it is freed.
+    pub(crate) init_on_free: bool,
 }
 
 // SAFETY: all shared mutable state is behind locks or atomics; raw pointers
@@ -619,6 +623,8 @@ impl<P: Platform> Kmem<P> {
                         MAX_NUMNODES * MAX_NR_ZONES],
                     tainted_bad_page: AtomicBool::new(false),
                     boot_allocated: AtomicUsize::new(0),
+                    init_on_alloc: params.init_on_alloc == Some(true),
+                    init_on_free: params.init_on_free == Some(true),
                 },
             );
             Reclaim::init(ptr::addr_of_mut!((*kmem_ptr).reclaim));

@@ -740,7 +740,7 @@ impl<P: Platform> Kmem<P> {
             // Blocks from the buddy lists carry their order already (buddy and pcp alike).
             debug_assert_eq!((*page).order as u32, order);
             (*page).refcount.store(1, Ordering::Relaxed);
-            if gfp.intersects(__GFP_ZERO) && old & PG_REPORTED == 0 {
+            if (gfp.intersects(__GFP_ZERO) || self.init_on_alloc) && old & PG_REPORTED == 0 {
                 let pfn = self.map.page_to_pfn(page);
                 ptr::write_bytes(self.lowmem_or_direct_address(pfn), 0, PAGE_SIZE << order);
             }
@@ -1173,6 +1173,10 @@ impl<P: Platform> Kmem<P> {
     /// The block is free and ours; `order` is a per-CPU order.
     #[inline(always)]
     unsafe fn free_pcp_fast(&self, page: *mut Page, pfn: usize, order: u32, cold: bool) -> bool {
+        if self.init_on_free {
+            // SAFETY: the block is ours until it is on a list.
+            unsafe { ptr::write_bytes(self.lowmem_or_direct_address(pfn), 0, PAGE_SIZE << order) };
+        }
         let pb = self.map.pageblock(pfn);
         let Some(zone) = self.zone_by_id(pb.zone_id) else {
             return false;
@@ -1335,6 +1339,10 @@ impl<P: Platform> Kmem<P> {
     /// The block is free and ours.
     #[inline(always)]
     unsafe fn free_unref_page(&self, page: *mut Page, pfn: usize, order: u32, cold: bool) {
+        if self.init_on_free {
+            // SAFETY: the block is ours until it is on a list.
+            unsafe { ptr::write_bytes(self.lowmem_or_direct_address(pfn), 0, PAGE_SIZE << order) };
+        }
         let pb = self.map.pageblock(pfn);
         let Some(zone) = self.zone_by_id(pb.zone_id) else {
             // SAFETY: descriptor valid.

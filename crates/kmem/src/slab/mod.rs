@@ -218,6 +218,26 @@ pub struct KmemCache {
     pub(crate) machine: *const (),
     /// Objects ever allocated / freed on the slow paths (for statistics).
     pub(crate) errors: AtomicUsize,
+    /// `slab_want_init_on_alloc` precomputed: 0 zero iff `__GFP_ZERO`,
+    /// 1 never (a constructor under `init_on_alloc=1`), 2 always.
+    pub(crate) init_on_alloc: u8,
+    /// `slab_want_init_on_free` precomputed: wipe objects on free (`init_on_free=1`).
+    pub(crate) init_on_free: bool,
+}
+
+impl KmemCache {
+    /// Whether an allocation with `gfp` must be zeroed (`slab_want_init_on_alloc`).
+    #[inline(always)]
+    pub fn want_init_on_alloc(&self, gfp: Gfp) -> bool {
+        self.init_on_alloc == 2 || (self.init_on_alloc == 0 && gfp.intersects(__GFP_ZERO))
+    }
+
+    /// The free pointer lies inside the object (it must be cleared again for
+    /// `init_on_free` caches when the object is handed out).
+    #[inline(always)]
+    pub fn freeptr_inside(&self) -> bool {
+        self.offset < self.inuse && self.offset + 8 <= self.object_size
+    }
 }
 
 // SAFETY: all mutable state is behind atomics and locks; raw pointers point
@@ -881,6 +901,20 @@ impl<P: Platform> Kmem<P> {
                         .with_private(s as *mut ()),
                     machine: self as *const Kmem<P> as *const (),
                     errors: AtomicUsize::new(0),
+                    init_on_alloc: if self.params.init_on_alloc == Some(true) {
+                        if has_ctor {
+                            1
+                        } else if flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON) {
+                            0
+                        } else {
+                            2
+                        }
+                    } else {
+                        0
+                    },
+                    init_on_free: self.params.init_on_free == Some(true)
+                        && !has_ctor
+                        && !flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON),
                 },
             );
             for nid in 0..MAX_NUMNODES {

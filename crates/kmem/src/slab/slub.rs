@@ -48,9 +48,13 @@ impl<P: Platform> Kmem<P> {
                 let next = unsafe { c.get_freepointer(obj as *mut u8) } as usize;
                 if cs.fl.cas((obj, tid), (next, tid.wrapping_add(1))) {
                     let obj = obj as *mut u8;
-                    if gfp.intersects(__GFP_ZERO) {
+                    if c.want_init_on_alloc(gfp) {
                         // SAFETY: the object is ours now.
                         unsafe { ptr::write_bytes(obj, 0, c.object_size) };
+                    } else if c.init_on_free && c.freeptr_inside() {
+                        // maybe_wipe_obj_freeptr: the wiped object still holds the free pointer.
+                        // SAFETY: the object is ours now.
+                        unsafe { s_wipe_freeptr(c, obj) };
                     }
                     // SAFETY: objects are never null.
                     return Ok(unsafe { NonNull::new_unchecked(obj) });
@@ -107,9 +111,12 @@ impl<P: Platform> Kmem<P> {
         };
         match obj {
             Some(o) => {
-                if gfp.intersects(__GFP_ZERO) || self.want_init_on_alloc(s) {
+                if s.want_init_on_alloc(gfp) {
                     // SAFETY: the object is ours.
                     unsafe { ptr::write_bytes(o, 0, s.object_size) };
+                } else if s.init_on_free && s.freeptr_inside() && !s.debug() {
+                    // SAFETY: the object is ours.
+                    unsafe { s_wipe_freeptr(s, o) };
                 }
                 // SAFETY: objects are never null.
                 Ok(unsafe { NonNull::new_unchecked(o) })
@@ -121,14 +128,6 @@ impl<P: Platform> Kmem<P> {
                 Err(AllocError)
             }
         }
-    }
-
-    /// `slab_want_init_on_alloc` for `init_on_alloc=1`.
-    #[inline]
-    fn want_init_on_alloc(&self, s: &KmemCache) -> bool {
-        self.params.init_on_alloc == Some(true)
-            && matches!(s.ctor, CtorKind::None)
-            && !s.flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON)
     }
 
     /// `___slab_alloc` under this CPU's lock.
@@ -690,6 +689,10 @@ impl<P: Platform> Kmem<P> {
             if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire) {
                 return false;
             }
+            if s.init_on_free {
+                // SAFETY: the object is ours.
+                unsafe { ptr::write_bytes(obj, 0, s.object_size) };
+            }
             // SAFETY: the object is ours, in our cpu slab.
             unsafe { s.set_freepointer(obj, fl as *mut u8) };
             if c.fl.cas((fl, tid), (obj as usize, tid.wrapping_add(1))) {
@@ -792,6 +795,10 @@ impl<P: Platform> Kmem<P> {
     /// `obj` is an allocated object of `slab` of `s`.
     #[inline(never)]
     pub(crate) unsafe fn slab_free_slow(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        if s.init_on_free {
+            // SAFETY: the object is ours until it is on the freelist.
+            unsafe { ptr::write_bytes(obj, 0, s.object_size) };
+        }
         // SAFETY: caller contract.
         let d = unsafe { slab_fl(slab) };
         let nid = self.slab_nid(slab);
@@ -999,4 +1006,14 @@ impl<P: Platform> Kmem<P> {
             }
         }
     }
+}
+
+/// Clear the in-object free pointer of an `init_on_free` object being handed out.
+///
+/// # Safety
+/// `obj` is an object of `s` owned by the caller.
+#[inline(always)]
+unsafe fn s_wipe_freeptr(s: &KmemCache, obj: *mut u8) {
+    // SAFETY: caller contract; the word lies inside the object.
+    unsafe { (obj.add(s.offset) as *mut usize).write_unaligned(0) };
 }
