@@ -17,10 +17,12 @@
 //! The machine and boot glue (the boot command line, the process-wide default
 //! machine) builds on these two pieces.
 
+pub mod global;
 pub mod machine;
 pub mod platform;
 pub mod ram;
 
+pub use global::{CacheBox, KBox, KmallocAllocator, KmemAlloc, KmemCache};
 pub use machine::{default_machine, Machine, MachineError};
 pub use platform::HostedPlatform;
 pub use ram::HostRam;

@@ -9,8 +9,12 @@
 
 use crate::gfp::*;
 use crate::machine::Kmem;
+use crate::page::{flags::*, get_order, Page, PAGE_SHIFT, PAGE_SIZE};
+use crate::page_alloc::PG_TAIL_BIT;
 use crate::platform::Platform;
 use crate::slab::*;
+use crate::AllocError;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 
 /// Largest kmalloc slab size is 2^13.
@@ -121,5 +125,602 @@ impl<P: Platform> Kmem<P> {
         core::ptr::NonNull::new(
             self.slab.kmalloc[kmalloc_type(gfp)][kmalloc_index(size)].load(Ordering::Relaxed),
         )
+    }
+}
+
+/// `ARCH_KMALLOC_MINALIGN`: every kmalloc address is aligned at least this much.
+pub const ARCH_KMALLOC_MINALIGN: usize = 8;
+/// `KMALLOC_MAX_SIZE`: the largest kmalloc (4 MiB, an order-10 compound page).
+pub const KMALLOC_MAX_SIZE: usize = crate::slab::KMALLOC_MAX_SIZE;
+/// `KMALLOC_MAX_ORDER`: the order of a `KMALLOC_MAX_SIZE` allocation.
+pub const KMALLOC_MAX_ORDER: u32 = crate::page::MAX_PAGE_ORDER;
+
+/// `ZERO_OR_NULL_PTR(x)`: NULL or `ZERO_SIZE_PTR` (anything at or below 16).
+#[inline(always)]
+pub fn zero_or_null_ptr(p: *const u8) -> bool {
+    (p as usize) <= ZERO_SIZE_PTR as usize
+}
+
+/// `ZERO_SIZE_PTR` as the `NonNull` that `kmalloc(0)` returns. Never dereference it.
+#[inline(always)]
+pub const fn zero_size_ptr() -> NonNull<u8> {
+    // SAFETY: 16 is not null.
+    unsafe { NonNull::new_unchecked(ZERO_SIZE_PTR) }
+}
+
+/// The object size of kmalloc cache index `index` (`kmalloc_info[index].size`).
+#[inline(always)]
+pub const fn kmalloc_size(index: usize) -> usize {
+    KMALLOC_INFO[index].1
+}
+
+/// `kmalloc_size_roundup`: the size kmalloc really hands out for a request
+/// of `size` bytes: the size class up to 8 KiB, whole pages (a power of two
+/// of them) up to `KMALLOC_MAX_SIZE`; 0 stays 0 and larger sizes (which
+/// kmalloc refuses) are returned unchanged.
+#[inline(always)]
+pub const fn kmalloc_size_roundup(size: usize) -> usize {
+    if size == 0 || size > KMALLOC_MAX_SIZE {
+        size
+    } else if size <= KMALLOC_MAX_CACHE_SIZE {
+        kmalloc_size(kmalloc_index(size))
+    } else {
+        PAGE_SIZE << get_order(size)
+    }
+}
+
+/// `slab_ksize`: how many bytes of an object of `s` a caller may use.
+///
+/// Debug caches (red zones, poisoning) give exactly the object size, so the
+/// checks stay meaningful; caches that keep metadata after the object (a
+/// free pointer that cannot overlay the object — constructors,
+/// `SLAB_TYPESAFE_BY_RCU`, poisoning — or `SLAB_STORE_USER` tracks) give
+/// `inuse`; everything else gives the whole stride including padding.
+#[inline(always)]
+pub fn slab_ksize(s: &KmemCache) -> usize {
+    if s.flags.intersects(SLAB_RED_ZONE | SLAB_POISON | SLAB_KASAN) {
+        s.object_size
+    } else if s.flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_STORE_USER) || s.offset >= s.inuse {
+        s.inuse
+    } else {
+        s.size
+    }
+}
+
+/// `check_mul_overflow` for the array allocators.
+#[inline(always)]
+fn array_size(n: usize, size: usize) -> Result<usize, AllocError> {
+    n.checked_mul(size).ok_or(AllocError)
+}
+
+impl<P: Platform> Kmem<P> {
+    // ---- allocation ------------------------------------------------------
+
+    /// `kmalloc`: `size` bytes, aligned to at least 8, naturally aligned for
+    /// power-of-two sizes; `ZERO_SIZE_PTR` for size 0. Up to 8 KiB from the
+    /// `kmalloc-N` caches (`dma-kmalloc-N` for `GFP_DMA`, `kmalloc-rcl-N`
+    /// for `__GFP_RECLAIMABLE`), above that compound pages from the page
+    /// allocator; above 4 MiB it fails (with a warning unless `__GFP_NOWARN`).
+    ///
+    /// For a constant size and constant flags the size class is folded at
+    /// compile time: what remains is one load of the cache pointer and the
+    /// slab fast path.
+    #[inline(always)]
+    #[track_caller]
+    pub fn kmalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if size <= KMALLOC_MAX_CACHE_SIZE {
+            if size == 0 {
+                return Ok(zero_size_ptr());
+            }
+            let s = self.slab.kmalloc[kmalloc_type(gfp)][kmalloc_index(size)].load(Ordering::Relaxed);
+            match NonNull::new(s) {
+                Some(s) => self.kmem_cache_alloc(s, gfp),
+                None => Err(AllocError),
+            }
+        } else {
+            self.kmalloc_large_node(size, gfp, -1)
+        }
+    }
+
+    /// `kzalloc`: `kmalloc` with `__GFP_ZERO`.
+    #[inline(always)]
+    #[track_caller]
+    pub fn kzalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        self.kmalloc(size, gfp | __GFP_ZERO)
+    }
+
+    /// `kmalloc_node`: prefer memory of node `nid` (`-1`: no preference).
+    #[inline]
+    #[track_caller]
+    pub fn kmalloc_node(&self, size: usize, gfp: Gfp, nid: i32) -> Result<NonNull<u8>, AllocError> {
+        if size <= KMALLOC_MAX_CACHE_SIZE {
+            if size == 0 {
+                return Ok(zero_size_ptr());
+            }
+            match self.kmalloc_slab(size, gfp) {
+                Some(s) => self.kmem_cache_alloc_node(s, gfp, nid),
+                None => Err(AllocError),
+            }
+        } else {
+            self.kmalloc_large_node(size, gfp, nid)
+        }
+    }
+
+    /// `kzalloc_node`.
+    #[inline]
+    #[track_caller]
+    pub fn kzalloc_node(&self, size: usize, gfp: Gfp, nid: i32) -> Result<NonNull<u8>, AllocError> {
+        self.kmalloc_node(size, gfp | __GFP_ZERO, nid)
+    }
+
+    /// `kmalloc_array`: `n * size` bytes; fails without allocating if the
+    /// product overflows.
+    #[inline]
+    #[track_caller]
+    pub fn kmalloc_array(&self, n: usize, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        self.kmalloc(array_size(n, size)?, gfp)
+    }
+
+    /// `kcalloc`: `kmalloc_array` with `__GFP_ZERO`.
+    #[inline]
+    #[track_caller]
+    pub fn kcalloc(&self, n: usize, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        self.kmalloc(array_size(n, size)?, gfp | __GFP_ZERO)
+    }
+
+    /// `kmalloc_array_node`.
+    #[inline]
+    #[track_caller]
+    pub fn kmalloc_array_node(
+        &self,
+        n: usize,
+        size: usize,
+        gfp: Gfp,
+        nid: i32,
+    ) -> Result<NonNull<u8>, AllocError> {
+        self.kmalloc_node(array_size(n, size)?, gfp, nid)
+    }
+
+    /// `kcalloc_node`.
+    #[inline]
+    #[track_caller]
+    pub fn kcalloc_node(&self, n: usize, size: usize, gfp: Gfp, nid: i32) -> Result<NonNull<u8>, AllocError> {
+        self.kmalloc_node(array_size(n, size)?, gfp | __GFP_ZERO, nid)
+    }
+
+    /// `kmalloc_fix_flags`: zone modifiers other than `GFP_DMA` make no sense
+    /// for kmalloc; warn and drop them.
+    #[cold]
+    fn kmalloc_fix_flags(&self, gfp: Gfp) -> Gfp {
+        let fixed = gfp.without(GFP_SLAB_BUG_MASK);
+        self.warn(format_args!(
+            "Unexpected gfp: {:#x} ({}). Fixing up to gfp: {:#x} ({}). Fix your code!",
+            gfp.bits() & GFP_SLAB_BUG_MASK.bits(),
+            Gfp(gfp.bits() & GFP_SLAB_BUG_MASK.bits()),
+            fixed.bits(),
+            fixed
+        ));
+        fixed
+    }
+
+    /// `__kmalloc_large_node`: a compound page of `get_order(size)` straight
+    /// from the page allocator, marked `PG_LARGE_KMALLOC` so `kfree` knows it
+    /// and counted in `large_kmalloc_pages`. Page aligned. Sizes above
+    /// `KMALLOC_MAX_SIZE` fail with the page allocator's order warning
+    /// (unless `__GFP_NOWARN`), as in the kernel.
+    #[inline(never)]
+    pub fn kmalloc_large_node(&self, size: usize, gfp: Gfp, nid: i32) -> Result<NonNull<u8>, AllocError> {
+        let gfp = if gfp.intersects(GFP_SLAB_BUG_MASK) {
+            self.kmalloc_fix_flags(gfp)
+        } else {
+            gfp
+        };
+        let order = get_order(size);
+        let page = self.alloc_pages_node(nid, gfp | __GFP_COMP, order)?;
+        let Some(addr) = self.page_address(page) else {
+            // Cannot happen: the zone modifiers that reach HighMem were dropped.
+            // SAFETY: we own the allocation we just got.
+            unsafe { self.__free_pages(page, order) };
+            return Err(AllocError);
+        };
+        // SAFETY: the head page of our fresh allocation.
+        unsafe { page.as_ref() }.set(PG_LARGE_KMALLOC);
+        self.slab
+            .large_kmalloc_pages
+            .fetch_add(1 << order, Ordering::Relaxed);
+        Ok(addr)
+    }
+
+    /// `kmalloc` with an alignment: `size` bytes aligned to `align` (a power
+    /// of two). Alignments up to 8 are what kmalloc always gives; larger
+    /// ones use the size class of `max(size, align)` when its objects are
+    /// aligned that much (power-of-two classes are naturally aligned; 96 and
+    /// 192 are 32- and 64-aligned unless a debug layout shifts them), else
+    /// the next power-of-two class, else whole pages. Free with `kfree`.
+    /// Size 0 gives `ZERO_SIZE_PTR`, which must never be dereferenced.
+    #[inline(always)]
+    #[track_caller]
+    pub fn kmalloc_aligned(&self, size: usize, align: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if align <= ARCH_KMALLOC_MINALIGN && align.is_power_of_two() {
+            self.kmalloc(size, gfp)
+        } else {
+            self.kmalloc_aligned_slow(size, align, gfp)
+        }
+    }
+
+    /// `kmalloc_aligned` for a `Layout`.
+    #[inline(always)]
+    #[track_caller]
+    pub fn kmalloc_layout(&self, layout: core::alloc::Layout, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        self.kmalloc_aligned(layout.size(), layout.align(), gfp)
+    }
+
+    #[inline(never)]
+    #[track_caller]
+    fn kmalloc_aligned_slow(&self, size: usize, align: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if !align.is_power_of_two() {
+            return Err(AllocError);
+        }
+        if size == 0 {
+            return Ok(zero_size_ptr());
+        }
+        let want = size.max(align);
+        if want <= KMALLOC_MAX_CACHE_SIZE {
+            for candidate in [want, want.next_power_of_two()] {
+                if let Some(s) = self.kmalloc_slab(candidate, gfp) {
+                    // SAFETY: kmalloc caches live as long as the machine.
+                    if self.cache_objects_aligned(unsafe { s.as_ref() }, align) {
+                        return self.kmem_cache_alloc(s, gfp);
+                    }
+                }
+            }
+        }
+        // Whole pages: a block of order n is aligned to PAGE_SIZE << n.
+        let mut order = get_order(want);
+        while (PAGE_SIZE << order) < align && order <= KMALLOC_MAX_ORDER {
+            order += 1;
+        }
+        if self.page_offset % align != 0 {
+            return Err(AllocError);
+        }
+        self.kmalloc_large_node(PAGE_SIZE << order, gfp, -1)
+    }
+
+    /// Whether every object of `s` is aligned to `align`: the stride and the
+    /// left red zone are multiples of it and so is the slab's address (slabs
+    /// are blocks of 2^order pages, aligned to their size physically).
+    pub(crate) fn cache_objects_aligned(&self, s: &KmemCache, align: usize) -> bool {
+        s.size % align == 0
+            && s.red_left_pad % align == 0
+            && (align <= PAGE_SIZE
+                || ((PAGE_SIZE << s.min.order.min(s.oo.order)) % align == 0 && self.page_offset % align == 0))
+    }
+
+    /// `kmalloc_size_roundup`.
+    #[inline(always)]
+    pub fn kmalloc_size_roundup(&self, size: usize) -> usize {
+        kmalloc_size_roundup(size)
+    }
+
+    // ---- freeing ---------------------------------------------------------
+
+    /// `kfree`: free memory from `kmalloc` (or any slab object). NULL and
+    /// `ZERO_SIZE_PTR` are ignored. A slab object goes back to its cache
+    /// (found through its page), a large kmalloc to the page allocator.
+    /// Anything else — an address outside the machine's memory, a pointer
+    /// into the middle of an object or of a large kmalloc, a page that
+    /// kmalloc never handed out, a large kmalloc freed twice — is reported
+    /// the kernel's way and nothing is freed.
+    ///
+    /// # Safety
+    /// `p` came from this machine's kmalloc family (or `kmem_cache_alloc`)
+    /// and is not used afterwards. Misuse is detected as far as the page
+    /// metadata allows (a double free of a slab object in a non-debug cache
+    /// is not; boot with `slub_debug` for that).
+    #[inline(always)]
+    #[track_caller]
+    pub unsafe fn kfree(&self, p: *const u8) {
+        // NULL and ZERO_SIZE_PTR are below the linear map (or, with a linear
+        // map at 0, in page 0, which is never a slab): both cold paths below
+        // ignore them, so the hot path does not test for them.
+        let pfn = (p as usize).wrapping_sub(self.page_offset) >> PAGE_SHIFT;
+        if pfn >= self.max_low_pfn {
+            if !zero_or_null_ptr(p) {
+                self.kfree_invalid(p, "not a kernel address");
+            }
+            return;
+        }
+        let mut page = self.map.pfn_to_page(pfn);
+        // SAFETY: pfn < max_low_pfn, so `page` is a descriptor of the memmap;
+        // tail pages of compound pages point at their head.
+        let mut f = unsafe { (*page).flags.load(Ordering::Relaxed) };
+        if f & PG_TAIL_BIT != 0 {
+            // SAFETY: as above.
+            page = unsafe { (*page).index } as *mut Page;
+            // SAFETY: a head page of the memmap.
+            f = unsafe { (*page).flags.load(Ordering::Relaxed) };
+        }
+        if f & PG_SLAB != 0 {
+            // SAFETY: slab pages record their (live) cache.
+            let s = unsafe { &*((*page).mapping as *const KmemCache) };
+            let sz = s.size;
+            // Objects of non-debug power-of-two caches sit at multiples of
+            // their size from the slab's start, which is aligned at least as
+            // much: `p` is an object start iff it is aligned to the size.
+            // `(p | sz) & (sz - 1) == 0` checks that and that the size is a
+            // power of two at once; other pointers take the exact check.
+            if !s.debug() && ((p as usize) | sz) & sz.wrapping_sub(1) == 0 {
+                // SAFETY: an allocated object of `s` in slab `page` (caller contract).
+                unsafe { self.do_slab_free(s, page, p as *mut u8) };
+                return;
+            }
+        }
+        // SAFETY: forwarded; `page` is the head of the page holding `p`.
+        unsafe { self.kfree_slow(p, page, f) }
+    }
+
+    /// `kfree` of everything but a well-aligned object of a non-debug
+    /// power-of-two cache.
+    ///
+    /// # Safety
+    /// As `kfree`; `page` is the (head) page holding `p`, `f` its flags.
+    #[inline(never)]
+    #[track_caller]
+    unsafe fn kfree_slow(&self, p: *const u8, page: *mut Page, f: u32) {
+        if zero_or_null_ptr(p) {
+            return;
+        }
+        if f & PG_SLAB != 0 {
+            // SAFETY: slab pages record their live cache.
+            let s = unsafe { &*((*page).mapping as *const KmemCache) };
+            if s.debug() {
+                // The debug path checks the pointer and double frees itself.
+                // SAFETY: forwarded.
+                unsafe { self.kmem_cache_free(NonNull::from(s), p as *mut u8) };
+                return;
+            }
+            let base = self.slab_base(page) as usize;
+            let off = (p as usize).wrapping_sub(base + s.red_left_pad);
+            // SAFETY: the counters of a slab page are read atomically.
+            let objects = Counters(unsafe { slab_fl(page) }.hi.load(Ordering::Relaxed)).objects();
+            if off % s.size != 0 || off / s.size >= objects {
+                self.slab_error(
+                    s,
+                    format_args!("kfree: Invalid object pointer 0x{:016x}", p as usize),
+                );
+                self.platform.dump_stack();
+                return;
+            }
+            // SAFETY: an allocated object of `s` in slab `page` (caller contract).
+            unsafe { self.do_slab_free(s, page, p as *mut u8) };
+            return;
+        }
+        // SAFETY: `page` is a descriptor of the memmap.
+        let head = unsafe { &*page };
+        if f & PG_LARGE_KMALLOC != 0 {
+            let start = self.lowmem_or_direct_address(self.map.page_to_pfn(page));
+            if !ptr::eq(p, start) {
+                self.kfree_invalid(p, "inside a large kmalloc");
+                return;
+            }
+            // Clearing the mark is what owns the free: a racing second kfree
+            // finds it clear and is reported instead.
+            if head.flags.fetch_and(!PG_LARGE_KMALLOC, Ordering::AcqRel) & PG_LARGE_KMALLOC == 0 {
+                self.kfree_invalid(p, "large kmalloc already freed");
+                return;
+            }
+            let order = head.order as u32;
+            self.slab
+                .large_kmalloc_pages
+                .fetch_sub(1 << order, Ordering::Relaxed);
+            // SAFETY: the compound allocation kmalloc_large_node made, now ours.
+            unsafe { self.__free_pages(NonNull::new_unchecked(page), order) };
+            return;
+        }
+        if self.page_zone_by_pfn(self.map.page_to_pfn(page)).is_none() {
+            self.kfree_invalid(p, "not RAM");
+            return;
+        }
+        // RAM, but neither a slab nor a large kmalloc: the kernel would
+        // folio_put() it and free someone's pages, or trip over a free page.
+        let reason = if f & (PG_BUDDY | PG_PCP) != 0 || head.ref_count() == 0 {
+            "kfree: invalid pointer: page already free (double free?)"
+        } else {
+            "kfree: invalid pointer: page not from kmalloc"
+        };
+        self.slab.errors.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: a descriptor of this memmap; bad_page only reports.
+        unsafe { self.bad_page(page, reason) };
+    }
+
+    /// Report a `kfree` of something kmalloc did not hand out.
+    #[cold]
+    fn kfree_invalid(&self, p: *const u8, why: &str) {
+        self.slab.errors.fetch_add(1, Ordering::Relaxed);
+        self.warn(format_args!(
+            "kfree: invalid pointer 0x{:016x} ({why})",
+            p as usize
+        ));
+    }
+
+    /// `kfree_sensitive`: clear the whole usable size (`ksize`), then free.
+    ///
+    /// # Safety
+    /// As `kfree`.
+    #[track_caller]
+    pub unsafe fn kfree_sensitive(&self, p: *const u8) {
+        if zero_or_null_ptr(p) {
+            return;
+        }
+        let ks = self.ksize(p);
+        if ks != 0 {
+            // SAFETY: `ks` usable bytes belong to the caller's allocation.
+            unsafe { ptr::write_bytes(p as *mut u8, 0, ks) };
+            // memzero_explicit: the clearing may not be dropped or moved past the free.
+            core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        }
+        // SAFETY: forwarded.
+        unsafe { self.kfree(p) };
+    }
+
+    /// `kfree_bulk`: free every pointer of `objs` (NULLs are skipped).
+    ///
+    /// # Safety
+    /// As `kfree` for each pointer.
+    #[track_caller]
+    pub unsafe fn kfree_bulk(&self, objs: &[*mut u8]) {
+        for &p in objs.iter().rev() {
+            // SAFETY: forwarded.
+            unsafe { self.kfree(p) };
+        }
+    }
+
+    // ---- sizes and reallocation -------------------------------------------
+
+    /// `ksize`: the usable size of a kmalloc allocation: the cache's
+    /// `slab_ksize` for slab objects, `PAGE_SIZE << order` for a large
+    /// kmalloc; 0 for NULL, `ZERO_SIZE_PTR` and anything kmalloc did not
+    /// hand out (with a warning for the latter, as the kernel's `WARN_ON`).
+    pub fn ksize(&self, p: *const u8) -> usize {
+        if zero_or_null_ptr(p) {
+            return 0;
+        }
+        let Some(page) = self.virt_to_page(p) else {
+            self.warn(format_args!(
+                "ksize: 0x{:016x} is not a kernel address",
+                p as usize
+            ));
+            return 0;
+        };
+        let mut page = page.as_ptr();
+        // SAFETY: descriptors of the memmap; tails point at their head.
+        let f = unsafe {
+            let mut f = (*page).flags.load(Ordering::Relaxed);
+            if f & PG_TAIL_BIT != 0 {
+                page = (*page).index as *mut Page;
+                f = (*page).flags.load(Ordering::Relaxed);
+            }
+            f
+        };
+        if f & PG_SLAB != 0 {
+            // SAFETY: slab pages record their live cache.
+            return slab_ksize(unsafe { &*((*page).mapping as *const KmemCache) });
+        }
+        if f & PG_LARGE_KMALLOC != 0 && ptr::eq(p, self.lowmem_or_direct_address(self.map.page_to_pfn(page)))
+        {
+            // SAFETY: the head page of a live large kmalloc.
+            return PAGE_SIZE << unsafe { (*page).order };
+        }
+        self.warn(format_args!(
+            "ksize: 0x{:016x} is neither a slab object nor a large kmalloc",
+            p as usize
+        ));
+        0
+    }
+
+    /// `krealloc`: resize a kmalloc allocation, keeping its contents.
+    ///
+    /// * `p` NULL (or `ZERO_SIZE_PTR`): a plain `kmalloc(new_size)`.
+    /// * `new_size` 0: `kfree(p)`, and `ZERO_SIZE_PTR` is returned.
+    /// * `ksize(p) >= new_size`: the same pointer; with `__GFP_ZERO` (or
+    ///   `init_on_alloc=1`) the bytes from `new_size` to `ksize(p)` are
+    ///   cleared, so a later grow finds zeroes (this only works if every call
+    ///   on the buffer passed `__GFP_ZERO`, as in the kernel).
+    /// * otherwise a new allocation, `ksize(p)` bytes copied, `p` freed.
+    ///
+    /// On failure `p` is untouched and still owned by the caller.
+    ///
+    /// # Safety
+    /// `p` is NULL, `ZERO_SIZE_PTR` or a live kmalloc allocation of this
+    /// machine; on success it must not be used again (unless returned).
+    #[track_caller]
+    pub unsafe fn krealloc(&self, p: *mut u8, new_size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if new_size == 0 {
+            // SAFETY: forwarded.
+            unsafe { self.kfree(p) };
+            return Ok(zero_size_ptr());
+        }
+        let ks = if zero_or_null_ptr(p) { 0 } else { self.ksize(p) };
+        if ks >= new_size {
+            if gfp.intersects(__GFP_ZERO) || self.params.init_on_alloc == Some(true) {
+                // SAFETY: [new_size, ks) is usable memory of the allocation.
+                unsafe { ptr::write_bytes(p.add(new_size), 0, ks - new_size) };
+            }
+            // SAFETY: ks > 0, so p is a real allocation.
+            return Ok(unsafe { NonNull::new_unchecked(p) });
+        }
+        let new = self.kmalloc(new_size, gfp)?;
+        if ks != 0 {
+            // SAFETY: both allocations are live and distinct; ks < new_size.
+            unsafe { ptr::copy_nonoverlapping(p, new.as_ptr(), ks) };
+        }
+        // SAFETY: p is the caller's (a garbage p is reported by kfree).
+        unsafe { self.kfree(p) };
+        Ok(new)
+    }
+
+    /// `krealloc_array`: `krealloc` to `n * size` bytes; fails (leaving `p`
+    /// alone) if the product overflows.
+    ///
+    /// # Safety
+    /// As `krealloc`.
+    #[track_caller]
+    pub unsafe fn krealloc_array(
+        &self,
+        p: *mut u8,
+        n: usize,
+        size: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let bytes = array_size(n, size)?;
+        // SAFETY: forwarded.
+        unsafe { self.krealloc(p, bytes, gfp) }
+    }
+
+    // ---- copies ------------------------------------------------------------
+
+    /// `kmemdup`: a kmalloc copy of `src`.
+    #[track_caller]
+    pub fn kmemdup(&self, src: &[u8], gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        let p = self.kmalloc(src.len(), gfp)?;
+        if !src.is_empty() {
+            // SAFETY: `p` has room for src.len() bytes and is fresh.
+            unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p.as_ptr(), src.len()) };
+        }
+        Ok(p)
+    }
+
+    /// `kmemdup_nul`: a kmalloc copy of `src` with a NUL appended.
+    #[track_caller]
+    pub fn kmemdup_nul(&self, src: &[u8], gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        let len = src.len().checked_add(1).ok_or(AllocError)?;
+        let p = self.kmalloc(len, gfp)?;
+        // SAFETY: `p` has room for len bytes and is fresh.
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr(), p.as_ptr(), src.len());
+            *p.as_ptr().add(src.len()) = 0;
+        }
+        Ok(p)
+    }
+
+    /// `kstrdup`: a kmalloc copy of a C string, NUL included.
+    #[track_caller]
+    pub fn kstrdup(&self, s: &core::ffi::CStr, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        self.kmemdup(s.to_bytes_with_nul(), gfp)
+    }
+
+    /// `kstrdup` of a Rust string: its bytes and a NUL, as a C string in
+    /// kmalloc memory (an interior NUL simply ends the C string early).
+    #[track_caller]
+    pub fn kstrdup_str(&self, s: &str, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        self.kmemdup_nul(s.as_bytes(), gfp)
+    }
+}
+
+impl<P: Platform> Kmem<P> {
+    /// Pages held by large kmallocs (the kernel counts them in
+    /// `NR_SLAB_UNRECLAIMABLE_B`).
+    pub fn nr_large_kmalloc_pages(&self) -> usize {
+        self.slab.large_kmalloc_pages.load(Ordering::Relaxed)
     }
 }

@@ -23,6 +23,7 @@ pub mod bootmem;
 pub mod cmdline;
 pub mod e820;
 pub mod gfp;
+pub mod kbox;
 pub mod kmalloc;
 pub mod kswapd;
 pub mod list;
@@ -38,6 +39,8 @@ pub mod spinlock;
 pub mod vmscan;
 
 pub use gfp::*;
+pub use kbox::{CacheBox, DefaultMachine, KBox, KmallocAllocator};
+pub use kmalloc::{zero_or_null_ptr, ZERO_SIZE_PTR};
 pub use machine::{BootError, BootInfo, Kmem, MachineState};
 pub use page::{get_order, Page, PAGE_SHIFT, PAGE_SIZE};
 pub use platform::Platform;
