@@ -689,6 +689,12 @@ impl<P: Platform> Kmem<P> {
             if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire) {
                 return false;
             }
+            if obj as usize == fl {
+                // The naive double-free check of set_freepointer (BUG_ON(object == fp)):
+                // freeing the object just freed would make the freelist a cycle.
+                self.double_free(s, obj);
+                return true;
+            }
             if s.init_on_free {
                 // SAFETY: the object is ours.
                 unsafe { ptr::write_bytes(obj, 0, s.object_size) };
@@ -774,6 +780,14 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: forwarded.
         unsafe { self.debug_free(s, slab, obj, core::panic::Location::caller()) };
+    }
+
+    /// A double free caught on the fast path: reported, the object stays free.
+    #[cold]
+    fn double_free(&self, s: &KmemCache, obj: *mut u8) {
+        self.slab_error(s, format_args!("Object already free"));
+        crate::pr!(self, "Object 0x{:016x} freed twice in a row: not freed again", obj as usize);
+        self.platform.dump_stack();
     }
 
     /// A free of something that is no slab object.
