@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Instructions per operation of kmem's page allocator and of
-# buddy_system_allocator, counted by valgrind's callgrind.
+# buddy_system_allocator, and of kmem's object allocators (slab cache,
+# kmalloc) and glibc, mimalloc, jemalloc and slab::Slab, counted by
+# valgrind's callgrind.
 #
-#   scripts/instr-count.sh [N] [CASE...]
+#   scripts/instr-count.sh [N] [CASE... | pages | slab]
+#
+# `pages` and `slab` stand for their groups of cases (the default is both).
 #
 # For every case, runs `kmem-instr CASE N` and `kmem-instr CASE 2N` under
 #   valgrind --tool=callgrind --toggle-collect='*instr_<case>*'
@@ -25,11 +29,18 @@ cd "$(dirname "$0")/.."
 
 N=${1:-20000}
 shift || true
-CASES=("$@")
-if [ ${#CASES[@]} -eq 0 ]; then
-    CASES=(kmem-order0 kmem-order3 bsa-heap-order0 bsa-heap-order3 bsa-frame-order0 bsa-frame-order3
-        kmem-batch-lifo bsa-heap-batch-lifo)
-fi
+PAGES=(kmem-order0 kmem-order3 bsa-heap-order0 bsa-heap-order3 bsa-frame-order0 bsa-frame-order3
+    kmem-batch-lifo bsa-heap-batch-lifo)
+SLAB=(slab-kmem-cache-64 slab-kmalloc-64 slab-kmalloc-var-64 slab-glibc-64 slab-mimalloc-64 slab-jemalloc-64 slab-typed-64)
+[ $# -eq 0 ] && set -- pages slab
+CASES=()
+for a in "$@"; do
+    case $a in
+        pages) CASES+=("${PAGES[@]}") ;;
+        slab) CASES+=("${SLAB[@]}") ;;
+        *) CASES+=("$a") ;;
+    esac
+done
 RSEQ_PATH_INSNS=1
 
 command -v valgrind >/dev/null || { echo "valgrind is required (apt-get install valgrind)" >&2; exit 1; }

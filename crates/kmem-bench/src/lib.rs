@@ -1,5 +1,7 @@
-//! Page-allocator workloads for benchmarks, shared by the wall-clock bench
-//! (`kmem-bench-pages`) and the instruction counter (`kmem-instr`).
+//! Workloads for benchmarks, shared by the wall-clock benches
+//! (`kmem-bench-pages`, `kmem-bench-slab`) and the instruction counter
+//! (`kmem-instr`). Page-allocator workloads are here; object-allocator
+//! (slab, kmalloc) workloads in [`objects`].
 //!
 //! Every workload is generic over [`PageAllocator`], implemented for
 //!
@@ -19,6 +21,8 @@
 //! The workloads are written once and `#[inline(always)]`, so each benchmark
 //! or instruction-count entry point gets its own copy specialised for one
 //! allocator.
+
+pub mod objects;
 
 use buddy_system_allocator::{LockedFrameAllocator, LockedHeap};
 use core::alloc::Layout;

@@ -896,7 +896,8 @@ impl<P: Platform> Kmem<P> {
     /// Remember the buddy lists as they are right after boot.
     fn record_boot_free_state(&self) {
         self.boot_allocated.store(
-            self.totalram_pages().saturating_sub(self.nr_free_pages() + self.nr_pcp_pages()),
+            self.totalram_pages()
+                .saturating_sub(self.nr_free_pages() + self.nr_pcp_pages()),
             Ordering::Relaxed,
         );
         for z in self.zones() {

@@ -28,11 +28,13 @@ use crate::memblock::Which;
 use crate::page::{NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PAGE_SHIFT, PAGE_SIZE};
 use crate::page_alloc::zone::{Zone, WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO};
 use crate::platform::Platform;
+use crate::slab::{KmemCache, OrderObjects, CACHE_NAME_LEN, SLAB_RECLAIM_ACCOUNT};
 use core::fmt::{self, Write};
 use core::sync::atomic::Ordering;
 
 /// Files [`proc_show`] knows.
 pub const PROC_FILES: &[&str] = &[
+    "slabinfo",
     "buddyinfo",
     "pagetypeinfo",
     "zoneinfo",
@@ -45,6 +47,7 @@ pub const PROC_FILES: &[&str] = &[
 /// Write the text of `/proc/<name>` (or debugfs `memblock/...`); `Err` for an unknown name.
 pub fn proc_show<P: Platform>(k: &Kmem<P>, name: &str, out: &mut dyn Write) -> fmt::Result {
     match name {
+        "slabinfo" => slabinfo_show(k, out),
         "buddyinfo" => buddyinfo_show(k, out),
         "pagetypeinfo" => pagetypeinfo_show(k, out),
         "zoneinfo" => zoneinfo_show(k, out),
@@ -258,7 +261,7 @@ pub fn calculate_normal_threshold(managed_pages: usize, online_cpus: usize) -> u
     (2 * fls(online_cpus) * (1 + fls(mem))).min(125)
 }
 
-// ---- placeholders for layers that come later ------------------------------------
+// ---- slab pages ---------------------------------------------------------------------
 
 /// Pages held by slab caches.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -269,11 +272,77 @@ pub struct SlabPages {
     pub unreclaimable: usize,
 }
 
-/// Slab pages of `node` (or all nodes for `None`). The slab layer is not built
-/// yet: this is the one place to sum its per-node counters when it is.
-pub fn slab_pages<P: Platform>(_k: &Kmem<P>, _node: Option<usize>) -> SlabPages {
-    SlabPages::default()
+/// Pages of the slabs one node of a cache holds.
+///
+/// A slab has either the preferred order (`s.oo`) or, when that allocation
+/// failed, the smallest order (`s.min`); the node keeps only the number of
+/// slabs and the objects in them. Those two counts determine how many slabs
+/// of each kind there are, exactly: with `a` slabs of `oo.objects` objects
+/// and `nr - a` of `min.objects`, `total = a * oo.objects + (nr - a) *
+/// min.objects`, and the two object counts differ whenever the orders do.
+/// The counters are read without a lock, so a slab being added or removed
+/// concurrently can make them disagree for a moment: `a` is clamped to
+/// `0..=nr`, which keeps the result within one slab of the truth.
+pub fn cache_node_pages(s: &KmemCache, nid: usize) -> usize {
+    let n = s.node(nid);
+    slab_pages_of_counts(
+        n.nr_slabs.load(Ordering::Relaxed),
+        n.total_objects.load(Ordering::Relaxed),
+        s.oo,
+        s.min,
+    )
 }
+
+/// Pages of `nr` slabs holding `total` objects, each slab of order and
+/// objects `oo` or `min` (see [`cache_node_pages`]).
+pub fn slab_pages_of_counts(nr: usize, total: usize, oo: OrderObjects, min: OrderObjects) -> usize {
+    if oo.order == min.order || oo.objects == min.objects {
+        return nr << oo.order;
+    }
+    let (big, small) = if oo.objects > min.objects {
+        (oo, min)
+    } else {
+        (min, oo)
+    };
+    let (bo, so) = (big.objects as usize, small.objects as usize);
+    let of_big = (total.saturating_sub(nr * so) / (bo - so)).min(nr);
+    (of_big << big.order) + ((nr - of_big) << small.order)
+}
+
+/// Pages of large kmalloc allocations (above `KMALLOC_MAX_CACHE_SIZE`, straight
+/// from the page allocator), counted in `SUnreclaim` like the kernel's.
+pub fn large_kmalloc_pages<P: Platform>(k: &Kmem<P>) -> usize {
+    k.slab.large_kmalloc_pages.load(Ordering::Relaxed)
+}
+
+/// Slab pages of `node` (or all nodes for `None`), as the kernel's
+/// `NR_SLAB_RECLAIMABLE_B` / `NR_SLAB_UNRECLAIMABLE_B` count them: the pages
+/// of every slab of every cache, filed under reclaimable for caches with
+/// `SLAB_RECLAIM_ACCOUNT`, plus the pages of large kmalloc allocations
+/// (unreclaimable). The large-kmalloc counter is machine-wide, so on a
+/// machine with several nodes it is filed under node 0.
+pub fn slab_pages<P: Platform>(k: &Kmem<P>, node: Option<usize>) -> SlabPages {
+    let mut sp = SlabPages::default();
+    let nodes = match node {
+        Some(n) if n < k.nr_nodes => n..n + 1,
+        Some(_) => 0..0,
+        None => 0..k.nr_nodes,
+    };
+    k.for_each_cache(|s| {
+        let pages: usize = nodes.clone().map(|nid| cache_node_pages(s, nid)).sum();
+        if s.flags.intersects(SLAB_RECLAIM_ACCOUNT) {
+            sp.reclaimable += pages;
+        } else {
+            sp.unreclaimable += pages;
+        }
+    });
+    if nodes.contains(&0) {
+        sp.unreclaimable += large_kmalloc_pages(k);
+    }
+    sp
+}
+
+// ---- placeholders for layers that come later ------------------------------------
 
 /// vmalloc address space and use, in pages: (`VMALLOC_TOTAL`, pages backing
 /// vmalloc areas). Not built yet; fill in with the vmalloc layer.
@@ -285,6 +354,163 @@ pub fn vmalloc_pages<P: Platform>(_k: &Kmem<P>) -> (usize, usize) {
 /// percpu allocator.
 pub fn percpu_pages<P: Platform>(_k: &Kmem<P>) -> usize {
     0
+}
+
+// ---- /proc/slabinfo -------------------------------------------------------------
+
+/// One cache's numbers in `/proc/slabinfo` (the kernel's `struct slabinfo`
+/// with the name and `s->size` that `cache_show` prints beside it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlabInfo {
+    name: [u8; CACHE_NAME_LEN],
+    name_len: usize,
+    /// Live objects: all objects less the free ones on every list, cpu
+    /// freelists included (exact when nothing allocates concurrently; the
+    /// kernel counts free objects of cpu slabs as active).
+    pub active_objs: usize,
+    /// Objects in all slabs of all nodes.
+    pub num_objs: usize,
+    /// `s->size`: the stride, metadata included (not `object_size`).
+    pub objsize: usize,
+    /// Objects in a slab of the preferred order (`oo_objects(s->oo)`).
+    pub objects_per_slab: usize,
+    /// Pages in a slab of the preferred order (`1 << oo_order(s->oo)`).
+    pub pages_per_slab: usize,
+    /// Slabs; SLUB reports every slab as active.
+    pub active_slabs: usize,
+    /// Slabs of all nodes.
+    pub num_slabs: usize,
+}
+
+impl SlabInfo {
+    /// The cache's name.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    const EMPTY: SlabInfo = SlabInfo {
+        name: [0; CACHE_NAME_LEN],
+        name_len: 0,
+        active_objs: 0,
+        num_objs: 0,
+        objsize: 0,
+        objects_per_slab: 0,
+        pages_per_slab: 0,
+        active_slabs: 0,
+        num_slabs: 0,
+    };
+}
+
+/// `get_slabinfo` (mm/slub.c) for one cache.
+pub fn get_slabinfo<P: Platform>(k: &Kmem<P>, s: &KmemCache) -> SlabInfo {
+    // Better than the kernel: `active_objs` counts the objects on cpu
+    // freelists, cpu slabs and cpu partial slabs as free too (the kernel
+    // counts only node-partial free objects), so it is the exact number of
+    // live objects whenever no allocation runs concurrently.
+    let (active, nr_objs, nr_slabs, _) = k.cache_counts(s);
+    let mut info = SlabInfo {
+        active_objs: active,
+        num_objs: nr_objs,
+        objsize: s.size,
+        objects_per_slab: s.oo.objects as usize,
+        pages_per_slab: 1 << s.oo.order,
+        active_slabs: nr_slabs,
+        num_slabs: nr_slabs,
+        ..SlabInfo::EMPTY
+    };
+    let name = s.name().as_bytes();
+    info.name_len = name.len().min(CACHE_NAME_LEN);
+    info.name[..info.name_len].copy_from_slice(&name[..info.name_len]);
+    info
+}
+
+/// Call `f` with the [`SlabInfo`] of every cache, in `slab_caches` order:
+/// newest first, as the kernel's `list_add` leaves them (our list keeps the
+/// oldest first, so it is walked backwards).
+///
+/// Like the kernel's `seq_file`, which takes `slab_mutex` once per read()
+/// and finds its place again by position, the list lock is held while a
+/// chunk of caches is copied out, never while `f` runs: `f` may allocate.
+pub fn slabinfo_snapshots<P: Platform>(k: &Kmem<P>, mut f: impl FnMut(&SlabInfo)) {
+    const CHUNK: usize = 16;
+    let mut pos = 0;
+    loop {
+        let mut buf = [SlabInfo::EMPTY; CHUNK];
+        let mut n = 0;
+        let mut more = false;
+        {
+            let head = k.slab.caches.lock(&k.platform);
+            let h = &*head as *const ListHead as *mut ListHead;
+            // SAFETY: the list is walked under slab_mutex; listed caches are alive.
+            unsafe {
+                let mut l = (*h).prev;
+                let mut i = 0;
+                while !core::ptr::eq(l, h) {
+                    if i >= pos {
+                        if n == CHUNK {
+                            more = true;
+                            break;
+                        }
+                        buf[n] = get_slabinfo(k, &*crate::container_of!(l, KmemCache, list));
+                        n += 1;
+                    }
+                    i += 1;
+                    l = (*l).prev;
+                }
+            }
+        }
+        for info in &buf[..n] {
+            f(info);
+        }
+        if !more {
+            return;
+        }
+        pos += n;
+    }
+}
+
+/// `print_slabinfo_header`: version 2.1, without the `CONFIG_DEBUG_SLAB` columns.
+const SLABINFO_HEADER: &str = "slabinfo - version: 2.1\n\
+    # name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> \
+    : tunables <limit> <batchcount> <sharedfactor> \
+    : slabdata <active_slabs> <num_slabs> <sharedavail>\n";
+
+/// `cache_show`: one cache's line. SLUB has no tunables (`0 0 0`) and no
+/// shared array (`sharedavail 0`).
+fn cache_show(info: &SlabInfo, out: &mut dyn Write) -> fmt::Result {
+    writeln!(
+        out,
+        "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : tunables {:>4} {:>4} {:>4} : slabdata {:>6} {:>6} {:>6}",
+        info.name(),
+        info.active_objs,
+        info.num_objs,
+        info.objsize,
+        info.objects_per_slab,
+        info.pages_per_slab,
+        0,
+        0,
+        0,
+        info.active_slabs,
+        info.num_slabs,
+        0
+    )
+}
+
+/// `/proc/slabinfo` (`slab_show`): the header before the first cache, then
+/// one line per cache, newest first. Empty if there is no cache at all.
+pub fn slabinfo_show<P: Platform>(k: &Kmem<P>, out: &mut dyn Write) -> fmt::Result {
+    let mut res = Ok(());
+    let mut first = true;
+    slabinfo_snapshots(k, |info| {
+        if res.is_ok() && first {
+            first = false;
+            res = out.write_str(SLABINFO_HEADER);
+        }
+        if res.is_ok() {
+            res = cache_show(info, out);
+        }
+    });
+    res
 }
 
 // ---- /proc/buddyinfo ----------------------------------------------------------
@@ -934,6 +1160,30 @@ mod tests {
         // From the kernel's comment: 1 CPU, 0.9-1 GB -> 8; 1024 CPUs -> capped at 125.
         assert_eq!(calculate_normal_threshold(240_000, 1), 8);
         assert_eq!(calculate_normal_threshold(4 << 20, 1024), 125);
+    }
+
+    #[test]
+    fn slab_pages_of_mixed_orders_are_exact() {
+        let oo = OrderObjects::new(3, 2000); // 16 objects in 8 pages
+        let min = OrderObjects::new(0, 2000); // 2 objects in 1 page
+        assert_eq!((oo.objects, min.objects), (16, 2));
+        for big in 0..20 {
+            for small in 0..20 {
+                let nr = big + small;
+                let total = big * 16 + small * 2;
+                assert_eq!(
+                    slab_pages_of_counts(nr, total, oo, min),
+                    big * 8 + small,
+                    "{big} {small}"
+                );
+            }
+        }
+        // Same order: no solving needed.
+        let one = OrderObjects::new(0, 64);
+        assert_eq!(slab_pages_of_counts(7, 7 * 64, one, one), 7);
+        // Counters caught mid-update stay within the slabs counted.
+        assert_eq!(slab_pages_of_counts(3, 0, oo, min), 3);
+        assert_eq!(slab_pages_of_counts(3, 1000, oo, min), 24);
     }
 
     #[test]

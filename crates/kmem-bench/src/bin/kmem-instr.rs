@@ -1,5 +1,5 @@
-//! Run one page-allocator case N times, for instruction counting under
-//! valgrind (see `scripts/instr-count.sh`).
+//! Run one page-allocator or object-allocator case N times, for instruction
+//! counting under valgrind (see `scripts/instr-count.sh`).
 //!
 //! ```text
 //! kmem-instr CASE N
@@ -13,6 +13,7 @@
 //! the script takes the difference of two runs (N and 2N) to get the cost of
 //! one iteration.
 
+use kmem_bench::objects::*;
 use kmem_bench::*;
 use std::process::ExitCode;
 
@@ -64,6 +65,54 @@ fn instr_bsa_heap_batch_lifo(h: &BsaHeap, buf: &mut Vec<<BsaHeap as PageAllocato
     }
 }
 
+/// kmem_cache_alloc + kmem_cache_free of 64 bytes on a cache of its own.
+#[inline(never)]
+fn instr_slab_kmem_cache_64(a: &KmemCacheObjs<'_>, n: usize) {
+    obj_pair(a, n);
+}
+
+/// kmalloc(64) + kfree, constant size.
+#[inline(never)]
+fn instr_slab_kmalloc_64(a: &KmallocObjs<'_, 64>, n: usize) {
+    obj_pair(a, n);
+}
+
+/// kmalloc(size) + kfree, size 64 known at run time only.
+#[inline(never)]
+fn instr_slab_kmalloc_var_64(a: &KmallocVar<'_>, n: usize) {
+    obj_pair(a, n);
+}
+
+/// glibc malloc(64) + free through `GlobalAlloc`.
+#[inline(never)]
+fn instr_slab_glibc_64(a: &Global<std::alloc::System>, n: usize) {
+    obj_pair(a, n);
+}
+
+/// mimalloc through `GlobalAlloc` (`mi_malloc_aligned` + `mi_free`).
+#[inline(never)]
+fn instr_slab_mimalloc_64(a: &Global<mimalloc::MiMalloc>, n: usize) {
+    obj_pair(a, n);
+}
+
+/// jemalloc through `GlobalAlloc` (`mallocx` + `sdallocx`).
+#[inline(never)]
+fn instr_slab_jemalloc_64(a: &Global<tikv_jemallocator::Jemalloc>, n: usize) {
+    obj_pair(a, n);
+}
+
+/// `slab::Slab` insert + remove of a 64-byte entry.
+#[inline(never)]
+fn instr_slab_typed_64(a: &TypedSlab<64>, n: usize) {
+    obj_pair(a, n);
+}
+
+/// Run an object-allocator pair case: warm-up, then `n` pairs.
+fn run_pairs<A: ObjAllocator>(a: &A, f: fn(&A, usize), n: usize) {
+    f(a, WARMUP);
+    f(a, n);
+}
+
 const CASES: &[&str] = &[
     "kmem-order0",
     "kmem-order3",
@@ -73,6 +122,13 @@ const CASES: &[&str] = &[
     "bsa-frame-order3",
     "kmem-batch-lifo",
     "bsa-heap-batch-lifo",
+    "slab-kmem-cache-64",
+    "slab-kmalloc-64",
+    "slab-kmalloc-var-64",
+    "slab-glibc-64",
+    "slab-mimalloc-64",
+    "slab-jemalloc-64",
+    "slab-typed-64",
 ];
 
 fn usage() -> ExitCode {
@@ -122,6 +178,33 @@ fn main() -> ExitCode {
             };
             run(WARMUP);
             run(n);
+        }
+        "slab-kmem-cache-64" => {
+            let m = Machine::boot(BENCH_CMDLINE).expect("boot");
+            let a = KmemCacheObjs::new(&m, 64);
+            run_pairs(&a, instr_slab_kmem_cache_64, n);
+            // SAFETY: a live cache.
+            assert_eq!(m.cache_counts(unsafe { a.cache().as_ref() }).0, 0);
+        }
+        "slab-kmalloc-64" => {
+            let m = Machine::boot(BENCH_CMDLINE).expect("boot");
+            run_pairs(&KmallocObjs::<64>::new(&m), instr_slab_kmalloc_64, n);
+        }
+        "slab-kmalloc-var-64" => {
+            let m = Machine::boot(BENCH_CMDLINE).expect("boot");
+            run_pairs(&KmallocVar::new(&m, 64), instr_slab_kmalloc_var_64, n);
+        }
+        "slab-glibc-64" => run_pairs(&Global::new(std::alloc::System, 64), instr_slab_glibc_64, n),
+        "slab-mimalloc-64" => run_pairs(&Global::new(mimalloc::MiMalloc, 64), instr_slab_mimalloc_64, n),
+        "slab-jemalloc-64" => run_pairs(
+            &Global::new(tikv_jemallocator::Jemalloc, 64),
+            instr_slab_jemalloc_64,
+            n,
+        ),
+        "slab-typed-64" => {
+            let a = TypedSlab::<64>::with_capacity(16);
+            run_pairs(&a, instr_slab_typed_64, n);
+            assert!(a.is_empty());
         }
         _ => return usage(),
     }

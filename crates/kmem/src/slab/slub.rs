@@ -272,7 +272,8 @@ impl<P: Platform> Kmem<P> {
     unsafe fn cpu_slab_install(&self, s: &KmemCache, c: &KmemCacheCpu, slab: *mut Page, fl: usize) {
         c.slab.store(slab, Ordering::Release);
         let bytes = crate::page::PAGE_SIZE << self.slab_order(s, slab);
-        c.slab_start.store(self.slab_base(slab) as usize, Ordering::Release);
+        c.slab_start
+            .store(self.slab_base(slab) as usize, Ordering::Release);
         c.slab_bytes.store(bytes, Ordering::Release);
         let mut tail = 0;
         loop {
@@ -786,7 +787,11 @@ impl<P: Platform> Kmem<P> {
     #[cold]
     fn double_free(&self, s: &KmemCache, obj: *mut u8) {
         self.slab_error(s, format_args!("Object already free"));
-        crate::pr!(self, "Object 0x{:016x} freed twice in a row: not freed again", obj as usize);
+        crate::pr!(
+            self,
+            "Object 0x{:016x} freed twice in a row: not freed again",
+            obj as usize
+        );
         self.platform.dump_stack();
     }
 
