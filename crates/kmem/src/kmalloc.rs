@@ -443,13 +443,12 @@ impl<P: Platform> Kmem<P> {
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their (live) cache.
             let s = unsafe { &*((*page).mapping as *const KmemCache) };
-            let sz = s.size;
             // Objects of non-debug power-of-two caches sit at multiples of
             // their size from the slab's start, which is aligned at least as
             // much: `p` is an object start iff it is aligned to the size.
-            // `(p | sz) & (sz - 1) == 0` checks that and that the size is a
-            // power of two at once; other pointers take the exact check.
-            if !s.debug() && ((p as usize) | sz) & sz.wrapping_sub(1) == 0 {
+            // `kfree_mask` folds that test and "non-debug, power of two" into
+            // one; other pointers take the exact check.
+            if (p as usize) & s.kfree_mask == 0 {
                 // SAFETY: an allocated object of `s` in slab `page` (caller contract).
                 unsafe { self.do_slab_free(s, page, p as *mut u8) };
                 return;

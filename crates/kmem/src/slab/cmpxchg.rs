@@ -52,26 +52,25 @@ impl DoubleWord {
 #[inline(always)]
 pub unsafe fn cmpxchg_double(p: *mut usize, old: (usize, usize), new: (usize, usize)) -> bool {
     debug_assert!(p as usize % 16 == 0, "cmpxchg_double: misaligned {p:p}");
-    let flag: usize;
     // SAFETY: caller contract. Every operand has a fixed register: LLVM may
     // otherwise hand out rbx, which the instruction needs and which we swap
-    // in and out around it.
+    // in and out around it (`mov` keeps the flags for the branch).
     unsafe {
         core::arch::asm!(
             "xchg rdi, rbx",
             "lock cmpxchg16b [rsi]",
-            "sete r8b",
             "mov rbx, rdi",
+            "jne {fail}",
+            fail = label { return false; },
             in("rsi") p,
             inout("rdi") new.0 => _,
             inout("rax") old.0 => _,
             inout("rdx") old.1 => _,
             in("rcx") new.1,
-            lateout("r8") flag,
             options(nostack),
         );
     }
-    flag & 0xff != 0
+    true
 }
 
 /// Portable fallback: a striped lock table serialises pairs by address.

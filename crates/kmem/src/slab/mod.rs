@@ -223,6 +223,14 @@ pub struct KmemCache {
     pub(crate) init_on_alloc: u8,
     /// `slab_want_init_on_free` precomputed: wipe objects on free (`init_on_free=1`).
     pub(crate) init_on_free: bool,
+    /// `kfree`'s one-test object check: for a non-debug cache of power-of-two
+    /// objects a pointer is an object start iff `p & kfree_mask == 0`; other
+    /// caches have all bits set, sending every pointer to the exact check.
+    pub(crate) kfree_mask: usize,
+    /// Nonzero if a handed-out object needs work on the fast path besides
+    /// `__GFP_ZERO`: always zeroing (`init_on_alloc`) or clearing the free
+    /// pointer of a wiped object (`init_on_free`). One test covers both.
+    pub(crate) alloc_hooks: u8,
 }
 
 impl KmemCache {
@@ -915,8 +923,15 @@ impl<P: Platform> Kmem<P> {
                     init_on_free: self.params.init_on_free == Some(true)
                         && !has_ctor
                         && !flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON),
+                    alloc_hooks: 0,
+                    kfree_mask: if !flags.intersects(SLAB_DEBUG_FLAGS) && sz.is_power_of_two() && red_left_pad == 0 {
+                        sz - 1
+                    } else {
+                        usize::MAX
+                    },
                 },
             );
+            (*s).alloc_hooks = ((*s).init_on_alloc == 2 || ((*s).init_on_free && (*s).freeptr_inside())) as u8;
             for nid in 0..MAX_NUMNODES {
                 let nl = (*s).node[nid].list_lock.data_ptr();
                 ListHead::init(ptr::addr_of_mut!((*nl).partial));

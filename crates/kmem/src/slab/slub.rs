@@ -48,13 +48,9 @@ impl<P: Platform> Kmem<P> {
                 let next = unsafe { c.get_freepointer(obj as *mut u8) } as usize;
                 if cs.fl.cas((obj, tid), (next, tid.wrapping_add(1))) {
                     let obj = obj as *mut u8;
-                    if c.want_init_on_alloc(gfp) {
+                    if gfp.intersects(__GFP_ZERO) || c.alloc_hooks != 0 {
                         // SAFETY: the object is ours now.
-                        unsafe { ptr::write_bytes(obj, 0, c.object_size) };
-                    } else if c.init_on_free && c.freeptr_inside() {
-                        // maybe_wipe_obj_freeptr: the wiped object still holds the free pointer.
-                        // SAFETY: the object is ours now.
-                        unsafe { s_wipe_freeptr(c, obj) };
+                        unsafe { alloc_hooks(c, obj, gfp) };
                     }
                     // SAFETY: objects are never null.
                     return Ok(unsafe { NonNull::new_unchecked(obj) });
@@ -1035,4 +1031,20 @@ impl<P: Platform> Kmem<P> {
 unsafe fn s_wipe_freeptr(s: &KmemCache, obj: *mut u8) {
     // SAFETY: caller contract; the word lies inside the object.
     unsafe { (obj.add(s.offset) as *mut usize).write_unaligned(0) };
+}
+
+/// Zeroing on allocation (`__GFP_ZERO`, `init_on_alloc`) and clearing the free
+/// pointer of an object wiped at free (`maybe_wipe_obj_freeptr`).
+///
+/// # Safety
+/// `obj` is an object of `s` owned by the caller.
+#[cold]
+unsafe fn alloc_hooks(s: &KmemCache, obj: *mut u8, gfp: Gfp) {
+    if s.want_init_on_alloc(gfp) {
+        // SAFETY: caller contract.
+        unsafe { ptr::write_bytes(obj, 0, s.object_size) };
+    } else if s.init_on_free && s.freeptr_inside() {
+        // SAFETY: caller contract.
+        unsafe { s_wipe_freeptr(s, obj) };
+    }
 }
