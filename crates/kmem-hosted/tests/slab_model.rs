@@ -388,3 +388,62 @@ fn double_free_in_a_row_is_caught_on_the_fast_path() {
         m.kmem_cache_destroy(s);
     }
 }
+
+#[test]
+fn slabs_are_coloured_and_legacy_ctors_get_ctor_flags() {
+    use std::sync::atomic::AtomicUsize;
+    static CTOR_FLAGS: AtomicUsize = AtomicUsize::new(0);
+    static DTORS: AtomicUsize = AtomicUsize::new(0);
+    fn legacy_ctor(_p: *mut u8, _s: *const KmemCache, flags: u64) {
+        CTOR_FLAGS.fetch_or(flags as usize, Ordering::Relaxed);
+    }
+    fn legacy_dtor(_p: *mut u8, _s: *const KmemCache, _flags: u64) {
+        DTORS.fetch_add(1, Ordering::Relaxed);
+    }
+    let m = Machine::boot("quiet mem=64M nr_cpus=1 kswapd=off").unwrap();
+    // 200-byte objects: 20 per 4 KiB slab, 96 bytes left over: colours 0 and 64.
+    let s = m
+        .kmem_cache_create_legacy(
+            "legacy",
+            200,
+            0,
+            SLAB_NO_MERGE,
+            Some(legacy_ctor),
+            Some(legacy_dtor),
+        )
+        .unwrap();
+    // SAFETY: live cache.
+    let per = unsafe { s.as_ref().oo.objects } as usize;
+    let mut objs = Vec::new();
+    for _ in 0..per * 4 {
+        objs.push(m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr() as usize);
+    }
+    assert_eq!(
+        CTOR_FLAGS.load(Ordering::Relaxed) as u64 & SLAB_CTOR_CONSTRUCTOR,
+        SLAB_CTOR_CONSTRUCTOR
+    );
+    // The first object of each slab sits at its slab's colour offset: both colours appear.
+    let mut offsets: Vec<usize> = objs.iter().map(|&a| a % 4096).filter(|&o| o < 200).collect();
+    offsets.sort();
+    offsets.dedup();
+    assert!(
+        offsets.len() >= 2,
+        "slabs not coloured: first-object offsets {offsets:?}"
+    );
+    // An atomic allocation that needs a new slab passes SLAB_CTOR_ATOMIC.
+    for _ in 0..per {
+        objs.push(m.kmem_cache_alloc(s, GFP_ATOMIC).unwrap().as_ptr() as usize);
+    }
+    assert_ne!(CTOR_FLAGS.load(Ordering::Relaxed) as u64 & SLAB_CTOR_ATOMIC, 0);
+    for a in objs {
+        // SAFETY: ours.
+        unsafe { m.kmem_cache_free(s, a as *mut u8) };
+    }
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    assert!(
+        DTORS.load(Ordering::Relaxed) >= per * 5,
+        "the destructor runs on every object of a freed slab"
+    );
+    // SAFETY: empty.
+    unsafe { m.kmem_cache_destroy(s) };
+}

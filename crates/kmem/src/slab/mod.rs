@@ -216,6 +216,8 @@ pub struct KmemCache {
     pub(crate) shrinker: Shrinker,
     /// The machine (type-erased `*const Kmem<P>`), for the shrinker.
     pub(crate) machine: *const (),
+    /// Colour of the next new slab (`colour_next`), counted modulo the colours that fit.
+    pub(crate) colour_next: AtomicUsize,
     /// Objects ever allocated / freed on the slow paths (for statistics).
     pub(crate) errors: AtomicUsize,
     /// `slab_want_init_on_alloc` precomputed: 0 zero iff `__GFP_ZERO`,
@@ -352,6 +354,23 @@ impl Counters {
     pub const fn with_frozen(self, frozen: bool) -> Self {
         Counters((self.0 & !(1 << 31)) | ((frozen as usize) << 31))
     }
+}
+
+/// A slab's colour offset in bytes, kept in its head page's spare bytes.
+///
+/// **Cache colouring** (Bonwick's slab allocator, the seeds' model): the
+/// space a slab cannot use is spread before the first object, a cache line
+/// more in each new slab, so the first objects of different slabs do not all
+/// map to the same cache sets. SLUB dropped it; kmem keeps it where it is
+/// free — it never costs an object, and caches whose objects fill their
+/// slabs exactly (the power-of-two kmalloc sizes, which keep their natural
+/// alignment) get no colour. Debug caches are not coloured, so their padding
+/// checks see the kernel's layout.
+#[inline(always)]
+pub fn slab_colour(slab: *const Page) -> usize {
+    // SAFETY: callers pass slab head pages of the memmap.
+    let b = unsafe { (*slab).spare };
+    u16::from_le_bytes([b[0], b[1]]) as usize * CACHE_LINE
 }
 
 /// Page flag: the slab is on its node's partial list (`PG_workingset` in the kernel).
@@ -908,6 +927,7 @@ impl<P: Platform> Kmem<P> {
                     shrinker: Shrinker::new("slab", slab_shrink_count::<P>, slab_shrink_scan::<P>)
                         .with_private(s as *mut ()),
                     machine: self as *const Kmem<P> as *const (),
+                    colour_next: AtomicUsize::new(0),
                     errors: AtomicUsize::new(0),
                     init_on_alloc: if self.params.init_on_alloc == Some(true) {
                         if has_ctor {
@@ -924,14 +944,18 @@ impl<P: Platform> Kmem<P> {
                         && !has_ctor
                         && !flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON),
                     alloc_hooks: 0,
-                    kfree_mask: if !flags.intersects(SLAB_DEBUG_FLAGS) && sz.is_power_of_two() && red_left_pad == 0 {
+                    kfree_mask: if !flags.intersects(SLAB_DEBUG_FLAGS)
+                        && sz.is_power_of_two()
+                        && red_left_pad == 0
+                    {
                         sz - 1
                     } else {
                         usize::MAX
                     },
                 },
             );
-            (*s).alloc_hooks = ((*s).init_on_alloc == 2 || ((*s).init_on_free && (*s).freeptr_inside())) as u8;
+            (*s).alloc_hooks =
+                ((*s).init_on_alloc == 2 || ((*s).init_on_free && (*s).freeptr_inside())) as u8;
             for nid in 0..MAX_NUMNODES {
                 let nl = (*s).node[nid].list_lock.data_ptr();
                 ListHead::init(ptr::addr_of_mut!((*nl).partial));
@@ -1165,10 +1189,13 @@ impl<P: Platform> Kmem<P> {
         crate::pr!(self, "");
     }
 
-    /// The address of a slab's memory.
+    /// Where a slab's objects start: the slab's memory plus its colour
+    /// offset (`slab_colour`).
     #[inline(always)]
     pub(crate) fn slab_base(&self, slab: *mut Page) -> *mut u8 {
+        let colour = slab_colour(slab);
         self.lowmem_or_direct_address(self.map.page_to_pfn(slab))
+            .wrapping_add(colour)
     }
 
     /// `kmem_cache_shrink`: flush CPUs, give back empty slabs, sort partial

@@ -267,10 +267,11 @@ impl<P: Platform> Kmem<P> {
     /// `slab` is a frozen slab of `s` owned by the caller; `fl` a chain of its free objects.
     unsafe fn cpu_slab_install(&self, s: &KmemCache, c: &KmemCacheCpu, slab: *mut Page, fl: usize) {
         c.slab.store(slab, Ordering::Release);
-        let bytes = crate::page::PAGE_SIZE << self.slab_order(s, slab);
+        // SAFETY: our frozen slab's counters.
+        let objects = Counters(unsafe { slab_fl(slab) }.hi.load(Ordering::Acquire)).objects();
         c.slab_start
             .store(self.slab_base(slab) as usize, Ordering::Release);
-        c.slab_bytes.store(bytes, Ordering::Release);
+        c.slab_bytes.store(objects * s.size, Ordering::Release);
         let mut tail = 0;
         loop {
             let (cur, tid) = c.fl.load();
@@ -293,13 +294,6 @@ impl<P: Platform> Kmem<P> {
                 return;
             }
         }
-    }
-
-    /// The order of a slab: its head page records the allocation's order.
-    #[inline]
-    pub(crate) fn slab_order(&self, _s: &KmemCache, slab: *mut Page) -> u32 {
-        // SAFETY: a slab head page records its allocation order.
-        unsafe { (*slab).order as u32 }
     }
 
     /// `get_freelist`: take a frozen slab's freelist, marking all objects in use.
@@ -557,6 +551,22 @@ impl<P: Platform> Kmem<P> {
             Err(_) => (self.alloc_pages_node(nid, flags, s.min.order).ok()?, s.min),
         };
         let slab = page.as_ptr();
+        // Cache colouring: the leftover space, a colour step more each slab.
+        let objects_here = oo.objects as usize;
+        let left = (crate::page::PAGE_SIZE << oo.order) - objects_here * s.size;
+        let step = s.align.max(CACHE_LINE);
+        let colours = if s.debug() { 0 } else { left / step };
+        let colour = if colours == 0 {
+            0
+        } else {
+            (s.colour_next.fetch_add(1, Ordering::Relaxed) % (colours + 1)) * step
+        };
+        let lines = ((colour / CACHE_LINE) as u16).to_le_bytes();
+        // SAFETY: a fresh compound allocation we own.
+        unsafe {
+            (*slab).spare[0] = lines[0];
+            (*slab).spare[1] = lines[1];
+        }
         let base = self.slab_base(slab);
         // SAFETY: a fresh compound allocation we own.
         unsafe {
@@ -646,6 +656,8 @@ impl<P: Platform> Kmem<P> {
             (*slab).mapping = 0;
             (*slab).index = 0;
             (*slab).counters = 0;
+            (*slab).spare[0] = 0;
+            (*slab).spare[1] = 0;
             (*slab).private = 0;
             (*slab).clear(PG_SLAB | PG_SLAB_NODE_PARTIAL);
             self.__free_pages(NonNull::new_unchecked(slab), order);
