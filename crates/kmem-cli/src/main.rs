@@ -180,16 +180,16 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
                         70..=89 => (GFP_ATOMIC | __GFP_NOWARN, 1),
                         _ => (GFP_NOWAIT, 2),
                     };
-                    if live.len() < 512 || r % 2 == 0 {
+                    if live.len() < 512 || r.is_multiple_of(2) {
                         match m.__get_free_pages(gfp, order) {
                             Ok(p) => {
                                 c.allocs.fetch_add(1, Ordering::Relaxed);
-                                if r % 10 == 0 {
+                                if r.is_multiple_of(10) {
                                     handoff[(t + 1) % handoff.len()]
                                         .lock()
                                         .unwrap()
                                         .push((p.as_ptr() as usize, order));
-                                } else if order == 0 && r % 7 == 0 {
+                                } else if order == 0 && r.is_multiple_of(7) {
                                     pool.pages.lock().unwrap().push(p.as_ptr() as usize);
                                 } else {
                                     live.push((p.as_ptr() as usize, order));

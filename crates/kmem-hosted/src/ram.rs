@@ -166,7 +166,7 @@ impl HostRam {
     fn check_phys(&self, phys: u64, len: usize) -> io::Result<usize> {
         let page = host_page_size();
         let phys = usize::try_from(phys).map_err(|_| invalid("physical address out of range"))?;
-        if len == 0 || phys % page != 0 || len % page != 0 {
+        if len == 0 || phys % page != 0 || !len.is_multiple_of(page) {
             return Err(invalid("range not page-aligned or empty"));
         }
         match phys.checked_add(len) {
@@ -179,7 +179,7 @@ impl HostRam {
     /// does not touch the linear map.
     fn check_window(&self, virt: usize, len: usize) -> io::Result<()> {
         let page = host_page_size();
-        if len == 0 || virt % page != 0 || len % page != 0 {
+        if len == 0 || !virt.is_multiple_of(page) || !len.is_multiple_of(page) {
             return Err(invalid("range not page-aligned or empty"));
         }
         let end = virt.checked_add(len).ok_or_else(|| invalid("range wraps"))?;

@@ -380,7 +380,7 @@ impl<P: Platform> Kmem<P> {
         while (PAGE_SIZE << order) < align && order <= KMALLOC_MAX_ORDER {
             order += 1;
         }
-        if self.page_offset % align != 0 {
+        if !self.page_offset.is_multiple_of(align) {
             return Err(AllocError);
         }
         self.kmalloc_large_node(PAGE_SIZE << order, gfp, -1)
@@ -390,10 +390,11 @@ impl<P: Platform> Kmem<P> {
     /// left red zone are multiples of it and so is the slab's address (slabs
     /// are blocks of 2^order pages, aligned to their size physically).
     pub(crate) fn cache_objects_aligned(&self, s: &KmemCache, align: usize) -> bool {
-        s.size % align == 0
-            && s.red_left_pad % align == 0
+        s.size.is_multiple_of(align)
+            && s.red_left_pad.is_multiple_of(align)
             && (align <= PAGE_SIZE
-                || ((PAGE_SIZE << s.min.order.min(s.oo.order)) % align == 0 && self.page_offset % align == 0))
+                || ((PAGE_SIZE << s.min.order.min(s.oo.order)).is_multiple_of(align)
+                    && self.page_offset.is_multiple_of(align)))
     }
 
     /// `kmalloc_size_roundup`.
@@ -482,7 +483,7 @@ impl<P: Platform> Kmem<P> {
             let off = (p as usize).wrapping_sub(base + s.red_left_pad);
             // SAFETY: the counters of a slab page are read atomically.
             let objects = Counters(unsafe { slab_fl(page) }.hi.load(Ordering::Relaxed)).objects();
-            if off % s.size != 0 || off / s.size >= objects {
+            if !off.is_multiple_of(s.size) || off / s.size >= objects {
                 self.slab_error(
                     s,
                     format_args!("kfree: Invalid object pointer 0x{:016x}", p as usize),

@@ -29,6 +29,7 @@ pub mod kswapd;
 pub mod list;
 pub mod machine;
 pub mod memblock;
+pub mod mempool;
 pub mod page;
 pub mod page_alloc;
 pub mod platform;

@@ -1132,7 +1132,7 @@ impl<P: Platform> Kmem<P> {
     #[inline(always)]
     unsafe fn free_pages_common(&self, page: *mut Page, order: u32, cold: bool) {
         let off = (page as usize).wrapping_sub(self.map.pages as usize);
-        if off % core::mem::size_of::<Page>() != 0 || off >= self.map.memmap_bytes {
+        if !off.is_multiple_of(core::mem::size_of::<Page>()) || off >= self.map.memmap_bytes {
             self.bad_address("__free_pages", page as usize, order);
             return;
         }

@@ -218,7 +218,7 @@ impl MemMap {
     #[inline(always)]
     pub fn contains(&self, page: *const Page) -> bool {
         let off = (page as usize).wrapping_sub(self.pages as usize);
-        off % core::mem::size_of::<Page>() == 0 && off / core::mem::size_of::<Page>() < self.max_pfn
+        off.is_multiple_of(core::mem::size_of::<Page>()) && off / core::mem::size_of::<Page>() < self.max_pfn
     }
 
     /// The pageblock record of `pfn` (a copy).

@@ -51,7 +51,10 @@ impl DoubleWord {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub unsafe fn cmpxchg_double(p: *mut usize, old: (usize, usize), new: (usize, usize)) -> bool {
-    debug_assert!(p as usize % 16 == 0, "cmpxchg_double: misaligned {p:p}");
+    debug_assert!(
+        (p as usize).is_multiple_of(16),
+        "cmpxchg_double: misaligned {p:p}"
+    );
     // SAFETY: caller contract. Every operand has a fixed register: LLVM may
     // otherwise hand out rbx, which the instruction needs and which we swap
     // in and out around it (`mov` keeps the flags for the branch).

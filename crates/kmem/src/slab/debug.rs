@@ -681,7 +681,7 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: the counters of a slab head page.
         let objects = Counters(unsafe { slab_fl(slab) }.hi.load(Acquire)).objects();
         let p = (obj as usize).wrapping_sub(s.red_left_pad);
-        p >= base && p < base + objects * s.size && (p - base) % s.size == 0
+        p >= base && p < base + objects * s.size && (p - base).is_multiple_of(s.size)
     }
 
     /// Update a slab's (freelist, counters) from a fix-up.

@@ -366,9 +366,12 @@ impl Counters {
 /// slabs exactly (the power-of-two kmalloc sizes, which keep their natural
 /// alignment) get no colour. Debug caches are not coloured, so their padding
 /// checks see the kernel's layout.
+///
+/// # Safety
+/// `slab` is a slab head page of a machine's memmap.
 #[inline(always)]
-pub fn slab_colour(slab: *const Page) -> usize {
-    // SAFETY: callers pass slab head pages of the memmap.
+pub unsafe fn slab_colour(slab: *const Page) -> usize {
+    // SAFETY: caller contract.
     let b = unsafe { (*slab).spare };
     u16::from_le_bytes([b[0], b[1]]) as usize * CACHE_LINE
 }
@@ -760,7 +763,7 @@ impl<P: Platform> Kmem<P> {
                     || c.usersize != 0
                     || size > c.size
                     || (flags.0 & SLAB_MERGE_SAME.0) != (c.flags.0 & SLAB_MERGE_SAME.0)
-                    || c.size % align != 0
+                    || !c.size.is_multiple_of(align)
                     || c.size - size >= core::mem::size_of::<usize>()
                 {
                     continue;
@@ -1193,7 +1196,8 @@ impl<P: Platform> Kmem<P> {
     /// offset (`slab_colour`).
     #[inline(always)]
     pub(crate) fn slab_base(&self, slab: *mut Page) -> *mut u8 {
-        let colour = slab_colour(slab);
+        // SAFETY: callers pass slab head pages of this machine's memmap.
+        let colour = unsafe { slab_colour(slab) };
         self.lowmem_or_direct_address(self.map.page_to_pfn(slab))
             .wrapping_add(colour)
     }
