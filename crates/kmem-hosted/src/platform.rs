@@ -23,6 +23,19 @@
 //!   while a thread is being torn down (and reads as 0 if it ever does not).
 //!   They are per thread and not per machine: a thread inside an atomic
 //!   section cannot sleep, whatever machine it allocates from.
+//! * **Pinning** (`preempt_disable`, `get_cpu`) is real: each machine CPU
+//!   has an owner lock (a futex mutex in a fixed static array of
+//!   `MAX_PINNED_CPUS` words, so it never allocates). The outermost
+//!   `preempt_disable` of a thread takes the lock of the CPU it runs on and
+//!   records that CPU in thread-locals; until the matching `preempt_enable`,
+//!   `smp_processor_id()` returns it even if the host migrates the thread,
+//!   and any other thread that wants that CPU waits. So two threads never
+//!   run a `get_cpu` section on the same machine CPU at once, and plain
+//!   read-modify-writes of per-CPU data inside it are exact. Nesting only
+//!   counts. The locks are process-wide (a thread pinned to CPU `n` owns CPU
+//!   `n` of every machine). As in the kernel, a pinned thread must not sleep
+//!   or wait for another thread that may want its CPU (that deadlocks), and a
+//!   thread that exits pinned leaves its CPU owned forever.
 //! * **Sleeping** is a private futex on the word. Private futexes key on the
 //!   (mm, virtual address) pair, which works for words in the machine's RAM
 //!   (a `MAP_SHARED` memfd mapping) as long as every waiter and waker uses the
@@ -40,7 +53,7 @@ use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use kmem::platform::Platform;
+use kmem::platform::{Platform, PREEMPT_OFFSET};
 
 use crate::ram::HostRam;
 
@@ -181,7 +194,22 @@ std::thread_local! {
     static TASK_FLAGS: Cell<u32> = const { Cell::new(0) };
     /// `preempt_count()` of the calling thread.
     static PREEMPT_COUNT: Cell<u32> = const { Cell::new(0) };
+    /// `preempt_disable` nesting depth of the calling thread (0: not pinned).
+    static PIN_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The machine CPU the calling thread is pinned to while `PIN_DEPTH > 0`.
+    static PIN_CPU: Cell<u32> = const { Cell::new(0) };
 }
+
+/// Machine CPUs with an owner lock; CPU `n` uses lock `n % MAX_PINNED_CPUS`.
+pub const MAX_PINNED_CPUS: usize = 1024;
+
+/// Owner locks of the machine CPUs, for `preempt_disable` (0: free, 1: held,
+/// 2: held with waiters). A fixed static array, so pinning never allocates.
+/// Process-wide: a thread pinned to CPU `n` owns CPU `n` of every machine.
+static CPU_OWNER: [AtomicU32; MAX_PINNED_CPUS] = [const { AtomicU32::new(0) }; MAX_PINNED_CPUS];
+
+/// Spins on a busy owner lock before sleeping on its futex.
+const OWNER_SPINS: u32 = 64;
 
 /// The Linux-process platform. See the module documentation.
 ///
@@ -270,22 +298,13 @@ impl HostedPlatform {
         cpu % self.nr_cpus
     }
 
-    /// Give the host CPU to another thread (`sched_yield`).
-    pub fn yield_now(&self) {
-        // SAFETY: sched_yield has no preconditions.
-        unsafe {
-            libc::sched_yield();
-        }
-    }
-}
-
-impl Platform for HostedPlatform {
-    /// The fast path: with rseq, load the offset (beside `nr_cpus`), the
-    /// thread pointer and `rseq.cpu_id`, compare with `nr_cpus`. A negative
-    /// `cpu_id` is huge as u32, so one comparison sends both "no rseq in this
-    /// thread" and "host CPU beyond the machine's" to the cold path.
+    /// The CPU the caller runs on, ignoring pinning. The fast path: with
+    /// rseq, load the offset (beside `nr_cpus`), the thread pointer and
+    /// `rseq.cpu_id`, compare with `nr_cpus`. A negative `cpu_id` is huge as
+    /// u32, so one comparison sends both "no rseq in this thread" and "host
+    /// CPU beyond the machine's" to the cold path.
     #[inline]
-    fn smp_processor_id(&self) -> usize {
+    fn unpinned_cpu(&self) -> usize {
         #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
         if self.rseq_offset != 0 {
             let cpu = read_rseq_cpu_id(self.rseq_offset) as usize;
@@ -297,9 +316,118 @@ impl Platform for HostedPlatform {
         self.fold_cpu(u32::MAX)
     }
 
+    /// The machine CPU of a pinned caller (folded onto this machine's CPUs:
+    /// a thread pinned on a bigger machine's CPU `n` uses `n % nr_cpus` here).
+    #[inline]
+    fn pinned_cpu(&self) -> usize {
+        PIN_CPU.try_with(Cell::get).unwrap_or(0) as usize % self.nr_cpus
+    }
+
+    /// Take owner lock `i` (a futex mutex: spin a little, then sleep).
+    fn owner_lock(&self, i: usize) {
+        let w = &CPU_OWNER[i];
+        if w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        for _ in 0..OWNER_SPINS {
+            core::hint::spin_loop();
+            if w.load(Ordering::Relaxed) == 0
+                && w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+        // Mark the lock contended; whoever finds it free this way owns it
+        // (still marked contended, which only costs a spurious wake).
+        while w.swap(2, Ordering::Acquire) != 0 {
+            self.futex_wait(w, 2, None);
+        }
+    }
+
+    /// Release owner lock `i`, waking one waiter if there may be any.
+    fn owner_unlock(&self, i: usize) {
+        let w = &CPU_OWNER[i];
+        if w.swap(0, Ordering::Release) == 2 {
+            self.futex_wake(w, 1);
+        }
+    }
+
+    /// Give the host CPU to another thread (`sched_yield`).
+    pub fn yield_now(&self) {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe {
+            libc::sched_yield();
+        }
+    }
+}
+
+impl Platform for HostedPlatform {
+    /// A pinned thread (inside `preempt_disable`) gets the CPU it is pinned
+    /// to; otherwise the rseq fast path (`unpinned_cpu`).
+    #[inline]
+    fn smp_processor_id(&self) -> usize {
+        if PIN_DEPTH.try_with(Cell::get).unwrap_or(0) != 0 {
+            return self.pinned_cpu();
+        }
+        self.unpinned_cpu()
+    }
+
     #[inline]
     fn nr_cpu_ids(&self) -> usize {
         self.nr_cpus
+    }
+
+    /// Takes the owner lock of the CPU the caller runs on (unless it is
+    /// pinned already: then only the depth grows), so no other thread runs
+    /// on that machine CPU until the matching `preempt_enable`.
+    fn preempt_disable(&self) -> usize {
+        let Ok(depth) = PIN_DEPTH.try_with(Cell::get) else {
+            // Thread teardown: no pinning possible; count only.
+            HostedPlatform::preempt_count_add(self, PREEMPT_OFFSET);
+            return self.unpinned_cpu();
+        };
+        if depth == 0 {
+            let cpu = self.unpinned_cpu();
+            self.owner_lock(cpu % MAX_PINNED_CPUS);
+            PIN_CPU.with(|c| c.set(cpu as u32));
+        }
+        PIN_DEPTH.with(|d| d.set(depth + 1));
+        HostedPlatform::preempt_count_add(self, PREEMPT_OFFSET);
+        self.pinned_cpu()
+    }
+
+    fn preempt_enable(&self) {
+        HostedPlatform::preempt_count_sub(self, PREEMPT_OFFSET);
+        let Ok(depth) = PIN_DEPTH.try_with(Cell::get) else {
+            return;
+        };
+        debug_assert!(depth > 0, "preempt_enable without preempt_disable");
+        if depth == 0 {
+            return;
+        }
+        PIN_DEPTH.with(|d| d.set(depth - 1));
+        if depth == 1 {
+            let cpu = PIN_CPU.with(Cell::get) as usize;
+            self.owner_unlock(cpu % MAX_PINNED_CPUS);
+        }
+    }
+
+    #[inline]
+    fn preempt_count_add(&self, val: u32) {
+        HostedPlatform::preempt_count_add(self, val)
+    }
+
+    #[inline]
+    fn preempt_count_sub(&self, val: u32) {
+        HostedPlatform::preempt_count_sub(self, val)
+    }
+
+    fn current_pid(&self) -> u32 {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() as u32 }
     }
 
     #[inline]

@@ -21,6 +21,7 @@ extern crate std;
 
 pub mod bootmem;
 pub mod cmdline;
+pub mod context;
 pub mod e820;
 pub mod gfp;
 pub mod kbox;
@@ -32,6 +33,7 @@ pub mod memblock;
 pub mod mempool;
 pub mod page;
 pub mod page_alloc;
+pub mod percpu;
 pub mod platform;
 pub mod printk;
 pub mod proc;
@@ -44,6 +46,7 @@ pub use kbox::{CacheBox, DefaultMachine, KBox, KmallocAllocator};
 pub use kmalloc::{zero_or_null_ptr, ZERO_SIZE_PTR};
 pub use machine::{BootError, BootInfo, Kmem, MachineState};
 pub use page::{get_order, Page, PAGE_SHIFT, PAGE_SIZE};
+pub use percpu::{PerCpu, PerCpuVar, PercpuInt, PercpuPtr};
 pub use platform::Platform;
 
 /// An allocation failed (the Rust-for-Linux `AllocError`).

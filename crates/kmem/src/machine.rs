@@ -225,6 +225,8 @@ pub struct Kmem<P: Platform> {
     pub slab: crate::slab::SlabState,
     /// Background reclaim state.
     pub kswapd: crate::kswapd::Kswapd,
+    /// The per-CPU allocator's state.
+    pub percpu: crate::percpu::PercpuState,
     pub(crate) log: SpinLock<LogRing>,
     pub(crate) warn_once: AtomicU64,
     pub(crate) ratelimit_alloc: RateLimit,
@@ -615,6 +617,7 @@ impl<P: Platform> Kmem<P> {
                     reclaim: Reclaim::new(),
                     slab: crate::slab::SlabState::new(),
                     kswapd: crate::kswapd::Kswapd::new(),
+                    percpu: crate::percpu::PercpuState::new(),
                     log: SpinLock::new(ring),
                     warn_once: AtomicU64::new(0),
                     ratelimit_alloc: RateLimit::new(10_000, 1),
@@ -634,6 +637,7 @@ impl<P: Platform> Kmem<P> {
         k.build_zonelists();
         k.mem_init();
         k.kmem_cache_init();
+        k.percpu_init();
         // The boot state every page must return to: after the boot-time
         // allocations of the slab layer, with the per-CPU lists drained.
         k.drain_all_pages();

@@ -392,10 +392,17 @@ pub unsafe fn mempool_free_pages<P: Platform>(element: *mut u8, pool_data: *mut 
 impl<P: Platform> Kmem<P> {
     /// `might_alloc`: an allocation that may sleep must come from a context
     /// that may sleep.
+    ///
+    /// Returns the flags to use: from atomic context a sleeping request is
+    /// reported (once per call site) and loses `__GFP_DIRECT_RECLAIM`, so it
+    /// does not wait on the pool.
     #[inline(always)]
-    fn might_alloc(&self, gfp: Gfp) {
-        if gfp.allows_blocking() {
-            self.might_sleep();
+    #[track_caller]
+    fn might_alloc(&self, gfp: Gfp) -> Gfp {
+        if gfp.allows_blocking() && self.might_sleep_at(core::panic::Location::caller()) {
+            gfp.without(__GFP_DIRECT_RECLAIM)
+        } else {
+            gfp
         }
     }
 
@@ -625,6 +632,7 @@ impl<P: Platform> Kmem<P> {
     /// that, from the reserve. Never NULL when `gfp` allows direct reclaim
     /// (it sleeps until an element is freed); NULL otherwise if both fail.
     /// `__GFP_ZERO` is not supported (WARN once).
+    #[track_caller]
     pub fn mempool_alloc(&self, pool: &Mempool, gfp: Gfp) -> *mut u8 {
         if gfp.intersects(__GFP_ZERO) {
             self.warn_once(
@@ -632,7 +640,7 @@ impl<P: Platform> Kmem<P> {
                 format_args!("mempool_alloc: __GFP_ZERO is not supported"),
             );
         }
-        self.might_alloc(gfp);
+        let gfp = self.might_alloc(gfp);
 
         let gfp = gfp | __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN;
         // The first round neither reclaims nor does I/O.

@@ -86,6 +86,21 @@ pub trait Platform: Sync {
     /// Lower `preempt_count()`.
     fn preempt_count_sub(&self, _val: u32) {}
 
+    /// `preempt_disable()`: pin the caller to its CPU until the matching
+    /// `preempt_enable()` and return that CPU; nests. While pinned,
+    /// `smp_processor_id()` returns it. The default only raises
+    /// `preempt_count()` (a platform whose threads cannot migrate needs no
+    /// more).
+    fn preempt_disable(&self) -> usize {
+        self.preempt_count_add(PREEMPT_OFFSET);
+        self.smp_processor_id()
+    }
+
+    /// `preempt_enable()`: undo one `preempt_disable()`.
+    fn preempt_enable(&self) {
+        self.preempt_count_sub(PREEMPT_OFFSET);
+    }
+
     /// The current task's id, for reports (`current->pid`).
     fn current_pid(&self) -> u32 {
         0

@@ -42,6 +42,7 @@ pub const PROC_FILES: &[&str] = &[
     "vmstat",
     "memblock/memory",
     "memblock/reserved",
+    "percpu_stats",
 ];
 
 /// Write the text of `/proc/<name>` (or debugfs `memblock/...`); `Err` for an unknown name.
@@ -55,6 +56,7 @@ pub fn proc_show<P: Platform>(k: &Kmem<P>, name: &str, out: &mut dyn Write) -> f
         "vmstat" => vmstat_show(k, out),
         "memblock/memory" => k.memblock.lock(&k.platform).debugfs_show(Which::Memory, out),
         "memblock/reserved" => k.memblock.lock(&k.platform).debugfs_show(Which::Reserved, out),
+        "percpu_stats" => k.percpu_stats_show(out),
         _ => Err(fmt::Error),
     }
 }
@@ -350,10 +352,10 @@ pub fn vmalloc_pages<P: Platform>(_k: &Kmem<P>) -> (usize, usize) {
     (0, 0)
 }
 
-/// Populated percpu pages (`pcpu_nr_pages`). Not built yet; fill in with the
-/// percpu allocator.
-pub fn percpu_pages<P: Platform>(_k: &Kmem<P>) -> usize {
-    0
+/// Populated percpu pages (`pcpu_nr_pages`): every chunk's units and
+/// metadata page.
+pub fn percpu_pages<P: Platform>(k: &Kmem<P>) -> usize {
+    k.pcpu_nr_pages()
 }
 
 // ---- /proc/slabinfo -------------------------------------------------------------

@@ -272,18 +272,21 @@ impl<P: Platform> Kmem<P> {
 
     /// `alloc_pages`: 2^order contiguous pages, preferring the local node.
     #[inline]
+    #[track_caller]
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<NonNull<Page>, AllocError> {
         self.alloc_pages_node(-1, gfp, order)
     }
 
     /// `alloc_page`.
     #[inline]
+    #[track_caller]
     pub fn alloc_page(&self, gfp: Gfp) -> Result<NonNull<Page>, AllocError> {
         self.alloc_pages_node(-1, gfp, 0)
     }
 
     /// `alloc_pages_node`: prefer node `nid` (`-1`, `NUMA_NO_NODE`: the local node).
     #[inline(always)]
+    #[track_caller]
     pub fn alloc_pages_node(&self, nid: i32, gfp: Gfp, order: u32) -> Result<NonNull<Page>, AllocError> {
         if order <= PAGE_ALLOC_COSTLY_ORDER && nid < 0 {
             if let Some(page) = self.alloc_pages_fast(gfp, order) {
@@ -337,6 +340,7 @@ impl<P: Platform> Kmem<P> {
 
     /// `__alloc_pages`: every request the fast path did not serve.
     #[inline(never)]
+    #[track_caller]
     fn alloc_pages_general(&self, nid: i32, gfp: Gfp, order: u32) -> Result<NonNull<Page>, AllocError> {
         if order > MAX_PAGE_ORDER {
             if !gfp.intersects(__GFP_NOWARN) {
@@ -382,6 +386,7 @@ impl<P: Platform> Kmem<P> {
     /// `__get_free_pages`: like `alloc_pages`, returning the linear address.
     /// HighMem is never used (the pages would have no address).
     #[inline]
+    #[track_caller]
     pub fn __get_free_pages(&self, gfp: Gfp, order: u32) -> Result<NonNull<u8>, AllocError> {
         let page = self.alloc_pages(gfp.without(__GFP_HIGHMEM), order)?;
         // Lowmem zones only, so the page has an address.
@@ -390,12 +395,14 @@ impl<P: Platform> Kmem<P> {
 
     /// `__get_free_page`.
     #[inline]
+    #[track_caller]
     pub fn __get_free_page(&self, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         self.__get_free_pages(gfp, 0)
     }
 
     /// `get_zeroed_page`.
     #[inline]
+    #[track_caller]
     pub fn get_zeroed_page(&self, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         self.__get_free_pages(gfp | __GFP_ZERO, 0)
     }
@@ -757,13 +764,14 @@ impl<P: Platform> Kmem<P> {
     /// The slow path (`__alloc_pages_slowpath`).
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn alloc_pages_slowpath(
         &self,
         gfp: Gfp,
         order: u32,
         ac: &AllocContext,
     ) -> Result<NonNull<Page>, AllocError> {
-        let can_direct_reclaim = gfp.allows_blocking();
+        let mut can_direct_reclaim = gfp.allows_blocking();
         let costly = order > PAGE_ALLOC_COSTLY_ORDER;
         let nofail = gfp.intersects(__GFP_NOFAIL);
         if nofail {
@@ -786,8 +794,10 @@ impl<P: Platform> Kmem<P> {
                 );
             }
         }
-        if can_direct_reclaim {
-            self.might_sleep();
+        if can_direct_reclaim && self.might_sleep_at(core::panic::Location::caller()) {
+            // A sleeping allocation from atomic context: reported (once per
+            // call site); it does not sleep — free lists only, then failure.
+            can_direct_reclaim = false;
         }
         let mut alloc_flags = gfp_to_alloc_flags(gfp, order);
         if alloc_flags & ALLOC_KSWAPD != 0 {

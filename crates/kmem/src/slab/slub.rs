@@ -97,9 +97,13 @@ impl<P: Platform> Kmem<P> {
             ));
             return self.slab_alloc_slow(s, fixed, nid);
         }
-        if gfp.allows_blocking() {
-            self.might_sleep();
-        }
+        // A sleeping allocation from atomic context is reported (once per call
+        // site) and does not sleep: new slab pages come from free lists only.
+        let gfp = if gfp.allows_blocking() && self.might_sleep_at(core::panic::Location::caller()) {
+            gfp.without(__GFP_DIRECT_RECLAIM)
+        } else {
+            gfp
+        };
         let obj = if s.debug() {
             self.debug_alloc(s, gfp, nid, core::panic::Location::caller())
         } else {
