@@ -27,8 +27,8 @@ COMMANDS:
     sim     boot the machine (KMEM_CMDLINE or --cmdline), run a page-allocator
             workload on every CPU, print the boot log, a report, the /proc files
             and check that every page came back (the default command)
-    proc    NAME is one of: buddyinfo pagetypeinfo zoneinfo meminfo vmstat
-            memblock/memory memblock/reserved
+    proc    NAME is one of: slabinfo buddyinfo pagetypeinfo zoneinfo meminfo vmstat
+            percpu_stats memblock/memory memblock/reserved
 
 OPTIONS (sim):
     --duration SECS   how long the workload runs (default 2)
@@ -302,7 +302,14 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
         "pages given back to the host {:>4}",
         m.events.pages_reported.load(Ordering::Relaxed)
     );
-    for name in ["buddyinfo", "pagetypeinfo", "zoneinfo", "meminfo", "vmstat"] {
+    for name in [
+        "slabinfo",
+        "buddyinfo",
+        "pagetypeinfo",
+        "zoneinfo",
+        "meminfo",
+        "vmstat",
+    ] {
         if let Some(text) = m.proc_read(name) {
             println!("\n==== /proc/{name} ====");
             print!("{text}");
@@ -351,7 +358,7 @@ fn main() -> ExitCode {
         },
         "proc" => {
             let Some(name) = rest.first() else {
-                eprintln!("kmem proc: which file? (buddyinfo, pagetypeinfo, zoneinfo, meminfo, vmstat, memblock/memory, memblock/reserved)");
+                eprintln!("kmem proc: which file? (slabinfo, buddyinfo, pagetypeinfo, zoneinfo, meminfo, vmstat, percpu_stats, memblock/memory, memblock/reserved)");
                 return ExitCode::from(2);
             };
             let m = kmem_hosted::default_machine();
