@@ -375,6 +375,12 @@ impl Platform for HostedPlatform {
         self.unpinned_cpu()
     }
 
+    /// The rseq read alone: the allocators' fast paths use it.
+    #[inline]
+    fn raw_smp_processor_id(&self) -> usize {
+        self.unpinned_cpu()
+    }
+
     #[inline]
     fn nr_cpu_ids(&self) -> usize {
         self.nr_cpus

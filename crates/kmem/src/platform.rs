@@ -64,6 +64,15 @@ pub trait Platform: Sync {
     /// The CPU the caller runs on now.
     fn smp_processor_id(&self) -> usize;
 
+    /// The CPU the caller runs on, possibly stale at once (`raw_smp_processor_id`):
+    /// for lock-free and trylock-protected per-CPU data, which stays correct
+    /// whichever CPU's structure a migrated thread ends up using. Unlike
+    /// `smp_processor_id` it ignores pinning (`preempt_disable`), so it can be
+    /// the cheapest read the platform has.
+    fn raw_smp_processor_id(&self) -> usize {
+        self.smp_processor_id()
+    }
+
     /// Number of possible CPUs (the size of every per-CPU array).
     fn nr_cpu_ids(&self) -> usize;
 

@@ -254,7 +254,7 @@ impl<P: Platform> Kmem<P> {
         if self.nr_nodes == 1 {
             0
         } else {
-            self.cpu_to_node(self.platform.smp_processor_id())
+            self.cpu_to_node(self.platform.raw_smp_processor_id())
         }
     }
 
@@ -311,7 +311,7 @@ impl<P: Platform> Kmem<P> {
         if mt >= MIGRATE_PCPTYPES {
             return None;
         }
-        let cpu = self.platform.smp_processor_id();
+        let cpu = self.platform.raw_smp_processor_id();
         let nid = if self.nr_nodes == 1 {
             0
         } else {
@@ -493,7 +493,7 @@ impl<P: Platform> Kmem<P> {
             // Watermarks fail: fall back to one page through the full path.
             return filled + self.bulk_fill_one(gfp, array);
         };
-        let cpu = self.platform.smp_processor_id();
+        let cpu = self.platform.raw_smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids by the platform contract.
         let pcp = unsafe { zone.pcp(cpu) };
         let mut guard = pcp.lock.lock(&self.platform);
@@ -598,7 +598,7 @@ impl<P: Platform> Kmem<P> {
         mt: MigrateType,
     ) -> Option<*mut Page> {
         if order <= PAGE_ALLOC_COSTLY_ORDER {
-            let cpu = self.platform.smp_processor_id();
+            let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids by the platform contract.
             let pcp = unsafe { zone.pcp(cpu) };
             if let Some(mut g) = pcp.lock.try_lock(&self.platform) {
@@ -1194,7 +1194,7 @@ impl<P: Platform> Kmem<P> {
         if pb.mt as usize >= MIGRATE_PCPTYPES {
             return false;
         }
-        let cpu = self.platform.smp_processor_id();
+        let cpu = self.platform.raw_smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids.
         let pcp = unsafe { zone.pcp(cpu) };
         let Some(irq) = pcp.lock.try_lock_raw(&self.platform) else {
@@ -1366,7 +1366,7 @@ impl<P: Platform> Kmem<P> {
             } else {
                 MigrateType::Movable
             };
-            let cpu = self.platform.smp_processor_id();
+            let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let pcp = unsafe { zone.pcp(cpu) };
             if let Some(mut g) = pcp.lock.try_lock(&self.platform) {

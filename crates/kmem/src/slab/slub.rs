@@ -39,7 +39,7 @@ impl<P: Platform> Kmem<P> {
         let c = unsafe { s.as_ref() };
         // Debug caches never get a cpu freelist, so they fall through to the slow path.
         {
-            let cpu = self.platform.smp_processor_id();
+            let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let cs = unsafe { c.cpu(cpu) };
             let (obj, tid) = cs.fl.load();
@@ -133,7 +133,7 @@ impl<P: Platform> Kmem<P> {
     /// `___slab_alloc` under this CPU's lock.
     fn slab_alloc_cpu_slow(&self, s: &KmemCache, gfp: Gfp, nid: i32) -> Option<*mut u8> {
         loop {
-            let cpu = self.platform.smp_processor_id();
+            let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let c = unsafe { s.cpu(cpu) };
             let guard = c.lock.lock(&self.platform);
@@ -694,7 +694,7 @@ impl<P: Platform> Kmem<P> {
     #[inline(always)]
     pub(crate) unsafe fn slab_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
         loop {
-            let cpu = self.platform.smp_processor_id();
+            let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let c = unsafe { s.cpu(cpu) };
             let (fl, tid) = c.fl.load();
@@ -891,7 +891,7 @@ impl<P: Platform> Kmem<P> {
     /// # Safety
     /// `slab` is an unfrozen slab of `s` on no list.
     unsafe fn put_cpu_partial(&self, s: &KmemCache, slab: *mut Page) {
-        let cpu = self.platform.smp_processor_id();
+        let cpu = self.platform.raw_smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids.
         let c = unsafe { s.cpu(cpu) };
         let guard = c.lock.lock(&self.platform);
@@ -974,7 +974,7 @@ impl<P: Platform> Kmem<P> {
         crate::pr!(
             self,
             "SLUB: Unable to allocate memory on CPU {} (of node {}) on node {}, gfp={:#x}({})",
-            self.platform.smp_processor_id(),
+            self.platform.raw_smp_processor_id(),
             self.numa_node_id(),
             nid,
             gfp.bits(),
