@@ -127,6 +127,7 @@ fn size_class_table() {
         held.push(p);
     }
     for p in held {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p.as_ptr()) };
     }
     for c in CLASSES {
@@ -157,6 +158,7 @@ fn zero_size_ptr_rules() {
     assert!(!zero_or_null_ptr(17 as *const u8));
     assert_eq!(m.ksize(ZERO_SIZE_PTR), 0);
     assert_eq!(m.ksize(core::ptr::null()), 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kfree(ZERO_SIZE_PTR);
         m.kfree(core::ptr::null());
@@ -164,14 +166,18 @@ fn zero_size_ptr_rules() {
         m.kfree_bulk(&[core::ptr::null_mut(), ZERO_SIZE_PTR]);
     }
     // krealloc: NULL and ZERO_SIZE_PTR act as kmalloc; size 0 frees.
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let p = unsafe { m.krealloc(core::ptr::null_mut(), 50, GFP_KERNEL) }.unwrap();
     assert_eq!(m.ksize(p.as_ptr()), 64);
     assert_eq!(active(&m, "kmalloc-64"), 1);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let z = unsafe { m.krealloc(p.as_ptr(), 0, GFP_KERNEL) }.unwrap();
     assert_eq!(z.as_ptr(), ZERO_SIZE_PTR);
     assert_eq!(active(&m, "kmalloc-64"), 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let p = unsafe { m.krealloc(ZERO_SIZE_PTR, 20, GFP_KERNEL) }.unwrap();
     assert_eq!(m.ksize(p.as_ptr()), 32);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(p.as_ptr()) };
     // None of this is misuse.
     let log = m.dmesg_since(before);
@@ -197,12 +203,15 @@ fn array_overflow_fails_without_allocating() {
     let p = m.kmalloc_array(10, 4, GFP_KERNEL).unwrap();
     fill(p, 40, 7);
     assert_eq!(
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.krealloc_array(p.as_ptr(), usize::MAX, 2, GFP_KERNEL) },
         Err(AllocError)
     );
     check(p, 40, 7);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let q = unsafe { m.krealloc_array(p.as_ptr(), 20, 4, GFP_KERNEL) }.unwrap();
     check(q, 40, 7);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(q.as_ptr()) };
     // No allocation was attempted, so nothing was reported.
     let log = m.dmesg_since(before);
@@ -214,11 +223,14 @@ fn array_overflow_fails_without_allocating() {
     // kcalloc zeroes.
     let p = m.kmalloc(200, GFP_KERNEL).unwrap();
     fill(p, 200, 1);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(p.as_ptr()) };
     let c = m.kcalloc(25, 8, GFP_KERNEL).unwrap();
     for i in 0..200 {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *c.as_ptr().add(i) }, 0);
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(c.as_ptr()) };
 }
 
@@ -229,12 +241,14 @@ fn krealloc_same_pointer_and_moves() {
     fill(p, 40, 3);
     // Fits in ksize (64): the same pointer, contents kept.
     for size in [41, 60, 64, 10, 1] {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         let q = unsafe { m.krealloc(p.as_ptr(), size, GFP_KERNEL) }.unwrap();
         assert_eq!(q, p, "krealloc to {size}");
     }
     check(p, 40, 3);
     fill(p, 64, 5);
     // Beyond ksize: moves, copies ksize bytes, frees the old object.
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let q = unsafe { m.krealloc(p.as_ptr(), 65, GFP_KERNEL) }.unwrap();
     assert_ne!(q, p);
     assert_eq!(m.ksize(q.as_ptr()), 96);
@@ -243,12 +257,15 @@ fn krealloc_same_pointer_and_moves() {
     assert_eq!(active(&m, "kmalloc-96"), 1);
     // Slab to large and large to larger.
     fill(q, 96, 9);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let r = unsafe { m.krealloc(q.as_ptr(), 10_000, GFP_KERNEL) }.unwrap();
     check(r, 96, 9);
     assert_eq!(m.ksize(r.as_ptr()), 16384);
     fill(r, 10_000, 11);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let r2 = unsafe { m.krealloc(r.as_ptr(), 16_000, GFP_KERNEL) }.unwrap();
     assert_eq!(r2, r, "a large kmalloc grows in place within its pages");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let r3 = unsafe { m.krealloc(r.as_ptr(), 40_000, GFP_KERNEL) }.unwrap();
     assert_ne!(r3, r);
     check(r3, 10_000, 11);
@@ -256,12 +273,14 @@ fn krealloc_same_pointer_and_moves() {
     // Failure leaves the buffer untouched.
     let before = m.dmesg_len();
     assert_eq!(
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.krealloc(r3.as_ptr(), 8 << 20, GFP_KERNEL | __GFP_NOWARN) },
         Err(AllocError)
     );
     assert!(!m.dmesg_since(before).contains("WARNING"));
     check(r3, 10_000, 11);
     assert_eq!(m.nr_large_kmalloc_pages(), 16);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(r3.as_ptr()) };
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
 }
@@ -272,22 +291,28 @@ fn krealloc_gfp_zero_clears_the_tail() {
     let p = m.kzalloc(100, GFP_KERNEL).unwrap();
     assert_eq!(m.ksize(p.as_ptr()), 128);
     fill(p, 128, 0x80);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let q = unsafe { m.krealloc(p.as_ptr(), 50, GFP_KERNEL | __GFP_ZERO) }.unwrap();
     assert_eq!(q, p);
     check(p, 50, 0x80);
     for i in 50..128 {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *p.as_ptr().add(i) }, 0, "byte {i}");
     }
     // Growing back within ksize finds zeroes.
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let q = unsafe { m.krealloc(p.as_ptr(), 120, GFP_KERNEL | __GFP_ZERO) }.unwrap();
     assert_eq!(q, p);
     for i in 50..120 {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *p.as_ptr().add(i) }, 0);
     }
     // Without __GFP_ZERO the tail is left alone.
     fill(p, 128, 1);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.krealloc(p.as_ptr(), 10, GFP_KERNEL) }.unwrap();
     check(p, 128, 1);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(p.as_ptr()) };
 }
 
@@ -298,6 +323,7 @@ fn ksize_values() {
         let p = m.kmalloc(c, GFP_KERNEL).unwrap();
         assert_eq!(m.ksize(p.as_ptr()), c);
         // The whole usable size may be written.
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { core::ptr::write_bytes(p.as_ptr(), 0xee, c) };
         unsafe { m.kfree(p.as_ptr()) };
     }
@@ -311,6 +337,7 @@ fn ksize_values() {
         let p = m.kmalloc(size, GFP_KERNEL).unwrap();
         assert_eq!(m.ksize(p.as_ptr()), ks, "size {size}");
         assert_eq!(m.kmalloc_size_roundup(size), ks);
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p.as_ptr()) };
     }
     // kmem_cache objects: slab_ksize rules.
@@ -318,8 +345,10 @@ fn ksize_values() {
         .kmem_cache_create("ksize-test", 20, 0, kmem::slab::SlabFlags(0), None)
         .unwrap();
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(m.ksize(p.as_ptr()), unsafe { s.as_ref() }.size);
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
 }
 
@@ -340,6 +369,7 @@ fn large_kmalloc_order_flags_and_free() {
         let p = m.kmalloc(size, GFP_KERNEL).unwrap();
         assert_eq!(p.as_ptr() as usize % PAGE_SIZE, 0, "page aligned");
         let page = m.virt_to_page(p.as_ptr()).unwrap();
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         let pg = unsafe { page.as_ref() };
         assert!(pg.test(PG_LARGE_KMALLOC));
         assert!(pg.test(PG_HEAD), "a compound page");
@@ -348,6 +378,7 @@ fn large_kmalloc_order_flags_and_free() {
         assert_eq!(m.nr_large_kmalloc_pages() - before, 1 << order);
         assert!(m.virt_to_slab(p.as_ptr()).is_none());
         // The memory is usable end to end.
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { core::ptr::write_bytes(p.as_ptr(), 0x5a, PAGE_SIZE << order) };
         held.push((p, order));
     }
@@ -355,10 +386,13 @@ fn large_kmalloc_order_flags_and_free() {
     // kzalloc of large memory is zeroed.
     let z = m.kzalloc(50_000, GFP_KERNEL).unwrap();
     for i in (0..50_000).step_by(97) {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *z.as_ptr().add(i) }, 0);
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(z.as_ptr()) };
     for (p, _) in held {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p.as_ptr()) };
     }
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
@@ -413,6 +447,7 @@ fn power_of_two_sizes_are_naturally_aligned() {
         assert_eq!(p.as_ptr() as usize % (1 << shift), 0);
         held.push(p);
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree_bulk(&held.iter().map(|p| p.as_ptr()).collect::<Vec<_>>()) };
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
@@ -440,6 +475,7 @@ fn kmalloc_aligned_honours_any_alignment() {
             let p = m.kmalloc_aligned(size, align, GFP_KERNEL).unwrap();
             assert_eq!(p.as_ptr() as usize % align, 0, "size {size} align {align}");
             assert!(m.ksize(p.as_ptr()) >= size);
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { core::ptr::write_bytes(p.as_ptr(), 1, size) };
             held.push(p);
         }
@@ -449,6 +485,7 @@ fn kmalloc_aligned_honours_any_alignment() {
     assert_eq!(m.ksize(p.as_ptr()), 96);
     held.push(p);
     for p in held {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p.as_ptr()) };
     }
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
@@ -480,6 +517,7 @@ fn kmalloc_types_dma_and_reclaimable() {
     // Normal memory is above the DMA zone when there is room.
     let n = m.kmalloc(64, GFP_KERNEL).unwrap();
     assert_eq!(cache_of(&m, n).name(), "kmalloc-64");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         for q in held {
             m.kfree(q.as_ptr());
@@ -507,6 +545,7 @@ fn dma32_and_highmem_bits_are_stripped_with_a_warning() {
         "{log}"
     );
     assert!(m.virt_addr_valid(l.as_ptr()));
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kfree(p.as_ptr());
         m.kfree(l.as_ptr());
@@ -522,6 +561,7 @@ fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
     // Not a kernel address at all.
     let local = 5u64;
     let before = m.dmesg_len();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(&local as *const u64 as *const u8) };
     let log = m.dmesg_since(before);
     assert!(log.contains("kfree: invalid pointer"), "{log}");
@@ -530,9 +570,11 @@ fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
     for size in [64usize, 96, 192, 4096] {
         let p = m.kmalloc(size, GFP_KERNEL).unwrap();
         let before = m.dmesg_len();
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p.as_ptr().add(8)) };
         let log = m.dmesg_since(before);
         assert!(log.contains("Invalid object pointer"), "size {size}: {log}");
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p.as_ptr()) };
     }
 
@@ -540,15 +582,18 @@ fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
     let l = m.kmalloc(40_000, GFP_KERNEL).unwrap();
     for off in [PAGE_SIZE, 100, 3 * PAGE_SIZE + 8] {
         let before = m.dmesg_len();
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(l.as_ptr().add(off)) };
         let log = m.dmesg_since(before);
         assert!(log.contains("kfree: invalid pointer"), "offset {off}: {log}");
     }
     assert_eq!(m.nr_large_kmalloc_pages(), 16, "still allocated");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(l.as_ptr()) };
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
     // Freeing it again: reported, not freed twice.
     let before = m.dmesg_len();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(l.as_ptr()) };
     let log = m.dmesg_since(before);
     assert!(
@@ -560,12 +605,14 @@ fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
     let page = m.alloc_page(GFP_KERNEL).unwrap();
     let addr = m.page_address(page).unwrap();
     let before = m.dmesg_len();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(addr.as_ptr()) };
     let log = m.dmesg_since(before);
     assert!(
         log.contains("BUG: Bad page state") && log.contains("kfree"),
         "{log}"
     );
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { page.as_ref() }.ref_count(), 1, "the page is still ours");
     unsafe { m.__free_page(page) };
 
@@ -580,6 +627,7 @@ fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
         held.push(p);
     }
     for p in held {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p.as_ptr()) };
     }
     for c in CLASSES {
@@ -592,9 +640,11 @@ fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
 fn kfree_sensitive_clears_the_object() {
     let m = boot();
     let p = m.kmalloc(50, GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { core::ptr::write_bytes(p.as_ptr(), 0xaa, 64) };
     let s = cache_of(&m, p);
     let fp = s.offset;
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree_sensitive(p.as_ptr()) };
     // The object's memory (still mapped: it is the machine's RAM) is all
     // zero but the free pointer the slab wrote into it.
@@ -602,9 +652,11 @@ fn kfree_sensitive_clears_the_object() {
         if (fp..fp + 8).contains(&i) {
             continue;
         }
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *p.as_ptr().add(i) }, 0, "byte {i}");
     }
     let l = m.kmalloc(20_000, GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { core::ptr::write_bytes(l.as_ptr(), 0xaa, 20_000) };
     unsafe { m.kfree_sensitive(l.as_ptr()) };
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
@@ -615,18 +667,23 @@ fn copies_and_strings() {
     let m = boot();
     let src: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
     let p = m.kmemdup(&src, GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { core::slice::from_raw_parts(p.as_ptr(), 300) }, &src[..]);
     assert_eq!(m.ksize(p.as_ptr()), 512);
     let s = m.kstrdup(c"hello, kernel", GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let back = unsafe { core::ffi::CStr::from_ptr(s.as_ptr() as *const core::ffi::c_char) };
     assert_eq!(back.to_str().unwrap(), "hello, kernel");
     assert_eq!(m.ksize(s.as_ptr()), 16);
     let t = m.kstrdup_str("ünïcode", GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let back = unsafe { core::ffi::CStr::from_ptr(t.as_ptr() as *const core::ffi::c_char) };
     assert_eq!(back.to_str().unwrap(), "ünïcode");
     let e = m.kstrdup_str("", GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { *e.as_ptr() }, 0);
     let n = m.kmemdup_nul(b"abc", GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { core::slice::from_raw_parts(n.as_ptr(), 4) }, b"abc\0");
     unsafe { m.kfree_bulk(&[p.as_ptr(), s.as_ptr(), t.as_ptr(), e.as_ptr(), n.as_ptr()]) };
     assert_eq!(active(&m, "kmalloc-512"), 0);
@@ -637,13 +694,16 @@ fn copies_and_strings() {
 fn kzalloc_and_node_variants() {
     let m = boot();
     let p = m.kmalloc(1000, GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { core::ptr::write_bytes(p.as_ptr(), 0xff, 1024) };
     unsafe { m.kfree(p.as_ptr()) };
     for _ in 0..50 {
         let z = m.kzalloc(1000, GFP_KERNEL).unwrap();
         for i in 0..1000 {
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             assert_eq!(unsafe { *z.as_ptr().add(i) }, 0);
         }
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(z.as_ptr()) };
     }
     let a = m.kmalloc_node(100, GFP_KERNEL, 0).unwrap();
@@ -652,6 +712,7 @@ fn kzalloc_and_node_variants() {
     assert_eq!(c.as_ptr(), ZERO_SIZE_PTR);
     assert_eq!(m.ksize(a.as_ptr()), 128);
     assert_eq!(m.ksize(b.as_ptr()), 32768);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree_bulk(&[a.as_ptr(), b.as_ptr(), c.as_ptr()]) };
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
 }
@@ -663,8 +724,10 @@ fn kfree_frees_kmem_cache_objects_too() {
         .kmem_cache_create("kfree-any", 72, 0, kmem::slab::SlabFlags(0), None)
         .unwrap();
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(p.as_ptr()) };
     assert_eq!(m.cache_counts(unsafe { s.as_ref() }).0, 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
 }
@@ -682,6 +745,7 @@ fn threads_kmalloc_and_free_each_others_memory() {
             for i in 0..20_000usize {
                 let size = 1 + (i * 131 + t * 7) % if i % 50 == 0 { 30_000 } else { 2000 };
                 let p = m.kmalloc(size, GFP_KERNEL).unwrap();
+                // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                 unsafe { core::ptr::write_bytes(p.as_ptr(), (size % 251) as u8, size) };
                 tx.send((p.as_ptr() as usize, size)).unwrap();
             }
@@ -691,8 +755,10 @@ fn threads_kmalloc_and_free_each_others_memory() {
     let mut n = 0;
     while let Ok((p, size)) = rx.recv() {
         let p = p as *mut u8;
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *p.add(size - 1) }, (size % 251) as u8);
         assert!(m.ksize(p) >= size);
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kfree(p) };
         n += 1;
     }

@@ -64,6 +64,7 @@ fn kbox_lives_in_kmalloc_and_drops() {
     let b = KBox::new_in(Droppy(&drops, 7), GFP_KERNEL, &m).unwrap();
     let raw = KBox::into_raw(b);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { (*raw).1 }, 7);
     let b = unsafe { KBox::from_raw_in(raw, &m) };
     drop(b);
@@ -156,6 +157,7 @@ fn kbox_on_the_default_machine() {
     let p = kmem_hosted::KBox::pin(String::from("pinned"), GFP_KERNEL).unwrap();
     assert_eq!(p.as_str(), "pinned");
     let raw = kmem_hosted::KBox::into_raw(b);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let b = unsafe { kmem_hosted::KBox::from_raw(raw) };
     assert_eq!(*b, 12345);
 }
@@ -192,6 +194,7 @@ fn typed_cache_constructs_once_per_object() {
     let m = boot();
     let cache: KmemCache<'_, Counted, _> = KmemCache::new(&m, "counted").unwrap();
     assert_eq!(cache.name(), "counted");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let per_slab = unsafe { cache.raw().as_ref() }.oo.objects as usize;
     assert!(per_slab > 1);
     assert_eq!(
@@ -296,6 +299,7 @@ fn typed_cache_alignment_and_threads() {
             });
         }
     });
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (active_objs, ..) = m.cache_counts(unsafe { cache.raw().as_ref() });
     assert_eq!(active_objs, 0);
     drop(cache);

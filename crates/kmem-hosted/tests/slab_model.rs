@@ -264,6 +264,7 @@ fn constructor_runs_once_per_object_per_slab() {
         after_first,
         "ctor ran on allocation"
     );
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
     unsafe { m.kmem_cache_destroy(s) };
 }

@@ -9,19 +9,25 @@ fn cache_alloc_free_and_destroy() {
     let mut v = Vec::new();
     for i in 0..10000 {
         let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { *(p.as_ptr() as *mut u64) = i };
         v.push(p);
     }
     for (i, p) in v.iter().enumerate() {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *(p.as_ptr() as *const u64) }, i as u64);
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (active, total, _, _) = m.cache_counts(unsafe { s.as_ref() });
     assert_eq!(active, 10000, "total {total}");
     for p in v {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kmem_cache_free(s, p.as_ptr()) };
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (active, _, _, _) = m.cache_counts(unsafe { s.as_ref() });
     assert_eq!(active, 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
     let mut n = 0;
@@ -46,20 +52,24 @@ fn threads_free_each_others_objects() {
         let s = std::ptr::NonNull::new(sp as *mut KmemCache).unwrap();
         for _ in 0..200_000 {
             let p = m2.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { std::ptr::write_bytes(p.as_ptr(), 0xab, 100) };
             tx.send(p.as_ptr() as usize).unwrap();
         }
     });
     let mut n = 0;
     while let Ok(p) = rx.recv() {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *(p as *const u8).add(99) }, 0xab);
         unsafe { m.kmem_cache_free(s, p as *mut u8) };
         n += 1;
     }
     prod.join().unwrap();
     assert_eq!(n, 200_000);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (active, _, _, _) = m.cache_counts(unsafe { s.as_ref() });
     assert_eq!(active, 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
 }

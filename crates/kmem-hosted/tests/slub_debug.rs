@@ -70,11 +70,13 @@ fn slub_debug_fzpu_debugs_every_cache_and_stays_clean() {
         for c in [s, k64, k192] {
             let p = m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr();
             let len = cache(c).object_size;
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { std::ptr::write_bytes(p, i as u8, len) };
             live.push((c, p));
         }
         if i % 3 == 0 {
             let (c, p) = live.swap_remove(i % live.len());
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { m.kmem_cache_free(c, p) };
         }
     }
@@ -82,12 +84,14 @@ fn slub_debug_fzpu_debugs_every_cache_and_stays_clean() {
         assert_eq!(m.kmem_cache_validate(c), 0, "{}", m.dmesg());
     }
     for (c, p) in live.drain(..) {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kmem_cache_free(c, p) };
     }
     let mut bad = 0;
     m.for_each_cache(|c| bad += m.kmem_cache_validate(NonNull::from(c)));
     assert_eq!(bad, 0, "{}", m.dmesg());
     assert_eq!(active(&m, s), 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert_eq!(errors(&m), 0, "{}", m.dmesg());
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
@@ -108,11 +112,14 @@ fn slub_debug_for_one_cache_only() {
     assert!(!cache(other).debug());
     // A poisoned cache hands out poisoned objects (no __GFP_ZERO).
     let p = m.kmem_cache_alloc(k64, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let b = unsafe { std::slice::from_raw_parts(p, 64) };
     assert!(b[..63].iter().all(|&x| x == POISON_FREE), "{b:x?}");
     assert_eq!(b[63], POISON_END);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(k64, p) };
     assert_eq!(m.kmem_cache_validate(k64), 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(other) };
 }
 
@@ -133,11 +140,13 @@ fn slub_debug_named_cache_is_not_merged_away() {
     assert_eq!(cache(mine).name(), "mycache");
     assert!(cache(mine).flags.contains(SLAB_RED_ZONE | SLAB_STORE_USER));
     let p = m.kmem_cache_alloc(mine, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(64) = 1 };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(mine);
     });
     assert_eq!(n, 2, "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(mine, p) };
 }
 
@@ -151,6 +160,7 @@ fn kmalloc_caches_under_slub_debug() {
     );
     // Through the kmalloc-style entry: the slack is red zone.
     let p = m.kmem_cache_alloc_trace(k32, GFP_KERNEL, 20).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((20..32).all(|i| unsafe { *p.add(i) } == SLUB_RED_ACTIVE));
     unsafe { *p.add(25) = 0 };
     let (n, log) = during(&m, || {
@@ -158,17 +168,21 @@ fn kmalloc_caches_under_slub_debug() {
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[kmalloc Redzone overwritten]"), "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(k32, p) };
     // ksize-style users take the whole object: no kmalloc red zone any more.
     let r = m.kmem_cache_alloc_trace(k32, GFP_KERNEL, 10).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.skip_orig_size_check(cache(k32), r);
         std::ptr::write_bytes(r, 0x77, 32);
     }
     assert_eq!(m.kmem_cache_validate(k32), 0, "{}", m.dmesg());
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(k32, r) };
     // Plain kmem_cache_alloc on the same cache records the whole object.
     let q = m.kmem_cache_alloc(k32, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { m.kmem_cache_orig_size(cache(k32), q) }, 32);
     unsafe { m.kmem_cache_free(k32, q) };
     assert_eq!(m.kmem_cache_validate(k32), 0, "{}", m.dmesg());
@@ -188,6 +202,7 @@ fn new_objects_are_red_zoned_poisoned_and_padded() {
     assert!(c.freeptr_outside_object());
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     let q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         let left = std::slice::from_raw_parts(p.sub(c.red_left_pad), c.red_left_pad);
         assert!(left.iter().all(|&x| x == SLUB_RED_ACTIVE));
@@ -206,12 +221,14 @@ fn new_objects_are_red_zoned_poisoned_and_padded() {
         m.kmem_cache_free(s, q);
     }
     assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
 }
 
 #[test]
 fn ctor_and_rcu_caches_are_not_poisoned() {
     fn ctor(p: *mut u8) {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { (p as *mut u32).write(0x4141_4141) };
     }
     let m = boot_plain();
@@ -222,6 +239,7 @@ fn ctor_and_rcu_caches_are_not_poisoned() {
     assert!(!cache(a).object_poison() && !cache(b).object_poison());
     let p = m.kmem_cache_alloc(a, GFP_KERNEL).unwrap().as_ptr();
     let q = m.kmem_cache_alloc(b, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         assert_eq!((p as *const u32).read(), 0x4141_4141);
         std::ptr::write_bytes(q, 0x33, 64);
@@ -256,6 +274,7 @@ fn double_free_is_reported_and_not_done() {
         SLAB_CONSISTENCY_CHECKS | SLAB_POISON | SLAB_STORE_USER,
     );
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     // object_err + "not freed" fix.
@@ -273,12 +292,14 @@ fn double_free_is_reported_and_not_done() {
     let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     let b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     assert_ne!(a, b);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, a);
         m.kmem_cache_free(s, b);
     }
     assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
     assert_eq!(active(&m, s), 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert_eq!(errors(&m), 2);
 }
@@ -288,6 +309,7 @@ fn double_free_is_caught_without_consistency_checks_too() {
     let m = boot_plain();
     let s = create(&m, "dfree-z", 64, SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     assert_eq!(n, 2, "{log}");
@@ -301,6 +323,7 @@ fn free_of_a_pointer_inside_an_object_is_refused() {
     let s = create(&m, "midptr", 64, SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     let bad = p.wrapping_add(24);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, bad) });
     assert_eq!(n, 2, "{log}");
     assert!(
@@ -309,6 +332,7 @@ fn free_of_a_pointer_inside_an_object_is_refused() {
     );
     assert!(log.contains("not freed"), "{log}");
     assert_eq!(active(&m, s), 1, "nothing was freed");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     assert_eq!(active(&m, s), 0);
     assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
@@ -321,6 +345,7 @@ fn free_into_the_wrong_cache_goes_to_the_right_one() {
     let b = create(&m, "wrong-cache", 64, SLAB_NO_MERGE);
     let p = m.kmem_cache_alloc(a, GFP_KERNEL).unwrap().as_ptr();
     let warnings = m.dmesg().matches("WARNING").count();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (_, log) = during(&m, || unsafe { m.kmem_cache_free(b, p) });
     assert!(
         log.contains("Wrong slab cache. wrong-cache but object is from right-cache"),
@@ -331,8 +356,10 @@ fn free_into_the_wrong_cache_goes_to_the_right_one() {
     assert_eq!(m.kmem_cache_validate(a), 0, "{}", m.dmesg());
     // And the same the other way round, into a debug cache.
     let q = m.kmem_cache_alloc(b, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(a, q) };
     assert_eq!(active(&m, b), 0);
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_destroy(a);
         m.kmem_cache_destroy(b);
@@ -344,6 +371,7 @@ fn write_after_free_is_caught_at_the_next_allocation() {
     let m = boot_plain();
     let s = create(&m, "uaf-alloc", 64, SLAB_CONSISTENCY_CHECKS | SLAB_POISON);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         *p.add(10) = 0x11;
@@ -356,6 +384,7 @@ fn write_after_free_is_caught_at_the_next_allocation() {
     assert!(log.contains("First byte 0x11 instead of 0x6b"), "{log}");
     assert!(log.contains("FIX uaf-alloc: Marking all objects used"), "{log}");
     assert_ne!(p, q, "the corrupt slab is not used any more");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, q) };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(s);
@@ -370,6 +399,7 @@ fn write_after_free_is_caught_by_validate() {
     let v: Vec<_> = (0..5)
         .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
         .collect();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, v[2]);
         *v[2].add(127) = 0;
@@ -382,6 +412,7 @@ fn write_after_free_is_caught_by_validate() {
     assert!(log.contains("First byte 0x0 instead of 0xa5"), "{log}");
     for (i, p) in v.into_iter().enumerate() {
         if i != 2 {
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { m.kmem_cache_free(s, p) };
         }
     }
@@ -393,6 +424,7 @@ fn overflow_is_caught_at_free_with_consistency_checks() {
     let m = boot_plain();
     let s = create(&m, "ovf-free", 64, SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(66) = 0 };
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     // Report + restore, and the object is not freed (the kernel leaks it).
@@ -410,6 +442,7 @@ fn underflow_is_caught_in_the_left_red_zone() {
     let m = boot_plain();
     let s = create(&m, "underflow", 64, SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.sub(1) = 0x55 };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(s);
@@ -417,6 +450,7 @@ fn underflow_is_caught_in_the_left_red_zone() {
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[Left Redzone overwritten]"), "{log}");
     assert!(log.contains("FIX underflow: Restoring Left Redzone"), "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
 }
 
@@ -426,12 +460,14 @@ fn alignment_object_and_slab_padding_are_checked() {
     // No red zone: the word padding after a 60-byte object is "Alignment padding".
     let s = create(&m, "pad-align", 60, SLAB_POISON);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(61) = 1 };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(s);
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[Alignment padding overwritten]"), "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
 
     // Cache-line alignment leaves padding after the free pointer.
@@ -447,6 +483,7 @@ fn alignment_object_and_slab_padding_are_checked() {
     let c = cache(t);
     assert!(c.size > c.info_end(), "size {} info_end {}", c.size, c.info_end());
     let q = m.kmem_cache_alloc(t, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *q.add(c.size - 1) = 2 };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(t);
@@ -454,6 +491,7 @@ fn alignment_object_and_slab_padding_are_checked() {
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[Object padding overwritten]"), "{log}");
 
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(t, q) };
     assert_eq!(m.kmem_cache_validate(t), 0);
 
@@ -467,6 +505,7 @@ fn alignment_object_and_slab_padding_are_checked() {
     let base = (r as usize) & !(slab_bytes - 1);
     assert_eq!(r as usize, base, "the first object of a fresh, aligned slab");
     let tail = (base + objs * c.size) as *mut u8;
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *tail.add(3) = 9 };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(u);
@@ -474,6 +513,7 @@ fn alignment_object_and_slab_padding_are_checked() {
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("Padding overwritten."), "{log}");
     assert!(log.contains("Restoring slab padding"), "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(u, r) };
     assert_eq!(m.kmem_cache_validate(u), 0);
 }
@@ -483,6 +523,7 @@ fn corrupt_free_pointer_is_caught_at_allocation() {
     let m = boot_plain();
     let s = create(&m, "fp-alloc", 64, SLAB_CONSISTENCY_CHECKS | SLAB_POISON);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         (p.add(cache(s).offset) as *mut usize).write(0xdead_beef);
@@ -496,6 +537,7 @@ fn corrupt_free_pointer_is_caught_at_allocation() {
     assert_ne!(p, q);
     // The next allocations come from a healthy slab.
     let r = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, r);
         m.kmem_cache_free(s, q);
@@ -508,8 +550,10 @@ fn tracks_name_the_callers() {
     let s = create(&m, "tracks", 48, SLAB_STORE_USER | SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     let alloc_line = line!() - 1;
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     let free_line = line!() - 1;
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(48) = 0 };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(s);
@@ -537,6 +581,7 @@ fn a_smashed_track_is_not_followed() {
     let m = boot_plain();
     let s = create(&m, "smashed", 64, SLAB_STORE_USER | SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         // A wild write over the red zone and on into the alloc track.
         (p.add(cache(s).info_end()) as *mut usize).write(0x1234);
@@ -557,6 +602,7 @@ fn trace_logs_allocations_and_frees() {
     let m = boot_plain();
     let s = create(&m, "traced", 32, SLAB_TRACE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (_, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     assert!(
         log.contains(&format!("TRACE traced free 0x{:016x} inuse=1", p as usize)),
@@ -575,6 +621,7 @@ fn init_on_free_wipes_debug_objects() {
     let s = create(&m, "iof-u", 64, SLAB_STORE_USER | SLAB_RED_ZONE);
     let c = cache(s);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         std::ptr::write_bytes(p, 0xee, 64);
         m.kmem_cache_free(s, p);
@@ -587,13 +634,16 @@ fn init_on_free_wipes_debug_objects() {
     let q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     assert_eq!(p, q);
     assert!(
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         (0..64).all(|i| unsafe { *q.add(i) } == 0),
         "the free pointer is wiped too"
     );
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, q) };
     // Poisoned caches keep their poison: POISON wins over init_on_free.
     let t = create(&m, "iof-p", 64, SLAB_POISON);
     let r = m.kmem_cache_alloc(t, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(t, r);
         assert_eq!(*r, POISON_FREE);
@@ -621,14 +671,17 @@ fn debug_caches_under_threads() {
                 let mut v = Vec::new();
                 for i in 0..5000usize {
                     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+                    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                     unsafe { std::ptr::write_bytes(p, (t * 31 + i) as u8, 200) };
                     v.push(p as usize);
                     if i % 2 == 1 {
                         let q = v.swap_remove((i * 7) % v.len());
+                        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                         unsafe { m.kmem_cache_free(s, q as *mut u8) };
                     }
                 }
                 for q in v {
+                    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                     unsafe { m.kmem_cache_free(s, q as *mut u8) };
                 }
             })
@@ -640,5 +693,6 @@ fn debug_caches_under_threads() {
     assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
     assert_eq!(active(&m, s), 0);
     assert_eq!(errors(&m), 0, "{}", m.dmesg());
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
 }

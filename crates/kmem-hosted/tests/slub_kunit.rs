@@ -42,6 +42,7 @@ fn test_clobber_zone() {
     let m = boot();
     let s = create(&m, "TestSlub_RZ_alloc", 64, SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(64) = 0x12 };
     let (n, log) = validate(&m, s);
     assert_eq!(n, 2, "{log}");
@@ -51,6 +52,7 @@ fn test_clobber_zone() {
         log.contains("FIX TestSlub_RZ_alloc: Restoring Right Redzone"),
         "{log}"
     );
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { *p.add(64) }, 0xcc, "the red zone was restored");
     unsafe {
         m.kmem_cache_free(s, p);
@@ -64,10 +66,13 @@ fn test_next_pointer() {
     let m = boot();
     let s = create(&m, "TestSlub_next_ptr_free", 64, SLAB_POISON);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     let off = unsafe { s.as_ref().offset };
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let ptr_addr = unsafe { p.add(off) as *mut usize };
     let tmp = unsafe { ptr_addr.read() };
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(off) = !*p.add(off) };
 
     // One for the corrupted freechain, one for the wrong count of objects in
@@ -82,6 +87,7 @@ fn test_next_pointer() {
     assert!(log.contains("Object count adjusted"), "{log}");
 
     // Repair the pointer: the count is wrong the other way now.
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { ptr_addr.write(tmp) };
     let (n, log) = validate(&m, s);
     assert_eq!(n, 2, "{log}");
@@ -90,6 +96,7 @@ fn test_next_pointer() {
     // The previous validation repaired the count.
     let (n, log) = validate(&m, s);
     assert_eq!(n, 0, "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert_eq!(errors(&m), 5, "{}", m.dmesg());
 }
@@ -99,6 +106,7 @@ fn test_first_word() {
     let m = boot();
     let s = create(&m, "TestSlub_1th_word_free", 64, SLAB_POISON);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         *p = 0x78;
@@ -110,6 +118,7 @@ fn test_first_word() {
         log.contains("@offset=0. First byte 0x78 instead of 0x6b"),
         "{log}"
     );
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert_eq!(errors(&m), 2);
 }
@@ -119,6 +128,7 @@ fn test_clobber_50th_byte() {
     let m = boot();
     let s = create(&m, "TestSlub_50th_word_free", 64, SLAB_POISON);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         *p.add(50) = 0x9a;
@@ -126,6 +136,7 @@ fn test_clobber_50th_byte() {
     let (n, log) = validate(&m, s);
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("First byte 0x9a instead of 0x6b"), "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert_eq!(errors(&m), 2);
 }
@@ -135,6 +146,7 @@ fn test_clobber_redzone_free() {
     let m = boot();
     let s = create(&m, "TestSlub_RZ_free", 64, SLAB_RED_ZONE);
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         *p.add(64) = 0xab;
@@ -142,6 +154,7 @@ fn test_clobber_redzone_free() {
     let (n, log) = validate(&m, s);
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("First byte 0xab instead of 0xbb"), "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert_eq!(errors(&m), 2);
 }
@@ -156,8 +169,10 @@ fn test_kmalloc_redzone_access() {
         SLAB_KMALLOC | SLAB_STORE_USER | SLAB_RED_ZONE,
     );
     let p = m.kmem_cache_alloc_trace(s, GFP_KERNEL, 18).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { m.kmem_cache_orig_size(s.as_ref(), p) }, 18);
     // The slack after the 18 requested bytes is red zone.
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((18..32).all(|i| unsafe { *p.add(i) } == 0xcc));
     unsafe {
         *p.add(18) = 0xab;
@@ -168,6 +183,7 @@ fn test_kmalloc_redzone_access() {
     assert!(log.contains("[kmalloc Redzone overwritten]"), "{log}");
     assert!(log.contains("@offset="), "{log}");
     assert!(log.contains("Allocated in "), "the alloc track is printed: {log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         m.kmem_cache_destroy(s);
@@ -189,13 +205,16 @@ fn test_kmalloc_redzone_zeroed_and_full_size() {
         .kmem_cache_alloc_trace(s, GFP_KERNEL | __GFP_ZERO, 40)
         .unwrap()
         .as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((0..40).all(|i| unsafe { *p.add(i) } == 0));
     assert!((40..64).all(|i| unsafe { *p.add(i) } == 0xcc));
     let q = m.kmem_cache_alloc_trace(s, GFP_KERNEL, 64).unwrap().as_ptr();
     let r = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { m.kmem_cache_orig_size(s.as_ref(), r) }, 64);
     let (n, log) = validate(&m, s);
     assert_eq!(n, 0, "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         m.kmem_cache_free(s, q);
@@ -203,6 +222,7 @@ fn test_kmalloc_redzone_zeroed_and_full_size() {
     }
     let (n, log) = validate(&m, s);
     assert_eq!(n, 0, "{log}");
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     assert_eq!(errors(&m), 0, "{}", m.dmesg());
 }
@@ -213,6 +233,7 @@ fn test_leak_destroy() {
     let s = create(&m, "TestSlub_leak_destroy", 64, SLAB_NO_MERGE);
     let _leak = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
     let since = m.dmesg_len();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     let log = m.dmesg_since(since);
     // The "Objects remaining" header and the one leaked object.
@@ -230,6 +251,7 @@ fn test_leak_destroy_store_user_prints_tracks() {
     let _a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
     let _b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
     let since = m.dmesg_len();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
     let log = m.dmesg_since(since);
     assert_eq!(errors(&m), 3, "{log}");

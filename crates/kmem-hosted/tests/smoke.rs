@@ -13,6 +13,7 @@ fn boot_alloc_free_returns_to_boot_state() {
     }
     assert!(m.nr_free_pages() < free0);
     for (p, o) in pages {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.__free_pages(p, o) };
     }
     m.drain_all_pages();

@@ -87,6 +87,7 @@ fn do_kmem_cache_size(
         .kmem_cache_create("test_cache", size, 1, flags, ctor.then_some(test_ctor as Ctor))
         .expect("cache");
     // init_on_alloc zeroes caches without ctor, RCU or poison.
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let plain = !ctor && !rcu && !unsafe { c.as_ref() }.flags.intersects(SLAB_POISON);
     let want_zero = zero || (zero_always && plain);
     let mut fail = false;
@@ -100,6 +101,7 @@ fn do_kmem_cache_size(
                 for &p in &bulk {
                     fail |= check_buf(p, size, ctor, want_zero);
                 }
+                // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                 unsafe { m.kmem_cache_free_bulk(c, &bulk) };
             }
         }
@@ -107,15 +109,19 @@ fn do_kmem_cache_size(
         fail |= check_buf(buf, size, ctor, want_zero);
         fill_with_garbage_skip(buf, size, if ctor { CTOR_BYTES } else { 0 });
         if !rcu {
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { m.kmem_cache_free(c, buf) };
             continue;
         }
         // An RCU reader may still look at a freed object: it is not wiped.
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         let copy = unsafe { std::slice::from_raw_parts(buf, size) }.to_vec();
         unsafe { m.kmem_cache_free(c, buf) };
         fail |= check_buf(buf, size, ctor, false);
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         fail |= unsafe { std::slice::from_raw_parts(buf, size) } != &copy[..];
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(c) };
     fail
 }
@@ -135,12 +141,14 @@ fn do_kmem_cache_size_bulk(m: &Machine, size: usize, gfp: Gfp) -> bool {
             fill_with_garbage_skip(p, size, 0);
         }
         if n > 0 {
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { m.kmem_cache_free_bulk(c, &objects[..n]) };
         }
         if fail {
             break;
         }
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(c) };
     fail
 }
@@ -181,6 +189,7 @@ fn test_rcu_persistent(m: &Machine) {
         .kmem_cache_create("test_cache", 64, 0, SLAB_TYPESAFE_BY_RCU, None)
         .expect("cache");
     let p = m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { std::ptr::write_bytes(p, 0x2a, 64) };
     unsafe { m.kmem_cache_free(c, p) };
     let mut held = Vec::new();
@@ -191,6 +200,7 @@ fn test_rcu_persistent(m: &Machine) {
             found = true;
             assert_eq!(nonzero(q, 64), 64);
             assert!(
+                // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                 (0..64).all(|i| unsafe { *q.add(i) } == 0x2a),
                 "RCU data survives reuse"
             );
@@ -201,8 +211,10 @@ fn test_rcu_persistent(m: &Machine) {
     }
     assert!(found, "the object came back within 1024 allocations");
     for q in held {
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kmem_cache_free(c, q) };
     }
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(c) };
 }
 
@@ -218,6 +230,7 @@ fn freed_garbage_does_not_leak(m: &Machine, s: NonNull<KmemCache>, size: usize) 
             fill_with_garbage_skip(p, size, 0);
         }
         for p in v {
+            // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { m.kmem_cache_free(s, p) };
         }
     }
@@ -292,13 +305,16 @@ fn ctor_objects_stay_constructed_under_every_option() {
                 .map(|_| m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr())
                 .collect();
             for &p in &v {
+                // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                 assert_eq!(unsafe { (p as *const u32).read() }, CTOR_PATTERN, "{extra}");
                 fill_with_garbage_skip(p, 96, CTOR_BYTES);
             }
             for p in v {
+                // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                 unsafe { m.kmem_cache_free(c, p) };
             }
         }
+        // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kmem_cache_destroy(c) };
         no_slab_errors(&m);
     }
