@@ -7,6 +7,7 @@
 //!   the /proc files, and check that every page came back.
 //! * `kmem proc NAME`: a /proc file of the default machine after a short workload.
 
+use kmem::slab::{SlabFlags, SLAB_HWCACHE_ALIGN, SLAB_RECLAIM_ACCOUNT};
 use kmem::vmscan::{ShrinkControl, Shrinker};
 use kmem::*;
 use kmem_hosted::Machine;
@@ -118,8 +119,26 @@ type HandoffQueue = Mutex<Vec<(usize, u32)>>;
 /// Pages the pool's shrinker and the final clean-up freed.
 static POOL_FREES: AtomicUsize = AtomicUsize::new(0);
 
+/// A dentry-like object: constructed once per slab, kept constructed.
+const DENTRY_SIZE: usize = 192;
+const DENTRY_MAGIC: u64 = 0xd3e7_7e11_0000_0001;
+
+fn dentry_ctor(p: *mut u8) {
+    // SAFETY: the slab layer passes an object of DENTRY_SIZE bytes.
+    unsafe { (p as *mut u64).write(DENTRY_MAGIC) };
+}
+
 #[derive(Default)]
 struct Counters {
+    kmalloc: AtomicUsize,
+    kmalloc_atomic_irq: AtomicUsize,
+    kmalloc_fail: AtomicUsize,
+    dentry: AtomicUsize,
+    dentry_bad: AtomicUsize,
+    bio: AtomicUsize,
+    /// Object operations attempted, counted per thread and added at the end:
+    /// the per-CPU counters must sum to it exactly.
+    object_attempts: AtomicUsize,
     allocs: AtomicUsize,
     frees: AtomicUsize,
     fails_kernel: AtomicUsize,
@@ -151,6 +170,32 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
 
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
+    // A filesystem's dentry cache (constructor, reclaimable), block I/O
+    // requests from a mempool, per-CPU operation counters.
+    let dentries = m
+        .kmem_cache_create(
+            "sim-dentry",
+            DENTRY_SIZE,
+            0,
+            SLAB_RECLAIM_ACCOUNT | SLAB_HWCACHE_ALIGN,
+            Some(dentry_ctor),
+        )
+        .ok_or("cannot create the dentry cache")?;
+    let bio_cache = m
+        .kmem_cache_create("sim-bio", 128, 0, SlabFlags(0), None)
+        .ok_or("cannot create the bio cache")?;
+    let bio_pool = m
+        .mempool_create_slab_pool(16, bio_cache)
+        .ok_or("cannot create the bio mempool")?;
+    let ops = m
+        .alloc_percpu::<u64>()
+        .map_err(|_| "cannot allocate per-CPU counters")?;
+    let ops: &'static kmem::percpu::PerCpu<'static, u64, kmem_hosted::HostedPlatform> =
+        Box::leak(Box::new(ops));
+    let (dentries_addr, bio_pool_addr) = (dentries.as_ptr() as usize, bio_pool.as_ptr() as usize);
+    // Objects allocated on one thread (in simulated interrupt context) and freed by the next.
+    let obj_handoff: Arc<Vec<Mutex<Vec<usize>>>> =
+        Arc::new((0..nthreads).map(|_| Mutex::new(Vec::new())).collect());
     // A hand-off queue: pages allocated on one thread, freed by the next.
     let handoff: Arc<Vec<HandoffQueue>> = Arc::new((0..nthreads).map(|_| Mutex::new(Vec::new())).collect());
     let start = Instant::now();
@@ -159,9 +204,16 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
         let c = counters.clone();
         let stop = stop.clone();
         let handoff = handoff.clone();
+        let obj_handoff = obj_handoff.clone();
         handles.push(std::thread::spawn(move || {
             let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64) << 32;
             let mut live: Vec<(usize, u32)> = Vec::new();
+            let mut kobjs: Vec<usize> = Vec::new();
+            let mut dents: Vec<usize> = Vec::new();
+            let mut attempts = 0usize;
+            let dcache = std::ptr::NonNull::new(dentries_addr as *mut kmem::slab::KmemCache).unwrap();
+            // SAFETY: the pool outlives the workers (destroyed after they are joined).
+            let bio = unsafe { &*(bio_pool_addr as *const kmem::mempool::Mempool) };
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..256 {
                     rng ^= rng << 13;
@@ -211,6 +263,71 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
                         c.frees.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                // Objects: kmalloc (some from simulated softirq, freed on the
+                // next CPU like network buffers), dentries, block I/O requests.
+                for _ in 0..64 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let size = 8 + (rng >> 40) as usize % 2040;
+                    match rng % 10 {
+                        0..=3 => match m.kmalloc(size, GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN) {
+                            Ok(p) => {
+                                kobjs.push(p.as_ptr() as usize);
+                                c.kmalloc.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => drop(c.kmalloc_fail.fetch_add(1, Ordering::Relaxed)),
+                        },
+                        4..=5 => match m.run_in_softirq(|| m.kmalloc(size, GFP_ATOMIC | __GFP_NOWARN)) {
+                            Ok(p) => {
+                                obj_handoff[(t + 1) % obj_handoff.len()]
+                                    .lock()
+                                    .unwrap()
+                                    .push(p.as_ptr() as usize);
+                                c.kmalloc_atomic_irq.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => drop(c.kmalloc_fail.fetch_add(1, Ordering::Relaxed)),
+                        },
+                        6..=7 => {
+                            if let Ok(d) = m.kmem_cache_alloc(dcache, GFP_NOFS | __GFP_NORETRY | __GFP_NOWARN)
+                            {
+                                // SAFETY: a constructed dentry object we own.
+                                if unsafe { (d.as_ptr() as *const u64).read() } != DENTRY_MAGIC {
+                                    c.dentry_bad.fetch_add(1, Ordering::Relaxed);
+                                }
+                                dents.push(d.as_ptr() as usize);
+                                c.dentry.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        _ => {
+                            let rq = m.mempool_alloc(bio, GFP_NOIO);
+                            if !rq.is_null() {
+                                // SAFETY: a 128-byte request from the pool, ours until freed.
+                                unsafe {
+                                    rq.write_bytes(0x5a, 128);
+                                    m.mempool_free(rq, bio);
+                                }
+                                c.bio.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    ops.this_cpu_inc();
+                    attempts += 1;
+                }
+                while kobjs.len() > 256 {
+                    let p = kobjs.swap_remove((rng as usize >> 4) % kobjs.len());
+                    // SAFETY: kmalloc'd above.
+                    unsafe { m.kfree(p as *const u8) };
+                }
+                while dents.len() > 256 {
+                    let d = dents.swap_remove((rng as usize >> 4) % dents.len());
+                    // SAFETY: allocated from this cache above; kept constructed.
+                    unsafe { m.kmem_cache_free(dcache, d as *mut u8) };
+                }
+                for p in std::mem::take(&mut *obj_handoff[t].lock().unwrap()) {
+                    // SAFETY: kmalloc'd by the previous thread and handed over.
+                    unsafe { m.kfree(p as *const u8) };
+                }
                 let theirs: Vec<_> = std::mem::take(&mut *handoff[t].lock().unwrap());
                 for (a, o) in theirs {
                     // SAFETY: another thread allocated it with this order and handed it over.
@@ -223,6 +340,15 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
                 // SAFETY: ours.
                 unsafe { m.free_pages(a, o) };
                 c.frees.fetch_add(1, Ordering::Relaxed);
+            }
+            c.object_attempts.fetch_add(attempts, Ordering::Relaxed);
+            for p in kobjs {
+                // SAFETY: ours.
+                unsafe { m.kfree(p as *const u8) };
+            }
+            for d in dents {
+                // SAFETY: ours.
+                unsafe { m.kmem_cache_free(dcache, d as *mut u8) };
             }
         }));
     }
@@ -261,6 +387,13 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
     }
     // SAFETY: registered above.
     unsafe { m.unregister_shrinker(shrinker) };
+    for q in obj_handoff.iter() {
+        for p in std::mem::take(&mut *q.lock().unwrap()) {
+            // SAFETY: kmalloc'd in a worker, never freed.
+            unsafe { m.kfree(p as *const u8) };
+        }
+    }
+    let object_ops: u64 = ops.sum();
 
     println!("\n==== boot log (dmesg) ====");
     print!("{}", m.dmesg());
@@ -302,6 +435,31 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
         "pages given back to the host {:>4}",
         m.events.pages_reported.load(Ordering::Relaxed)
     );
+    let (km, kmi, kmf) = (
+        counters.kmalloc.load(Ordering::Relaxed),
+        counters.kmalloc_atomic_irq.load(Ordering::Relaxed),
+        counters.kmalloc_fail.load(Ordering::Relaxed),
+    );
+    let (den, bio) = (
+        counters.dentry.load(Ordering::Relaxed),
+        counters.bio.load(Ordering::Relaxed),
+    );
+    println!("kmalloc GFP_KERNEL   {:>12}  ({:.0}/s)", km, km as f64 / elapsed);
+    println!("kmalloc GFP_ATOMIC in softirq, freed on another CPU {:>8}", kmi);
+    println!("kmalloc failures     {:>12}", kmf);
+    println!(
+        "dentry cache allocs  {:>12}  ({} not in the constructed state)",
+        den,
+        counters.dentry_bad.load(Ordering::Relaxed)
+    );
+    // SAFETY: destroyed below, after the statistics are read.
+    let pool_stats = unsafe { bio_pool.as_ref() }.stats();
+    println!(
+        "bio mempool (GFP_NOIO) {:>10}  (from the slab {}, from the reserve {}, waits {})",
+        bio, pool_stats.alloc_backing, pool_stats.alloc_reserve, pool_stats.waits
+    );
+    let attempts = counters.object_attempts.load(Ordering::Relaxed);
+    println!("per-CPU operation counters sum to {object_ops} (object operations attempted: {attempts})");
     for name in [
         "slabinfo",
         "buddyinfo",
@@ -315,9 +473,25 @@ fn sim(opts: SimOpts) -> Result<bool, String> {
             print!("{text}");
         }
     }
+    // Tear down the object layer: every page must come back.
+    // SAFETY: no objects of these caches or the pool are left.
+    unsafe {
+        m.mempool_destroy(bio_pool.as_ptr());
+        m.kmem_cache_destroy(bio_cache);
+        m.kmem_cache_destroy(dentries);
+    }
+    let mut caches = Vec::new();
+    m.for_each_cache(|c| caches.push(std::ptr::NonNull::from(c)));
+    for c in caches {
+        m.kmem_cache_shrink(c);
+    }
     m.drain_all_pages();
     let mut diff = String::new();
-    let ok = m.buddy_matches_boot_state(&mut diff) && allocs == frees;
+    let consistent = object_ops as usize == attempts;
+    let ok = m.buddy_matches_boot_state(&mut diff)
+        && allocs == frees
+        && counters.dentry_bad.load(Ordering::Relaxed) == 0
+        && consistent;
     println!("\n==== check ====");
     if ok {
         println!(
