@@ -29,7 +29,7 @@ COMMANDS:
             workload on every CPU, print the boot log, a report, the /proc files
             and check that every page came back (the default command)
     proc    NAME is one of: slabinfo buddyinfo pagetypeinfo zoneinfo meminfo vmstat
-            percpu_stats memblock/memory memblock/reserved
+            percpu_stats vmallocinfo memblock/memory memblock/reserved
 
 OPTIONS (sim):
     --duration SECS   how long the workload runs (default 2)
@@ -532,7 +532,7 @@ fn main() -> ExitCode {
         },
         "proc" => {
             let Some(name) = rest.first() else {
-                eprintln!("kmem proc: which file? (slabinfo, buddyinfo, pagetypeinfo, zoneinfo, meminfo, vmstat, percpu_stats, memblock/memory, memblock/reserved)");
+                eprintln!("kmem proc: which file? (slabinfo, buddyinfo, pagetypeinfo, zoneinfo, meminfo, vmstat, percpu_stats, vmallocinfo, memblock/memory, memblock/reserved)");
                 return ExitCode::from(2);
             };
             let m = kmem_hosted::default_machine();

@@ -57,6 +57,8 @@ pub struct Machine {
     kswapd: Vec<std::thread::JoinHandle<()>>,
     kswapd_stop: std::sync::Arc<AtomicBool>,
     e820: E820Table,
+    /// The vmalloc window `(start, size)`, released after the machine.
+    vmalloc_window: (usize, usize),
     // Dropped last: the machine lives inside it.
     ram: HostRam,
 }
@@ -106,21 +108,33 @@ impl Machine {
             .max(1);
         let platform = HostedPlatform::with_ram(nr_cpus, &ram, params.quiet).map_err(MachineError::Io)?;
         let reserved = [(0u64, 1u64 << 20)];
+        let vmalloc_size = vmalloc_window_size(phys_size);
+        let vmalloc_start = ram.reserve_window(vmalloc_size).map_err(MachineError::Io)?;
+        let vmalloc_window = (vmalloc_start, vmalloc_size);
         let info = BootInfo {
             e820: &e820,
             page_offset: ram.base(),
             ram_zeroed: true,
             reserved: &reserved,
             params,
+            vmalloc_window: Some(vmalloc_window),
         };
         // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the
         // machine (it is dropped after `drop_in_place` in `Drop`).
-        let kmem = unsafe { Kmem::boot(platform, &info) }.map_err(MachineError::Boot)?;
+        let kmem = match unsafe { Kmem::boot(platform, &info) } {
+            Ok(k) => k,
+            Err(e) => {
+                // SAFETY: the window is ours and nothing uses it.
+                let _ = unsafe { ram.release_window(vmalloc_start, vmalloc_size) };
+                return Err(MachineError::Boot(e));
+            }
+        };
         let mut m = Machine {
             kmem,
             kswapd: Vec::new(),
             kswapd_stop: Default::default(),
             e820,
+            vmalloc_window,
             ram,
         };
         if params.kswapd.unwrap_or(true) {
@@ -214,7 +228,21 @@ impl Drop for Machine {
         // SAFETY: the machine was initialised by boot and is not used after this;
         // its memory is unmapped when `ram` drops right after.
         unsafe { core::ptr::drop_in_place(self.kmem.as_ptr()) };
+        let (start, size) = self.vmalloc_window;
+        // SAFETY: the window was reserved at boot and the machine that used
+        // it is gone.
+        let _ = unsafe { self.ram.release_window(start, size) };
     }
+}
+
+/// Size of the vmalloc window: twice the physical address space, at least
+/// 1 GiB (the kernel's is 32 TiB on x86-64; address space is cheap, but many
+/// machines share one process).
+pub fn vmalloc_window_size(phys_size: u64) -> usize {
+    let two = usize::try_from(phys_size)
+        .unwrap_or(usize::MAX / 4)
+        .saturating_mul(2);
+    two.max(1 << 30).next_multiple_of(2 << 20)
 }
 
 /// The boot command line of the default machine (`KMEM_CMDLINE`), read

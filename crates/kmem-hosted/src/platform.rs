@@ -549,6 +549,59 @@ impl Platform for HostedPlatform {
         self.ram_fd.is_some()
     }
 
+    unsafe fn map_pages(&self, virt: usize, phys: &[u64]) -> bool {
+        let Some(fd) = &self.ram_fd else { return false };
+        let page = kmem::PAGE_SIZE;
+        let mut i = 0;
+        while i < phys.len() {
+            // Coalesce a run of physically consecutive pages into one mapping.
+            let mut n = 1;
+            while i + n < phys.len() && phys[i + n] == phys[i] + (n * page) as u64 {
+                n += 1;
+            }
+            let Ok(off) = libc::off_t::try_from(phys[i]) else {
+                return false;
+            };
+            // SAFETY: the caller owns `[virt + i*page, +n*page)` inside the
+            // reserved vmalloc window, and the pages are RAM, i.e. inside the
+            // memfd; MAP_FIXED replaces exactly that part of the reservation.
+            let r = unsafe {
+                libc::mmap(
+                    (virt + i * page) as *mut libc::c_void,
+                    n * page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    fd.as_raw_fd(),
+                    off,
+                )
+            };
+            if r == libc::MAP_FAILED {
+                return false;
+            }
+            i += n;
+        }
+        true
+    }
+
+    unsafe fn unmap_pages(&self, virt: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the caller owns the range inside the vmalloc window and no
+        // longer uses it; an inaccessible reservation replaces it, so the
+        // window keeps its addresses (as `HostRam::unmap_alias`).
+        unsafe {
+            libc::mmap(
+                virt as *mut libc::c_void,
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            );
+        }
+    }
+
     fn printk(&self, args: fmt::Arguments<'_>) {
         if self.is_quiet() {
             return;

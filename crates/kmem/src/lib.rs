@@ -39,6 +39,7 @@ pub mod printk;
 pub mod proc;
 pub mod slab;
 pub mod spinlock;
+pub mod vmalloc;
 pub mod vmscan;
 
 pub use gfp::*;

@@ -129,6 +129,9 @@ pub struct BootInfo<'a> {
     pub reserved: &'a [(u64, u64)],
     /// The parsed boot command line.
     pub params: BootParams,
+    /// The virtual window for vmalloc, `(start, size)`, reserved by the
+    /// platform (`None`: no vmalloc).
+    pub vmalloc_window: Option<(usize, usize)>,
 }
 
 /// Machine lifecycle (`system_state` and friends).
@@ -227,6 +230,8 @@ pub struct Kmem<P: Platform> {
     pub kswapd: crate::kswapd::Kswapd,
     /// The per-CPU allocator's state.
     pub percpu: crate::percpu::PercpuState,
+    /// The vmalloc layer's state.
+    pub vmalloc: crate::vmalloc::VmallocState,
     pub(crate) log: SpinLock<LogRing>,
     pub(crate) warn_once: AtomicU64,
     pub(crate) ratelimit_alloc: RateLimit,
@@ -618,6 +623,7 @@ impl<P: Platform> Kmem<P> {
                     slab: crate::slab::SlabState::new(),
                     kswapd: crate::kswapd::Kswapd::new(),
                     percpu: crate::percpu::PercpuState::new(),
+                    vmalloc: crate::vmalloc::VmallocState::new(),
                     log: SpinLock::new(ring),
                     warn_once: AtomicU64::new(0),
                     ratelimit_alloc: RateLimit::new(10_000, 1),
@@ -638,6 +644,7 @@ impl<P: Platform> Kmem<P> {
         k.mem_init();
         k.kmem_cache_init();
         k.percpu_init();
+        k.vmalloc_init(info.vmalloc_window);
         // The boot state every page must return to: after the boot-time
         // allocations of the slab layer, with the per-CPU lists drained.
         k.drain_all_pages();

@@ -153,6 +153,30 @@ pub trait Platform: Sync {
         false
     }
 
+    /// Map the 4 KiB pages of RAM at physical addresses `phys` at consecutive
+    /// virtual pages from `virt` (the vmalloc window's page tables). Returns
+    /// false if the platform cannot (the default) or the host refused.
+    ///
+    /// # Safety
+    /// `[virt, virt + phys.len() * 4096)` lies in the vmalloc window the
+    /// platform handed to the machine and is owned by the caller; every
+    /// address in `phys` is a page-aligned page of this machine's RAM.
+    unsafe fn map_pages(&self, _virt: usize, _phys: &[u64]) -> bool {
+        false
+    }
+
+    /// Remove the mappings of `[virt, virt + len)` made by `map_pages`; the
+    /// range stays reserved (accesses fault). Default: no-op.
+    ///
+    /// # Safety
+    /// The range lies in the vmalloc window, is owned by the caller and no
+    /// reference into it is used afterwards.
+    unsafe fn unmap_pages(&self, _virt: usize, _len: usize) {}
+
+    /// Flush stale translations of kernel addresses `[start, end)`
+    /// (`flush_tlb_kernel_range`). Default: no-op.
+    fn flush_tlb_kernel_range(&self, _start: usize, _end: usize) {}
+
     /// Print a kernel message.
     fn printk(&self, args: fmt::Arguments<'_>);
 

@@ -43,6 +43,7 @@ pub const PROC_FILES: &[&str] = &[
     "memblock/memory",
     "memblock/reserved",
     "percpu_stats",
+    "vmallocinfo",
 ];
 
 /// Write the text of `/proc/<name>` (or debugfs `memblock/...`); `Err` for an unknown name.
@@ -57,6 +58,7 @@ pub fn proc_show<P: Platform>(k: &Kmem<P>, name: &str, out: &mut dyn Write) -> f
         "memblock/memory" => k.memblock.lock(&k.platform).debugfs_show(Which::Memory, out),
         "memblock/reserved" => k.memblock.lock(&k.platform).debugfs_show(Which::Reserved, out),
         "percpu_stats" => k.percpu_stats_show(out),
+        "vmallocinfo" => k.vmallocinfo_show(out),
         _ => Err(fmt::Error),
     }
 }
@@ -347,9 +349,9 @@ pub fn slab_pages<P: Platform>(k: &Kmem<P>, node: Option<usize>) -> SlabPages {
 // ---- placeholders for layers that come later ------------------------------------
 
 /// vmalloc address space and use, in pages: (`VMALLOC_TOTAL`, pages backing
-/// vmalloc areas). Not built yet; fill in with the vmalloc layer.
-pub fn vmalloc_pages<P: Platform>(_k: &Kmem<P>) -> (usize, usize) {
-    (0, 0)
+/// vmalloc areas): the window's size and `nr_vmalloc_pages`.
+pub fn vmalloc_pages<P: Platform>(k: &Kmem<P>) -> (usize, usize) {
+    (k.vmalloc_total() >> crate::page::PAGE_SHIFT, k.vmalloc_nr_pages())
 }
 
 /// Populated percpu pages (`pcpu_nr_pages`): every chunk's units and

@@ -1,0 +1,388 @@
+//! vmalloc, vmap and kvmalloc (reference/linux-mm.md §1.6, §2.3): scattered
+//! pages mapped into the vmalloc window, lowest-address first fit with a
+//! guard page, lazy purge, misuse warnings, /proc/vmallocinfo and meminfo.
+
+mod common;
+
+use common::*;
+use kmem::*;
+use std::sync::atomic::Ordering;
+
+const CMDLINE: &str = "quiet mem=256M nr_cpus=2 kswapd=off";
+
+fn warnings(m: &kmem_hosted::Machine) -> usize {
+    m.events.warnings.load(Ordering::Relaxed)
+}
+
+#[test]
+fn vmalloc_memory_is_usable_across_its_whole_size() {
+    let m = boot(CMDLINE);
+    let size = 3 * PAGE_SIZE + 123;
+    let p = m.vmalloc(size).unwrap();
+    assert!(m.is_vmalloc_addr(p.as_ptr()));
+    // SAFETY: vmalloc returned `size` writable bytes.
+    let s = unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), size) };
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    for (i, b) in s.iter().enumerate() {
+        assert_eq!(*b, (i % 251) as u8);
+    }
+    m.vfree(p.as_ptr());
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+}
+
+#[test]
+fn same_page_through_linear_map_and_vmalloc_address() {
+    let m = boot(CMDLINE);
+    let p = m.vmalloc(4 * PAGE_SIZE).unwrap();
+    for i in 0..4 {
+        // SAFETY: inside the area.
+        let v = unsafe { p.as_ptr().add(i * PAGE_SIZE + 8) };
+        let page = m.vmalloc_to_page(v).expect("mapped");
+        assert_eq!(m.vmalloc_to_pfn(v), Some(m.page_to_pfn(page)));
+        let lin = m.page_address(page).expect("lowmem page").as_ptr();
+        // SAFETY: both addresses map the same live page.
+        unsafe {
+            v.cast::<u64>().write(0xdead_beef_0000 + i as u64);
+            assert_eq!(lin.add(8).cast::<u64>().read(), 0xdead_beef_0000 + i as u64);
+            lin.add(100).write(0x5a);
+            assert_eq!(v.add(92).read(), 0x5a);
+        }
+    }
+    // The guard page has no page.
+    // SAFETY: address arithmetic only.
+    assert!(m
+        .vmalloc_to_page(unsafe { p.as_ptr().add(4 * PAGE_SIZE) })
+        .is_none());
+    // The pages are scattered order-0 pages; not a requirement that they are
+    // non-contiguous, but every one is distinct.
+    let mut pfns: Vec<_> = (0..4)
+        // SAFETY: address arithmetic only.
+        .map(|i| {
+            m.vmalloc_to_pfn(unsafe { p.as_ptr().add(i * PAGE_SIZE) })
+                .unwrap()
+        })
+        .collect();
+    pfns.sort();
+    pfns.dedup();
+    assert_eq!(pfns.len(), 4);
+    m.vfree(p.as_ptr());
+}
+
+#[test]
+fn lowest_first_fit_with_guard_page() {
+    let m = boot(CMDLINE);
+    let a = m.vmalloc(PAGE_SIZE).unwrap().as_ptr() as usize;
+    let b = m.vmalloc(PAGE_SIZE).unwrap().as_ptr() as usize;
+    assert_eq!(a, m.vmalloc_start());
+    assert_eq!(b, a + 2 * PAGE_SIZE);
+    let c = m.vmalloc(3 * PAGE_SIZE).unwrap().as_ptr() as usize;
+    assert_eq!(c, b + 2 * PAGE_SIZE);
+    // Freed space is reused only after a purge; then lowest first.
+    m.vfree(b as *const u8);
+    let d = m.vmalloc(PAGE_SIZE).unwrap().as_ptr() as usize;
+    assert_eq!(d, c + 4 * PAGE_SIZE, "lazily freed range is not reused yet");
+    m.vm_unmap_aliases();
+    let e = m.vmalloc(PAGE_SIZE).unwrap().as_ptr() as usize;
+    assert_eq!(e, b, "after the purge the lowest hole is used");
+    for p in [a, c, d, e] {
+        m.vfree(p as *const u8);
+    }
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+}
+
+#[test]
+fn bad_and_double_vfree_warn_and_change_nothing() {
+    let m = boot(CMDLINE);
+    m.vfree(std::ptr::null());
+    assert_eq!(warnings(&m), 0);
+    let p = m.vmalloc(2 * PAGE_SIZE).unwrap();
+    let used = m.vmalloc_nr_pages();
+    let since = m.dmesg_len();
+    // SAFETY: address arithmetic only.
+    m.vfree(unsafe { p.as_ptr().add(PAGE_SIZE) });
+    let mut x = 0u64;
+    m.vfree(&mut x as *mut u64 as *const u8);
+    assert_eq!(warnings(&m), 2);
+    assert!(m
+        .dmesg_since(since)
+        .contains("Trying to vfree() nonexistent vm area"));
+    assert_eq!(m.vmalloc_nr_pages(), used);
+    // Still usable.
+    // SAFETY: the area is live.
+    unsafe { p.as_ptr().write_bytes(7, 2 * PAGE_SIZE) };
+    m.vfree(p.as_ptr());
+    assert_eq!(m.vmalloc_nr_pages(), 0);
+    m.vfree(p.as_ptr());
+    assert_eq!(warnings(&m), 3);
+    m.vm_unmap_aliases();
+    m.vfree(p.as_ptr());
+    assert_eq!(warnings(&m), 4);
+}
+
+#[test]
+fn vzalloc_and_vmalloc_user_are_zeroed() {
+    let m = boot(CMDLINE);
+    // Dirty some pages first so that reuse would show.
+    let d = m.vmalloc(64 * PAGE_SIZE).unwrap();
+    // SAFETY: the area is live.
+    unsafe { d.as_ptr().write_bytes(0xaa, 64 * PAGE_SIZE) };
+    m.vfree(d.as_ptr());
+    m.drain_all_pages();
+    for p in [
+        m.vzalloc(64 * PAGE_SIZE).unwrap(),
+        m.vmalloc_user(64 * PAGE_SIZE).unwrap(),
+    ] {
+        // SAFETY: the area is live.
+        let s = unsafe { std::slice::from_raw_parts(p.as_ptr(), 64 * PAGE_SIZE) };
+        assert!(s.iter().all(|&b| b == 0));
+        m.vfree(p.as_ptr());
+    }
+}
+
+#[test]
+fn vmalloc_32_pages_are_below_4g() {
+    let m = boot("quiet mem=6G nr_cpus=2 kswapd=off");
+    let p = m.vmalloc_32(16 * PAGE_SIZE).unwrap();
+    for i in 0..16 {
+        // SAFETY: address arithmetic only.
+        let pfn = m
+            .vmalloc_to_pfn(unsafe { p.as_ptr().add(i * PAGE_SIZE) })
+            .unwrap();
+        assert!((pfn as u64) << PAGE_SHIFT < 1 << 32);
+    }
+    m.vfree(p.as_ptr());
+}
+
+#[test]
+fn vmap_maps_given_pages() {
+    let m = boot(CMDLINE);
+    let pages: Vec<_> = (0..3).map(|_| m.alloc_pages(GFP_KERNEL, 0).unwrap()).collect();
+    for (i, &pg) in pages.iter().enumerate() {
+        // SAFETY: our page.
+        unsafe {
+            m.page_address(pg)
+                .unwrap()
+                .as_ptr()
+                .write_bytes(i as u8 + 1, PAGE_SIZE)
+        };
+    }
+    let v = m.vmap(&pages).unwrap();
+    assert!(m.is_vmalloc_addr(v.as_ptr()));
+    for (i, &pg) in pages.iter().enumerate() {
+        // SAFETY: inside the mapping.
+        let a = unsafe { v.as_ptr().add(i * PAGE_SIZE) };
+        assert_eq!(m.vmalloc_to_page(a), Some(pg));
+        // SAFETY: mapped.
+        assert_eq!(unsafe { a.add(17).read() }, i as u8 + 1);
+    }
+    let mut info = String::new();
+    m.vmallocinfo_show(&mut info).unwrap();
+    assert!(
+        info.lines()
+            .any(|l| l.ends_with(" vmap") && l.contains(" 16384 ")),
+        "{info}"
+    );
+    m.vunmap(v.as_ptr());
+    for pg in pages {
+        // SAFETY: still ours; vunmap does not free them.
+        unsafe { m.__free_pages(pg, 0) };
+    }
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+}
+
+#[test]
+fn kvmalloc_small_is_kmalloc_large_is_vmalloc() {
+    let m = boot(CMDLINE);
+    let small = m.kvmalloc(100, GFP_KERNEL).unwrap();
+    assert!(!m.is_vmalloc_addr(small.as_ptr()));
+    let large = m.kvmalloc(8 << 20, GFP_KERNEL).unwrap();
+    assert!(m.is_vmalloc_addr(large.as_ptr()));
+    // Not blocking: no vmalloc fallback.
+    assert!(m.kvmalloc(8 << 20, GFP_ATOMIC | __GFP_NOWARN).is_err());
+    let z = m.kvzalloc(3 * PAGE_SIZE, GFP_KERNEL).unwrap();
+    // SAFETY: live, 3 pages.
+    assert!(unsafe { std::slice::from_raw_parts(z.as_ptr(), 3 * PAGE_SIZE) }
+        .iter()
+        .all(|&b| b == 0));
+    // SAFETY: live allocations.
+    unsafe {
+        small.as_ptr().write_bytes(9, 100);
+        let grown = m.kvrealloc(small.as_ptr(), 8 << 20, GFP_KERNEL).unwrap();
+        assert!(m.is_vmalloc_addr(grown.as_ptr()));
+        assert!(std::slice::from_raw_parts(grown.as_ptr(), 100)
+            .iter()
+            .all(|&b| b == 9));
+        m.kvfree(grown.as_ptr());
+        m.kvfree(large.as_ptr());
+        m.kvfree(z.as_ptr());
+        m.kvfree(std::ptr::null());
+    }
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+}
+
+#[test]
+fn vmallocinfo_format_and_meminfo() {
+    let m = boot(CMDLINE);
+    let p = m.vmalloc(4 * PAGE_SIZE).unwrap();
+    let line_no = line!() - 1;
+    let big = m.vmalloc(1024 * PAGE_SIZE).unwrap(); // page array > a page: vpages
+    let info = m.proc_read("vmallocinfo").unwrap();
+    let lines: Vec<&str> = info.lines().collect();
+    let want = format!(
+        "0x{:016x}-0x{:016x}   20480 {}:{} pages=4 vmalloc N0=4",
+        p.as_ptr() as usize,
+        p.as_ptr() as usize + 5 * PAGE_SIZE,
+        file!(),
+        line_no
+    );
+    assert!(lines.contains(&want.as_str()), "want {want}\n{info}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("{:016x}-", big.as_ptr() as usize))
+                && l.ends_with(" pages=1024 vmalloc vpages N0=1024")
+                && l.contains(" 4198400 ")),
+        "{info}"
+    );
+    let meminfo = m.proc_read("meminfo").unwrap();
+    let kb = |name: &str| -> usize {
+        let l = meminfo.lines().find(|l| l.starts_with(name)).unwrap();
+        l.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(kb("VmallocTotal:"), m.vmalloc_total() / 1024);
+    // The pages of both areas plus the vpages array's page.
+    assert_eq!(kb("VmallocUsed:"), (4 + 1024 + 2) * 4);
+    m.vfree(p.as_ptr());
+    let info = m.proc_read("vmallocinfo").unwrap();
+    let want = format!(
+        "0x{:016x}-0x{:016x}   20480 unpurged vm_area",
+        p.as_ptr() as usize,
+        p.as_ptr() as usize + 5 * PAGE_SIZE
+    );
+    assert!(info.lines().any(|l| l == want), "want {want}\n{info}");
+    m.vm_unmap_aliases();
+    let info = m.proc_read("vmallocinfo").unwrap();
+    assert!(!info.contains("unpurged"), "{info}");
+    m.vfree(big.as_ptr());
+    assert_eq!(m.vmalloc_nr_pages(), 0);
+}
+
+#[test]
+fn lazy_purge_happens_past_lazy_max_pages() {
+    let m = boot(CMDLINE);
+    let max = m.lazy_max_pages();
+    assert_eq!(max, 2 * (32 << 20) / PAGE_SIZE); // fls(2) * 32 MiB
+    let chunk = 1024 * PAGE_SIZE;
+    let mut freed = 0;
+    while freed <= max {
+        let p = m.vmalloc(chunk).unwrap();
+        m.vfree(p.as_ptr());
+        freed += chunk / PAGE_SIZE + 1;
+    }
+    // The batch went back: the lowest address is free again.
+    let p = m.vmalloc(PAGE_SIZE).unwrap();
+    assert_eq!(
+        p.as_ptr() as usize,
+        m.vmalloc_start(),
+        "{}",
+        m.proc_read("vmallocinfo").unwrap()
+    );
+    m.vfree(p.as_ptr());
+}
+
+#[test]
+fn window_exhaustion_purges_then_fails_cleanly() {
+    let m = boot(CMDLINE);
+    let total = m.vmalloc_total();
+    // Larger than RAM: refused before touching the window.
+    assert!(m.__vmalloc(512 << 20, GFP_KERNEL | __GFP_NOWARN).is_err());
+    assert!(m.vmalloc(0).is_err());
+    let since = warnings(&m);
+    let p = m.vmalloc(16 << 20).unwrap();
+    m.vfree(p.as_ptr());
+    // Fill the window with address space only: vmaps of one 64-page block
+    // (physically contiguous, so each is one host mapping).
+    let page = m.alloc_pages(GFP_KERNEL, 6).unwrap();
+    let base = m.page_to_pfn(page);
+    let pages: Vec<_> = (0..64).map(|i| m.pfn_to_page(base + i).unwrap()).collect();
+    let mut maps = Vec::new();
+    while let Ok(v) = m.vmap(&pages) {
+        maps.push(v);
+        assert!(maps.len() <= total / (65 * PAGE_SIZE) + 1);
+    }
+    assert_eq!(
+        maps.len(),
+        total / (65 * PAGE_SIZE),
+        "the purge gave the freed range back"
+    );
+    for v in maps {
+        m.vunmap(v.as_ptr());
+    }
+    // SAFETY: our block.
+    unsafe { m.__free_pages(page, 6) };
+    m.vm_unmap_aliases();
+    let q = m.vmalloc(PAGE_SIZE).unwrap();
+    assert_eq!(q.as_ptr() as usize, m.vmalloc_start());
+    m.vfree(q.as_ptr());
+    assert_eq!(warnings(&m), since, "only vmalloc(0) warned\n{}", m.dmesg());
+}
+
+#[test]
+fn all_pages_return_to_the_buddy_allocator() {
+    let m = boot(CMDLINE);
+    let workload = |check: Option<usize>| {
+        let mut held = Vec::new();
+        for i in 1..40 {
+            held.push(m.vmalloc(i * 37 * PAGE_SIZE / 3).unwrap());
+        }
+        held.push(m.kvmalloc(8 << 20, GFP_KERNEL).unwrap());
+        held.push(m.vzalloc(700 * PAGE_SIZE).unwrap());
+        if let Some(start) = check {
+            m.drain_all_pages();
+            assert!(m.nr_free_pages() < start);
+        }
+        for p in held {
+            m.vfree(p.as_ptr());
+        }
+        assert_eq!(m.vmalloc_nr_pages(), 0);
+        m.vm_unmap_aliases();
+        m.drain_all_pages();
+    };
+    // Once to warm the slab caches the records and page arrays come from.
+    workload(None);
+    let start = m.nr_free_pages();
+    workload(Some(start));
+    assert_eq!(
+        m.nr_free_pages(),
+        start,
+        "{}",
+        m.proc_read("vmallocinfo").unwrap()
+    );
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+}
+
+#[test]
+fn concurrent_vmalloc_vfree() {
+    let m = boot(CMDLINE);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let m = &m;
+            s.spawn(move || {
+                for i in 0..200 {
+                    let n = 1 + (i + t) % 7;
+                    let p = m.vmalloc(n * PAGE_SIZE).unwrap();
+                    // SAFETY: live area of n pages.
+                    unsafe {
+                        p.as_ptr().write_bytes(t as u8, n * PAGE_SIZE);
+                        assert_eq!(p.as_ptr().add(n * PAGE_SIZE - 1).read(), t as u8);
+                    }
+                    m.vfree(p.as_ptr());
+                }
+            });
+        }
+    });
+    assert_eq!(m.vmalloc_nr_pages(), 0);
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+}
