@@ -897,10 +897,10 @@ impl<P: Platform> Kmem<P> {
         let guard = c.lock.lock(&self.platform);
         let mut old = c.partial.load(Ordering::Acquire);
         let mut to_flush = ptr::null_mut();
-        // SAFETY: the chain is ours under the lock.
         let mut slabs = if old.is_null() {
             0
         } else {
+            // SAFETY: the chain is ours under the lock.
             unsafe { (*old).private }
         };
         if !old.is_null() && slabs >= s.cpu_partial_slabs {
