@@ -1215,6 +1215,15 @@ impl<P: Platform> Kmem<P> {
         (left != 0) as i32
     }
 
+    /// `kmem_cache_shrink_all`: shrink every cache (what memory offlining and
+    /// `echo 1 > /sys/kernel/slab/*/shrink` do); leaves no CPU slab behind.
+    pub fn kmem_cache_shrink_all(&self) {
+        self.for_each_cache(|c| {
+            self.flush_all(c);
+            self.shrink_node_partials(c, usize::MAX, true);
+        });
+    }
+
     /// Free the empty partial slabs of every node beyond `keep` (the kernel's
     /// `__kmem_cache_do_shrink` uses 0); returns the slabs freed.
     pub(crate) fn shrink_node_partials(&self, s: &KmemCache, max: usize, all: bool) -> usize {
