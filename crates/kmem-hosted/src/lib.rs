@@ -13,16 +13,20 @@
 //!   CPUs onto the machine's.
 //! * **real sleeping**: allocations that may sleep wait on futexes.
 //! * **kernel messages** on stderr (unless quiet), formatted without allocating.
+//! * **device memory** for `ioremap`: file descriptors registered at free
+//!   physical addresses ([`iomem`]).
 //!
 //! The machine and boot glue (the boot command line, the process-wide default
 //! machine) builds on these two pieces.
 
 pub mod global;
+pub mod iomem;
 pub mod machine;
 pub mod platform;
 pub mod ram;
 
 pub use global::{CacheBox, KBox, KmallocAllocator, KmemAlloc, KmemCache};
+pub use iomem::{FakeDevice, IomemError, IomemRegion};
 pub use machine::{default_machine, Machine, MachineError};
 pub use platform::HostedPlatform;
 pub use ram::HostRam;

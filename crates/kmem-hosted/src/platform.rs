@@ -226,6 +226,8 @@ pub struct HostedPlatform {
     rseq_offset: isize,
     ram_fd: Option<OwnedFd>,
     quiet: AtomicBool,
+    /// Device windows `ioremap` can map (`crate::iomem`).
+    iomem: crate::iomem::IomemRegistry,
 }
 
 impl HostedPlatform {
@@ -243,7 +245,13 @@ impl HostedPlatform {
             rseq_offset: rseq_offset(),
             ram_fd,
             quiet: AtomicBool::new(quiet),
+            iomem: crate::iomem::IomemRegistry::new(),
         }
+    }
+
+    /// The device windows registered with this machine.
+    pub fn iomem(&self) -> &crate::iomem::IomemRegistry {
+        &self.iomem
     }
 
     /// A platform for a machine of `nr_cpus` CPUs whose RAM is `ram`. The
@@ -581,6 +589,19 @@ impl Platform for HostedPlatform {
             i += n;
         }
         true
+    }
+
+    /// Maps the part of a registered device file behind `phys` (see
+    /// `crate::iomem`); the cache mode is the host's business.
+    unsafe fn ioremap_pages(
+        &self,
+        virt: usize,
+        phys: u64,
+        len: usize,
+        _pcm: kmem::platform::PageCacheMode,
+    ) -> bool {
+        // SAFETY: the caller owns the page-aligned range in the window.
+        unsafe { self.iomem.map(virt, phys, len) }
     }
 
     unsafe fn unmap_pages(&self, virt: usize, len: usize) {

@@ -24,6 +24,8 @@ pub mod cmdline;
 pub mod context;
 pub mod e820;
 pub mod gfp;
+pub mod highmem;
+pub mod ioremap;
 pub mod kbox;
 pub mod kmalloc;
 pub mod kswapd;

@@ -232,6 +232,10 @@ pub struct Kmem<P: Platform> {
     pub percpu: crate::percpu::PercpuState,
     /// The vmalloc layer's state.
     pub vmalloc: crate::vmalloc::VmallocState,
+    /// The iomem resource tree (`iomem_resource`).
+    pub iomem: crate::ioremap::IomemState,
+    /// HighMem mappings (the pkmap pool and kmap_local slots).
+    pub kmap: crate::highmem::KmapState,
     pub(crate) log: SpinLock<LogRing>,
     pub(crate) warn_once: AtomicU64,
     pub(crate) ratelimit_alloc: RateLimit,
@@ -624,6 +628,8 @@ impl<P: Platform> Kmem<P> {
                     kswapd: crate::kswapd::Kswapd::new(),
                     percpu: crate::percpu::PercpuState::new(),
                     vmalloc: crate::vmalloc::VmallocState::new(),
+                    iomem: crate::ioremap::IomemState::new(),
+                    kmap: crate::highmem::KmapState::new(),
                     log: SpinLock::new(ring),
                     warn_once: AtomicU64::new(0),
                     ratelimit_alloc: RateLimit::new(10_000, 1),
@@ -644,7 +650,9 @@ impl<P: Platform> Kmem<P> {
         k.mem_init();
         k.kmem_cache_init();
         k.percpu_init();
-        k.vmalloc_init(info.vmalloc_window);
+        k.iomem_init(info.e820);
+        let vmalloc_window = k.kmap_init(info.vmalloc_window);
+        k.vmalloc_init(vmalloc_window);
         // The boot state every page must return to: after the boot-time
         // allocations of the slab layer, with the per-CPU lists drained.
         k.drain_all_pages();

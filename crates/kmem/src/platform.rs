@@ -16,6 +16,8 @@
 //!   allocations that may sleep until memory is freed.
 //! * **Physical memory** — giving freed RAM back to the host (`discard_ram`),
 //!   a no-op on bare metal.
+//! * **Page tables** — mapping RAM pages and device memory into the vmalloc
+//!   window (`map_pages`, `ioremap_pages`, `unmap_pages`).
 //! * **printk** — where kernel messages go.
 //!
 //! Platforms implement it with `Sync` state; the core holds one by value inside
@@ -49,6 +51,26 @@ pub mod task_flags {
     pub const PF_MEMALLOC_NOIO: u32 = 0x0008_0000;
     /// Allocations must not be movable (pinning).
     pub const PF_MEMALLOC_PIN: u32 = 0x1000_0000;
+}
+
+/// x86 page cache modes (`enum page_cache_mode`), the attribute of a device
+/// mapping: what `ioremap` (UC-), `ioremap_uc`, `ioremap_wc`, `ioremap_wt`
+/// and `ioremap_cache` (WB) ask the page tables for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PageCacheMode {
+    /// Write-back (cached): `_PAGE_CACHE_MODE_WB`.
+    Wb = 0,
+    /// Write-combining: `_PAGE_CACHE_MODE_WC`.
+    Wc = 1,
+    /// Uncached, overridable by an MTRR to WC: `_PAGE_CACHE_MODE_UC_MINUS`.
+    UcMinus = 2,
+    /// Strongly uncached: `_PAGE_CACHE_MODE_UC`.
+    Uc = 3,
+    /// Write-through: `_PAGE_CACHE_MODE_WT`.
+    Wt = 4,
+    /// Write-protected: `_PAGE_CACHE_MODE_WP`.
+    Wp = 5,
 }
 
 /// The services a machine needs from the world it runs in.
@@ -176,6 +198,32 @@ pub trait Platform: Sync {
     /// Flush stale translations of kernel addresses `[start, end)`
     /// (`flush_tlb_kernel_range`). Default: no-op.
     fn flush_tlb_kernel_range(&self, _start: usize, _end: usize) {}
+
+    /// Map device memory (not RAM) `[phys, phys + len)` at `[virt, virt + len)`
+    /// with cache mode `pcm` (`ioremap_page_range`). Returns false if the
+    /// platform cannot (the default) or nothing backs that physical range.
+    /// `unmap_pages` removes the mapping.
+    ///
+    /// # Safety
+    /// `[virt, virt + len)` lies in the vmalloc window the platform handed to
+    /// the machine and is owned by the caller; `phys`, `virt` and `len` are
+    /// page-aligned and `len` is not 0.
+    unsafe fn ioremap_pages(&self, _virt: usize, _phys: u64, _len: usize, _pcm: PageCacheMode) -> bool {
+        false
+    }
+
+    /// `migrate_disable()`: keep the caller on its CPU until the matching
+    /// `migrate_enable()` (`kmap_local_page`); returns that CPU. The default
+    /// pins with `preempt_disable`, which is stricter than the kernel (the
+    /// section becomes atomic) but the only pinning a platform may have.
+    fn migrate_disable(&self) -> usize {
+        self.preempt_disable()
+    }
+
+    /// `migrate_enable()`: undo one `migrate_disable()`.
+    fn migrate_enable(&self) {
+        self.preempt_enable()
+    }
 
     /// Print a kernel message.
     fn printk(&self, args: fmt::Arguments<'_>);

@@ -44,6 +44,7 @@ pub const PROC_FILES: &[&str] = &[
     "memblock/reserved",
     "percpu_stats",
     "vmallocinfo",
+    "iomem",
 ];
 
 /// Write the text of `/proc/<name>` (or debugfs `memblock/...`); `Err` for an unknown name.
@@ -59,6 +60,7 @@ pub fn proc_show<P: Platform>(k: &Kmem<P>, name: &str, out: &mut dyn Write) -> f
         "memblock/reserved" => k.memblock.lock(&k.platform).debugfs_show(Which::Reserved, out),
         "percpu_stats" => k.percpu_stats_show(out),
         "vmallocinfo" => k.vmallocinfo_show(out),
+        "iomem" => k.iomem_show(out),
         _ => Err(fmt::Error),
     }
 }

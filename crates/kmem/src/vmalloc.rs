@@ -32,7 +32,10 @@
 //! `kvmalloc` and friends (`mm/util.c`) try kmalloc first and fall back to
 //! vmalloc.
 //!
-//! ioremap is not implemented (`VM_IOREMAP` is only reserved as a flag).
+//! ioremap (`ioremap.rs`) takes its areas from the same window with
+//! `VM_IOREMAP`, aligned to their size's order (`IOREMAP_MAX_ORDER`); the
+//! area records the physical address it maps (`phys=` in vmallocinfo) and
+//! owns no pages. `vfree` refuses ioremap areas (only `iounmap` frees them).
 
 use crate::gfp::*;
 use crate::machine::{Kmem, MAX_NUMNODES};
@@ -74,6 +77,8 @@ pub struct VmapArea {
     nr_mapped: usize,
     pages: *mut *mut Page,
     caller: Option<&'static Location<'static>>,
+    /// Physical address an ioremap area maps (`vm->phys_addr`), else 0.
+    phys_addr: u64,
 }
 
 struct VmapInner {
@@ -127,6 +132,7 @@ impl VmallocState {
                     nr_mapped: 0,
                     pages: ptr::null_mut(),
                     caller: None,
+                    phys_addr: 0,
                 },
             }),
             start: AtomicUsize::new(0),
@@ -144,6 +150,7 @@ struct AreaInfo {
     flags: u32,
     nr_pages: usize,
     caller: Option<&'static Location<'static>>,
+    phys_addr: u64,
     per_node: [usize; MAX_NUMNODES],
 }
 
@@ -267,6 +274,7 @@ impl<P: Platform> Kmem<P> {
                     nr_mapped: 0,
                     pages: ptr::null_mut(),
                     caller: None,
+                    phys_addr: 0,
                 },
             )
         };
@@ -333,7 +341,7 @@ impl<P: Platform> Kmem<P> {
 
     /// `alloc_vmap_area`: `size` bytes (guard included) aligned to `align`,
     /// lowest address first. The area is busy and `VM_UNINITIALIZED`.
-    fn alloc_vmap_area(
+    pub(crate) fn alloc_vmap_area(
         &self,
         size: usize,
         align: usize,
@@ -450,6 +458,11 @@ impl<P: Platform> Kmem<P> {
 
     /// `remove_vm_area`: unlink the busy area starting at `addr`.
     fn remove_vm_area(&self, addr: usize) -> Option<*mut VmapArea> {
+        self.remove_vm_area_if(addr, |_| true)
+    }
+
+    /// Unlink the busy area starting at `addr` if `want(flags)` holds for it.
+    pub(crate) fn remove_vm_area_if(&self, addr: usize, want: impl Fn(u32) -> bool) -> Option<*mut VmapArea> {
         let mut inner = self.vmalloc.inner.lock(&self.platform);
         // SAFETY: busy records are live; we hold the lock.
         unsafe {
@@ -459,7 +472,11 @@ impl<P: Platform> Kmem<P> {
                 prev = cur;
                 cur = (*cur).next;
             }
-            if cur.is_null() || (*cur).va_start != addr || (*cur).flags & VM_UNINITIALIZED != 0 {
+            if cur.is_null()
+                || (*cur).va_start != addr
+                || (*cur).flags & VM_UNINITIALIZED != 0
+                || !want((*cur).flags)
+            {
                 return None;
             }
             if prev.is_null() {
@@ -478,7 +495,7 @@ impl<P: Platform> Kmem<P> {
     /// # Safety
     /// `va` was unlinked from the busy list by the caller and is not used
     /// by anyone else; nobody uses its addresses any more.
-    unsafe fn teardown_area(&self, va: *mut VmapArea, free_pages: bool) {
+    pub(crate) unsafe fn teardown_area(&self, va: *mut VmapArea, free_pages: bool) {
         // SAFETY: the record is ours (caller's promise).
         let (start, end, nr_mapped, nr_pages, pages, flags) = unsafe {
             (
@@ -529,6 +546,7 @@ impl<P: Platform> Kmem<P> {
                 (*va).nr_mapped = 0;
                 (*va).pages = ptr::null_mut();
                 (*va).caller = None;
+                (*va).phys_addr = 0;
                 (*va).next = inner.purge;
             }
             inner.purge = va;
@@ -559,6 +577,17 @@ impl<P: Platform> Kmem<P> {
             done += n;
         }
         true
+    }
+
+    /// Publish a set-up ioremap area mapping `nr_mapped` pages from `phys`.
+    pub(crate) fn setup_ioremap_vm(&self, va: *mut VmapArea, phys: u64, nr_mapped: usize) {
+        let _g = self.vmalloc.inner.lock(&self.platform);
+        // SAFETY: our busy record; we hold the lock.
+        unsafe {
+            (*va).phys_addr = phys;
+            (*va).nr_mapped = nr_mapped;
+            (*va).flags &= !VM_UNINITIALIZED;
+        }
     }
 
     /// Publish a set-up area: clear `VM_UNINITIALIZED`.
@@ -678,7 +707,7 @@ impl<P: Platform> Kmem<P> {
         Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
     }
 
-    fn va_start_of(&self, va: *mut VmapArea) -> usize {
+    pub(crate) fn va_start_of(&self, va: *mut VmapArea) -> usize {
         // SAFETY: `va_start` of a busy record we own does not change.
         unsafe { (*va).va_start }
     }
@@ -746,13 +775,14 @@ impl<P: Platform> Kmem<P> {
         )
     }
 
-    /// `vfree`: free a vmalloc area; NULL is a no-op. Any other address gives
-    /// `WARN "Trying to vfree() nonexistent vm area"` and does nothing.
+    /// `vfree`: free a vmalloc area; NULL is a no-op. Any other address
+    /// (an ioremap area included) gives `WARN "Trying to vfree() nonexistent
+    /// vm area"` and does nothing.
     pub fn vfree(&self, addr: *const u8) {
         if addr.is_null() {
             return;
         }
-        match self.remove_vm_area(addr as usize) {
+        match self.remove_vm_area_if(addr as usize, |f| f & VM_IOREMAP == 0) {
             // SAFETY: unlinked just now; the caller gives the memory up.
             Some(va) => unsafe { self.teardown_area(va, true) },
             None => self.warn(format_args!("Trying to vfree() nonexistent vm area ({addr:p})")),
@@ -827,7 +857,8 @@ impl<P: Platform> Kmem<P> {
                 return None;
             }
             let idx = (a - (*cur).va_start) >> PAGE_SHIFT;
-            if idx >= (*cur).nr_mapped {
+            // ioremap areas have no page array: device memory has no page.
+            if idx >= (*cur).nr_mapped || (*cur).pages.is_null() {
                 return None;
             }
             NonNull::new(*(*cur).pages.add(idx))
@@ -965,6 +996,7 @@ impl<P: Platform> Kmem<P> {
                 flags: v.flags,
                 nr_pages: v.nr_pages,
                 caller: v.caller,
+                phys_addr: v.phys_addr,
                 per_node,
             })
         }
@@ -983,6 +1015,9 @@ impl<P: Platform> Kmem<P> {
             }
             if a.nr_pages != 0 {
                 write!(out, " pages={}", a.nr_pages)?;
+            }
+            if a.phys_addr != 0 {
+                write!(out, " phys=0x{:016x}", a.phys_addr)?;
             }
             for (bit, word) in [
                 (VM_IOREMAP, " ioremap"),
