@@ -58,7 +58,6 @@ const NO_SLOT: u16 = u16::MAX;
 /// `PMD_SIZE`: PKMAP_BASE is aligned to it.
 const PMD_SIZE: usize = 2 << 20;
 
-const WARN_KUNMAP: u32 = 44;
 const WARN_KUNMAP_LOCAL_ORDER: u32 = 45;
 const WARN_KUNMAP_LOCAL_ADDR: u32 = 46;
 const WARN_KMAP_LOCAL_DEPTH: u32 = 47;
@@ -357,10 +356,9 @@ impl<P: Platform> Kmem<P> {
         let slot = g.lookup(pfn);
         let Some(s) = slot.filter(|&s| g.count[s] >= 2) else {
             drop(g);
-            self.warn_once(
-                WARN_KUNMAP,
-                format_args!("kernel BUG at mm/highmem.c: kunmap_high: pfn {pfn:#x} is not kmapped"),
-            );
+            self.warn(format_args!(
+                "kernel BUG at mm/highmem.c: kunmap_high: pfn {pfn:#x} is not kmapped"
+            ));
             return;
         };
         g.count[s] -= 1;
