@@ -1,7 +1,8 @@
 //! Workloads for benchmarks, shared by the wall-clock benches
 //! (`kmem-bench-pages`, `kmem-bench-slab`) and the instruction counter
 //! (`kmem-instr`). Page-allocator workloads are here; object-allocator
-//! (slab, kmalloc) workloads in [`objects`].
+//! (slab, kmalloc) workloads in [`objects`]; the suites `kmem bench` runs in
+//! [`compare`].
 //!
 //! Every workload is generic over [`PageAllocator`], implemented for
 //!
@@ -22,6 +23,7 @@
 //! or instruction-count entry point gets its own copy specialised for one
 //! allocator.
 
+pub mod compare;
 pub mod objects;
 
 use buddy_system_allocator::{LockedFrameAllocator, LockedHeap};

@@ -1,0 +1,119 @@
+//! `kmem bench`: the comparison suites of `kmem_bench::compare` (kmem's
+//! page allocator against buddy_system_allocator; its slab caches and
+//! kmalloc against glibc, mimalloc and jemalloc; vmalloc, per-CPU memory
+//! and mempool), printed as tables of nanoseconds and ratios.
+
+use crate::args::{unknown, ArgError, Args};
+use kmem_bench::compare::{self, Scale, Suite};
+use std::process::ExitCode;
+
+pub const USAGE: &str = "\
+kmem bench — kmem against other allocators, in this process and this run
+
+USAGE:
+    kmem bench [--suite NAME[,NAME...]]... [--quick]
+
+SUITES:
+    pages      alloc_pages/__free_pages against buddy_system_allocator's LockedHeap
+    objects    kmem_cache_alloc and kmalloc against glibc, mimalloc and jemalloc
+               (64-byte pairs, a batch of 1000, a cross-thread producer/consumer)
+    vmalloc    1-page vmalloc+vfree, __alloc_percpu+free_percpu, mempool_alloc+free
+               against kmem_cache_alloc+free under it
+    (default: all three)
+
+OPTIONS:
+    --suite NAMES   the suites to run (repeatable, or comma-separated)
+    --quick         a smoke run of about a second per suite (noisier figures)
+    -h, --help      this text
+
+Figures are wall-clock nanoseconds per operation (the median of a few runs); ratios
+divide kmem's figure by the other allocator's (below 1.00: kmem is faster). The full
+tables, instruction counts and the machine they were measured on are in BENCHMARKS.md
+(cargo run --release -p kmem-bench --bin kmem-bench-slab, and -pages, -vmalloc).
+";
+
+struct Opts {
+    suites: Vec<Suite>,
+    quick: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts, ArgError> {
+    let mut o = Opts {
+        suites: Vec::new(),
+        quick: false,
+    };
+    let mut a = Args::new(args);
+    while let Some(opt) = a.next_opt()? {
+        match opt {
+            "--suite" => {
+                for name in a.value(opt)?.split(',').filter(|s| !s.is_empty()) {
+                    let s = Suite::from_name(name).ok_or_else(|| {
+                        ArgError::Bad(format!("--suite: no suite {name:?} (pages, objects, vmalloc)"))
+                    })?;
+                    if !o.suites.contains(&s) {
+                        o.suites.push(s);
+                    }
+                }
+            }
+            "--quick" => {
+                a.flag(opt)?;
+                o.quick = true;
+            }
+            _ => return unknown(opt),
+        }
+    }
+    if o.suites.is_empty() {
+        o.suites = Suite::ALL.to_vec();
+    }
+    Ok(o)
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| format!("{x:.1}"))
+}
+
+/// Print a table: the figures, then kmem's (first column) ratio to each other column.
+fn print_table(t: &compare::Table) {
+    println!("\n## {}\n", t.title);
+    print!("| case |");
+    for c in &t.columns {
+        print!(" {c} |");
+    }
+    for c in &t.columns[1..] {
+        print!(" {}/{c} |", t.columns[0]);
+    }
+    println!();
+    println!("|---|{}", "---:|".repeat(2 * t.columns.len() - 1));
+    for (name, v) in &t.rows {
+        print!("| {name} |");
+        for x in v {
+            print!(" {} |", cell(*x));
+        }
+        for x in &v[1..] {
+            match (v[0], *x) {
+                (Some(a), Some(b)) if b > 0.0 => print!(" {:.2} |", a / b),
+                _ => print!(" – |"),
+            }
+        }
+        println!();
+    }
+}
+
+/// `kmem bench ARGS`.
+pub fn main(args: &[String]) -> ExitCode {
+    let o = match parse(args) {
+        Ok(o) => o,
+        Err(e) => return e.report("bench", USAGE),
+    };
+    let (model, cpus) = kmem_bench::cpu_model();
+    println!(
+        "kmem bench: CPU {model} ({cpus} logical CPUs), machine {:?}, wall-clock ns per operation{}",
+        kmem_bench::BENCH_CMDLINE,
+        if o.quick { " (--quick)" } else { "" }
+    );
+    let scale = if o.quick { Scale::QUICK } else { Scale::FULL };
+    for s in o.suites {
+        print_table(&compare::run(s, scale));
+    }
+    ExitCode::SUCCESS
+}
