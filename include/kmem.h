@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -49,11 +50,24 @@ unsigned long kmem_warnings(void);
 void kmem_run_in_hardirq(void (*fn)(void *), void *arg);
 void kmem_run_in_softirq(void (*fn)(void *), void *arg);
 
-/* Shrink every slab cache, purge lazily freed vmalloc areas, drain the
- * per-CPU page lists, then compare the buddy free lists with their state at
- * boot: true if every page came back. Otherwise the differences are written
- * to why (snprintf semantics; why may be NULL). */
+/* Give back every slab cache's empty slabs (CPU slabs too), purge lazily
+ * freed vmalloc areas, release empty per-CPU chunks and drain the per-CPU
+ * page lists: afterwards nr_free_pages() counts all memory not in use. */
+void kmem_drain(void);
+/* kmem_drain(), then compare the buddy free lists with their state at boot:
+ * true if every page came back. Otherwise the differences are written to
+ * why (snprintf semantics; why may be NULL). Subsystems used for the first
+ * time may keep some memory (caches of their records), as in the kernel:
+ * compare nr_free_pages() around a second round of work in that case. */
 bool kmem_pages_all_free(char *why, size_t size);
+
+/* Device memory for ioremap() (asm/io.h): make [phys, phys + size) the
+ * contents of fd from offset (a memfd_create() standing for a device's
+ * registers, or a device file such as a PCI BAR's resource0), as a PCI core
+ * does when it finds a BAR; the range shows in /proc/iomem under name. All
+ * numbers page-aligned, the range free in the memory map (the PCI hole below
+ * 4 GiB is the usual place). 0, -EINVAL, -EBUSY or -ENOMEM. */
+int kmem_register_iomem(const char *name, uint64_t phys, size_t size, int fd, off_t offset);
 
 #ifdef __cplusplus
 }

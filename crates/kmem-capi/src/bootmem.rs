@@ -88,7 +88,13 @@ pub extern "C" fn memblock_alloc_node(size: u64, align: u64, nid: c_int) -> *mut
 /// `void *memblock_alloc_try_nid(phys_addr_t size, phys_addr_t align,
 /// phys_addr_t min_addr, phys_addr_t max_addr, int nid)`.
 #[no_mangle]
-pub extern "C" fn memblock_alloc_try_nid(size: u64, align: u64, min_addr: u64, max_addr: u64, nid: c_int) -> *mut c_void {
+pub extern "C" fn memblock_alloc_try_nid(
+    size: u64,
+    align: u64,
+    min_addr: u64,
+    max_addr: u64,
+    nid: c_int,
+) -> *mut c_void {
     ptr_or_null(k().memblock_alloc_try_nid(size as usize, align as usize, min_addr, max_addr, nid))
 }
 

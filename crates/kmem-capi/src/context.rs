@@ -18,6 +18,7 @@ use core::ffi::{c_char, c_int, c_uint};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use kmem_core::platform::task_flags::{PF_MEMALLOC, PF_MEMALLOC_NOFS, PF_MEMALLOC_NOIO};
 use kmem_core::platform::{Platform, HARDIRQ_MASK, NMI_MASK};
 
 use crate::k;
@@ -185,40 +186,57 @@ pub unsafe extern "C" fn __might_sleep(file: *const c_char, line: c_int) {
     k.platform.dump_stack();
 }
 
+/// `memalloc_*_save` with the kernel's return value: the previous state of
+/// the task flag (0 if it was clear), which `memalloc_*_restore` puts back.
+fn flags_save(flag: u32) -> c_uint {
+    let k = k();
+    let old = k.platform.current_flags() & flag;
+    k.memalloc_flags_save(flag);
+    old
+}
+
+/// `memalloc_*_restore(flags)`: the flag as it was when `flags` was saved.
+fn flags_restore(flag: u32, flags: c_uint) {
+    if flags & flag == 0 {
+        k().memalloc_flags_restore(flag);
+    }
+}
+
 /// `unsigned int memalloc_noio_save(void)`: allocations of this task
-/// behave as `GFP_NOIO` until the matching restore.
+/// behave as `GFP_NOIO` until the matching restore. Returns the previous
+/// state (`current->flags & PF_MEMALLOC_NOIO`), as the kernel's.
 #[no_mangle]
 pub extern "C" fn memalloc_noio_save() -> c_uint {
-    k().memalloc_noio_save()
+    flags_save(PF_MEMALLOC_NOIO)
 }
 
 /// `void memalloc_noio_restore(unsigned int flags)`.
 #[no_mangle]
 pub extern "C" fn memalloc_noio_restore(flags: c_uint) {
-    k().memalloc_noio_restore(flags)
+    flags_restore(PF_MEMALLOC_NOIO, flags)
 }
 
 /// `unsigned int memalloc_nofs_save(void)`: allocations behave as `GFP_NOFS`.
 #[no_mangle]
 pub extern "C" fn memalloc_nofs_save() -> c_uint {
-    k().memalloc_nofs_save()
+    flags_save(PF_MEMALLOC_NOFS)
 }
 
 /// `void memalloc_nofs_restore(unsigned int flags)`.
 #[no_mangle]
 pub extern "C" fn memalloc_nofs_restore(flags: c_uint) {
-    k().memalloc_nofs_restore(flags)
+    flags_restore(PF_MEMALLOC_NOFS, flags)
 }
 
 /// `unsigned int memalloc_noreclaim_save(void)`: this task frees memory
 /// (`PF_MEMALLOC`): it may use the reserves and does not reclaim.
 #[no_mangle]
 pub extern "C" fn memalloc_noreclaim_save() -> c_uint {
-    k().memalloc_noreclaim_save()
+    flags_save(PF_MEMALLOC)
 }
 
 /// `void memalloc_noreclaim_restore(unsigned int flags)`.
 #[no_mangle]
 pub extern "C" fn memalloc_noreclaim_restore(flags: c_uint) {
-    k().memalloc_noreclaim_restore(flags)
+    flags_restore(PF_MEMALLOC, flags)
 }

@@ -152,20 +152,30 @@ pub unsafe extern "C" fn kmem_run_in_softirq(f: Option<unsafe extern "C" fn(*mut
     }
 }
 
-/// `bool kmem_pages_all_free(char *why, size_t size)`: drain the per-CPU
-/// page lists and every slab cache's empty slabs, then tell whether the
-/// buddy free lists are exactly as they were at boot (every page came back).
-/// If not, the differences are written to `why` like `snprintf`.
-///
-/// # Safety
-/// `why` is valid for writes of `size` bytes (or NULL with `size` 0).
+/// `void kmem_drain(void)`: give back every cache's empty slabs (CPU slabs
+/// included), purge lazily freed vmalloc areas, release empty per-CPU chunks
+/// and drain the per-CPU page lists, so `nr_free_pages()` counts everything
+/// that is not in use.
 #[no_mangle]
-pub unsafe extern "C" fn kmem_pages_all_free(why: *mut c_char, size: usize) -> bool {
+pub extern "C" fn kmem_drain() {
     let k = k();
     k.kmem_cache_shrink_all();
     k.vm_unmap_aliases();
     k.pcpu_balance();
     k.drain_all_pages();
+}
+
+/// `bool kmem_pages_all_free(char *why, size_t size)`: `kmem_drain()`, then
+/// tell whether the buddy free lists are exactly as they were at boot
+/// (every page came back). If not, the differences are written to `why`
+/// like `snprintf`.
+///
+/// # Safety
+/// `why` is valid for writes of `size` bytes (or NULL with `size` 0).
+#[no_mangle]
+pub unsafe extern "C" fn kmem_pages_all_free(why: *mut c_char, size: usize) -> bool {
+    kmem_drain();
+    let k = k();
     let mut s = String::new();
     let ok = k.buddy_matches_boot_state(&mut s);
     // SAFETY: caller's contract.

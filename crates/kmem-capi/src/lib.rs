@@ -42,7 +42,8 @@
 
 pub mod bootmem;
 pub mod context;
-
+pub mod highmem;
+pub mod io;
 
 pub mod kmem;
 pub mod mempool;

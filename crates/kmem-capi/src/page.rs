@@ -207,7 +207,9 @@ pub unsafe extern "C" fn page_address(page: *const Page) -> *mut c_void {
     let Some(p) = NonNull::new(page as *mut Page) else {
         return ptr::null_mut();
     };
-    k().page_address(p)
+    let k = k();
+    k.page_address(p)
+        .or_else(|| k.pkmap_page_address(p))
         .map_or(ptr::null_mut(), |a| a.as_ptr() as *mut c_void)
 }
 

@@ -180,7 +180,10 @@ pub extern "C" fn kmem_per_cpu_ptr(p: *const c_void, cpu: c_int) -> *mut c_void 
     if cpu < 0 || cpu as usize >= k.nr_cpu_ids() {
         crate::warn(
             k,
-            format_args!("per_cpu_ptr: cpu {cpu} out of range (nr_cpu_ids {})", k.nr_cpu_ids()),
+            format_args!(
+                "per_cpu_ptr: cpu {cpu} out of range (nr_cpu_ids {})",
+                k.nr_cpu_ids()
+            ),
         );
         return ptr::null_mut();
     }

@@ -98,7 +98,12 @@ pub unsafe extern "C" fn vfree(addr: *const c_void) {
 /// # Safety
 /// `pages` holds `count` live pages of this machine, which stay the caller's.
 #[no_mangle]
-pub unsafe extern "C" fn vmap(pages: *mut *mut Page, count: c_uint, _flags: c_ulong, _prot: c_ulong) -> *mut c_void {
+pub unsafe extern "C" fn vmap(
+    pages: *mut *mut Page,
+    count: c_uint,
+    _flags: c_ulong,
+    _prot: c_ulong,
+) -> *mut c_void {
     if pages.is_null() || count == 0 {
         return ptr::null_mut();
     }

@@ -12,9 +12,8 @@
 //!   runs, exactly as written there.
 //!
 //! The library is the one of this test's own build profile
-//! (`target/<profile>/libkmem.{so,a}`): cargo builds it as part of the
-//! package before running its integration tests; if it is missing anyway
-//! (a test binary run by hand), the test builds it with cargo.
+//! (`target/<profile>/libkmem.{so,a}`), built by the test with cargo (see
+//! [`lib_dir`]).
 //!
 //! Programs run with `KMEM_CMDLINE="quiet mem=256M nr_cpus=4"` unless they
 //! boot their own machine with `kmem_boot`.
@@ -53,23 +52,29 @@ fn out_dir() -> PathBuf {
 }
 
 /// `target/<profile>`, holding this profile's libkmem.so and libkmem.a.
+///
+/// `cargo test` builds a package's integration tests and its `lib` test
+/// harness, but not its cdylib and staticlib, so this builds them with
+/// `cargo build -p kmem-capi` of the test's own profile (a no-op when they
+/// are up to date; cargo does not hold the build lock while tests run).
 fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         // target/<profile>/deps/c_suite-<hash>
         let exe = std::env::current_exe().unwrap();
         let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let have = |d: &Path| d.join("libkmem.so").exists() && d.join("libkmem.a").exists();
-        if !have(&dir) {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "kmem-capi"]).current_dir(repo());
-            if dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let st = cmd.status().expect("cargo build -p kmem-capi");
-            assert!(st.success(), "cargo build -p kmem-capi failed");
-            assert!(have(&dir), "no libkmem.so / libkmem.a in {}", dir.display());
+        let profile = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "kmem-capi"])
+            .current_dir(repo());
+        if profile != "debug" {
+            cmd.args(["--profile", &profile]);
+        }
+        let st = cmd.status().expect("cargo build -p kmem-capi");
+        assert!(st.success(), "cargo build -p kmem-capi failed");
+        for f in ["libkmem.so", "libkmem.a"] {
+            assert!(dir.join(f).exists(), "no {f} in {}", dir.display());
         }
         dir
     })
@@ -125,11 +130,17 @@ fn run(exe: &Path) -> Output {
 fn c_program(name: &str) {
     let src = c_dir().join(format!("{name}.c"));
     for static_link in [false, true] {
-        let exe = out_dir().join(format!("{name}-{}", if static_link { "static" } else { "shared" }));
+        let exe = out_dir().join(format!(
+            "{name}-{}",
+            if static_link { "static" } else { "shared" }
+        ));
         compile(&src, &exe, static_link);
         let out = run(&exe);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains(&format!("{name}: ok")), "{name}: no success line:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("{name}: ok")),
+            "{name}: no success line:\n{stdout}"
+        );
     }
 }
 
@@ -188,14 +199,21 @@ fn headers_compile_standalone() {
         "asm/page.h",
         "kmem.h",
     ] {
-        assert!(headers.iter().any(|h| h == Path::new(must)), "missing header {must}");
+        assert!(
+            headers.iter().any(|h| h == Path::new(must)),
+            "missing header {must}"
+        );
     }
     let dir = out_dir().join("headers");
     std::fs::create_dir_all(&dir).unwrap();
     for (i, h) in headers.iter().enumerate() {
         for (lang, ext, compiler) in [("c", "c", "cc"), ("c++", "cc", "c++")] {
             let src = dir.join(format!("h{i}.{ext}"));
-            std::fs::write(&src, format!("#include <{}>\nint main(void) {{ return 0; }}\n", h.display())).unwrap();
+            std::fs::write(
+                &src,
+                format!("#include <{}>\nint main(void) {{ return 0; }}\n", h.display()),
+            )
+            .unwrap();
             let out = Command::new(compiler)
                 .arg("-I")
                 .arg(&inc)
@@ -203,7 +221,11 @@ fn headers_compile_standalone() {
                 .arg(&src)
                 .output()
                 .expect("compiler");
-            assert!(out.status.success(), "{}", show(&format!("{} as {lang}", h.display()), &out));
+            assert!(
+                out.status.success(),
+                "{}",
+                show(&format!("{} as {lang}", h.display()), &out)
+            );
         }
     }
 }
@@ -294,24 +316,48 @@ fn constants_match_the_core() {
         ("PAGE_MASK", kmem_core::page::PAGE_MASK as u64),
         ("MAX_PAGE_ORDER", kmem_core::page::MAX_PAGE_ORDER as u64),
         ("NR_PAGE_ORDERS", kmem_core::page::NR_PAGE_ORDERS as u64),
-        ("PAGE_ALLOC_COSTLY_ORDER", kmem_core::page::PAGE_ALLOC_COSTLY_ORDER as u64),
+        (
+            "PAGE_ALLOC_COSTLY_ORDER",
+            kmem_core::page::PAGE_ALLOC_COSTLY_ORDER as u64,
+        ),
         ("ZERO_SIZE_PTR", kmem_core::ZERO_SIZE_PTR as u64),
         ("KMALLOC_MAX_SIZE", kmem_core::kmalloc::KMALLOC_MAX_SIZE as u64),
-        ("KMALLOC_MAX_CACHE_SIZE", kmem_core::kmalloc::KMALLOC_MAX_CACHE_SIZE as u64),
+        (
+            "KMALLOC_MAX_CACHE_SIZE",
+            kmem_core::kmalloc::KMALLOC_MAX_CACHE_SIZE as u64,
+        ),
         ("KMALLOC_SHIFT_LOW", kmem_core::kmalloc::KMALLOC_SHIFT_LOW as u64),
-        ("KMALLOC_SHIFT_HIGH", kmem_core::kmalloc::KMALLOC_SHIFT_HIGH as u64),
+        (
+            "KMALLOC_SHIFT_HIGH",
+            kmem_core::kmalloc::KMALLOC_SHIFT_HIGH as u64,
+        ),
         ("KMALLOC_MAX_ORDER", kmem_core::kmalloc::KMALLOC_MAX_ORDER as u64),
-        ("ARCH_KMALLOC_MINALIGN", kmem_core::kmalloc::ARCH_KMALLOC_MINALIGN as u64),
+        (
+            "ARCH_KMALLOC_MINALIGN",
+            kmem_core::kmalloc::ARCH_KMALLOC_MINALIGN as u64,
+        ),
         ("VM_IOREMAP", kmem_core::vmalloc::VM_IOREMAP as u64),
         ("VM_ALLOC", kmem_core::vmalloc::VM_ALLOC as u64),
         ("VM_MAP", kmem_core::vmalloc::VM_MAP as u64),
         ("VM_USERMAP", kmem_core::vmalloc::VM_USERMAP as u64),
         ("VM_UNINITIALIZED", kmem_core::vmalloc::VM_UNINITIALIZED as u64),
         ("PCPU_MIN_UNIT_SIZE", kmem_core::percpu::PCPU_MIN_UNIT_SIZE as u64),
-        ("PCPU_MIN_ALLOC_SIZE", kmem_core::percpu::PCPU_MIN_ALLOC_SIZE as u64),
-        ("MEMBLOCK_ALLOC_ANYWHERE", kmem_core::memblock::MEMBLOCK_ALLOC_ANYWHERE),
-        ("MEMBLOCK_ALLOC_ACCESSIBLE", kmem_core::memblock::MEMBLOCK_ALLOC_ACCESSIBLE),
-        ("MEMBLOCK_ALLOC_NOLEAKTRACE", kmem_core::memblock::MEMBLOCK_ALLOC_NOLEAKTRACE),
+        (
+            "PCPU_MIN_ALLOC_SIZE",
+            kmem_core::percpu::PCPU_MIN_ALLOC_SIZE as u64,
+        ),
+        (
+            "MEMBLOCK_ALLOC_ANYWHERE",
+            kmem_core::memblock::MEMBLOCK_ALLOC_ANYWHERE,
+        ),
+        (
+            "MEMBLOCK_ALLOC_ACCESSIBLE",
+            kmem_core::memblock::MEMBLOCK_ALLOC_ACCESSIBLE,
+        ),
+        (
+            "MEMBLOCK_ALLOC_NOLEAKTRACE",
+            kmem_core::memblock::MEMBLOCK_ALLOC_NOLEAKTRACE,
+        ),
         ("SMP_CACHE_BYTES", kmem_core::memblock::SMP_CACHE_BYTES),
         ("NUMA_NO_NODE", kmem_core::memblock::NUMA_NO_NODE as i64 as u64),
         ("PREEMPT_MASK", kmem_core::platform::PREEMPT_MASK as u64),
@@ -321,7 +367,10 @@ fn constants_match_the_core() {
         ("PREEMPT_OFFSET", kmem_core::platform::PREEMPT_OFFSET as u64),
         ("SOFTIRQ_OFFSET", kmem_core::platform::SOFTIRQ_OFFSET as u64),
         ("HARDIRQ_OFFSET", kmem_core::platform::HARDIRQ_OFFSET as u64),
-        ("SOFTIRQ_DISABLE_OFFSET", kmem_core::context::SOFTIRQ_DISABLE_OFFSET as u64),
+        (
+            "SOFTIRQ_DISABLE_OFFSET",
+            kmem_core::context::SOFTIRQ_DISABLE_OFFSET as u64,
+        ),
     ];
     let all: Vec<(&str, u64)> = gfp.iter().chain(slab).chain(other).copied().collect();
     let mut src = String::from(
@@ -337,7 +386,9 @@ fn constants_match_the_core() {
     // get_order, an inline function of the header, against the core's.
     let sizes = [1usize, 4095, 4096, 4097, 8192, 65536, 1 << 20, (4 << 20) + 1];
     for s in sizes {
-        src.push_str(&format!("\tprintf(\"get_order({s}) %d\\n\", get_order({s}UL));\n"));
+        src.push_str(&format!(
+            "\tprintf(\"get_order({s}) %d\\n\", get_order({s}UL));\n"
+        ));
     }
     src.push_str("\treturn 0;\n}\n");
     let dir = out_dir();
@@ -376,7 +427,11 @@ fn readme_c_example() {
     let c = dir.join("readme.c");
     std::fs::write(&c, code).unwrap();
     for static_link in [false, true] {
-        let exe = dir.join(if static_link { "readme-static" } else { "readme-shared" });
+        let exe = dir.join(if static_link {
+            "readme-static"
+        } else {
+            "readme-shared"
+        });
         compile(&c, &exe, static_link);
         run(&exe);
     }

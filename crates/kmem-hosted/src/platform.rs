@@ -118,6 +118,53 @@ if_rseq! {
     }
 }
 
+if_rseq! {
+    /// The calling thread's `struct rseq` (glibc's area); `offset` must be a
+    /// nonzero value of `RSEQ_OFFSET`.
+    #[inline(always)]
+    fn thread_rseq_area(offset: isize) -> *mut u8 {
+        let tp: usize;
+        // SAFETY: as in `read_rseq_cpu_id`.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, qword ptr fs:[0]",
+                out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure)
+            );
+        }
+        core::ptr::with_exposed_provenance_mut::<u8>(tp.wrapping_add_signed(offset))
+    }
+}
+
+/// `membarrier(2)` commands and flags (`<linux/membarrier.h>`).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 7;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 8;
+const MEMBARRIER_CMD_FLAG_CPU: libc::c_long = 1 << 0;
+
+/// `membarrier(cmd, flags, cpu)`; true on success.
+fn membarrier(cmd: libc::c_long, flags: libc::c_long, cpu: libc::c_long) -> bool {
+    // SAFETY: membarrier takes three integers and touches no user memory.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, flags, cpu) == 0 }
+}
+
+/// Whether this process may restart other threads' rseq critical sections
+/// (`MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10+): registers
+/// once and checks that a fence works. Registration is per process; a forked
+/// child inherits it.
+fn membarrier_rseq_ready() -> bool {
+    static STATE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+    match STATE.load(Ordering::Acquire) {
+        1 => true,
+        2 => false,
+        _ => {
+            let ok = membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0)
+                && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, 0);
+            STATE.store(if ok { 1 } else { 2 }, Ordering::Release);
+            ok
+        }
+    }
+}
+
 /// Reads glibc's rseq registration once and caches it in `RSEQ_OFFSET`;
 /// returns the offset (0: no rseq). Thread-safe: every prober stores the same.
 #[inline]
@@ -387,6 +434,45 @@ impl Platform for HostedPlatform {
     #[inline]
     fn raw_smp_processor_id(&self) -> usize {
         self.unpinned_cpu()
+    }
+
+    /// glibc registered rseq, no host CPU is folded onto another (the host
+    /// has at most `nr_cpus` CPUs), and membarrier can restart sequences.
+    fn rseq_usable(&self) -> bool {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+        {
+            self.rseq_offset != 0 && host_nr_cpus() <= self.nr_cpus && membarrier_rseq_ready()
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+        {
+            false
+        }
+    }
+
+    #[inline(always)]
+    fn rseq_area(&self) -> *mut u8 {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+        {
+            thread_rseq_area(self.rseq_offset)
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+        {
+            core::ptr::null_mut()
+        }
+    }
+
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)` on `cpu`, or on
+    /// every CPU if the one-CPU form fails (a CPU that went offline).
+    fn rseq_fence(&self, cpu: usize) {
+        if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu as libc::c_long) {
+            return;
+        }
+        while !membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) {
+            // Only fails unregistered (which rseq_usable rules out) or on a
+            // signal-free transient; registering again is harmless.
+            membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+            std::thread::yield_now();
+        }
     }
 
     #[inline]
