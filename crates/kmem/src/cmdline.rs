@@ -544,6 +544,9 @@ pub struct BootParams {
     pub oom_wait_ms: Option<u64>,
     /// `kswapd=on|off` (kmem's own): whether the hosted machine runs kswapd threads.
     pub kswapd: Option<bool>,
+    /// `kmem.rseq=on|off` (kmem's own): whether the slab fast paths use
+    /// restartable sequences where the platform offers them (default on).
+    pub kmem_rseq: Option<bool>,
     /// `vmalloc=nn[KMG]`: size of the vmalloc area.
     pub vmalloc: Option<u64>,
     /// `percpu_alloc=embed|page`.
@@ -584,6 +587,7 @@ impl BootParams {
             loglevel: None,
             oom_wait_ms: None,
             kswapd: None,
+            kmem_rseq: None,
             vmalloc: None,
             percpu_alloc: None,
             init_args_offset: None,
@@ -723,6 +727,9 @@ impl BootParams {
         } else if is("kswapd") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kswapd = Some(v));
+        } else if is("kmem.rseq") {
+            let v = val.and_then(kstrtobool);
+            self.set_late(param, val, v, |p, v| p.kmem_rseq = Some(v));
         } else if is("page_alloc.shuffle") {
             let v = match val {
                 None => Some(true),
@@ -840,6 +847,7 @@ impl fmt::Debug for BootParams {
             .field("loglevel", &self.loglevel)
             .field("oom_wait_ms", &self.oom_wait_ms)
             .field("kswapd", &self.kswapd)
+            .field("kmem_rseq", &self.kmem_rseq)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
             .field("init_args_offset", &self.init_args_offset)

@@ -95,6 +95,29 @@ pub trait Platform: Sync {
         self.smp_processor_id()
     }
 
+    /// Whether the per-CPU fast paths may use restartable sequences (see
+    /// `rseq.rs`): the platform gives every thread a registered Linux
+    /// `struct rseq` ([`Platform::rseq_area`]), its CPU ids are the machine's
+    /// without folding (no two host CPUs share one machine CPU), and
+    /// [`Platform::rseq_fence`] works. Asked once, at boot. Default: false.
+    fn rseq_usable(&self) -> bool {
+        false
+    }
+
+    /// The calling thread's registered `struct rseq` (Linux's layout:
+    /// `cpu_id` at byte 4, `rseq_cs` at byte 8), or null. Only called when
+    /// [`Platform::rseq_usable`] said yes.
+    #[inline(always)]
+    fn rseq_area(&self) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+
+    /// Make every restartable sequence in flight on `cpu` restart before
+    /// returning (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)`), so a
+    /// store made before the call is seen by every sequence that commits
+    /// after it. Only called when [`Platform::rseq_usable`] said yes.
+    fn rseq_fence(&self, _cpu: usize) {}
+
     /// Number of possible CPUs (the size of every per-CPU array).
     fn nr_cpu_ids(&self) -> usize;
 

@@ -32,6 +32,7 @@
 pub mod cmpxchg;
 pub mod debug;
 pub mod flags;
+pub(crate) mod rseq;
 pub mod slub;
 
 use crate::gfp::*;
@@ -45,7 +46,7 @@ use crate::AllocError;
 use cmpxchg::DoubleWord;
 use core::fmt::Write;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 pub use flags::*;
 
 /// Largest object a slab cache may have (`KMALLOC_MAX_SIZE`).
@@ -118,6 +119,9 @@ pub struct KmemCacheCpu {
     pub slab_bytes: AtomicUsize,
     /// Chain of cpu partial slabs (through `page.lru.next`), under `lock`.
     pub partial: AtomicPtr<Page>,
+    /// Nonzero while a slow path owns the freelist: the restartable
+    /// sequences of `rseq.rs` fall back instead of touching it.
+    pub stopped: AtomicU32,
     /// `local_lock`: serialises the slow paths of this CPU's structure.
     pub lock: SpinLock<()>,
     /// Slow-path statistics (updated under `lock`).
@@ -409,6 +413,9 @@ pub struct SlabState {
     pub(crate) up: core::sync::atomic::AtomicBool,
     /// Error reports since boot (the slub_kunit "slab_errors" counter).
     pub errors: AtomicUsize,
+    /// Whether the cpu freelist fast paths are restartable sequences
+    /// (`rseq.rs`) rather than `cmpxchg16b`; fixed at boot.
+    pub(crate) rseq: core::sync::atomic::AtomicBool,
 }
 
 impl SlabState {
@@ -421,6 +428,7 @@ impl SlabState {
             large_kmalloc_pages: AtomicUsize::new(0),
             up: core::sync::atomic::AtomicBool::new(false),
             errors: AtomicUsize::new(0),
+            rseq: core::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -531,6 +539,8 @@ pub fn calculate_order(size: usize, nr_cpus: usize, min_objects: u32, min_order:
 impl<P: Platform> Kmem<P> {
     /// `kmem_cache_init`: bootstrap the cache of caches, then kmalloc.
     pub(crate) fn kmem_cache_init(&self) {
+        let rseq = self.platform.rseq_usable() && self.params.kmem_rseq != Some(false);
+        self.slab.rseq.store(rseq, Ordering::Relaxed);
         // SAFETY: the list head lives in the machine, which never moves.
         unsafe { ListHead::init(self.slab.caches.data_ptr()) };
         let size = core::mem::size_of::<KmemCache>();
@@ -571,7 +581,22 @@ impl<P: Platform> Kmem<P> {
             self.nr_cpus,
             self.nr_nodes
         );
+        crate::pr!(
+            self,
+            "SLUB: cpu freelist fast paths: {}",
+            if rseq {
+                "restartable sequences"
+            } else {
+                "cmpxchg16b"
+            }
+        );
         self.create_kmalloc_caches();
+    }
+
+    /// Whether the cpu freelist fast paths are restartable sequences
+    /// (`kmem.rseq=`, [`Platform::rseq_usable`]) rather than `cmpxchg16b`.
+    pub fn slab_fast_paths_rseq(&self) -> bool {
+        self.slab.rseq.load(Ordering::Relaxed)
     }
 
     /// Whether the slab allocator is up (`slab_is_available`).
@@ -974,6 +999,7 @@ impl<P: Platform> Kmem<P> {
                         slab_start: AtomicUsize::new(0),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
+                        stopped: AtomicU32::new(0),
                         lock: SpinLock::new(()),
                         stat: SpinLock::new(CpuStats::default()),
                     },
@@ -1316,7 +1342,8 @@ impl<P: Platform> Kmem<P> {
         for cpu in 0..self.nr_cpus {
             // SAFETY: cpu < nr_cpus.
             let c = unsafe { s.cpu(cpu) };
-            let _g = c.lock.lock(&self.platform);
+            // In rseq mode this also stops the fast paths, so the walk is exact.
+            let _g = self.cpu_lock(c, cpu);
             // Objects on the cpu freelist are free.
             let (mut p, _) = c.fl.load();
             let mut guard = 0;

@@ -28,6 +28,24 @@
 
 use super::*;
 use crate::page_alloc::zone::lru_to_page;
+use crate::spinlock::SpinLockGuard;
+
+/// A cpu structure's `lock` held by a slow path, with its fast paths
+/// stopped in rseq mode (`Kmem::cpu_lock`); dropping it restarts them, then
+/// unlocks.
+pub(crate) struct CpuLock<'a, P: Platform> {
+    c: &'a KmemCacheCpu,
+    stopped: bool,
+    _guard: SpinLockGuard<'a, (), P>,
+}
+
+impl<P: Platform> Drop for CpuLock<'_, P> {
+    fn drop(&mut self) {
+        if self.stopped {
+            self.c.stopped.store(0, Ordering::Release);
+        }
+    }
+}
 
 impl<P: Platform> Kmem<P> {
     /// `kmem_cache_alloc`. The caller's location is recorded by debug caches
@@ -38,7 +56,18 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
         // Debug caches never get a cpu freelist, so they fall through to the slow path.
-        {
+        if self.slab.rseq.load(Ordering::Relaxed) {
+            // SAFETY: rseq mode: the platform registered the area; the cache's cpu array has nr_cpus entries.
+            let obj = unsafe { rseq::pop(self.platform.rseq_area(), c.cpu_slab, self.nr_cpus, c.offset) };
+            if !obj.is_null() {
+                if gfp.intersects(__GFP_ZERO) || c.alloc_hooks != 0 {
+                    // SAFETY: the object is ours now.
+                    unsafe { alloc_hooks(c, obj, gfp) };
+                }
+                // SAFETY: checked non-null.
+                return Ok(unsafe { NonNull::new_unchecked(obj) });
+            }
+        } else {
             let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let cs = unsafe { c.cpu(cpu) };
@@ -136,7 +165,7 @@ impl<P: Platform> Kmem<P> {
             let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let c = unsafe { s.cpu(cpu) };
-            let guard = c.lock.lock(&self.platform);
+            let guard = self.cpu_lock(c, cpu);
             c.stat.lock(&self.platform).alloc_slowpath += 1;
             // Someone freed onto the cpu freelist meanwhile: take from it.
             let slab = c.slab.load(Ordering::Acquire);
@@ -212,7 +241,7 @@ impl<P: Platform> Kmem<P> {
             if got.is_none() {
                 drop(guard);
                 let slab = self.new_slab(s, gfp, nid)?;
-                let g2 = c.lock.lock(&self.platform);
+                let g2 = self.cpu_lock(c, cpu);
                 // SAFETY: a new slab, frozen, all objects free.
                 let fl = unsafe { self.freeze_slab(slab) };
                 c.stat.lock(&self.platform).alloc_slab += 1;
@@ -236,6 +265,27 @@ impl<P: Platform> Kmem<P> {
             unsafe { self.cpu_slab_install(s, c, slab, next) };
             drop(guard);
             return Some(fl as *mut u8);
+        }
+    }
+
+    /// Take `cpu`'s structure for a slow path that may change its freelist:
+    /// its `lock`, and in rseq mode its fast paths stopped (see `rseq.rs`):
+    /// set `stopped`, then make sure no sequence that missed it can still
+    /// commit — trivially so if we run on `cpu` now, else by the platform's
+    /// fence.
+    pub(crate) fn cpu_lock<'a>(&'a self, c: &'a KmemCacheCpu, cpu: usize) -> CpuLock<'a, P> {
+        let guard = c.lock.lock(&self.platform);
+        let stopped = self.slab.rseq.load(Ordering::Relaxed);
+        if stopped {
+            c.stopped.store(1, Ordering::SeqCst);
+            if self.platform.raw_smp_processor_id() != cpu {
+                self.platform.rseq_fence(cpu);
+            }
+        }
+        CpuLock {
+            c,
+            stopped,
+            _guard: guard,
         }
     }
 
@@ -693,6 +743,21 @@ impl<P: Platform> Kmem<P> {
     /// `obj` is an allocated object of `s`, if it lies in its cpu slab.
     #[inline(always)]
     pub(crate) unsafe fn slab_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
+        if self.slab.rseq.load(Ordering::Relaxed) {
+            if s.init_on_free {
+                // Wiping is done by __slab_free, which takes any object.
+                return false;
+            }
+            // SAFETY: rseq mode; the caller owns `obj`, an object of `s` if it is in its cpu slab.
+            return match unsafe { rseq::push(self.platform.rseq_area(), s.cpu_slab, self.nr_cpus, s.offset, obj) } {
+                rseq::Push::Done => true,
+                rseq::Push::Fallback => false,
+                rseq::Push::DoubleFree => {
+                    self.double_free(s, obj);
+                    true
+                }
+            };
+        }
         loop {
             let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
@@ -941,7 +1006,7 @@ impl<P: Platform> Kmem<P> {
     pub(crate) fn flush_cpu_slab(&self, s: &KmemCache, cpu: usize) {
         // SAFETY: cpu < nr_cpus (callers iterate below it).
         let c = unsafe { s.cpu(cpu) };
-        let guard = c.lock.lock(&self.platform);
+        let guard = self.cpu_lock(c, cpu);
         let slab = c.slab.load(Ordering::Acquire);
         if !slab.is_null() {
             let fl = self.cpu_slab_retire(c);

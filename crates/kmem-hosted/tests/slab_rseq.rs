@@ -1,0 +1,187 @@
+//! The cpu freelist fast paths in both modes: restartable sequences (rseq,
+//! the default where the host allows it) and `cmpxchg16b` (`kmem.rseq=off`).
+//! Real threads allocate, free objects other threads allocated, and force
+//! the slow paths that take a cpu structure from another CPU (shrinking
+//! flushes every CPU's cpu slab) while the fast paths run.
+
+mod common;
+
+use common::boot;
+use kmem::slab::*;
+use kmem::*;
+use kmem_hosted::Machine;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+/// One CPU per host CPU, so rseq mode is possible.
+fn cmdline(extra: &str) -> String {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    // SAFETY: sysconf has no preconditions.
+    let host = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    format!("quiet mem=256M nr_cpus={} {extra}", cpus.max(host))
+}
+
+#[test]
+fn mode_is_reported_and_can_be_turned_off() {
+    let m = boot(&cmdline(""));
+    let log = m.dmesg();
+    let line = if m.slab_fast_paths_rseq() {
+        "SLUB: cpu freelist fast paths: restartable sequences"
+    } else {
+        "SLUB: cpu freelist fast paths: cmpxchg16b"
+    };
+    assert!(log.contains(line), "{log}");
+    if kmem_hosted::platform::rseq_available() {
+        assert!(m.slab_fast_paths_rseq(), "glibc registered rseq, yet the machine does not use it\n{log}");
+    }
+    let off = boot(&cmdline("kmem.rseq=off"));
+    assert!(!off.slab_fast_paths_rseq());
+    assert!(off.dmesg().contains("SLUB: cpu freelist fast paths: cmpxchg16b"));
+}
+
+/// A pointer that crosses threads.
+#[derive(Clone, Copy)]
+struct Obj(*mut u8);
+// SAFETY: ownership of the object moves with the value.
+unsafe impl Send for Obj {}
+
+fn stress(m: &Machine) {
+    const SIZE: usize = 96;
+    const ROUNDS: usize = 200_000;
+    let s = m
+        .kmem_cache_create("rseq_stress", SIZE, 0, SlabFlags(0), None)
+        .expect("cache");
+    let start = m.nr_free_pages();
+    let live = Mutex::new(HashSet::<usize>::new());
+    let stop = AtomicBool::new(false);
+    let sp = s.as_ptr() as usize;
+    std::thread::scope(|sc| {
+        // A shrinker thread: flushes every CPU's cpu slab, from whatever CPU
+        // it runs on, while the others allocate and free.
+        sc.spawn(|| {
+            let s = core::ptr::NonNull::new(sp as *mut KmemCache).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                m.kmem_cache_shrink(s);
+                std::thread::yield_now();
+            }
+        });
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..4 {
+            let (tx, rx) = mpsc::channel::<Obj>();
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let workers: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(t, rx)| {
+                let next = senders[(t + 1) % 4].clone();
+                let live = &live;
+                sc.spawn(move || {
+                    let s = core::ptr::NonNull::new(sp as *mut KmemCache).unwrap();
+                    let mut mine = Vec::new();
+                    for i in 0..ROUNDS {
+                        let o = m.kmem_cache_alloc(s, GFP_KERNEL).expect("alloc").as_ptr();
+                        assert!(live.lock().unwrap().insert(o as usize), "object {o:p} handed out twice");
+                        // SAFETY: our object of SIZE bytes.
+                        unsafe { core::ptr::write_bytes(o, t as u8 + 1, SIZE) };
+                        if i % 3 == 0 {
+                            next.send(Obj(o)).unwrap();
+                        } else {
+                            mine.push(o);
+                        }
+                        if mine.len() > 64 || i % 7 == 0 {
+                            while let Some(o) = mine.pop() {
+                                free(m, s, live, o, t as u8 + 1);
+                            }
+                        }
+                        while let Ok(Obj(o)) = rx.try_recv() {
+                            free(m, s, live, o, ((t + 3) % 4) as u8 + 1);
+                        }
+                    }
+                    for o in mine {
+                        free(m, s, live, o, t as u8 + 1);
+                    }
+                    drop(next);
+                    rx
+                })
+            })
+            .collect();
+        drop(senders);
+        let rxs: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        for (t, rx) in rxs.into_iter().enumerate() {
+            while let Ok(Obj(o)) = rx.try_recv() {
+                free(m, s, &live, o, ((t + 3) % 4) as u8 + 1);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(live.lock().unwrap().is_empty());
+    assert_eq!(m.slab.errors.load(Ordering::Relaxed), 0, "{}", m.dmesg());
+    assert_eq!(m.kmem_cache_shrink(s), 0, "every object was freed");
+    // SAFETY: no objects left.
+    unsafe { m.kmem_cache_destroy(s) };
+    m.kmem_cache_shrink_all();
+    m.drain_all_pages();
+    assert!(m.nr_free_pages() >= start, "{} < {start}", m.nr_free_pages());
+    assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
+}
+
+fn free(m: &Machine, s: core::ptr::NonNull<KmemCache>, live: &Mutex<HashSet<usize>>, o: *mut u8, tag: u8) {
+    // SAFETY: our object of 96 bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(o, 96) };
+    assert!(bytes.iter().all(|&b| b == tag), "object {o:p} was overwritten while allocated");
+    assert!(live.lock().unwrap().remove(&(o as usize)));
+    // SAFETY: allocated from `s`, freed once.
+    unsafe { m.kmem_cache_free(s, o) };
+}
+
+#[test]
+fn threads_and_cross_cpu_flushes_rseq() {
+    let m = boot(&cmdline(""));
+    stress(&m);
+}
+
+#[test]
+fn threads_and_cross_cpu_flushes_cmpxchg() {
+    let m = boot(&cmdline("kmem.rseq=off"));
+    assert!(!m.slab_fast_paths_rseq());
+    stress(&m);
+}
+
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = core::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, core::mem::size_of_val(&set), &set), 0);
+    }
+}
+
+#[test]
+fn double_free_of_the_head_is_caught_in_both_modes() {
+    for extra in ["", "kmem.rseq=off"] {
+        let m = boot(&cmdline(extra));
+        let s = m.kmem_cache_create("df", 64, 0, SlabFlags(0), None).unwrap();
+        let before = m.slab.errors.load(Ordering::Relaxed);
+        // Pin the thread to one host CPU so both frees see the same cpu slab.
+        pin_to_cpu0();
+        let o = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        // SAFETY: allocated above; the second free is the misuse under test.
+        unsafe {
+            m.kmem_cache_free(s, o);
+            m.kmem_cache_free(s, o);
+        }
+        assert!(m.slab.errors.load(Ordering::Relaxed) > before || m.dmesg().contains("double free"), "{extra}: {}", m.dmesg());
+        let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        let b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        assert_ne!(a, b, "{extra}: the freelist became a cycle");
+        // SAFETY: ours.
+        unsafe {
+            m.kmem_cache_free(s, a);
+            m.kmem_cache_free(s, b);
+        }
+    }
+}
