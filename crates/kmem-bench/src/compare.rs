@@ -79,8 +79,10 @@ impl Scale {
 pub struct Table {
     /// Title.
     pub title: String,
-    /// Column names; the first is kmem's, the others are compared with it.
+    /// Column names: first kmem's `kmem_columns`, then the allocators they are compared with.
     pub columns: Vec<String>,
+    /// How many of the first columns are kmem's.
+    pub kmem_columns: usize,
     /// Rows: case name and ns per operation per column (`None`: not measured).
     pub rows: Vec<(String, Vec<Option<f64>>)>,
 }
@@ -154,6 +156,7 @@ fn pages(s: Scale) -> Table {
     Table {
         title: "page allocator (ns per operation)".into(),
         columns: vec!["kmem".into(), "bsa Heap".into()],
+        kmem_columns: 1,
         rows: names
             .iter()
             .enumerate()
@@ -204,6 +207,7 @@ fn objects(s: Scale) -> Table {
             "mimalloc".into(),
             "jemalloc".into(),
         ],
+        kmem_columns: 2,
         rows: names
             .iter()
             .enumerate()
@@ -265,6 +269,7 @@ fn vmalloc(s: Scale) -> Table {
     Table {
         title: "vmalloc, per-CPU, mempool (ns per operation; the second column is the reference)".into(),
         columns: vec!["kmem".into(), "reference".into()],
+        kmem_columns: 1,
         rows: vec![
             (
                 "1-page vmalloc+write+vfree (Linux: 969)".into(),

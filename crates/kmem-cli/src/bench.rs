@@ -72,25 +72,29 @@ fn cell(v: Option<f64>) -> String {
     v.map_or("–".into(), |x| format!("{x:.1}"))
 }
 
-/// Print a table: the figures, then kmem's (first column) ratio to each other column.
+/// Print a table: the figures, then each kmem column's ratio to each other allocator's.
 fn print_table(t: &compare::Table) {
+    let k = t.kmem_columns;
+    let pairs: Vec<(usize, usize)> = (0..k)
+        .flat_map(|i| (k..t.columns.len()).map(move |j| (i, j)))
+        .collect();
     println!("\n## {}\n", t.title);
     print!("| case |");
     for c in &t.columns {
         print!(" {c} |");
     }
-    for c in &t.columns[1..] {
-        print!(" {}/{c} |", t.columns[0]);
+    for &(i, j) in &pairs {
+        print!(" {}/{} |", t.columns[i], t.columns[j]);
     }
     println!();
-    println!("|---|{}", "---:|".repeat(2 * t.columns.len() - 1));
+    println!("|---|{}", "---:|".repeat(t.columns.len() + pairs.len()));
     for (name, v) in &t.rows {
         print!("| {name} |");
         for x in v {
             print!(" {} |", cell(*x));
         }
-        for x in &v[1..] {
-            match (v[0], *x) {
+        for &(i, j) in &pairs {
+            match (v[i], v[j]) {
                 (Some(a), Some(b)) if b > 0.0 => print!(" {:.2} |", a / b),
                 _ => print!(" – |"),
             }
