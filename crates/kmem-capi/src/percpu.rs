@@ -30,6 +30,9 @@
 //!   CPU's unit offset — the kernel's `__per_cpu_offset` arithmetic.
 //! * The area is aligned like the section's start (up to a page), so every
 //!   variable keeps its alignment in every copy.
+//! * Sections stay registered for the life of the process (up to
+//!   [`MAX_SECTIONS`] objects); unloading a shared object that has per-CPU
+//!   variables (`dlclose`) is not supported.
 //!
 //! [`kmem_per_cpu_ptr`] accepts both kinds of pointer: an address inside a
 //! registered section is a static variable, anything else a dynamic cookie.

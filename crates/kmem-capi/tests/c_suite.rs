@@ -44,9 +44,11 @@ fn c_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c")
 }
 
-/// Where compiled test programs go.
+/// Where compiled test programs go (one directory per profile, so debug and
+/// release runs do not overwrite each other's programs).
 fn out_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kmem-capi-c");
+    let profile = lib_dir().file_name().unwrap().to_string_lossy().into_owned();
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kmem-capi-c-{profile}"));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -151,7 +153,7 @@ macro_rules! c_tests {
     };
 }
 
-c_tests!(slab, kmalloc, pages, mempool, vmalloc, percpu, context, bootmem, boot, highmem, io);
+c_tests!(seeds, slab, kmalloc, pages, mempool, vmalloc, percpu, context, bootmem, boot, highmem, io);
 
 /// Every program in tests/c is one of the tests above.
 #[test]
