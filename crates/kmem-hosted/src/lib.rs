@@ -19,6 +19,7 @@
 //! The machine and boot glue (the boot command line, the process-wide default
 //! machine) builds on these two pieces.
 
+pub mod fork;
 pub mod global;
 pub mod iomem;
 pub mod machine;

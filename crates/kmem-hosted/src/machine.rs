@@ -266,8 +266,35 @@ static DEFAULT: OnceLock<Machine> = OnceLock::new();
 /// # Panics
 /// If it cannot boot (the message says why).
 pub fn default_machine() -> &'static Machine {
-    DEFAULT.get_or_init(|| match Machine::boot(env_cmdline()) {
+    if let Some(m) = DEFAULT.get() {
+        return m;
+    }
+    match boot_default_machine(|_| {}) {
         Ok(m) => m,
         Err(e) => panic!("kmem: default machine (KMEM_CMDLINE={:?}): {e}", env_cmdline()),
-    })
+    }
+}
+
+/// Boots the default machine now, unless it is booted already, from
+/// `KMEM_CMDLINE` with `defaults` filling in what the command line leaves
+/// unset (the malloc override turns kswapd off and boots quietly). The
+/// default machine's spinlocks are fork-safe (`enable_fork_gate`).
+///
+/// One thread boots; others wait for it. Booting must not call back into
+/// this function (the allocators built on it serve their own allocations
+/// during the boot some other way).
+pub fn boot_default_machine(defaults: impl FnOnce(&mut BootParams)) -> Result<&'static Machine, MachineError> {
+    static BOOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(m) = DEFAULT.get() {
+        return Ok(m);
+    }
+    let _guard = BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = DEFAULT.get() {
+        return Ok(m);
+    }
+    let mut params = cmdline::parse(env_cmdline());
+    defaults(&mut params);
+    let m = Machine::boot_params(params)?;
+    m.platform.enable_fork_gate();
+    Ok(DEFAULT.get_or_init(|| m))
 }

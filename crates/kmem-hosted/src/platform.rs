@@ -42,6 +42,10 @@
 //!   same mapping of the word in the same process — which kmem does.
 //! * **RAM given back** to the host is a hole punched in the RAM memfd, so the
 //!   process's memory use follows the machine's.
+//! * **fork**: spinlocks of a machine with the fork gate enabled
+//!   (`enable_fork_gate`; the default machine) count their holders in
+//!   `local_irq_save`/`local_irq_restore`, so a fork can wait until no other
+//!   thread holds one (see `fork.rs`); other machines pay nothing there.
 //! * **printk** formats into a 512-byte stack buffer and writes it to stderr in
 //!   one `write(2)`, so it never allocates (it may run inside the allocator)
 //!   and concurrent lines do not interleave. Quiet platforms drop the text;
@@ -255,6 +259,14 @@ pub const MAX_PINNED_CPUS: usize = 1024;
 /// Process-wide: a thread pinned to CPU `n` owns CPU `n` of every machine.
 static CPU_OWNER: [AtomicU32; MAX_PINNED_CPUS] = [const { AtomicU32::new(0) }; MAX_PINNED_CPUS];
 
+/// Frees every CPU owner lock: in a child after `fork`, the threads that
+/// held them do not exist.
+pub(crate) fn reset_cpu_owners() {
+    for w in &CPU_OWNER {
+        w.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Spins on a busy owner lock before sleeping on its futex.
 const OWNER_SPINS: u32 = 64;
 
@@ -273,6 +285,8 @@ pub struct HostedPlatform {
     rseq_offset: isize,
     ram_fd: Option<OwnedFd>,
     quiet: AtomicBool,
+    /// Whether spinlock holders are counted for fork (`enable_fork_gate`).
+    fork_gate: AtomicBool,
     /// Device windows `ioremap` can map (`crate::iomem`).
     iomem: crate::iomem::IomemRegistry,
 }
@@ -292,6 +306,7 @@ impl HostedPlatform {
             rseq_offset: rseq_offset(),
             ram_fd,
             quiet: AtomicBool::new(quiet),
+            fork_gate: AtomicBool::new(false),
             iomem: crate::iomem::IomemRegistry::new(),
         }
     }
@@ -317,6 +332,14 @@ impl HostedPlatform {
     /// Suppress (or restore) printk output to stderr.
     pub fn set_quiet(&self, quiet: bool) {
         self.quiet.store(quiet, Ordering::Relaxed);
+    }
+
+    /// Count this machine's spinlock holders so that a `fork` can wait until
+    /// no other thread holds one (the child would find it held forever).
+    /// Costs two thread-local updates and two atomic operations per outermost
+    /// lock in multi-threaded processes; the default machine enables it.
+    pub fn enable_fork_gate(&self) {
+        self.fork_gate.store(true, Ordering::Relaxed);
     }
 
     /// Raise the calling thread's `preempt_count()` by `val`
@@ -478,6 +501,24 @@ impl Platform for HostedPlatform {
     #[inline]
     fn nr_cpu_ids(&self) -> usize {
         self.nr_cpus
+    }
+
+    /// There are no interrupts to mask in a process; a machine with the fork
+    /// gate counts the lock holder here (see `fork.rs`).
+    #[inline]
+    fn local_irq_save(&self) -> usize {
+        if self.fork_gate.load(Ordering::Relaxed) {
+            crate::fork::gate_enter()
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn local_irq_restore(&self, flags: usize) {
+        if flags != 0 {
+            crate::fork::gate_exit(flags);
+        }
     }
 
     /// Takes the owner lock of the CPU the caller runs on (unless it is
@@ -787,7 +828,7 @@ fn format_line(buf: &mut [u8], args: fmt::Arguments<'_>) -> usize {
 
 /// Writes all of `bytes` to stderr, retrying on EINTR and short writes;
 /// errors are dropped (there is nowhere to report them).
-fn write_stderr(mut bytes: &[u8]) {
+pub(crate) fn write_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: `bytes` is a valid readable buffer of `bytes.len()` bytes.
         let r = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };

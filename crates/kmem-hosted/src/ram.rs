@@ -18,11 +18,74 @@
 //! pointing at one physical page do. `unmap_alias` puts the reservation back
 //! (`PROT_NONE`), so the window keeps its addresses.
 //!
-//! Because the mappings are `MAP_SHARED`, a child created by `fork` shares the
-//! machine's RAM with its parent rather than getting a private copy.
+//! **fork.** Because the mappings are `MAP_SHARED`, a child created by `fork`
+//! would share the machine's RAM with its parent. So every live `HostRam`
+//! is recorded in a small process-wide registry (`RAM_FDS`, a fixed array of
+//! descriptors, so recording never allocates), and the fork handlers of
+//! `crate::fork` give the child a private copy of each registered memfd,
+//! mapped where the old one was (see `fork.rs`). `registry_lock` freezes the
+//! registry across a fork.
 
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Most `HostRam`s alive at once that a fork copies; more still work, but a
+/// child created while they live shares them with its parent (a warning says so).
+pub const MAX_FORK_RAMS: usize = 256;
+
+/// Descriptors of the live `HostRam`s (-1: free slot).
+static RAM_FDS: [AtomicI32; MAX_FORK_RAMS] = [const { AtomicI32::new(-1) }; MAX_FORK_RAMS];
+
+/// Serialises changes to `RAM_FDS` against a fork (a spinning lock: held only
+/// for a slot update, or by a fork from its prepare to its parent/child handler).
+static RAM_FDS_LOCK: AtomicBool = AtomicBool::new(false);
+
+/// Take the registry lock.
+pub(crate) fn registry_lock() {
+    while RAM_FDS_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+}
+
+/// Release the registry lock.
+pub(crate) fn registry_unlock() {
+    RAM_FDS_LOCK.store(false, Ordering::Release);
+}
+
+/// The registered RAM descriptors (call with the registry lock held).
+pub(crate) fn registered_fds() -> impl Iterator<Item = i32> {
+    RAM_FDS
+        .iter()
+        .map(|f| f.load(Ordering::Relaxed))
+        .filter(|&fd| fd >= 0)
+}
+
+fn register(fd: i32) {
+    crate::fork::install_handlers();
+    registry_lock();
+    let slot = RAM_FDS.iter().find(|f| f.load(Ordering::Relaxed) < 0);
+    if let Some(slot) = slot {
+        slot.store(fd, Ordering::Relaxed);
+    }
+    registry_unlock();
+    if slot.is_none() {
+        crate::platform::write_stderr(
+            b"kmem: more than 256 machines: a fork child will share this one's RAM\n",
+        );
+    }
+}
+
+fn unregister(fd: i32) {
+    registry_lock();
+    if let Some(slot) = RAM_FDS.iter().find(|f| f.load(Ordering::Relaxed) == fd) {
+        slot.store(-1, Ordering::Relaxed);
+    }
+    registry_unlock();
+}
 
 /// Alignment of the linear map and of reserved windows.
 const WINDOW_ALIGN: usize = 2 << 20;
@@ -140,6 +203,7 @@ impl HostRam {
             unsafe { libc::munmap(base as *mut libc::c_void, size) };
             return Err(err);
         }
+        register(fd.as_raw_fd());
         Ok(HostRam { base, size, fd })
     }
 
@@ -314,6 +378,7 @@ impl HostRam {
 
 impl Drop for HostRam {
     fn drop(&mut self) {
+        unregister(self.fd.as_raw_fd());
         // SAFETY: the linear map is ours (invariant); aliases made from it in
         // other windows stay valid mappings of the memfd, which the kernel
         // keeps alive while they exist.

@@ -1,0 +1,221 @@
+//! Booting the default machine from inside `malloc`, and the bootstrap arena.
+//!
+//! The first `malloc` of the process boots the default machine
+//! (`kmem_hosted::machine::boot_default_machine`, from `KMEM_CMDLINE`). The
+//! boot itself allocates — `Vec`s, formatted names, glibc's `pthread_atfork`
+//! list, an error message — and every one of those allocations comes back
+//! here, re-entrantly, as do allocations of other threads while the boot
+//! runs. They are served from the **bootstrap arena**, a static 1 MiB
+//! buffer in `.bss` (no memory until touched) carved by an atomic bump
+//! pointer: each block is preceded by a 16-byte header holding its size, so
+//! `realloc` and `malloc_usable_size` work on it. Arena blocks are never
+//! reused: `free` recognises them by address and does nothing. Nothing here
+//! uses thread-locals, `dlsym` or locks, so nothing can recurse.
+//!
+//! **States.** `STATE` goes UNINIT → BOOTING (the one thread whose
+//! compare-and-swap won boots) → READY, publishing the machine and the
+//! tables the fast paths read (`crate::KMEM`, `crate::CACHES`, the linear
+//! map bounds) before READY. If the arena runs out while another thread
+//! boots, a caller waits for READY; the booting thread itself gets `ENOMEM`.
+//! If the machine cannot boot (a bad `KMEM_CMDLINE`), the reason is printed
+//! and the process aborts: there is no other allocator to fall back on.
+//!
+//! **Defaults** for what `KMEM_CMDLINE` leaves unset: `mem=4G`, the hosted
+//! default (the memfd is sparse, but the machine is not free: booting touches
+//! the memmap of every free 4 MiB block and a fork copies what is touched,
+//! about 1.2 MiB of host memory and 1.5 ms of start-up per GiB of machine
+//! RAM — a program that needs more than 4 GiB asks with `mem=`), no kswapd
+//! thread (a library must not add a thread to every program: it would make
+//! single-threaded programs multi-threaded, and a forked child would not have
+//! it), and the boot log kept in the machine's log only (later warnings and
+//! `slub_debug` reports still go to stderr unless `quiet` is given).
+
+use core::ptr;
+use core::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use kmem::kmalloc::{kmalloc_size, KMALLOC_SHIFT_HIGH};
+use kmem::slab::KmemCache;
+use kmem::Kmem;
+use kmem_hosted::HostedPlatform;
+
+const UNINIT: u8 = 0;
+const BOOTING: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// Thread id of the booting thread.
+static BOOT_TID: AtomicI32 = AtomicI32::new(0);
+
+/// Size of the bootstrap arena.
+pub const ARENA_SIZE: usize = 1 << 20;
+/// Header before each arena block (its size), and the arena's minimum alignment.
+const HDR: usize = 16;
+
+#[repr(C, align(4096))]
+struct Arena(core::cell::UnsafeCell<[u8; ARENA_SIZE]>);
+// SAFETY: blocks are carved out by an atomic bump pointer; each belongs to
+// the caller that carved it.
+unsafe impl Sync for Arena {}
+
+static ARENA: Arena = Arena(core::cell::UnsafeCell::new([0; ARENA_SIZE]));
+/// Bytes of the arena handed out (bump pointer).
+static ARENA_USED: AtomicUsize = AtomicUsize::new(0);
+
+#[inline]
+fn arena_base() -> usize {
+    ARENA.0.get() as usize
+}
+
+/// Whether `p` points into the bootstrap arena.
+#[inline]
+pub fn in_arena(p: *const u8) -> bool {
+    (p as usize).wrapping_sub(arena_base()) < ARENA_SIZE
+}
+
+/// The size recorded for an arena block.
+///
+/// # Safety
+/// `p` is a block returned by `arena_alloc`.
+pub unsafe fn arena_size(p: *const u8) -> usize {
+    // SAFETY: every block has its header right before it.
+    unsafe { ptr::read((p as usize - HDR) as *const usize) }
+}
+
+/// Carves `size` bytes aligned to `align` (a power of two, at most 4096) out
+/// of the arena; null when it is exhausted.
+fn arena_alloc(size: usize, align: usize) -> *mut u8 {
+    let align = align.max(HDR);
+    let mut used = ARENA_USED.load(Ordering::Relaxed);
+    loop {
+        let start = (arena_base() + used + HDR + align - 1) & !(align - 1);
+        let Some(end) = start.checked_add(size.max(1)) else {
+            return ptr::null_mut();
+        };
+        let new_used = end - arena_base();
+        if new_used > ARENA_SIZE {
+            return ptr::null_mut();
+        }
+        match ARENA_USED.compare_exchange_weak(used, new_used, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => {
+                // SAFETY: `[start - HDR, end)` lies in the arena and is ours now.
+                unsafe { ptr::write((start - HDR) as *mut usize, size) };
+                return start as *mut u8;
+            }
+            Err(u) => used = u,
+        }
+    }
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// What a caller without a ready machine should do.
+pub enum NotReady {
+    /// Use this arena block (null: out of memory).
+    Arena(*mut u8),
+}
+
+/// The machine once booted; otherwise boots it (first caller) or serves the
+/// request from the arena. `size`/`align` describe the request.
+#[cold]
+#[inline(never)]
+pub fn machine_or_arena(size: usize, align: usize) -> Result<&'static Kmem<HostedPlatform>, NotReady> {
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            READY => {
+                // SAFETY: published before READY; the default machine lives forever.
+                return Ok(unsafe { &*crate::KMEM.load(Ordering::Relaxed) });
+            }
+            UNINIT => {
+                if STATE
+                    .compare_exchange(UNINIT, BOOTING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    BOOT_TID.store(gettid(), Ordering::Relaxed);
+                    boot();
+                }
+            }
+            _ => {
+                let p = if align <= 4096 {
+                    arena_alloc(size, align)
+                } else {
+                    ptr::null_mut()
+                };
+                if !p.is_null() || BOOT_TID.load(Ordering::Relaxed) == gettid() {
+                    return Err(NotReady::Arena(p));
+                }
+                // Arena exhausted while another thread boots: wait for it.
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+}
+
+/// Boots the default machine and publishes it (the thread that moved
+/// `STATE` to BOOTING).
+fn boot() {
+    let mut user_quiet = false;
+    let r = kmem_hosted::machine::boot_default_machine(|p| {
+        if p.kswapd.is_none() {
+            p.kswapd = Some(false);
+        }
+        user_quiet = p.quiet;
+        p.quiet = true;
+    });
+    let m = match r {
+        Ok(m) => m,
+        Err(e) => {
+            let mut buf = [0u8; 512];
+            let n = crate::fmt_into(
+                &mut buf,
+                format_args!(
+                    "kmem: libkmalloc cannot boot the default machine (KMEM_CMDLINE={:?}): {e}\n",
+                    kmem_hosted::machine::env_cmdline()
+                ),
+            );
+            crate::write_stderr(&buf[..n]);
+            // SAFETY: abort has no preconditions.
+            unsafe { libc::abort() };
+        }
+    };
+    if !user_quiet {
+        m.platform.set_quiet(false);
+    }
+    let k: &'static Kmem<HostedPlatform> = m.kmem();
+    for (idx, slot) in crate::CACHES.iter().enumerate() {
+        slot.store(malloc_cache(k, idx), Ordering::Relaxed);
+    }
+    crate::KMEM.store(k as *const _ as *mut _, Ordering::Relaxed);
+    crate::LINEAR_START.store(k.page_offset(), Ordering::Relaxed);
+    crate::LINEAR_LEN.store(k.max_low_pfn() << kmem::PAGE_SHIFT, Ordering::Relaxed);
+    crate::VMALLOC_START.store(k.vmalloc_start(), Ordering::Relaxed);
+    crate::VMALLOC_LEN.store(k.vmalloc_end() - k.vmalloc_start(), Ordering::Relaxed);
+    STATE.store(READY, Ordering::Release);
+}
+
+/// The cache `malloc` uses for kmalloc index `idx`: the kmalloc cache of
+/// that size if its objects are 16-byte aligned (8 for kmalloc-8), else
+/// the next power-of-two cache if that one's are; null for index 0 and when
+/// neither is (the slow path then asks `kmalloc_aligned`). Only a debug
+/// layout (`slub_debug` red zones) can misalign them.
+fn malloc_cache(k: &Kmem<HostedPlatform>, idx: usize) -> *mut KmemCache {
+    if idx == 0 || idx > KMALLOC_SHIFT_HIGH {
+        return ptr::null_mut();
+    }
+    let size = kmalloc_size(idx);
+    let want = size.min(crate::MALLOC_ALIGN);
+    for candidate in [size, size.next_power_of_two()] {
+        let Some(s) = k.kmalloc_slab(candidate, kmem::GFP_KERNEL) else {
+            continue;
+        };
+        // SAFETY: kmalloc caches live as long as the machine.
+        let c = unsafe { s.as_ref() };
+        // Slabs start on page boundaries; objects sit at red_left_pad + i * size.
+        if c.size.is_multiple_of(want) && c.red_left_pad.is_multiple_of(want) {
+            return s.as_ptr();
+        }
+    }
+    ptr::null_mut()
+}

@@ -1,0 +1,88 @@
+//! Huge blocks: allocations above `KMALLOC_MAX_SIZE` (4 MiB), from vmalloc.
+//!
+//! kmalloc stops at an order-10 compound page; anything bigger is virtually
+//! contiguous memory from `vmalloc`, scattered RAM pages mapped into the
+//! machine's vmalloc window (which the hosted platform makes real with
+//! `mmap` aliases of the RAM memfd). Requests larger than the machine's RAM
+//! fail at once with `ENOMEM` and no kernel warning, as an overcommit-heuristic
+//! Linux refuses an `mmap` larger than RAM plus swap; the machine never
+//! falls back to host memory behind kmem's back, so every byte a program
+//! uses shows up in the machine's statistics (`VmallocUsed`).
+//!
+//! **Layout.** vmalloc gives page-aligned areas and `free` must find the
+//! area and the usable size from the pointer alone, so each block carries a
+//! 16-byte header right before the pointer: the area's start (what `vfree`
+//! takes) and the usable bytes. The pointer is the first multiple of the
+//! alignment (at least 16) at or after `start + 16`, so the area is
+//! `size + align` bytes rounded up to pages. `free` recognises huge blocks
+//! by address (`is_vmalloc_addr`): O(1), before reading the header.
+//!
+//! vmalloc's pages come back to the page allocator on `vfree` and, in
+//! pageblocks, to the host (free page reporting punches them out of the memfd).
+
+use core::ptr;
+use kmem::{Kmem, PAGE_SIZE};
+use kmem_hosted::HostedPlatform;
+
+/// Bytes of header before a huge block.
+const HDR: usize = 16;
+
+/// Allocates a huge block of `size` bytes aligned to `align` (a power of
+/// two); null on failure. `zero`: the first `size` bytes read as zero.
+pub fn huge_alloc(k: &Kmem<HostedPlatform>, size: usize, align: usize, zero: bool) -> *mut u8 {
+    let align = align.max(HDR);
+    let Some(total) = size.checked_add(align) else {
+        return ptr::null_mut();
+    };
+    if total / PAGE_SIZE >= k.totalram_pages() {
+        return ptr::null_mut();
+    }
+    let Ok(base) = k.__vmalloc(total, kmem::GFP_KERNEL | kmem::__GFP_NOWARN) else {
+        return ptr::null_mut();
+    };
+    let base = base.as_ptr() as usize;
+    let p = (base + HDR + align - 1) & !(align - 1);
+    let mapped = total.next_multiple_of(PAGE_SIZE);
+    let usable = base + mapped - p;
+    // SAFETY: `[base, base + mapped)` is our fresh mapping and `p - 16 >= base`.
+    unsafe {
+        ptr::write((p - HDR) as *mut usize, base);
+        ptr::write((p - HDR + 8) as *mut usize, usable);
+        if zero {
+            ptr::write_bytes(p as *mut u8, 0, size);
+        }
+    }
+    p as *mut u8
+}
+
+/// The usable size of huge block `p`.
+///
+/// # Safety
+/// `p` was returned by `huge_alloc` and is live.
+pub unsafe fn huge_usable_size(p: *const u8) -> usize {
+    // SAFETY: the header precedes every huge block.
+    unsafe { ptr::read((p as usize - HDR + 8) as *const usize) }
+}
+
+/// Frees huge block `p`. A pointer whose header does not name a vmalloc
+/// area (not from `huge_alloc`, or freed already) gets vfree's warning.
+///
+/// # Safety
+/// `p` is inside the vmalloc window; if it came from `huge_alloc` it is not
+/// used afterwards.
+pub unsafe fn huge_free(k: &Kmem<HostedPlatform>, p: *const u8) {
+    let a = p as usize;
+    if a & (HDR - 1) != 0 || !k.is_vmalloc_addr((a - HDR) as *const u8) {
+        k.vfree(p);
+        return;
+    }
+    // SAFETY: the header's page is mapped if `p` came from huge_alloc; a
+    // foreign pointer in the window is the caller's bug (it faults like a
+    // wild pointer would in glibc).
+    let base = unsafe { ptr::read((a - HDR) as *const usize) };
+    if base > a || !k.is_vmalloc_addr(base as *const u8) {
+        k.vfree(p);
+        return;
+    }
+    k.vfree(base as *const u8);
+}

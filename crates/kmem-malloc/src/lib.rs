@@ -1,0 +1,491 @@
+//! libkmalloc: the C library's allocator over kmem, for `LD_PRELOAD`.
+//!
+//! ```sh
+//! LD_PRELOAD=target/release/libkmalloc.so python3 script.py
+//! KMEM_CMDLINE="slub_debug=FZP" LD_PRELOAD=target/release/libkmalloc.so ./buggy
+//! ```
+//!
+//! Exports `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
+//! `memalign`, `posix_memalign`, `aligned_alloc`, `valloc`, `pvalloc` and
+//! `malloc_usable_size`, all served by the process's default kmem machine
+//! (booted on the first call from `KMEM_CMDLINE`, see `bootstrap.rs`). C++'s
+//! `operator new`/`delete` in libstdc++ call `malloc`/`free`, so they come
+//! here too.
+//!
+//! **Where a request goes**, by size:
+//!
+//! | size | allocator | alignment |
+//! |---|---|---|
+//! | 1 – 8 KiB | the `kmalloc-N` slab caches (8, 16, 32, 64, 96, 128, 192, 256, 512, 1k, 2k, 4k, 8k) | 16 (8 for 8-byte requests); power-of-two sizes naturally |
+//! | 8 KiB – 4 MiB | large kmalloc: a compound page block from the buddy allocator | page, and the block's size |
+//! | above 4 MiB | vmalloc (`huge.rs`) | 16, or what was asked |
+//!
+//! `malloc(0)` returns a unique 8-byte object, as glibc returns a unique chunk.
+//!
+//! **free in O(1)**: a pointer inside the linear map is kmalloc memory and
+//! goes to `kfree` (which finds slab or compound page through `virt_to_page`
+//! and `PageSlab`); one inside the vmalloc window is a huge block
+//! (`is_vmalloc_addr`); one inside the bootstrap arena was handed out during
+//! the boot and is left alone; NULL is nothing. Anything else was never ours:
+//! it gets a kernel-style warning and nothing is freed (glibc would abort).
+//!
+//! **The fast path** of `malloc` is one comparison for the size range, the
+//! kmalloc index (a table for sizes up to 192, `fls` above), a load of the
+//! cache pointer from a static table (null until the machine is booted, so
+//! booting costs the fast path nothing), and SLUB's lock-free per-CPU
+//! allocation. `free`'s is one range check against the linear map and
+//! `kfree`'s fast path. No thread-locals (nothing that would need
+//! `__tls_get_addr` in a shared library), no locks, no `dlsym`.
+//!
+//! **Errors** are the C library's: `errno = ENOMEM` and NULL on exhaustion,
+//! `calloc`/`reallocarray` size overflow; `posix_memalign` returns `EINVAL`
+//! for an alignment that is not a power-of-two multiple of `sizeof(void *)`,
+//! `aligned_alloc` sets `EINVAL` for one that is not a power of two.
+//! `realloc(p, 0)` frees `p` and returns NULL (as glibc).
+//!
+//! **realloc** keeps the block when the new size fits its usable size
+//! (`ksize`) and is more than half of it; otherwise it moves (so shrinking
+//! a big block gives memory back). A huge block that must grow is given
+//! a quarter more than asked, so a buffer grown a little at a time is copied
+//! O(log n) times.
+//!
+//! **fork** is handled below, in `kmem-hosted` (`fork.rs`): the child gets a
+//! private copy of the machine's RAM.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod bootstrap;
+mod huge;
+
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use kmem::kmalloc::{kmalloc_index, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE, KMALLOC_SHIFT_HIGH};
+use kmem::slab::KmemCache;
+use kmem::{Kmem, __GFP_ZERO, GFP_KERNEL, PAGE_SIZE};
+use kmem_hosted::HostedPlatform;
+
+use bootstrap::{in_arena, machine_or_arena, NotReady};
+
+/// What `malloc` guarantees (`alignof(max_align_t)` on x86-64).
+pub(crate) const MALLOC_ALIGN: usize = 16;
+
+/// The alignment `malloc(size)` gives: 16, or 8 for sizes up to 8 (no
+/// object of 8 bytes or less needs more).
+#[inline(always)]
+fn malloc_align(size: usize) -> usize {
+    if size <= 8 {
+        8
+    } else {
+        MALLOC_ALIGN
+    }
+}
+
+/// The default machine, null until booted.
+pub(crate) static KMEM: AtomicPtr<Kmem<HostedPlatform>> = AtomicPtr::new(ptr::null_mut());
+/// The cache for each kmalloc index (null until booted, and for index 0).
+pub(crate) static CACHES: [AtomicPtr<KmemCache>; KMALLOC_SHIFT_HIGH + 1] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; KMALLOC_SHIFT_HIGH + 1];
+/// The linear map `[LINEAR_START, LINEAR_START + LINEAR_LEN)` (length 0 until booted).
+pub(crate) static LINEAR_START: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static LINEAR_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The vmalloc window (length 0 until booted).
+pub(crate) static VMALLOC_START: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static VMALLOC_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets `errno`.
+#[inline]
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+#[cold]
+fn enomem() -> *mut c_void {
+    set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+/// Writes to stderr without allocating.
+pub(crate) fn write_stderr(mut b: &[u8]) {
+    while !b.is_empty() {
+        // SAFETY: `b` is readable for its length.
+        let n = unsafe { libc::write(2, b.as_ptr().cast(), b.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        b = &b[n as usize..];
+    }
+}
+
+/// Formats into `buf` without allocating; returns the length (cut if too long).
+pub(crate) fn fmt_into(buf: &mut [u8], args: core::fmt::Arguments<'_>) -> usize {
+    struct W<'a>(&'a mut [u8], usize);
+    impl core::fmt::Write for W<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let n = s.len().min(self.0.len() - self.1);
+            self.0[self.1..self.1 + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.1 += n;
+            Ok(())
+        }
+    }
+    let mut w = W(buf, 0);
+    let _ = core::fmt::write(&mut w, args);
+    w.1
+}
+
+/// Who handed out a pointer.
+enum Owner {
+    /// NULL.
+    Null,
+    /// kmalloc (slab object or large kmalloc), inside the linear map.
+    Kmalloc(&'static Kmem<HostedPlatform>),
+    /// A huge block, inside the vmalloc window.
+    Huge(&'static Kmem<HostedPlatform>),
+    /// The bootstrap arena.
+    Arena,
+    /// Not ours.
+    Foreign,
+}
+
+#[inline]
+fn owner(p: *const u8) -> Owner {
+    let a = p as usize;
+    if a.wrapping_sub(LINEAR_START.load(Ordering::Relaxed)) < LINEAR_LEN.load(Ordering::Relaxed) {
+        // SAFETY: LINEAR_LEN is nonzero only once KMEM is published.
+        return Owner::Kmalloc(unsafe { &*KMEM.load(Ordering::Relaxed) });
+    }
+    if p.is_null() {
+        return Owner::Null;
+    }
+    if a.wrapping_sub(VMALLOC_START.load(Ordering::Relaxed)) < VMALLOC_LEN.load(Ordering::Relaxed) {
+        // SAFETY: as above.
+        return Owner::Huge(unsafe { &*KMEM.load(Ordering::Relaxed) });
+    }
+    if in_arena(p) {
+        return Owner::Arena;
+    }
+    Owner::Foreign
+}
+
+/// Reports a pointer that is not ours.
+#[cold]
+fn foreign(what: &str, p: *const u8) {
+    let mut buf = [0u8; 160];
+    let n = fmt_into(
+        &mut buf,
+        format_args!(
+            "kmem: {what}: invalid pointer 0x{:016x} (not from libkmalloc)\n",
+            p as usize
+        ),
+    );
+    write_stderr(&buf[..n]);
+}
+
+// ---- allocation --------------------------------------------------------------
+
+/// `malloc`: `size` bytes, 16-byte aligned (8 for sizes up to 8).
+///
+/// # Safety
+/// Callable from any thread at any time (it is the C library's `malloc`).
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    if size.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE {
+        if let Some(s) = NonNull::new(CACHES[kmalloc_index(size)].load(Ordering::Acquire)) {
+            // SAFETY: a cache is published only after KMEM.
+            let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
+            return match k.kmem_cache_alloc(s, GFP_KERNEL) {
+                Ok(p) => p.as_ptr().cast(),
+                Err(_) => enomem(),
+            };
+        }
+    }
+    alloc_slow(size, malloc_align(size), false)
+}
+
+/// Everything but a small allocation on a booted machine: size 0, large and
+/// huge sizes, alignments, zeroing, the boot. `align` is a power of two.
+#[cold]
+#[inline(never)]
+fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
+    let size = size.max(1);
+    let k = match machine_or_arena(size, align) {
+        Ok(k) => k,
+        Err(NotReady::Arena(p)) => {
+            // Arena memory is fresh .bss: already zero.
+            return if p.is_null() { enomem() } else { p.cast() };
+        }
+    };
+    let gfp = if zero { GFP_KERNEL | __GFP_ZERO } else { GFP_KERNEL };
+    if size <= KMALLOC_MAX_SIZE && align <= KMALLOC_MAX_SIZE {
+        // A small size whose cache was not usable (a debug layout), or a
+        // large kmalloc, or an alignment kmalloc can give.
+        let r = if size > KMALLOC_MAX_CACHE_SIZE && align <= PAGE_SIZE {
+            // Whole pages: zero only what was asked (the rest of the block
+            // stays untouched, so it costs the host no memory).
+            k.kmalloc_large_node(size, GFP_KERNEL, -1).inspect(|p| {
+                if zero {
+                    // SAFETY: the block holds at least `size` bytes.
+                    unsafe { ptr::write_bytes(p.as_ptr(), 0, size) };
+                }
+            })
+        } else {
+            k.kmalloc_aligned(size, align, gfp)
+        };
+        if let Ok(p) = r {
+            return p.as_ptr().cast();
+        }
+        if size <= KMALLOC_MAX_CACHE_SIZE {
+            return enomem();
+        }
+    }
+    let p = huge::huge_alloc(k, size, align, zero);
+    if p.is_null() {
+        enomem()
+    } else {
+        p.cast()
+    }
+}
+
+/// `calloc`: `n * size` zeroed bytes; `ENOMEM` if the product overflows.
+///
+/// # Safety
+/// As `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let Some(bytes) = n.checked_mul(size) else {
+        return enomem();
+    };
+    if bytes.wrapping_sub(1) < KMALLOC_MAX_CACHE_SIZE {
+        if let Some(s) = NonNull::new(CACHES[kmalloc_index(bytes)].load(Ordering::Acquire)) {
+            // SAFETY: as in malloc.
+            let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
+            return match k.kmem_cache_alloc(s, GFP_KERNEL | __GFP_ZERO) {
+                Ok(p) => p.as_ptr().cast(),
+                Err(_) => enomem(),
+            };
+        }
+    }
+    alloc_slow(bytes, malloc_align(bytes), true)
+}
+
+/// Aligned allocation: `align` is a power of two.
+fn alloc_aligned(align: usize, size: usize) -> *mut c_void {
+    if align <= malloc_align(size) {
+        // SAFETY: plain malloc.
+        return unsafe { malloc(size) };
+    }
+    alloc_slow(size, align, false)
+}
+
+/// `memalign`: `size` bytes aligned to `align`; an alignment that is not a
+/// power of two is rounded up to one (glibc's leniency).
+///
+/// # Safety
+/// As `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    let Some(align) = align.checked_next_power_of_two() else {
+        return enomem();
+    };
+    alloc_aligned(align, size)
+}
+
+/// `aligned_alloc` (C11): `EINVAL` if `align` is not a power of two.
+///
+/// # Safety
+/// As `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    alloc_aligned(align, size)
+}
+
+/// `posix_memalign`: 0 and `*out` set, `EINVAL` for a bad alignment,
+/// `ENOMEM` (with `*out` untouched) on exhaustion. `errno` is not changed.
+///
+/// # Safety
+/// `out` is writable; otherwise as `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
+        return libc::EINVAL;
+    }
+    // SAFETY: __errno_location is the calling thread's errno.
+    let saved = unsafe { *libc::__errno_location() };
+    let p = alloc_aligned(align, size);
+    set_errno(saved);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller gives a writable `out`.
+    unsafe { *out = p };
+    0
+}
+
+/// `valloc`: page-aligned.
+///
+/// # Safety
+/// As `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    alloc_aligned(PAGE_SIZE, size)
+}
+
+/// `pvalloc`: page-aligned, size rounded up to whole pages (0 gives a page).
+///
+/// # Safety
+/// As `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let Some(size) = size.max(1).checked_next_multiple_of(PAGE_SIZE) else {
+        return enomem();
+    };
+    alloc_aligned(PAGE_SIZE, size)
+}
+
+// ---- freeing -----------------------------------------------------------------
+
+/// `free`: NULL is a no-op; see the module documentation for how the owner
+/// of a pointer is found.
+///
+/// # Safety
+/// `p` is NULL or a live block from these functions.
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    let p = p as *const u8;
+    if (p as usize).wrapping_sub(LINEAR_START.load(Ordering::Relaxed)) < LINEAR_LEN.load(Ordering::Relaxed) {
+        // SAFETY: LINEAR_LEN is nonzero only once KMEM is published; the
+        // pointer is kmalloc memory (caller contract; kfree reports misuse).
+        unsafe { (*KMEM.load(Ordering::Relaxed)).kfree(p) };
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe { free_slow(p) };
+}
+
+/// `free` of anything but kmalloc memory.
+///
+/// # Safety
+/// As `free`.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *const u8) {
+    match owner(p) {
+        Owner::Null | Owner::Arena => {}
+        // SAFETY: forwarded.
+        Owner::Kmalloc(k) => unsafe { k.kfree(p) },
+        // SAFETY: forwarded.
+        Owner::Huge(k) => unsafe { huge::huge_free(k, p) },
+        Owner::Foreign => foreign("free", p),
+    }
+}
+
+/// `malloc_usable_size`: the bytes usable at `p` (0 for NULL).
+///
+/// # Safety
+/// `p` is NULL or a live block from these functions.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    // SAFETY: forwarded.
+    unsafe { usable_size(p as *const u8, "malloc_usable_size") }
+}
+
+/// # Safety
+/// As `malloc_usable_size`.
+unsafe fn usable_size(p: *const u8, what: &str) -> usize {
+    match owner(p) {
+        Owner::Null => 0,
+        Owner::Kmalloc(k) => k.ksize(p),
+        // SAFETY: a live huge block (caller contract).
+        Owner::Huge(_) => unsafe { huge::huge_usable_size(p) },
+        // SAFETY: an arena block.
+        Owner::Arena => unsafe { bootstrap::arena_size(p) },
+        Owner::Foreign => {
+            foreign(what, p);
+            0
+        }
+    }
+}
+
+// ---- reallocation --------------------------------------------------------------
+
+/// `realloc`: NULL behaves as `malloc`, size 0 frees and returns NULL (as
+/// glibc); otherwise the contents up to the smaller size are kept. On
+/// failure `p` is untouched and NULL is returned with `ENOMEM`.
+///
+/// # Safety
+/// `p` is NULL or a live block from these functions; on success it must
+/// not be used again (unless returned).
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if p.is_null() {
+        // SAFETY: plain malloc.
+        return unsafe { malloc(size) };
+    }
+    if size == 0 {
+        // SAFETY: forwarded.
+        unsafe { free(p) };
+        return ptr::null_mut();
+    }
+    let old = p as *mut u8;
+    let kind = owner(old);
+    let usable = match kind {
+        Owner::Kmalloc(k) => k.ksize(old),
+        // SAFETY: a live huge block.
+        Owner::Huge(_) => unsafe { huge::huge_usable_size(old) },
+        // SAFETY: an arena block.
+        Owner::Arena => unsafe { bootstrap::arena_size(old) },
+        Owner::Null => 0,
+        Owner::Foreign => {
+            foreign("realloc", old);
+            return enomem();
+        }
+    };
+    if usable == 0 && !matches!(kind, Owner::Arena) {
+        // ksize already warned: not a live kmalloc block.
+        return enomem();
+    }
+    if size <= usable && (size > usable / 2 || usable <= MALLOC_ALIGN) && !matches!(kind, Owner::Arena) {
+        return p;
+    }
+    let want = match kind {
+        // Grow huge blocks geometrically.
+        Owner::Huge(_) if size > usable => size.max(usable.saturating_add(usable / 4)),
+        _ => size,
+    };
+    // SAFETY: plain malloc.
+    let mut new = unsafe { malloc(want) };
+    if new.is_null() && want != size {
+        // SAFETY: plain malloc.
+        new = unsafe { malloc(size) };
+    }
+    if new.is_null() {
+        return enomem();
+    }
+    // SAFETY: both blocks hold at least min(usable, size) bytes; distinct blocks.
+    unsafe {
+        ptr::copy_nonoverlapping(old, new as *mut u8, usable.min(size));
+        free(p);
+    }
+    new
+}
+
+/// `reallocarray`: `realloc` to `n * size` bytes; `ENOMEM` (and `p`
+/// untouched) if the product overflows.
+///
+/// # Safety
+/// As `realloc`.
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: forwarded.
+        Some(bytes) => unsafe { realloc(p, bytes) },
+        None => enomem(),
+    }
+}

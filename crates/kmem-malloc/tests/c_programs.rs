@@ -1,0 +1,120 @@
+//! C programs under libkmalloc: the allocator's contract, fork (with and
+//! without exec, single- and multi-threaded), signals during allocation,
+//! thousands of threads, and `slub_debug` finding a heap overflow.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn api_contract_same_as_glibc() {
+    let dir = scratch("api");
+    let Some(exe) = compile("api.c", &dir, &[]) else {
+        return;
+    };
+    let out = same_output("api.c", || Command::new(&exe));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("all passed\n"), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+}
+
+fn check_fork_output(text: &str) {
+    for round in 0..5 {
+        assert!(
+            text.contains(&format!("child {round}: child child-big child-alloc bad=0\n")),
+            "child {round} did not see its own writes:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("parent {round}: parent parent-big bad=0 child-exit=0\n")),
+            "parent {round} saw the child's writes or the child failed:\n{text}"
+        );
+    }
+    assert!(text.contains("exec-child ran\nexec child exit=0\n"), "{text}");
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
+#[test]
+fn fork_gives_the_child_a_private_heap() {
+    let dir = scratch("fork");
+    let Some(exe) = compile("fork.c", &dir, &[]) else {
+        return;
+    };
+    let out = same_output("fork.c", || Command::new(&exe));
+    check_fork_output(&String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn fork_while_other_threads_allocate() {
+    let dir = scratch("fork-mt");
+    let Some(exe) = compile("fork.c", &dir, &[]) else {
+        return;
+    };
+    let out = same_output("fork.c mt", || {
+        let mut c = Command::new(&exe);
+        c.arg("mt");
+        c
+    });
+    check_fork_output(&String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn signals_during_allocation() {
+    let dir = scratch("signals");
+    let Some(exe) = compile("signals.c", &dir, &[]) else {
+        return;
+    };
+    let out = same_output("signals.c", || Command::new(&exe));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "signals delivered: yes, allocations intact: yes\n"
+    );
+}
+
+#[test]
+fn thousands_of_threads() {
+    let dir = scratch("threads");
+    let Some(exe) = compile("threads.c", &dir, &[]) else {
+        return;
+    };
+    let out = same_output("threads.c", || Command::new(&exe));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2000 of 2000 threads saw their memory intact\n"
+    );
+}
+
+#[test]
+fn slub_debug_finds_a_heap_overflow() {
+    let dir = scratch("overflow");
+    let Some(exe) = compile("overflow.c", &dir, &[]) else {
+        return;
+    };
+    // Without slub_debug the overflow goes unnoticed (it stays inside the
+    // object's stride), as with glibc.
+    let plain = run(Command::new(&exe), true, "");
+    assert!(plain.status.success());
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("BUG"));
+    let o = run(Command::new(&exe), true, "slub_debug=FZP");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "program finished\n");
+    assert!(err.contains("[Right Redzone overwritten]"), "no report:\n{err}");
+    assert!(err.contains("BUG kmalloc-32 "), "no report:\n{err}");
+    assert!(err.contains("First byte 0x78 instead of 0xcc"), "{err}");
+}
+
+#[test]
+fn bad_kmem_cmdline_says_why() {
+    let dir = scratch("badcmd");
+    let Some(exe) = compile("overflow.c", &dir, &[]) else {
+        return;
+    };
+    let o = run(Command::new(&exe), true, "mem=1M");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("libkmalloc cannot boot the default machine")
+            && err.contains("mem= must be at least 2M"),
+        "{err}"
+    );
+}
