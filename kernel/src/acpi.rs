@@ -6,6 +6,17 @@
 use crate::boot::MAX_CPUS;
 use crate::paging;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The first I/O APIC the MADT listed: physical address | id << 56 (0: none).
+static IOAPIC: AtomicU64 = AtomicU64::new(0);
+
+/// The first I/O APIC: (id, physical address).
+pub fn ioapic() -> Option<(u8, u64)> {
+    let v = IOAPIC.load(Ordering::Relaxed);
+    (v != 0).then_some(((v >> 56) as u8, v & ((1 << 56) - 1)))
+}
+
 /// What the MADT says.
 pub struct Madt {
     /// Local APIC ids of the usable processors, in table order.
@@ -123,6 +134,9 @@ pub fn parse_madt(rsdp_hint: u64) -> Result<Madt, &'static str> {
     }
     if m.nr_cpus == 0 {
         return Err("MADT lists no processor");
+    }
+    if let Some((id, addr, _)) = m.ioapic {
+        IOAPIC.store(addr | (id as u64) << 56, Ordering::Relaxed);
     }
     Ok(m)
 }

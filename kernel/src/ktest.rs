@@ -82,7 +82,7 @@ impl Verdict {
 }
 
 /// Writes text to the console as it comes.
-struct Console;
+pub struct Console;
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {

@@ -31,6 +31,7 @@ mod ioremap;
 mod irq_work;
 mod ktest;
 mod paging;
+mod pci;
 mod percpu;
 mod platform;
 mod printk;
@@ -120,9 +121,12 @@ extern "C" fn kmain(start_info: u32) -> ! {
     // SAFETY: first thing on the boot CPU.
     unsafe { percpu::init_this_cpu(0, 0) };
     serial::init();
+    // The firmware's last line ("Booting from ROM..") has no newline.
+    serial::write_bytes(b"\n");
     apic::disable_pic();
     idt::init();
     idt::load();
+    paging::init_pat();
     // SAFETY: once, on the boot CPU, after its per-CPU area.
     unsafe { gdt::init_this_cpu(0) };
     printk!(
@@ -161,11 +165,14 @@ extern "C" fn kmain(start_info: u32) -> ! {
     let madt = acpi::parse_madt(bd.rsdp);
     let (mut nr_cpus, cpu_ids) = match &madt {
         Ok(m) => {
+            let (io_id, io_addr, io_gsi) = m.ioapic.unwrap_or((0, 0, 0));
             printk!(
-                "ACPI: MADT: {} processors, local APIC {:#x}, I/O APIC {:?}",
+                "ACPI: MADT: {} processors, local APIC at {:#x}, I/O APIC {} at {:#x} (GSI base {})",
                 m.nr_cpus,
                 m.lapic_addr,
-                m.ioapic
+                io_id,
+                io_addr,
+                io_gsi
             );
             (m.nr_cpus, m.apic_ids)
         }

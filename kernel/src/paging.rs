@@ -59,6 +59,8 @@ pub const PTE_A: u64 = 1 << 5;
 pub const PTE_D: u64 = 1 << 6;
 /// Large page (PS) in a PD or PDPT entry.
 pub const PTE_PS: u64 = 1 << 7;
+/// PAT index bit of a 4 KiB PTE.
+pub const PTE_PAT: u64 = 1 << 7;
 /// No execute.
 pub const PTE_NX: u64 = 1 << 63;
 /// Physical address bits of an entry.
@@ -306,6 +308,57 @@ pub fn unmap_4k(virt: usize, len: usize) {
         }
         va += PAGE as usize;
     }
+}
+
+/// `IA32_PAT`.
+const MSR_IA32_PAT: u32 = 0x277;
+/// Linux's PAT layout (`pat_bp_init`): PA0 WB, PA1 WC, PA2 UC-, PA3 UC,
+/// PA4 WB, PA5 WP, PA6 UC-, PA7 WT (memory types 6, 1, 7, 0, 6, 5, 7, 4).
+pub const PAT_LINUX: u64 = 0x0407_0506_0007_0106;
+
+/// Program this CPU's PAT as Linux does (every CPU, before it maps devices).
+pub fn init_pat() {
+    // SAFETY: IA32_PAT exists on every x86-64 CPU; the layout keeps PA0
+    // (WB) and PA3 (UC) — the entries every existing mapping uses.
+    unsafe { arch::wrmsr(MSR_IA32_PAT, PAT_LINUX) };
+}
+
+/// PTE bits selecting a cache mode under `PAT_LINUX` (`cachemode2protval`).
+pub fn cache_mode_bits(pcm: kmem::platform::PageCacheMode) -> u64 {
+    use kmem::platform::PageCacheMode::*;
+    match pcm {
+        Wb => 0,
+        Wc => PTE_PWT,
+        UcMinus => PTE_PCD,
+        Uc => PTE_PCD | PTE_PWT,
+        Wp => PTE_PAT | PTE_PWT,
+        Wt => PTE_PAT | PTE_PCD | PTE_PWT,
+    }
+}
+
+/// Map `len` bytes of device memory at `phys` to `virt` with cache mode
+/// `pcm` (`ioremap_page_range`).
+pub fn map_device(virt: usize, phys: u64, len: usize, pcm: kmem::platform::PageCacheMode) -> bool {
+    let flags = PAGE_KERNEL | cache_mode_bits(pcm);
+    let mut pages = [0u64; 64];
+    let mut done = 0;
+    while done < len {
+        let n = ((len - done) / PAGE as usize).min(pages.len());
+        for (i, p) in pages[..n].iter_mut().enumerate() {
+            *p = phys + (done + i * PAGE as usize) as u64;
+        }
+        if !map_4k(virt + done, &pages[..n], flags) {
+            unmap_4k(virt, done);
+            return false;
+        }
+        done += n * PAGE as usize;
+    }
+    true
+}
+
+/// The raw 4 KiB PTE of `virt`, if its tables exist.
+pub fn pte_of(virt: usize) -> Option<u64> {
+    walk_pte(virt).map(|e| e.load(Ordering::Acquire))
 }
 
 /// The physical page mapped at `virt` by a 4 KiB PTE.

@@ -16,7 +16,8 @@
 //! * **Time**: the TSC calibrated against the PIT.
 //! * **Page tables**: `map_pages`/`unmap_pages` write real PTEs in the
 //!   vmalloc window; `flush_tlb_kernel_range` shoots the range down on every
-//!   online CPU (`tlb.rs`).
+//!   online CPU (`tlb.rs`); `ioremap_pages` maps device memory with the
+//!   cache mode's PAT/PCD/PWT bits (Linux's PAT layout, `paging.rs`).
 //! * **printk**: the serial console, with the kernel's timestamps.
 
 use crate::arch;
@@ -25,6 +26,7 @@ use crate::percpu;
 use core::fmt;
 use core::sync::atomic::AtomicU32;
 use core::sync::atomic::Ordering;
+use kmem::platform::PageCacheMode;
 use kmem::Platform;
 
 /// The platform value a machine holds.
@@ -153,6 +155,11 @@ impl Platform for BareMetal {
 
     unsafe fn unmap_pages(&self, virt: usize, len: usize) {
         paging::unmap_4k(virt, len)
+    }
+
+    unsafe fn ioremap_pages(&self, virt: usize, phys: u64, len: usize, pcm: PageCacheMode) -> bool {
+        // x86 can map any physical range; what answers is the chipset's business.
+        paging::map_device(virt, phys, len, pcm)
     }
 
     fn flush_tlb_kernel_range(&self, start: usize, end: usize) {

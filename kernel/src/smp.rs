@@ -97,6 +97,7 @@ extern "C" fn ap_main(cpu: u64) -> ! {
     // SAFETY: once, on this CPU.
     unsafe { crate::gdt::init_this_cpu(cpu) };
     crate::idt::load();
+    crate::paging::init_pat();
     apic::init_this_cpu();
     // SAFETY: refresh with the real APIC id.
     unsafe { percpu::init_this_cpu(cpu, apic::id()) };

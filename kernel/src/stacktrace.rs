@@ -10,7 +10,8 @@ use crate::paging::PAGE_OFFSET;
 fn plausible(fp: u64) -> bool {
     fp != 0
         && fp.is_multiple_of(8)
-        && (fp + 16 <= (1 << 30) || (fp >= PAGE_OFFSET as u64 && fp + 16 <= crate::paging::linear_end() as u64))
+        && (fp + 16 <= (1 << 30)
+            || (fp >= PAGE_OFFSET as u64 && fp + 16 <= crate::paging::linear_end() as u64))
 }
 
 /// Call `f` with each return address above frame `rbp`.

@@ -50,7 +50,11 @@ pub fn tsc_khz() -> u64 {
 
 /// Nanoseconds since calibration.
 pub fn now_ns() -> u64 {
-    let d = arch::rdtsc().wrapping_sub(TSC_BOOT.load(Ordering::Relaxed));
+    let boot = TSC_BOOT.load(Ordering::Relaxed);
+    if boot == 0 {
+        return 0; // not calibrated yet
+    }
+    let d = arch::rdtsc().wrapping_sub(boot);
     ((d as u128 * 1_000_000) / tsc_khz() as u128) as u64
 }
 

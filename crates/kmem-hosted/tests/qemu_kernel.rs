@@ -4,8 +4,10 @@
 //! and with deliberate faults.
 //!
 //! A boot passes when QEMU exits through the kernel's `isa-debug-exit`
-//! verdict (status 33) and the serial console shows every check passing,
-//! the `/proc` files and the page check. A deliberate fault must end with
+//! verdict (status 33) and the serial console shows every check passing —
+//! the shared suite, SMP stress with allocating timer interrupts, TLB
+//! shootdown, ioremap of the APICs and the `edu` device — the `/proc`
+//! files and the page check. A deliberate fault must end with
 //! the failing verdict (35) after a register dump; a triple fault (QEMU's
 //! own exit 0 with `-no-reboot`) or a hang (killed after `BOOT_TIMEOUT`)
 //! is never taken for a pass.
@@ -37,7 +39,9 @@ fn missing() -> Option<String> {
         .status()
         .is_ok_and(|s| s.success());
     if !qemu_ok {
-        return Some(format!("skipped: {QEMU} not found (apt-get install qemu-system-x86)"));
+        return Some(format!(
+            "skipped: {QEMU} not found (apt-get install qemu-system-x86)"
+        ));
     }
     let sysroot = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
         .args(["--print", "sysroot"])
@@ -46,7 +50,9 @@ fn missing() -> Option<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let has_target = sysroot.is_some_and(|s| Path::new(&s).join("lib/rustlib/x86_64-unknown-none").is_dir());
     if !has_target {
-        return Some("skipped: target x86_64-unknown-none missing (rustup target add x86_64-unknown-none)".into());
+        return Some(
+            "skipped: target x86_64-unknown-none missing (rustup target add x86_64-unknown-none)".into(),
+        );
     }
     None
 }
@@ -123,7 +129,12 @@ fn boot(smp: u32, mem: &str, cmdline: &str) -> Option<Boot> {
         .arg(&elf)
         .args(["-append", cmdline])
         .args(["-nographic", "-serial", "stdio", "-monitor", "none"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-device", "edu"])
+        .args([
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-device",
+            "edu",
+        ])
         .arg("-no-reboot")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -178,19 +189,30 @@ fn boot_and_pass(smp: u32, mem: &str) {
         "ktest: timer_irq_allocations ... ok",
         "ktest: sleeping_alloc_in_irq_reported ... ok",
         "BUG: sleeping function called from invalid context",
+        "ktest: ioremap_local_apic ... ok",
+        "ktest: ioremap_io_apic ... ok",
+        "ktest: ioremap_edu_bar0 ... ok",
+        "ktest: ioremap_ram_refused ... ok",
+        "ktest: vmalloc_page_tables_empty ... ok",
         "ktest: every_page_came_back ... ok",
         "slabinfo - version: 2.1",
         "Node 0, zone      DMA",
         "==== /proc/vmallocinfo ====",
         "ktest: PASS",
     ] {
-        assert!(c.contains(must), "smp={smp} mem={mem}: no {must:?} on the console\n{c}");
+        assert!(
+            c.contains(must),
+            "smp={smp} mem={mem}: no {must:?} on the console\n{c}"
+        );
     }
     assert!(!c.contains("FAILED"), "smp={smp} mem={mem}: a check failed\n{c}");
     let online = format!("{smp} of {smp} CPUs online");
     assert!(c.contains(&online), "smp={smp}: not every CPU came up\n{c}");
     if smp > 1 {
-        assert!(c.contains("ktest: tlb_shootdown ... ok"), "smp={smp}: no shootdown check\n{c}");
+        assert!(
+            c.contains("ktest: tlb_shootdown ... ok"),
+            "smp={smp}: no shootdown check\n{c}"
+        );
     }
     println!("smp={smp} mem={mem}: passed in {:.2?}", b.elapsed);
 }
@@ -240,9 +262,16 @@ fn repeated_boots_never_fail() {
 
 /// A deliberate fault is reported with a register dump and fails the run.
 fn fault_is_reported(kind: &str, headline: &str) {
-    let Some(b) = boot(2, "64M", &format!("ktest.fault={kind}")) else { return };
+    let Some(b) = boot(2, "64M", &format!("ktest.fault={kind}")) else {
+        return;
+    };
     let c = &b.console;
-    assert_eq!(b.status, Some(35), "ktest.fault={kind}: status {:?} (35 = fail)\n{c}", b.status);
+    assert_eq!(
+        b.status,
+        Some(35),
+        "ktest.fault={kind}: status {:?} (35 = fail)\n{c}",
+        b.status
+    );
     for must in [
         headline,
         "RIP: 0010:",
@@ -255,12 +284,18 @@ fn fault_is_reported(kind: &str, headline: &str) {
     ] {
         assert!(c.contains(must), "ktest.fault={kind}: no {must:?}\n{c}");
     }
-    assert!(!c.contains("ktest: PASS"), "ktest.fault={kind}: passed anyway\n{c}");
+    assert!(
+        !c.contains("ktest: PASS"),
+        "ktest.fault={kind}: passed anyway\n{c}"
+    );
 }
 
 #[test]
 fn page_fault_is_reported() {
-    fault_is_reported("pf", "BUG: unable to handle page fault for address: 00007fffdead0000");
+    fault_is_reported(
+        "pf",
+        "BUG: unable to handle page fault for address: 00007fffdead0000",
+    );
 }
 
 #[test]
@@ -287,7 +322,9 @@ fn fault_before_the_memory_manager_is_reported() {
 /// which must never count as a pass.
 #[test]
 fn triple_fault_is_not_a_pass() {
-    let Some(b) = boot(1, "64M", "ktest.fault=triple") else { return };
+    let Some(b) = boot(1, "64M", "ktest.fault=triple") else {
+        return;
+    };
     assert_ne!(b.status, Some(33), "a triple fault passed\n{}", b.console);
     assert!(!b.console.contains("ktest: PASS"), "{}", b.console);
 }
