@@ -179,6 +179,52 @@ fn rseq_offset() -> isize {
     RSEQ_OFFSET.load(Ordering::Relaxed)
 }
 
+/// Set by [`emulate_rseq_for_instruction_counts`].
+static RSEQ_EMULATED: AtomicBool = AtomicBool::new(false);
+
+if_rseq! {
+    /// A never-registered `struct rseq` per thread, for
+    /// [`emulate_rseq_for_instruction_counts`]; `cpu_id` reads 0.
+    #[repr(C, align(32))]
+    struct EmulatedRseq([u32; 8]);
+
+    std::thread_local! {
+        static EMULATED_RSEQ: EmulatedRseq = const { EmulatedRseq([0; 8]) };
+    }
+}
+
+/// For instruction counting under valgrind only, which implements no rseq
+/// (glibc then registers none): make this process's machines take their rseq
+/// code paths over a per-thread area the kernel does not know, whose
+/// `cpu_id` is 0. The instructions executed are those of a registered area;
+/// but nothing restarts a sequence, so this is correct for one thread only —
+/// never use it in a program that allocates from several threads. Call
+/// before booting a machine. Returns false (and does nothing) if glibc did
+/// register rseq or the target has none.
+pub fn emulate_rseq_for_instruction_counts() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    {
+        if rseq_offset() != 0 {
+            return false;
+        }
+        let tp: usize;
+        // SAFETY: as in `read_rseq_cpu_id`.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags));
+        }
+        // A `const` thread-local without destructor of an executable is in
+        // static TLS: the same offset from every thread's pointer.
+        let area = EMULATED_RSEQ.with(|a| a as *const EmulatedRseq as usize);
+        RSEQ_OFFSET.store(area.wrapping_sub(tp) as isize, Ordering::Relaxed);
+        RSEQ_EMULATED.store(true, Ordering::Relaxed);
+        true
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 #[cold]
 fn probe_rseq() {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
@@ -464,7 +510,9 @@ impl Platform for HostedPlatform {
     fn rseq_usable(&self) -> bool {
         #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
         {
-            self.rseq_offset != 0 && host_nr_cpus() <= self.nr_cpus && membarrier_rseq_ready()
+            self.rseq_offset != 0
+                && host_nr_cpus() <= self.nr_cpus
+                && (RSEQ_EMULATED.load(Ordering::Relaxed) || membarrier_rseq_ready())
         }
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
         {
@@ -487,6 +535,9 @@ impl Platform for HostedPlatform {
     /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)` on `cpu`, or on
     /// every CPU if the one-CPU form fails (a CPU that went offline).
     fn rseq_fence(&self, cpu: usize) {
+        if RSEQ_EMULATED.load(Ordering::Relaxed) {
+            return; // One thread: nothing to restart.
+        }
         if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu as libc::c_long) {
             return;
         }

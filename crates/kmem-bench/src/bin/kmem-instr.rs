@@ -137,6 +137,9 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Valgrind implements no rseq, so glibc registers none: count the code
+    // paths a registered area takes all the same (one thread; see the docs).
+    kmem_hosted::platform::emulate_rseq_for_instruction_counts();
     let args: Vec<String> = std::env::args().collect();
     let (Some(case), Some(n)) = (args.get(1), args.get(2).and_then(|s| s.parse::<usize>().ok())) else {
         return usage();

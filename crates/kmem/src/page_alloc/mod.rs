@@ -198,13 +198,14 @@ impl<P: Platform> Kmem<P> {
         self.page_to_pfn(page) >= self.max_low_pfn
     }
 
-    /// `page_address`: the page's permanent kernel address; `None` for
-    /// HighMem pages, which have none until `kmap`.
+    /// `page_address`: the page's permanent kernel address; for a HighMem
+    /// page its `kmap` address while it is kmapped, else `None`.
     #[inline(always)]
     pub fn page_address(&self, page: NonNull<Page>) -> Option<NonNull<u8>> {
         let pfn = self.page_to_pfn(page);
         if pfn >= self.max_low_pfn {
-            return None;
+            // HighMem: its pkmap address while kmap()ed (page_address_htable).
+            return self.pkmap_page_address(page);
         }
         NonNull::new((self.page_offset + (pfn << PAGE_SHIFT)) as *mut u8)
     }

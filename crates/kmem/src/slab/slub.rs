@@ -814,7 +814,7 @@ impl<P: Platform> Kmem<P> {
     ///
     /// # Safety
     /// `obj` is an allocated object of `slab` of `s`.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn do_slab_free(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
         // SAFETY: forwarded.
         if unsafe { self.slab_free_fast(s, obj) } {
