@@ -283,7 +283,9 @@ pub fn default_machine() -> &'static Machine {
 /// One thread boots; others wait for it. Booting must not call back into
 /// this function (the allocators built on it serve their own allocations
 /// during the boot some other way).
-pub fn boot_default_machine(defaults: impl FnOnce(&mut BootParams)) -> Result<&'static Machine, MachineError> {
+pub fn boot_default_machine(
+    defaults: impl FnOnce(&mut BootParams),
+) -> Result<&'static Machine, MachineError> {
     static BOOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     if let Some(m) = DEFAULT.get() {
         return Ok(m);

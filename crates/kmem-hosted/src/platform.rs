@@ -538,7 +538,11 @@ impl Platform for HostedPlatform {
         if RSEQ_EMULATED.load(Ordering::Relaxed) {
             return; // One thread: nothing to restart.
         }
-        if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu as libc::c_long) {
+        if membarrier(
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ,
+            MEMBARRIER_CMD_FLAG_CPU,
+            cpu as libc::c_long,
+        ) {
             return;
         }
         while !membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) {

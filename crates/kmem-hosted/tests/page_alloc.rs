@@ -174,6 +174,27 @@ fn free_pages_tail_rule_does_not_leak() {
     assert_eq!(m.events.bad_pages.load(Ordering::Relaxed), 0, "{}", m.dmesg());
 }
 
+/// `put_page` of a reference that is not the last only drops the count, even
+/// on a non-compound high-order block (the tail rule belongs to
+/// `__free_pages`): the owner's `__free_pages` then frees the whole block.
+#[test]
+fn put_page_of_an_extra_reference_frees_nothing() {
+    let m = boot("quiet mem=64M nr_cpus=2");
+    for gfp in [GFP_KERNEL, GFP_KERNEL | __GFP_COMP] {
+        let page = m.alloc_pages(gfp, 2).unwrap();
+        m.get_page(page);
+        // SAFETY: we drop the extra reference we took.
+        unsafe { m.put_page(page) };
+        assert_accounting(&m, 4);
+        // SAFETY: our order-2 allocation, freed once.
+        unsafe { m.__free_pages(page, 2) };
+        assert_accounting(&m, 0);
+        assert_boot_state(&m);
+    }
+    assert_eq!(m.events.bad_pages.load(Ordering::Relaxed), 0, "{}", m.dmesg());
+    assert!(!m.dmesg().contains("allocated with order"), "{}", m.dmesg());
+}
+
 /// `alloc_pages_bulk` in array mode fills only the empty slots and returns the
 /// number of populated slots, old and new.
 #[test]

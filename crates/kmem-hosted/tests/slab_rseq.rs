@@ -33,7 +33,10 @@ fn mode_is_reported_and_can_be_turned_off() {
     };
     assert!(log.contains(line), "{log}");
     if kmem_hosted::platform::rseq_available() {
-        assert!(m.slab_fast_paths_rseq(), "glibc registered rseq, yet the machine does not use it\n{log}");
+        assert!(
+            m.slab_fast_paths_rseq(),
+            "glibc registered rseq, yet the machine does not use it\n{log}"
+        );
     }
     let off = boot(&cmdline("kmem.rseq=off"));
     assert!(!off.slab_fast_paths_rseq());
@@ -84,7 +87,10 @@ fn stress(m: &Machine) {
                     let mut mine = Vec::new();
                     for i in 0..ROUNDS {
                         let o = m.kmem_cache_alloc(s, GFP_KERNEL).expect("alloc").as_ptr();
-                        assert!(live.lock().unwrap().insert(o as usize), "object {o:p} handed out twice");
+                        assert!(
+                            live.lock().unwrap().insert(o as usize),
+                            "object {o:p} handed out twice"
+                        );
                         // SAFETY: our object of SIZE bytes.
                         unsafe { core::ptr::write_bytes(o, t as u8 + 1, SIZE) };
                         if i % 3 == 0 {
@@ -132,7 +138,10 @@ fn stress(m: &Machine) {
 fn free(m: &Machine, s: core::ptr::NonNull<KmemCache>, live: &Mutex<HashSet<usize>>, o: *mut u8, tag: u8) {
     // SAFETY: our object of 96 bytes.
     let bytes = unsafe { core::slice::from_raw_parts(o, 96) };
-    assert!(bytes.iter().all(|&b| b == tag), "object {o:p} was overwritten while allocated");
+    assert!(
+        bytes.iter().all(|&b| b == tag),
+        "object {o:p} was overwritten while allocated"
+    );
     assert!(live.lock().unwrap().remove(&(o as usize)));
     // SAFETY: allocated from `s`, freed once.
     unsafe { m.kmem_cache_free(s, o) };
@@ -174,7 +183,11 @@ fn double_free_of_the_head_is_caught_in_both_modes() {
             m.kmem_cache_free(s, o);
             m.kmem_cache_free(s, o);
         }
-        assert!(m.slab.errors.load(Ordering::Relaxed) > before || m.dmesg().contains("double free"), "{extra}: {}", m.dmesg());
+        assert!(
+            m.slab.errors.load(Ordering::Relaxed) > before || m.dmesg().contains("double free"),
+            "{extra}: {}",
+            m.dmesg()
+        );
         let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
         let b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
         assert_ne!(a, b, "{extra}: the freelist became a cycle");

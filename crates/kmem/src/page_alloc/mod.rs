@@ -1132,7 +1132,17 @@ impl<P: Platform> Kmem<P> {
     /// The caller owns the reference it drops.
     pub unsafe fn put_page(&self, page: NonNull<Page>) {
         // SAFETY: the descriptor is live while referenced.
-        let order = unsafe { page.as_ref().order } as u32;
+        let p = unsafe { page.as_ref() };
+        // Not the last reference: only the count drops. (`__free_pages`
+        // would free a non-compound block's tail sub-blocks here; put_page
+        // never does.)
+        if p.refcount.fetch_sub(1, Ordering::AcqRel) > 1 {
+            return;
+        }
+        // The last reference (or none: the free path reports that). Put it
+        // back and let the free path check and free the whole allocation.
+        p.refcount.fetch_add(1, Ordering::Relaxed);
+        let order = p.order as u32;
         // SAFETY: forwarded.
         unsafe { self.free_pages_common(page.as_ptr(), order, false) }
     }

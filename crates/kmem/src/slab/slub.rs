@@ -749,7 +749,9 @@ impl<P: Platform> Kmem<P> {
                 return false;
             }
             // SAFETY: rseq mode; the caller owns `obj`, an object of `s` if it is in its cpu slab.
-            return match unsafe { rseq::push(self.platform.rseq_area(), s.cpu_slab, self.nr_cpus, s.offset, obj) } {
+            return match unsafe {
+                rseq::push(self.platform.rseq_area(), s.cpu_slab, self.nr_cpus, s.offset, obj)
+            } {
                 rseq::Push::Done => true,
                 rseq::Push::Fallback => false,
                 rseq::Push::DoubleFree => {
