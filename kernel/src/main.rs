@@ -98,6 +98,8 @@ fn split_cmdline(all: &'static str) -> (KtestOpts, &'static str) {
             o.iterations = v.parse().ok();
         } else if w == "ktest.debug" {
             o.debug = true;
+        } else if w == "ktest.no_shootdown" {
+            tlb::BROKEN_NO_SHOOTDOWN.store(true, Ordering::Relaxed);
         } else if n + w.len() < rest.len() {
             if n > 0 {
                 rest[n] = b' ';

@@ -38,6 +38,9 @@ static FLUSH_START: AtomicUsize = AtomicUsize::new(0);
 static FLUSH_END: AtomicUsize = AtomicUsize::new(0);
 /// CPUs that take part in shootdowns.
 static ONLINE_MASK: AtomicU64 = AtomicU64::new(0);
+/// `ktest.no_shootdown`: flush locally only — the bug the shootdown test
+/// must catch.
+pub static BROKEN_NO_SHOOTDOWN: AtomicBool = AtomicBool::new(false);
 /// Shootdowns sent (one per remote flush request, counted once).
 pub static SHOOTDOWNS: AtomicU64 = AtomicU64::new(0);
 /// IPIs sent for shootdowns.
@@ -94,6 +97,9 @@ pub fn service() {
 /// `flush_tlb_kernel_range(start, end)` on every online CPU.
 pub fn flush_kernel_range(start: usize, end: usize) {
     flush_local(start, end);
+    if BROKEN_NO_SHOOTDOWN.load(Ordering::Relaxed) {
+        return;
+    }
     let me = percpu::this_cpu();
     while FLUSH_LOCK
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)

@@ -318,6 +318,19 @@ fn fault_before_the_memory_manager_is_reported() {
     fault_is_reported("early", "BUG: unable to handle page fault");
 }
 
+/// With the shootdown broken on purpose (local flushes only), the TLB
+/// checks fail: the other CPU keeps its stale translation.
+#[test]
+fn missing_tlb_shootdown_is_caught() {
+    let Some(b) = boot(2, "64M", "ktest.no_shootdown") else {
+        return;
+    };
+    let c = &b.console;
+    assert_eq!(b.status, Some(35), "status {:?}\n{c}", b.status);
+    assert!(c.contains("ktest: tlb_shootdown ... FAILED"), "{c}");
+    assert!(c.contains("ktest: tlb_shootdown_ipis ... FAILED"), "{c}");
+}
+
 /// A triple fault resets the machine; with `-no-reboot` QEMU exits 0 —
 /// which must never count as a pass.
 #[test]
