@@ -23,7 +23,10 @@ fn shared_suite_on_hosted_machines() {
                 failures.push(format!("{cmdline}: {name}: {e}"));
             }
         });
-        assert_eq!(passed + failed, kmem_testsuite::cases::<kmem_hosted::HostedPlatform>().len() + 1);
+        assert_eq!(
+            passed + failed,
+            kmem_testsuite::cases::<kmem_hosted::HostedPlatform>().len() + 1
+        );
         if failed > 0 {
             println!("{}", m.dmesg());
         }
