@@ -2,7 +2,10 @@
 //!
 //! 1. The shared suite (`kmem-testsuite`) on the boot CPU, one line per case.
 //! 2. SMP: every CPU brought up (`smp.rs`).
-//! 3. The stress, on every CPU at once with every CPU's APIC timer running
+//! 3. TLB shootdown, observed: CPU 1 reads a vmap address (caching the
+//!    translation), CPU 0 unmaps it, purges, maps another page at the same
+//!    address, and CPU 1 must read the new page.
+//! 4. The stress, on every CPU at once with every CPU's APIC timer running
 //!    (`irq_work.rs` allocates in the handler): task context allocates
 //!    kmalloc objects and hands them to the next CPU, which checks and frees
 //!    them; allocates constructed objects from a shared cache; allocates
@@ -11,9 +14,6 @@
 //!    now and then (TLB shootdowns while others map); counts every
 //!    operation in a per-CPU counter. A CPU stops after its rounds once its
 //!    timer has fired a few times and its handler has allocated.
-//! 4. TLB shootdown, observed: CPU 1 reads a vmap address (caching the
-//!    translation), CPU 0 unmaps it, purges, maps another page at the same
-//!    address, and CPU 1 must read the new page.
 //! 5. ioremap of the local APIC, the I/O APIC and the `edu` device's BAR0.
 //! 6. The APs park; everything the run allocated is freed; the vmalloc
 //!    window's page tables must be empty and are freed; the buddy lists must
@@ -387,7 +387,7 @@ fn tlb_shootdown_test(v: &mut Verdict, nr_aps: usize) {
     k.vunmap(x.as_ptr());
     k.vm_unmap_aliases();
     // Map the other page until it lands at the same address (lowest fit).
-    let mut extra: [Option<NonNull<u8>>; 64] = [None; 64];
+    let mut extra: [Option<NonNull<u8>>; 256] = [None; 256];
     let mut y = None;
     for e in extra.iter_mut() {
         match k.vmap(&[p2]) {
@@ -423,9 +423,10 @@ fn tlb_shootdown_test(v: &mut Verdict, nr_aps: usize) {
             && second == 0xbbbb_bbbb_bbbb_bbbb
             && flushes_after > flushes_before,
         format_args!(
-            "CPU 1 read {:#x} then, after vunmap + purge + remap at {:#x}, {:#x}; {} flushes served by CPU 1",
+            "CPU 1 read {:#x} at {:#x}, then after vunmap + purge + {} at the same address, {:#x}; {} flushes served by CPU 1",
             first,
             x.as_ptr() as usize,
+            if y.is_some() { "vmap of another page" } else { "NO vmap (the address never came back)" },
             second,
             flushes_after - flushes_before
         ),
@@ -477,6 +478,11 @@ pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
         format_args!("{} of {} CPUs online in {} ms", online, apic_ids.len(), ms),
     );
     let nr_aps = online - 1;
+    // Before the stress, while the vmalloc window is unfragmented: the
+    // address just freed is the lowest free one and comes back at once.
+    if nr_aps >= 1 {
+        tlb_shootdown_test(&mut v, nr_aps);
+    }
 
     // Stress with timers on every CPU.
     let k_cache = k.kmem_cache_create("stress_objs", 200, 0, kmem::slab::SlabFlags(0), Some(stress_ctor));
@@ -591,10 +597,6 @@ pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
         );
     }
     irq_work::teardown();
-
-    if nr_aps >= 1 {
-        tlb_shootdown_test(&mut v, nr_aps);
-    }
 
     crate::ioremap::tests(&mut |name, ok, detail| v.check(name, ok, detail));
 
