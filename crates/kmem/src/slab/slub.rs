@@ -807,8 +807,10 @@ impl<P: Platform> Kmem<P> {
             unsafe { self.slab_free_checked(c, owner, slab, obj) };
             return;
         }
+        // The fast path just declined (not this CPU's cpu slab, or its fast
+        // paths are stopped): `__slab_free` takes any object of any slab.
         // SAFETY: forwarded.
-        unsafe { self.do_slab_free(c, slab, obj) };
+        unsafe { self.slab_free_slow(c, slab, obj) };
     }
 
     /// `do_slab_free` for an object whose slab is known: this CPU's freelist
