@@ -8,8 +8,8 @@
 //! * the **I/O APIC**: selecting its ID register and reading the window
 //!   gives the id the MADT lists, and the version register answers;
 //! * QEMU's **`edu` PCI device** (1234:11e8): its BAR0 is registered in the
-//!   iomem tree as the PCI core would and claimed with `request_mem_region`
-//!   as a driver would, then mapped with `ioremap`; the identification
+//!   iomem tree at boot as the PCI core would (`pci_init`), claimed with
+//!   `request_mem_region` as a driver would, then mapped with `ioremap`; the identification
 //!   register reads `0xRRrr00ed` (`0xed` in its low byte) and the liveness
 //!   register returns the complement of a value just written — only the
 //!   device computes that, so the mapping reaches the device;
@@ -21,6 +21,7 @@
 
 use crate::{acpi, apic, kmem, paging, pci};
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kmem::ioremap::{readl, writel};
 
 type Report<'a> = &'a mut dyn FnMut(&str, bool, fmt::Arguments<'_>);
@@ -106,26 +107,49 @@ fn io_apic(report: Report<'_>) {
     );
 }
 
-fn edu(report: Report<'_>) {
-    let k = kmem();
+/// The edu device's BAR0 `(address, size)` as `pci_init` found it, and
+/// whether its resource went into the iomem tree.
+static EDU_BAR: AtomicU64 = AtomicU64::new(0);
+static EDU_SIZE: AtomicU64 = AtomicU64::new(0);
+static EDU_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// What the PCI core does at boot for the one device the tests use: find
+/// QEMU's edu device, size its BAR0 and register the BAR in the iomem tree
+/// (a resource that stays, as a PCI BAR's does).
+pub fn pci_init() {
     let Some(dev) = pci::find(EDU_VENDOR, EDU_DEVICE) else {
-        report(
-            "ioremap_edu_bar0",
-            false,
-            format_args!("no edu device (1234:11e8) on bus 0 (-device edu)"),
-        );
         return;
     };
     let Some((bar, size)) = pci::mem_bar(dev, 0) else {
+        return;
+    };
+    let ok = kmem()
+        .request_iomem_resource(bar, size, "0000:00:edu BAR0")
+        .is_ok();
+    EDU_BAR.store(bar, Ordering::Relaxed);
+    EDU_SIZE.store(size, Ordering::Relaxed);
+    EDU_REGISTERED.store(ok, Ordering::Relaxed);
+    crate::printk!(
+        "pci 0000:00:{:02x}.{}: [1234:11e8] BAR 0 [mem {:#010x}-{:#010x}]",
+        dev.dev,
+        dev.func,
+        bar,
+        bar + size - 1
+    );
+}
+
+fn edu(report: Report<'_>) {
+    let k = kmem();
+    let (bar, size) = (EDU_BAR.load(Ordering::Relaxed), EDU_SIZE.load(Ordering::Relaxed));
+    if size == 0 {
         report(
             "ioremap_edu_bar0",
             false,
-            format_args!("edu BAR0 is not an assigned memory BAR"),
+            format_args!("no edu device (1234:11e8) with a memory BAR0 on bus 0 (-device edu)"),
         );
         return;
-    };
-    let name = "0000:00:edu BAR0";
-    let registered = k.request_iomem_resource(bar, size, name).is_ok();
+    }
+    let registered = EDU_REGISTERED.load(Ordering::Relaxed);
     let claimed = k.request_mem_region(bar, size, "edu").is_ok();
     let Some(m) = k.ioremap(bar, size as usize) else {
         report(

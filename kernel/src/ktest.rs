@@ -433,6 +433,25 @@ fn tlb_shootdown_test(v: &mut Verdict, nr_aps: usize) {
     );
 }
 
+/// `ktest.debug`: active objects of the kmalloc caches after `what`
+/// (after purging and shrinking), to see what a phase left behind.
+fn debug_objects(what: &str) {
+    let k = kmem();
+    k.vm_unmap_aliases();
+    k.kmem_cache_shrink_all();
+    k.for_each_cache(|c| {
+        let (active, ..) = k.cache_counts(c);
+        if active > 0 && c.name().starts_with("kmalloc") {
+            printk!(
+                "ktest: after {}: {} has {} active objects",
+                what,
+                c.name(),
+                active
+            );
+        }
+    });
+}
+
 /// The whole run on the boot CPU.
 pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
     let k = kmem();
@@ -445,8 +464,9 @@ pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
     let mut v = Verdict { passed: 0, failed: 0 };
 
     // The reference state for "every page came back": the buddy lists right
-    // after boot, plus what first use of vmalloc keeps for good (its
-    // free-range record).
+    // after boot, with the PCI BAR resource registered and vmalloc used once
+    // (what they keep for good).
+    crate::ioremap::pci_init();
     kmem_testsuite::warm_up(k);
     // The page tables it made are freed at the end: free them here too.
     paging::free_vmalloc_tables();
@@ -460,6 +480,9 @@ pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
         }
     }
 
+    if opts.debug {
+        debug_objects("boot");
+    }
     printk!("ktest: shared suite (kmem-testsuite) on CPU 0");
     let (p, f) = kmem_testsuite::run_all(k, &mut |name, r| match r {
         Ok(()) => printk!("ktest: {} ... ok", name),
@@ -482,6 +505,9 @@ pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
     // address just freed is the lowest free one and comes back at once.
     if nr_aps >= 1 {
         tlb_shootdown_test(&mut v, nr_aps);
+    }
+    if opts.debug {
+        debug_objects("the TLB test");
     }
 
     // Stress with timers on every CPU.
@@ -597,8 +623,14 @@ pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
         );
     }
     irq_work::teardown();
+    if opts.debug {
+        debug_objects("the stress");
+    }
 
     crate::ioremap::tests(&mut |name, ok, detail| v.check(name, ok, detail));
+    if opts.debug {
+        debug_objects("the ioremap tests");
+    }
 
     // Park the APs, then give everything back.
     run_phase(PHASE_PARK, nr_aps);
@@ -630,9 +662,10 @@ pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
         "every_page_came_back",
         same && k.nr_allocated_pages() == reference_allocated,
         format_args!(
-            "every zone has its free pages of after boot and vmalloc's first use back: {} free, {} allocated ({}), {} AP stacks freed{}",
+            "every zone has its free pages of the reference point (after boot, PCI BAR registered, vmalloc used once) back: {} free, {} allocated ({} then) ({}), {} AP stacks freed{}",
             k.nr_free_pages(),
             k.nr_allocated_pages(),
+            reference_allocated,
             layout,
             stacks,
             diff.as_str()
