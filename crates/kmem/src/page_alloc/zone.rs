@@ -590,6 +590,9 @@ impl Buddy<'_> {
     /// The zone lock is held.
     pub unsafe fn report_free_pages(&mut self, discard: &dyn Fn(usize, usize)) -> usize {
         let mut pages = 0;
+        // Adjacent blocks (the boot hand-over frees them in address order)
+        // are given back in one call: `(pfn, pages)` pending.
+        let mut run = (0usize, 0usize);
         for order in PAGEBLOCK_ORDER..NR_PAGE_ORDERS as u32 {
             for mt in 0..MIGRATE_PCPTYPES {
                 let head = &mut self.free.free_area[order as usize].free_list[mt] as *mut ListHead;
@@ -599,14 +602,28 @@ impl Buddy<'_> {
                     while !core::ptr::eq(l, head) {
                         let page = lru_to_page(l);
                         if !(*page).test(PG_REPORTED) {
-                            discard(self.map.page_to_pfn(page), 1 << order);
+                            let pfn = self.map.page_to_pfn(page);
+                            let n = 1usize << order;
+                            if run.1 != 0 && run.0 + run.1 == pfn {
+                                run.1 += n;
+                            } else if run.1 != 0 && pfn + n == run.0 {
+                                run = (pfn, run.1 + n);
+                            } else {
+                                if run.1 != 0 {
+                                    discard(run.0, run.1);
+                                }
+                                run = (pfn, n);
+                            }
                             (*page).set(PG_REPORTED);
-                            pages += 1 << order;
+                            pages += n;
                         }
                         l = (*l).next;
                     }
                 }
             }
+        }
+        if run.1 != 0 {
+            discard(run.0, run.1);
         }
         self.free.unreported = 0;
         self.zone.stats.reported.fetch_add(pages, Ordering::Relaxed);
