@@ -156,6 +156,15 @@ pub fn machine_or_arena(size: usize, align: usize) -> Result<&'static Kmem<Hoste
 /// Boots the default machine and publishes it (the thread that moved
 /// `STATE` to BOOTING).
 fn boot() {
+    // Instruction counting under valgrind only (see the function's docs):
+    // valgrind has no rseq, so without this the count is of the cmpxchg16b
+    // fast paths, which no real run takes. Never set it in a threaded run.
+    // SAFETY: a NUL-terminated name; getenv does not allocate.
+    let emulate = unsafe { libc::getenv(c"KMEM_EMULATE_RSEQ".as_ptr()) };
+    // SAFETY: getenv returned null or a NUL-terminated string.
+    if !emulate.is_null() && unsafe { core::ffi::CStr::from_ptr(emulate) }.to_bytes() == b"1" {
+        kmem_hosted::platform::emulate_rseq_for_instruction_counts();
+    }
     let mut user_quiet = false;
     let r = kmem_hosted::machine::boot_default_machine(|p| {
         if p.kswapd.is_none() {
