@@ -124,29 +124,33 @@ pub struct KmemCacheCpu {
     pub stopped: AtomicU32,
     /// `local_lock`: serialises the slow paths of this CPU's structure.
     pub lock: SpinLock<()>,
-    /// Slow-path statistics (updated under `lock`).
-    pub stat: SpinLock<CpuStats>,
+    /// Slow-path statistics (written under `lock`, read without).
+    pub stat: CpuStats,
 }
 
 /// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset).
-#[derive(Default, Clone, Copy, Debug)]
+/// Writers hold the CPU structure's `lock`, so an increment is a plain load
+/// and store ([`CpuStats::inc`]); readers may see a slightly old value.
+#[derive(Default, Debug)]
 pub struct CpuStats {
     /// `ALLOC_SLOWPATH`.
-    pub alloc_slowpath: usize,
-    /// `FREE_SLOWPATH`.
-    pub free_slowpath: usize,
+    pub alloc_slowpath: AtomicUsize,
     /// `ALLOC_SLAB`: new slabs.
-    pub alloc_slab: usize,
-    /// `FREE_SLAB`: slabs given back.
-    pub free_slab: usize,
+    pub alloc_slab: AtomicUsize,
     /// `CPU_PARTIAL_ALLOC`.
-    pub cpu_partial_alloc: usize,
+    pub cpu_partial_alloc: AtomicUsize,
     /// `CPU_PARTIAL_FREE`.
-    pub cpu_partial_free: usize,
+    pub cpu_partial_free: AtomicUsize,
     /// `ALLOC_FROM_PARTIAL`.
-    pub alloc_from_partial: usize,
-    /// `DEACTIVATE_*`.
-    pub deactivate: usize,
+    pub alloc_from_partial: AtomicUsize,
+}
+
+impl CpuStats {
+    /// Count one event (the caller holds the CPU structure's `lock`).
+    #[inline(always)]
+    pub(crate) fn inc(c: &AtomicUsize) {
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
 }
 
 /// The lists of one node (`struct kmem_cache_node`), under `list_lock`.
@@ -1001,7 +1005,7 @@ impl<P: Platform> Kmem<P> {
                         partial: AtomicPtr::new(ptr::null_mut()),
                         stopped: AtomicU32::new(0),
                         lock: SpinLock::new(()),
-                        stat: SpinLock::new(CpuStats::default()),
+                        stat: CpuStats::default(),
                     },
                 );
             }

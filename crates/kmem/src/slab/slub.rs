@@ -166,14 +166,14 @@ impl<P: Platform> Kmem<P> {
             // SAFETY: cpu < nr_cpu_ids.
             let c = unsafe { s.cpu(cpu) };
             let guard = self.cpu_lock(c, cpu);
-            c.stat.lock(&self.platform).alloc_slowpath += 1;
+            CpuStats::inc(&c.stat.alloc_slowpath);
             // Someone freed onto the cpu freelist meanwhile: take from it.
             let slab = c.slab.load(Ordering::Acquire);
             let (obj, tid) = c.fl.load();
             if obj != 0 && !slab.is_null() && self.node_match(slab, nid) {
                 // SAFETY: a free object of this cache.
                 let next = unsafe { s.get_freepointer(obj as *mut u8) } as usize;
-                if c.fl.cas((obj, tid), (next, tid.wrapping_add(1))) {
+                if self.cpu_fl_swap(c, (obj, tid), (next, tid.wrapping_add(1))) {
                     return Some(obj as *mut u8);
                 }
                 continue;
@@ -230,7 +230,7 @@ impl<P: Platform> Kmem<P> {
                     // Became full meanwhile: it lives on no list.
                     continue;
                 }
-                c.stat.lock(&self.platform).cpu_partial_alloc += 1;
+                CpuStats::inc(&c.stat.cpu_partial_alloc);
                 got = Some((part, fl));
                 break;
             }
@@ -244,7 +244,7 @@ impl<P: Platform> Kmem<P> {
                 let g2 = self.cpu_lock(c, cpu);
                 // SAFETY: a new slab, frozen, all objects free.
                 let fl = unsafe { self.freeze_slab(slab) };
-                c.stat.lock(&self.platform).alloc_slab += 1;
+                CpuStats::inc(&c.stat.alloc_slab);
                 if !c.slab.load(Ordering::Acquire).is_null() {
                     // Another thread refilled this CPU meanwhile: keep ours on the partial list.
                     // SAFETY: we own the frozen slab; give its objects back and unfreeze it.
@@ -277,7 +277,11 @@ impl<P: Platform> Kmem<P> {
         let guard = c.lock.lock(&self.platform);
         let stopped = self.slab.rseq.load(Ordering::Relaxed);
         if stopped {
-            c.stopped.store(1, Ordering::SeqCst);
+            // No hardware fence needed: if we now run on `cpu`, its sequences
+            // run after ours in this CPU's program order (or migration's
+            // barriers) and see the store; otherwise the fence is a barrier.
+            c.stopped.store(1, Ordering::Relaxed);
+            core::sync::atomic::compiler_fence(Ordering::SeqCst);
             if self.platform.raw_smp_processor_id() != cpu {
                 self.platform.rseq_fence(cpu);
             }
@@ -287,6 +291,23 @@ impl<P: Platform> Kmem<P> {
             stopped,
             _guard: guard,
         }
+    }
+
+    /// Swap a cpu freelist in a slow path (under [`Kmem::cpu_lock`]): in
+    /// rseq mode the slow path owns the freelist (its sequences are stopped),
+    /// so plain stores do; otherwise the fast paths' `cmpxchg16b`.
+    #[inline(always)]
+    fn cpu_fl_swap(&self, c: &KmemCacheCpu, old: (usize, usize), new: (usize, usize)) -> bool {
+        if self.slab.rseq.load(Ordering::Relaxed) {
+            debug_assert_ne!(c.stopped.load(Ordering::Relaxed), 0);
+            if c.fl.lo.load(Ordering::Relaxed) != old.0 {
+                return false;
+            }
+            c.fl.hi.store(new.1, Ordering::Relaxed);
+            c.fl.lo.store(new.0, Ordering::Release);
+            return true;
+        }
+        c.fl.cas(old, new)
     }
 
     #[inline(always)]
@@ -304,7 +325,7 @@ impl<P: Platform> Kmem<P> {
         c.slab_bytes.store(0, Ordering::Release);
         let fl = loop {
             let (fl, tid) = c.fl.load();
-            if c.fl.cas((fl, tid), (0, tid.wrapping_add(1))) {
+            if self.cpu_fl_swap(c, (fl, tid), (0, tid.wrapping_add(1))) {
                 break fl;
             }
         };
@@ -344,7 +365,7 @@ impl<P: Platform> Kmem<P> {
                 unsafe { s.set_freepointer(tail as *mut u8, cur as *mut u8) };
                 fl
             };
-            if c.fl.cas((cur, tid), (new, tid.wrapping_add(1))) {
+            if self.cpu_fl_swap(c, (cur, tid), (new, tid.wrapping_add(1))) {
                 return;
             }
         }
@@ -570,7 +591,7 @@ impl<P: Platform> Kmem<P> {
                 }
             }
             if got.is_some() {
-                c.stat.lock(&self.platform).alloc_from_partial += 1;
+                CpuStats::inc(&c.stat.alloc_from_partial);
                 return got;
             }
         }
@@ -983,7 +1004,7 @@ impl<P: Platform> Kmem<P> {
             (*slab).private = slabs + 1;
         }
         c.partial.store(slab, Ordering::Release);
-        c.stat.lock(&self.platform).cpu_partial_free += 1;
+        CpuStats::inc(&c.stat.cpu_partial_free);
         drop(guard);
         if !to_flush.is_null() {
             // SAFETY: a chain we detached.
