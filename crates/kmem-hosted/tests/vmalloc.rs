@@ -389,3 +389,154 @@ fn concurrent_vmalloc_vfree() {
     assert_eq!(m.vmalloc_nr_pages(), 0);
     assert_eq!(warnings(&m), 0, "{}", m.dmesg());
 }
+
+/// Free everything, purge, shrink the caches: the buddy lists must be those
+/// of boot again — in particular no kmalloc'd free-range record survives a
+/// merge with the boot record of the window.
+fn assert_vmalloc_boot_state(m: &kmem_hosted::Machine) {
+    assert_eq!(m.vmalloc_nr_pages(), 0);
+    m.vm_unmap_aliases();
+    assert_eq!(m.vmalloc_lazy_pages(), 0);
+    m.kmem_cache_shrink_all();
+    assert_boot_state(m);
+}
+
+#[test]
+fn everything_freed_gives_the_boot_buddy_lists_back() {
+    let m = boot(CMDLINE);
+    assert_boot_state(&m);
+    // Areas of many sizes, freed in an order that makes ranges merge on
+    // both sides, on one side, and not at all, with purges in between.
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut live = Vec::new();
+    for round in 0..6 {
+        for _ in 0..200 {
+            let pages = 1 + (next() % 40) as usize;
+            let p = m.vmalloc(pages * PAGE_SIZE).unwrap();
+            // SAFETY: live area of `pages` pages.
+            unsafe { p.as_ptr().write_bytes(round as u8, pages * PAGE_SIZE) };
+            live.push(p);
+        }
+        while live.len() > 50 {
+            let i = (next() as usize) % live.len();
+            m.vfree(live.swap_remove(i).as_ptr());
+        }
+        if round % 2 == 1 {
+            m.vm_unmap_aliases();
+        }
+    }
+    live.push(m.vmalloc(3 << 20).unwrap()); // a vmalloc'd page array
+    for p in live {
+        m.vfree(p.as_ptr());
+    }
+    assert_vmalloc_boot_state(&m);
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+}
+
+#[test]
+fn boot_state_after_the_window_was_used_up_exactly() {
+    let m = boot(CMDLINE);
+    // vmaps of one 64-page block fill the window; the last one may take the
+    // boot record's range in full (or leave a tail no vmap fits).
+    let page = m.alloc_pages(GFP_KERNEL, 6).unwrap();
+    let base = m.page_to_pfn(page);
+    let pages: Vec<_> = (0..64).map(|i| m.pfn_to_page(base + i).unwrap()).collect();
+    let mut maps = Vec::new();
+    while let Ok(v) = m.vmap(&pages) {
+        maps.push(v);
+    }
+    // Fill what is left with single pages, so nothing is free at all.
+    let one = &pages[..1];
+    while let Ok(v) = m.vmap(one) {
+        maps.push(v);
+    }
+    // Free in an interleaved order: odd ones first, then even ones.
+    let (odd, even): (Vec<_>, Vec<_>) = maps.iter().enumerate().partition(|(i, _)| i % 2 == 1);
+    for (_, v) in odd.into_iter().chain(even) {
+        m.vunmap(v.as_ptr());
+    }
+    // SAFETY: our block, unmapped everywhere.
+    unsafe { m.__free_pages(page, 6) };
+    assert_vmalloc_boot_state(&m);
+    let q = m.vmalloc(PAGE_SIZE).unwrap();
+    assert_eq!(q.as_ptr() as usize, m.vmalloc_start());
+    m.vfree(q.as_ptr());
+    assert_vmalloc_boot_state(&m);
+}
+
+#[test]
+fn vfree_keeps_pages_until_the_purge_then_gives_them_back() {
+    let m = boot(CMDLINE);
+    m.drain_all_pages();
+    let p = m.vmalloc(8 * PAGE_SIZE).unwrap();
+    let pfns: Vec<_> = (0..8)
+        // SAFETY: address arithmetic only.
+        .map(|i| {
+            m.vmalloc_to_pfn(unsafe { p.as_ptr().add(i * PAGE_SIZE) })
+                .unwrap()
+        })
+        .collect();
+    // The pages are mapped in pfn order.
+    let mut sorted = pfns.clone();
+    sorted.sort();
+    assert_eq!(pfns, sorted);
+    m.vfree(p.as_ptr());
+    assert_eq!(m.vmalloc_nr_pages(), 0);
+    assert_eq!(m.vmalloc_lazy_pages(), 8);
+    // Not reusable before the purge: a new area gets other pages.
+    let q = m.vmalloc(8 * PAGE_SIZE).unwrap();
+    for i in 0..8 {
+        // SAFETY: address arithmetic only.
+        let pfn = m
+            .vmalloc_to_pfn(unsafe { q.as_ptr().add(i * PAGE_SIZE) })
+            .unwrap();
+        assert!(!pfns.contains(&pfn), "a lazily freed page was handed out again");
+    }
+    m.vfree(q.as_ptr());
+    m.vm_unmap_aliases();
+    assert_eq!(m.vmalloc_lazy_pages(), 0);
+    // After the purge the pages come back (freed in reverse order, so the
+    // per-CPU list hands them out ascending: one run, one host mapping).
+    let r = m.vmalloc(8 * PAGE_SIZE).unwrap();
+    let again: Vec<_> = (0..8)
+        // SAFETY: address arithmetic only.
+        .map(|i| {
+            m.vmalloc_to_pfn(unsafe { r.as_ptr().add(i * PAGE_SIZE) })
+                .unwrap()
+        })
+        .collect();
+    assert!(again.windows(2).all(|w| w[0] < w[1]), "{again:?}");
+    m.vfree(r.as_ptr());
+    assert_vmalloc_boot_state(&m);
+}
+
+#[test]
+fn lazily_held_pages_are_reclaimed_under_memory_pressure() {
+    let m = boot("quiet mem=128M nr_cpus=2 kswapd=off");
+    // Hold many pages lazily (below lazy_max_pages, so no purge happens).
+    let chunk = 256 * PAGE_SIZE;
+    for _ in 0..40 {
+        let p = m.vmalloc(chunk).unwrap();
+        m.vfree(p.as_ptr());
+    }
+    let held = m.vmalloc_lazy_pages();
+    assert_eq!(held, 40 * 256);
+    // Take every page a sleeping allocation can get: direct reclaim must
+    // purge the lazy areas through the vmap-node shrinker.
+    let mut got = Vec::new();
+    while let Ok(p) = m.alloc_pages(GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY, 0) {
+        got.push(p);
+    }
+    assert_eq!(m.vmalloc_lazy_pages(), 0, "the shrinker gave the held pages back");
+    for p in got {
+        // SAFETY: our pages.
+        unsafe { m.__free_pages(p, 0) };
+    }
+    assert_vmalloc_boot_state(&m);
+}

@@ -39,6 +39,7 @@ pub mod percpu;
 pub mod platform;
 pub mod printk;
 pub mod proc;
+pub mod rbtree;
 pub mod slab;
 pub mod spinlock;
 pub mod vmalloc;

@@ -6,28 +6,75 @@
 //! the page allocator and the platform maps them at consecutive virtual pages
 //! (`Platform::map_pages`), as the kernel builds page tables.
 //!
-//! * **Address space** (`alloc_vmap_area`): free ranges are kept as a list of
-//!   `VmapArea` records sorted by address (the kernel uses an augmented
-//!   rb-tree; same policy, linear search): lowest-address first fit with
-//!   alignment, splitting the chosen free range at its left edge, right edge,
-//!   in full or in the middle (a record is preloaded for that case). Freed
-//!   ranges merge with their neighbours (`merge_or_add_vmap_area`).
+//! * **Address space** (`alloc_vmap_area`): free ranges are `VmapArea`
+//!   records in an address-ordered red-black tree (`rbtree.rs`) augmented
+//!   with `subtree_max_size`, the largest free range below each node — the
+//!   kernel's `free_vmap_area_root`. The search is lowest-address first fit
+//!   with alignment: go left while the left subtree has a range large
+//!   enough, else take this node if the aligned request fits in it, else go
+//!   right (`find_vmap_lowest_match`; `O(log n)` for page alignment). The
+//!   chosen range is split at its left edge, right edge, in full or in the
+//!   middle (a record is preloaded for that case). Freed ranges merge with
+//!   their neighbours (`merge_or_add_vmap_area`), which keep their records
+//!   as in the kernel; the record of the whole window at boot lives in the
+//!   machine (the kernel takes it from memblock) and is never kfree'd: a merge
+//!   keeps it, and while it is out of the tree (its range was allocated in
+//!   full) the next range that goes back into the tree moves into it. So once
+//!   everything is freed and purged the tree is that one record again and no
+//!   kmalloc'd record is left behind (the buddy lists equal their boot state).
 //! * **Guard page**: every area is one page longer than asked for; the last
 //!   page is never mapped. The area size (as `/proc/vmallocinfo` prints it)
 //!   includes it.
-//! * **Busy areas** are kept sorted by address with their caller
-//!   (`#[track_caller]`), flags, page count and page array. The page array
-//!   is kmalloc'd, or vmalloc'd when larger than a page (the kernel's
-//!   `vpages`).
-//! * **Lazy purge**: `vfree` unmaps the area and frees its pages at once, but
-//!   the address range only goes back to the free list in batches
-//!   (`purge_vmap_area_lazy`), once more than `lazy_max_pages()` =
-//!   `fls(nr_cpus) * 32 MiB` worth of pages wait, or when an allocation finds
-//!   no room. One TLB flush covers the whole batch. Waiting areas show as
-//!   `unpurged vm_area` in `/proc/vmallocinfo`.
+//! * **Busy areas** are in a second red-black tree keyed by address (the
+//!   kernel's `vmap_area_root`), with their caller (`#[track_caller]`),
+//!   flags, page count and page array. The page array is kmalloc'd, sorted by
+//!   pfn (so physically consecutive pages become one platform mapping; an
+//!   area's pages have no order of their own), or vmalloc'd when larger than
+//!   a page (the kernel's `vpages`).
+//! * **Lazy unmapping** (`free_vmap_area_noflush`, `purge_vmap_area_lazy`):
+//!   the kernel clears an area's page tables at `vfree` and frees its pages,
+//!   but defers the TLB flush and the return of the address range to the
+//!   free tree to a batched purge, once more than `lazy_max_pages()` =
+//!   `fls(nr_cpus) * 32 MiB` of address space waits, or when an allocation
+//!   finds no room. Here unmapping is the expensive part (hosted it is an
+//!   `mmap` system call, with the host's VMA split/merge), so it is deferred
+//!   too: `vfree` of a vmalloc area only moves the area, still mapped and
+//!   still owning its pages and page array, to the lazy list (no system call;
+//!   `VmallocUsed` drops at once). The pages are kept out of the page
+//!   allocator until the purge, so the stale mapping never shows a page that
+//!   has a new owner: a use after free through the old address reaches only
+//!   the dead area's own pages (in the kernel it faults, modulo a stale TLB
+//!   entry), and the range itself is not reused before the purge. The purge
+//!   sorts the batch by address, unmaps each run of adjacent areas with one
+//!   `Platform::unmap_pages` (one `mmap(PROT_NONE)` hosted), flushes the TLB
+//!   once, frees the pages (in reverse pfn order, so the per-CPU lists hand
+//!   them out ascending again) and the page arrays, and merges the ranges
+//!   into the free tree. `vmap`/`vunmap` and ioremap areas do not own their
+//!   pages, so they are unmapped at once, as before; only their ranges wait.
+//!   The pages held lazily are bounded by `lazy_max_pages()` and given back
+//!   under memory pressure by the `vmap-node` shrinker (kernel 6.9's name for
+//!   vmalloc's shrinker). Waiting areas show as `unpurged vm_area` in
+//!   `/proc/vmallocinfo`.
 //! * **Misuse**: `vfree` of an address vmalloc did not return, or a second
 //!   `vfree`, gives the kernel's `WARN "Trying to vfree() nonexistent vm area"`
 //!   and changes nothing.
+//!
+//! Locking: one spinlock (`free_vmap_area_lock` and `vmap_area_lock` in one)
+//! protects both trees, the lazy list and the counters; no allocation, page
+//! freeing or platform call happens under it (records are preallocated and
+//! freed records are kfree'd after it is dropped). `purge_lock` (the
+//! kernel's `vmap_purge_lock`) serialises purges, which detach the lazy list
+//! under the spinlock and do the unmapping and freeing outside it; `vfree`
+//! only tries it (`try_purge_vmap_area_lazy`), so a purge that frees a
+//! vmalloc'd page array (a nested `vfree`) never waits for itself.
+//!
+//! **Hosted limits**: every area is at least two host mappings (its pages and
+//! its guard), and lazily freed areas keep theirs until the purge, so a
+//! machine with tens of thousands of small areas reaches the host's
+//! `vm.max_map_count` (65,530 by default). A mapping failure purges the lazy
+//! areas and retries once; if it fails again the vmalloc fails cleanly with
+//! the kernel's "failed to map pages" message (and the hosted platform warns
+//! once about the host limit).
 //!
 //! `kvmalloc` and friends (`mm/util.c`) try kmalloc first and fall back to
 //! vmalloc.
@@ -41,8 +88,13 @@ use crate::gfp::*;
 use crate::machine::{Kmem, MAX_NUMNODES};
 use crate::page::{Page, PAGE_SHIFT, PAGE_SIZE};
 use crate::platform::Platform;
+use crate::rbtree::{
+    rb_erase, rb_insert, rb_link_node, rb_next, rb_propagate, NoAugment, RbAugment, RbNode, RbRoot,
+};
 use crate::spinlock::SpinLock;
+use crate::vmscan::{ShrinkControl, Shrinker, SHRINK_EMPTY, SHRINK_STOP};
 use crate::AllocError;
+use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
 use core::panic::Location;
 use core::ptr::{self, NonNull};
@@ -62,13 +114,22 @@ pub const VM_UNINITIALIZED: u32 = 0x20;
 const VM_VPAGES: u32 = 0x1_0000;
 
 /// A range of the vmalloc window: free, busy (with its `vm_struct` part) or
-/// waiting to be purged. Allocated with kmalloc.
+/// waiting to be purged. Allocated with kmalloc (but for the boot record).
+///
+/// # Invariants
+/// A record is in exactly one of: the free tree, the busy tree, the lazy
+/// list, or a caller's hands (being set up or torn down). `rb` is the first
+/// field, so a tree node pointer is the record's pointer.
 #[repr(C)]
 pub struct VmapArea {
+    rb: RbNode,
     /// First address.
     pub va_start: usize,
     /// One past the last address (the guard page included).
     pub va_end: usize,
+    /// Free tree: the largest `va_end - va_start` in this subtree.
+    subtree_max_size: usize,
+    /// Lazy list and garbage chain.
     next: *mut VmapArea,
     flags: u32,
     /// Pages owned by the area (freed by `vfree`), printed as `pages=`.
@@ -81,31 +142,92 @@ pub struct VmapArea {
     phys_addr: u64,
 }
 
+impl VmapArea {
+    const fn empty() -> Self {
+        VmapArea {
+            rb: RbNode::new(),
+            va_start: 0,
+            va_end: 0,
+            subtree_max_size: 0,
+            next: ptr::null_mut(),
+            flags: 0,
+            nr_pages: 0,
+            nr_mapped: 0,
+            pages: ptr::null_mut(),
+            caller: None,
+            phys_addr: 0,
+        }
+    }
+}
+
+fn va_of(n: *mut RbNode) -> *mut VmapArea {
+    n as *mut VmapArea
+}
+
+fn node_of(va: *mut VmapArea) -> *mut RbNode {
+    va as *mut RbNode
+}
+
+/// The free tree's augmentation: `subtree_max_size`
+/// (`free_vmap_area_rb_augment_cb`).
+struct FreeAugment;
+
+impl RbAugment for FreeAugment {
+    unsafe fn update(n: *mut RbNode) {
+        // SAFETY: free tree nodes are `VmapArea`s (first field); the caller
+        // passes a live node whose children are live or null.
+        unsafe {
+            let va = va_of(n);
+            let mut m = (*va).va_end - (*va).va_start;
+            for c in [(*n).left(), (*n).right()] {
+                if !c.is_null() {
+                    m = m.max((*va_of(c)).subtree_max_size);
+                }
+            }
+            (*va).subtree_max_size = m;
+        }
+    }
+}
+
 struct VmapInner {
-    /// Free ranges, sorted by address, never adjacent.
-    free: *mut VmapArea,
-    /// Busy areas, sorted by address.
-    busy: *mut VmapArea,
-    /// Lazily freed areas.
+    /// Free ranges by address, never adjacent (`free_vmap_area_root`).
+    free: RbRoot,
+    /// Busy areas by address (`vmap_area_root`).
+    busy: RbRoot,
+    /// Lazily freed areas (`purge_vmap_area_list`), unordered.
     purge: *mut VmapArea,
     /// Pages of address space waiting in `purge` (`vmap_lazy_nr`).
     lazy_nr: usize,
+    /// Is `boot_va` in the free tree?
+    boot_in_tree: bool,
     /// The record of the whole window at boot (the kernel takes it from
     /// memblock): never kfree'd.
     boot_va: VmapArea,
 }
 
-// SAFETY: the raw pointers are records owned by the list, only touched under
-// the spinlock that holds this value.
+// SAFETY: the raw pointers are records owned by the trees and list, only
+// touched under the spinlock that holds this value.
 unsafe impl Send for VmapInner {}
+
+/// The `vmap-node` shrinker, completed with the machine's address at boot.
+struct ShrinkerCell(UnsafeCell<Shrinker>);
+
+// SAFETY: written once during `vmalloc_init` (before registration, while the
+// machine is not shared yet), read-only afterwards.
+unsafe impl Sync for ShrinkerCell {}
 
 /// The vmalloc layer's state in a machine.
 pub struct VmallocState {
     inner: SpinLock<VmapInner>,
+    /// `vmap_purge_lock`.
+    purge_lock: SpinLock<()>,
     start: AtomicUsize,
     end: AtomicUsize,
     nr_vmalloc_pages: AtomicUsize,
     lazy_max: AtomicUsize,
+    /// Pages owned by lazily freed areas, not yet back in the page allocator.
+    lazy_pages: AtomicUsize,
+    shrinker: ShrinkerCell,
 }
 
 impl Default for VmallocState {
@@ -114,31 +236,35 @@ impl Default for VmallocState {
     }
 }
 
+fn shrink_nothing(_s: &Shrinker, _sc: &ShrinkControl) -> usize {
+    SHRINK_EMPTY
+}
+
+fn scan_nothing(_s: &Shrinker, _sc: &mut ShrinkControl) -> usize {
+    SHRINK_STOP
+}
+
 impl VmallocState {
     /// An empty state (no window: every vmalloc fails).
     pub const fn new() -> Self {
         Self {
             inner: SpinLock::new(VmapInner {
-                free: ptr::null_mut(),
-                busy: ptr::null_mut(),
+                free: RbRoot::new(),
+                busy: RbRoot::new(),
                 purge: ptr::null_mut(),
                 lazy_nr: 0,
-                boot_va: VmapArea {
-                    va_start: 0,
-                    va_end: 0,
-                    next: ptr::null_mut(),
-                    flags: 0,
-                    nr_pages: 0,
-                    nr_mapped: 0,
-                    pages: ptr::null_mut(),
-                    caller: None,
-                    phys_addr: 0,
-                },
+                boot_in_tree: false,
+                boot_va: VmapArea::empty(),
             }),
+            purge_lock: SpinLock::new(()),
             start: AtomicUsize::new(0),
             end: AtomicUsize::new(0),
             nr_vmalloc_pages: AtomicUsize::new(0),
             lazy_max: AtomicUsize::new(0),
+            lazy_pages: AtomicUsize::new(0),
+            shrinker: ShrinkerCell(UnsafeCell::new(
+                Shrinker::new("vmap-node", shrink_nothing, scan_nothing).with_seeks(0),
+            )),
         }
     }
 }
@@ -159,7 +285,7 @@ struct Garbage(*mut VmapArea);
 
 impl Garbage {
     fn push(&mut self, va: *mut VmapArea) {
-        // SAFETY: `va` is a record no list holds any more.
+        // SAFETY: `va` is a record no tree or list holds any more.
         unsafe { (*va).next = self.0 };
         self.0 = va;
     }
@@ -169,37 +295,245 @@ fn fls(x: usize) -> usize {
     (usize::BITS - x.leading_zeros()) as usize
 }
 
-/// Insert `va` into the sorted free list, merging with its neighbours.
+/// Link `va` into `root` by `va_start`.
 ///
 /// # Safety
-/// `va` is a record no list holds; the list is well formed.
-unsafe fn merge_or_add_vmap_area(inner: &mut VmapInner, mut va: *mut VmapArea, garbage: &mut Garbage) {
-    // SAFETY: every pointer in the list is a live record (caller's promise).
+/// `va` is in no tree; its range does not overlap any record of `root`.
+unsafe fn insert_vmap_area<A: RbAugment>(root: &mut RbRoot, va: *mut VmapArea) {
+    // SAFETY: tree nodes are live records (caller holds the lock).
     unsafe {
-        let mut prev: *mut VmapArea = ptr::null_mut();
-        let mut cur = inner.free;
-        while !cur.is_null() && (*cur).va_start < (*va).va_start {
-            prev = cur;
-            cur = (*cur).next;
+        let mut parent = ptr::null_mut();
+        let mut left = false;
+        let mut n = root.node;
+        while !n.is_null() {
+            parent = n;
+            left = (*va).va_start < (*va_of(n)).va_start;
+            n = if left { (*n).left() } else { (*n).right() };
         }
-        if !prev.is_null() && (*prev).va_end == (*va).va_start {
-            (*prev).va_end = (*va).va_end;
-            garbage.push(va);
-            va = prev;
-        } else {
-            (*va).next = cur;
-            if prev.is_null() {
-                inner.free = va;
+        rb_link_node(root, node_of(va), parent, left);
+        rb_insert::<A>(root, node_of(va));
+    }
+}
+
+/// The busy area starting exactly at `addr`, or null.
+///
+/// # Safety
+/// The caller holds the lock.
+unsafe fn find_vmap_area(root: &RbRoot, addr: usize) -> *mut VmapArea {
+    let mut n = root.node;
+    // SAFETY: tree nodes are live records.
+    unsafe {
+        while !n.is_null() {
+            let s = (*va_of(n)).va_start;
+            if addr == s {
+                return va_of(n);
+            }
+            n = if addr < s { (*n).left() } else { (*n).right() };
+        }
+    }
+    ptr::null_mut()
+}
+
+/// The busy area whose range holds `addr`, or null.
+///
+/// # Safety
+/// The caller holds the lock.
+unsafe fn find_vmap_area_containing(root: &RbRoot, addr: usize) -> *mut VmapArea {
+    let mut n = root.node;
+    // SAFETY: tree nodes are live records.
+    unsafe {
+        while !n.is_null() {
+            let va = va_of(n);
+            if addr < (*va).va_start {
+                n = (*n).left();
+            } else if addr >= (*va).va_end {
+                n = (*n).right();
             } else {
-                (*prev).next = va;
+                return va;
             }
         }
-        // `va` is now in the list, followed by `cur`.
-        if !cur.is_null() && (*cur).va_start == (*va).va_end {
-            (*va).va_end = (*cur).va_end;
-            (*va).next = (*cur).next;
-            garbage.push(cur);
+    }
+    ptr::null_mut()
+}
+
+/// The busy area with the lowest `va_start >= from`, or null.
+///
+/// # Safety
+/// The caller holds the lock.
+unsafe fn find_vmap_area_from(root: &RbRoot, from: usize) -> *mut VmapArea {
+    let mut n = root.node;
+    let mut best = ptr::null_mut();
+    // SAFETY: tree nodes are live records.
+    unsafe {
+        while !n.is_null() {
+            if (*va_of(n)).va_start >= from {
+                best = va_of(n);
+                n = (*n).left();
+            } else {
+                n = (*n).right();
+            }
         }
+    }
+    best
+}
+
+/// `find_vmap_lowest_match`: the lowest free range in the subtree at `n`
+/// holding `size` bytes at an `align`-aligned address, or null.
+///
+/// # Safety
+/// The caller holds the lock; `n` is null or a free tree node.
+unsafe fn find_vmap_lowest_match(n: *mut RbNode, size: usize, align: usize) -> *mut VmapArea {
+    // SAFETY: free tree nodes are live records.
+    unsafe {
+        if n.is_null() || (*va_of(n)).subtree_max_size < size {
+            return ptr::null_mut();
+        }
+        let l = find_vmap_lowest_match((*n).left(), size, align);
+        if !l.is_null() {
+            return l;
+        }
+        let va = va_of(n);
+        let addr = ((*va).va_start + align - 1) & !(align - 1);
+        if addr >= (*va).va_start && addr.checked_add(size).is_some_and(|e| e <= (*va).va_end) {
+            return va;
+        }
+        find_vmap_lowest_match((*n).right(), size, align)
+    }
+}
+
+/// Insert the range of `va` into the free tree, merging with its neighbours
+/// (`merge_or_add_vmap_area`). A neighbour that absorbs the range keeps its
+/// record and `va`'s goes to `garbage`; when both neighbours merge the boot
+/// record survives if it is one of them. If the boot record is out of the
+/// tree, the surviving range moves into it.
+///
+/// # Safety
+/// `va` is a record no tree or list holds, not the boot record; the caller
+/// holds the lock.
+unsafe fn merge_or_add_vmap_area(inner: &mut VmapInner, va: *mut VmapArea, garbage: &mut Garbage) {
+    let boot = ptr::addr_of_mut!(inner.boot_va);
+    // SAFETY: tree nodes are live records; we hold the lock.
+    unsafe {
+        let (start, end) = ((*va).va_start, (*va).va_end);
+        let (mut prev, mut next) = (ptr::null_mut::<VmapArea>(), ptr::null_mut::<VmapArea>());
+        let mut n = inner.free.node;
+        while !n.is_null() {
+            if (*va_of(n)).va_start < start {
+                prev = va_of(n);
+                n = (*n).right();
+            } else {
+                next = va_of(n);
+                n = (*n).left();
+            }
+        }
+        let merge_prev = !prev.is_null() && (*prev).va_end == start;
+        let merge_next = !next.is_null() && (*next).va_start == end;
+        let survivor = if merge_prev && merge_next {
+            garbage.push(va);
+            if next == boot {
+                let s = (*prev).va_start;
+                rb_erase::<FreeAugment>(&mut inner.free, node_of(prev));
+                garbage.push(prev);
+                (*next).va_start = s;
+                rb_propagate::<FreeAugment>(node_of(next));
+                next
+            } else {
+                let e = (*next).va_end;
+                rb_erase::<FreeAugment>(&mut inner.free, node_of(next));
+                garbage.push(next);
+                (*prev).va_end = e;
+                rb_propagate::<FreeAugment>(node_of(prev));
+                prev
+            }
+        } else if merge_next {
+            garbage.push(va);
+            (*next).va_start = start;
+            rb_propagate::<FreeAugment>(node_of(next));
+            next
+        } else if merge_prev {
+            garbage.push(va);
+            (*prev).va_end = end;
+            rb_propagate::<FreeAugment>(node_of(prev));
+            prev
+        } else {
+            insert_vmap_area::<FreeAugment>(&mut inner.free, va);
+            va
+        };
+        if !inner.boot_in_tree && survivor != boot {
+            let (s, e) = ((*survivor).va_start, (*survivor).va_end);
+            rb_erase::<FreeAugment>(&mut inner.free, node_of(survivor));
+            garbage.push(survivor);
+            (*boot).va_start = s;
+            (*boot).va_end = e;
+            insert_vmap_area::<FreeAugment>(&mut inner.free, boot);
+            inner.boot_in_tree = true;
+        }
+    }
+}
+
+/// Sort a `next`-chained list of records by `va_start` (merge sort).
+///
+/// # Safety
+/// Every record of the list is live and ours.
+unsafe fn sort_by_start(mut list: *mut VmapArea) -> *mut VmapArea {
+    // SAFETY: live records (caller's promise).
+    unsafe {
+        if list.is_null() || (*list).next.is_null() {
+            return list;
+        }
+        // Split in two halves.
+        let (mut a, mut b) = (ptr::null_mut::<VmapArea>(), ptr::null_mut::<VmapArea>());
+        let mut toggle = false;
+        while !list.is_null() {
+            let next = (*list).next;
+            if toggle {
+                (*list).next = a;
+                a = list;
+            } else {
+                (*list).next = b;
+                b = list;
+            }
+            toggle = !toggle;
+            list = next;
+        }
+        let mut a = sort_by_start(a);
+        let mut b = sort_by_start(b);
+        let mut head = ptr::null_mut::<VmapArea>();
+        let mut tail: *mut *mut VmapArea = &mut head;
+        while !a.is_null() && !b.is_null() {
+            let take = if (*a).va_start <= (*b).va_start {
+                let t = a;
+                a = (*a).next;
+                t
+            } else {
+                let t = b;
+                b = (*b).next;
+                t
+            };
+            *tail = take;
+            tail = ptr::addr_of_mut!((*take).next);
+        }
+        *tail = if a.is_null() { b } else { a };
+        head
+    }
+}
+
+fn vmap_shrink_count<P: Platform>(s: &Shrinker, _sc: &ShrinkControl) -> usize {
+    // SAFETY: `private_data` is the machine that registered the shrinker; it
+    // outlives its registration (the shrinker list lives in it).
+    let k = unsafe { &*(s.private_data as *const Kmem<P>) };
+    match k.vmalloc.lazy_pages.load(Ordering::Relaxed) {
+        0 => SHRINK_EMPTY,
+        n => n,
+    }
+}
+
+fn vmap_shrink_scan<P: Platform>(s: &Shrinker, _sc: &mut ShrinkControl) -> usize {
+    // SAFETY: as in `vmap_shrink_count`.
+    let k = unsafe { &*(s.private_data as *const Kmem<P>) };
+    match k.purge_vmap_area_lazy(false) {
+        Some(freed) => freed,
+        None => SHRINK_STOP,
     }
 }
 
@@ -221,10 +555,23 @@ impl<P: Platform> Kmem<P> {
             inner.boot_va.va_start = start;
             inner.boot_va.va_end = start + size;
             // The state lives in the machine structure, which never moves.
-            inner.free = ptr::addr_of_mut!(inner.boot_va);
+            let boot = ptr::addr_of_mut!(inner.boot_va);
+            // SAFETY: the tree is empty; the boot record is ours.
+            unsafe { insert_vmap_area::<FreeAugment>(&mut inner.free, boot) };
+            inner.boot_in_tree = true;
         }
         self.vmalloc.start.store(start, Ordering::Relaxed);
         self.vmalloc.end.store(start + size, Ordering::Relaxed);
+        let s = self.vmalloc.shrinker.0.get();
+        // SAFETY: boot: nobody else sees the machine yet and the shrinker is
+        // not registered; the machine (which holds the shrinker and the
+        // shrinker list) never moves.
+        unsafe {
+            (*s).count_objects = vmap_shrink_count::<P>;
+            (*s).scan_objects = vmap_shrink_scan::<P>;
+            (*s).private_data = self as *const Self as *mut ();
+            self.register_shrinker(s);
+        }
     }
 
     /// `VMALLOC_START`.
@@ -252,6 +599,12 @@ impl<P: Platform> Kmem<P> {
         self.vmalloc.lazy_max.load(Ordering::Relaxed)
     }
 
+    /// Pages of lazily freed vmalloc areas not yet back in the page
+    /// allocator (they return at the next purge).
+    pub fn vmalloc_lazy_pages(&self) -> usize {
+        self.vmalloc.lazy_pages.load(Ordering::Relaxed)
+    }
+
     /// `is_vmalloc_addr`: is `p` inside the vmalloc window?
     pub fn is_vmalloc_addr(&self, p: *const u8) -> bool {
         let a = p as usize;
@@ -262,22 +615,7 @@ impl<P: Platform> Kmem<P> {
         let p = self.kmalloc(core::mem::size_of::<VmapArea>(), gfp & GFP_RECLAIM_MASK)?;
         let va = p.as_ptr() as *mut VmapArea;
         // SAFETY: kmalloc gave us room for one record, suitably aligned (8).
-        unsafe {
-            ptr::write(
-                va,
-                VmapArea {
-                    va_start: 0,
-                    va_end: 0,
-                    next: ptr::null_mut(),
-                    flags: 0,
-                    nr_pages: 0,
-                    nr_mapped: 0,
-                    pages: ptr::null_mut(),
-                    caller: None,
-                    phys_addr: 0,
-                },
-            )
-        };
+        unsafe { ptr::write(va, VmapArea::empty()) };
         Ok(va)
     }
 
@@ -297,46 +635,113 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    /// `__purge_vmap_area_lazy` with the lock held: one TLB flush, then the
-    /// ranges go back to the free list.
-    fn purge_locked(&self, inner: &mut VmapInner, garbage: &mut Garbage) -> bool {
-        if inner.purge.is_null() {
-            return false;
+    /// `__purge_vmap_area_lazy`: take the whole lazy list, unmap what is
+    /// still mapped (one platform call per run of adjacent areas), flush the
+    /// TLB once, free the pages and page arrays, and merge the ranges into the
+    /// free tree. With `wait`, waits for a purge in progress (then purges what
+    /// is left); without, gives up if one runs. Returns the pages freed, or
+    /// `None` if it did not run or found nothing.
+    fn purge_vmap_area_lazy(&self, wait: bool) -> Option<usize> {
+        let _purging = if wait {
+            self.vmalloc.purge_lock.lock(&self.platform)
+        } else {
+            self.vmalloc.purge_lock.try_lock(&self.platform)?
+        };
+        let list = {
+            let mut inner = self.vmalloc.inner.lock(&self.platform);
+            inner.lazy_nr = 0;
+            core::mem::replace(&mut inner.purge, ptr::null_mut())
+        };
+        if list.is_null() {
+            return None;
         }
-        let (mut lo, mut hi) = (usize::MAX, 0);
-        let mut p = inner.purge;
-        while !p.is_null() {
-            // SAFETY: purge list records are live.
-            unsafe {
-                lo = lo.min((*p).va_start);
-                hi = hi.max((*p).va_end);
+        // SAFETY: the detached list is ours: nobody else reaches its records,
+        // and their ranges are in no tree, so nobody maps or allocates there.
+        unsafe {
+            let list = sort_by_start(list);
+            let (mut lo, mut hi) = (usize::MAX, 0);
+            let mut run: Option<(usize, usize)> = None;
+            let mut p = list;
+            while !p.is_null() {
+                let (s, e) = ((*p).va_start, (*p).va_end);
+                lo = lo.min(s);
+                hi = hi.max(e);
+                if (*p).nr_mapped != 0 {
+                    run = match run {
+                        Some((rs, re)) if re == s => Some((rs, e)),
+                        Some((rs, re)) => {
+                            self.platform.unmap_pages(rs, re - rs);
+                            Some((s, e))
+                        }
+                        None => Some((s, e)),
+                    };
+                }
                 p = (*p).next;
             }
-        }
-        self.platform.flush_tlb_kernel_range(lo, hi);
-        let mut p = core::mem::replace(&mut inner.purge, ptr::null_mut());
-        while !p.is_null() {
-            // SAFETY: we own the detached purge list.
-            unsafe {
-                let next = (*p).next;
-                (*p).next = ptr::null_mut();
-                merge_or_add_vmap_area(inner, p, garbage);
-                p = next;
+            if let Some((rs, re)) = run {
+                self.platform.unmap_pages(rs, re - rs);
             }
+            self.platform.flush_tlb_kernel_range(lo, hi);
+            let mut freed = 0;
+            let mut p = list;
+            while !p.is_null() {
+                freed += self.release_area_memory(p);
+                p = (*p).next;
+            }
+            self.vmalloc.lazy_pages.fetch_sub(freed, Ordering::Relaxed);
+            let mut g = Garbage(ptr::null_mut());
+            {
+                let mut inner = self.vmalloc.inner.lock(&self.platform);
+                let mut p = list;
+                while !p.is_null() {
+                    let next = (*p).next;
+                    (*p).next = ptr::null_mut();
+                    merge_or_add_vmap_area(&mut inner, p, &mut g);
+                    p = next;
+                }
+            }
+            self.free_garbage(g);
+            Some(freed)
         }
-        inner.lazy_nr = 0;
-        true
     }
 
-    /// `purge_vmap_area_lazy` / `vm_unmap_aliases`: return every lazily freed
-    /// range to the free list now.
-    pub fn vm_unmap_aliases(&self) {
-        let mut g = Garbage(ptr::null_mut());
-        {
-            let mut inner = self.vmalloc.inner.lock(&self.platform);
-            self.purge_locked(&mut inner, &mut g);
+    /// Free the pages (in reverse order) and the page array of an unmapped
+    /// area, and clear its fields. Returns the pages freed.
+    ///
+    /// # Safety
+    /// `va` is ours, in no tree or list, and nothing maps its pages any more.
+    unsafe fn release_area_memory(&self, va: *mut VmapArea) -> usize {
+        // SAFETY: the record is ours (caller's promise); the array holds
+        // `nr_pages` order-0 pages allocated by vmalloc.
+        unsafe {
+            let (nr_pages, pages, flags) = ((*va).nr_pages, (*va).pages, (*va).flags);
+            for i in (0..nr_pages).rev() {
+                if let Some(p) = NonNull::new(*pages.add(i)) {
+                    self.__free_pages(p, 0);
+                }
+            }
+            if !pages.is_null() {
+                if flags & VM_VPAGES != 0 {
+                    self.vfree(pages as *const u8);
+                } else {
+                    self.kfree(pages as *const u8);
+                }
+            }
+            (*va).flags = 0;
+            (*va).nr_pages = 0;
+            (*va).nr_mapped = 0;
+            (*va).pages = ptr::null_mut();
+            (*va).caller = None;
+            (*va).phys_addr = 0;
+            nr_pages
         }
-        self.free_garbage(g);
+    }
+
+    /// `purge_vmap_area_lazy` / `vm_unmap_aliases`: unmap every lazily freed
+    /// area, give its pages back and return its range to the free tree now
+    /// (again for page arrays that the purge itself freed).
+    pub fn vm_unmap_aliases(&self) {
+        while self.purge_vmap_area_lazy(true).is_some() {}
     }
 
     /// `alloc_vmap_area`: `size` bytes (guard included) aligned to `align`,
@@ -361,76 +766,57 @@ impl<P: Platform> Kmem<P> {
         let mut spare = Some(spare);
         let mut g = Garbage(ptr::null_mut());
         let mut found = None;
-        {
-            let mut inner = self.vmalloc.inner.lock(&self.platform);
-            let mut purged = false;
-            loop {
-                // SAFETY: list records are live; we hold the lock.
+        let mut purged = false;
+        loop {
+            {
+                let mut inner = self.vmalloc.inner.lock(&self.platform);
+                let boot = ptr::addr_of_mut!(inner.boot_va);
+                // SAFETY: tree records are live; we hold the lock.
                 unsafe {
-                    let mut prev: *mut VmapArea = ptr::null_mut();
-                    let mut f = inner.free;
-                    while !f.is_null() {
+                    let f = find_vmap_lowest_match(inner.free.node, size, align);
+                    if !f.is_null() {
                         let (fs, fe) = ((*f).va_start, (*f).va_end);
                         let addr = (fs + align - 1) & !(align - 1);
-                        if addr >= fs && addr.checked_add(size).is_some_and(|e| e <= fe) {
-                            let end = addr + size;
-                            if addr == fs && end == fe {
-                                // FL_FIT_TYPE
-                                if prev.is_null() {
-                                    inner.free = (*f).next;
-                                } else {
-                                    (*prev).next = (*f).next;
-                                }
-                                g.push(f);
-                            } else if addr == fs {
-                                (*f).va_start = end; // LE_FIT_TYPE
-                            } else if end == fe {
-                                (*f).va_end = addr; // RE_FIT_TYPE
+                        let end = addr + size;
+                        if addr == fs && end == fe {
+                            // FL_FIT_TYPE
+                            rb_erase::<FreeAugment>(&mut inner.free, node_of(f));
+                            if f == boot {
+                                inner.boot_in_tree = false;
                             } else {
-                                // NE_FIT_TYPE: the preloaded record takes the right part.
-                                let ne = spare.take().unwrap_or(ptr::null_mut());
-                                (*ne).va_start = end;
-                                (*ne).va_end = fe;
-                                (*ne).next = (*f).next;
-                                (*f).va_end = addr;
-                                (*f).next = ne;
+                                g.push(f);
                             }
-                            found = Some(addr);
-                            break;
+                        } else if addr == fs {
+                            (*f).va_start = end; // LE_FIT_TYPE
+                            rb_propagate::<FreeAugment>(node_of(f));
+                        } else if end == fe {
+                            (*f).va_end = addr; // RE_FIT_TYPE
+                            rb_propagate::<FreeAugment>(node_of(f));
+                        } else {
+                            // NE_FIT_TYPE: the preloaded record takes the right part.
+                            let ne = spare.take().unwrap_or(ptr::null_mut());
+                            (*ne).va_start = end;
+                            (*ne).va_end = fe;
+                            (*f).va_end = addr;
+                            rb_propagate::<FreeAugment>(node_of(f));
+                            insert_vmap_area::<FreeAugment>(&mut inner.free, ne);
                         }
-                        prev = f;
-                        f = (*f).next;
+                        (*va).va_start = addr;
+                        (*va).va_end = end;
+                        (*va).flags = flags | VM_UNINITIALIZED;
+                        (*va).caller = Some(caller);
+                        insert_vmap_area::<NoAugment>(&mut inner.busy, va);
+                        found = Some(addr);
                     }
-                }
-                if found.is_some() || purged {
-                    break;
-                }
-                // No room: purge the lazy areas and retry once.
-                purged = true;
-                if !self.purge_locked(&mut inner, &mut g) {
-                    break;
                 }
             }
-            if let Some(addr) = found {
-                // SAFETY: `va` is our fresh record; busy records are live.
-                unsafe {
-                    (*va).va_start = addr;
-                    (*va).va_end = addr + size;
-                    (*va).flags = flags | VM_UNINITIALIZED;
-                    (*va).caller = Some(caller);
-                    let mut prev: *mut VmapArea = ptr::null_mut();
-                    let mut cur = inner.busy;
-                    while !cur.is_null() && (*cur).va_start < addr {
-                        prev = cur;
-                        cur = (*cur).next;
-                    }
-                    (*va).next = cur;
-                    if prev.is_null() {
-                        inner.busy = va;
-                    } else {
-                        (*prev).next = va;
-                    }
-                }
+            if found.is_some() || purged {
+                break;
+            }
+            // No room: purge the lazy areas and retry once.
+            purged = true;
+            if self.purge_vmap_area_lazy(true).is_none() {
+                break;
             }
         }
         if let Some(s) = spare {
@@ -466,96 +852,72 @@ impl<P: Platform> Kmem<P> {
         let mut inner = self.vmalloc.inner.lock(&self.platform);
         // SAFETY: busy records are live; we hold the lock.
         unsafe {
-            let mut prev: *mut VmapArea = ptr::null_mut();
-            let mut cur = inner.busy;
-            while !cur.is_null() && (*cur).va_start < addr {
-                prev = cur;
-                cur = (*cur).next;
-            }
-            if cur.is_null()
-                || (*cur).va_start != addr
-                || (*cur).flags & VM_UNINITIALIZED != 0
-                || !want((*cur).flags)
-            {
+            let va = find_vmap_area(&inner.busy, addr);
+            if va.is_null() || (*va).flags & VM_UNINITIALIZED != 0 || !want((*va).flags) {
                 return None;
             }
-            if prev.is_null() {
-                inner.busy = (*cur).next;
-            } else {
-                (*prev).next = (*cur).next;
-            }
-            (*cur).next = ptr::null_mut();
-            Some(cur)
+            rb_erase::<NoAugment>(&mut inner.busy, node_of(va));
+            Some(va)
         }
     }
 
-    /// Unmap an unlinked area, free what it owns and put its range on the
-    /// lazy list (`free_unmap_vmap_area` + `vm_reset_perms` + `__vfree`).
+    /// Tear down an unlinked area and put its range on the lazy list
+    /// (`free_unmap_vmap_area` + `__vfree`). An area that owns pages
+    /// (`free_pages`, a vmalloc area) stays mapped with its pages until the
+    /// purge; any other (vmap, ioremap, a set-up failure) is unmapped now.
     ///
     /// # Safety
-    /// `va` was unlinked from the busy list by the caller and is not used
+    /// `va` was unlinked from the busy tree by the caller and is not used
     /// by anyone else; nobody uses its addresses any more.
     pub(crate) unsafe fn teardown_area(&self, va: *mut VmapArea, free_pages: bool) {
         // SAFETY: the record is ours (caller's promise).
-        let (start, end, nr_mapped, nr_pages, pages, flags) = unsafe {
+        let (start, end, nr_mapped, nr_pages, flags) = unsafe {
             (
                 (*va).va_start,
                 (*va).va_end,
                 (*va).nr_mapped,
                 (*va).nr_pages,
-                (*va).pages,
                 (*va).flags,
             )
         };
-        if nr_mapped != 0 {
-            // SAFETY: the range is ours and mapped by us; its users are gone.
-            unsafe { self.platform.unmap_pages(start, nr_mapped << PAGE_SHIFT) };
+        if free_pages && flags & VM_ALLOC != 0 {
+            self.vmalloc
+                .nr_vmalloc_pages
+                .fetch_sub(nr_pages, Ordering::Relaxed);
         }
-        if free_pages {
-            for i in 0..nr_pages {
-                // SAFETY: the array holds `nr_pages` order-0 pages we allocated.
-                unsafe {
-                    let p = *pages.add(i);
-                    if let Some(p) = NonNull::new(p) {
-                        self.__free_pages(p, 0);
-                    }
+        if free_pages && nr_pages != 0 && flags & VM_VPAGES == 0 {
+            // Lazy: the mapping, the pages and the array wait for the purge.
+            // (Areas large enough for a vmalloc'd array, 2 MiB and more, are
+            // unmapped at once: the system call is small beside their pages,
+            // and their array's own area is then freed as `vfree` frees it.)
+            self.vmalloc.lazy_pages.fetch_add(nr_pages, Ordering::Relaxed);
+            // SAFETY: our record.
+            unsafe { (*va).caller = None };
+        } else {
+            if nr_mapped != 0 {
+                // SAFETY: the range is ours and mapped by us; its users are gone.
+                unsafe { self.platform.unmap_pages(start, nr_mapped << PAGE_SHIFT) };
+            }
+            // SAFETY: unmapped; with no owned pages only the array is freed.
+            unsafe {
+                if !free_pages {
+                    (*va).nr_pages = 0;
                 }
-            }
-            if flags & VM_ALLOC != 0 {
-                self.vmalloc
-                    .nr_vmalloc_pages
-                    .fetch_sub(nr_pages, Ordering::Relaxed);
+                self.release_area_memory(va);
             }
         }
-        if !pages.is_null() {
-            if flags & VM_VPAGES != 0 {
-                self.vfree(pages as *const u8);
-            } else {
-                // SAFETY: the array was kmalloc'd by us.
-                unsafe { self.kfree(pages as *const u8) };
-            }
-        }
-        // The range waits for the next purge.
-        let mut g = Garbage(ptr::null_mut());
-        {
+        let over = {
             let mut inner = self.vmalloc.inner.lock(&self.platform);
             // SAFETY: our record; we hold the lock.
-            unsafe {
-                (*va).flags = 0;
-                (*va).nr_pages = 0;
-                (*va).nr_mapped = 0;
-                (*va).pages = ptr::null_mut();
-                (*va).caller = None;
-                (*va).phys_addr = 0;
-                (*va).next = inner.purge;
-            }
+            unsafe { (*va).next = inner.purge };
             inner.purge = va;
             inner.lazy_nr += (end - start) >> PAGE_SHIFT;
-            if inner.lazy_nr > self.lazy_max_pages() {
-                self.purge_locked(&mut inner, &mut g);
-            }
+            inner.lazy_nr > self.lazy_max_pages()
+        };
+        if over {
+            // try_purge_vmap_area_lazy: a purge in progress will do.
+            self.purge_vmap_area_lazy(false);
         }
-        self.free_garbage(g);
     }
 
     /// Map `pages` at `start` (in batches of physical addresses).
@@ -680,10 +1042,19 @@ impl<P: Platform> Kmem<P> {
             got += 1;
         }
         self.vmalloc.nr_vmalloc_pages.fetch_add(got, Ordering::Relaxed);
-        // SAFETY: `got` entries were written just above.
-        let slice = unsafe { core::slice::from_raw_parts(pages, got) };
+        // SAFETY: `got` entries were written just above, and nobody else
+        // sees the array yet.
+        let slice = unsafe { core::slice::from_raw_parts_mut(pages, got) };
+        // By pfn (the memmap is one array): consecutive pages map as one run.
+        slice.sort_unstable();
         let ok = got == nr_pages;
-        let mapped = ok && self.vmap_pages_range(self.va_start_of(va), slice);
+        let mut mapped = ok && self.vmap_pages_range(self.va_start_of(va), slice);
+        if ok && !mapped {
+            // Lazily freed areas hold mappings (hosted: host VMAs); give
+            // them back and try once more.
+            self.vm_unmap_aliases();
+            mapped = self.vmap_pages_range(self.va_start_of(va), slice);
+        }
         if !mapped {
             if !nowarn {
                 let what = if ok {
@@ -847,13 +1218,10 @@ impl<P: Platform> Kmem<P> {
             return None;
         }
         let inner = self.vmalloc.inner.lock(&self.platform);
-        let mut cur = inner.busy;
         // SAFETY: busy records are live; we hold the lock.
         unsafe {
-            while !cur.is_null() && (*cur).va_end <= a {
-                cur = (*cur).next;
-            }
-            if cur.is_null() || (*cur).va_start > a || (*cur).flags & VM_UNINITIALIZED != 0 {
+            let cur = find_vmap_area_containing(&inner.busy, a);
+            if cur.is_null() || (*cur).flags & VM_UNINITIALIZED != 0 {
                 return None;
             }
             let idx = (a - (*cur).va_start) >> PAGE_SHIFT;
@@ -873,13 +1241,10 @@ impl<P: Platform> Kmem<P> {
     /// The usable size of the vmalloc area starting at `addr` (guard excluded).
     fn vmalloc_size(&self, addr: usize) -> Option<usize> {
         let inner = self.vmalloc.inner.lock(&self.platform);
-        let mut cur = inner.busy;
         // SAFETY: busy records are live; we hold the lock.
         unsafe {
-            while !cur.is_null() && (*cur).va_start < addr {
-                cur = (*cur).next;
-            }
-            if cur.is_null() || (*cur).va_start != addr {
+            let cur = find_vmap_area(&inner.busy, addr);
+            if cur.is_null() {
                 return None;
             }
             Some((*cur).va_end - (*cur).va_start - PAGE_SIZE)
@@ -969,11 +1334,11 @@ impl<P: Platform> Kmem<P> {
     /// Copy of the first initialised busy area at or after `from`.
     fn next_area_info(&self, from: usize) -> Option<AreaInfo> {
         let inner = self.vmalloc.inner.lock(&self.platform);
-        let mut cur = inner.busy;
         // SAFETY: busy records are live; we hold the lock.
         unsafe {
-            while !cur.is_null() && ((*cur).va_start < from || (*cur).flags & VM_UNINITIALIZED != 0) {
-                cur = (*cur).next;
+            let mut cur = find_vmap_area_from(&inner.busy, from);
+            while !cur.is_null() && (*cur).flags & VM_UNINITIALIZED != 0 {
+                cur = va_of(rb_next(node_of(cur)));
             }
             if cur.is_null() {
                 return None;
