@@ -755,17 +755,27 @@ impl Platform for HostedPlatform {
             // SAFETY: the caller owns `[virt + i*page, +n*page)` inside the
             // reserved vmalloc window, and the pages are RAM, i.e. inside the
             // memfd; MAP_FIXED replaces exactly that part of the reservation.
+            // MAP_POPULATE fills the host page tables now, as the kernel
+            // writes its PTEs at once (cheaper than a fault on first use).
             let r = unsafe {
                 libc::mmap(
                     (virt + i * page) as *mut libc::c_void,
                     n * page,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
                     fd.as_raw_fd(),
                     off,
                 )
             };
             if r == libc::MAP_FAILED {
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::ENOMEM) && !WARNED.swap(true, Ordering::Relaxed) {
+                    self.printk(format_args!(
+                        "kmem: host mmap of a vmalloc page failed ({err}): the process may have reached \
+                         vm.max_map_count"
+                    ));
+                }
                 return false;
             }
             i += n;
