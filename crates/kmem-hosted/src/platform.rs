@@ -521,6 +521,18 @@ impl Platform for HostedPlatform {
     }
 
     #[inline(always)]
+    fn rseq_offset(&self) -> isize {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+        {
+            self.rseq_offset
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+        {
+            0
+        }
+    }
+
+    #[inline(always)]
     fn rseq_area(&self) -> *mut u8 {
         #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
         {

@@ -97,15 +97,24 @@ pub trait Platform: Sync {
 
     /// Whether the per-CPU fast paths may use restartable sequences (see
     /// `rseq.rs`): the platform gives every thread a registered Linux
-    /// `struct rseq` ([`Platform::rseq_area`]), its CPU ids are the machine's
+    /// `struct rseq` ([`Platform::rseq_offset`]), its CPU ids are the machine's
     /// without folding (no two host CPUs share one machine CPU), and
     /// [`Platform::rseq_fence`] works. Asked once, at boot. Default: false.
     fn rseq_usable(&self) -> bool {
         false
     }
 
-    /// The calling thread's registered `struct rseq` (Linux's layout:
-    /// `cpu_id` at byte 4, `rseq_cs` at byte 8), or null. Only called when
+    /// Where every thread's registered `struct rseq` lives (Linux's layout:
+    /// `cpu_id` at byte 4, `rseq_cs` at byte 8): its offset from the
+    /// thread's FS base, where x86-64 Linux keeps thread-local data (glibc's
+    /// `__rseq_offset`). Only called when [`Platform::rseq_usable`] said yes.
+    #[inline(always)]
+    fn rseq_offset(&self) -> isize {
+        0
+    }
+
+    /// The calling thread's registered `struct rseq` itself (FS base +
+    /// [`Platform::rseq_offset`]), or null. Only called when
     /// [`Platform::rseq_usable`] said yes.
     #[inline(always)]
     fn rseq_area(&self) -> *mut u8 {

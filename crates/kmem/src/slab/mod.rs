@@ -119,8 +119,9 @@ pub struct KmemCacheCpu {
     pub slab_bytes: AtomicUsize,
     /// Chain of cpu partial slabs (through `page.lru.next`), under `lock`.
     pub partial: AtomicPtr<Page>,
-    /// Nonzero while a slow path owns the freelist: the restartable
-    /// sequences of `rseq.rs` fall back instead of touching it.
+    /// Nonzero while a slow path owns the freelist (`STOP_SLOW_PATH`), or for
+    /// good if the cache has hooks (`STOP_HOOKS`): the restartable sequences
+    /// of `rseq.rs` fall back instead of touching the freelist.
     pub stopped: AtomicU32,
     /// `local_lock`: serialises the slow paths of this CPU's structure.
     pub lock: SpinLock<()>,
@@ -993,6 +994,13 @@ impl<P: Platform> Kmem<P> {
                 ListHead::init(ptr::addr_of_mut!((*nl).partial));
                 ListHead::init(ptr::addr_of_mut!((*nl).full));
             }
+            // Caches with allocation or free hooks keep their restartable
+            // sequences stopped: the slow paths run the hooks.
+            let stop = if (*s).alloc_hooks != 0 || (*s).init_on_free {
+                rseq::STOP_HOOKS
+            } else {
+                0
+            };
             for cpu in 0..self.nr_cpus {
                 let c = (*s).cpu_slab.add(cpu);
                 ptr::write(
@@ -1003,7 +1011,7 @@ impl<P: Platform> Kmem<P> {
                         slab_start: AtomicUsize::new(0),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
-                        stopped: AtomicU32::new(0),
+                        stopped: AtomicU32::new(stop),
                         lock: SpinLock::new(()),
                         stat: CpuStats::default(),
                     },

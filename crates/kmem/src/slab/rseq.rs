@@ -49,6 +49,16 @@ pub const RSEQ_CPU_ID: usize = 4;
 /// Offset of `rseq_cs` in `struct rseq`.
 pub const RSEQ_CS: usize = 8;
 
+/// `stopped` bit: a slow path owns the freelist.
+pub(crate) const STOP_SLOW_PATH: u32 = 1;
+/// `stopped` bit, for good: the cache has allocation or free hooks
+/// (`init_on_alloc`, `init_on_free`), which the slow paths run.
+pub(crate) const STOP_HOOKS: u32 = 2;
+
+/// log2 of the size of a cpu structure: the sequences index with a shift.
+const CPU_SHIFT: u32 = size_of::<KmemCacheCpu>().trailing_zeros();
+const _: () = assert!(size_of::<KmemCacheCpu>() == 1 << CPU_SHIFT);
+
 /// Result of [`push`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Push {
@@ -65,13 +75,14 @@ pub(crate) enum Push {
 /// fast paths are stopped (take the slow path).
 ///
 /// # Safety
-/// `area` is the calling thread's registered `struct rseq`; `cpus` the
+/// `area` is the offset of the calling thread's registered `struct rseq`
+/// from its FS base (x86-64 Linux keeps thread-local data there); `cpus` the
 /// cache's array of `nr_cpus` cpu structures; objects on the freelists are
 /// objects of the cache whose free pointer is at `fp_off`; and the machine is
 /// in rseq mode (see the module documentation).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn pop(area: *mut u8, cpus: *const KmemCacheCpu, nr_cpus: usize, fp_off: usize) -> *mut u8 {
+pub(crate) unsafe fn pop(area: isize, cpus: *const KmemCacheCpu, nr_cpus: usize, fp_off: usize) -> *mut u8 {
     let obj: *mut u8;
     // SAFETY: caller contract. The sequence only reads the thread's rseq
     // area, this CPU's cpu structure and the head object's free pointer (slab
@@ -82,20 +93,19 @@ pub(crate) unsafe fn pop(area: *mut u8, cpus: *const KmemCacheCpu, nr_cpus: usiz
         core::arch::asm!(
             "6:",
             "leaq 5f(%rip), {t}",
-            "movq {t}, {cs}({area})",
+            "movq {t}, %fs:{cs}({area})",
             "2:",
-            "movl {cpuid}({area}), {c:e}",
+            "movl %fs:{cpuid}({area}), {c:e}",
             "cmpq {nr}, {c}",
             "jae 7f",
-            "imulq ${stride}, {c}, {c}",
-            "addq {cpus}, {c}",
-            "cmpl $0, {stopped}({c})",
+            "shlq ${shift}, {c}",
+            "cmpl $0, {stopped}({cpus},{c})",
             "jne 7f",
-            "movq ({c}), {obj}",
+            "movq ({cpus},{c}), {obj}",
             "testq {obj}, {obj}",
             "jz 3f",
             "movq ({obj},{fp}), {t}",
-            "movq {t}, ({c})",
+            "movq {t}, ({cpus},{c})",
             "3:",
             ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
             ".balign 32",
@@ -121,7 +131,7 @@ pub(crate) unsafe fn pop(area: *mut u8, cpus: *const KmemCacheCpu, nr_cpus: usiz
             t = out(reg) _,
             cs = const RSEQ_CS,
             cpuid = const RSEQ_CPU_ID,
-            stride = const size_of::<KmemCacheCpu>(),
+            shift = const CPU_SHIFT,
             stopped = const offset_of!(KmemCacheCpu, stopped),
             options(att_syntax, nostack),
         );
@@ -138,7 +148,7 @@ pub(crate) unsafe fn pop(area: *mut u8, cpus: *const KmemCacheCpu, nr_cpus: usiz
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn push(
-    area: *mut u8,
+    area: isize,
     cpus: *const KmemCacheCpu,
     nr_cpus: usize,
     fp_off: usize,
@@ -153,24 +163,23 @@ pub(crate) unsafe fn push(
             "6:",
             "xorl {res:e}, {res:e}",
             "leaq 5f(%rip), {t}",
-            "movq {t}, {cs}({area})",
+            "movq {t}, %fs:{cs}({area})",
             "2:",
-            "movl {cpuid}({area}), {c:e}",
+            "movl %fs:{cpuid}({area}), {c:e}",
             "cmpq {nr}, {c}",
             "jae 7f",
-            "imulq ${stride}, {c}, {c}",
-            "addq {cpus}, {c}",
-            "cmpl $0, {stopped}({c})",
+            "shlq ${shift}, {c}",
+            "cmpl $0, {stopped}({cpus},{c})",
             "jne 7f",
             "movq {obj}, {t}",
-            "subq {start}({c}), {t}",
-            "cmpq {bytes}({c}), {t}",
+            "subq {start}({cpus},{c}), {t}",
+            "cmpq {bytes}({cpus},{c}), {t}",
             "jae 7f",
-            "movq ({c}), {t}",
+            "movq ({cpus},{c}), {t}",
             "cmpq {t}, {obj}",
             "je 8f",
             "movq {t}, ({obj},{fp})",
-            "movq {obj}, ({c})",
+            "movq {obj}, ({cpus},{c})",
             "3:",
             ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
             ".balign 32",
@@ -200,7 +209,7 @@ pub(crate) unsafe fn push(
             t = out(reg) _,
             cs = const RSEQ_CS,
             cpuid = const RSEQ_CPU_ID,
-            stride = const size_of::<KmemCacheCpu>(),
+            shift = const CPU_SHIFT,
             stopped = const offset_of!(KmemCacheCpu, stopped),
             start = const offset_of!(KmemCacheCpu, slab_start),
             bytes = const offset_of!(KmemCacheCpu, slab_bytes),
@@ -221,7 +230,7 @@ pub(crate) unsafe fn push(
 /// Never called.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub(crate) unsafe fn pop(_: *mut u8, _: *const KmemCacheCpu, _: usize, _: usize) -> *mut u8 {
+pub(crate) unsafe fn pop(_: isize, _: *const KmemCacheCpu, _: usize, _: usize) -> *mut u8 {
     core::ptr::null_mut()
 }
 
@@ -231,6 +240,6 @@ pub(crate) unsafe fn pop(_: *mut u8, _: *const KmemCacheCpu, _: usize, _: usize)
 /// Never called.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub(crate) unsafe fn push(_: *mut u8, _: *const KmemCacheCpu, _: usize, _: usize, _: *mut u8) -> Push {
+pub(crate) unsafe fn push(_: isize, _: *const KmemCacheCpu, _: usize, _: usize, _: *mut u8) -> Push {
     Push::Fallback
 }

@@ -42,7 +42,10 @@ pub(crate) struct CpuLock<'a, P: Platform> {
 impl<P: Platform> Drop for CpuLock<'_, P> {
     fn drop(&mut self) {
         if self.stopped {
-            self.c.stopped.store(0, Ordering::Release);
+            let bits = self.c.stopped.load(Ordering::Relaxed);
+            self.c
+                .stopped
+                .store(bits & !super::rseq::STOP_SLOW_PATH, Ordering::Release);
         }
     }
 }
@@ -58,9 +61,10 @@ impl<P: Platform> Kmem<P> {
         // Debug caches never get a cpu freelist, so they fall through to the slow path.
         if self.slab.rseq.load(Ordering::Relaxed) {
             // SAFETY: rseq mode: the platform registered the area; the cache's cpu array has nr_cpus entries.
-            let obj = unsafe { rseq::pop(self.platform.rseq_area(), c.cpu_slab, self.nr_cpus, c.offset) };
+            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c.cpu_slab, self.nr_cpus, c.offset) };
             if !obj.is_null() {
-                if gfp.intersects(__GFP_ZERO) || c.alloc_hooks != 0 {
+                // Caches with hooks never pass the sequence (STOP_HOOKS).
+                if gfp.intersects(__GFP_ZERO) {
                     // SAFETY: the object is ours now.
                     unsafe { alloc_hooks(c, obj, gfp) };
                 }
@@ -280,7 +284,8 @@ impl<P: Platform> Kmem<P> {
             // No hardware fence needed: if we now run on `cpu`, its sequences
             // run after ours in this CPU's program order (or migration's
             // barriers) and see the store; otherwise the fence is a barrier.
-            c.stopped.store(1, Ordering::Relaxed);
+            let bits = c.stopped.load(Ordering::Relaxed);
+            c.stopped.store(bits | rseq::STOP_SLOW_PATH, Ordering::Relaxed);
             core::sync::atomic::compiler_fence(Ordering::SeqCst);
             if self.platform.raw_smp_processor_id() != cpu {
                 self.platform.rseq_fence(cpu);
@@ -765,13 +770,11 @@ impl<P: Platform> Kmem<P> {
     #[inline(always)]
     pub(crate) unsafe fn slab_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
         if self.slab.rseq.load(Ordering::Relaxed) {
-            if s.init_on_free {
-                // Wiping is done by __slab_free, which takes any object.
-                return false;
-            }
+            // `init_on_free` caches never pass the sequence (STOP_HOOKS):
+            // __slab_free wipes and takes any object.
             // SAFETY: rseq mode; the caller owns `obj`, an object of `s` if it is in its cpu slab.
             return match unsafe {
-                rseq::push(self.platform.rseq_area(), s.cpu_slab, self.nr_cpus, s.offset, obj)
+                rseq::push(self.platform.rseq_offset(), s.cpu_slab, self.nr_cpus, s.offset, obj)
             } {
                 rseq::Push::Done => true,
                 rseq::Push::Fallback => false,
