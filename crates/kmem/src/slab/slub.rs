@@ -774,7 +774,13 @@ impl<P: Platform> Kmem<P> {
             // __slab_free wipes and takes any object.
             // SAFETY: rseq mode; the caller owns `obj`, an object of `s` if it is in its cpu slab.
             return match unsafe {
-                rseq::push(self.platform.rseq_offset(), s.cpu_slab, self.nr_cpus, s.offset, obj)
+                rseq::push(
+                    self.platform.rseq_offset(),
+                    s.cpu_slab,
+                    self.nr_cpus,
+                    s.offset,
+                    obj,
+                )
             } {
                 rseq::Push::Done => true,
                 rseq::Push::Fallback => false,
