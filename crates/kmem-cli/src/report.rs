@@ -111,8 +111,9 @@ impl Report {
             && self.unbalanced().is_empty()
     }
 
+    /// Strict: the buddy lists hold exactly the blocks they held after boot.
     fn pages_back(&self) -> bool {
-        self.boot_state || self.final_free == self.baseline_free
+        self.boot_state
     }
 
     /// (alloc API, free API, allocated, freed) pairs that do not add up.
@@ -149,18 +150,10 @@ impl Report {
                 "every page came back: the buddy lists equal the boot state ({} free pages)",
                 self.final_free
             );
-        } else if self.pages_back() {
-            let _ = writeln!(
-                s,
-                "every page came back: {} free pages, as after boot and the warm-up vmalloc/vfree \
-                 (the buddy lists differ from the boot state by what vmalloc keeps for itself):\n{}",
-                self.final_free,
-                self.boot_diff.trim_end()
-            );
         } else {
             let _ = writeln!(
                 s,
-                "PAGES MISSING: {} free pages, {} after boot and the warm-up; the buddy lists differ \
+                "PAGES MISSING: {} free pages, {} at the start; the buddy lists differ \
                  from the boot state:\n{}",
                 self.final_free,
                 self.baseline_free,

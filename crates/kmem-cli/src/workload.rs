@@ -327,7 +327,7 @@ pub struct Workload {
     pub start: Instant,
     workers: Vec<JoinHandle<()>>,
     helpers: Vec<JoinHandle<()>>,
-    /// Free pages after boot and a warm-up (see [`Workload::start`]).
+    /// Free pages after boot, settled (see [`Workload::start`]).
     baseline_free: usize,
 }
 
@@ -342,7 +342,7 @@ pub struct Outcome {
     /// Whether the buddy lists equal their boot state, and the differences.
     pub boot_state: bool,
     pub boot_diff: String,
-    /// Free pages after the warm-up and at the end (everything freed).
+    /// Free pages at the start and at the end (everything freed).
     pub baseline_free: usize,
     pub final_free: usize,
     /// The workload's shrinkers: name, objects freed, scan calls.
@@ -375,11 +375,8 @@ impl Workload {
     /// `nthreads` workers, the memory hog (unless `hog` is false) and the
     /// block device.
     pub fn start(m: &'static Machine, nthreads: usize, hog: bool) -> Result<Workload, String> {
-        // Warm-up: the first vmalloc leaves vmalloc's own free-range record
-        // allocated for good; count free pages after it, everything settled.
-        if let Ok(p) = m.vmalloc(PAGE_SIZE) {
-            m.vfree(p.as_ptr());
-        }
+        // Free pages at the start, everything settled (reported beside the
+        // final count; the check is that the buddy lists equal boot's).
         settle(m);
         let baseline_free = m.nr_free_pages();
 
