@@ -98,7 +98,10 @@ pub fn pages_every_order<P: Platform>(k: &Kmem<P>) -> TestResult {
             continue; // a small machine may have no block this large
         };
         let pfn = k.page_to_pfn(page);
-        ensure!(pfn.is_multiple_of(1 << order), "order-{order} block at pfn {pfn:#x}");
+        ensure!(
+            pfn.is_multiple_of(1 << order),
+            "order-{order} block at pfn {pfn:#x}"
+        );
         let Some(va) = k.page_address(page) else {
             // SAFETY: just allocated at this order.
             unsafe { k.__free_pages(page, order) };
