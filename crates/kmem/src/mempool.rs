@@ -50,15 +50,34 @@
 //! without it. The callbacks are never called with the lock held: they may
 //! sleep, and `mempool_resize` drops the lock around each one.
 //!
-//! **Differences from the kernel.** The pool counts elements outstanding
-//! (handed out and not yet freed) and `mempool_destroy` reports a pool
-//! destroyed with elements outstanding with a WARN instead of leaving it to
-//! the caller. It keeps statistics ([`MempoolStats`]). The ready-made pools
-//! need the machine, so their `pool_data` is a small kmalloc'd
-//! [`MempoolCtx`] (machine and cache/size/order) owned and freed by the pool,
-//! and the callbacks are generic over the platform (`mempool_kmalloc::<P>`).
-//! The callback types are `unsafe fn`s: they receive `pool_data` as a raw
-//! pointer. Reserve poisoning (`CONFIG_SLUB_DEBUG_ON`) is not done.
+//! **Differences from the kernel.** The pool keeps statistics
+//! ([`MempoolStats`]) and derives from them the elements outstanding (handed
+//! out and not yet freed), so `mempool_destroy` reports a pool destroyed with
+//! elements outstanding with a WARN instead of leaving it to the caller. The
+//! ready-made pools need the machine, so their `pool_data` is a small
+//! kmalloc'd [`MempoolCtx`] (machine and cache/size/order) owned and freed by
+//! the pool, and the callbacks are generic over the platform
+//! (`mempool_kmalloc::<P>`). The callback types are `unsafe fn`s: they
+//! receive `pool_data` as a raw pointer. Reserve poisoning
+//! (`CONFIG_SLUB_DEBUG_ON`) is not done.
+//!
+//! **The fast path costs what the backing allocator costs.** The kernel's
+//! fast path (backing allocator succeeds; free finds the reserve full) has
+//! no counter and no lock. Ours counts too, so the counts of the two fast
+//! paths (`alloc_backing`, `free_backing`) are per-CPU counters: a
+//! cache-line-sized slot per CPU in an array kmalloc'd with the pool, bumped
+//! with a plain add inside a restartable sequence when the machine's fast
+//! paths use rseq (the add is the commit, so a preempted or migrated thread
+//! retries and no update is lost; a thread without a registered rseq area
+//! uses a shared atomic instead), and with an uncontended atomic add on the
+//! slot of `raw_smp_processor_id()` otherwise. Reading sums the slots. The
+//! reserve-path events (reserve hits and refills, failures, waits) are rare
+//! and counted with shared atomics; `outstanding` is `alloc_backing +
+//! alloc_reserve - free_backing - free_reserve`. And the ready-made slab,
+//! kmalloc and page pools of a machine are dispatched directly (a
+//! [`Backing`] tag checked before the function pointers, which remain for
+//! pools with callbacks of their own), which saves two indirect calls and
+//! the context look-up per pair.
 
 use crate::gfp::*;
 use crate::page::Page;
@@ -69,7 +88,7 @@ use crate::{AllocError, Kmem};
 use core::fmt::{self, Write};
 use core::mem;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{fence, AtomicIsize, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
 
 /// `mempool_alloc_t`: allocate one element with `gfp`, or return NULL.
 ///
@@ -130,11 +149,27 @@ pub struct Mempool {
     machine: *const (),
     /// A context the pool owns and kfrees on destroy (ready-made pools), or null.
     ctx: *mut MempoolCtx,
+    /// The ready-made allocator behind the callbacks, for direct dispatch.
+    backing: Backing,
+    /// Its argument (`MempoolCtx::data`): cache pointer, size or order.
+    backing_arg: usize,
     name: [u8; NAME_LEN],
     name_len: usize,
-    /// Elements handed out and not yet freed.
-    outstanding: AtomicIsize,
     stats: Counters,
+}
+
+/// Which of the ready-made allocators a pool's callbacks are, so that
+/// `mempool_alloc`/`mempool_free` can call it directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backing {
+    /// The pool's own `alloc_fn`/`free_fn`.
+    Callbacks,
+    /// `mempool_alloc_slab`/`mempool_free_slab` on a cache of the pool's machine.
+    Slab,
+    /// `mempool_kmalloc`/`mempool_kfree`.
+    Kmalloc,
+    /// `mempool_alloc_pages`/`mempool_free_pages`.
+    Pages,
 }
 
 /// `mempool_t`, by its kernel name.
@@ -147,14 +182,154 @@ unsafe impl Send for Mempool {}
 // SAFETY: as above; every `&self` operation synchronises through the lock or atomics.
 unsafe impl Sync for Mempool {}
 
-#[derive(Default)]
-struct Counters {
+/// A CPU's counts of the two fast paths, a cache line of its own.
+#[repr(C, align(64))]
+struct FastSlot {
     alloc_backing: AtomicUsize,
+    free_backing: AtomicUsize,
+}
+
+/// Byte offsets of the fields of [`FastSlot`] (the counter index of
+/// [`Counters::fast_inc`]).
+const FAST_ALLOC: usize = 0;
+const FAST_FREE: usize = mem::size_of::<usize>();
+
+const _: () = assert!(mem::size_of::<FastSlot>() == 64);
+
+/// The pool's statistics.
+///
+/// # Invariants
+/// `slots` is null or points to `nr_slots` zero-initialised [`FastSlot`]s
+/// kmalloc'd from the pool's machine, freed by `mempool_exit`. When `rseq`
+/// is set they are written only by [`rseq_inc`] sequences (plain adds), and
+/// threads that cannot run one use `shared` instead.
+struct Counters {
+    slots: *mut FastSlot,
+    nr_slots: usize,
+    /// The machine's fast paths use restartable sequences.
+    rseq: bool,
+    /// `[alloc_backing, free_backing]` when there are no slots, or for a
+    /// thread without a registered rseq area.
+    shared: [AtomicUsize; 2],
     alloc_reserve: AtomicUsize,
     alloc_fail: AtomicUsize,
     waits: AtomicUsize,
     free_reserve: AtomicUsize,
-    free_backing: AtomicUsize,
+}
+
+impl Counters {
+    /// Count one fast-path event: `field` is `FAST_ALLOC` or `FAST_FREE`.
+    #[inline(always)]
+    fn fast_inc<P: Platform>(&self, platform: &P, field: usize) {
+        if !self.slots.is_null() {
+            if self.rseq {
+                // SAFETY: rseq mode (the platform registered the area); the
+                // slots are `nr_slots` live FastSlots written only by such
+                // sequences (type invariant); `field` is a counter's offset.
+                if unsafe { rseq_inc(platform.rseq_area(), self.slots, self.nr_slots, field) } {
+                    return;
+                }
+            } else {
+                let cpu = platform.raw_smp_processor_id() % self.nr_slots;
+                // SAFETY: `cpu < nr_slots` (type invariant).
+                let slot = unsafe { &*self.slots.add(cpu) };
+                let c = if field == FAST_ALLOC {
+                    &slot.alloc_backing
+                } else {
+                    &slot.free_backing
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.shared[field / FAST_FREE].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sum of a fast-path counter over the CPUs.
+    fn fast_sum(&self, field: usize) -> usize {
+        let mut n = self.shared[field / FAST_FREE].load(Ordering::Relaxed);
+        for cpu in 0..if self.slots.is_null() { 0 } else { self.nr_slots } {
+            // SAFETY: `cpu < nr_slots` (type invariant).
+            let slot = unsafe { &*self.slots.add(cpu) };
+            let c = if field == FAST_ALLOC {
+                &slot.alloc_backing
+            } else {
+                &slot.free_backing
+            };
+            n = n.wrapping_add(c.load(Ordering::Relaxed));
+        }
+        n
+    }
+}
+
+/// Add 1 to the counter at byte `field` of the calling CPU's slot, in a
+/// restartable sequence whose commit is the add itself (see the top of the
+/// file and `slab/rseq.rs` for the mechanism). False if the thread has no
+/// CPU id (no registered area): nothing was done.
+///
+/// # Safety
+/// `area` is the calling thread's registered `struct rseq`; `slots` points
+/// to `nr` slots that only such sequences write; `field + 8 <= 64`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn rseq_inc(area: *mut u8, slots: *mut FastSlot, nr: usize, field: usize) -> bool {
+    use crate::slab::rseq::{RSEQ_CPU_ID, RSEQ_CS};
+    let res: u32;
+    // SAFETY: caller contract. The sequence reads the thread's rseq area and
+    // commits with one add to this CPU's slot; an abort restarts it from
+    // the top (label 6), a thread without a CPU id leaves at label 7.
+    unsafe {
+        core::arch::asm!(
+            "6:",
+            "xorl {res:e}, {res:e}",
+            "leaq 5f(%rip), {t}",
+            "movq {t}, {cs}({area})",
+            "2:",
+            "movl {cpuid}({area}), {c:e}",
+            "cmpq {nr}, {c}",
+            "jae 7f",
+            "shlq $6, {c}",
+            "addq {slots}, {c}",
+            "addq $1, ({c},{field})",
+            "3:",
+            ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
+            ".balign 32",
+            "5:",
+            ".long 0, 0",
+            ".quad 2b, 3b - 2b, 4f",
+            ".popsection",
+            ".pushsection .text.unlikely.kmem_rseq, \"ax\"",
+            "7:",
+            "movl $1, {res:e}",
+            "jmp 3b",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "4:",
+            "jmp 6b",
+            ".popsection",
+            area = in(reg) area,
+            slots = in(reg) slots,
+            nr = in(reg) nr,
+            field = in(reg) field,
+            res = out(reg) res,
+            c = out(reg) _,
+            t = out(reg) _,
+            cs = const RSEQ_CS,
+            cpuid = const RSEQ_CPU_ID,
+            options(att_syntax, nostack),
+        );
+    }
+    res == 0
+}
+
+/// Other architectures never enter rseq mode.
+///
+/// # Safety
+/// None needed: does nothing.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn rseq_inc(_: *mut u8, _: *mut FastSlot, _: usize, _: usize) -> bool {
+    false
 }
 
 /// A snapshot of a pool's counters.
@@ -213,7 +388,7 @@ impl Mempool {
 
     /// Elements handed out by this pool and not yet returned to it.
     pub fn outstanding(&self) -> isize {
-        self.outstanding.load(Ordering::Relaxed)
+        self.stats().outstanding
     }
 
     /// Tasks waiting for an element now.
@@ -236,19 +411,27 @@ impl Mempool {
         self.name_len = n;
     }
 
-    /// The counters.
+    /// The counters (summed over the CPUs; exact when nothing runs on the
+    /// pool concurrently).
     pub fn stats(&self) -> MempoolStats {
         let c = &self.stats;
+        let alloc_backing = c.fast_sum(FAST_ALLOC);
+        let free_backing = c.fast_sum(FAST_FREE);
+        let alloc_reserve = c.alloc_reserve.load(Ordering::Relaxed);
+        let free_reserve = c.free_reserve.load(Ordering::Relaxed);
         MempoolStats {
             min_nr: self.min_nr(),
             curr_nr: self.curr_nr(),
-            outstanding: self.outstanding(),
-            alloc_backing: c.alloc_backing.load(Ordering::Relaxed),
-            alloc_reserve: c.alloc_reserve.load(Ordering::Relaxed),
+            outstanding: alloc_backing
+                .wrapping_add(alloc_reserve)
+                .wrapping_sub(free_backing)
+                .wrapping_sub(free_reserve) as isize,
+            alloc_backing,
+            alloc_reserve,
             alloc_fail: c.alloc_fail.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),
-            free_reserve: c.free_reserve.load(Ordering::Relaxed),
-            free_backing: c.free_backing.load(Ordering::Relaxed),
+            free_reserve,
+            free_backing,
         }
     }
 
@@ -399,7 +582,19 @@ impl<P: Platform> Kmem<P> {
     #[inline(always)]
     #[track_caller]
     fn might_alloc(&self, gfp: Gfp) -> Gfp {
-        if gfp.allows_blocking() && self.might_sleep_at(core::panic::Location::caller()) {
+        if gfp.allows_blocking() && self.preempt_count() != 0 {
+            self.might_alloc_atomic(gfp, core::panic::Location::caller())
+        } else {
+            gfp
+        }
+    }
+
+    /// [`Kmem::might_alloc`] from a context with a preempt count: the report
+    /// (kept out of the inlined fast path).
+    #[cold]
+    #[inline(never)]
+    fn might_alloc_atomic(&self, gfp: Gfp, loc: &'static core::panic::Location<'static>) -> Gfp {
+        if self.might_sleep_at(loc) {
             gfp.without(__GFP_DIRECT_RECLAIM)
         } else {
             gfp
@@ -509,6 +704,13 @@ impl<P: Platform> Kmem<P> {
             .cast::<*mut u8>();
         let mut name = [0u8; NAME_LEN];
         name[..7].copy_from_slice(b"mempool");
+        // The per-CPU slots of the fast-path counters; without them (no
+        // memory) the counts go to the shared atomics.
+        let nr_slots = self.nr_cpus.max(1);
+        let slots = self
+            .kzalloc_node(nr_slots * mem::size_of::<FastSlot>(), gfp | __GFP_NOWARN, nid)
+            .map_or(ptr::null_mut(), |p| p.as_ptr().cast::<FastSlot>());
+        debug_assert!((slots as usize).is_multiple_of(mem::align_of::<FastSlot>()));
         // SAFETY: the caller gave us memory valid for a Mempool.
         unsafe {
             pool.write(Mempool {
@@ -525,10 +727,20 @@ impl<P: Platform> Kmem<P> {
                 nr_waiters: AtomicU32::new(0),
                 machine: self as *const Kmem<P> as *const (),
                 ctx: ptr::null_mut(),
+                backing: Backing::Callbacks,
+                backing_arg: 0,
                 name,
                 name_len: 7,
-                outstanding: AtomicIsize::new(0),
-                stats: Counters::default(),
+                stats: Counters {
+                    slots,
+                    nr_slots,
+                    rseq: self.slab_fast_paths_rseq(),
+                    shared: [AtomicUsize::new(0), AtomicUsize::new(0)],
+                    alloc_reserve: AtomicUsize::new(0),
+                    alloc_fail: AtomicUsize::new(0),
+                    waits: AtomicUsize::new(0),
+                    free_reserve: AtomicUsize::new(0),
+                },
             })
         };
         // First preallocate the guaranteed number of elements.
@@ -556,9 +768,9 @@ impl<P: Platform> Kmem<P> {
     ///
     /// # Safety
     /// `pool` is a live pool of this machine that nobody uses any more.
-    pub unsafe fn mempool_exit(&self, pool: *mut Mempool) {
+    pub unsafe fn mempool_exit(&self, pool_ptr: *mut Mempool) {
         // SAFETY: caller's contract.
-        let pool = unsafe { &*pool };
+        let pool = unsafe { &*pool_ptr };
         if !pool.is_of(self) {
             self.warn(format_args!(
                 "mempool_exit: pool {} ({:p}) belongs to another machine",
@@ -586,12 +798,18 @@ impl<P: Platform> Kmem<P> {
                 r.capacity = 0;
                 pool.min_nr.store(0, Ordering::Relaxed);
                 drop(r);
-                // SAFETY: the array and the context were kmalloc'd from this
-                // machine (or are null) and nothing refers to them any more.
+                let (slots, ctx) = (pool.stats.slots, pool.ctx);
+                // SAFETY: the array, the counter slots and the context were
+                // kmalloc'd from this machine (or are null) and nothing
+                // refers to them any more (nobody uses the pool: contract).
                 unsafe {
                     self.kfree(elements as *const u8);
-                    self.kfree(pool.ctx as *const u8);
+                    self.kfree(slots as *const u8);
+                    self.kfree(ctx as *const u8);
                 }
+                // SAFETY: nobody else uses the pool (contract); an exited
+                // pool's statistics read the shared counters only.
+                unsafe { (*pool_ptr).stats.slots = ptr::null_mut() };
                 return;
             }
             let element = pool.remove_element(&mut r);
@@ -632,29 +850,45 @@ impl<P: Platform> Kmem<P> {
     /// that, from the reserve. Never NULL when `gfp` allows direct reclaim
     /// (it sleeps until an element is freed); NULL otherwise if both fail.
     /// `__GFP_ZERO` is not supported (WARN once).
+    ///
+    /// The fast path (the allocator serves the first try) is inlined into
+    /// the caller; the rest is [`Kmem::mempool_alloc_slow`].
+    #[inline(always)]
     #[track_caller]
     pub fn mempool_alloc(&self, pool: &Mempool, gfp: Gfp) -> *mut u8 {
         if gfp.intersects(__GFP_ZERO) {
-            self.warn_once(
-                WARN_MEMPOOL_ZERO,
-                format_args!("mempool_alloc: __GFP_ZERO is not supported"),
-            );
+            self.mempool_warn_zero();
         }
         let gfp = self.might_alloc(gfp);
 
         let gfp = gfp | __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN;
         // The first round neither reclaims nor does I/O.
-        let mut gfp_temp = gfp.without(__GFP_DIRECT_RECLAIM | __GFP_IO);
-        loop {
-            // repeat_alloc:
-            // SAFETY: pool invariant: the callbacks accept pool_data.
-            let element = unsafe { (pool.alloc_fn)(gfp_temp, pool.pool_data) };
-            if !element.is_null() {
-                pool.stats.alloc_backing.fetch_add(1, Ordering::Relaxed);
-                pool.outstanding.fetch_add(1, Ordering::Relaxed);
-                return element;
-            }
+        let gfp_temp = gfp.without(__GFP_DIRECT_RECLAIM | __GFP_IO);
+        // repeat_alloc:
+        let element = self.mempool_backing_alloc(pool, gfp_temp);
+        if !element.is_null() {
+            pool.stats.fast_inc(&self.platform, FAST_ALLOC);
+            return element;
+        }
+        self.mempool_alloc_slow(pool, gfp, gfp_temp)
+    }
 
+    #[cold]
+    #[inline(never)]
+    fn mempool_warn_zero(&self) {
+        self.warn_once(
+            WARN_MEMPOOL_ZERO,
+            format_args!("mempool_alloc: __GFP_ZERO is not supported"),
+        );
+    }
+
+    /// The rest of `mempool_alloc` after the allocator failed with
+    /// `gfp_temp`: the reserve, the allocator with the full mask `gfp`, and
+    /// the wait.
+    #[cold]
+    #[inline(never)]
+    fn mempool_alloc_slow(&self, pool: &Mempool, gfp: Gfp, mut gfp_temp: Gfp) -> *mut u8 {
+        loop {
             let mut r = pool.lock.lock(&self.platform);
             if pool.curr_nr() != 0 {
                 let element = pool.remove_element(&mut r);
@@ -663,35 +897,38 @@ impl<P: Platform> Kmem<P> {
                 // curr_nr is ordered before whatever publishes the element.
                 fence(Ordering::Release);
                 pool.stats.alloc_reserve.fetch_add(1, Ordering::Relaxed);
-                pool.outstanding.fetch_add(1, Ordering::Relaxed);
                 return element;
             }
 
-            // The first round failed and the reserve is empty: retry at once
-            // with the caller's mask (reclaim and I/O allowed).
             if gfp_temp != gfp {
+                // The first round failed and the reserve is empty: retry at
+                // once with the caller's mask (reclaim and I/O allowed).
                 drop(r);
                 gfp_temp = gfp;
-                continue;
-            }
-
-            // We must not sleep without __GFP_DIRECT_RECLAIM.
-            if !gfp.allows_blocking() {
+            } else if !gfp.allows_blocking() {
+                // We must not sleep without __GFP_DIRECT_RECLAIM.
                 drop(r);
                 pool.stats.alloc_fail.fetch_add(1, Ordering::Relaxed);
                 return ptr::null_mut();
+            } else {
+                // prepare_to_wait, still under the lock: a free that refills
+                // the reserve after this point sees us and changes the word.
+                let seq = pool.wait_seq.load(Ordering::Relaxed);
+                pool.nr_waiters.fetch_add(1, Ordering::Relaxed);
+                drop(r);
+                pool.stats.waits.fetch_add(1, Ordering::Relaxed);
+                self.platform
+                    .futex_wait(&pool.wait_seq, seq, Some(MEMPOOL_WAIT_NS));
+                // finish_wait
+                pool.nr_waiters.fetch_sub(1, Ordering::Relaxed);
             }
 
-            // prepare_to_wait, still under the lock: a free that refills the
-            // reserve after this point sees us and changes the word.
-            let seq = pool.wait_seq.load(Ordering::Relaxed);
-            pool.nr_waiters.fetch_add(1, Ordering::Relaxed);
-            drop(r);
-            pool.stats.waits.fetch_add(1, Ordering::Relaxed);
-            self.platform
-                .futex_wait(&pool.wait_seq, seq, Some(MEMPOOL_WAIT_NS));
-            // finish_wait
-            pool.nr_waiters.fetch_sub(1, Ordering::Relaxed);
+            // repeat_alloc:
+            let element = self.mempool_backing_alloc(pool, gfp_temp);
+            if !element.is_null() {
+                pool.stats.fast_inc(&self.platform, FAST_ALLOC);
+                return element;
+            }
         }
     }
 
@@ -705,7 +942,6 @@ impl<P: Platform> Kmem<P> {
             // smp_wmb(): see mempool_alloc.
             fence(Ordering::Release);
             pool.stats.alloc_reserve.fetch_add(1, Ordering::Relaxed);
-            pool.outstanding.fetch_add(1, Ordering::Relaxed);
             return element;
         }
         drop(r);
@@ -721,11 +957,11 @@ impl<P: Platform> Kmem<P> {
     /// `element` is null or was returned by `mempool_alloc`/
     /// `mempool_alloc_preallocated` of this pool (or by its `alloc_fn`), and
     /// is not used afterwards.
+    #[inline(always)]
     pub unsafe fn mempool_free(&self, element: *mut u8, pool: &Mempool) {
         if element.is_null() {
             return;
         }
-        pool.outstanding.fetch_sub(1, Ordering::Relaxed);
 
         // smp_rmb(), paired with the fence after a reserve allocation: the
         // curr_nr we read is not older than the allocation of `element`.
@@ -734,22 +970,104 @@ impl<P: Platform> Kmem<P> {
         // Unlocked peek: guaranteed to see curr_nr < min_nr whenever elements
         // handed out from the reserve are still missing from it (see the top
         // of the file), and refilling early is what we want anyway.
-        if pool.curr_nr() < pool.min_nr() {
-            let mut r = pool.lock.lock(&self.platform);
-            if pool.curr_nr() < pool.min_nr() {
-                pool.add_element(&mut r, element);
-                let waiters = pool.nr_waiters.load(Ordering::Relaxed);
-                drop(r);
-                pool.stats.free_reserve.fetch_add(1, Ordering::Relaxed);
-                if waiters != 0 {
-                    // wake_up(&pool->wait)
-                    pool.wait_seq.fetch_add(1, Ordering::Release);
-                    self.platform.futex_wake(&pool.wait_seq, u32::MAX);
+        // SAFETY: forwarded (caller's contract).
+        if pool.curr_nr() < pool.min_nr() && unsafe { self.mempool_free_refill(element, pool) } {
+            return;
+        }
+        pool.stats.fast_inc(&self.platform, FAST_FREE);
+        // SAFETY: caller's contract: an element of this pool's allocator.
+        unsafe { self.mempool_backing_free(pool, element) };
+    }
+
+    /// Put `element` into the reserve if it is still below `min_nr` (checked
+    /// again under the lock) and wake the waiters. False if it is full.
+    ///
+    /// # Safety
+    /// As [`Kmem::mempool_free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn mempool_free_refill(&self, element: *mut u8, pool: &Mempool) -> bool {
+        let mut r = pool.lock.lock(&self.platform);
+        if pool.curr_nr() >= pool.min_nr() {
+            return false;
+        }
+        pool.add_element(&mut r, element);
+        let waiters = pool.nr_waiters.load(Ordering::Relaxed);
+        drop(r);
+        pool.stats.free_reserve.fetch_add(1, Ordering::Relaxed);
+        if waiters != 0 {
+            // wake_up(&pool->wait)
+            pool.wait_seq.fetch_add(1, Ordering::Release);
+            self.platform.futex_wake(&pool.wait_seq, u32::MAX);
+        }
+        true
+    }
+
+    /// `pool->alloc(gfp, pool->pool_data)`, calling a ready-made allocator
+    /// of this machine directly.
+    #[inline(always)]
+    fn mempool_backing_alloc(&self, pool: &Mempool, gfp: Gfp) -> *mut u8 {
+        if pool.backing != Backing::Callbacks && pool.is_of(self) {
+            match pool.backing {
+                Backing::Slab => {
+                    // SAFETY: a slab pool of this machine: `backing_arg` is
+                    // its live cache (the creator's promise).
+                    let cache = unsafe { NonNull::new_unchecked(pool.backing_arg as *mut KmemCache) };
+                    return self
+                        .kmem_cache_alloc(cache, gfp)
+                        .map_or(ptr::null_mut(), |p| p.as_ptr());
                 }
-                return;
+                Backing::Kmalloc => {
+                    return self
+                        .kmalloc(pool.backing_arg, gfp)
+                        .map_or(ptr::null_mut(), |p| p.as_ptr());
+                }
+                Backing::Pages => {
+                    return self
+                        .alloc_pages(gfp, pool.backing_arg as u32)
+                        .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut u8);
+                }
+                Backing::Callbacks => {}
             }
         }
-        pool.stats.free_backing.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: pool invariant: the callbacks accept pool_data.
+        unsafe { (pool.alloc_fn)(gfp, pool.pool_data) }
+    }
+
+    /// `pool->free(element, pool->pool_data)`, as [`Kmem::mempool_backing_alloc`].
+    ///
+    /// # Safety
+    /// `element` came from the pool's allocator and is not used afterwards.
+    #[inline(always)]
+    unsafe fn mempool_backing_free(&self, pool: &Mempool, element: *mut u8) {
+        if pool.backing != Backing::Callbacks && pool.is_of(self) {
+            match pool.backing {
+                Backing::Slab => {
+                    // SAFETY: as in mempool_backing_alloc; the element is an
+                    // object of that cache (caller's contract).
+                    unsafe {
+                        self.kmem_cache_free(
+                            NonNull::new_unchecked(pool.backing_arg as *mut KmemCache),
+                            element,
+                        )
+                    };
+                    return;
+                }
+                Backing::Kmalloc => {
+                    // SAFETY: a kmalloc'd element of this machine (caller's contract).
+                    unsafe { self.kfree(element) };
+                    return;
+                }
+                Backing::Pages => {
+                    if let Some(page) = NonNull::new(element as *mut Page) {
+                        // SAFETY: a page allocation of this order (caller's contract).
+                        unsafe { self.__free_pages(page, pool.backing_arg as u32) };
+                    }
+                    return;
+                }
+                Backing::Callbacks => {}
+            }
+        }
         // SAFETY: caller's contract: an element of this pool's allocator.
         unsafe { (pool.free_fn)(element, pool.pool_data) };
     }
@@ -846,6 +1164,7 @@ impl<P: Platform> Kmem<P> {
         min_nr: usize,
         alloc_fn: MempoolAllocFn,
         free_fn: MempoolFreeFn,
+        backing: Backing,
         data: usize,
         name: fmt::Arguments<'_>,
     ) -> Option<NonNull<Mempool>> {
@@ -868,6 +1187,8 @@ impl<P: Platform> Kmem<P> {
                 // SAFETY: a fresh pool nobody else sees.
                 let pm = unsafe { p.as_mut() };
                 pm.ctx = ctx.as_ptr();
+                pm.backing = backing;
+                pm.backing_arg = data;
                 let mut buf = crate::printk::FixedBuf::<NAME_LEN>::new();
                 let _ = buf.write_fmt(name);
                 pm.set_name(buf.as_str());
@@ -901,6 +1222,7 @@ impl<P: Platform> Kmem<P> {
             min_nr,
             mempool_alloc_slab::<P>,
             mempool_free_slab::<P>,
+            Backing::Slab,
             cache.as_ptr() as usize,
             format_args!("slab:{}", s.name()),
         )
@@ -912,6 +1234,7 @@ impl<P: Platform> Kmem<P> {
             min_nr,
             mempool_kmalloc::<P>,
             mempool_kfree::<P>,
+            Backing::Kmalloc,
             size,
             format_args!("kmalloc:{size}"),
         )
@@ -924,6 +1247,7 @@ impl<P: Platform> Kmem<P> {
             min_nr,
             mempool_alloc_pages::<P>,
             mempool_free_pages::<P>,
+            Backing::Pages,
             order as usize,
             format_args!("pages:order-{order}"),
         )
