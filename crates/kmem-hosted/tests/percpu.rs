@@ -139,7 +139,8 @@ fn many_allocations_span_chunks_and_free_all() {
         stats.contains("  nr_chunks           :            6\n"),
         "{stats}"
     );
-    assert_eq!(stats.matches("Chunk: ").count(), 6);
+    assert_eq!(stats.matches("Chunk:").count(), 6);
+    assert_eq!(stats.matches("Chunk: <- First Chunk\n").count(), 1);
     // Every CPU's copy is distinct and intact.
     for (i, &p) in ptrs.iter().enumerate() {
         for cpu in 0..2 {
@@ -166,6 +167,70 @@ fn many_allocations_span_chunks_and_free_all() {
     assert_eq!(m.pcpu_nr_pages(), npc0);
     assert_eq!(m.nr_allocated_pages(), pages0);
     assert_boot_state(&m);
+}
+
+/// pcpu_alloc_test's pattern (sizes 1..1024 bytes, alignments 2..2048):
+/// chunks are created on demand well past the 64 the allocator once had,
+/// every object is distinct on every CPU, and freeing everything gives every
+/// page back.
+#[test]
+fn chunks_grow_on_demand_for_many_objects() {
+    let m = boot("quiet mem=256M nr_cpus=2 kswapd=off");
+    let pages0 = m.nr_allocated_pages();
+    let npc0 = m.pcpu_nr_pages();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut objs = Vec::new();
+    for i in 0..6000usize {
+        let size = 1 + rnd(1024);
+        let align = 1 << (1 + rnd(11));
+        let p = m.__alloc_percpu(size, align).unwrap();
+        assert_eq!(p.addr() % align, 0);
+        for cpu in 0..2 {
+            let q = m.per_cpu_ptr(p, cpu);
+            // SAFETY: `size` live bytes on every CPU.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(q, size) };
+            assert!(bytes.iter().all(|&b| b == 0), "object {i} not zeroed");
+            bytes.fill((i * 2 + cpu) as u8);
+        }
+        objs.push((p, size, i));
+        // Free some on the way, as a real workload does.
+        if rnd(4) == 0 {
+            let (p, _, _) = objs.swap_remove(rnd(objs.len()));
+            // SAFETY: not used afterwards.
+            unsafe { m.free_percpu(p) };
+        }
+    }
+    let s = m.percpu_stats();
+    assert!(s.nr_chunks > 64, "{s:?}");
+    assert_eq!(s.nr_cur_alloc, objs.len() as u64);
+    let stats = m.proc_read("percpu_stats").unwrap();
+    assert_eq!(stats.matches("Chunk:").count() as u64, s.nr_chunks);
+    for &(p, size, i) in &objs {
+        for cpu in 0..2 {
+            // SAFETY: live.
+            let bytes = unsafe { std::slice::from_raw_parts(m.per_cpu_ptr(p, cpu), size) };
+            assert!(
+                bytes.iter().all(|&b| b == (i * 2 + cpu) as u8),
+                "object {i} overwritten"
+            );
+        }
+    }
+    for (p, _, _) in objs {
+        // SAFETY: not used afterwards.
+        unsafe { m.free_percpu(p) };
+    }
+    let s = m.percpu_stats();
+    assert_eq!((s.nr_cur_alloc, s.nr_chunks), (0, 2));
+    m.pcpu_balance();
+    assert_eq!(m.percpu_stats().nr_chunks, 1);
+    assert_eq!(m.pcpu_nr_pages(), npc0);
+    assert_eq!(m.nr_allocated_pages(), pages0);
 }
 
 #[test]

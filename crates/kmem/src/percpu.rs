@@ -9,20 +9,49 @@
 //! which is the kernel's `p + __per_cpu_offset[cpu]` with a constant stride.
 //!
 //! * **Inside a chunk** a bitmap of 4-byte granules (`PCPU_MIN_ALLOC_SIZE`)
-//!   marks what is allocated (`alloc_map`) and a second one marks where each
-//!   allocation starts (`bound_map`, needed by `free_percpu`). Allocation is
-//!   first fit honouring the alignment (offsets are aligned relative to the
-//!   unit start, which is page aligned). The kernel's per-block contig hints
-//!   and slot lists are not modelled: chunks are searched in creation order.
+//!   marks what is allocated (`alloc_map`), and `bound_map` (one bit more)
+//!   marks where each allocation starts and where it ends, as the kernel's:
+//!   freeing finds the end as the next boundary bit. All of a chunk's
+//!   metadata lives in one page of its own ([`ChunkMeta`]).
+//! * **Hints, as the kernel's.** Each page-sized block of the bitmap
+//!   (`PCPU_BITMAP_BLOCK_SIZE`) has a `pcpu_block_md`: the largest free run
+//!   (`contig_hint` and its start), the free run touching its start
+//!   (`left_free`) and its end (`right_free`), and its first free granule
+//!   (`first_free`). A block's hints are recomputed from its 16 bitmap words
+//!   when an allocation or free touches it; the chunk's own `chunk_md` (the
+//!   same hints for the whole chunk, runs joined across blocks) is then
+//!   recomputed from the eight blocks' hints. Finding room in a chunk
+//!   (`pcpu_find_block_fit` + `pcpu_alloc_area`) first rejects the chunk
+//!   unless its contig hint, aligned, holds the request (the kernel's early
+//!   out, which may pass over an aligned fit in a smaller hole), then walks
+//!   the blocks from the chunk's first free one: a free run carried over
+//!   from earlier blocks plus this block's `left_free` is used directly,
+//!   and only a block whose `contig_hint` can hold the request has its
+//!   bitmap scanned (from its `first_free`). Blocks that cannot hold the
+//!   request cost a few comparisons.
+//! * **Chunks are on slot lists by their largest free area**
+//!   (`pcpu_chunk_lists`): slot `max(fls(contig_bytes) - 5 + 2, 1)`, slot 0
+//!   for full chunks and the last slot for entirely free ones. An
+//!   allocation looks only at the slots that can hold it, in increasing
+//!   order (the fullest chunks first), each list in order; a chunk of one
+//!   of the smallest slots (`PCPU_SLOT_FAIL_THRESHOLD`) that fails is moved
+//!   to slot 0; after every allocation and free a chunk whose slot changed
+//!   moves, to the head of the list if it went up and to the tail if it
+//!   went down (`pcpu_chunk_relocate`). `free_percpu` finds the chunk of a
+//!   pointer in a hash table of chunks by unit-0 address (the kernel reads
+//!   it from the page).
 //! * **The first chunk** is allocated at boot. Its first [`PCPU_STATIC_SIZE`]
 //!   bytes are the *static* area that holds `DEFINE_PER_CPU` variables
 //!   ([`PerCpuVar`]): Rust has no linker section for per-CPU data, so each
 //!   variable gets an offset in the static area of a machine the first time it
-//!   is used on that machine. The rest of the first chunk is dynamic.
+//!   is used on that machine. The rest of the first chunk is dynamic; the
+//!   static area is hidden from the allocator as the kernel hides it
+//!   (`start_offset`).
 //! * **Dynamic chunks** are created when no existing chunk fits a request,
 //!   for sleeping (`__GFP_DIRECT_RECLAIM`) requests only: atomic requests use
 //!   existing chunks (the kernel's "atomic alloc failed, no space left").
-//!   Chunks are fully populated when created (no lazy page population).
+//!   There is no limit on their number but memory. Chunks are fully
+//!   populated when created (no lazy page population).
 //! * **Freeing** (`free_percpu`, callable from atomic context) clears the
 //!   bits. When a dynamic chunk becomes empty it is kept if it is the only
 //!   empty dynamic chunk and released to the page allocator otherwise: the
@@ -32,11 +61,13 @@
 //! * **Memory is zeroed on every CPU** when it is allocated.
 //! * **Size of a chunk**: `nr_cpu_ids * PCPU_UNIT_SIZE` rounded up to a
 //!   power-of-two block of pages, so machines of more than 128 CPUs (an order
-//!   above `MAX_PAGE_ORDER`) have no per-CPU memory; at most
-//!   [`PCPU_MAX_CHUNKS`] chunks exist at once.
+//!   above `MAX_PAGE_ORDER`) have no per-CPU memory.
 //! * **Limits**: `size == 0`, `size > PCPU_MIN_UNIT_SIZE` (32 KiB),
 //!   `align > PAGE_SIZE` or a non-power-of-two `align` give the kernel's
 //!   warning and a failure.
+//! * **Locking**: one spinlock (`pcpu_lock`) protects the slot lists, the
+//!   hash table, every chunk's metadata and the counters. Pages are
+//!   allocated and freed, and memory zeroed, without it.
 //!
 //! ## `this_cpu_*` operations
 //! The typed handle [`PerCpu<T>`] (an integer type, [`PercpuInt`]) offers the
@@ -75,140 +106,409 @@ pub const PCPU_MIN_UNIT_SIZE: usize = 32 << 10;
 pub const PCPU_UNIT_SIZE: usize = PCPU_MIN_UNIT_SIZE;
 /// Static area at the start of the first chunk, for `DEFINE_PER_CPU`.
 pub const PCPU_STATIC_SIZE: usize = 8 << 10;
-/// Most chunks a machine can have (the first one included).
-pub const PCPU_MAX_CHUNKS: usize = 64;
 /// Most `DEFINE_PER_CPU` variables a machine can use.
 pub const PCPU_MAX_STATIC_VARS: usize = 256;
 /// Allocation failure warnings printed before "limit reached".
 const PCPU_MAX_ALLOC_WARNINGS: u32 = 10;
 
+/// Granules of a unit (`pcpu_chunk_map_bits`).
 const BITS: usize = PCPU_UNIT_SIZE / PCPU_MIN_ALLOC_SIZE;
 const WORDS: usize = BITS / 64;
 const STATIC_BITS: usize = PCPU_STATIC_SIZE / PCPU_MIN_ALLOC_SIZE;
+/// Granules of a hint block (`PCPU_BITMAP_BLOCK_BITS`: a page).
+const BLOCK_BITS: usize = PAGE_SIZE / PCPU_MIN_ALLOC_SIZE;
+const NR_BLOCKS: usize = BITS / BLOCK_BITS;
 
-/// A chunk's bitmaps, in a page of its own (the chunk's metadata page).
-struct ChunkMaps {
-    /// One bit per granule: allocated.
-    alloc_map: [u64; WORDS],
-    /// One bit per granule: an allocation starts here.
-    bound_map: [u64; WORDS],
+/// `PCPU_SLOT_BASE_SHIFT`: sizes 1..31 share a slot.
+const PCPU_SLOT_BASE_SHIFT: usize = 5;
+/// Chunks of slots below this that fail an allocation move to slot 0.
+const PCPU_SLOT_FAIL_THRESHOLD: usize = 3;
+
+/// `__pcpu_size_to_slot`.
+const fn __pcpu_size_to_slot(size: usize) -> usize {
+    let fls = (usize::BITS - size.leading_zeros()) as usize;
+    if fls + 2 > PCPU_SLOT_BASE_SHIFT + 1 {
+        fls + 2 - PCPU_SLOT_BASE_SHIFT
+    } else {
+        1
+    }
 }
 
-const _: () = assert!(core::mem::size_of::<ChunkMaps>() <= PAGE_SIZE);
+/// `pcpu_free_slot`: chunks with nothing allocated.
+const PCPU_FREE_SLOT: usize = __pcpu_size_to_slot(PCPU_UNIT_SIZE) + 1;
+/// `pcpu_nr_slots`.
+const PCPU_NR_SLOTS: usize = PCPU_FREE_SLOT + 1;
+/// A chunk on no list.
+const NO_SLOT: usize = usize::MAX;
+/// Buckets of the chunk hash (by unit-0 address / unit size).
+const PCPU_HASH: usize = 256;
 
-impl ChunkMaps {
-    fn test(map: &[u64; WORDS], bit: usize) -> bool {
-        map[bit / 64] & (1 << (bit % 64)) != 0
+/// `pcpu_size_to_slot`.
+fn pcpu_size_to_slot(size: usize) -> usize {
+    if size == PCPU_UNIT_SIZE {
+        PCPU_FREE_SLOT
+    } else {
+        __pcpu_size_to_slot(size)
     }
+}
 
-    fn set_range(map: &mut [u64; WORDS], start: usize, end: usize, on: bool) {
-        for bit in start..end {
-            if on {
-                map[bit / 64] |= 1 << (bit % 64);
-            } else {
-                map[bit / 64] &= !(1 << (bit % 64));
-            }
+/// `struct pcpu_block_md` (granules; `scan_hint` is not kept).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct BlockMd {
+    contig_hint: u32,
+    contig_hint_start: u32,
+    left_free: u32,
+    right_free: u32,
+    first_free: u32,
+}
+
+impl BlockMd {
+    /// An entirely free area of `nr_bits` granules.
+    const fn free(nr_bits: usize) -> Self {
+        BlockMd {
+            contig_hint: nr_bits as u32,
+            contig_hint_start: 0,
+            left_free: nr_bits as u32,
+            right_free: nr_bits as u32,
+            first_free: 0,
         }
     }
 
-    /// First bit in `[from, limit)` whose value is `val`, or `limit`.
-    fn find(map: &[u64; WORDS], from: usize, limit: usize, val: bool) -> usize {
-        let mut bit = from;
-        while bit < limit {
-            let w = if val { map[bit / 64] } else { !map[bit / 64] };
-            let w = w >> (bit % 64);
-            if w == 0 {
-                bit = (bit / 64 + 1) * 64;
+    /// `pcpu_check_block_hint`: the contig hint, aligned, holds `bits`.
+    fn fits(&self, bits: usize, align: usize) -> bool {
+        let start = self.contig_hint_start as usize;
+        start.next_multiple_of(align) - start + bits <= self.contig_hint as usize
+    }
+}
+
+/// A chunk's metadata, in a zeroed page of its own (`struct pcpu_chunk`).
+#[repr(C)]
+struct ChunkMeta {
+    /// One bit per granule: allocated.
+    alloc_map: [u64; WORDS],
+    /// `BITS + 1` bits: an allocation starts here, or one ended just before.
+    /// Bits of freed areas stay until an allocation covers them, as in the
+    /// kernel; only a bit at an allocated granule is a live start.
+    bound_map: [u64; WORDS + 1],
+    md_blocks: [BlockMd; NR_BLOCKS],
+    chunk_md: BlockMd,
+    /// Linear address of unit 0.
+    base: usize,
+    /// Order of the page block holding the units.
+    order: u32,
+    /// Granules before this are not the allocator's (the static area).
+    start_bits: usize,
+    /// Free granules.
+    free_bits: usize,
+    /// Live allocations in the chunk.
+    nr_alloc: usize,
+    /// Largest allocation the chunk ever served.
+    max_alloc_size: usize,
+    /// The slot list the chunk is on, or `NO_SLOT`.
+    list: usize,
+    /// Neighbours on that list (metadata addresses, 0 at the ends).
+    prev: usize,
+    next: usize,
+    /// Next chunk in the same hash bucket.
+    hash_next: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<ChunkMeta>() <= PAGE_SIZE);
+
+/// The metadata of a chunk.
+///
+/// # Safety
+/// `m` is the metadata page of a live chunk, and the caller holds the
+/// percpu lock (or owns the chunk alone) and makes no other reference to
+/// the same metadata while this one is used.
+#[allow(clippy::mut_from_ref)]
+unsafe fn meta<'a>(m: usize) -> &'a mut ChunkMeta {
+    // SAFETY: caller's contract.
+    unsafe { &mut *(m as *mut ChunkMeta) }
+}
+
+fn test_bit(map: &[u64], bit: usize) -> bool {
+    map[bit / 64] & (1 << (bit % 64)) != 0
+}
+
+/// Set or clear the bits `[start, end)`, a word at a time.
+fn set_range(map: &mut [u64], start: usize, end: usize, on: bool) {
+    let mut bit = start;
+    while bit < end {
+        let lo = bit % 64;
+        let n = (end - bit).min(64 - lo);
+        let mask = if n == 64 { !0 } else { ((1u64 << n) - 1) << lo };
+        if on {
+            map[bit / 64] |= mask;
+        } else {
+            map[bit / 64] &= !mask;
+        }
+        bit += n;
+    }
+}
+
+/// First bit in `[from, limit)` whose value is `val`, or `limit`.
+fn find(map: &[u64], from: usize, limit: usize, val: bool) -> usize {
+    let mut bit = from;
+    while bit < limit {
+        let w = if val { map[bit / 64] } else { !map[bit / 64] };
+        let w = w >> (bit % 64);
+        if w == 0 {
+            bit = (bit / 64 + 1) * 64;
+            continue;
+        }
+        bit += w.trailing_zeros() as usize;
+        return bit.min(limit);
+    }
+    limit
+}
+
+/// Last set bit below `limit`, if any.
+fn find_last(map: &[u64], limit: usize) -> Option<usize> {
+    let mut w = limit.div_ceil(64);
+    while w > 0 {
+        w -= 1;
+        let mut v = map[w];
+        if (w + 1) * 64 > limit {
+            v &= (1u64 << (limit % 64)) - 1;
+        }
+        if v != 0 {
+            return Some(w * 64 + 63 - v.leading_zeros() as usize);
+        }
+    }
+    None
+}
+
+/// `pcpu_find_zero_area`: the first start in `[from, start_limit)` aligned
+/// to `align` with `bits` free granules.
+fn find_zero_area(map: &[u64], from: usize, start_limit: usize, bits: usize, align: usize) -> Option<usize> {
+    let mut start = from;
+    loop {
+        start = find(map, start, BITS, false).next_multiple_of(align);
+        if start >= start_limit || start + bits > BITS {
+            return None;
+        }
+        let busy = find(map, start, start + bits, true);
+        if busy == start + bits {
+            return Some(start);
+        }
+        start = busy + 1;
+    }
+}
+
+impl ChunkMeta {
+    /// `pcpu_block_refresh_hint`: block `i`'s hints from its bitmap words.
+    fn block_refresh(&mut self, i: usize) {
+        let (s, e) = (i * BLOCK_BITS, (i + 1) * BLOCK_BITS);
+        let map = &self.alloc_map;
+        let first = find(map, s, e, false);
+        let mut md = BlockMd {
+            first_free: (first - s) as u32,
+            ..BlockMd::default()
+        };
+        let mut bit = first;
+        while bit < e {
+            let end = find(map, bit, e, true);
+            let run = (end - bit) as u32;
+            if run > md.contig_hint {
+                md.contig_hint = run;
+                md.contig_hint_start = (bit - s) as u32;
+            }
+            if bit == s {
+                md.left_free = run;
+            }
+            if end == e {
+                md.right_free = run;
+            }
+            bit = find(map, end, e, false);
+        }
+        self.md_blocks[i] = md;
+    }
+
+    /// `pcpu_chunk_refresh_hint`: the chunk's contig hint and first free
+    /// granule from its blocks' hints (free runs joined across block
+    /// boundaries; the chunk's `left_free`/`right_free` are not used).
+    fn chunk_refresh(&mut self) {
+        let mut md = BlockMd {
+            first_free: BITS as u32,
+            ..BlockMd::default()
+        };
+        let (mut carry_start, mut carry) = (0usize, 0usize);
+        let consider = |md: &mut BlockMd, run: usize, start: usize| {
+            if run > md.contig_hint as usize {
+                md.contig_hint = run as u32;
+                md.contig_hint_start = start as u32;
+            }
+        };
+        for (i, b) in self.md_blocks.iter().enumerate() {
+            let bstart = i * BLOCK_BITS;
+            if md.first_free as usize == BITS && (b.first_free as usize) < BLOCK_BITS {
+                md.first_free = (bstart + b.first_free as usize) as u32;
+            }
+            if b.left_free as usize == BLOCK_BITS {
+                if carry == 0 {
+                    carry_start = bstart;
+                }
+                carry += BLOCK_BITS;
                 continue;
             }
-            bit += w.trailing_zeros() as usize;
-            return bit.min(limit);
+            let left_start = if carry > 0 { carry_start } else { bstart };
+            consider(&mut md, carry + b.left_free as usize, left_start);
+            consider(
+                &mut md,
+                b.contig_hint as usize,
+                bstart + b.contig_hint_start as usize,
+            );
+            carry = b.right_free as usize;
+            carry_start = bstart + BLOCK_BITS - carry;
         }
-        limit
+        consider(&mut md, carry, carry_start);
+        self.chunk_md = md;
     }
 
-    /// First fit of `bits` granules aligned to `align_bits`.
-    fn find_fit(&self, bits: usize, align_bits: usize) -> Option<usize> {
-        let mut start = 0;
-        loop {
-            start = Self::find(&self.alloc_map, start, BITS, false);
-            start = start.div_ceil(align_bits) * align_bits;
-            if start + bits > BITS {
-                return None;
-            }
-            let busy = Self::find(&self.alloc_map, start, start + bits, true);
-            if busy == start + bits {
-                return Some(start);
-            }
-            start = busy + 1;
+    /// Refresh the hints of the blocks holding `[start, end)` and the chunk's.
+    fn update_hints(&mut self, start: usize, end: usize) {
+        for i in start / BLOCK_BITS..=(end - 1) / BLOCK_BITS {
+            self.block_refresh(i);
         }
+        self.chunk_refresh();
     }
 
-    /// Free runs: (first free bit, free granules, largest run, sum and
-    /// largest of the runs that lie before the last allocated granule).
-    fn scan(&self) -> (usize, usize, usize, usize, usize) {
-        let first = Self::find(&self.alloc_map, 0, BITS, false);
-        let last_used = (0..BITS).rev().find(|&b| Self::test(&self.alloc_map, b));
-        let (mut free, mut contig, mut sum_frag, mut max_frag) = (0, 0, 0, 0);
-        let mut bit = first;
-        while bit < BITS {
-            let end = Self::find(&self.alloc_map, bit, BITS, true);
-            let run = end - bit;
-            free += run;
-            contig = contig.max(run);
-            if last_used.is_some_and(|l| end <= l) {
-                sum_frag += run;
-                max_frag = max_frag.max(run);
-            }
-            bit = Self::find(&self.alloc_map, end, BITS, false);
+    /// `pcpu_find_block_fit` + the bitmap search of `pcpu_alloc_area`: a
+    /// start for `bits` granules aligned to `align`, if the chunk has one.
+    fn find_fit(&self, bits: usize, align: usize) -> Option<usize> {
+        if !self.chunk_md.fits(bits, align) {
+            return None;
         }
-        (first, free, contig, sum_frag, max_frag)
+        // The free run reaching the start of the current block.
+        let (mut carry_start, mut carry) = (0usize, 0usize);
+        for i in self.chunk_md.first_free as usize / BLOCK_BITS..NR_BLOCKS {
+            let b = &self.md_blocks[i];
+            let bstart = i * BLOCK_BITS;
+            let left = b.left_free as usize;
+            if carry > 0 && carry + left >= bits {
+                let s = carry_start.next_multiple_of(align);
+                if s + bits <= bstart + left {
+                    return Some(s);
+                }
+            }
+            if b.contig_hint as usize >= bits {
+                let from = bstart + b.first_free as usize;
+                if let Some(s) = find_zero_area(&self.alloc_map, from, bstart + BLOCK_BITS, bits, align) {
+                    return Some(s);
+                }
+            }
+            if left == BLOCK_BITS {
+                if carry == 0 {
+                    carry_start = bstart;
+                }
+                carry += BLOCK_BITS;
+            } else {
+                carry = b.right_free as usize;
+                carry_start = bstart + BLOCK_BITS - carry;
+            }
+        }
+        None
+    }
+
+    /// `pcpu_alloc_area` at a start `find_fit` returned.
+    fn alloc_area(&mut self, start: usize, bits: usize) {
+        set_range(&mut self.alloc_map, start, start + bits, true);
+        set_range(&mut self.bound_map, start, start + 1, true);
+        set_range(&mut self.bound_map, start + 1, start + bits, false);
+        set_range(&mut self.bound_map, start + bits, start + bits + 1, true);
+        self.free_bits -= bits;
+        self.nr_alloc += 1;
+        self.max_alloc_size = self.max_alloc_size.max(bits * PCPU_MIN_ALLOC_SIZE);
+        self.update_hints(start, start + bits);
+    }
+
+    /// Whether `start` is the first granule of a live allocation.
+    fn is_alloc_start(&self, start: usize) -> bool {
+        start >= self.start_bits
+            && start < BITS
+            && test_bit(&self.bound_map, start)
+            && test_bit(&self.alloc_map, start)
+    }
+
+    /// `pcpu_free_area` of the allocation starting at `start`: its granules.
+    fn free_area(&mut self, start: usize) -> usize {
+        let end = find(&self.bound_map, start + 1, BITS + 1, true);
+        set_range(&mut self.alloc_map, start, end, false);
+        self.free_bits += end - start;
+        self.nr_alloc -= 1;
+        self.update_hints(start, end);
+        end - start
+    }
+
+    /// `pcpu_chunk_slot`.
+    fn slot(&self) -> usize {
+        if self.free_bits == 0 || self.chunk_md.contig_hint == 0 {
+            0
+        } else {
+            pcpu_size_to_slot(self.chunk_md.contig_hint as usize * PCPU_MIN_ALLOC_SIZE)
+        }
     }
 
     /// Unit pages without any allocated granule.
     fn empty_pages(&self) -> usize {
-        let words_per_page = PAGE_SIZE / PCPU_MIN_ALLOC_SIZE / 64;
+        let words_per_page = BLOCK_BITS / 64;
         self.alloc_map
             .chunks(words_per_page)
             .filter(|p| p.iter().all(|&w| w == 0))
             .count()
     }
-}
 
-#[derive(Clone, Copy)]
-struct Chunk {
-    /// Linear address of unit 0; 0 marks an unused slot.
-    base: usize,
-    /// Order of the page block holding the units.
-    order: u32,
-    /// Address of the `ChunkMaps` page.
-    maps: usize,
-    /// Live allocations in the chunk.
-    nr_alloc: usize,
-    /// Largest allocation the chunk ever served.
-    max_alloc_size: usize,
-}
-
-impl Chunk {
-    const EMPTY: Chunk = Chunk {
-        base: 0,
-        order: 0,
-        maps: 0,
-        nr_alloc: 0,
-        max_alloc_size: 0,
-    };
-
-    fn maps(&self) -> &ChunkMaps {
-        // SAFETY: `maps` of a used slot is the chunk's metadata page, owned by
-        // the chunk for its whole life; shared access happens under the lock.
-        unsafe { &*(self.maps as *const ChunkMaps) }
+    /// Walk the areas from `start_bits` to the last allocated granule as
+    /// `chunk_map_stats` does: `f(allocated, granules)` per area.
+    fn walk_areas(&self, mut f: impl FnMut(bool, usize)) {
+        let last = find_last(&self.alloc_map, BITS).map_or(0, |b| b + 1);
+        let mut start = self.start_bits;
+        while start < last {
+            let alloc = test_bit(&self.alloc_map, start);
+            let end = if alloc {
+                find(&self.bound_map, start + 1, last, true)
+            } else {
+                find(&self.alloc_map, start + 1, last, true)
+            };
+            f(alloc, end - start);
+            start = end;
+        }
     }
 
-    #[allow(clippy::mut_from_ref)]
-    fn maps_mut(&self) -> &mut ChunkMaps {
-        // SAFETY: as `maps`; callers hold the percpu lock mutably, so no other
-        // reference to the bitmaps exists.
-        unsafe { &mut *(self.maps as *mut ChunkMaps) }
+    /// `chunk_map_stats`: sum_frag, max_frag, cur_min_alloc, cur_med_alloc
+    /// and cur_max_alloc in bytes. The median is the kernel's (the lower
+    /// one), found by bisection over sizes rather than by sorting.
+    fn map_stats(&self) -> [usize; 5] {
+        let g = PCPU_MIN_ALLOC_SIZE;
+        let (mut sum_frag, mut max_frag, mut n, mut min, mut max) = (0, 0, 0usize, usize::MAX, 0);
+        self.walk_areas(|alloc, len| {
+            if alloc {
+                n += 1;
+                min = min.min(len);
+                max = max.max(len);
+            } else {
+                sum_frag += len;
+                max_frag = max_frag.max(len);
+            }
+        });
+        if n == 0 {
+            return [sum_frag * g, max_frag * g, 0, 0, 0];
+        }
+        // The smallest size with more than (n - 1) / 2 allocations at or below it.
+        let k = (n - 1) / 2;
+        let (mut lo, mut hi) = (min, max);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let mut below = 0;
+            self.walk_areas(|alloc, len| below += (alloc && len <= mid) as usize);
+            if below > k {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        [sum_frag * g, max_frag * g, min * g, lo * g, max * g]
     }
 }
 
@@ -233,13 +533,143 @@ pub struct PcpuStats {
     pub max_alloc_size: u64,
 }
 
+/// The allocator's index structures, under `pcpu_lock`.
 struct PcpuInner {
-    /// Slot 0 is the first chunk.
-    chunks: [Chunk; PCPU_MAX_CHUNKS],
+    /// Metadata address of the first chunk (0 before `percpu_init`).
+    first: usize,
+    /// `pcpu_chunk_lists`: heads and tails of the slot lists.
+    heads: [usize; PCPU_NR_SLOTS],
+    tails: [usize; PCPU_NR_SLOTS],
+    /// Chunks by `base / PCPU_UNIT_SIZE`, chained through `hash_next`.
+    hash: [usize; PCPU_HASH],
     stats: PcpuStats,
     /// Bytes of the static area handed to `DEFINE_PER_CPU` variables.
     static_used: usize,
     alloc_warnings: u32,
+}
+
+impl PcpuInner {
+    /// Take chunk `m` off its slot list.
+    fn list_del(&mut self, m: usize) {
+        // SAFETY: `m` and its neighbours are live chunks on our lists; the
+        // lock is held (`&mut self`); one reference at a time.
+        let (slot, prev, next) = unsafe {
+            let c = meta(m);
+            let r = (c.list, c.prev, c.next);
+            (c.list, c.prev, c.next) = (NO_SLOT, 0, 0);
+            r
+        };
+        if slot == NO_SLOT {
+            return;
+        }
+        if prev == 0 {
+            self.heads[slot] = next;
+        } else {
+            // SAFETY: as above.
+            unsafe { meta(prev).next = next };
+        }
+        if next == 0 {
+            self.tails[slot] = prev;
+        } else {
+            // SAFETY: as above.
+            unsafe { meta(next).prev = prev };
+        }
+    }
+
+    /// `__pcpu_chunk_move`: put chunk `m` at the head (`front`) or the tail
+    /// of list `slot`.
+    fn chunk_move(&mut self, m: usize, slot: usize, front: bool) {
+        self.list_del(m);
+        let (head, tail) = (self.heads[slot], self.tails[slot]);
+        // SAFETY: as in `list_del`.
+        unsafe {
+            let c = meta(m);
+            c.list = slot;
+            if front {
+                (c.prev, c.next) = (0, head);
+            } else {
+                (c.prev, c.next) = (tail, 0);
+            }
+        }
+        if front {
+            match head {
+                0 => self.tails[slot] = m,
+                // SAFETY: as in `list_del`.
+                h => unsafe { meta(h).prev = m },
+            }
+            self.heads[slot] = m;
+        } else {
+            match tail {
+                0 => self.heads[slot] = m,
+                // SAFETY: as in `list_del`.
+                t => unsafe { meta(t).next = m },
+            }
+            self.tails[slot] = m;
+        }
+    }
+
+    /// `pcpu_chunk_relocate`: after a change, move chunk `m` to the list of
+    /// its slot if that is not `oslot` (the slot it had before).
+    fn relocate(&mut self, m: usize, oslot: usize) {
+        // SAFETY: as in `list_del`.
+        let nslot = unsafe { meta(m) }.slot();
+        if oslot != nslot {
+            self.chunk_move(m, nslot, oslot == NO_SLOT || oslot < nslot);
+        }
+    }
+
+    fn hash_bucket(base: usize) -> usize {
+        (base / PCPU_UNIT_SIZE) % PCPU_HASH
+    }
+
+    fn hash_add(&mut self, m: usize) {
+        // SAFETY: as in `list_del`.
+        let c = unsafe { meta(m) };
+        let b = Self::hash_bucket(c.base);
+        c.hash_next = self.hash[b];
+        self.hash[b] = m;
+    }
+
+    fn hash_del(&mut self, m: usize) {
+        // SAFETY: as in `list_del`.
+        let (base, next) = unsafe {
+            let c = meta(m);
+            (c.base, c.hash_next)
+        };
+        let b = Self::hash_bucket(base);
+        if self.hash[b] == m {
+            self.hash[b] = next;
+            return;
+        }
+        let mut p = self.hash[b];
+        while p != 0 {
+            // SAFETY: as in `list_del`.
+            let pm = unsafe { meta(p) };
+            if pm.hash_next == m {
+                pm.hash_next = next;
+                return;
+            }
+            p = pm.hash_next;
+        }
+    }
+
+    /// `pcpu_chunk_addr_search`: the chunk whose unit 0 holds `addr`.
+    fn chunk_of(&self, addr: usize) -> Option<usize> {
+        // Unit 0 starts at most a unit below `addr`: two buckets to look in.
+        let h = addr / PCPU_UNIT_SIZE;
+        for b in [h, h.wrapping_sub(1)] {
+            let mut p = self.hash[b % PCPU_HASH];
+            while p != 0 {
+                // SAFETY: as in `list_del` (shared use only).
+                let c = unsafe { meta(p) };
+                if addr >= c.base && addr - c.base < PCPU_UNIT_SIZE {
+                    return Some(p);
+                }
+                p = c.hash_next;
+            }
+        }
+        None
+    }
 }
 
 /// A machine's per-CPU allocator state (a field of [`Kmem`]).
@@ -266,7 +696,10 @@ impl PercpuState {
     pub const fn new() -> Self {
         PercpuState {
             inner: SpinLock::new(PcpuInner {
-                chunks: [Chunk::EMPTY; PCPU_MAX_CHUNKS],
+                first: 0,
+                heads: [0; PCPU_NR_SLOTS],
+                tails: [0; PCPU_NR_SLOTS],
+                hash: [0; PCPU_HASH],
                 stats: PcpuStats {
                     nr_alloc: 0,
                     nr_dealloc: 0,
@@ -340,35 +773,44 @@ impl<T> PercpuPtr<T> {
 impl<P: Platform> Kmem<P> {
     /// Create the first chunk (boot, after `kmem_cache_init`).
     pub(crate) fn percpu_init(&self) {
-        match self.pcpu_create_chunk(GFP_KERNEL) {
-            Some(c) => {
-                ChunkMaps::set_range(&mut c.maps_mut().alloc_map, 0, STATIC_BITS, true);
-                let mut g = self.percpu.inner.lock(&self.platform);
-                g.chunks[0] = c;
-                self.percpu.first_base.store(c.base, Ordering::Release);
-                g.stats.nr_chunks = 1;
-                g.stats.nr_max_chunks = 1;
-                drop(g);
-                crate::pr!(
-                    self,
-                    "percpu: Embedded {} pages/cpu s{} r0 d{} u{}",
-                    PCPU_UNIT_SIZE / PAGE_SIZE,
-                    PCPU_STATIC_SIZE,
-                    PCPU_UNIT_SIZE - PCPU_STATIC_SIZE,
-                    PCPU_UNIT_SIZE
-                );
-            }
-            None => crate::pr!(self, "percpu: failed to allocate the first chunk"),
-        }
+        let Some(m) = self.pcpu_create_chunk(GFP_KERNEL) else {
+            crate::pr!(self, "percpu: failed to allocate the first chunk");
+            return;
+        };
+        // SAFETY: a new chunk nobody else sees yet.
+        let c = unsafe { meta(m) };
+        // Hide the static area from the allocator (the kernel's start_offset).
+        set_range(&mut c.alloc_map, 0, STATIC_BITS, true);
+        c.start_bits = STATIC_BITS;
+        c.free_bits = BITS - STATIC_BITS;
+        c.update_hints(0, STATIC_BITS);
+        let base = c.base;
+        let mut g = self.percpu.inner.lock(&self.platform);
+        g.first = m;
+        g.hash_add(m);
+        g.relocate(m, NO_SLOT);
+        self.percpu.first_base.store(base, Ordering::Release);
+        g.stats.nr_chunks = 1;
+        g.stats.nr_max_chunks = 1;
+        drop(g);
+        crate::pr!(
+            self,
+            "percpu: Embedded {} pages/cpu s{} r0 d{} u{}",
+            PCPU_UNIT_SIZE / PAGE_SIZE,
+            PCPU_STATIC_SIZE,
+            PCPU_UNIT_SIZE - PCPU_STATIC_SIZE,
+            PCPU_UNIT_SIZE
+        );
     }
 
-    /// Allocate a chunk's units and metadata page (unlocked).
-    fn pcpu_create_chunk(&self, gfp: Gfp) -> Option<Chunk> {
+    /// `pcpu_create_chunk`: allocate a chunk's units and metadata page
+    /// (unlocked). Returns the metadata address; the chunk is on no list.
+    fn pcpu_create_chunk(&self, gfp: Gfp) -> Option<usize> {
         let order = get_order(self.nr_cpus * PCPU_UNIT_SIZE);
         let gfp = Gfp(gfp.bits() & GFP_KERNEL.bits()) | __GFP_NOWARN;
         let base = self.__get_free_pages(gfp, order).ok()?;
-        let maps = match self.__get_free_pages(gfp | __GFP_ZERO, 0) {
-            Ok(m) => m,
+        let m = match self.__get_free_pages(gfp | __GFP_ZERO, 0) {
+            Ok(m) => m.as_ptr() as usize,
             Err(_) => {
                 // SAFETY: just allocated with this order, never handed out.
                 unsafe { self.free_pages(base.as_ptr() as usize, order) };
@@ -378,25 +820,33 @@ impl<P: Platform> Kmem<P> {
         self.percpu
             .nr_pages
             .fetch_add((1 << order) + 1, Ordering::Relaxed);
-        Some(Chunk {
-            base: base.as_ptr() as usize,
-            order,
-            maps: maps.as_ptr() as usize,
-            nr_alloc: 0,
-            max_alloc_size: 0,
-        })
+        // SAFETY: a zeroed page of ours, page aligned, big enough (asserted).
+        let c = unsafe { meta(m) };
+        c.base = base.as_ptr() as usize;
+        c.order = order;
+        c.free_bits = BITS;
+        c.md_blocks = [BlockMd::free(BLOCK_BITS); NR_BLOCKS];
+        c.chunk_md = BlockMd::free(BITS);
+        c.list = NO_SLOT;
+        Some(m)
     }
 
-    /// Give a (removed, empty) chunk back to the page allocator.
-    fn pcpu_destroy_chunk(&self, c: Chunk) {
+    /// `pcpu_destroy_chunk`: give a chunk (off every list and the hash, with
+    /// nothing allocated) back to the page allocator.
+    fn pcpu_destroy_chunk(&self, m: usize) {
+        // SAFETY: the chunk is unreachable now: ours alone.
+        let (base, order) = unsafe {
+            let c = meta(m);
+            (c.base, c.order)
+        };
         self.percpu
             .nr_pages
-            .fetch_sub((1 << c.order) + 1, Ordering::Relaxed);
+            .fetch_sub((1 << order) + 1, Ordering::Relaxed);
         // SAFETY: both blocks were allocated by `pcpu_create_chunk` with these
-        // orders and the chunk is out of the table, so nothing uses them.
+        // orders and the chunk is unreachable, so nothing uses them.
         unsafe {
-            self.free_pages(c.maps, 0);
-            self.free_pages(c.base, c.order);
+            self.free_pages(m, 0);
+            self.free_pages(base, order);
         }
     }
 
@@ -415,8 +865,9 @@ impl<P: Platform> Kmem<P> {
         self.__alloc_percpu_gfp(size, align, GFP_KERNEL)
     }
 
-    /// `__alloc_percpu_gfp`: `size` bytes aligned to `align` on every CPU,
-    /// zeroed. Without `__GFP_DIRECT_RECLAIM` only existing chunks are used.
+    /// `__alloc_percpu_gfp` (`pcpu_alloc`): `size` bytes aligned to `align`
+    /// on every CPU, zeroed. Without `__GFP_DIRECT_RECLAIM` only existing
+    /// chunks are used.
     pub fn __alloc_percpu_gfp(
         &self,
         size: usize,
@@ -436,41 +887,18 @@ impl<P: Platform> Kmem<P> {
         let atomic = !gfp.allows_blocking();
         loop {
             let mut g = self.percpu.inner.lock(&self.platform);
-            for i in 0..PCPU_MAX_CHUNKS {
-                let c = g.chunks[i];
-                if c.base == 0 {
-                    continue;
+            if let Some((base, off)) = Self::pcpu_alloc_locked(&mut g, size, bits, align_bits) {
+                drop(g);
+                for cpu in 0..self.nr_cpus {
+                    let p = (base + cpu * PCPU_UNIT_SIZE + off) as *mut u8;
+                    // SAFETY: `[off, off + size)` of every unit lies inside
+                    // the chunk's page block and was just reserved for us.
+                    unsafe { core::ptr::write_bytes(p, 0, size) };
                 }
-                let maps = c.maps_mut();
-                if let Some(start) = maps.find_fit(bits, align_bits) {
-                    ChunkMaps::set_range(&mut maps.alloc_map, start, start + bits, true);
-                    ChunkMaps::set_range(&mut maps.bound_map, start, start + 1, true);
-                    let ch = &mut g.chunks[i];
-                    ch.nr_alloc += 1;
-                    ch.max_alloc_size = ch.max_alloc_size.max(size);
-                    let s = &mut g.stats;
-                    s.nr_alloc += 1;
-                    s.nr_cur_alloc += 1;
-                    s.nr_max_alloc = s.nr_max_alloc.max(s.nr_cur_alloc);
-                    s.min_alloc_size = if s.min_alloc_size == 0 {
-                        size as u64
-                    } else {
-                        s.min_alloc_size.min(size as u64)
-                    };
-                    s.max_alloc_size = s.max_alloc_size.max(size as u64);
-                    drop(g);
-                    let off = start * PCPU_MIN_ALLOC_SIZE;
-                    for cpu in 0..self.nr_cpus {
-                        let p = (c.base + cpu * PCPU_UNIT_SIZE + off) as *mut u8;
-                        // SAFETY: `[off, off + size)` of every unit lies inside
-                        // the chunk's page block and was just reserved for us.
-                        unsafe { core::ptr::write_bytes(p, 0, size) };
-                    }
-                    return Ok(PercpuPtr {
-                        cookie: c.base + off,
-                        _t: PhantomData,
-                    });
-                }
+                return Ok(PercpuPtr {
+                    cookie: base + off,
+                    _t: PhantomData,
+                });
             }
             drop(g);
             if atomic {
@@ -480,20 +908,56 @@ impl<P: Platform> Kmem<P> {
                 return self.pcpu_alloc_fail(size, align, false, "failed to allocate new chunk", gfp);
             };
             let mut g = self.percpu.inner.lock(&self.platform);
-            // Slot 0 belongs to the first chunk (with its static area) only.
-            match g.chunks[1..].iter().position(|c| c.base == 0).map(|i| i + 1) {
-                Some(slot) => {
-                    g.chunks[slot] = new;
-                    g.stats.nr_chunks += 1;
-                    g.stats.nr_max_chunks = g.stats.nr_max_chunks.max(g.stats.nr_chunks);
+            g.hash_add(new);
+            g.relocate(new, NO_SLOT);
+            g.stats.nr_chunks += 1;
+            g.stats.nr_max_chunks = g.stats.nr_max_chunks.max(g.stats.nr_chunks);
+        }
+    }
+
+    /// The search of `pcpu_alloc` under the lock: the slots that can hold
+    /// `size`, fullest first. Returns the chunk's unit-0 address and the
+    /// offset of the area, accounted.
+    fn pcpu_alloc_locked(
+        g: &mut PcpuInner,
+        size: usize,
+        bits: usize,
+        align: usize,
+    ) -> Option<(usize, usize)> {
+        for slot in pcpu_size_to_slot(size)..=PCPU_FREE_SLOT {
+            let mut m = g.heads[slot];
+            while m != 0 {
+                // SAFETY: a live chunk on our list; the lock is held.
+                let c = unsafe { meta(m) };
+                let next = c.next;
+                match c.find_fit(bits, align) {
+                    None => {
+                        if slot < PCPU_SLOT_FAIL_THRESHOLD {
+                            g.chunk_move(m, 0, true);
+                        }
+                    }
+                    Some(start) => {
+                        let oslot = c.slot();
+                        c.alloc_area(start, bits);
+                        let base = c.base;
+                        g.relocate(m, oslot);
+                        let s = &mut g.stats;
+                        s.nr_alloc += 1;
+                        s.nr_cur_alloc += 1;
+                        s.nr_max_alloc = s.nr_max_alloc.max(s.nr_cur_alloc);
+                        s.min_alloc_size = if s.min_alloc_size == 0 {
+                            size as u64
+                        } else {
+                            s.min_alloc_size.min(size as u64)
+                        };
+                        s.max_alloc_size = s.max_alloc_size.max(size as u64);
+                        return Some((base, start * PCPU_MIN_ALLOC_SIZE));
+                    }
                 }
-                _ => {
-                    drop(g);
-                    self.pcpu_destroy_chunk(new);
-                    return self.pcpu_alloc_fail(size, align, false, "failed to allocate new chunk", gfp);
-                }
+                m = next;
             }
         }
+        None
     }
 
     fn pcpu_alloc_fail(
@@ -532,68 +996,54 @@ impl<P: Platform> Kmem<P> {
     /// from it is used afterwards.
     pub unsafe fn free_percpu<T>(&self, p: PercpuPtr<T>) {
         let addr = p.cookie;
-        let mut release = None;
-        {
-            let mut g = self.percpu.inner.lock(&self.platform);
-            let Some(i) = g
-                .chunks
-                .iter()
-                .position(|c| c.base != 0 && addr >= c.base && addr < c.base + PCPU_UNIT_SIZE)
-            else {
-                drop(g);
-                self.warn(format_args!("percpu: free_percpu of unknown pointer {addr:#x}"));
-                return;
-            };
-            let c = g.chunks[i];
-            let off = addr - c.base;
-            let start = off / PCPU_MIN_ALLOC_SIZE;
-            let maps = c.maps_mut();
-            if !off.is_multiple_of(PCPU_MIN_ALLOC_SIZE) || !ChunkMaps::test(&maps.bound_map, start) {
-                drop(g);
-                self.warn(format_args!("percpu: invalid free_percpu({addr:#x})"));
-                return;
-            }
-            let next_bound = ChunkMaps::find(&maps.bound_map, start + 1, BITS, true);
-            let end = ChunkMaps::find(&maps.alloc_map, start, next_bound, false);
-            ChunkMaps::set_range(&mut maps.alloc_map, start, end, false);
-            ChunkMaps::set_range(&mut maps.bound_map, start, start + 1, false);
-            g.chunks[i].nr_alloc -= 1;
-            g.stats.nr_dealloc += 1;
-            g.stats.nr_cur_alloc -= 1;
-            if i != 0 && g.chunks[i].nr_alloc == 0 {
-                let other_empty = g
-                    .chunks
-                    .iter()
-                    .enumerate()
-                    .any(|(j, c)| j != 0 && j != i && c.base != 0 && c.nr_alloc == 0);
-                if other_empty {
-                    release = Some(g.chunks[i]);
-                    g.chunks[i] = Chunk::EMPTY;
-                    g.stats.nr_chunks -= 1;
-                }
-            }
+        let mut g = self.percpu.inner.lock(&self.platform);
+        let Some(m) = g.chunk_of(addr) else {
+            drop(g);
+            self.warn(format_args!("percpu: free_percpu of unknown pointer {addr:#x}"));
+            return;
+        };
+        // SAFETY: a live chunk of ours; the lock is held.
+        let c = unsafe { meta(m) };
+        let off = addr - c.base;
+        let start = off / PCPU_MIN_ALLOC_SIZE;
+        if !off.is_multiple_of(PCPU_MIN_ALLOC_SIZE) || !c.is_alloc_start(start) {
+            drop(g);
+            self.warn(format_args!("percpu: invalid free_percpu({addr:#x})"));
+            return;
         }
-        if let Some(c) = release {
-            self.pcpu_destroy_chunk(c);
+        let oslot = c.slot();
+        c.free_area(start);
+        let empty = c.nr_alloc == 0;
+        g.relocate(m, oslot);
+        g.stats.nr_dealloc += 1;
+        g.stats.nr_cur_alloc -= 1;
+        // An empty dynamic chunk is on the free slot's list now: release it
+        // if another empty chunk is kept there.
+        let free_list_has_another = g.heads[PCPU_FREE_SLOT] != m || g.tails[PCPU_FREE_SLOT] != m;
+        if empty && m != g.first && free_list_has_another {
+            g.list_del(m);
+            g.hash_del(m);
+            g.stats.nr_chunks -= 1;
+            drop(g);
+            self.pcpu_destroy_chunk(m);
         }
     }
 
     /// The balance work run to completion: release every empty dynamic chunk.
     pub fn pcpu_balance(&self) {
         loop {
-            let c = {
+            let m = {
                 let mut g = self.percpu.inner.lock(&self.platform);
-                let Some(i) =
-                    (1..PCPU_MAX_CHUNKS).find(|&i| g.chunks[i].base != 0 && g.chunks[i].nr_alloc == 0)
-                else {
+                let m = g.heads[PCPU_FREE_SLOT];
+                if m == 0 || m == g.first {
                     return;
-                };
-                let c = g.chunks[i];
-                g.chunks[i] = Chunk::EMPTY;
+                }
+                g.list_del(m);
+                g.hash_del(m);
                 g.stats.nr_chunks -= 1;
-                c
+                m
             };
-            self.pcpu_destroy_chunk(c);
+            self.pcpu_destroy_chunk(m);
         }
     }
 
@@ -671,41 +1121,25 @@ impl<P: Platform> Kmem<P> {
         panic!("percpu: too many DEFINE_PER_CPU variables");
     }
 
-    /// The text of debugfs `percpu_stats` (`CONFIG_PERCPU_STATS`).
+    /// The text of debugfs `percpu_stats` (`CONFIG_PERCPU_STATS`), printed
+    /// under the lock as the kernel does; chunks in slot-list order.
     pub fn percpu_stats_show(&self, out: &mut dyn Write) -> fmt::Result {
         fn p(out: &mut dyn Write, name: &str, v: u64) -> fmt::Result {
             writeln!(out, "  {name:<20}: {v:>12}")
         }
         const DASHES: &str = "----------------------------------------";
-        // Snapshot under the lock, print without it.
-        let mut per_chunk = [(false, [0u64; 8]); PCPU_MAX_CHUNKS];
         let g = self.percpu.inner.lock(&self.platform);
         let s = g.stats;
         let mut empty_total = 0usize;
-        for (i, c) in g.chunks.iter().enumerate() {
-            if c.base == 0 {
-                continue;
+        for slot in 0..PCPU_NR_SLOTS {
+            let mut m = g.heads[slot];
+            while m != 0 {
+                // SAFETY: a live chunk on our list; the lock is held.
+                let c = unsafe { meta(m) };
+                empty_total += c.empty_pages();
+                m = c.next;
             }
-            let (first, free, contig, sum_frag, max_frag) = c.maps().scan();
-            let empty = c.maps().empty_pages();
-            empty_total += empty;
-            let g = PCPU_MIN_ALLOC_SIZE;
-            per_chunk[i] = (
-                true,
-                [
-                    c.nr_alloc,
-                    c.max_alloc_size,
-                    empty,
-                    first,
-                    free * g,
-                    contig * g,
-                    sum_frag * g,
-                    max_frag * g,
-                ]
-                .map(|v| v as u64),
-            );
         }
-        drop(g);
         let alloc_size = (PAGE_SIZE << get_order(self.nr_cpus * PCPU_UNIT_SIZE)) as u64;
         writeln!(out, "Percpu Memory Statistics")?;
         writeln!(out, "Allocation Info:")?;
@@ -731,25 +1165,36 @@ impl<P: Platform> Kmem<P> {
         writeln!(out)?;
         writeln!(out, "Per Chunk Stats:")?;
         writeln!(out, "{DASHES}")?;
-        const NAMES: [&str; 8] = [
-            "nr_alloc",
-            "max_alloc_size",
-            "empty_pop_pages",
-            "first_bit",
-            "free_bytes",
-            "contig_bytes",
-            "sum_frag",
-            "max_frag",
-        ];
-        for (i, (used, vals)) in per_chunk.iter().enumerate() {
-            if !used {
-                continue;
+        for slot in 0..PCPU_NR_SLOTS {
+            let mut m = g.heads[slot];
+            while m != 0 {
+                // SAFETY: a live chunk on our list; the lock is held.
+                let c = unsafe { meta(m) };
+                if m == g.first {
+                    writeln!(out, "Chunk: <- First Chunk")?;
+                } else {
+                    writeln!(out, "Chunk:")?;
+                }
+                let [sum_frag, max_frag, cur_min, cur_med, cur_max] = c.map_stats();
+                let gr = PCPU_MIN_ALLOC_SIZE;
+                for (name, v) in [
+                    ("nr_alloc", c.nr_alloc),
+                    ("max_alloc_size", c.max_alloc_size),
+                    ("empty_pop_pages", c.empty_pages()),
+                    ("first_bit", c.chunk_md.first_free as usize),
+                    ("free_bytes", c.free_bits * gr),
+                    ("contig_bytes", c.chunk_md.contig_hint as usize * gr),
+                    ("sum_frag", sum_frag),
+                    ("max_frag", max_frag),
+                    ("cur_min_alloc", cur_min),
+                    ("cur_med_alloc", cur_med),
+                    ("cur_max_alloc", cur_max),
+                ] {
+                    p(out, name, v as u64)?;
+                }
+                writeln!(out)?;
+                m = c.next;
             }
-            writeln!(out, "Chunk: {}", if i == 0 { "<- First Chunk" } else { "" })?;
-            for (name, v) in NAMES.iter().zip(vals) {
-                p(out, name, *v)?;
-            }
-            writeln!(out)?;
         }
         Ok(())
     }
@@ -1136,4 +1581,109 @@ macro_rules! per_cpu {
     ($k:expr, $var:expr, $cpu:expr) => {
         $var.on(&*$k).read($cpu)
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    /// A fresh chunk's metadata on the heap.
+    fn chunk() -> Box<ChunkMeta> {
+        // SAFETY: every field of ChunkMeta is an integer or an array of them: all-zero is valid.
+        let mut c: Box<ChunkMeta> = unsafe { Box::new(core::mem::zeroed()) };
+        c.free_bits = BITS;
+        c.md_blocks = [BlockMd::free(BLOCK_BITS); NR_BLOCKS];
+        c.chunk_md = BlockMd::free(BITS);
+        c.list = NO_SLOT;
+        c
+    }
+
+    /// Hints recomputed from the bitmap alone, by brute force.
+    fn brute_hints(c: &ChunkMeta) -> (usize, usize, usize) {
+        let free = |b: usize| !test_bit(&c.alloc_map, b);
+        let first = (0..BITS).find(|&b| free(b)).unwrap_or(BITS);
+        let (mut best, mut best_start, mut run, mut run_start) = (0, 0, 0, 0);
+        for b in 0..BITS {
+            if free(b) {
+                if run == 0 {
+                    run_start = b;
+                }
+                run += 1;
+                if run > best {
+                    (best, best_start) = (run, run_start);
+                }
+            } else {
+                run = 0;
+            }
+        }
+        (first, best, best_start)
+    }
+
+    /// The first aligned fit, by brute force.
+    fn brute_fit(c: &ChunkMeta, bits: usize, align: usize) -> Option<usize> {
+        (0..BITS)
+            .step_by(align)
+            .find(|&s| s + bits <= BITS && (s..s + bits).all(|b| !test_bit(&c.alloc_map, b)))
+    }
+
+    #[test]
+    fn hints_and_fits_match_the_bitmap() {
+        let mut c = chunk();
+        let mut live: Vec<usize> = Vec::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for step in 0..4_000 {
+            if live.is_empty() || rnd(3) != 0 {
+                let bits = 1 + if rnd(4) == 0 { rnd(2048) } else { rnd(64) };
+                let align = 1 << rnd(9);
+                let got = c.find_fit(bits, align);
+                let brute = brute_fit(&c, bits, align);
+                // The chunk-level early out may pass over an aligned fit in
+                // a smaller hole (as the kernel's); past it, the block walk
+                // always finds one.
+                if c.chunk_md.fits(bits, align) {
+                    assert!(got.is_some(), "step {step}: missed a fit of {bits}/{align}");
+                } else {
+                    assert!(got.is_none());
+                }
+                assert!(got.is_none() || brute.is_some());
+                if let Some(s) = got {
+                    assert_eq!(s % align, 0);
+                    assert!((s..s + bits).all(|b| !test_bit(&c.alloc_map, b)), "overlap");
+                    c.alloc_area(s, bits);
+                    live.push(s);
+                }
+            } else {
+                let s = live.swap_remove(rnd(live.len()));
+                assert!(c.is_alloc_start(s));
+                c.free_area(s);
+                assert!(!c.is_alloc_start(s));
+            }
+            let (first, contig, start) = brute_hints(&c);
+            assert_eq!(c.chunk_md.first_free as usize, first, "step {step}");
+            assert_eq!(c.chunk_md.contig_hint as usize, contig, "step {step}");
+            assert_eq!(c.chunk_md.contig_hint_start as usize, start, "step {step}");
+            let used: usize = (0..BITS).filter(|&b| test_bit(&c.alloc_map, b)).count();
+            assert_eq!(c.free_bits, BITS - used);
+            assert_eq!(c.nr_alloc, live.len());
+        }
+    }
+
+    #[test]
+    fn slots_follow_the_kernel() {
+        assert_eq!(__pcpu_size_to_slot(4), 1);
+        assert_eq!(__pcpu_size_to_slot(15), 1);
+        assert_eq!(__pcpu_size_to_slot(31), 2);
+        assert_eq!(__pcpu_size_to_slot(32), 3);
+        assert_eq!(__pcpu_size_to_slot(4096), 10);
+        assert_eq!(pcpu_size_to_slot(PCPU_UNIT_SIZE), PCPU_FREE_SLOT);
+        assert_eq!(PCPU_FREE_SLOT, __pcpu_size_to_slot(PCPU_UNIT_SIZE) + 1);
+    }
 }
