@@ -1,4 +1,4 @@
-//! `fork` keeps its meaning: the child's RAM is a private copy.
+//! `fork` keeps its meaning: the child's RAM is a private copy of one instant.
 //!
 //! A machine's RAM is a memfd mapped `MAP_SHARED` (`ram.rs`), and shared
 //! mappings stay shared across `fork`: without help, parent and child would
@@ -8,22 +8,25 @@
 //! * **prepare** (in the forking thread, before the `fork` system call):
 //!   take the fork mutex (one fork at a time) and the RAM registry lock (no
 //!   machine appears or goes away), close the *fork gate* and wait until no
-//!   thread holds a spinlock of a gated machine (below), then open a pipe.
-//! * **child**: for every registered RAM memfd, create a new memfd of the same
-//!   length and copy the old one's populated ranges into it (`SEEK_DATA` /
-//!   `SEEK_HOLE`, then `copy_file_range`, or `pread`/`pwrite`); replace every
-//!   mapping of the old file — the linear map and the vmalloc window's
-//!   aliases, found in `/proc/self/maps` by device and inode — with the same
-//!   range of the new file (`MAP_FIXED`), and every descriptor of the old
-//!   file (the `HostRam`'s and the platform's duplicate, found in
+//!   thread holds a spinlock of a gated machine (below), open a pipe, then
+//!   *stop every other thread* (below).
+//! * **child**: mark the stop as copying (so the parent's stopped threads
+//!   stay stopped), then, for every registered RAM memfd, create a new memfd
+//!   of the same length and copy the old one's populated ranges into it
+//!   (`SEEK_DATA` / `SEEK_HOLE`, then `copy_file_range`, or `pread`/`pwrite`);
+//!   replace every mapping of the old file — the linear map and the vmalloc
+//!   window's aliases, found in `/proc/self/maps` by device and inode — with
+//!   the same range of the new file (`MAP_FIXED`), and every descriptor of the
+//!   old file (the `HostRam`'s and the platform's duplicate, found in
 //!   `/proc/self/fd`) with a duplicate of the new one (`dup3`, same number).
 //!   Then reset what threads that do not exist in the child held: the CPU
-//!   owner locks of `preempt_disable` and the gate. Finally write a byte to the
-//!   pipe. A child that cannot make its copy says why and exits with status
-//!   127: it would otherwise corrupt its parent.
+//!   owner locks of `preempt_disable` and the gate, and give the child its
+//!   own phase page (below). Finally write a byte to the pipe. A child that
+//!   cannot make its copy says why and exits with status 127: it would
+//!   otherwise corrupt its parent.
 //! * **parent**: wait for the child's byte (or end of file, if the child
-//!   died), so the parent does not change the RAM while the child copies it,
-//!   then open the gate and release the locks.
+//!   died), then let the stopped threads go, open the gate and release the
+//!   locks. Nothing in the parent changes the RAM while the child copies it.
 //!
 //! **The fork gate.** The core's locks are spinlocks; one held by another
 //! thread at the instant of `fork` would be held forever in the child, where
@@ -40,20 +43,69 @@
 //! or the forker sees its count). A single-threaded process
 //! (`__libc_single_threaded`) skips all of it: no other thread can hold a lock.
 //!
-//! What the gate does not cover: the lock-free fast paths (a slab cpu
-//! freelist swap) need no gate — a thread that vanishes at any instruction
-//! leaves them consistent, at most leaking in the child the object it was
-//! taking. Threads other than the forking one keep running while the child
-//! copies, so the child sees memory they write during the copy (as of some
-//! instant during it rather than the instant of `fork`); only the allocator's
-//! locked paths are stopped. POSIX allows a multi-threaded program's child
-//! only async-signal-safe calls anyway; fork+exec and single-threaded forks
-//! get exact `fork` semantics. `vfork`, `posix_spawn` and `clone(CLONE_VM)`
-//! share memory by definition and run no handlers; `_Fork` and raw `clone`
-//! without `CLONE_VM` run no handlers and so share the RAM (unsupported).
+//! **Stopping the world.** The gate keeps threads out of the locked paths,
+//! but not out of the lock-free ones (the SLUB cpu freelists' restartable
+//! sequences, `__slab_free`'s compare-and-swap on a slab's freelist) nor out
+//! of the program's own memory. If they ran while the child copies, the copy
+//! would mix instants: a cpu freelist head copied before a thread popped
+//! that object and wrote into it sends the child's next allocation into
+//! garbage. So, as a garbage collector does, prepare stops every other
+//! thread once the gate has drained (a thread is never stopped holding a
+//! spinlock), and the threads stay stopped until the child has copied:
+//!
+//! * The stop signal, `SIGRTMIN + 7`, gets a handler when the handlers are
+//!   installed (`SA_RESTART`, every signal blocked while it runs) unless the
+//!   program has one for it; each fork checks that the handler is still
+//!   ours, and forks without stopping (with a warning) if not.
+//! * A *phase word* says what the stopped threads do: idle, stopped,
+//!   copying, or abandoned, with a count of stops above the state. It lives
+//!   in a page mapped `MAP_SHARED | MAP_ANONYMOUS`, which parent and child
+//!   share; the child remaps a fresh page for its own forks.
+//! * The forker sets the phase to "stopped", lists the threads
+//!   (`/proc/self/task` read with `getdents64` into a stack buffer — no
+//!   allocation: this also runs inside the `LD_PRELOAD` malloc) and sends
+//!   each the signal (`tgkill`). The handler writes (phase, tid) into an
+//!   acknowledgement table and sleeps on the phase futex while it reads
+//!   "stopped" or "copying". Once every signalled thread has acknowledged,
+//!   the forker lists the threads again: a thread that had not stopped yet
+//!   may have created one. When a listing finds no new thread, every thread
+//!   is stopped (each in its handler, which stays until released). Signal
+//!   delivery aborts a restartable sequence in flight; any other instruction
+//!   boundary leaves the lock-free structures consistent.
+//! * The C library's `fork` takes its own locks after the prepare handlers
+//!   (malloc arenas, the list of streams): a thread stopped inside the C
+//!   library might hold one, and the fork would wait for it forever. So a
+//!   handler that finds it interrupted C library code (x86-64: the
+//!   interrupted instruction pointer is in `libc.so`'s text) other than a
+//!   blocked system call (pointed back at its `syscall` instruction to be
+//!   restarted, or failed with `EINTR`) refuses, and the forker signals it
+//!   again; after 8 refusals it stops where it is (a thread that lives in
+//!   `sched_yield` or `memcpy` would never stop otherwise). As a last
+//!   resort, a stopped thread that has waited 5 s for the child to start
+//!   copying marks the phase "abandoned", which releases them all; the
+//!   child then warns that its copy may mix instants.
+//! * Threads that exit meanwhile are dropped from the list; a thread that
+//!   sleeps with the signal blocked cannot be stopped (found so twice in a
+//!   row in `/proc/self/task/<tid>/status`: glibc blocks every signal for a
+//!   few microseconds while it creates or ends a thread, and a thread
+//!   leaving the handler of the previous stop still has them blocked): it
+//!   keeps running, with a warning. So does everything after 2 s without
+//!   every acknowledgement, or with more than 4096 threads.
+//! * The child, first thing, changes the phase from "stopped" to "copying";
+//!   the parent, once the child's byte arrives, sets it to idle and wakes the
+//!   stopped threads. A thread interrupted in a blocking system call goes
+//!   back to it (`SA_RESTART`), except for the calls that never restart
+//!   (`epoll_wait`, `poll`, `nanosleep`, ...), which fail with `EINTR` as for
+//!   any signal.
+//!
+//! A fork of a multi-threaded process thus costs two signals and two context
+//! switches per thread on top of the copy. `vfork`, `posix_spawn` and
+//! `clone(CLONE_VM)` share memory by definition and run no handlers; `_Fork`
+//! and raw `clone` without `CLONE_VM` run no handlers and so share the RAM
+//! (unsupported).
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 use crate::platform::{host_cpu, write_stderr};
@@ -168,14 +220,27 @@ pub(crate) fn gate_exit(counted: usize) {
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: `word` is a live aligned u32; EINTR/EAGAIN are plain returns.
+    futex_wait_ns(word, expected, None);
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout_ns` if given.
+fn futex_wait_ns(word: &AtomicU32, expected: u32, timeout_ns: Option<u64>) {
+    let ts = timeout_ns.map(|ns| libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live aligned u32 and `tsp` null or a live
+    // timespec; EINTR/EAGAIN/ETIMEDOUT are plain returns.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
-            core::ptr::null::<libc::timespec>(),
+            tsp,
         );
     }
 }
@@ -201,6 +266,7 @@ pub(crate) fn install_handlers() {
         if r != 0 {
             write_stderr(b"kmem: pthread_atfork failed: a fork child will share the machine's RAM\n");
         }
+        install_stop_handler();
     });
 }
 
@@ -215,6 +281,608 @@ fn now_ns() -> u64 {
     // SAFETY: `ts` is writable; CLOCK_MONOTONIC exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The stop signal is `SIGRTMIN + STOP_SIGNAL_OFFSET` (41 with current
+/// glibc, whose `SIGRTMIN` is 34: it keeps 32 and 33 for thread
+/// cancellation and `setxid`). Programs that use real-time signals mostly
+/// take the first few above `SIGRTMIN` or the last below `SIGRTMAX`; the
+/// eighth is one no common runtime claims by default. A program that
+/// installed its own handler for it keeps it: forks then go without stopping
+/// (a warning says so).
+const STOP_SIGNAL_OFFSET: i32 = 7;
+
+fn stop_signal() -> i32 {
+    libc::SIGRTMIN() + STOP_SIGNAL_OFFSET
+}
+
+/// The phase word's states (its low two bits); the bits above count stops,
+/// so a stopped thread never mistakes the next stop for its own.
+const PHASE_IDLE: u32 = 0;
+const PHASE_STOPPED: u32 = 1;
+const PHASE_COPYING: u32 = 2;
+const PHASE_ABANDONED: u32 = 3;
+const PHASE_STATE: u32 = 3;
+const PHASE_ONE_STOP: u32 = 4;
+
+/// The phase word, in a page mapped `MAP_SHARED | MAP_ANONYMOUS` so that a
+/// fork's child and its parent see the same word (null: no stopping). A futex
+/// word for the stopped threads.
+static PHASE: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Most threads one stop handles; a process with more forks without stopping.
+const MAX_STOPPED: usize = 4096;
+
+/// Acknowledgements of the stop signal: (phase word << 32) | tid, with
+/// `ACK_REFUSED` for a refusal, written by the handler at index `ACK_N`
+/// (counted up by each handler).
+static ACKS: [AtomicU64; MAX_ACKS] = [const { AtomicU64::new(0) }; MAX_ACKS];
+const MAX_ACKS: usize = 4 * MAX_STOPPED;
+static ACK_N: AtomicUsize = AtomicUsize::new(0);
+
+/// Refusals (`inside_libc`) after which a thread stops wherever it is: a
+/// thread that spends its time in the C library (`sched_yield` loops, long
+/// `memcpy`s) would otherwise never stop, and a lock of the C library is
+/// held for short stretches.
+const MAX_REFUSALS: u64 = 8;
+
+/// Threads inside `stop_handler` (0: free slot; a thread uses the first
+/// free slot from its tid on).
+static IN_HANDLER: [AtomicI32; MAX_STOPPED] = [const { AtomicI32::new(0) }; MAX_STOPPED];
+
+/// The forker's list of the threads it signalled: (status << 32) | tid.
+/// Only the thread holding `FORK_MUTEX` uses it.
+static TASKS: [AtomicU64; MAX_STOPPED] = [const { AtomicU64::new(0) }; MAX_STOPPED];
+const TASK_SIGNALLED: u64 = 0;
+const TASK_STOPPED: u64 = 1;
+/// Exited, or has the stop signal blocked (it keeps running: a warning says so).
+const TASK_SKIPPED: u64 = 2;
+/// Signalled, and found sleeping with the signal blocked at the last check
+/// (threads that glibc creates or ends do so for a few microseconds).
+const TASK_SUSPECT: u64 = 3;
+
+/// The phase word of the stop in force between prepare and the parent
+/// handler (0: the other threads were not stopped).
+static STOPPED_W: AtomicU32 = AtomicU32::new(0);
+
+/// How long a stopped thread waits for the child to start copying before it
+/// concludes that the fork cannot proceed (the forking thread may need a C
+/// library lock that a stopped thread holds) and lets every thread go.
+const ABANDON_NS: u64 = 5_000_000_000;
+/// How long the forker waits for a signalled thread before it looks whether
+/// the thread blocks the stop signal or has exited.
+const BLOCKED_CHECK_NS: u64 = 2_000_000;
+/// How long the forker waits for a runnable thread that blocks the signal.
+const RUNNABLE_WAIT_NS: u64 = 100_000_000;
+/// How long the forker waits for all threads to stop before forking without.
+const STOP_WAIT_NS: u64 = 2_000_000_000;
+
+/// Warnings given once per process.
+static WARNED_FOREIGN: AtomicBool = AtomicBool::new(false);
+static WARNED_BLOCKED: AtomicBool = AtomicBool::new(false);
+static WARNED_FAILED: AtomicBool = AtomicBool::new(false);
+
+fn warn_once(flag: &AtomicBool, args: core::fmt::Arguments<'_>) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        let mut buf = [0u8; 256];
+        let n = fmt_into(&mut buf, args);
+        write_stderr(&buf[..n]);
+    }
+}
+
+fn phase() -> Option<&'static AtomicU32> {
+    let p = PHASE.load(Ordering::Acquire);
+    // SAFETY: set once to a page that is never unmapped (a child replaces
+    // it in place), so the reference stays valid.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Maps the phase page and installs the stop signal's handler, unless the
+/// signal already has one.
+fn install_stop_handler() {
+    let sig = stop_signal();
+    if sig > libc::SIGRTMAX() {
+        return;
+    }
+    // SAFETY: querying a signal's disposition into a zeroed struct.
+    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: `old` is writable; a null new action only queries.
+    if unsafe { libc::sigaction(sig, core::ptr::null(), &mut old) } != 0 || old.sa_sigaction != libc::SIG_DFL
+    {
+        return; // The program's: forks will say so and not stop.
+    }
+    let Some(page) = new_phase_page(core::ptr::null_mut()) else {
+        return;
+    };
+    // SAFETY: a zeroed sigaction is a valid value to fill in.
+    let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
+    sa.sa_sigaction = stop_handler as StopHandler as libc::sighandler_t;
+    sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
+    find_libc_text();
+    // SAFETY: `sa.sa_mask` is writable; `sa` is a complete action whose
+    // handler is async-signal-safe and lives as long as the process.
+    let r = unsafe {
+        libc::sigfillset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, core::ptr::null_mut())
+    };
+    if r == 0 {
+        PHASE.store(page, Ordering::Release);
+    }
+}
+
+/// Maps a zeroed shared anonymous page for the phase word, at `at` if not
+/// null (replacing what is there).
+fn new_phase_page(at: *mut AtomicU32) -> Option<*mut AtomicU32> {
+    let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | if at.is_null() { 0 } else { libc::MAP_FIXED };
+    // SAFETY: a fresh anonymous mapping; with MAP_FIXED it replaces only the
+    // old phase page, which nothing else uses in this (single-threaded) child.
+    let p = unsafe {
+        libc::mmap(
+            at.cast(),
+            crate::ram::host_page_size(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p.cast())
+}
+
+/// Whether the stop signal's handler is still ours.
+fn stop_handler_installed(sig: i32) -> bool {
+    // SAFETY: querying a disposition into a zeroed struct.
+    let mut cur: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: `cur` is writable; a null new action only queries.
+    let r = unsafe { libc::sigaction(sig, core::ptr::null(), &mut cur) };
+    r == 0 && cur.sa_sigaction == stop_handler as StopHandler as libc::sighandler_t
+}
+
+type StopHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// The C library's code, `[start, end)` (0, 0: unknown).
+static LIBC_TEXT: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// Finds the executable mappings of `libc.so` in `/proc/self/maps`.
+fn find_libc_text() {
+    let (mut start, mut end) = (usize::MAX, 0);
+    for_each_line(c"/proc/self/maps", |line| {
+        let Some((s, e, prot, ..)) = parse_maps_line(line) else {
+            return;
+        };
+        let file = line.rsplit(|&b| b == b'/').next().unwrap_or(b"");
+        if prot & libc::PROT_EXEC != 0 && line.contains(&b'/') && file.starts_with(b"libc.so") {
+            start = start.min(s);
+            end = end.max(e);
+        }
+    });
+    if start < end {
+        LIBC_TEXT[0].store(start, Ordering::Relaxed);
+        LIBC_TEXT[1].store(end, Ordering::Relaxed);
+    }
+}
+
+/// Whether the thread that the stop signal interrupted (`ctx`, its
+/// `ucontext_t`) may hold a lock that the C library's `fork` takes after the
+/// prepare handlers (its malloc arenas', its list of streams'): it was
+/// running code of the C library other than a system call, which is
+/// where those locks are held. A thread blocked in a system call (the
+/// kernel points it back at its `syscall` instruction to restart it, or the
+/// call failed with `EINTR`) is stopped.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+fn inside_libc(ctx: *mut libc::c_void) -> bool {
+    let (start, end) = (
+        LIBC_TEXT[0].load(Ordering::Relaxed),
+        LIBC_TEXT[1].load(Ordering::Relaxed),
+    );
+    if ctx.is_null() {
+        return false;
+    }
+    // SAFETY: the kernel passes a `ucontext_t` to an SA_SIGINFO handler.
+    let regs = unsafe { &(*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    let ip = regs[libc::REG_RIP as usize] as usize;
+    if ip < start || ip >= end {
+        return false;
+    }
+    // SAFETY: `[start, end)` is the C library's code, mapped readable and
+    // executable for the life of the process; the reads stay inside it.
+    let at = |a: usize| a >= start && a + 2 <= end && unsafe { *(a as *const [u8; 2]) } == [0x0f, 0x05];
+    let restart = at(ip);
+    let interrupted = ip >= 2 && at(ip - 2) && regs[libc::REG_RAX as usize] == -(libc::EINTR as i64);
+    !(restart || interrupted)
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+fn inside_libc(_ctx: *mut libc::c_void) -> bool {
+    false
+}
+
+/// The stop signal's handler (every signal blocked while it runs):
+/// acknowledge, then sleep until the fork is over. Async-signal-safe: atomics
+/// and system calls only; `errno` is kept.
+extern "C" fn stop_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: this thread's errno.
+    let errno = unsafe { *libc::__errno_location() };
+    let tid = gettid();
+    let start = tid as usize % MAX_STOPPED;
+    let slot = (start..MAX_STOPPED)
+        .chain(0..start)
+        .map(|i| &IN_HANDLER[i])
+        .find(|s| {
+            s.compare_exchange(0, tid, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        });
+    if let Some(phase) = phase() {
+        park(phase, tid, ctx);
+    }
+    if let Some(slot) = slot {
+        slot.store(0, Ordering::SeqCst);
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Whether thread `tid` is inside `stop_handler`.
+fn in_handler(tid: i32) -> bool {
+    IN_HANDLER.iter().any(|s| s.load(Ordering::SeqCst) == tid)
+}
+
+fn park(phase: &AtomicU32, tid: i32, ctx: *mut libc::c_void) {
+    let w = phase.load(Ordering::SeqCst);
+    if w & PHASE_STATE != PHASE_STOPPED {
+        return; // A late signal of a stop that is over.
+    }
+    let refuse = inside_libc(ctx) && refusals(w, tid) < MAX_REFUSALS;
+    let i = ACK_N.fetch_add(1, Ordering::SeqCst);
+    if let Some(ack) = ACKS.get(i) {
+        ack.store(
+            ack_word(w, tid) | if refuse { ACK_REFUSED } else { 0 },
+            Ordering::SeqCst,
+        );
+    }
+    if refuse {
+        return; // The forker signals again.
+    }
+    let copying = (w & !PHASE_STATE) | PHASE_COPYING;
+    let start = now_ns();
+    loop {
+        let cur = phase.load(Ordering::SeqCst);
+        if cur == w {
+            let waited = now_ns().wrapping_sub(start);
+            if waited < ABANDON_NS {
+                futex_wait_ns(phase, w, Some(ABANDON_NS - waited));
+            } else if phase
+                .compare_exchange(
+                    w,
+                    (w & !PHASE_STATE) | PHASE_ABANDONED,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+            {
+                futex_wake_all(phase);
+            }
+        } else if cur == copying {
+            futex_wait(phase, copying);
+        } else {
+            return;
+        }
+    }
+}
+
+/// How many times thread `tid` refused stop `w`.
+fn refusals(w: u32, tid: i32) -> u64 {
+    let refused = ack_word(w, tid) | ACK_REFUSED;
+    ACKS[..ACK_N.load(Ordering::SeqCst).min(MAX_ACKS)]
+        .iter()
+        .filter(|a| a.load(Ordering::SeqCst) == refused)
+        .count() as u64
+}
+
+/// Marks an acknowledgement as "not here, signal me again".
+const ACK_REFUSED: u64 = 1 << 31;
+
+fn ack_word(phase: u32, tid: i32) -> u64 {
+    (phase as u64) << 32 | tid as u32 as u64
+}
+
+fn tgkill(tid: i32, sig: i32) -> i32 {
+    // SAFETY: getpid has no preconditions; tgkill only sends a signal (or
+    // checks that the thread exists, with 0) to a thread of this process.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig) };
+    if r == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)
+    }
+}
+
+/// Calls `f` with the id of every thread of the process (`/proc/self/task`,
+/// read with `getdents64` into a stack buffer). False if it cannot be read.
+fn for_each_task(mut f: impl FnMut(i32)) -> bool {
+    // SAFETY: a NUL-terminated path.
+    let dir = unsafe {
+        libc::open(
+            c"/proc/self/task".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return false;
+    }
+    let ok = for_each_dirent(dir, |name| {
+        if let Some(tid) = parse_dec(name).and_then(|v| i32::try_from(v).ok()) {
+            f(tid);
+        }
+        true
+    });
+    // SAFETY: our descriptor.
+    unsafe { libc::close(dir) };
+    ok
+}
+
+/// Calls `f` with each entry name of the directory `dir` until it returns
+/// false. False if the directory cannot be read.
+fn for_each_dirent(dir: i32, mut f: impl FnMut(&[u8]) -> bool) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: getdents64 fills at most `buf.len()` bytes.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            return n == 0;
+        }
+        let mut pos = 0usize;
+        while pos < n as usize {
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
+            let reclen = u16::from_ne_bytes([buf[pos + 16], buf[pos + 17]]) as usize;
+            let name = &buf[pos + 19..pos + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            pos += reclen;
+            if !f(name) {
+                return true;
+            }
+        }
+    }
+}
+
+/// What `/proc/self/task/<tid>/status` says of a thread that has not
+/// acknowledged the stop signal: whether it has exited, whether it is
+/// runnable, and whether it blocks `sig`.
+fn task_state(tid: i32, sig: i32) -> (bool, bool, bool) {
+    let mut path = [0u8; 64];
+    let n = fmt_into(&mut path[..63], format_args!("/proc/self/task/{tid}/status"));
+    let Ok(path) = core::ffi::CStr::from_bytes_until_nul(&path[..n + 1]) else {
+        return (false, true, false);
+    };
+    let (mut state, mut blocked) = (b'R', false);
+    let read = for_each_line(path, |line| {
+        if let Some(s) = line.strip_prefix(b"State:") {
+            state = s.trim_ascii_start().first().copied().unwrap_or(b'R');
+        } else if let Some(mask) = line.strip_prefix(b"SigBlk:") {
+            blocked = parse_hex(mask.trim_ascii()).is_some_and(|m| m >> (sig - 1) & 1 != 0);
+        }
+    });
+    // A thread whose status cannot be read has exited.
+    (!read || matches!(state, b'Z' | b'X'), state == b'R', blocked)
+}
+
+/// Stops every other thread of the process (see the module documentation);
+/// on success records the stop in `STOPPED_W`. Returns whether it did.
+fn stop_other_threads() -> bool {
+    let Some(phase) = phase() else {
+        return false;
+    };
+    let sig = stop_signal();
+    if !stop_handler_installed(sig) {
+        warn_once(
+            &WARNED_FOREIGN,
+            format_args!(
+                "kmem: fork: signal {sig} has the program's handler, so other threads keep running while \
+                 a fork child copies the RAM (its copy may mix instants)\n"
+            ),
+        );
+        return false;
+    }
+    let w = ((phase.load(Ordering::SeqCst) & !PHASE_STATE).wrapping_add(PHASE_ONE_STOP)) | PHASE_STOPPED;
+    ACK_N.store(0, Ordering::SeqCst);
+    phase.store(w, Ordering::SeqCst);
+    match stop_all(phase, w, sig) {
+        Ok(()) => {
+            STOPPED_W.store(w, Ordering::Relaxed);
+            true
+        }
+        Err(why) => {
+            release(phase, w);
+            warn_once(
+                &WARNED_FAILED,
+                format_args!(
+                    "kmem: fork: could not stop the other threads ({why}): they keep running while the \
+                     child copies the RAM (its copy may mix instants)\n"
+                ),
+            );
+            false
+        }
+    }
+}
+
+fn task_tid(t: &AtomicU64) -> i32 {
+    t.load(Ordering::Relaxed) as u32 as i32
+}
+
+fn task_status(t: &AtomicU64) -> u64 {
+    t.load(Ordering::Relaxed) >> 32 & 0xff
+}
+
+/// How many refusals of the task the forker has answered with a new signal.
+fn task_refusals(t: &AtomicU64) -> u64 {
+    t.load(Ordering::Relaxed) >> 40
+}
+
+fn set_task(t: &AtomicU64, tid: i32, status: u64) {
+    set_task_refusals(t, tid, status, task_refusals(t));
+}
+
+fn set_task_refusals(t: &AtomicU64, tid: i32, status: u64, refusals: u64) {
+    t.store(
+        refusals << 40 | status << 32 | tid as u32 as u64,
+        Ordering::Relaxed,
+    );
+}
+
+/// Signals every other thread and waits until each has stopped, exited or
+/// been found to block the signal; scans again until a scan finds no new
+/// thread (a thread that was still running may have created one).
+fn stop_all(phase: &AtomicU32, w: u32, sig: i32) -> Result<(), &'static str> {
+    let me = gettid();
+    let start = now_ns();
+    let mut n = 0usize;
+    loop {
+        let scan_start = now_ns();
+        let mut new = 0usize;
+        let mut error = None;
+        let read = for_each_task(|tid| {
+            if tid == me || error.is_some() || TASKS[..n].iter().any(|t| task_tid(t) == tid) {
+                return;
+            }
+            if n == MAX_STOPPED {
+                error = Some("more than 4096 threads");
+                return;
+            }
+            match send_stop(tid, sig) {
+                0 => {
+                    set_task_refusals(&TASKS[n], tid, TASK_SIGNALLED, 0);
+                    n += 1;
+                    new += 1;
+                }
+                libc::ESRCH => {} // Exited meanwhile.
+                _ => error = Some("tgkill"),
+            }
+        });
+        if !read {
+            return Err("reading /proc/self/task");
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if new == 0 {
+            return Ok(());
+        }
+        wait_for_acks(phase, w, sig, &TASKS[..n], start, scan_start)?;
+    }
+}
+
+/// Sends the stop signal to `tid`: 0 or an errno.
+fn send_stop(tid: i32, sig: i32) -> i32 {
+    let mut r = tgkill(tid, sig);
+    let mut tries = 0;
+    while r == libc::EAGAIN && tries < 100 {
+        // The queue of pending real-time signals is full.
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+        r = tgkill(tid, sig);
+        tries += 1;
+    }
+    r
+}
+
+/// Waits until every signalled thread of `tasks` has acknowledged (or is
+/// found gone or blocking the signal).
+fn wait_for_acks(
+    phase: &AtomicU32,
+    w: u32,
+    sig: i32,
+    tasks: &[AtomicU64],
+    start: u64,
+    scan_start: u64,
+) -> Result<(), &'static str> {
+    let mut last_check = scan_start;
+    loop {
+        let acked = ACK_N.load(Ordering::SeqCst);
+        if acked > MAX_ACKS {
+            return Err("too many acknowledgements");
+        }
+        let acks = &ACKS[..acked];
+        let mut pending = 0usize;
+        for t in tasks
+            .iter()
+            .filter(|t| matches!(task_status(t), TASK_SIGNALLED | TASK_SUSPECT))
+        {
+            let tid = task_tid(t);
+            let (mut stopped, mut refusals) = (false, 0);
+            for a in acks {
+                let a = a.load(Ordering::SeqCst);
+                stopped |= a == ack_word(w, tid);
+                refusals += (a == ack_word(w, tid) | ACK_REFUSED) as u64;
+            }
+            if stopped {
+                set_task(t, tid, TASK_STOPPED);
+                continue;
+            }
+            pending += 1;
+            if refusals > task_refusals(t) {
+                // It was inside the C library: try again.
+                set_task_refusals(t, tid, task_status(t), refusals);
+                match send_stop(tid, sig) {
+                    0 | libc::ESRCH => {}
+                    _ => return Err("tgkill"),
+                }
+            }
+        }
+        if pending == 0 {
+            return Ok(());
+        }
+        if phase.load(Ordering::SeqCst) != w {
+            return Err("a stopped thread gave up waiting");
+        }
+        let now = now_ns();
+        if now.wrapping_sub(start) > STOP_WAIT_NS {
+            return Err("a thread did not stop within 2 s");
+        }
+        if now.wrapping_sub(last_check) > BLOCKED_CHECK_NS {
+            last_check = now;
+            for t in tasks
+                .iter()
+                .filter(|t| matches!(task_status(t), TASK_SIGNALLED | TASK_SUSPECT))
+            {
+                let tid = task_tid(t);
+                let (gone, runnable, blocked) = task_state(tid, sig);
+                // Every signal is blocked for a while in threads that are
+                // leaving this handler after the previous stop, or that
+                // glibc is starting or ending: wait for those (runnable ones
+                // are about to get there, sleeping ones will not be found
+                // so twice in a row), but not for a thread that sleeps with
+                // the signal blocked.
+                let transient =
+                    in_handler(tid) || runnable && now.wrapping_sub(scan_start) < RUNNABLE_WAIT_NS;
+                if gone || tgkill(tid, 0) == libc::ESRCH {
+                    set_task(t, tid, TASK_SKIPPED);
+                } else if !blocked || transient {
+                    set_task(t, tid, TASK_SIGNALLED);
+                } else if task_status(t) == TASK_SIGNALLED {
+                    set_task(t, tid, TASK_SUSPECT);
+                } else {
+                    set_task(t, tid, TASK_SKIPPED);
+                    warn_once(
+                        &WARNED_BLOCKED,
+                        format_args!(
+                            "kmem: fork: thread {tid} blocks signal {sig}, so it keeps running while a \
+                             fork child copies the RAM (its copy may mix instants)\n"
+                        ),
+                    );
+                }
+            }
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// Lets the threads of stop `w` run again.
+fn release(phase: &AtomicU32, w: u32) {
+    phase.store((w & !PHASE_STATE) | PHASE_IDLE, Ordering::SeqCst);
+    futex_wake_all(phase);
 }
 
 extern "C" fn prepare() {
@@ -245,6 +913,11 @@ extern "C" fn prepare() {
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
             PIPE_R.store(fds[0], Ordering::Relaxed);
             PIPE_W.store(fds[1], Ordering::Relaxed);
+            // Without the pipe the parent could not wait for the copy, so
+            // stopping would not help.
+            if !single_threaded() {
+                stop_other_threads();
+            }
         }
     }
 }
@@ -278,12 +951,30 @@ extern "C" fn parent() {
         }
     }
     close(&PIPE_R);
+    let w = STOPPED_W.swap(0, Ordering::Relaxed);
+    if let (true, Some(phase)) = (w != 0, phase()) {
+        release(phase, w);
+    }
     open_gate();
     crate::ram::registry_unlock();
     FORK_MUTEX.store(false, Ordering::Release);
 }
 
 extern "C" fn child() {
+    // Keep the parent's stopped threads stopped until the copy is made.
+    let w = STOPPED_W.swap(0, Ordering::Relaxed);
+    if let (true, Some(phase)) = (w != 0, phase()) {
+        let copying = (w & !PHASE_STATE) | PHASE_COPYING;
+        if phase
+            .compare_exchange(w, copying, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            write_stderr(
+                b"kmem: fork: the other threads resumed before the child copied the RAM (a stopped thread \
+                  held a lock the fork needed?): the child's copy may mix instants\n",
+            );
+        }
+    }
     close(&PIPE_R);
     for fd in crate::ram::registered_fds() {
         if let Err(what) = private_copy(fd) {
@@ -303,6 +994,11 @@ extern "C" fn child() {
         s.0.store(0, Ordering::Relaxed);
     }
     crate::platform::reset_cpu_owners();
+    // The phase page is shared with the parent: this process gets its own.
+    let page = PHASE.load(Ordering::Relaxed);
+    if !page.is_null() && new_phase_page(page).is_none() {
+        PHASE.store(core::ptr::null_mut(), Ordering::Relaxed);
+    }
     let w = PIPE_W.load(Ordering::Relaxed);
     if w >= 0 {
         // SAFETY: writing one byte from a local.
@@ -596,42 +1292,29 @@ fn replace_fds(dev: u64, ino: u64, new: i32) -> Result<(), &'static str> {
     if dir < 0 {
         return Err("opening /proc/self/fd");
     }
-    let mut buf = [0u8; 4096];
     let mut result = Ok(());
-    'read: loop {
-        // SAFETY: getdents64 fills at most `buf.len()` bytes.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
-        if n <= 0 {
-            if n < 0 {
-                result = Err("reading /proc/self/fd");
-            }
-            break;
+    let read = for_each_dirent(dir, |name| {
+        let Some(fd) = parse_dec(name).and_then(|v| i32::try_from(v).ok()) else {
+            return true;
+        };
+        if fd == dir || fd == new {
+            return true;
         }
-        let mut pos = 0usize;
-        while pos < n as usize {
-            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
-            let reclen = u16::from_ne_bytes([buf[pos + 16], buf[pos + 17]]) as usize;
-            let name = &buf[pos + 19..pos + reclen];
-            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-            pos += reclen;
-            let Some(fd) = parse_dec(name).and_then(|v| i32::try_from(v).ok()) else {
-                continue;
-            };
-            if fd == dir || fd == new {
-                continue;
-            }
-            if matches!(file_id(fd), Some((d, i, _)) if d == dev && i == ino) {
-                // SAFETY: querying the flags of an open descriptor.
-                let cloexec = unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
-                let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
-                // SAFETY: `fd` refers to the old RAM file, which the child no
-                // longer uses; replacing it atomically keeps its number.
-                if unsafe { libc::dup3(new, fd, flags) } < 0 {
-                    result = Err("dup3");
-                    break 'read;
-                }
+        if matches!(file_id(fd), Some((d, i, _)) if d == dev && i == ino) {
+            // SAFETY: querying the flags of an open descriptor.
+            let cloexec = unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
+            let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+            // SAFETY: `fd` refers to the old RAM file, which the child no
+            // longer uses; replacing it atomically keeps its number.
+            if unsafe { libc::dup3(new, fd, flags) } < 0 {
+                result = Err("dup3");
+                return false;
             }
         }
+        true
+    });
+    if !read {
+        result = Err("reading /proc/self/fd");
     }
     // SAFETY: our descriptor.
     unsafe { libc::close(dir) };
