@@ -122,24 +122,6 @@ if_rseq! {
     }
 }
 
-if_rseq! {
-    /// The calling thread's `struct rseq` (glibc's area); `offset` must be a
-    /// nonzero value of `RSEQ_OFFSET`.
-    #[inline(always)]
-    fn thread_rseq_area(offset: isize) -> *mut u8 {
-        let tp: usize;
-        // SAFETY: as in `read_rseq_cpu_id`.
-        unsafe {
-            core::arch::asm!(
-                "mov {}, qword ptr fs:[0]",
-                out(reg) tp,
-                options(nostack, readonly, preserves_flags, pure)
-            );
-        }
-        core::ptr::with_exposed_provenance_mut::<u8>(tp.wrapping_add_signed(offset))
-    }
-}
-
 /// `membarrier(2)` commands and flags (`<linux/membarrier.h>`).
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 7;
 const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 8;
@@ -529,18 +511,6 @@ impl Platform for HostedPlatform {
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
         {
             0
-        }
-    }
-
-    #[inline(always)]
-    fn rseq_area(&self) -> *mut u8 {
-        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-        {
-            thread_rseq_area(self.rseq_offset)
-        }
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
-        {
-            core::ptr::null_mut()
         }
     }
 

@@ -201,7 +201,7 @@ const _: () = assert!(mem::size_of::<FastSlot>() == 64);
 /// # Invariants
 /// `slots` is null or points to `nr_slots` zero-initialised [`FastSlot`]s
 /// kmalloc'd from the pool's machine, freed by `mempool_exit`. When `rseq`
-/// is set they are written only by [`rseq_inc`] sequences (plain adds), and
+/// is set they are written only by `rseq::this_cpu_inc` sequences (plain adds), and
 /// threads that cannot run one use `shared` instead.
 struct Counters {
     slots: *mut FastSlot,
@@ -226,7 +226,14 @@ impl Counters {
                 // SAFETY: rseq mode (the platform registered the area); the
                 // slots are `nr_slots` live FastSlots written only by such
                 // sequences (type invariant); `field` is a counter's offset.
-                if unsafe { rseq_inc(platform.rseq_area(), self.slots, self.nr_slots, field) } {
+                if unsafe {
+                    crate::slab::rseq::this_cpu_inc(
+                        platform.rseq_offset(),
+                        self.slots.cast(),
+                        self.nr_slots,
+                        field,
+                    )
+                } {
                     return;
                 }
             } else {
@@ -260,76 +267,6 @@ impl Counters {
         }
         n
     }
-}
-
-/// Add 1 to the counter at byte `field` of the calling CPU's slot, in a
-/// restartable sequence whose commit is the add itself (see the top of the
-/// file and `slab/rseq.rs` for the mechanism). False if the thread has no
-/// CPU id (no registered area): nothing was done.
-///
-/// # Safety
-/// `area` is the calling thread's registered `struct rseq`; `slots` points
-/// to `nr` slots that only such sequences write; `field + 8 <= 64`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn rseq_inc(area: *mut u8, slots: *mut FastSlot, nr: usize, field: usize) -> bool {
-    use crate::slab::rseq::{RSEQ_CPU_ID, RSEQ_CS};
-    let res: u32;
-    // SAFETY: caller contract. The sequence reads the thread's rseq area and
-    // commits with one add to this CPU's slot; an abort restarts it from
-    // the top (label 6), a thread without a CPU id leaves at label 7.
-    unsafe {
-        core::arch::asm!(
-            "6:",
-            "xorl {res:e}, {res:e}",
-            "leaq 5f(%rip), {t}",
-            "movq {t}, {cs}({area})",
-            "2:",
-            "movl {cpuid}({area}), {c:e}",
-            "cmpq {nr}, {c}",
-            "jae 7f",
-            "shlq $6, {c}",
-            "addq {slots}, {c}",
-            "addq $1, ({c},{field})",
-            "3:",
-            ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
-            ".balign 32",
-            "5:",
-            ".long 0, 0",
-            ".quad 2b, 3b - 2b, 4f",
-            ".popsection",
-            ".pushsection .text.unlikely.kmem_rseq, \"ax\"",
-            "7:",
-            "movl $1, {res:e}",
-            "jmp 3b",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "4:",
-            "jmp 6b",
-            ".popsection",
-            area = in(reg) area,
-            slots = in(reg) slots,
-            nr = in(reg) nr,
-            field = in(reg) field,
-            res = out(reg) res,
-            c = out(reg) _,
-            t = out(reg) _,
-            cs = const RSEQ_CS,
-            cpuid = const RSEQ_CPU_ID,
-            options(att_syntax, nostack),
-        );
-    }
-    res == 0
-}
-
-/// Other architectures never enter rseq mode.
-///
-/// # Safety
-/// None needed: does nothing.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-unsafe fn rseq_inc(_: *mut u8, _: *mut FastSlot, _: usize, _: usize) -> bool {
-    false
 }
 
 /// A snapshot of a pool's counters.

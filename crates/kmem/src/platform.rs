@@ -113,14 +113,6 @@ pub trait Platform: Sync {
         0
     }
 
-    /// The calling thread's registered `struct rseq` itself (FS base +
-    /// [`Platform::rseq_offset`]), or null. Only called when
-    /// [`Platform::rseq_usable`] said yes.
-    #[inline(always)]
-    fn rseq_area(&self) -> *mut u8 {
-        core::ptr::null_mut()
-    }
-
     /// Make every restartable sequence in flight on `cpu` restart before
     /// returning (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)`), so a
     /// store made before the call is seen by every sequence that commits

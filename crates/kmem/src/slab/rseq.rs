@@ -223,6 +223,65 @@ pub(crate) unsafe fn push(
     }
 }
 
+/// `this_cpu_inc` for per-CPU counters that only these sequences write: add
+/// 1 to the word at byte `field` of the calling CPU's 64-byte slot (`slots`
+/// holds `nr` of them), the add itself being the commit. False if the thread
+/// has no CPU id (no registered area): nothing was done. (mempool's
+/// fast-path statistics.)
+///
+/// # Safety
+/// `area` as in [`pop`]; `slots` points to `nr` 64-byte slots written only
+/// by this function while the machine is in rseq mode; `field + 8 <= 64`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field: usize) -> bool {
+    let res: u32;
+    // SAFETY: caller contract. Reads the thread's rseq area and commits with
+    // one add to this CPU's slot. Labels as in `pop`.
+    unsafe {
+        core::arch::asm!(
+            "6:",
+            "xorl {res:e}, {res:e}",
+            "leaq 5f(%rip), {t}",
+            "movq {t}, %fs:{cs}({area})",
+            "2:",
+            "movl %fs:{cpuid}({area}), {c:e}",
+            "cmpq {nr}, {c}",
+            "jae 7f",
+            "shlq $6, {c}",
+            "addq {slots}, {c}",
+            "addq $1, ({c},{field})",
+            "3:",
+            ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
+            ".balign 32",
+            "5:",
+            ".long 0, 0",
+            ".quad 2b, 3b - 2b, 4f",
+            ".popsection",
+            ".pushsection .text.unlikely.kmem_rseq, \"ax\"",
+            "7:",
+            "movl $1, {res:e}",
+            "jmp 3b",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "4:",
+            "jmp 6b",
+            ".popsection",
+            area = in(reg) area,
+            slots = in(reg) slots,
+            nr = in(reg) nr,
+            field = in(reg) field,
+            res = out(reg) res,
+            c = out(reg) _,
+            t = out(reg) _,
+            cs = const RSEQ_CS,
+            cpuid = const RSEQ_CPU_ID,
+            options(att_syntax, nostack),
+        );
+    }
+    res == 0
+}
+
 /// Other architectures have no sequences here: machines there never enter
 /// rseq mode.
 ///
@@ -242,4 +301,14 @@ pub(crate) unsafe fn pop(_: isize, _: *const KmemCacheCpu, _: usize, _: usize) -
 #[inline(always)]
 pub(crate) unsafe fn push(_: isize, _: *const KmemCacheCpu, _: usize, _: usize, _: *mut u8) -> Push {
     Push::Fallback
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) unsafe fn this_cpu_inc(_: isize, _: *mut u8, _: usize, _: usize) -> bool {
+    false
 }
