@@ -26,10 +26,16 @@
 //! that read `stopped == 0` can still commit: if the slow path now runs on
 //! that CPU, every such sequence was preempted (and will restart, and see
 //! `stopped`) or has committed; otherwise the platform's `rseq_fence`
-//! (`membarrier`) restarts them. Then the slow path owns the freelist and uses
-//! the ordinary (freelist, tid) compare-and-swaps; clearing `stopped` at the
-//! end lets the sequences run again. A sequence that finds `stopped` falls
-//! back to the slow path (alloc) or to the slab's own freelist (free).
+//! (`membarrier`) restarts them. Then the slow path owns the freelist and
+//! changes it with plain stores; clearing `stopped` at the end lets the
+//! sequences run again. A sequence that finds `stopped` falls back to the
+//! slow path (alloc) or to the slab's own freelist (free). Caches with
+//! `init_on_alloc`/`init_on_free` hooks keep a second `stopped` bit set for
+//! good, so their hooks run in the slow paths and the sequences test nothing
+//! else.
+//!
+//! `this_cpu_inc` is the same mechanism for a per-CPU counter (mempool's
+//! fast-path statistics): the add is the commit.
 //!
 //! A machine uses either these sequences or the CAS fast paths for all its
 //! threads, decided at boot (`Platform::rseq_usable`, `kmem.rseq=`): a CAS
