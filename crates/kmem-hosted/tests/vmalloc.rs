@@ -58,11 +58,7 @@ fn same_page_through_linear_map_and_vmalloc_address() {
     // The pages are scattered order-0 pages; not a requirement that they are
     // non-contiguous, but every one is distinct.
     let mut pfns: Vec<_> = (0..4)
-        // SAFETY: address arithmetic only.
-        .map(|i| {
-            m.vmalloc_to_pfn(unsafe { p.as_ptr().add(i * PAGE_SIZE) })
-                .unwrap()
-        })
+        .map(|i| m.vmalloc_to_pfn(p.as_ptr().wrapping_add(i * PAGE_SIZE)).unwrap())
         .collect();
     pfns.sort();
     pfns.dedup();
@@ -476,11 +472,7 @@ fn vfree_keeps_pages_until_the_purge_then_gives_them_back() {
     m.drain_all_pages();
     let p = m.vmalloc(8 * PAGE_SIZE).unwrap();
     let pfns: Vec<_> = (0..8)
-        // SAFETY: address arithmetic only.
-        .map(|i| {
-            m.vmalloc_to_pfn(unsafe { p.as_ptr().add(i * PAGE_SIZE) })
-                .unwrap()
-        })
+        .map(|i| m.vmalloc_to_pfn(p.as_ptr().wrapping_add(i * PAGE_SIZE)).unwrap())
         .collect();
     // The pages are mapped in pfn order.
     let mut sorted = pfns.clone();
@@ -505,11 +497,7 @@ fn vfree_keeps_pages_until_the_purge_then_gives_them_back() {
     // per-CPU list hands them out ascending: one run, one host mapping).
     let r = m.vmalloc(8 * PAGE_SIZE).unwrap();
     let again: Vec<_> = (0..8)
-        // SAFETY: address arithmetic only.
-        .map(|i| {
-            m.vmalloc_to_pfn(unsafe { r.as_ptr().add(i * PAGE_SIZE) })
-                .unwrap()
-        })
+        .map(|i| m.vmalloc_to_pfn(r.as_ptr().wrapping_add(i * PAGE_SIZE)).unwrap())
         .collect();
     assert!(again.windows(2).all(|w| w[0] < w[1]), "{again:?}");
     m.vfree(r.as_ptr());

@@ -1177,6 +1177,7 @@ impl<P: Platform> Kmem<P> {
         let base = self.slab_base(slab);
         // SAFETY: the slab's freelist is stable: the cache is being destroyed.
         let cnt = Counters(unsafe { slab_fl(slab).hi.load(Ordering::Acquire) });
+        // SAFETY: as above.
         let mut p = unsafe { slab_fl(slab).lo.load(Ordering::Acquire) } as *mut u8;
         let objects = cnt.objects();
         let mut guard = 0;
