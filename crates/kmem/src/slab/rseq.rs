@@ -65,6 +65,50 @@ pub(crate) const STOP_HOOKS: u32 = 2;
 const CPU_SHIFT: u32 = size_of::<KmemCacheCpu>().trailing_zeros();
 const _: () = assert!(size_of::<KmemCacheCpu>() == 1 << CPU_SHIFT);
 
+/// One restartable sequence, in AT&T syntax: label 6 (re)starts it by
+/// publishing its descriptor (label 5) in `rseq_cs`; 2..3 is the critical
+/// section, which begins by reading `cpu_id` into `{c}` and leaving for the
+/// fallback (label 7, out of line) if it is not below `{nr}`; `body` must end
+/// with the committing store. Label 4, after the signature, is the abort
+/// address: it restarts at 6. `pre` runs before each start; `fallback` ends
+/// by jumping back to 3. Operands `area` (the rseq offset from the FS base),
+/// `nr`, `c` and `t` must be among `ops`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! rseq_asm {
+    (pre: [$($pre:literal),*], body: [$($body:literal),*], fallback: [$($fb:literal),*], $($ops:tt)*) => {
+        core::arch::asm!(
+            "6:",
+            $($pre,)*
+            "leaq 5f(%rip), {t}",
+            "movq {t}, %fs:{cs}({area})",
+            "2:",
+            "movl %fs:{cpuid}({area}), {c:e}",
+            "cmpq {nr}, {c}",
+            "jae 7f",
+            $($body,)*
+            "3:",
+            ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
+            ".balign 32",
+            "5:",
+            ".long 0, 0",
+            ".quad 2b, 3b - 2b, 4f",
+            ".popsection",
+            ".pushsection .text.unlikely.kmem_rseq, \"ax\"",
+            "7:",
+            $($fb,)*
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "4:",
+            "jmp 6b",
+            ".popsection",
+            cs = const RSEQ_CS,
+            cpuid = const RSEQ_CPU_ID,
+            $($ops)*
+            options(att_syntax, nostack),
+        )
+    };
+}
+
 /// Result of [`push`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Push {
@@ -96,38 +140,19 @@ pub(crate) unsafe fn pop(area: isize, cpus: *const KmemCacheCpu, nr_cpus: usize,
     // Labels: 6 sets rseq_cs, 2..3 is the critical section, 4 the abort
     // address, 7 the fallback; 5 the descriptor.
     unsafe {
-        core::arch::asm!(
-            "6:",
-            "leaq 5f(%rip), {t}",
-            "movq {t}, %fs:{cs}({area})",
-            "2:",
-            "movl %fs:{cpuid}({area}), {c:e}",
-            "cmpq {nr}, {c}",
-            "jae 7f",
-            "shlq ${shift}, {c}",
-            "cmpl $0, {stopped}({cpus},{c})",
-            "jne 7f",
-            "movq ({cpus},{c}), {obj}",
-            "testq {obj}, {obj}",
-            "jz 3f",
-            "movq ({obj},{fp}), {t}",
-            "movq {t}, ({cpus},{c})",
-            "3:",
-            ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
-            ".balign 32",
-            "5:",
-            ".long 0, 0",
-            ".quad 2b, 3b - 2b, 4f",
-            ".popsection",
-            ".pushsection .text.unlikely.kmem_rseq, \"ax\"",
-            "7:",
-            "xorl {obj:e}, {obj:e}",
-            "jmp 3b",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "4:",
-            "jmp 6b",
-            ".popsection",
+        rseq_asm!(
+            pre: [],
+            body: [
+                "shlq ${shift}, {c}",
+                "cmpl $0, {stopped}({cpus},{c})",
+                "jne 7f",
+                "movq ({cpus},{c}), {obj}",
+                "testq {obj}, {obj}",
+                "jz 3f",
+                "movq ({obj},{fp}), {t}",
+                "movq {t}, ({cpus},{c})"
+            ],
+            fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
             area = in(reg) area,
             cpus = in(reg) cpus,
             nr = in(reg) nr_cpus,
@@ -135,11 +160,8 @@ pub(crate) unsafe fn pop(area: isize, cpus: *const KmemCacheCpu, nr_cpus: usize,
             obj = out(reg) obj,
             c = out(reg) _,
             t = out(reg) _,
-            cs = const RSEQ_CS,
-            cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             stopped = const offset_of!(KmemCacheCpu, stopped),
-            options(att_syntax, nostack),
         );
     }
     obj
@@ -165,46 +187,23 @@ pub(crate) unsafe fn push(
     // pointer (the object is the caller's) and commits with one store to the
     // freelist head. Labels as in `pop`; 8 is the double-free exit.
     unsafe {
-        core::arch::asm!(
-            "6:",
-            "xorl {res:e}, {res:e}",
-            "leaq 5f(%rip), {t}",
-            "movq {t}, %fs:{cs}({area})",
-            "2:",
-            "movl %fs:{cpuid}({area}), {c:e}",
-            "cmpq {nr}, {c}",
-            "jae 7f",
-            "shlq ${shift}, {c}",
-            "cmpl $0, {stopped}({cpus},{c})",
-            "jne 7f",
-            "movq {obj}, {t}",
-            "subq {start}({cpus},{c}), {t}",
-            "cmpq {bytes}({cpus},{c}), {t}",
-            "jae 7f",
-            "movq ({cpus},{c}), {t}",
-            "cmpq {t}, {obj}",
-            "je 8f",
-            "movq {t}, ({obj},{fp})",
-            "movq {obj}, ({cpus},{c})",
-            "3:",
-            ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
-            ".balign 32",
-            "5:",
-            ".long 0, 0",
-            ".quad 2b, 3b - 2b, 4f",
-            ".popsection",
-            ".pushsection .text.unlikely.kmem_rseq, \"ax\"",
-            "7:",
-            "movl $1, {res:e}",
-            "jmp 3b",
-            "8:",
-            "movl $2, {res:e}",
-            "jmp 3b",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "4:",
-            "jmp 6b",
-            ".popsection",
+        rseq_asm!(
+            pre: ["xorl {res:e}, {res:e}"],
+            body: [
+                "shlq ${shift}, {c}",
+                "cmpl $0, {stopped}({cpus},{c})",
+                "jne 7f",
+                "movq {obj}, {t}",
+                "subq {start}({cpus},{c}), {t}",
+                "cmpq {bytes}({cpus},{c}), {t}",
+                "jae 7f",
+                "movq ({cpus},{c}), {t}",
+                "cmpq {t}, {obj}",
+                "je 8f",
+                "movq {t}, ({obj},{fp})",
+                "movq {obj}, ({cpus},{c})"
+            ],
+            fallback: ["movl $1, {res:e}", "jmp 3b", "8:", "movl $2, {res:e}", "jmp 3b"],
             area = in(reg) area,
             cpus = in(reg) cpus,
             nr = in(reg) nr_cpus,
@@ -213,13 +212,10 @@ pub(crate) unsafe fn push(
             res = out(reg) res,
             c = out(reg) _,
             t = out(reg) _,
-            cs = const RSEQ_CS,
-            cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             stopped = const offset_of!(KmemCacheCpu, stopped),
             start = const offset_of!(KmemCacheCpu, slab_start),
             bytes = const offset_of!(KmemCacheCpu, slab_bytes),
-            options(att_syntax, nostack),
         );
     }
     match res {
@@ -245,34 +241,10 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
     // SAFETY: caller contract. Reads the thread's rseq area and commits with
     // one add to this CPU's slot. Labels as in `pop`.
     unsafe {
-        core::arch::asm!(
-            "6:",
-            "xorl {res:e}, {res:e}",
-            "leaq 5f(%rip), {t}",
-            "movq {t}, %fs:{cs}({area})",
-            "2:",
-            "movl %fs:{cpuid}({area}), {c:e}",
-            "cmpq {nr}, {c}",
-            "jae 7f",
-            "shlq $6, {c}",
-            "addq {slots}, {c}",
-            "addq $1, ({c},{field})",
-            "3:",
-            ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
-            ".balign 32",
-            "5:",
-            ".long 0, 0",
-            ".quad 2b, 3b - 2b, 4f",
-            ".popsection",
-            ".pushsection .text.unlikely.kmem_rseq, \"ax\"",
-            "7:",
-            "movl $1, {res:e}",
-            "jmp 3b",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "4:",
-            "jmp 6b",
-            ".popsection",
+        rseq_asm!(
+            pre: ["xorl {res:e}, {res:e}"],
+            body: ["shlq $6, {c}", "addq {slots}, {c}", "addq $1, ({c},{field})"],
+            fallback: ["movl $1, {res:e}", "jmp 3b"],
             area = in(reg) area,
             slots = in(reg) slots,
             nr = in(reg) nr,
@@ -280,9 +252,6 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
             res = out(reg) res,
             c = out(reg) _,
             t = out(reg) _,
-            cs = const RSEQ_CS,
-            cpuid = const RSEQ_CPU_ID,
-            options(att_syntax, nostack),
         );
     }
     res == 0
