@@ -53,7 +53,7 @@
 
 use core::cell::Cell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicUsize, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -76,6 +76,13 @@ static RSEQ_OFFSET: AtomicIsize = AtomicIsize::new(0);
 
 /// Whether `rseq_offset` probed glibc already.
 static RSEQ_PROBED: AtomicBool = AtomicBool::new(false);
+
+/// Offset of every thread's `struct rseq` from its thread pointer whether or
+/// not glibc registered it (glibc 2.35+ sets `__rseq_offset` in both cases;
+/// an unregistered area reads `cpu_id` -2), or the emulated area; 0 before
+/// probing and on targets without one. What the slab fast paths run their
+/// restartable sequences on (`Platform::RSEQ_AREA`).
+static RSEQ_AREA: AtomicIsize = AtomicIsize::new(0);
 
 if_rseq! {
     mod glibc_rseq {
@@ -198,6 +205,7 @@ pub fn emulate_rseq_for_instruction_counts() -> bool {
         // static TLS: the same offset from every thread's pointer.
         let area = EMULATED_RSEQ.with(|a| a as *const EmulatedRseq as usize);
         RSEQ_OFFSET.store(area.wrapping_sub(tp) as isize, Ordering::Relaxed);
+        RSEQ_AREA.store(area.wrapping_sub(tp) as isize, Ordering::Relaxed);
         RSEQ_EMULATED.store(true, Ordering::Relaxed);
         true
     }
@@ -217,6 +225,8 @@ fn probe_rseq() {
         if size != 0 && offset != 0 {
             RSEQ_OFFSET.store(offset, Ordering::Relaxed);
         }
+        // Compare-exchange: an emulated area set before the first probe stays.
+        let _ = RSEQ_AREA.compare_exchange(0, offset, Ordering::Relaxed, Ordering::Relaxed);
     }
     RSEQ_PROBED.store(true, Ordering::Release);
 }
@@ -255,6 +265,53 @@ fn host_cpu_slow() -> usize {
 /// `sched_getcpu()`.
 pub fn rseq_available() -> bool {
     rseq_offset() != 0
+}
+
+/// The host's `nr_cpu_ids`: one more than the last CPU of
+/// `/sys/devices/system/cpu/possible` (ids may be sparse), or the configured
+/// CPU count if that file cannot be read. Every CPU id the kernel can write
+/// into an rseq area is below it. Read with plain system calls (no
+/// allocation: the malloc override boots through here).
+pub fn host_cpu_ids() -> usize {
+    static IDS: AtomicUsize = AtomicUsize::new(0);
+    let cached = IDS.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: a NUL-terminated path; `buf` is writable for its length; the
+    // descriptor is closed once.
+    let len = unsafe {
+        let fd = libc::open(
+            c"/sys/devices/system/cpu/possible".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            -1
+        } else {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            libc::close(fd);
+            n
+        }
+    };
+    // "0-3,8-11\n": the number after the last separator is the last CPU.
+    let last = (len > 0)
+        .then(|| {
+            let text = &buf[..len as usize];
+            let digits = text.iter().rposition(u8::is_ascii_digit)?;
+            let start = text[..=digits]
+                .iter()
+                .rposition(|b| !b.is_ascii_digit())
+                .map_or(0, |i| i + 1);
+            core::str::from_utf8(&text[start..=digits])
+                .ok()?
+                .parse::<usize>()
+                .ok()
+        })
+        .flatten();
+    let ids = last.map_or(0, |l| l + 1).max(host_nr_cpus());
+    IDS.store(ids, Ordering::Relaxed);
+    ids
 }
 
 /// Number of CPUs the host has configured (`_SC_NPROCESSORS_CONF`), at least 1.
@@ -301,7 +358,7 @@ const OWNER_SPINS: u32 = 64;
 /// The Linux-process platform. See the module documentation.
 ///
 /// # Invariants
-/// `nr_cpus >= 1`. `rseq_offset` is `RSEQ_OFFSET` after probing. `ram_fd`,
+/// `nr_cpus >= 1`. `rseq_offset` is `RSEQ_OFFSET` after probing, `rseq_area` `RSEQ_AREA`. `ram_fd`,
 /// if present, is the machine's RAM memfd (or a duplicate of it) and stays
 /// open as long as the platform lives.
 #[derive(Debug)]
@@ -311,6 +368,9 @@ pub struct HostedPlatform {
     /// cache line it already has (and no GOT entry).
     #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
     rseq_offset: isize,
+    /// Copy of `RSEQ_AREA` (never 0).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    rseq_area: isize,
     ram_fd: Option<OwnedFd>,
     quiet: AtomicBool,
     /// Whether spinlock holders are counted for fork (`enable_fork_gate`).
@@ -332,6 +392,14 @@ impl HostedPlatform {
             nr_cpus,
             #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
             rseq_offset: rseq_offset(),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+            rseq_area: {
+                let area = RSEQ_AREA.load(Ordering::Relaxed);
+                // glibc 2.35+ (which this target links against for
+                // `__rseq_offset`) always places the area in the TCB.
+                assert!(area != 0, "glibc gave no rseq area offset");
+                area
+            },
             ram_fd,
             quiet: AtomicBool::new(quiet),
             fork_gate: AtomicBool::new(false),
@@ -502,11 +570,21 @@ impl Platform for HostedPlatform {
         }
     }
 
+    const RSEQ_AREA: bool = cfg!(all(
+        target_arch = "x86_64",
+        target_os = "linux",
+        target_env = "gnu"
+    ));
+
+    fn rseq_cpu_ids(&self) -> usize {
+        host_cpu_ids()
+    }
+
     #[inline(always)]
     fn rseq_offset(&self) -> isize {
         #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
         {
-            self.rseq_offset
+            self.rseq_area
         }
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
         {

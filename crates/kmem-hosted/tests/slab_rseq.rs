@@ -198,3 +198,46 @@ fn double_free_of_the_head_is_caught_in_both_modes() {
         }
     }
 }
+
+/// A machine with fewer CPUs than the host cannot use rseq mode (two host
+/// CPUs would share one machine CPU's freelist): its sequences fall back to
+/// the CAS fast paths, and threads on host CPUs beyond the machine's read
+/// cpu array entries that are stopped for good.
+#[test]
+fn threads_on_a_machine_smaller_than_the_host() {
+    let m = boot("quiet mem=256M nr_cpus=1");
+    if kmem_hosted::platform::host_cpu_ids() > 1 {
+        assert!(!m.slab_fast_paths_rseq(), "{}", m.dmesg());
+    }
+    stress(&m);
+}
+
+/// Runs in a child process in which glibc registers no rseq area (see
+/// below): every thread's area reads CPU id -2, so the sequences index the
+/// stopped entries before CPU 0 and fall back to the CAS fast paths.
+#[test]
+fn unregistered_rseq_child() {
+    if std::env::var_os("KMEM_SLAB_RSEQ_CHILD").is_none() {
+        return;
+    }
+    assert!(!kmem_hosted::platform::rseq_available());
+    let m = boot(&cmdline(""));
+    assert!(!m.slab_fast_paths_rseq(), "{}", m.dmesg());
+    stress(&m);
+}
+
+#[test]
+fn threads_without_a_registered_rseq_area() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "unregistered_rseq_child", "--test-threads=1"])
+        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
+        .env("KMEM_SLAB_RSEQ_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

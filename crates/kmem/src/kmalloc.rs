@@ -431,16 +431,11 @@ impl<P: Platform> Kmem<P> {
             }
             return;
         }
-        let mut page = self.map.pfn_to_page(pfn);
-        // SAFETY: pfn < max_low_pfn, so `page` is a descriptor of the memmap;
-        // tail pages of compound pages point at their head.
-        let mut f = unsafe { (*page).flags.load(Ordering::Relaxed) };
-        if f & PG_TAIL_BIT != 0 {
-            // SAFETY: as above.
-            page = unsafe { (*page).index } as *mut Page;
-            // SAFETY: a head page of the memmap.
-            f = unsafe { (*page).flags.load(Ordering::Relaxed) };
-        }
+        let page = self.map.pfn_to_page(pfn);
+        // SAFETY: pfn < max_low_pfn, so `page` is a descriptor of the memmap.
+        let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
+        // Only head pages are PG_SLAB, so an object in the first page of its
+        // slab (every object of an order-0 slab) needs no tail test here.
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their (live) cache.
             let s = unsafe { &*((*page).mapping as *const KmemCache) };
@@ -455,7 +450,7 @@ impl<P: Platform> Kmem<P> {
                 return;
             }
         }
-        // SAFETY: forwarded; `page` is the head of the page holding `p`.
+        // SAFETY: forwarded; `page` is the page holding `p`.
         unsafe { self.kfree_slow(p, page, f) }
     }
 
@@ -463,12 +458,29 @@ impl<P: Platform> Kmem<P> {
     /// power-of-two cache.
     ///
     /// # Safety
-    /// As `kfree`; `page` is the (head) page holding `p`, `f` its flags.
+    /// As `kfree`; `page` is the page holding `p` (a tail page of a compound
+    /// allocation, or its head), `f` its flags.
     #[inline(never)]
     #[track_caller]
-    unsafe fn kfree_slow(&self, p: *const u8, page: *mut Page, f: u32) {
+    unsafe fn kfree_slow(&self, p: *const u8, mut page: *mut Page, mut f: u32) {
         if zero_or_null_ptr(p) {
             return;
+        }
+        if f & PG_TAIL_BIT != 0 {
+            // SAFETY: tail pages of compound pages point at their head, a
+            // descriptor of the memmap.
+            page = unsafe { (*page).index } as *mut Page;
+            // SAFETY: as above.
+            f = unsafe { (*page).flags.load(Ordering::Relaxed) };
+            if f & PG_SLAB != 0 {
+                // SAFETY: slab pages record their (live) cache.
+                let s = unsafe { &*((*page).mapping as *const KmemCache) };
+                if (p as usize) & s.kfree_mask == 0 {
+                    // SAFETY: as in `kfree`.
+                    unsafe { self.do_slab_free(s, page, p as *mut u8) };
+                    return;
+                }
+            }
         }
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their live cache.

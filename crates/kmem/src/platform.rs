@@ -104,13 +104,30 @@ pub trait Platform: Sync {
         false
     }
 
-    /// Where every thread's registered `struct rseq` lives (Linux's layout:
-    /// `cpu_id` at byte 4, `rseq_cs` at byte 8): its offset from the
-    /// thread's FS base, where x86-64 Linux keeps thread-local data (glibc's
-    /// `__rseq_offset`). Only called when [`Platform::rseq_usable`] said yes.
+    /// Whether every thread has a Linux `struct rseq` at
+    /// [`Platform::rseq_offset`] from its FS base, registered or not (an
+    /// unregistered area reads a negative `cpu_id`). The slab fast paths of
+    /// such a platform run their restartable sequences in both modes, and a
+    /// machine not in rseq mode makes them fall back (`slab/rseq.rs`), so
+    /// the fast paths test no mode flag. Default: false (the fast paths are
+    /// the `cmpxchg16b` ones only; [`Platform::rseq_usable`] must say no).
+    const RSEQ_AREA: bool = false;
+
+    /// Where every thread's `struct rseq` lives (Linux's layout: `cpu_id` at
+    /// byte 4, `rseq_cs` at byte 8): its offset from the thread's FS base,
+    /// where x86-64 Linux keeps thread-local data (glibc's `__rseq_offset`).
+    /// Only called when [`Platform::RSEQ_AREA`] is true or
+    /// [`Platform::rseq_usable`] said yes.
     #[inline(always)]
     fn rseq_offset(&self) -> isize {
         0
+    }
+
+    /// How many CPU ids a thread's rseq area can show (the host's
+    /// `nr_cpu_ids`): ids `0..n`, besides -1 and -2 for an unregistered
+    /// area. Only asked when [`Platform::RSEQ_AREA`] is true.
+    fn rseq_cpu_ids(&self) -> usize {
+        self.nr_cpu_ids()
     }
 
     /// Make every restartable sequence in flight on `cpu` restart before

@@ -179,8 +179,13 @@ pub struct KmemCacheNode {
 /// A slab cache (`struct kmem_cache`).
 #[repr(C, align(64))]
 pub struct KmemCache {
-    /// Per-CPU state, `nr_cpu_ids` entries.
+    /// Per-CPU state, `nr_cpu_ids` entries. On platforms with an rseq area
+    /// the array has stopped entries around them for every other CPU id an
+    /// area can show (`Kmem::cpu_array_layout`), so the restartable
+    /// sequences index it without a bound check.
     pub(crate) cpu_slab: *mut KmemCacheCpu,
+    /// `Platform::rseq_offset`, beside `cpu_slab` for the sequences.
+    pub(crate) rseq_area: isize,
     /// Flags.
     pub flags: SlabFlags,
     /// Object size including metadata (the stride).
@@ -421,6 +426,10 @@ pub struct SlabState {
     /// Whether the cpu freelist fast paths are restartable sequences
     /// (`rseq.rs`) rather than `cmpxchg16b`; fixed at boot.
     pub(crate) rseq: core::sync::atomic::AtomicBool,
+    /// CPU ids a thread's rseq area can show beyond the machine's
+    /// (`Platform::rseq_cpu_ids`); every cache's cpu array has that many
+    /// stopped entries after its real ones. Fixed at boot.
+    pub(crate) rseq_extra_cpus: AtomicUsize,
 }
 
 impl SlabState {
@@ -434,6 +443,7 @@ impl SlabState {
             up: core::sync::atomic::AtomicBool::new(false),
             errors: AtomicUsize::new(0),
             rseq: core::sync::atomic::AtomicBool::new(false),
+            rseq_extra_cpus: AtomicUsize::new(0),
         }
     }
 }
@@ -546,6 +556,10 @@ impl<P: Platform> Kmem<P> {
     pub(crate) fn kmem_cache_init(&self) {
         let rseq = self.platform.rseq_usable() && self.params.kmem_rseq != Some(false);
         self.slab.rseq.store(rseq, Ordering::Relaxed);
+        if P::RSEQ_AREA {
+            let extra = self.platform.rseq_cpu_ids().saturating_sub(self.nr_cpus);
+            self.slab.rseq_extra_cpus.store(extra, Ordering::Relaxed);
+        }
         // SAFETY: the list head lives in the machine, which never moves.
         unsafe { ListHead::init(self.slab.caches.data_ptr()) };
         let size = core::mem::size_of::<KmemCache>();
@@ -596,6 +610,22 @@ impl<P: Platform> Kmem<P> {
             }
         );
         self.create_kmalloc_caches();
+    }
+
+    /// A cache's cpu array: entries before CPU 0, and all entries. Platforms
+    /// with an rseq area (`Platform::RSEQ_AREA`) get stopped entries for the
+    /// CPU ids -2 and -1 (an unregistered area) and for host CPUs beyond the
+    /// machine's, so the sequences need no bound check (`rseq.rs`).
+    pub(crate) fn cpu_array_layout(&self) -> (usize, usize) {
+        if P::RSEQ_AREA {
+            let extra = self.slab.rseq_extra_cpus.load(Ordering::Relaxed);
+            (
+                rseq::NEGATIVE_CPU_IDS,
+                rseq::NEGATIVE_CPU_IDS + self.nr_cpus + extra,
+            )
+        } else {
+            (0, self.nr_cpus)
+        }
     }
 
     /// Whether the cpu freelist fast paths are restartable sequences
@@ -913,7 +943,8 @@ impl<P: Platform> Kmem<P> {
         let min_partial =
             ((usize::BITS - 1 - sz.leading_zeros()) as usize / 2).clamp(MIN_PARTIAL, MAX_PARTIAL);
         // Per-CPU structures.
-        let cpu_bytes = self.nr_cpus * core::mem::size_of::<KmemCacheCpu>();
+        let (cpus_before, cpus_total) = self.cpu_array_layout();
+        let cpu_bytes = cpus_total * core::mem::size_of::<KmemCacheCpu>();
         let cpu_mem = self
             .alloc_pages_exact(cpu_bytes, GFP_KERNEL | __GFP_ZERO)
             .map_err(|_| CacheError::NoMemory)?;
@@ -925,7 +956,12 @@ impl<P: Platform> Kmem<P> {
             ptr::write(
                 s,
                 KmemCache {
-                    cpu_slab: cpu_mem.as_ptr() as *mut KmemCacheCpu,
+                    cpu_slab: (cpu_mem.as_ptr() as *mut KmemCacheCpu).add(cpus_before),
+                    rseq_area: if P::RSEQ_AREA {
+                        self.platform.rseq_offset()
+                    } else {
+                        0
+                    },
                     flags,
                     size: sz,
                     object_size,
@@ -995,23 +1031,32 @@ impl<P: Platform> Kmem<P> {
                 ListHead::init(ptr::addr_of_mut!((*nl).full));
             }
             // Caches with allocation or free hooks keep their restartable
-            // sequences stopped: the slow paths run the hooks.
-            let stop = if (*s).alloc_hooks != 0 || (*s).init_on_free {
+            // sequences stopped: the slow paths run the hooks. So do all
+            // caches of a machine whose fast paths are the CAS ones.
+            let mut stop = if (*s).alloc_hooks != 0 || (*s).init_on_free {
                 rseq::STOP_HOOKS
             } else {
                 0
             };
-            for cpu in 0..self.nr_cpus {
-                let c = (*s).cpu_slab.add(cpu);
+            if !self.slab.rseq.load(Ordering::Relaxed) {
+                stop |= rseq::STOP_CAS;
+            }
+            let base = cpu_mem.as_ptr() as *mut KmemCacheCpu;
+            for i in 0..cpus_total {
+                let cpu = i.wrapping_sub(cpus_before);
                 ptr::write(
-                    c,
+                    base.add(i),
                     KmemCacheCpu {
                         fl: DoubleWord::new(0, cpu),
                         slab: AtomicPtr::new(ptr::null_mut()),
                         slab_start: AtomicUsize::new(0),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
-                        stopped: AtomicU32::new(stop),
+                        stopped: AtomicU32::new(if cpu < self.nr_cpus {
+                            stop
+                        } else {
+                            rseq::STOP_NO_CPU
+                        }),
                         lock: SpinLock::new(()),
                         stat: CpuStats::default(),
                     },
@@ -1082,9 +1127,14 @@ impl<P: Platform> Kmem<P> {
             ));
             return; // Leak the cache and its slabs, as the kernel does.
         }
-        let cpu_bytes = self.nr_cpus * core::mem::size_of::<KmemCacheCpu>();
-        // SAFETY: the cpu array came from alloc_pages_exact of this size.
-        unsafe { self.free_pages_exact(NonNull::new_unchecked(c.cpu_slab as *mut u8), cpu_bytes) };
+        let (cpus_before, cpus_total) = self.cpu_array_layout();
+        let cpu_bytes = cpus_total * core::mem::size_of::<KmemCacheCpu>();
+        // SAFETY: the cpu array came from alloc_pages_exact of this size,
+        // `cpus_before` entries before `cpu_slab`.
+        unsafe {
+            let base = c.cpu_slab.sub(cpus_before) as *mut u8;
+            self.free_pages_exact(NonNull::new_unchecked(base), cpu_bytes)
+        };
         let kc = self.slab.kmem_cache.load(Ordering::Acquire);
         // SAFETY: the cache object came from the cache of caches.
         unsafe { self.kmem_cache_free(NonNull::new_unchecked(kc), s.as_ptr() as *mut u8) };

@@ -41,13 +41,25 @@
 //! threads, decided at boot (`Platform::rseq_usable`, `kmem.rseq=`): a CAS
 //! from another CPU could otherwise land between a sequence's load and its
 //! commit. A thread without a registered area (its `cpu_id` is negative)
-//! fails the CPU bound check and takes the slow paths.
+//! takes the slow paths.
+//!
+//! **No mode test.** On a platform whose threads always have an area
+//! (`Platform::RSEQ_AREA`, registered or not) the fast paths run the
+//! sequences whatever the mode: a machine in CAS mode keeps a third
+//! `stopped` bit set for good (`STOP_CAS`), so its sequences always fall
+//! back, and the out-of-line fallback tries the CAS fast path. The rseq
+//! fast paths thus test nothing the CAS ones do not. Nor do they check the
+//! CPU id against a bound: every cache's cpu array has entries for all the
+//! ids an area can show (-2 and -1 for an unregistered one, host CPUs
+//! beyond the machine's), the ones that are not the machine's CPUs stopped
+//! for good (`STOP_NO_CPU`). Platforms without an area (a bare-metal kernel)
+//! compile the CAS fast paths alone.
 //!
 //! The abort handler is preceded by the signature glibc registers
 //! (`RSEQ_SIG`, `0x53053053`, after the three bytes of a `ud1` as librseq
 //! lays it out), as the kernel checks before jumping there.
 
-use super::KmemCacheCpu;
+use super::{KmemCache, KmemCacheCpu};
 use core::mem::{offset_of, size_of};
 
 /// Offset of `cpu_id` in `struct rseq`.
@@ -60,6 +72,16 @@ pub(crate) const STOP_SLOW_PATH: u32 = 1;
 /// `stopped` bit, for good: the cache has allocation or free hooks
 /// (`init_on_alloc`, `init_on_free`), which the slow paths run.
 pub(crate) const STOP_HOOKS: u32 = 2;
+/// `stopped` bit, for good: the machine's fast paths are `cmpxchg16b` (it is
+/// not in rseq mode); the fallbacks take them.
+pub(crate) const STOP_CAS: u32 = 4;
+/// `stopped` bit, for good: a cpu array entry for a CPU id that is not the
+/// machine's (an unregistered area's -1 or -2, or a host CPU beyond the
+/// machine's). Sequences reading such an id fall back.
+pub(crate) const STOP_NO_CPU: u32 = 8;
+/// Entries of a cpu array before CPU 0: for the negative CPU ids of an
+/// unregistered area (`RSEQ_CPU_ID_UNINITIALIZED`, `..._REGISTRATION_FAILED`).
+pub(crate) const NEGATIVE_CPU_IDS: usize = 2;
 
 /// log2 of the size of a cpu structure: the sequences index with a shift.
 const CPU_SHIFT: u32 = size_of::<KmemCacheCpu>().trailing_zeros();
@@ -67,12 +89,11 @@ const _: () = assert!(size_of::<KmemCacheCpu>() == 1 << CPU_SHIFT);
 
 /// One restartable sequence, in AT&T syntax: label 6 (re)starts it by
 /// publishing its descriptor (label 5) in `rseq_cs`; 2..3 is the critical
-/// section, which begins by reading `cpu_id` into `{c}` and leaving for the
-/// fallback (label 7, out of line) if it is not below `{nr}`; `body` must end
-/// with the committing store. Label 4, after the signature, is the abort
-/// address: it restarts at 6. `pre` runs before each start; `fallback` ends
-/// by jumping back to 3. Operands `area` (the rseq offset from the FS base),
-/// `nr`, `c` and `t` must be among `ops`.
+/// section: `body`, which may leave for the fallback (label 7, out of line)
+/// and must end with the committing store. Label 4, after the signature, is
+/// the abort address: it restarts at 6. `pre` runs before each start;
+/// `fallback` leaves label 7 (back to 3, or to a Rust label). Operands
+/// `area` (the rseq offset from the FS base) and `t` must be among `ops`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! rseq_asm {
     (pre: [$($pre:literal),*], body: [$($body:literal),*], fallback: [$($fb:literal),*], $($ops:tt)*) => {
@@ -82,9 +103,6 @@ macro_rules! rseq_asm {
             "leaq 5f(%rip), {t}",
             "movq {t}, %fs:{cs}({area})",
             "2:",
-            "movl %fs:{cpuid}({area}), {c:e}",
-            "cmpq {nr}, {c}",
-            "jae 7f",
             $($body,)*
             "3:",
             ".pushsection .data.rel.ro.kmem_rseq, \"aw\"",
@@ -102,7 +120,6 @@ macro_rules! rseq_asm {
             "jmp 6b",
             ".popsection",
             cs = const RSEQ_CS,
-            cpuid = const RSEQ_CPU_ID,
             $($ops)*
             options(att_syntax, nostack),
         )
@@ -121,28 +138,31 @@ pub(crate) enum Push {
     DoubleFree,
 }
 
-/// Pop the head of the calling CPU's freelist; null if it is empty or the
-/// fast paths are stopped (take the slow path).
+/// Pop the head of the calling CPU's freelist of cache `s`; null if it is
+/// empty or the fast paths are stopped (take the fallback).
 ///
 /// # Safety
-/// `area` is the offset of the calling thread's registered `struct rseq`
-/// from its FS base (x86-64 Linux keeps thread-local data there); `cpus` the
-/// cache's array of `nr_cpus` cpu structures; objects on the freelists are
-/// objects of the cache whose free pointer is at `fp_off`; and the machine is
-/// in rseq mode (see the module documentation).
+/// `s` is a live cache of a platform with an rseq area: `s.rseq_area` is
+/// the offset of every thread's `struct rseq` from its FS base (x86-64 Linux
+/// keeps thread-local data there; registered or not), its `cpu_slab` has an
+/// entry for every CPU id such an area can show (`Kmem::cpu_array_layout`),
+/// and the objects on its freelists have their free pointer at `s.offset`;
+/// the machine is in rseq mode or has `STOP_CAS` set in every cpu structure
+/// (see the module documentation).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn pop(area: isize, cpus: *const KmemCacheCpu, nr_cpus: usize, fp_off: usize) -> *mut u8 {
+pub(crate) unsafe fn pop(s: *const KmemCache) -> *mut u8 {
     let obj: *mut u8;
     // SAFETY: caller contract. The sequence only reads the thread's rseq
-    // area, this CPU's cpu structure and the head object's free pointer (slab
-    // memory stays mapped), and commits with one store to the freelist head.
-    // Labels: 6 sets rseq_cs, 2..3 is the critical section, 4 the abort
-    // address, 7 the fallback; 5 the descriptor.
+    // area, the cache, this CPU's cpu structure and the head object's free
+    // pointer (slab memory stays mapped), and commits with one store to the
+    // freelist head. Labels: 6 sets rseq_cs, 2..3 is the critical section,
+    // 4 the abort address, 7 the fallback; 5 the descriptor.
     unsafe {
         rseq_asm!(
             pre: [],
             body: [
+                "movslq %fs:{cpuid}({area}), {c}",
                 "shlq ${shift}, {c}",
                 "cmpl $0, {stopped}({cpus},{c})",
                 "jne 7f",
@@ -153,13 +173,13 @@ pub(crate) unsafe fn pop(area: isize, cpus: *const KmemCacheCpu, nr_cpus: usize,
                 "movq {t}, ({cpus},{c})"
             ],
             fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
-            area = in(reg) area,
-            cpus = in(reg) cpus,
-            nr = in(reg) nr_cpus,
-            fp = in(reg) fp_off,
+            area = in(reg) (*s).rseq_area,
+            cpus = in(reg) (*s).cpu_slab,
+            fp = in(reg) (*s).offset,
             obj = out(reg) obj,
             c = out(reg) _,
             t = out(reg) _,
+            cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             stopped = const offset_of!(KmemCacheCpu, stopped),
         );
@@ -167,29 +187,23 @@ pub(crate) unsafe fn pop(area: isize, cpus: *const KmemCacheCpu, nr_cpus: usize,
     obj
 }
 
-/// Push `obj` onto the calling CPU's freelist if it lies in that CPU's cpu
-/// slab.
+/// Push `obj` onto the calling CPU's freelist of cache `s` if it lies in
+/// that CPU's cpu slab.
 ///
 /// # Safety
-/// As [`pop`]; `obj` is an allocated object of the cache owned by the
-/// caller.
+/// As [`pop`]; `obj` is an allocated object of `s` owned by the caller.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn push(
-    area: isize,
-    cpus: *const KmemCacheCpu,
-    nr_cpus: usize,
-    fp_off: usize,
-    obj: *mut u8,
-) -> Push {
-    let res: u32;
+pub(crate) unsafe fn push(s: *const KmemCache, obj: *mut u8) -> Push {
     // SAFETY: caller contract. Reads as `pop`; writes the object's free
     // pointer (the object is the caller's) and commits with one store to the
-    // freelist head. Labels as in `pop`; 8 is the double-free exit.
+    // freelist head. Labels as in `pop`; the fallback and the double free
+    // leave for Rust labels.
     unsafe {
         rseq_asm!(
-            pre: ["xorl {res:e}, {res:e}"],
+            pre: [],
             body: [
+                "movslq %fs:{cpuid}({area}), {c}",
                 "shlq ${shift}, {c}",
                 "cmpl $0, {stopped}({cpus},{c})",
                 "jne 7f",
@@ -199,30 +213,31 @@ pub(crate) unsafe fn push(
                 "jae 7f",
                 "movq ({cpus},{c}), {t}",
                 "cmpq {t}, {obj}",
-                "je 8f",
+                "je {double}",
                 "movq {t}, ({obj},{fp})",
                 "movq {obj}, ({cpus},{c})"
             ],
-            fallback: ["movl $1, {res:e}", "jmp 3b", "8:", "movl $2, {res:e}", "jmp 3b"],
-            area = in(reg) area,
-            cpus = in(reg) cpus,
-            nr = in(reg) nr_cpus,
-            fp = in(reg) fp_off,
+            fallback: ["jmp {fallback}"],
+            area = in(reg) (*s).rseq_area,
+            cpus = in(reg) (*s).cpu_slab,
+            fp = in(reg) (*s).offset,
             obj = in(reg) obj,
-            res = out(reg) res,
             c = out(reg) _,
             t = out(reg) _,
+            cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             stopped = const offset_of!(KmemCacheCpu, stopped),
             start = const offset_of!(KmemCacheCpu, slab_start),
             bytes = const offset_of!(KmemCacheCpu, slab_bytes),
+            fallback = label {
+                return Push::Fallback;
+            },
+            double = label {
+                return Push::DoubleFree;
+            },
         );
     }
-    match res {
-        0 => Push::Done,
-        2 => Push::DoubleFree,
-        _ => Push::Fallback,
-    }
+    Push::Done
 }
 
 /// `this_cpu_inc` for per-CPU counters that only these sequences write: add
@@ -243,7 +258,14 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
     unsafe {
         rseq_asm!(
             pre: ["xorl {res:e}, {res:e}"],
-            body: ["shlq $6, {c}", "addq {slots}, {c}", "addq $1, ({c},{field})"],
+            body: [
+                "movl %fs:{cpuid}({area}), {c:e}",
+                "cmpq {nr}, {c}",
+                "jae 7f",
+                "shlq $6, {c}",
+                "addq {slots}, {c}",
+                "addq $1, ({c},{field})"
+            ],
             fallback: ["movl $1, {res:e}", "jmp 3b"],
             area = in(reg) area,
             slots = in(reg) slots,
@@ -252,6 +274,7 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
             res = out(reg) res,
             c = out(reg) _,
             t = out(reg) _,
+            cpuid = const RSEQ_CPU_ID,
         );
     }
     res == 0
@@ -264,7 +287,7 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
 /// Never called.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub(crate) unsafe fn pop(_: isize, _: *const KmemCacheCpu, _: usize, _: usize) -> *mut u8 {
+pub(crate) unsafe fn pop(_: *const KmemCache) -> *mut u8 {
     core::ptr::null_mut()
 }
 
@@ -274,7 +297,7 @@ pub(crate) unsafe fn pop(_: isize, _: *const KmemCacheCpu, _: usize, _: usize) -
 /// Never called.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub(crate) unsafe fn push(_: isize, _: *const KmemCacheCpu, _: usize, _: usize, _: *mut u8) -> Push {
+pub(crate) unsafe fn push(_: *const KmemCache, _: *mut u8) -> Push {
     Push::Fallback
 }
 

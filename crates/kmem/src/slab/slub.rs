@@ -59,9 +59,11 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
         // Debug caches never get a cpu freelist, so they fall through to the slow path.
-        if self.slab.rseq.load(Ordering::Relaxed) {
-            // SAFETY: rseq mode: the platform registered the area; the cache's cpu array has nr_cpus entries.
-            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c.cpu_slab, self.nr_cpus, c.offset) };
+        if P::RSEQ_AREA {
+            // SAFETY: RSEQ_AREA: every thread has an area and the cache's
+            // cpu array covers its CPU ids; the machine is in rseq mode or
+            // its cpu structures are stopped for good (STOP_CAS).
+            let obj = unsafe { rseq::pop(c) };
             if !obj.is_null() {
                 // Caches with hooks never pass the sequence (STOP_HOOKS).
                 if gfp.intersects(__GFP_ZERO) {
@@ -71,23 +73,47 @@ impl<P: Platform> Kmem<P> {
                 // SAFETY: checked non-null.
                 return Ok(unsafe { NonNull::new_unchecked(obj) });
             }
-        } else {
-            let cpu = self.platform.raw_smp_processor_id();
-            // SAFETY: cpu < nr_cpu_ids.
-            let cs = unsafe { c.cpu(cpu) };
-            let (obj, tid) = cs.fl.load();
-            if obj != 0 {
-                // SAFETY: `obj` is (or was until a racing swap) a free object of this cache.
-                let next = unsafe { c.get_freepointer(obj as *mut u8) } as usize;
-                if cs.fl.cas((obj, tid), (next, tid.wrapping_add(1))) {
-                    let obj = obj as *mut u8;
-                    if gfp.intersects(__GFP_ZERO) || c.alloc_hooks != 0 {
-                        // SAFETY: the object is ours now.
-                        unsafe { alloc_hooks(c, obj, gfp) };
-                    }
-                    // SAFETY: objects are never null.
-                    return Ok(unsafe { NonNull::new_unchecked(obj) });
-                }
+            return self.slab_alloc_fallback(c, gfp);
+        }
+        if let Some(obj) = self.cas_alloc_fast(c, gfp) {
+            return Ok(obj);
+        }
+        self.slab_alloc_slow(c, gfp, -1)
+    }
+
+    /// The CAS fast path: pop this CPU's freelist with `cmpxchg16b` on
+    /// (freelist, tid). None if it is empty or the CAS lost a race.
+    #[inline(always)]
+    fn cas_alloc_fast(&self, c: &KmemCache, gfp: Gfp) -> Option<NonNull<u8>> {
+        let cpu = self.platform.raw_smp_processor_id();
+        // SAFETY: cpu < nr_cpu_ids.
+        let cs = unsafe { c.cpu(cpu) };
+        let (obj, tid) = cs.fl.load();
+        if obj == 0 {
+            return None;
+        }
+        // SAFETY: `obj` is (or was until a racing swap) a free object of this cache.
+        let next = unsafe { c.get_freepointer(obj as *mut u8) } as usize;
+        if !cs.fl.cas((obj, tid), (next, tid.wrapping_add(1))) {
+            return None;
+        }
+        let obj = obj as *mut u8;
+        if gfp.intersects(__GFP_ZERO) || c.alloc_hooks != 0 {
+            // SAFETY: the object is ours now.
+            unsafe { alloc_hooks(c, obj, gfp) };
+        }
+        // SAFETY: objects are never null.
+        Some(unsafe { NonNull::new_unchecked(obj) })
+    }
+
+    /// Where a declined restartable sequence goes: the CAS fast path if the
+    /// machine is not in rseq mode, then the slow path.
+    #[inline(never)]
+    #[track_caller]
+    fn slab_alloc_fallback(&self, c: &KmemCache, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if !self.slab.rseq.load(Ordering::Relaxed) {
+            if let Some(obj) = self.cas_alloc_fast(c, gfp) {
+                return Ok(obj);
             }
         }
         self.slab_alloc_slow(c, gfp, -1)
@@ -769,27 +795,43 @@ impl<P: Platform> Kmem<P> {
     /// `obj` is an allocated object of `s`, if it lies in its cpu slab.
     #[inline(always)]
     pub(crate) unsafe fn slab_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
-        if self.slab.rseq.load(Ordering::Relaxed) {
+        if P::RSEQ_AREA {
             // `init_on_free` caches never pass the sequence (STOP_HOOKS):
             // __slab_free wipes and takes any object.
-            // SAFETY: rseq mode; the caller owns `obj`, an object of `s` if it is in its cpu slab.
-            return match unsafe {
-                rseq::push(
-                    self.platform.rseq_offset(),
-                    s.cpu_slab,
-                    self.nr_cpus,
-                    s.offset,
-                    obj,
-                )
-            } {
+            // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
+            // object of `s` if it is in its cpu slab.
+            return match unsafe { rseq::push(s, obj) } {
                 rseq::Push::Done => true,
-                rseq::Push::Fallback => false,
                 rseq::Push::DoubleFree => {
                     self.double_free(s, obj);
                     true
                 }
+                // SAFETY: forwarded.
+                rseq::Push::Fallback => unsafe { self.slab_free_fallback(s, obj) },
             };
         }
+        // SAFETY: forwarded.
+        unsafe { self.cas_free_fast(s, obj) }
+    }
+
+    /// Where a declined restartable sequence goes: the CAS fast path if the
+    /// machine is not in rseq mode. False if that declines too.
+    ///
+    /// # Safety
+    /// As [`Kmem::slab_free_fast`].
+    #[inline(never)]
+    unsafe fn slab_free_fallback(&self, s: &KmemCache, obj: *mut u8) -> bool {
+        // SAFETY: forwarded.
+        !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.cas_free_fast(s, obj) }
+    }
+
+    /// The CAS free fast path: push onto this CPU's freelist with
+    /// `cmpxchg16b` on (freelist, tid) if `obj` lies in the cpu slab.
+    ///
+    /// # Safety
+    /// As [`Kmem::slab_free_fast`].
+    #[inline(always)]
+    unsafe fn cas_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
         loop {
             let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
