@@ -806,23 +806,27 @@ impl<P: Platform> Kmem<P> {
                     self.double_free(s, obj);
                     true
                 }
+                // In rseq mode a declined sequence goes straight to the
+                // slow path; otherwise the CAS fast path is tried first.
                 // SAFETY: forwarded.
-                rseq::Push::Fallback => unsafe { self.slab_free_fallback(s, obj) },
+                rseq::Push::Fallback => {
+                    !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.slab_free_fallback(s, obj) }
+                }
             };
         }
         // SAFETY: forwarded.
         unsafe { self.cas_free_fast(s, obj) }
     }
 
-    /// Where a declined restartable sequence goes: the CAS fast path if the
-    /// machine is not in rseq mode. False if that declines too.
+    /// Where a declined restartable sequence goes when the machine is not in
+    /// rseq mode: the CAS fast path. False if that declines too.
     ///
     /// # Safety
     /// As [`Kmem::slab_free_fast`].
     #[inline(never)]
     unsafe fn slab_free_fallback(&self, s: &KmemCache, obj: *mut u8) -> bool {
         // SAFETY: forwarded.
-        !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.cas_free_fast(s, obj) }
+        unsafe { self.cas_free_fast(s, obj) }
     }
 
     /// The CAS free fast path: push onto this CPU's freelist with
@@ -882,7 +886,7 @@ impl<P: Platform> Kmem<P> {
         // The fast path just declined (not this CPU's cpu slab, or its fast
         // paths are stopped): `__slab_free` takes any object of any slab.
         // SAFETY: forwarded.
-        unsafe { self.slab_free_slow(c, slab, obj) };
+        unsafe { self.slab_free_to_slab(c, slab, obj) };
     }
 
     /// `do_slab_free` for an object whose slab is known: this CPU's freelist
@@ -963,10 +967,52 @@ impl<P: Platform> Kmem<P> {
 
     /// `__slab_free`: the object's slab is not this CPU's cpu slab.
     ///
+    /// The common case is short: the slab keeps other free and allocated
+    /// objects (or is frozen), so one `cmpxchg16b` on (freelist, counters)
+    /// frees the object and no list changes. A slab that was full or becomes
+    /// empty, and a double free, take [`Kmem::slab_free_lists`].
+    ///
     /// # Safety
     /// `obj` is an allocated object of `slab` of `s`.
     #[inline(never)]
     pub(crate) unsafe fn slab_free_slow(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        // SAFETY: forwarded.
+        unsafe { self.slab_free_to_slab(s, slab, obj) }
+    }
+
+    /// The body of [`Kmem::slab_free_slow`], for callers that inline it.
+    ///
+    /// # Safety
+    /// As [`Kmem::slab_free_slow`].
+    #[inline(always)]
+    unsafe fn slab_free_to_slab(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        if !s.init_on_free {
+            // SAFETY: caller contract.
+            let d = unsafe { slab_fl(slab) };
+            loop {
+                let (prior, cnt) = d.load();
+                let c = Counters(cnt);
+                if c.inuse() <= 1 || (prior == 0 && !c.frozen()) {
+                    break;
+                }
+                // SAFETY: the object is ours.
+                unsafe { s.set_freepointer(obj, prior as *mut u8) };
+                if d.cas((prior, cnt), (obj as usize, c.with_inuse(c.inuse() - 1).0)) {
+                    return;
+                }
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.slab_free_lists(s, slab, obj) }
+    }
+
+    /// `__slab_free` when lists may change: the slab was full or becomes
+    /// empty (or the object is already free, or `init_on_free` wipes it).
+    ///
+    /// # Safety
+    /// As [`Kmem::slab_free_slow`].
+    #[inline(never)]
+    unsafe fn slab_free_lists(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
         if s.init_on_free {
             // SAFETY: the object is ours until it is on the freelist.
             unsafe { ptr::write_bytes(obj, 0, s.object_size) };
