@@ -184,8 +184,6 @@ pub struct KmemCache {
     /// area can show (`Kmem::cpu_array_layout`), so the restartable
     /// sequences index it without a bound check.
     pub(crate) cpu_slab: *mut KmemCacheCpu,
-    /// `Platform::rseq_offset`, beside `cpu_slab` for the sequences.
-    pub(crate) rseq_area: isize,
     /// Flags.
     pub flags: SlabFlags,
     /// Object size including metadata (the stride).
@@ -957,11 +955,6 @@ impl<P: Platform> Kmem<P> {
                 s,
                 KmemCache {
                     cpu_slab: (cpu_mem.as_ptr() as *mut KmemCacheCpu).add(cpus_before),
-                    rseq_area: if P::RSEQ_AREA {
-                        self.platform.rseq_offset()
-                    } else {
-                        0
-                    },
                     flags,
                     size: sz,
                     object_size,

@@ -142,16 +142,16 @@ pub(crate) enum Push {
 /// empty or the fast paths are stopped (take the fallback).
 ///
 /// # Safety
-/// `s` is a live cache of a platform with an rseq area: `s.rseq_area` is
-/// the offset of every thread's `struct rseq` from its FS base (x86-64 Linux
-/// keeps thread-local data there; registered or not), its `cpu_slab` has an
+/// `area` is the offset of every thread's `struct rseq` from its FS base
+/// (x86-64 Linux keeps thread-local data there; registered or not); `s` is a
+/// live cache of a platform with such areas (`Platform::RSEQ_AREA`), its `cpu_slab` has an
 /// entry for every CPU id such an area can show (`Kmem::cpu_array_layout`),
 /// and the objects on its freelists have their free pointer at `s.offset`;
 /// the machine is in rseq mode or has `STOP_CAS` set in every cpu structure
 /// (see the module documentation).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn pop(s: *const KmemCache) -> *mut u8 {
+pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
     let obj: *mut u8;
     // SAFETY: caller contract. The sequence only reads the thread's rseq
     // area, the cache, this CPU's cpu structure and the head object's free
@@ -173,7 +173,7 @@ pub(crate) unsafe fn pop(s: *const KmemCache) -> *mut u8 {
                 "movq {t}, ({cpus},{c})"
             ],
             fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
-            area = in(reg) (*s).rseq_area,
+            area = in(reg) area,
             cpus = in(reg) (*s).cpu_slab,
             fp = in(reg) (*s).offset,
             obj = out(reg) obj,
@@ -194,7 +194,7 @@ pub(crate) unsafe fn pop(s: *const KmemCache) -> *mut u8 {
 /// As [`pop`]; `obj` is an allocated object of `s` owned by the caller.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn push(s: *const KmemCache, obj: *mut u8) -> Push {
+pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
     // SAFETY: caller contract. Reads as `pop`; writes the object's free
     // pointer (the object is the caller's) and commits with one store to the
     // freelist head. Labels as in `pop`; the fallback and the double free
@@ -218,7 +218,7 @@ pub(crate) unsafe fn push(s: *const KmemCache, obj: *mut u8) -> Push {
                 "movq {obj}, ({cpus},{c})"
             ],
             fallback: ["jmp {fallback}"],
-            area = in(reg) (*s).rseq_area,
+            area = in(reg) area,
             cpus = in(reg) (*s).cpu_slab,
             fp = in(reg) (*s).offset,
             obj = in(reg) obj,
@@ -287,7 +287,7 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
 /// Never called.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub(crate) unsafe fn pop(_: *const KmemCache) -> *mut u8 {
+pub(crate) unsafe fn pop(_: isize, _: *const KmemCache) -> *mut u8 {
     core::ptr::null_mut()
 }
 
@@ -297,7 +297,7 @@ pub(crate) unsafe fn pop(_: *const KmemCache) -> *mut u8 {
 /// Never called.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub(crate) unsafe fn push(_: *const KmemCache, _: *mut u8) -> Push {
+pub(crate) unsafe fn push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
     Push::Fallback
 }
 

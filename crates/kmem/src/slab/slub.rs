@@ -63,7 +63,7 @@ impl<P: Platform> Kmem<P> {
             // SAFETY: RSEQ_AREA: every thread has an area and the cache's
             // cpu array covers its CPU ids; the machine is in rseq mode or
             // its cpu structures are stopped for good (STOP_CAS).
-            let obj = unsafe { rseq::pop(c) };
+            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
             if !obj.is_null() {
                 // Caches with hooks never pass the sequence (STOP_HOOKS).
                 if gfp.intersects(__GFP_ZERO) {
@@ -800,7 +800,7 @@ impl<P: Platform> Kmem<P> {
             // __slab_free wipes and takes any object.
             // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
             // object of `s` if it is in its cpu slab.
-            return match unsafe { rseq::push(s, obj) } {
+            return match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
                 rseq::Push::Done => true,
                 rseq::Push::DoubleFree => {
                     self.double_free(s, obj);
