@@ -450,6 +450,24 @@ impl<P: Platform> Kmem<P> {
                 return;
             }
         }
+        if f & PG_TAIL_BIT != 0 {
+            // SAFETY: tail pages of compound pages point at their head, a
+            // descriptor of the memmap.
+            let head = unsafe { (*page).index } as *mut Page;
+            // SAFETY: as above.
+            let hf = unsafe { (*head).flags.load(Ordering::Relaxed) };
+            if hf & PG_SLAB != 0 {
+                // SAFETY: slab pages record their (live) cache.
+                let s = unsafe { &*((*head).mapping as *const KmemCache) };
+                if (p as usize) & s.kfree_mask == 0 {
+                    // SAFETY: as above.
+                    unsafe { self.do_slab_free(s, head, p as *mut u8) };
+                    return;
+                }
+            }
+            // SAFETY: forwarded; `head` is the head page holding `p`.
+            return unsafe { self.kfree_slow(p, head, hf) };
+        }
         // SAFETY: forwarded; `page` is the page holding `p`.
         unsafe { self.kfree_slow(p, page, f) }
     }
@@ -458,29 +476,12 @@ impl<P: Platform> Kmem<P> {
     /// power-of-two cache.
     ///
     /// # Safety
-    /// As `kfree`; `page` is the page holding `p` (a tail page of a compound
-    /// allocation, or its head), `f` its flags.
+    /// As `kfree`; `page` is the (head) page holding `p`, `f` its flags.
     #[inline(never)]
     #[track_caller]
-    unsafe fn kfree_slow(&self, p: *const u8, mut page: *mut Page, mut f: u32) {
+    unsafe fn kfree_slow(&self, p: *const u8, page: *mut Page, f: u32) {
         if zero_or_null_ptr(p) {
             return;
-        }
-        if f & PG_TAIL_BIT != 0 {
-            // SAFETY: tail pages of compound pages point at their head, a
-            // descriptor of the memmap.
-            page = unsafe { (*page).index } as *mut Page;
-            // SAFETY: as above.
-            f = unsafe { (*page).flags.load(Ordering::Relaxed) };
-            if f & PG_SLAB != 0 {
-                // SAFETY: slab pages record their (live) cache.
-                let s = unsafe { &*((*page).mapping as *const KmemCache) };
-                if (p as usize) & s.kfree_mask == 0 {
-                    // SAFETY: as in `kfree`.
-                    unsafe { self.do_slab_free(s, page, p as *mut u8) };
-                    return;
-                }
-            }
         }
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their live cache.
