@@ -1,5 +1,7 @@
 //! The hosted platform against the real host: CPUs, futexes, RAM.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,18 +116,7 @@ fn rseq_disabled_child() {
 
 #[test]
 fn cpu_id_falls_back_without_rseq() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "rseq_disabled_child", "--test-threads=1"])
-        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
-        .env("KMEM_HOSTED_RSEQ_CHILD", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_without_rseq("rseq_disabled_child", "KMEM_HOSTED_RSEQ_CHILD");
 }
 
 // ------------------------------------------------------- task context ----

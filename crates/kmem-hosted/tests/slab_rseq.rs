@@ -228,16 +228,5 @@ fn unregistered_rseq_child() {
 
 #[test]
 fn threads_without_a_registered_rseq_area() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "unregistered_rseq_child", "--test-threads=1"])
-        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
-        .env("KMEM_SLAB_RSEQ_CHILD", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_without_rseq("unregistered_rseq_child", "KMEM_SLAB_RSEQ_CHILD");
 }

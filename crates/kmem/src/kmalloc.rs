@@ -436,19 +436,9 @@ impl<P: Platform> Kmem<P> {
         let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
         // Only head pages are PG_SLAB, so an object in the first page of its
         // slab (every object of an order-0 slab) needs no tail test here.
-        if f & PG_SLAB != 0 {
-            // SAFETY: slab pages record their (live) cache.
-            let s = unsafe { &*((*page).mapping as *const KmemCache) };
-            // Objects of non-debug power-of-two caches sit at multiples of
-            // their size from the slab's start, which is aligned at least as
-            // much: `p` is an object start iff it is aligned to the size.
-            // `kfree_mask` folds that test and "non-debug, power of two" into
-            // one; other pointers take the exact check.
-            if (p as usize) & s.kfree_mask == 0 {
-                // SAFETY: an allocated object of `s` in slab `page` (caller contract).
-                unsafe { self.do_slab_free(s, page, p as *mut u8) };
-                return;
-            }
+        // SAFETY: `page` is a descriptor of the memmap holding `p`.
+        if f & PG_SLAB != 0 && unsafe { self.kfree_object(p, page) } {
+            return;
         }
         if f & PG_TAIL_BIT != 0 {
             // SAFETY: tail pages of compound pages point at their head, a
@@ -456,20 +446,36 @@ impl<P: Platform> Kmem<P> {
             let head = unsafe { (*page).index } as *mut Page;
             // SAFETY: as above.
             let hf = unsafe { (*head).flags.load(Ordering::Relaxed) };
-            if hf & PG_SLAB != 0 {
-                // SAFETY: slab pages record their (live) cache.
-                let s = unsafe { &*((*head).mapping as *const KmemCache) };
-                if (p as usize) & s.kfree_mask == 0 {
-                    // SAFETY: as above.
-                    unsafe { self.do_slab_free(s, head, p as *mut u8) };
-                    return;
-                }
+            // SAFETY: `head` is the head page holding `p`.
+            if hf & PG_SLAB != 0 && unsafe { self.kfree_object(p, head) } {
+                return;
             }
             // SAFETY: forwarded; `head` is the head page holding `p`.
             return unsafe { self.kfree_slow(p, head, hf) };
         }
         // SAFETY: forwarded; `page` is the page holding `p`.
         unsafe { self.kfree_slow(p, page, f) }
+    }
+
+    /// `kfree`'s fast case: free `p` if it is an object start of a non-debug
+    /// power-of-two cache (false, and nothing done, otherwise). Objects of
+    /// such caches sit at multiples of their size from the slab's start,
+    /// which is aligned at least as much: `p` is an object start iff it is
+    /// aligned to the size. `kfree_mask` folds that test and "non-debug,
+    /// power of two" into one; other pointers take the exact check.
+    ///
+    /// # Safety
+    /// As `kfree`; `slab` is the head page of the slab holding `p`.
+    #[inline(always)]
+    unsafe fn kfree_object(&self, p: *const u8, slab: *mut Page) -> bool {
+        // SAFETY: slab pages record their (live) cache.
+        let s = unsafe { &*((*slab).mapping as *const KmemCache) };
+        if (p as usize) & s.kfree_mask != 0 {
+            return false;
+        }
+        // SAFETY: an allocated object of `s` in `slab` (caller contract).
+        unsafe { self.do_slab_free(s, slab, p as *mut u8) };
+        true
     }
 
     /// `kfree` of everything but a well-aligned object of a non-debug

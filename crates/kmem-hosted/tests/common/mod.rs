@@ -27,6 +27,25 @@ pub fn boot(cmdline: &str) -> Machine {
     Machine::boot(cmdline).unwrap_or_else(|e| panic!("boot {cmdline:?}: {e}"))
 }
 
+/// Run the test `name` of this test binary again in a child process with
+/// glibc's rseq registration turned off (`GLIBC_TUNABLES`) and `marker` set
+/// in its environment (the child test runs only when it finds it), and
+/// fail unless it passed.
+pub fn run_without_rseq(name: &str, marker: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env("GLIBC_TUNABLES", "glibc.pthread.rseq=0")
+        .env(marker, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The pfn of a page.
 pub fn pfn(m: &Machine, p: NonNull<Page>) -> usize {
     m.page_to_pfn(p)
