@@ -33,15 +33,33 @@
 //! that thread does not exist. Every spinlock acquisition calls the
 //! platform's `local_irq_save`, and a machine with the gate enabled
 //! (`HostedPlatform::enable_fork_gate`; the default machine has it) counts
-//! there: a thread's outermost acquisition increments a counter of its CPU's
-//! slot (`GATE_SLOTS`, one cache line each), its last release decrements it
-//! (the nesting depth and slot live in two thread-locals without
-//! destructors). Before counting in, a thread checks `FORKING`; if a fork is
-//! in progress it steps back and sleeps on the `FORKING` futex. The fork's
-//! prepare sets `FORKING` and waits until every slot reads 0 (both sides use
-//! sequentially consistent operations, so either the thread sees `FORKING`
-//! or the forker sees its count). A single-threaded process
-//! (`__libc_single_threaded`) skips all of it: no other thread can hold a lock.
+//! there the calling thread's spinlock nesting depth in a thread-local word
+//! (`GateTls`): a plain increment and decrement, no atomic instruction, no
+//! shared cache line. The word is in *static* TLS (initial-exec: on x86-64 a
+//! `.tbss` symbol reached through its `@gottpoff` GOT entry from the thread
+//! pointer), so even inside `libkmalloc.so` it costs no `__tls_get_addr`
+//! call. The outermost acquisition also reads `GATE_FLAGS`, a process-wide
+//! word that is 0 except while a fork is in progress: then the thread waits
+//! on its futex before taking the lock (the forking thread passes). A
+//! process that never created a thread (`__libc_single_threaded`) skips all
+//! of it: no other thread can hold a lock.
+//!
+//! The fork does not count lock holders: it stops every other thread with a
+//! signal (below), and a thread the signal finds inside a gated spinlock
+//! (depth above 0) is not stopped there but marks itself (`GateTls::defer`)
+//! and runs on; its outermost unlock sees the mark and stops there, exactly
+//! as the handler would have. So once every thread has stopped, none holds
+//! a spinlock. The signal handler and the interrupted thread share the word
+//! without atomics: a signal arrives between two instructions, and compiler
+//! fences keep the depth updates on their side of the lock operations.
+//!
+//! Where the stop cannot be used (the program handles the stop signal
+//! itself, or its page could not be mapped), the gate counts instead
+//! (`GATE_COUNTING` in `GATE_FLAGS`): the outermost acquisition increments
+//! a counter of its CPU's slot (`GATE_SLOTS`, one cache line each) and the
+//! last release decrements it; prepare waits until every slot reads 0 (both
+//! sides use sequentially consistent operations, so either the thread sees
+//! the fork or the forker sees its count).
 //!
 //! **Stopping the world.** The gate keeps threads out of the locked paths,
 //! but not out of the lock-free ones (the SLUB cpu freelists' restartable
@@ -55,8 +73,9 @@
 //!
 //! * The stop signal, `SIGRTMIN + 7`, gets a handler when the handlers are
 //!   installed (`SA_RESTART`, every signal blocked while it runs) unless the
-//!   program has one for it; each fork checks that the handler is still
-//!   ours, and forks without stopping (with a warning) if not.
+//!   program has one for it (then the gate counts, above); each fork checks
+//!   that the handler is still ours, and forks without stopping (with a
+//!   warning, and the gate counts from then on) if not.
 //! * A *phase word* says what the stopped threads do: idle, stopped,
 //!   copying, or abandoned, with a count of stops above the state. It lives
 //!   in a page mapped `MAP_SHARED | MAP_ANONYMOUS`, which parent and child
@@ -64,7 +83,8 @@
 //! * The forker sets the phase to "stopped", lists the threads
 //!   (`/proc/self/task` read with `getdents64` into a stack buffer — no
 //!   allocation: this also runs inside the `LD_PRELOAD` malloc) and sends
-//!   each the signal (`tgkill`). The handler writes (phase, tid) into an
+//!   each the signal (`tgkill`). The handler (or, for a thread inside a
+//!   spinlock, its outermost unlock) writes (phase, tid) into an
 //!   acknowledgement table and sleeps on the phase futex while it reads
 //!   "stopped" or "copying". Once every signalled thread has acknowledged,
 //!   the forker lists the threads again: a thread that had not stopped yet
@@ -90,7 +110,10 @@
 //!   few microseconds while it creates or ends a thread, and a thread
 //!   leaving the handler of the previous stop still has them blocked): it
 //!   keeps running, with a warning. So does everything after 2 s without
-//!   every acknowledgement, or with more than 4096 threads.
+//!   every acknowledgement, or with more than 4096 threads. Such a thread
+//!   waits at its next outermost spinlock until the fork is over, but a
+//!   spinlock it held at the instant of the fork stays held in the child
+//!   (the warning says so).
 //! * The child, first thing, changes the phase from "stopped" to "copying";
 //!   the parent, once the child's byte arrives, sets it to idle and wakes the
 //!   stopped threads. A thread interrupted in a blocking system call goes
@@ -104,28 +127,67 @@
 //! and raw `clone` without `CLONE_VM` run no handlers and so share the RAM
 //! (unsupported).
 
-use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    compiler_fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::Once;
 
 use crate::platform::{host_cpu, write_stderr};
 
-/// Slots of the gate's counters (host CPUs fold onto them).
+/// Slots of the gate's counters (host CPUs fold onto them), in counting mode.
 const GATE_SLOTS_NR: usize = 64;
 
 /// A gate counter on a cache line of its own.
 #[repr(align(64))]
 struct GateSlot(AtomicUsize);
 
-/// Threads inside a gated machine's spinlocks, by the slot of the host CPU
-/// they entered on.
+/// In counting mode: threads inside a gated machine's spinlocks, by the slot
+/// of the host CPU they entered on.
 static GATE_SLOTS: [GateSlot; GATE_SLOTS_NR] = [const { GateSlot(AtomicUsize::new(0)) }; GATE_SLOTS_NR];
 
-/// 1 while a fork is between its prepare and parent/child handlers (a futex word).
-static FORKING: AtomicU32 = AtomicU32::new(0);
+/// `GATE_FLAGS` bit: a fork is between its prepare and parent/child handlers.
+const GATE_FORKING: u32 = 1;
+/// `GATE_FLAGS` bit: the gate counts lock holders in `GATE_SLOTS` (the stop
+/// signal is not available).
+const GATE_COUNTING: u32 = 2;
 
-/// Thread id of the thread that is forking (it passes the gate).
-static FORKER: AtomicI32 = AtomicI32::new(0);
+/// A read-mostly word on a cache line of its own.
+#[repr(C, align(64))]
+struct GateFlags(AtomicU32);
+
+/// What the outermost spinlock acquisition must look at (0: nothing, the
+/// fast path); a futex word for the threads that wait for a fork to end.
+static GATE_FLAGS: GateFlags = GateFlags(AtomicU32::new(0));
+
+/// `GATE_FLAGS`, loaded (relaxed) by one instruction: a compiler that sees
+/// the static from another crate's code (the core's spinlocks, inlined into
+/// `libkmalloc.so`) would load its address from the GOT first.
+#[inline(always)]
+fn gate_flags_relaxed() -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let v: u32;
+        // SAFETY: a 4-byte aligned load of the atomic `GATE_FLAGS.0` (at
+        // offset 0 of the `repr(C)` struct), which is what a relaxed atomic
+        // load compiles to on x86-64; the static is local to the linked
+        // object (not exported), so it is reachable RIP-relative.
+        unsafe {
+            core::arch::asm!(
+                "mov {v:e}, dword ptr [rip + {flags}]",
+                v = out(reg) v,
+                flags = sym GATE_FLAGS,
+                options(nostack, readonly, preserves_flags)
+            );
+        }
+        v
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    GATE_FLAGS.0.load(Ordering::Relaxed)
+}
+
+/// The `GateTls` of the thread that is forking (it passes the gate), as an
+/// address (0: none).
+static FORKER: AtomicUsize = AtomicUsize::new(0);
 
 /// One fork at a time.
 static FORK_MUTEX: AtomicBool = AtomicBool::new(false);
@@ -134,11 +196,95 @@ static FORK_MUTEX: AtomicBool = AtomicBool::new(false);
 static PIPE_R: AtomicI32 = AtomicI32::new(-1);
 static PIPE_W: AtomicI32 = AtomicI32::new(-1);
 
+/// The fork gate's per-thread state, in static TLS (see the module
+/// documentation). Written by its thread and by the stop signal's handler
+/// interrupting that thread, never by another thread: relaxed atomics, which
+/// compile to plain loads and stores.
+///
+/// # Invariants
+/// `depth` is the number of gated spinlock sections the thread is inside
+/// (`gate_enter` calls that returned 1, not yet matched by `gate_exit`).
+/// `pending` is `PENDING_DEFER` (set by the stop handler: stop at the
+/// outermost unlock) or'ed with `(slot + 1) << 1` for the `GATE_SLOTS`
+/// index the thread counted itself in (counting mode); 0 otherwise. The
+/// thread writes `pending` only at depth 0 and the handler only above it,
+/// so the two never race, and `PENDING_DEFER` is set only while `depth > 0`.
+#[repr(C, align(8))]
+struct GateTls {
+    depth: AtomicU32,
+    pending: AtomicU32,
+}
+
+/// `GateTls::pending` bit: a stop signal found the thread inside a spinlock.
+const PENDING_DEFER: u32 = 1;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+core::arch::global_asm!(
+    // Zero-initialised thread-local storage of the size and alignment of
+    // `GateTls`, hidden (one per linked object, never exported).
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".balign 8",
+    ".globl kmem_hosted_fork_gate_tls",
+    ".hidden kmem_hosted_fork_gate_tls",
+    ".type kmem_hosted_fork_gate_tls,@object",
+    ".size kmem_hosted_fork_gate_tls,8",
+    "kmem_hosted_fork_gate_tls:",
+    ".zero 8",
+    ".popsection",
+);
+
+/// The calling thread's `GateTls`: the thread pointer (`fs:0`) plus the
+/// symbol's static TLS offset, read from its GOT entry (initial-exec model;
+/// the linker turns it into a constant in an executable). Two instructions,
+/// no call.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+fn gate_tls() -> &'static GateTls {
+    let p: usize;
+    // SAFETY: on x86-64 Linux the word at `fs:0` is the thread pointer (the
+    // TCB's self pointer), and `kmem_hosted_fork_gate_tls@gottpoff` is the
+    // GOT entry holding the symbol's offset from it, which the dynamic
+    // loader fills (the object is marked as using static TLS, so the block
+    // is at that offset in every thread). Both reads have no side effects
+    // and give the same value for the thread's whole life, hence `pure`.
+    unsafe {
+        core::arch::asm!(
+            "mov {p}, qword ptr fs:[0]",
+            "add {p}, qword ptr [rip + kmem_hosted_fork_gate_tls@gottpoff]",
+            p = out(reg) p,
+            options(pure, readonly, nostack)
+        );
+    }
+    // SAFETY: `p` is this thread's 8-byte, 8-aligned, zero-initialised
+    // block, valid while the thread runs (static TLS is freed only after the
+    // thread has ended), and `GateTls` is atomics (valid for all bits).
+    // Nothing else refers to it but through this function. `'static` stands
+    // for "as long as the calling thread": the reference is never sent.
+    unsafe { &*(p as *const GateTls) }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 std::thread_local! {
-    /// Spinlock nesting depth of the calling thread, counted by the gate.
-    static GATE_DEPTH: Cell<u32> = const { Cell::new(0) };
-    /// The gate slot the calling thread counted itself in.
-    static GATE_SLOT: Cell<u32> = const { Cell::new(0) };
+    static GATE_TLS: GateTls = const { GateTls { depth: AtomicU32::new(0), pending: AtomicU32::new(0) } };
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[inline(always)]
+fn gate_tls() -> &'static GateTls {
+    static TEARDOWN: GateTls = GateTls {
+        depth: AtomicU32::new(0),
+        pending: AtomicU32::new(0),
+    };
+    GATE_TLS
+        .try_with(|t| {
+            let p: *const GateTls = t;
+            // SAFETY: the thread's own block, valid until the thread's TLS
+            // is torn down, after which `try_with` fails and a shared dummy
+            // stands in (it only ever counts nesting of threads that can no
+            // longer be stopped).
+            unsafe { &*p }
+        })
+        .unwrap_or(&TEARDOWN)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -150,7 +296,7 @@ mod glibc {
 }
 
 /// Whether the process never created a thread.
-#[inline]
+#[inline(always)]
 fn single_threaded() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -167,55 +313,95 @@ fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
-/// `local_irq_save` of a gated machine: count the caller in (waiting while a
-/// fork is in progress if this is its outermost spinlock). Returns the value
-/// for `gate_exit` (0: not counted).
-#[inline]
+/// `local_irq_save` of a gated machine: count the caller's spinlock nesting
+/// (waiting first, at the outermost one, while a fork is in progress).
+/// Returns the value for `gate_exit`: 1 if counted, 0 in a process that
+/// never created a thread (no other thread can hold a lock at a fork, and
+/// the thread that creates the first one holds none: kmem creates no
+/// thread inside a spinlock).
+#[inline(always)]
 pub(crate) fn gate_enter() -> usize {
     if single_threaded() {
         return 0;
     }
-    let Ok(depth) = GATE_DEPTH.try_with(Cell::get) else {
-        // Thread teardown: nothing can be counted.
-        return 0;
-    };
-    if depth == 0 {
-        gate_enter_outermost();
+    let t = gate_tls();
+    let depth = t.depth.load(Ordering::Relaxed);
+    if depth == 0 && gate_flags_relaxed() != 0 {
+        gate_enter_slow(t);
+    } else {
+        t.depth.store(depth + 1, Ordering::Relaxed);
     }
-    GATE_DEPTH.with(|d| d.set(depth + 1));
+    // The depth is raised before the lock is taken, as the stop signal's
+    // handler sees it (a signal fence; it emits no instruction).
+    compiler_fence(Ordering::SeqCst);
     1
 }
 
+/// The outermost `gate_enter` while a fork is in progress or in counting
+/// mode: wait for the fork to end (unless this thread is the forker), count
+/// in if counting, then set the depth to 1.
 #[cold]
-fn gate_enter_outermost() {
+#[inline(never)]
+fn gate_enter_slow(t: &GateTls) {
+    let me = t as *const GateTls as usize;
+    let flags = &GATE_FLAGS.0;
     loop {
-        let slot = host_cpu() % GATE_SLOTS_NR;
-        GATE_SLOTS[slot].0.fetch_add(1, Ordering::SeqCst);
-        if FORKING.load(Ordering::SeqCst) == 0 || FORKER.load(Ordering::Relaxed) == gettid() {
-            GATE_SLOT.with(|s| s.set(slot as u32));
-            return;
+        let f = flags.load(Ordering::SeqCst);
+        if f & GATE_COUNTING != 0 {
+            let slot = host_cpu() % GATE_SLOTS_NR;
+            GATE_SLOTS[slot].0.fetch_add(1, Ordering::SeqCst);
+            if flags.load(Ordering::SeqCst) & GATE_FORKING == 0 || FORKER.load(Ordering::Relaxed) == me {
+                t.pending.store((slot as u32 + 1) << 1, Ordering::Relaxed);
+                break;
+            }
+            GATE_SLOTS[slot].0.fetch_sub(1, Ordering::SeqCst);
+        } else if f & GATE_FORKING == 0 || FORKER.load(Ordering::Relaxed) == me {
+            break;
         }
-        GATE_SLOTS[slot].0.fetch_sub(1, Ordering::SeqCst);
-        futex_wait(&FORKING, 1);
+        futex_wait(flags, f | GATE_FORKING);
     }
+    t.depth.store(1, Ordering::Relaxed);
 }
 
 /// `local_irq_restore` of a gated machine: `counted` is what `gate_enter` returned.
-#[inline]
+#[inline(always)]
 pub(crate) fn gate_exit(counted: usize) {
     if counted == 0 {
         return;
     }
-    let Ok(depth) = GATE_DEPTH.try_with(Cell::get) else {
-        return;
-    };
-    if depth == 0 {
-        return;
+    let t = gate_tls();
+    // The lock is released before the depth drops, as the handler sees it.
+    compiler_fence(Ordering::SeqCst);
+    let depth = t.depth.load(Ordering::Relaxed);
+    debug_assert!(depth > 0, "gate_exit without gate_enter");
+    t.depth.store(depth.wrapping_sub(1), Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    if depth == 1 && t.pending.load(Ordering::Relaxed) != 0 {
+        gate_exit_slow(t);
     }
-    GATE_DEPTH.with(|d| d.set(depth - 1));
-    if depth == 1 {
-        let slot = GATE_SLOT.with(Cell::get) as usize;
-        GATE_SLOTS[slot].0.fetch_sub(1, Ordering::Release);
+}
+
+/// The outermost `gate_exit` of a thread that counted itself in a slot, or
+/// that a stop signal found inside a spinlock: count out, and stop here.
+#[cold]
+#[inline(never)]
+fn gate_exit_slow(t: &GateTls) {
+    // The depth is 0 now, so the handler no longer writes `pending`: a stop
+    // signal arriving from here on stops in the handler.
+    let pending = t.pending.load(Ordering::Relaxed);
+    t.pending.store(0, Ordering::Relaxed);
+    let slot = pending >> 1;
+    if slot != 0 {
+        GATE_SLOTS[slot as usize - 1].0.fetch_sub(1, Ordering::Release);
+    }
+    if pending & PENDING_DEFER != 0 {
+        if let Some(phase) = phase() {
+            // SAFETY: this thread's errno.
+            let errno = unsafe { *libc::__errno_location() };
+            park(phase, gettid(), core::ptr::null_mut());
+            // SAFETY: as above.
+            unsafe { *libc::__errno_location() = errno };
+        }
     }
 }
 
@@ -270,7 +456,7 @@ pub(crate) fn install_handlers() {
     });
 }
 
-/// How long prepare waits for lock holders before forking anyway.
+/// How long prepare waits for lock holders (counting mode) before forking anyway.
 const GATE_WAIT_NS: u64 = 1_000_000_000;
 
 fn now_ns() -> u64 {
@@ -378,21 +564,28 @@ fn phase() -> Option<&'static AtomicU32> {
 }
 
 /// Maps the phase page and installs the stop signal's handler, unless the
-/// signal already has one.
+/// signal already has one; if that cannot be done, the gate counts lock
+/// holders instead (forks cannot stop the other threads then).
 fn install_stop_handler() {
+    if !try_install_stop_handler() {
+        GATE_FLAGS.0.fetch_or(GATE_COUNTING, Ordering::SeqCst);
+    }
+}
+
+fn try_install_stop_handler() -> bool {
     let sig = stop_signal();
     if sig > libc::SIGRTMAX() {
-        return;
+        return false;
     }
     // SAFETY: querying a signal's disposition into a zeroed struct.
     let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
     // SAFETY: `old` is writable; a null new action only queries.
     if unsafe { libc::sigaction(sig, core::ptr::null(), &mut old) } != 0 || old.sa_sigaction != libc::SIG_DFL
     {
-        return; // The program's: forks will say so and not stop.
+        return false; // The program's: forks will say so and not stop.
     }
     let Some(page) = new_phase_page(core::ptr::null_mut()) else {
-        return;
+        return false;
     };
     // SAFETY: a zeroed sigaction is a valid value to fill in.
     let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
@@ -408,6 +601,7 @@ fn install_stop_handler() {
     if r == 0 {
         PHASE.store(page, Ordering::Release);
     }
+    r == 0
 }
 
 /// Maps a zeroed shared anonymous page for the phase word, at `at` if not
@@ -498,9 +692,21 @@ fn inside_libc(_ctx: *mut libc::c_void) -> bool {
 }
 
 /// The stop signal's handler (every signal blocked while it runs):
-/// acknowledge, then sleep until the fork is over. Async-signal-safe: atomics
-/// and system calls only; `errno` is kept.
+/// acknowledge, then sleep until the fork is over; or, if the thread is
+/// inside a gated spinlock, mark it to do so at its outermost unlock
+/// (`gate_exit_slow`). Async-signal-safe: atomics and system calls only;
+/// `errno` is kept.
 extern "C" fn stop_handler(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let t = gate_tls();
+    if t.depth.load(Ordering::Relaxed) != 0 {
+        // Inside a gated spinlock: stop at the outermost unlock instead
+        // (`gate_exit_slow`), if this signal is of a stop in progress.
+        if phase().is_some_and(|p| p.load(Ordering::SeqCst) & PHASE_STATE == PHASE_STOPPED) {
+            let pending = t.pending.load(Ordering::Relaxed);
+            t.pending.store(pending | PENDING_DEFER, Ordering::Relaxed);
+        }
+        return;
+    }
     // SAFETY: this thread's errno.
     let errno = unsafe { *libc::__errno_location() };
     let tid = gettid();
@@ -676,11 +882,15 @@ fn stop_other_threads() -> bool {
     };
     let sig = stop_signal();
     if !stop_handler_installed(sig) {
+        // Count lock holders from now on, for the next forks; this one cannot
+        // know whether another thread is inside a spinlock.
+        GATE_FLAGS.0.fetch_or(GATE_COUNTING, Ordering::SeqCst);
         warn_once(
             &WARNED_FOREIGN,
             format_args!(
                 "kmem: fork: signal {sig} has the program's handler, so other threads keep running while \
-                 a fork child copies the RAM (its copy may mix instants)\n"
+                 a fork child copies the RAM (its copy may mix instants, and this fork does not wait for \
+                 them to leave kmem's spinlocks)\n"
             ),
         );
         return false;
@@ -699,7 +909,7 @@ fn stop_other_threads() -> bool {
                 &WARNED_FAILED,
                 format_args!(
                     "kmem: fork: could not stop the other threads ({why}): they keep running while the \
-                     child copies the RAM (its copy may mix instants)\n"
+                     child copies the RAM (its copy may mix instants, or hold a spinlock)\n"
                 ),
             );
             false
@@ -868,7 +1078,7 @@ fn wait_for_acks(
                         &WARNED_BLOCKED,
                         format_args!(
                             "kmem: fork: thread {tid} blocks signal {sig}, so it keeps running while a \
-                             fork child copies the RAM (its copy may mix instants)\n"
+                             fork child copies the RAM (its copy may mix instants, or hold a spinlock)\n"
                         ),
                     );
                 }
@@ -894,29 +1104,39 @@ extern "C" fn prepare() {
         unsafe { libc::sched_yield() };
     }
     crate::ram::registry_lock();
-    FORKER.store(gettid(), Ordering::Relaxed);
-    FORKING.store(1, Ordering::SeqCst);
-    // Wait for the threads inside gated spinlocks to leave them. The forking
-    // thread itself holds none (fork is not called from inside kmem).
-    let start = now_ns();
-    while GATE_SLOTS.iter().any(|s| s.0.load(Ordering::SeqCst) != 0) {
-        if now_ns().wrapping_sub(start) > GATE_WAIT_NS {
-            write_stderr(b"kmem: fork: a thread kept a spinlock for 1s; forking anyway\n");
-            break;
+    FORKER.store(gate_tls() as *const GateTls as usize, Ordering::Relaxed);
+    // From here on, threads wait before their outermost gated spinlock.
+    let flags = GATE_FLAGS.0.fetch_or(GATE_FORKING, Ordering::SeqCst);
+    if flags & GATE_COUNTING != 0 {
+        // Wait for the threads inside gated spinlocks to leave them. The
+        // forking thread itself holds none (fork is not called from inside
+        // kmem).
+        let start = now_ns();
+        while GATE_SLOTS.iter().any(|s| s.0.load(Ordering::SeqCst) != 0) {
+            if now_ns().wrapping_sub(start) > GATE_WAIT_NS {
+                write_stderr(b"kmem: fork: a thread kept a spinlock for 1s; forking anyway\n");
+                break;
+            }
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
         }
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
     }
     if crate::ram::registered_fds().next().is_some() {
+        // The parent waits on this pipe until the child has copied the RAM.
         let mut fds = [-1i32; 2];
         // SAFETY: `fds` has room for two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+        let piped = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0;
+        if piped {
             PIPE_R.store(fds[0], Ordering::Relaxed);
             PIPE_W.store(fds[1], Ordering::Relaxed);
-            // Without the pipe the parent could not wait for the copy, so
-            // stopping would not help.
-            if !single_threaded() {
-                stop_other_threads();
+        }
+        // Stopping also brings every other thread out of the gated spinlocks.
+        if !single_threaded() && stop_other_threads() && !piped {
+            // Without the pipe the parent could not wait for the copy: let
+            // the threads go now (the gate keeps them out of the spinlocks).
+            let w = STOPPED_W.swap(0, Ordering::Relaxed);
+            if let Some(phase) = phase() {
+                release(phase, w);
             }
         }
     }
@@ -933,8 +1153,8 @@ fn close(fd: &AtomicI32) -> i32 {
 
 fn open_gate() {
     FORKER.store(0, Ordering::Relaxed);
-    FORKING.store(0, Ordering::SeqCst);
-    futex_wake_all(&FORKING);
+    GATE_FLAGS.0.fetch_and(!GATE_FORKING, Ordering::SeqCst);
+    futex_wake_all(&GATE_FLAGS.0);
 }
 
 extern "C" fn parent() {
@@ -993,6 +1213,7 @@ extern "C" fn child() {
     for s in &GATE_SLOTS {
         s.0.store(0, Ordering::Relaxed);
     }
+    gate_tls().pending.store(0, Ordering::Relaxed);
     crate::platform::reset_cpu_owners();
     // The phase page is shared with the parent: this process gets its own.
     let page = PHASE.load(Ordering::Relaxed);
@@ -1345,16 +1566,78 @@ mod tests {
         // A process that created a thread is never single-threaded again,
         // so the gate counts.
         std::thread::spawn(|| {}).join().unwrap();
+        let depth = || gate_tls().depth.load(Ordering::Relaxed);
+        let base = depth();
         let a = gate_enter();
         let b = gate_enter();
-        let slot = GATE_SLOT.with(Cell::get) as usize;
-        assert!(GATE_SLOTS[slot].0.load(Ordering::SeqCst) >= 1);
-        assert_eq!(GATE_DEPTH.with(Cell::get), 2);
-        gate_exit(a);
-        assert_eq!(GATE_DEPTH.with(Cell::get), 1);
+        assert_eq!((a, b), (1, 1));
+        assert_eq!(depth(), base + 2);
         gate_exit(b);
-        assert_eq!(GATE_DEPTH.with(Cell::get), 0);
+        assert_eq!(depth(), base + 1);
+        gate_exit(a);
+        assert_eq!(depth(), base);
         gate_exit(0);
-        assert_eq!(GATE_DEPTH.with(Cell::get), 0);
+        assert_eq!(depth(), base);
+        // Every thread has its own depth.
+        let t = gate_enter();
+        std::thread::spawn(|| assert_eq!(gate_tls().depth.load(Ordering::Relaxed), 0))
+            .join()
+            .unwrap();
+        gate_exit(t);
+    }
+
+    #[test]
+    fn gate_tls_is_per_thread_and_static() {
+        let mine = gate_tls() as *const GateTls as usize;
+        assert_eq!(mine % 8, 0);
+        let other = std::thread::spawn(|| gate_tls() as *const GateTls as usize)
+            .join()
+            .unwrap();
+        assert_ne!(mine, other);
+    }
+
+    /// A thread inside a gated spinlock when a fork starts is not stopped
+    /// there: it runs on to its outermost unlock and stops there, and the
+    /// fork waits for it.
+    #[test]
+    fn fork_waits_for_a_spinlock_holder() {
+        // RAM registered and the handlers installed: forks stop threads.
+        let m = crate::default_machine();
+        assert!(m.kmem().kmalloc(64, kmem::GFP_KERNEL).is_ok());
+        const HOLD_MS: u64 = 300;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let c = gate_enter();
+            tx.send(()).unwrap();
+            // The stop signal interrupts the sleep (std sleeps again for the
+            // rest) and finds the depth above 0: it leaves a mark.
+            std::thread::sleep(std::time::Duration::from_millis(HOLD_MS));
+            let marked = gate_tls().pending.load(Ordering::Relaxed) & PENDING_DEFER != 0;
+            let left = now_ns();
+            gate_exit(c); // Stops here until the fork is over.
+            (marked, left, gate_tls().pending.load(Ordering::Relaxed))
+        });
+        rx.recv().unwrap();
+        let start = now_ns();
+        // SAFETY: the child only calls `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: ending the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let forked = now_ns();
+        assert!(pid > 0);
+        let mut status = -1;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let (marked, left, pending) = holder.join().unwrap();
+        assert_eq!(status, 0);
+        assert!(marked, "the stop signal did not mark the spinlock holder");
+        assert!(
+            left > start && forked >= left,
+            "the fork did not wait for the holder's unlock ({start} {left} {forked})"
+        );
+        assert!(forked - start >= (HOLD_MS / 2) * 1_000_000);
+        assert_eq!(pending, 0);
     }
 }
