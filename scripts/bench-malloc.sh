@@ -22,6 +22,8 @@
 # is of the paths a real run takes. The "adjusted" figure would subtract a
 # sched_getcpu fallback (HostedPlatform::fold_cpu) if any were left, adding
 # one instruction per call, as scripts/instr-count.sh does.
+#
+# The library is built into $CARGO_TARGET_DIR (default: target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,15 +37,16 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=$2; shift ;;
         --threads) THREADS=$2; shift ;;
         --instr-only) INSTR_ONLY=1 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 
 cargo build --release -q -p kmem-malloc
-KMEM=$PWD/target/release/libkmalloc.so
-BIN=target/release/mallocbench
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+KMEM=$(cd "$TARGET/release" && pwd)/libkmalloc.so
+BIN=$TARGET/release/mallocbench
 cc -O2 -pthread -o "$BIN" crates/kmem-malloc/bench/mallocbench.c
 
 LIBDIR=/usr/lib/x86_64-linux-gnu

@@ -14,8 +14,8 @@
 //!
 //! **States.** `STATE` goes UNINIT → BOOTING (the one thread whose
 //! compare-and-swap won boots) → READY, publishing the machine and the
-//! tables the fast paths read (`crate::KMEM`, `crate::CACHES`, the linear
-//! map bounds) before READY. If the arena runs out while another thread
+//! tables the fast paths read (`crate::KMEM`, then `crate::MALLOC_CACHES`)
+//! before READY. If the arena runs out while another thread
 //! boots, a caller waits for READY; the booting thread itself gets `ENOMEM`.
 //! If the machine cannot boot (a bad `KMEM_CMDLINE`), the reason is printed
 //! and the process aborts: there is no other allocator to fall back on.
@@ -32,7 +32,7 @@
 
 use core::ptr;
 use core::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
-use kmem::kmalloc::{kmalloc_size, KMALLOC_SHIFT_HIGH};
+use kmem::kmalloc::{kmalloc_index, kmalloc_size, KMALLOC_SHIFT_HIGH};
 use kmem::slab::KmemCache;
 use kmem::Kmem;
 use kmem_hosted::HostedPlatform;
@@ -193,14 +193,18 @@ fn boot() {
         m.platform.set_quiet(false);
     }
     let k: &'static Kmem<HostedPlatform> = m.kmem();
-    for (idx, slot) in crate::CACHES.iter().enumerate() {
-        slot.store(malloc_cache(k, idx), Ordering::Relaxed);
-    }
-    crate::KMEM.store(k as *const _ as *mut _, Ordering::Relaxed);
-    crate::LINEAR_START.store(k.page_offset(), Ordering::Relaxed);
-    crate::LINEAR_LEN.store(k.max_low_pfn() << kmem::PAGE_SHIFT, Ordering::Relaxed);
     crate::VMALLOC_START.store(k.vmalloc_start(), Ordering::Relaxed);
     crate::VMALLOC_LEN.store(k.vmalloc_end() - k.vmalloc_start(), Ordering::Relaxed);
+    // Publish the machine (free and the slow paths read it), then the
+    // caches (malloc's fast path), each with Release.
+    crate::KMEM.store(k as *const _ as *mut _, Ordering::Release);
+    let mut caches = [ptr::null_mut(); KMALLOC_SHIFT_HIGH + 1];
+    for (idx, c) in caches.iter_mut().enumerate() {
+        *c = malloc_cache(k, idx);
+    }
+    for (i, slot) in crate::MALLOC_CACHES.iter().enumerate() {
+        slot.store(caches[kmalloc_index(i * 8 + 8)], Ordering::Release);
+    }
     STATE.store(READY, Ordering::Release);
 }
 
