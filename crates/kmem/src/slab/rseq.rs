@@ -92,16 +92,17 @@ const _: () = assert!(size_of::<KmemCacheCpu>() == 1 << CPU_SHIFT);
 /// section: `body`, which may leave for the fallback (label 7, out of line)
 /// and must end with the committing store. Label 4, after the signature, is
 /// the abort address: it restarts at 6. `pre` runs before each start;
-/// `fallback` leaves label 7 (back to 3, or to a Rust label). Operands
-/// `area` (the rseq offset from the FS base) and `t` must be among `ops`.
+/// `fallback` leaves label 7 (back to 3, or to a Rust label). `t` names a
+/// scratch register (`"{t}"` for an operand `t`, or a fixed one); operand
+/// `area` (the rseq offset from the FS base) must be among `ops`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! rseq_asm {
-    (pre: [$($pre:literal),*], body: [$($body:literal),*], fallback: [$($fb:literal),*], $($ops:tt)*) => {
+    (t: $t:literal, pre: [$($pre:literal),*], body: [$($body:literal),*], fallback: [$($fb:literal),*], $($ops:tt)*) => {
         core::arch::asm!(
             "6:",
             $($pre,)*
-            "leaq 5f(%rip), {t}",
-            "movq {t}, %fs:{cs}({area})",
+            concat!("leaq 5f(%rip), ", $t),
+            concat!("movq ", $t, ", %fs:{cs}({area})"),
             "2:",
             $($body,)*
             "3:",
@@ -160,6 +161,7 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
     // 4 the abort address, 7 the fallback; 5 the descriptor.
     unsafe {
         rseq_asm!(
+            t: "{t}",
             pre: [],
             body: [
                 "movslq %fs:{cpuid}({area}), {c}",
@@ -198,32 +200,36 @@ pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Pus
     // SAFETY: caller contract. Reads as `pop`; writes the object's free
     // pointer (the object is the caller's) and commits with one store to the
     // freelist head. Labels as in `pop`; the fallback and the double free
-    // leave for Rust labels.
+    // leave for Rust labels. An asm block with labels must have no outputs
+    // (LLVM defines them on the fall-through edge only), so the two scratch
+    // registers are fixed and declared as clobbers: %rcx is the CPU index,
+    // %rdx the scratch.
     unsafe {
         rseq_asm!(
+            t: "%rdx",
             pre: [],
             body: [
-                "movslq %fs:{cpuid}({area}), {c}",
-                "shlq ${shift}, {c}",
-                "cmpl $0, {stopped}({cpus},{c})",
+                "movslq %fs:{cpuid}({area}), %rcx",
+                "shlq ${shift}, %rcx",
+                "cmpl $0, {stopped}({cpus},%rcx)",
                 "jne 7f",
-                "movq {obj}, {t}",
-                "subq {start}({cpus},{c}), {t}",
-                "cmpq {bytes}({cpus},{c}), {t}",
+                "movq {obj}, %rdx",
+                "subq {start}({cpus},%rcx), %rdx",
+                "cmpq {bytes}({cpus},%rcx), %rdx",
                 "jae 7f",
-                "movq ({cpus},{c}), {t}",
-                "cmpq {t}, {obj}",
+                "movq ({cpus},%rcx), %rdx",
+                "cmpq %rdx, {obj}",
                 "je {double}",
-                "movq {t}, ({obj},{fp})",
-                "movq {obj}, ({cpus},{c})"
+                "movq %rdx, ({obj},{fp})",
+                "movq {obj}, ({cpus},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
             area = in(reg) area,
             cpus = in(reg) (*s).cpu_slab,
             fp = in(reg) (*s).offset,
             obj = in(reg) obj,
-            c = out(reg) _,
-            t = out(reg) _,
+            out("rcx") _,
+            out("rdx") _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             stopped = const offset_of!(KmemCacheCpu, stopped),
@@ -257,6 +263,7 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
     // one add to this CPU's slot. Labels as in `pop`.
     unsafe {
         rseq_asm!(
+            t: "{t}",
             pre: ["xorl {res:e}, {res:e}"],
             body: [
                 "movl %fs:{cpuid}({area}), {c:e}",

@@ -780,60 +780,69 @@ impl<P: Platform> Kmem<P> {
     pub unsafe fn kmem_cache_free(&self, s: NonNull<KmemCache>, obj: *mut u8) {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
+        if P::RSEQ_AREA {
+            // SAFETY: forwarded; the slab is not known.
+            return unsafe { self.rseq_free(c, ptr::null_mut(), obj) };
+        }
         // SAFETY: forwarded.
-        if unsafe { self.slab_free_fast(c, obj) } {
+        if unsafe { self.cas_free_fast(c, obj) } {
             return;
         }
         // SAFETY: forwarded.
         unsafe { self.slab_free_lookup(c, obj) };
     }
 
-    /// The free fast path: push onto this CPU's freelist if `obj` lies in the
-    /// cpu slab of `s`. False if it does not (nothing was done).
+    /// The free fast path on a platform with an rseq area: push onto this
+    /// CPU's freelist if `obj` lies in the cpu slab of `s`; otherwise one
+    /// call, [`Kmem::slab_free_declined`], does the rest (so the inline code
+    /// keeps nothing alive across a call).
     ///
     /// # Safety
-    /// `obj` is an allocated object of `s`, if it lies in its cpu slab.
+    /// `obj` is an allocated object of `s`; `slab` is its slab or null
+    /// (unknown).
     #[inline(always)]
-    pub(crate) unsafe fn slab_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
-        if P::RSEQ_AREA {
-            // `init_on_free` caches never pass the sequence (STOP_HOOKS):
-            // __slab_free wipes and takes any object.
-            // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
-            // object of `s` if it is in its cpu slab.
-            return match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
-                rseq::Push::Done => true,
-                rseq::Push::DoubleFree => {
-                    self.double_free(s, obj);
-                    true
-                }
-                // In rseq mode a declined sequence goes straight to the
-                // slow path; otherwise the CAS fast path is tried first.
-                // SAFETY: forwarded.
-                rseq::Push::Fallback => {
-                    !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.slab_free_fallback(s, obj) }
-                }
-            };
+    #[track_caller]
+    unsafe fn rseq_free(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        // `init_on_free` caches never pass the sequence (STOP_HOOKS):
+        // __slab_free wipes and takes any object.
+        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an object
+        // of `s` if it is in its cpu slab.
+        match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
+            rseq::Push::Done => {}
+            rseq::Push::DoubleFree => self.double_free(s, obj),
+            // SAFETY: forwarded.
+            rseq::Push::Fallback => unsafe { self.slab_free_declined(s, slab, obj) },
         }
-        // SAFETY: forwarded.
-        unsafe { self.cas_free_fast(s, obj) }
     }
 
-    /// Where a declined restartable sequence goes when the machine is not in
-    /// rseq mode: the CAS fast path. False if that declines too.
+    /// Where a declined free sequence goes: the CAS fast path if the machine
+    /// is not in rseq mode, then `__slab_free` on the object's slab (looked
+    /// up and checked if `slab` is null).
     ///
     /// # Safety
-    /// As [`Kmem::slab_free_fast`].
+    /// As [`Kmem::rseq_free`].
     #[inline(never)]
-    unsafe fn slab_free_fallback(&self, s: &KmemCache, obj: *mut u8) -> bool {
+    #[track_caller]
+    unsafe fn slab_free_declined(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
         // SAFETY: forwarded.
-        unsafe { self.cas_free_fast(s, obj) }
+        if !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.cas_free_fast(s, obj) } {
+            return;
+        }
+        if slab.is_null() {
+            // SAFETY: forwarded.
+            unsafe { self.slab_free_lookup(s, obj) }
+        } else {
+            // SAFETY: forwarded; the fast path declined the object.
+            unsafe { self.slab_free_to_slab(s, slab, obj) }
+        }
     }
 
     /// The CAS free fast path: push onto this CPU's freelist with
-    /// `cmpxchg16b` on (freelist, tid) if `obj` lies in the cpu slab.
+    /// `cmpxchg16b` on (freelist, tid) if `obj` lies in the cpu slab. False if
+    /// it does not (nothing was done).
     ///
     /// # Safety
-    /// As [`Kmem::slab_free_fast`].
+    /// `obj` is an allocated object of `s`, if it lies in its cpu slab.
     #[inline(always)]
     unsafe fn cas_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
         loop {
@@ -868,7 +877,7 @@ impl<P: Platform> Kmem<P> {
     ///
     /// # Safety
     /// As `kmem_cache_free`.
-    #[inline(never)]
+    #[inline]
     #[track_caller]
     unsafe fn slab_free_lookup(&self, c: &KmemCache, obj: *mut u8) {
         let Some(slab) = self.virt_to_slab(obj) else {
@@ -895,9 +904,14 @@ impl<P: Platform> Kmem<P> {
     /// # Safety
     /// `obj` is an allocated object of `slab` of `s`.
     #[inline(always)]
+    #[track_caller]
     pub(crate) unsafe fn do_slab_free(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        if P::RSEQ_AREA {
+            // SAFETY: forwarded.
+            return unsafe { self.rseq_free(s, slab, obj) };
+        }
         // SAFETY: forwarded.
-        if unsafe { self.slab_free_fast(s, obj) } {
+        if unsafe { self.cas_free_fast(s, obj) } {
             return;
         }
         // SAFETY: forwarded.
