@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Instructions per operation of kmem's page allocator and of
 # buddy_system_allocator, and of kmem's object allocators (slab cache,
-# kmalloc) and glibc, mimalloc, jemalloc and slab::Slab, counted by
-# valgrind's callgrind.
+# kmalloc, and mempool_alloc+mempool_free on slab and kmalloc pools, with
+# and without fast-path statistics) and glibc, mimalloc, jemalloc and
+# slab::Slab, counted by valgrind's callgrind. The binary is built in
+# $CARGO_TARGET_DIR if set (else target/).
 #
 #   scripts/instr-count.sh [N] [CASE... | pages | slab]
 #
@@ -31,7 +33,8 @@ N=${1:-20000}
 shift || true
 PAGES=(kmem-order0 kmem-order3 bsa-heap-order0 bsa-heap-order3 bsa-frame-order0 bsa-frame-order3
     kmem-batch-lifo bsa-heap-batch-lifo)
-SLAB=(slab-kmem-cache-64 slab-kmalloc-64 slab-kmalloc-var-64 slab-glibc-64 slab-mimalloc-64 slab-jemalloc-64 slab-typed-64)
+SLAB=(slab-kmem-cache-64 slab-kmalloc-64 slab-kmalloc-var-64 slab-glibc-64 slab-mimalloc-64 slab-jemalloc-64 slab-typed-64
+    slab-mempool-64 slab-mempool-nostats-64 slab-mempool-kmalloc-64 slab-mempool-kmalloc-nostats-64)
 [ $# -eq 0 ] && set -- pages slab
 CASES=()
 for a in "$@"; do
@@ -45,7 +48,7 @@ RSEQ_PATH_INSNS=1
 
 command -v valgrind >/dev/null || { echo "valgrind is required (apt-get install valgrind)" >&2; exit 1; }
 cargo build --release -q -p kmem-bench --bin kmem-instr
-BIN=target/release/kmem-instr
+BIN=${CARGO_TARGET_DIR:-target}/release/kmem-instr
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
@@ -64,7 +67,7 @@ incl_and_calls() {
         END { print incl + 0, calls + 0 }' "$1"
 }
 
-printf '%-22s %6s %10s %12s %10s %14s\n' case N "Ir/op raw" "fallback/op" "calls/op" "rseq-adjusted"
+printf '%-32s %6s %10s %12s %10s %14s\n' case N "Ir/op raw" "fallback/op" "calls/op" "rseq-adjusted"
 for c in "${CASES[@]}"; do
     n=$N
     per=1
@@ -84,6 +87,6 @@ for c in "${CASES[@]}"; do
         raw = (ir2 - ir1) / ops
         fb = (f2 - f1) / ops
         calls = (c2 - c1) / ops
-        printf "%-22s %6d %10.1f %12.1f %10.2f %14.1f\n", c, n, raw, fb, calls, raw - fb + r * calls
+        printf "%-32s %6d %10.1f %12.1f %10.2f %14.1f\n", c, n, raw, fb, calls, raw - fb + r * calls
     }'
 done

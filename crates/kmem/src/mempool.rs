@@ -46,38 +46,57 @@
 //!
 //! **Locking.** `lock` (a spinlock with interrupts masked, as
 //! `spin_lock_irqsave`) protects the element array; `curr_nr` and `min_nr`
-//! change only under it but are atomics so that `mempool_free` can peek
-//! without it. The callbacks are never called with the lock held: they may
-//! sleep, and `mempool_resize` drops the lock around each one.
+//! (and `free_direct`, which follows them) change only under it but are
+//! atomics so that `mempool_free` can peek without it. The callbacks are
+//! never called with the lock held: they may sleep, and `mempool_resize`
+//! drops the lock around each one.
 //!
 //! **Differences from the kernel.** The pool keeps statistics
-//! ([`MempoolStats`]) and derives from them the elements outstanding (handed
-//! out and not yet freed), so `mempool_destroy` reports a pool destroyed with
-//! elements outstanding with a WARN instead of leaving it to the caller. The
-//! ready-made pools need the machine, so their `pool_data` is a small
-//! kmalloc'd [`MempoolCtx`] (machine and cache/size/order) owned and freed by
-//! the pool, and the callbacks are generic over the platform
-//! (`mempool_kmalloc::<P>`). The callback types are `unsafe fn`s: they
-//! receive `pool_data` as a raw pointer. Reserve poisoning
-//! (`CONFIG_SLUB_DEBUG_ON`) is not done.
+//! ([`MempoolStats`]). The events of the slow paths (reserve hits and
+//! refills, failures, waits) are rare and counted with shared atomics. The
+//! two fast paths (`alloc_backing`, `free_backing`) are counted too unless
+//! the pool is told not to ([`Mempool::set_fast_path_stats`]), and from
+//! those counts it derives the elements outstanding (handed out and not yet
+//! freed), so `mempool_destroy` reports a pool destroyed with elements
+//! outstanding with a WARN instead of leaving it to the caller. A sleeping
+//! mask from atomic context (`might_alloc`) is reported on the slow path only,
+//! as the slab allocator reports it: the first try neither reclaims nor
+//! waits, so it is harmless there. The ready-made pools need the machine, so
+//! their `pool_data` is a small kmalloc'd [`MempoolCtx`] (machine and
+//! cache/size/order) owned and freed by the pool, and the callbacks are
+//! generic over the platform (`mempool_kmalloc::<P>`). The callback types
+//! are `unsafe fn`s: they receive `pool_data` as a raw pointer. Reserve
+//! poisoning (`CONFIG_SLUB_DEBUG_ON`) is not done.
 //!
-//! **The fast path costs what the backing allocator costs.** The kernel's
-//! fast path (backing allocator succeeds; free finds the reserve full) has
-//! no counter and no lock. Ours counts too, so the counts of the two fast
-//! paths (`alloc_backing`, `free_backing`) are per-CPU counters: a
-//! cache-line-sized slot per CPU in an array kmalloc'd with the pool, bumped
-//! with a plain add inside a restartable sequence when the machine's fast
-//! paths use rseq (the add is the commit, so a preempted or migrated thread
-//! retries and no update is lost; a thread without a registered rseq area
-//! uses a shared atomic instead), and with an uncontended atomic add on the
-//! slot of `raw_smp_processor_id()` otherwise. Reading sums the slots. The
-//! reserve-path events (reserve hits and refills, failures, waits) are rare
-//! and counted with shared atomics; `outstanding` is `alloc_backing +
-//! alloc_reserve - free_backing - free_reserve`. And the ready-made slab,
-//! kmalloc and page pools of a machine are dispatched directly (a
-//! [`Backing`] tag checked before the function pointers, which remain for
-//! pools with callbacks of their own), which saves two indirect calls and
-//! the context look-up per pair.
+//! **The fast path.** The kernel's fast path (the allocator succeeds; a free
+//! finds the reserve full) has no counter and no lock, only two indirect
+//! calls. Ours has no indirect call either for the ready-made slab, kmalloc
+//! and page pools of a machine: a [`Backing`] tag is checked before the
+//! function pointers (which remain for pools with callbacks of their own), so
+//! the cache, kmalloc or the page allocator is called inline.
+//!
+//! A pool that counts its fast paths (the default) counts them in per-CPU
+//! slots: a cache-line-sized slot per CPU in an array kmalloc'd with the
+//! pool, bumped with a plain add inside a restartable sequence when the
+//! machine's fast paths use rseq (the add is the commit, so a preempted or
+//! migrated thread retries and no update is lost; a thread without a
+//! registered rseq area uses a shared atomic instead), and with an
+//! uncontended atomic add on the slot of `raw_smp_processor_id()`
+//! otherwise. Reading sums the slots; `outstanding` is `alloc_backing +
+//! alloc_reserve - free_backing - free_reserve`. The two sequences cost
+//! about half as much as the slab cache's own alloc/free pair.
+//!
+//! A slab or kmalloc pool that does not count them (the kernel's behaviour)
+//! goes further: `direct` holds the machine's address (plus the kind of
+//! allocator), so `mempool_alloc` needs one comparison to know that the
+//! pool is of the calling machine, what to call and that there is nothing to
+//! count, and then calls `kmem_cache_alloc`/`kmalloc` inline. On the free
+//! side `free_direct` holds the same value while `curr_nr >= min_nr` and 0
+//! otherwise (it is stored under the lock with every change of `curr_nr` or
+//! `min_nr`), so the unlocked peek at the reserve and the dispatch are one
+//! load and one comparison, and a full reserve goes straight to
+//! `kmem_cache_free`/`kfree`. Everything else (a short reserve, other pools,
+//! other machines) takes the general path.
 
 use crate::gfp::*;
 use crate::page::Page;
@@ -153,6 +172,20 @@ pub struct Mempool {
     backing: Backing,
     /// Its argument (`MempoolCtx::data`): cache pointer, size or order.
     backing_arg: usize,
+    /// For a ready-made pool, the machine's address plus the allocator
+    /// (`DIRECT_SLAB`, `DIRECT_KMALLOC`, `DIRECT_PAGES`), plus
+    /// `DIRECT_COUNTED` if the pool counts its fast paths; 0 for a pool with
+    /// callbacks of its own. XORed with the calling machine's address it is
+    /// below `DIRECT_OTHER` exactly for a ready-made pool of that machine,
+    /// and 0 (`DIRECT_SLAB`) for an uncounted slab pool: one comparison
+    /// decides the machine, the allocator and that there is nothing to count.
+    /// Changes only through `&mut` (or in `mempool_exit`, when nobody uses
+    /// the pool).
+    direct: usize,
+    /// `direct` while `curr_nr >= min_nr`, else 0; stored under `lock`
+    /// whenever either changes. `mempool_free`'s unlocked peek at the reserve
+    /// and its dispatch, in one load.
+    free_direct: AtomicUsize,
     name: [u8; NAME_LEN],
     name_len: usize,
     stats: Counters,
@@ -171,6 +204,22 @@ enum Backing {
     /// `mempool_alloc_pages`/`mempool_free_pages`.
     Pages,
 }
+
+/// [`Mempool::direct`] kinds, in the low bits of the machine's address.
+const DIRECT_SLAB: usize = 0;
+const DIRECT_KMALLOC: usize = 1;
+const DIRECT_PAGES: usize = 2;
+/// [`Mempool::direct`]: the pool counts its fast paths.
+const DIRECT_COUNTED: usize = 4;
+/// `direct ^ machine` at or above this: not a ready-made pool of the
+/// machine (a pool with callbacks, or one of another machine: two live
+/// machines' addresses differ by more than their low three bits).
+const DIRECT_OTHER: usize = 8;
+
+/// Whether a new pool counts its fast paths (`alloc_backing`,
+/// `free_backing`, hence `outstanding` and the destroy-time leak warning);
+/// [`Mempool::set_fast_path_stats`] changes it per pool.
+const FAST_PATH_STATS_DEFAULT: bool = true;
 
 /// `mempool_t`, by its kernel name.
 #[allow(non_camel_case_types)]
@@ -196,18 +245,38 @@ const FAST_FREE: usize = mem::size_of::<usize>();
 
 const _: () = assert!(mem::size_of::<FastSlot>() == 64);
 
+/// How [`Counters::fast_inc`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FastCount {
+    /// Not at all: the fast paths count nothing (as the kernel's).
+    Off,
+    /// `rseq::this_cpu_inc` on this CPU's slot.
+    Rseq,
+    /// An atomic add on the slot of `raw_smp_processor_id()`.
+    Cpu,
+    /// An atomic add on `shared` (no slots).
+    Shared,
+}
+
 /// The pool's statistics.
 ///
 /// # Invariants
 /// `slots` is null or points to `nr_slots` zero-initialised [`FastSlot`]s
 /// kmalloc'd from the pool's machine, freed by `mempool_exit`. When `rseq`
 /// is set they are written only by `rseq::this_cpu_inc` sequences (plain adds), and
-/// threads that cannot run one use `shared` instead.
+/// threads that cannot run one use `shared` instead. `mode` is `Rseq` only
+/// if `rseq` is set and `slots` is not null, `Cpu` only if `slots` is not null.
 struct Counters {
     slots: *mut FastSlot,
     nr_slots: usize,
+    mode: FastCount,
+    /// `mode == FastCount::Rseq`.
+    mode_rseq: bool,
     /// The machine's fast paths use restartable sequences.
     rseq: bool,
+    /// The fast paths have been counted since the pool was created, so
+    /// `alloc_backing`, `free_backing` and `outstanding` are exact.
+    exact: bool,
     /// `[alloc_backing, free_backing]` when there are no slots, or for a
     /// thread without a registered rseq area.
     shared: [AtomicUsize; 2],
@@ -218,38 +287,58 @@ struct Counters {
 }
 
 impl Counters {
-    /// Count one fast-path event: `field` is `FAST_ALLOC` or `FAST_FREE`.
+    /// Count one fast-path event, if the pool counts them: `field` is
+    /// `FAST_ALLOC` or `FAST_FREE`.
     #[inline(always)]
     fn fast_inc<P: Platform>(&self, platform: &P, field: usize) {
-        if !self.slots.is_null() {
-            if self.rseq {
-                // SAFETY: rseq mode (the platform registered the area); the
-                // slots are `nr_slots` live FastSlots written only by such
-                // sequences (type invariant); `field` is a counter's offset.
-                if unsafe {
-                    crate::slab::rseq::this_cpu_inc(
-                        platform.rseq_offset(),
-                        self.slots.cast(),
-                        self.nr_slots,
-                        field,
-                    )
-                } {
-                    return;
-                }
-            } else {
-                let cpu = platform.raw_smp_processor_id() % self.nr_slots;
-                // SAFETY: `cpu < nr_slots` (type invariant).
-                let slot = unsafe { &*self.slots.add(cpu) };
-                let c = if field == FAST_ALLOC {
-                    &slot.alloc_backing
-                } else {
-                    &slot.free_backing
-                };
-                c.fetch_add(1, Ordering::Relaxed);
+        // The usual mode first, by a flag of its own (a jump table on `mode`
+        // costs more than a test).
+        if self.mode_rseq {
+            // SAFETY: rseq mode (the platform registered the area); the
+            // slots are `nr_slots` live FastSlots written only by such
+            // sequences (type invariant); `field` is a counter's offset.
+            if unsafe {
+                crate::slab::rseq::this_cpu_inc(
+                    platform.rseq_offset(),
+                    self.slots.cast(),
+                    self.nr_slots,
+                    field,
+                )
+            } {
                 return;
             }
+        } else if self.mode == FastCount::Off {
+            return;
+        } else if self.mode == FastCount::Cpu {
+            let cpu = platform.raw_smp_processor_id() % self.nr_slots;
+            // SAFETY: `slots` is not null in this mode, and `cpu < nr_slots`
+            // (type invariant).
+            let slot = unsafe { &*self.slots.add(cpu) };
+            let c = if field == FAST_ALLOC {
+                &slot.alloc_backing
+            } else {
+                &slot.free_backing
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         self.shared[field / FAST_FREE].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Set `mode` (and `mode_rseq`).
+    fn set_mode(&mut self, mode: FastCount) {
+        self.mode = mode;
+        self.mode_rseq = mode == FastCount::Rseq;
+    }
+
+    /// The counting mode for `on`.
+    fn mode_for(&self, on: bool) -> FastCount {
+        match (on, self.slots.is_null(), self.rseq) {
+            (false, _, _) => FastCount::Off,
+            (true, true, _) => FastCount::Shared,
+            (true, false, true) => FastCount::Rseq,
+            (true, false, false) => FastCount::Cpu,
+        }
     }
 
     /// The sum of a fast-path counter over the CPUs.
@@ -290,6 +379,12 @@ pub struct MempoolStats {
     pub free_reserve: usize,
     /// Frees given back through `free_fn`.
     pub free_backing: usize,
+    /// Whether the pool has counted its fast paths since it was created:
+    /// only then are `alloc_backing`, `free_backing` and `outstanding`
+    /// exact. A pool that does not (see [`Mempool::set_fast_path_stats`])
+    /// counts only the events of its slow paths: reserve use and refills,
+    /// failures and waits.
+    pub fast_paths_counted: bool,
 }
 
 /// `pool_data` of the ready-made pools: the machine and what to allocate.
@@ -369,7 +464,76 @@ impl Mempool {
             waits: c.waits.load(Ordering::Relaxed),
             free_reserve,
             free_backing,
+            fast_paths_counted: c.exact,
         }
+    }
+
+    /// Whether the fast paths are counted now (`alloc_backing`,
+    /// `free_backing`).
+    pub fn fast_path_stats(&self) -> bool {
+        self.stats.mode != FastCount::Off
+    }
+
+    /// Count the fast paths (`on`, the default) or not.
+    ///
+    /// The kernel's mempool counts nothing: its fast path (the allocator
+    /// serves the allocation; a free finds the reserve full) is the
+    /// allocator's own plus a few instructions. Counting the two fast paths
+    /// costs two per-CPU additions per allocation/free pair, about half a
+    /// slab cache's own pair; a slab or kmalloc pool that does not count
+    /// calls its cache or kmalloc inline after one comparison on each side. Such a pool still counts what happens on its slow paths
+    /// (`alloc_reserve`, `alloc_fail`, `waits`, `free_reserve`), but no
+    /// longer knows `alloc_backing`, `free_backing` or how many elements are
+    /// outstanding, so `mempool_destroy` cannot report elements still out.
+    /// Those stay inexact once counting was ever off
+    /// ([`MempoolStats::fast_paths_counted`]).
+    ///
+    /// `&mut`: call it while nobody else uses the pool (typically right
+    /// after creating it).
+    pub fn set_fast_path_stats(&mut self, on: bool) {
+        self.stats.set_mode(self.stats.mode_for(on));
+        self.stats.exact &= on;
+        self.direct = self.direct_key();
+        self.update_free_direct();
+    }
+
+    /// What [`Mempool::direct`] should be.
+    fn direct_key(&self) -> usize {
+        if self.machine as usize & (DIRECT_OTHER - 1) != 0 {
+            // No room for the kind bits (a machine is word-aligned, so only
+            // on a 32-bit target): everything takes the general path.
+            return 0;
+        }
+        let kind = match self.backing {
+            Backing::Slab => DIRECT_SLAB,
+            Backing::Kmalloc => DIRECT_KMALLOC,
+            Backing::Pages => DIRECT_PAGES,
+            Backing::Callbacks => return 0,
+        };
+        let counted = if self.stats.mode == FastCount::Off {
+            0
+        } else {
+            DIRECT_COUNTED
+        };
+        self.machine as usize | kind | counted
+    }
+
+    /// What [`Mempool::free_direct`] should be now.
+    #[inline]
+    fn free_direct_value(&self) -> usize {
+        if self.curr_nr() < self.min_nr() {
+            0
+        } else {
+            self.direct
+        }
+    }
+
+    /// Store `free_direct` after a change of `curr_nr` or `min_nr`. The
+    /// caller holds the lock (or owns the pool).
+    #[inline]
+    fn update_free_direct(&self) {
+        self.free_direct
+            .store(self.free_direct_value(), Ordering::Relaxed);
     }
 
     /// `add_element`: push onto the reserve. The caller holds the lock.
@@ -383,6 +547,7 @@ impl Mempool {
         // SAFETY: Reserve invariant: `n < capacity` slots exist.
         unsafe { r.elements.add(n).write(element) };
         self.curr_nr.store(n + 1, Ordering::Relaxed);
+        self.update_free_direct();
     }
 
     /// `remove_element`: pop the last reserved element. The caller holds the
@@ -397,6 +562,7 @@ impl Mempool {
         // SAFETY: Reserve invariant: slot `n - 1 < curr_nr` holds an element.
         let e = unsafe { r.elements.add(n - 1).read() };
         self.curr_nr.store(n - 1, Ordering::Relaxed);
+        self.update_free_direct();
         e
     }
 
@@ -642,11 +808,15 @@ impl<P: Platform> Kmem<P> {
         let mut name = [0u8; NAME_LEN];
         name[..7].copy_from_slice(b"mempool");
         // The per-CPU slots of the fast-path counters; without them (no
-        // memory) the counts go to the shared atomics.
+        // memory, or a pool that starts without counting) the counts go to
+        // the shared atomics.
         let nr_slots = self.nr_cpus.max(1);
-        let slots = self
-            .kzalloc_node(nr_slots * mem::size_of::<FastSlot>(), gfp | __GFP_NOWARN, nid)
-            .map_or(ptr::null_mut(), |p| p.as_ptr().cast::<FastSlot>());
+        let slots = if FAST_PATH_STATS_DEFAULT {
+            self.kzalloc_node(nr_slots * mem::size_of::<FastSlot>(), gfp | __GFP_NOWARN, nid)
+                .map_or(ptr::null_mut(), |p| p.as_ptr().cast::<FastSlot>())
+        } else {
+            ptr::null_mut()
+        };
         debug_assert!((slots as usize).is_multiple_of(mem::align_of::<FastSlot>()));
         // SAFETY: the caller gave us memory valid for a Mempool.
         unsafe {
@@ -666,12 +836,17 @@ impl<P: Platform> Kmem<P> {
                 ctx: ptr::null_mut(),
                 backing: Backing::Callbacks,
                 backing_arg: 0,
+                direct: 0,
+                free_direct: AtomicUsize::new(0),
                 name,
                 name_len: 7,
                 stats: Counters {
                     slots,
                     nr_slots,
+                    mode: FastCount::Off,
+                    mode_rseq: false,
                     rseq: self.slab_fast_paths_rseq(),
+                    exact: FAST_PATH_STATS_DEFAULT,
                     shared: [AtomicUsize::new(0), AtomicUsize::new(0)],
                     alloc_reserve: AtomicUsize::new(0),
                     alloc_fail: AtomicUsize::new(0),
@@ -680,6 +855,11 @@ impl<P: Platform> Kmem<P> {
                 },
             })
         };
+        {
+            // SAFETY: just initialised, still ours alone.
+            let p = unsafe { &mut *pool };
+            p.stats.set_mode(p.stats.mode_for(FAST_PATH_STATS_DEFAULT));
+        }
         // First preallocate the guaranteed number of elements.
         loop {
             // SAFETY: just initialised; only shared access from here on.
@@ -717,7 +897,7 @@ impl<P: Platform> Kmem<P> {
             return;
         }
         let outstanding = pool.outstanding();
-        if outstanding != 0 {
+        if outstanding != 0 && pool.stats.exact {
             self.warn(format_args!(
                 "mempool_destroy: pool {} ({:p}) still has {} element{} outstanding (min_nr {}, reserve {})",
                 pool.name(),
@@ -734,6 +914,7 @@ impl<P: Platform> Kmem<P> {
                 let elements = mem::replace(&mut r.elements, ptr::null_mut());
                 r.capacity = 0;
                 pool.min_nr.store(0, Ordering::Relaxed);
+                pool.free_direct.store(0, Ordering::Relaxed);
                 drop(r);
                 let (slots, ctx) = (pool.stats.slots, pool.ctx);
                 // SAFETY: the array, the counter slots and the context were
@@ -745,8 +926,16 @@ impl<P: Platform> Kmem<P> {
                     self.kfree(ctx as *const u8);
                 }
                 // SAFETY: nobody else uses the pool (contract); an exited
-                // pool's statistics read the shared counters only.
-                unsafe { (*pool_ptr).stats.slots = ptr::null_mut() };
+                // pool's statistics read the shared counters only, and its
+                // fast paths (if it is used after all) go through the
+                // callbacks and count into the shared counters.
+                unsafe {
+                    (*pool_ptr).stats.slots = ptr::null_mut();
+                    if (*pool_ptr).stats.mode != FastCount::Off {
+                        (*pool_ptr).stats.set_mode(FastCount::Shared);
+                    }
+                    (*pool_ptr).direct = 0;
+                }
                 return;
             }
             let element = pool.remove_element(&mut r);
@@ -783,28 +972,53 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
+    /// The calling machine's address, as [`Mempool::direct`] holds it.
+    #[inline(always)]
+    fn mempool_key(&self) -> usize {
+        self as *const Kmem<P> as usize
+    }
+
     /// `mempool_alloc`: an element from the pool's allocator or, failing
     /// that, from the reserve. Never NULL when `gfp` allows direct reclaim
     /// (it sleeps until an element is freed); NULL otherwise if both fail.
     /// `__GFP_ZERO` is not supported (WARN once).
     ///
     /// The fast path (the allocator serves the first try) is inlined into
-    /// the caller; the rest is [`Kmem::mempool_alloc_slow`].
+    /// the caller; the rest is [`Kmem::mempool_alloc_slow`]. A sleeping mask
+    /// from atomic context is reported there, before anything that could
+    /// sleep (the first try cannot: it neither reclaims nor waits), as the
+    /// slab allocator reports it on its slow path.
     #[inline(always)]
     #[track_caller]
     pub fn mempool_alloc(&self, pool: &Mempool, gfp: Gfp) -> *mut u8 {
         if gfp.intersects(__GFP_ZERO) {
             self.mempool_warn_zero();
         }
-        let gfp = self.might_alloc(gfp);
-
         let gfp = gfp | __GFP_NOMEMALLOC | __GFP_NORETRY | __GFP_NOWARN;
         // The first round neither reclaims nor does I/O.
         let gfp_temp = gfp.without(__GFP_DIRECT_RECLAIM | __GFP_IO);
-        // repeat_alloc:
-        let element = self.mempool_backing_alloc(pool, gfp_temp);
+        // repeat_alloc: the usual pools first, each with one comparison
+        // (with the key, not of `direct ^ key`, which compilers turn into a
+        // switch that may test another value first).
+        let key = self.mempool_key();
+        let element = if pool.direct == key | DIRECT_SLAB {
+            // SAFETY: an uncounted slab pool of this machine.
+            unsafe { self.mempool_slab_alloc(pool, gfp_temp) }
+        } else if pool.direct == key | DIRECT_KMALLOC {
+            // An uncounted kmalloc pool.
+            self.kmalloc(pool.backing_arg, gfp_temp)
+                .map_or(ptr::null_mut(), |p| p.as_ptr())
+        } else if pool.direct == key | DIRECT_SLAB | DIRECT_COUNTED {
+            // SAFETY: a counted slab pool of this machine.
+            let element = unsafe { self.mempool_slab_alloc(pool, gfp_temp) };
+            if !element.is_null() {
+                pool.stats.fast_inc(&self.platform, FAST_ALLOC);
+            }
+            element
+        } else {
+            self.mempool_alloc_counted(pool, gfp_temp, pool.direct ^ key)
+        };
         if !element.is_null() {
-            pool.stats.fast_inc(&self.platform, FAST_ALLOC);
             return element;
         }
         self.mempool_alloc_slow(pool, gfp, gfp_temp)
@@ -819,19 +1033,68 @@ impl<P: Platform> Kmem<P> {
         );
     }
 
+    /// `kmem_cache_alloc` of a slab pool of this machine.
+    ///
+    /// # Safety
+    /// `direct` says the pool is a slab pool of this machine.
+    #[inline(always)]
+    #[track_caller]
+    unsafe fn mempool_slab_alloc(&self, pool: &Mempool, gfp: Gfp) -> *mut u8 {
+        // SAFETY: a slab pool of this machine (caller's contract):
+        // `backing_arg` is its live cache (the creator's promise).
+        let cache = unsafe { NonNull::new_unchecked(pool.backing_arg as *mut KmemCache) };
+        self.kmem_cache_alloc(cache, gfp)
+            .map_or(ptr::null_mut(), |p| p.as_ptr())
+    }
+
+    /// `kmem_cache_free` of a slab pool of this machine.
+    ///
+    /// # Safety
+    /// `direct` says the pool is a slab pool of this machine; `element` is
+    /// an object of its cache, not used afterwards.
+    #[inline(always)]
+    unsafe fn mempool_slab_free(&self, pool: &Mempool, element: *mut u8) {
+        // SAFETY: `backing_arg` is the pool's live cache (the creator's
+        // promise), the element one of its objects (caller's contract).
+        unsafe {
+            self.kmem_cache_free(
+                NonNull::new_unchecked(pool.backing_arg as *mut KmemCache),
+                element,
+            )
+        };
+    }
+
+    /// `pool->alloc(gfp, pool->pool_data)` for any pool, counted as
+    /// `alloc_backing` if it succeeds and the pool counts its fast paths. `d`
+    /// is `pool.direct ^ self.mempool_key()`.
+    #[inline(always)]
+    #[track_caller]
+    fn mempool_alloc_counted(&self, pool: &Mempool, gfp: Gfp, d: usize) -> *mut u8 {
+        let element = self.mempool_backing_alloc(pool, gfp, d);
+        if !element.is_null() {
+            pool.stats.fast_inc(&self.platform, FAST_ALLOC);
+        }
+        element
+    }
+
     /// The rest of `mempool_alloc` after the allocator failed with
-    /// `gfp_temp`: the reserve, the allocator with the full mask `gfp`, and
-    /// the wait.
+    /// `gfp_temp`: `might_alloc`, the reserve, the allocator with the full
+    /// mask `gfp`, and the wait.
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn mempool_alloc_slow(&self, pool: &Mempool, gfp: Gfp, mut gfp_temp: Gfp) -> *mut u8 {
+        // From atomic context a sleeping mask is reported and loses
+        // __GFP_DIRECT_RECLAIM (gfp_temp has none already).
+        let gfp = self.might_alloc(gfp);
         loop {
             let mut r = pool.lock.lock(&self.platform);
             if pool.curr_nr() != 0 {
                 let element = pool.remove_element(&mut r);
                 drop(r);
                 // smp_wmb(), paired with the fence in mempool_free: the new
-                // curr_nr is ordered before whatever publishes the element.
+                // curr_nr (and free_direct) is ordered before whatever
+                // publishes the element.
                 fence(Ordering::Release);
                 pool.stats.alloc_reserve.fetch_add(1, Ordering::Relaxed);
                 return element;
@@ -861,9 +1124,8 @@ impl<P: Platform> Kmem<P> {
             }
 
             // repeat_alloc:
-            let element = self.mempool_backing_alloc(pool, gfp_temp);
+            let element = self.mempool_alloc_counted(pool, gfp_temp, pool.direct ^ self.mempool_key());
             if !element.is_null() {
-                pool.stats.fast_inc(&self.platform, FAST_ALLOC);
                 return element;
             }
         }
@@ -896,24 +1158,75 @@ impl<P: Platform> Kmem<P> {
     /// is not used afterwards.
     #[inline(always)]
     pub unsafe fn mempool_free(&self, element: *mut u8, pool: &Mempool) {
+        // smp_rmb(), paired with the fence after a reserve allocation: the
+        // reserve state we read is not older than the allocation of `element`.
+        fence(Ordering::Acquire);
+
+        // Unlocked peek: `free_direct` is `direct` only while curr_nr >=
+        // min_nr, so a full reserve of an uncounted slab or kmalloc pool of
+        // this machine is one load and one comparison.
+        let key = self.mempool_key();
+        let direct = pool.free_direct.load(Ordering::Relaxed);
+        if direct == key | DIRECT_SLAB {
+            if element.is_null() {
+                return;
+            }
+            // SAFETY: a slab pool of this machine; the element is one of its
+            // objects (caller's contract).
+            unsafe { self.mempool_slab_free(pool, element) };
+            return;
+        }
+        if direct == key | DIRECT_KMALLOC {
+            // SAFETY: a kmalloc'd element of this machine (caller's
+            // contract); kfree ignores NULL, as mempool_free does.
+            unsafe { self.kfree(element) };
+            return;
+        }
+        if direct == key | DIRECT_SLAB | DIRECT_COUNTED {
+            if element.is_null() {
+                return;
+            }
+            pool.stats.fast_inc(&self.platform, FAST_FREE);
+            // SAFETY: a slab pool of this machine; the element is one of its
+            // objects (caller's contract).
+            unsafe { self.mempool_slab_free(pool, element) };
+            return;
+        }
+        // SAFETY: forwarded (caller's contract).
+        unsafe { self.mempool_free_counted(element, pool, direct ^ key) };
+    }
+
+    /// `mempool_free` of any pool: the kernel's algorithm, counting a free to
+    /// the allocator as `free_backing` if the pool counts its fast paths. `d`
+    /// is `pool.free_direct ^ self.mempool_key()`, read after the fence.
+    ///
+    /// # Safety
+    /// As [`Kmem::mempool_free`] (after its fence).
+    #[inline(always)]
+    unsafe fn mempool_free_counted(&self, element: *mut u8, pool: &Mempool, d: usize) {
         if element.is_null() {
             return;
         }
-
-        // smp_rmb(), paired with the fence after a reserve allocation: the
-        // curr_nr we read is not older than the allocation of `element`.
-        fence(Ordering::Acquire);
-
         // Unlocked peek: guaranteed to see curr_nr < min_nr whenever elements
         // handed out from the reserve are still missing from it (see the top
-        // of the file), and refilling early is what we want anyway.
-        // SAFETY: forwarded (caller's contract).
-        if pool.curr_nr() < pool.min_nr() && unsafe { self.mempool_free_refill(element, pool) } {
-            return;
+        // of the file), and refilling early is what we want anyway. A
+        // ready-made pool of this machine whose `free_direct` was set saw a
+        // full reserve already.
+        if d >= DIRECT_OTHER && pool.curr_nr() < pool.min_nr() {
+            // SAFETY: forwarded (caller's contract).
+            if unsafe { self.mempool_free_refill(element, pool) } {
+                return;
+            }
         }
         pool.stats.fast_inc(&self.platform, FAST_FREE);
+        // A non-zero `free_direct` equals `direct`.
+        let d = if d < DIRECT_OTHER {
+            d
+        } else {
+            pool.direct ^ self.mempool_key()
+        };
         // SAFETY: caller's contract: an element of this pool's allocator.
-        unsafe { self.mempool_backing_free(pool, element) };
+        unsafe { self.mempool_backing_free(pool, element, d) };
     }
 
     /// Put `element` into the reserve if it is still below `min_nr` (checked
@@ -941,30 +1254,24 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `pool->alloc(gfp, pool->pool_data)`, calling a ready-made allocator
-    /// of this machine directly.
+    /// of this machine directly. `d` is `pool.direct ^ self.mempool_key()`.
     #[inline(always)]
-    fn mempool_backing_alloc(&self, pool: &Mempool, gfp: Gfp) -> *mut u8 {
-        if pool.backing != Backing::Callbacks && pool.is_of(self) {
-            match pool.backing {
-                Backing::Slab => {
-                    // SAFETY: a slab pool of this machine: `backing_arg` is
-                    // its live cache (the creator's promise).
-                    let cache = unsafe { NonNull::new_unchecked(pool.backing_arg as *mut KmemCache) };
-                    return self
-                        .kmem_cache_alloc(cache, gfp)
-                        .map_or(ptr::null_mut(), |p| p.as_ptr());
-                }
-                Backing::Kmalloc => {
+    #[track_caller]
+    fn mempool_backing_alloc(&self, pool: &Mempool, gfp: Gfp, d: usize) -> *mut u8 {
+        if d < DIRECT_OTHER {
+            match d & !DIRECT_COUNTED {
+                // SAFETY: `d` says: a slab pool of this machine.
+                DIRECT_SLAB => return unsafe { self.mempool_slab_alloc(pool, gfp) },
+                DIRECT_KMALLOC => {
                     return self
                         .kmalloc(pool.backing_arg, gfp)
                         .map_or(ptr::null_mut(), |p| p.as_ptr());
                 }
-                Backing::Pages => {
+                _ => {
                     return self
                         .alloc_pages(gfp, pool.backing_arg as u32)
                         .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut u8);
                 }
-                Backing::Callbacks => {}
             }
         }
         // SAFETY: pool invariant: the callbacks accept pool_data.
@@ -976,34 +1283,26 @@ impl<P: Platform> Kmem<P> {
     /// # Safety
     /// `element` came from the pool's allocator and is not used afterwards.
     #[inline(always)]
-    unsafe fn mempool_backing_free(&self, pool: &Mempool, element: *mut u8) {
-        if pool.backing != Backing::Callbacks && pool.is_of(self) {
-            match pool.backing {
-                Backing::Slab => {
-                    // SAFETY: as in mempool_backing_alloc; the element is an
-                    // object of that cache (caller's contract).
-                    unsafe {
-                        self.kmem_cache_free(
-                            NonNull::new_unchecked(pool.backing_arg as *mut KmemCache),
-                            element,
-                        )
-                    };
-                    return;
+    unsafe fn mempool_backing_free(&self, pool: &Mempool, element: *mut u8, d: usize) {
+        if d < DIRECT_OTHER {
+            match d & !DIRECT_COUNTED {
+                DIRECT_SLAB => {
+                    // SAFETY: a slab pool of this machine; the element is an
+                    // object of its cache (caller's contract).
+                    unsafe { self.mempool_slab_free(pool, element) };
                 }
-                Backing::Kmalloc => {
+                DIRECT_KMALLOC => {
                     // SAFETY: a kmalloc'd element of this machine (caller's contract).
                     unsafe { self.kfree(element) };
-                    return;
                 }
-                Backing::Pages => {
+                _ => {
                     if let Some(page) = NonNull::new(element as *mut Page) {
                         // SAFETY: a page allocation of this order (caller's contract).
                         unsafe { self.__free_pages(page, pool.backing_arg as u32) };
                     }
-                    return;
                 }
-                Backing::Callbacks => {}
             }
+            return;
         }
         // SAFETY: caller's contract: an element of this pool's allocator.
         unsafe { (pool.free_fn)(element, pool.pool_data) };
@@ -1039,6 +1338,7 @@ impl<P: Platform> Kmem<P> {
                 r = pool.lock.lock(&self.platform);
             }
             pool.min_nr.store(new_min_nr, Ordering::Relaxed);
+            pool.update_free_direct();
             return Ok(());
         }
         drop(r);
@@ -1063,6 +1363,7 @@ impl<P: Platform> Kmem<P> {
         let old = mem::replace(&mut r.elements, new_elements.as_ptr());
         r.capacity = new_min_nr;
         pool.min_nr.store(new_min_nr, Ordering::Relaxed);
+        pool.update_free_direct();
         drop(r);
         // SAFETY: the old array was kmalloc'd from this machine and is unreachable now.
         unsafe { self.kfree(old as *const u8) };
@@ -1126,6 +1427,8 @@ impl<P: Platform> Kmem<P> {
                 pm.ctx = ctx.as_ptr();
                 pm.backing = backing;
                 pm.backing_arg = data;
+                pm.direct = pm.direct_key();
+                pm.update_free_direct();
                 let mut buf = crate::printk::FixedBuf::<NAME_LEN>::new();
                 let _ = buf.write_fmt(name);
                 pm.set_name(buf.as_str());

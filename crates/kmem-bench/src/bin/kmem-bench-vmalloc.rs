@@ -32,9 +32,10 @@
 //!
 //! Then, unless `--no-extra`, single-thread lines of ours (pinned to CPU 0,
 //! median of 11 repetitions): a small `__alloc_percpu` + `free_percpu` pair,
-//! and `mempool_alloc` + `mempool_free` on a slab pool against
-//! `kmem_cache_alloc` + `kmem_cache_free` on its cache alone. Last, a check
-//! that every page came back to the buddy allocator.
+//! and `mempool_alloc` + `mempool_free` on a slab pool (as created, and
+//! without fast-path statistics) against `kmem_cache_alloc` +
+//! `kmem_cache_free` on its cache alone, in interleaved rounds. Last, a
+//! check that every page came back to the buddy allocator.
 
 use kmem::slab::{KmemCache, SlabFlags};
 use kmem::*;
@@ -492,39 +493,73 @@ fn extra(m: &Machine, loops: usize) {
     let cache: NonNull<KmemCache> = m
         .kmem_cache_create("bench-mempool", OBJ, 0, SlabFlags(0), None)
         .expect("kmem_cache_create");
-    let slab = measure(n, || {
+    let slab = || {
         for _ in 0..n {
             let o = m.kmem_cache_alloc(cache, GFP_KERNEL).expect("kmem_cache_alloc");
             // SAFETY: just allocated, freed once.
             unsafe { m.kmem_cache_free(cache, black_box(o.as_ptr())) };
         }
-    });
+    };
+    // Two slab pools over that cache: as created (counting its fast paths),
+    // and one that counts only its slow paths, as the kernel's mempool.
     let pool = m
         .mempool_create_slab_pool(16, cache)
         .expect("mempool_create_slab_pool");
-    // SAFETY: the pool lives until mempool_destroy below.
-    let pr = unsafe { pool.as_ref() };
-    let mp = measure(n, || {
+    let mut bare = m
+        .mempool_create_slab_pool(16, cache)
+        .expect("mempool_create_slab_pool");
+    // SAFETY: fresh, nobody else uses it; the pools live until mempool_destroy below.
+    let (pr, br) = unsafe {
+        bare.as_mut().set_fast_path_stats(false);
+        (pool.as_ref(), bare.as_ref())
+    };
+    let pair = |pr: &kmem::mempool::Mempool| {
         for _ in 0..n {
             let o = m.mempool_alloc(pr, GFP_KERNEL);
             assert!(!o.is_null());
             // SAFETY: just allocated from this pool, freed once.
             unsafe { m.mempool_free(black_box(o), pr) };
         }
-    });
-    let st = pr.stats();
-    // SAFETY: no element is outstanding; the cache outlives the pool.
+    };
+    // Interleaved rounds (slab, pool, bare pool), so that the shared host's
+    // drift falls on the three alike; the median round of each.
+    let time = |f: &dyn Fn()| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    let (mut ts, mut tp, mut tb) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..12 {
+        let (s, p, b) = (time(&slab), time(&|| pair(pr)), time(&|| pair(br)));
+        if round > 0 {
+            ts.push(s);
+            tp.push(p);
+            tb.push(b);
+        }
+    }
+    let (slab, mp, bp) = (median(ts), median(tp), median(tb));
+    let (st, sb) = (pr.stats(), br.stats());
+    // SAFETY: no element is outstanding; the cache outlives the pools.
     unsafe {
         m.mempool_destroy(pool.as_ptr());
+        m.mempool_destroy(bare.as_ptr());
         m.kmem_cache_destroy(cache);
     }
-    println!("kmem: kmem_cache_alloc+kmem_cache_free ({OBJ} B, GFP_KERNEL): {slab:.1} ns");
+    println!(
+        "kmem: kmem_cache_alloc+kmem_cache_free ({OBJ} B, GFP_KERNEL): {slab:.1} ns (median of 11 rounds)"
+    );
     println!(
         "kmem: mempool_alloc+mempool_free (slab pool over that cache, min_nr 16, backing non-empty): {mp:.1} ns \
          = {:.2} x the cache alone (from the slab {}, from the reserve {})",
         mp / slab,
         st.alloc_backing,
         st.alloc_reserve
+    );
+    println!(
+        "kmem: the same on a pool that does not count its fast paths (set_fast_path_stats(false), as the \
+         kernel's): {bp:.1} ns = {:.2} x the cache alone (from the reserve {})",
+        bp / slab,
+        sb.alloc_reserve
     );
     unpin();
 }

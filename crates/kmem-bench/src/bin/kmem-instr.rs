@@ -13,9 +13,13 @@
 //! the script takes the difference of two runs (N and 2N) to get the cost of
 //! one iteration.
 
+use kmem::mempool::Mempool;
+use kmem::slab::KmemCache;
+use kmem::GFP_KERNEL;
 use kmem_bench::objects::*;
 use kmem_bench::*;
 use std::process::ExitCode;
+use std::ptr::NonNull;
 
 const WARMUP: usize = 1000;
 
@@ -107,6 +111,91 @@ fn instr_slab_typed_64(a: &TypedSlab<64>, n: usize) {
     obj_pair(a, n);
 }
 
+/// `mempool_alloc(pool, GFP_KERNEL)` + `mempool_free` on a pool whose
+/// backing allocator always has objects (its reserve is never touched).
+struct MempoolObjs<'m> {
+    m: &'m Machine,
+    pool: &'m Mempool,
+}
+
+impl ObjAllocator for MempoolObjs<'_> {
+    type Obj = ObjPtr;
+
+    #[inline(always)]
+    fn alloc(&self) -> Option<ObjPtr> {
+        NonNull::new(self.m.mempool_alloc(self.pool, GFP_KERNEL)).map(ObjPtr)
+    }
+
+    #[inline(always)]
+    unsafe fn free(&self, obj: ObjPtr) {
+        // SAFETY: forwarded from the caller: an element of this pool.
+        unsafe { self.m.mempool_free(obj.0.as_ptr(), self.pool) }
+    }
+}
+
+/// mempool_alloc + mempool_free on a slab pool (min_nr 16) over a 64-byte
+/// cache of its own (the cache of `slab-kmem-cache-64`).
+#[inline(never)]
+fn instr_slab_mempool_64(a: &MempoolObjs<'_>, n: usize) {
+    // Different from the other mempool loops (once, outside the loop), so
+    // that identical functions are not merged into one symbol.
+    std::hint::black_box(0u8);
+    obj_pair(a, n);
+}
+
+/// mempool_alloc + mempool_free on a kmalloc pool of 64-byte elements
+/// (min_nr 16): compare with `slab-kmalloc-var-64` (the pool's size is data).
+#[inline(never)]
+fn instr_slab_mempool_kmalloc_64(a: &MempoolObjs<'_>, n: usize) {
+    std::hint::black_box(1u8);
+    obj_pair(a, n);
+}
+
+/// `slab-mempool-64` on a pool that does not count its fast paths
+/// (`set_fast_path_stats(false)`: the kernel's mempool).
+#[inline(never)]
+fn instr_slab_mempool_nostats_64(a: &MempoolObjs<'_>, n: usize) {
+    std::hint::black_box(2u8);
+    obj_pair(a, n);
+}
+
+/// `slab-mempool-kmalloc-64` on a pool that does not count its fast paths.
+#[inline(never)]
+fn instr_slab_mempool_kmalloc_nostats_64(a: &MempoolObjs<'_>, n: usize) {
+    std::hint::black_box(3u8);
+    obj_pair(a, n);
+}
+
+/// Run a mempool case: a pool made by `make` on a fresh machine (given a
+/// 64-byte cache of its own), warm-up, `n` pairs; then check that the
+/// reserve was never touched and destroy the pool.
+fn run_mempool(
+    case: &str,
+    n: usize,
+    make: impl FnOnce(&Machine, NonNull<KmemCache>) -> NonNull<Mempool>,
+    f: fn(&MempoolObjs<'_>, usize),
+) {
+    let m = Machine::boot(BENCH_CMDLINE).expect("boot");
+    let cache = KmemCacheObjs::new(&m, 64);
+    let pool = make(&m, cache.cache());
+    {
+        // SAFETY: the pool lives until mempool_destroy below.
+        let pool = unsafe { pool.as_ref() };
+        let a = MempoolObjs { m: &m, pool };
+        run_pairs(&a, f, n);
+        assert_eq!(a.pool.curr_nr(), 16, "{case}: the reserve was touched");
+    }
+    // SAFETY: nothing outstanding; the cache outlives the pool.
+    unsafe { m.mempool_destroy(pool.as_ptr()) };
+}
+
+/// A fresh pool that no longer counts its fast paths.
+fn nostats(mut pool: NonNull<Mempool>) -> NonNull<Mempool> {
+    // SAFETY: a fresh pool nobody else uses yet.
+    unsafe { pool.as_mut() }.set_fast_path_stats(false);
+    pool
+}
+
 /// Run an object-allocator pair case: warm-up, then `n` pairs.
 fn run_pairs<A: ObjAllocator>(a: &A, f: fn(&A, usize), n: usize) {
     f(a, WARMUP);
@@ -129,6 +218,10 @@ const CASES: &[&str] = &[
     "slab-mimalloc-64",
     "slab-jemalloc-64",
     "slab-typed-64",
+    "slab-mempool-64",
+    "slab-mempool-kmalloc-64",
+    "slab-mempool-nostats-64",
+    "slab-mempool-kmalloc-nostats-64",
 ];
 
 fn usage() -> ExitCode {
@@ -209,6 +302,30 @@ fn main() -> ExitCode {
             run_pairs(&a, instr_slab_typed_64, n);
             assert!(a.is_empty());
         }
+        "slab-mempool-64" => run_mempool(
+            case,
+            n,
+            |m, c| m.mempool_create_slab_pool(16, c).expect("mempool"),
+            instr_slab_mempool_64,
+        ),
+        "slab-mempool-kmalloc-64" => run_mempool(
+            case,
+            n,
+            |m, _| m.mempool_create_kmalloc_pool(16, 64).expect("mempool"),
+            instr_slab_mempool_kmalloc_64,
+        ),
+        "slab-mempool-nostats-64" => run_mempool(
+            case,
+            n,
+            |m, c| nostats(m.mempool_create_slab_pool(16, c).expect("mempool")),
+            instr_slab_mempool_nostats_64,
+        ),
+        "slab-mempool-kmalloc-nostats-64" => run_mempool(
+            case,
+            n,
+            |m, _| nostats(m.mempool_create_kmalloc_pool(16, 64).expect("mempool")),
+            instr_slab_mempool_kmalloc_nostats_64,
+        ),
         _ => return usage(),
     }
     ExitCode::SUCCESS
