@@ -114,44 +114,6 @@ fn backing_pool(m: &Machine, min_nr: usize, b: &Backing<'_>) -> NonNull<Mempool>
 // The memory hog
 // ---------------------------------------------------------------------------
 
-/// Everything the hog holds: every free page of the machine and every free
-/// object of the given caches.
-struct Hog {
-    pages: Held,
-    objs: Vec<(NonNull<KmemCache>, *mut u8)>,
-}
-
-/// Exhaust the machine: first flush the caches' per-CPU slabs back to their
-/// nodes (so no CPU keeps free objects), then take every page (GFP_KERNEL
-/// until failure, then what GFP_ATOMIC may still reach, then the rest of
-/// the reserves), then every free object left in the caches' partial slabs.
-fn hog(m: &Machine, caches: &[NonNull<KmemCache>]) -> Hog {
-    for &c in caches {
-        m.kmem_cache_shrink(c);
-    }
-    let mut pages = exhaust(m, GFP_KERNEL);
-    pages.extend(exhaust(m, GFP_ATOMIC));
-    pages.extend(exhaust(m, GFP_KERNEL | __GFP_MEMALLOC));
-    m.drain_all_pages();
-    pages.extend(exhaust(m, GFP_ATOMIC | __GFP_MEMALLOC));
-    assert_eq!(m.nr_free_pages(), 0, "the hog left free pages");
-    let mut objs = Vec::new();
-    for &c in caches {
-        while let Ok(o) = m.kmem_cache_alloc(c, GFP_ATOMIC | __GFP_NOWARN) {
-            objs.push((c, o.as_ptr()));
-        }
-    }
-    Hog { pages, objs }
-}
-
-fn unhog(m: &Machine, h: Hog) {
-    for (c, o) in h.objs {
-        // SAFETY: our object of that cache.
-        unsafe { m.kmem_cache_free(c, o) };
-    }
-    free_all(m, h.pages);
-}
-
 fn kmalloc_cache(m: &Machine, size: usize) -> NonNull<KmemCache> {
     m.kmalloc_slab(size, GFP_KERNEL).expect("kmalloc cache")
 }

@@ -38,38 +38,6 @@ fn warnings(m: &Machine) -> usize {
     m.events.warnings.load(Ordering::Relaxed)
 }
 
-struct Hog {
-    pages: Held,
-    objs: Vec<(NonNull<KmemCache>, *mut u8)>,
-}
-
-fn hog(m: &Machine, caches: &[NonNull<KmemCache>]) -> Hog {
-    for &c in caches {
-        m.kmem_cache_shrink(c);
-    }
-    let mut pages = exhaust(m, GFP_KERNEL);
-    pages.extend(exhaust(m, GFP_ATOMIC));
-    pages.extend(exhaust(m, GFP_KERNEL | __GFP_MEMALLOC));
-    m.drain_all_pages();
-    pages.extend(exhaust(m, GFP_ATOMIC | __GFP_MEMALLOC));
-    assert_eq!(m.nr_free_pages(), 0, "the hog left free pages");
-    let mut objs = Vec::new();
-    for &c in caches {
-        while let Ok(o) = m.kmem_cache_alloc(c, GFP_ATOMIC | __GFP_NOWARN) {
-            objs.push((c, o.as_ptr()));
-        }
-    }
-    Hog { pages, objs }
-}
-
-fn unhog(m: &Machine, h: Hog) {
-    for (c, o) in h.objs {
-        // SAFETY: our object of that cache.
-        unsafe { m.kmem_cache_free(c, o) };
-    }
-    free_all(m, h.pages);
-}
-
 fn in_use(m: &Machine, c: NonNull<KmemCache>) -> usize {
     // SAFETY: a live cache.
     let (total, _, free, _) = m.cache_counts(unsafe { c.as_ref() });

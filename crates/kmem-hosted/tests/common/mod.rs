@@ -7,6 +7,7 @@
 use core::ptr::NonNull;
 use kmem::page::{Page, MAX_PAGE_ORDER, PAGE_SIZE};
 use kmem::page_alloc::zone::Zone;
+use kmem::slab::KmemCache;
 use kmem::*;
 use kmem_hosted::Machine;
 use std::sync::atomic::Ordering;
@@ -194,4 +195,42 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// Everything the hog holds: every free page of the machine and every free
+/// object of the given caches.
+pub struct Hog {
+    pub pages: Held,
+    pub objs: Vec<(NonNull<KmemCache>, *mut u8)>,
+}
+
+/// Exhaust the machine: first flush the caches' per-CPU slabs back to their
+/// nodes (so no CPU keeps free objects), then take every page (GFP_KERNEL
+/// until failure, then what GFP_ATOMIC may still reach, then the rest of
+/// the reserves), then every free object left in the caches' partial slabs.
+pub fn hog(m: &Machine, caches: &[NonNull<KmemCache>]) -> Hog {
+    for &c in caches {
+        m.kmem_cache_shrink(c);
+    }
+    let mut pages = exhaust(m, GFP_KERNEL);
+    pages.extend(exhaust(m, GFP_ATOMIC));
+    pages.extend(exhaust(m, GFP_KERNEL | __GFP_MEMALLOC));
+    m.drain_all_pages();
+    pages.extend(exhaust(m, GFP_ATOMIC | __GFP_MEMALLOC));
+    assert_eq!(m.nr_free_pages(), 0, "the hog left free pages");
+    let mut objs = Vec::new();
+    for &c in caches {
+        while let Ok(o) = m.kmem_cache_alloc(c, GFP_ATOMIC | __GFP_NOWARN) {
+            objs.push((c, o.as_ptr()));
+        }
+    }
+    Hog { pages, objs }
+}
+
+pub fn unhog(m: &Machine, h: Hog) {
+    for (c, o) in h.objs {
+        // SAFETY: our object of that cache.
+        unsafe { m.kmem_cache_free(c, o) };
+    }
+    free_all(m, h.pages);
 }
