@@ -85,17 +85,24 @@ impl<P: Platform> Kmem<P> {
     /// (freelist, tid). None if it is empty or the CAS lost a race.
     #[inline(always)]
     fn cas_alloc_fast(&self, c: &KmemCache, gfp: Gfp) -> Option<NonNull<u8>> {
+        let cpu = self.platform.raw_smp_processor_id();
+        // SAFETY: cpu < nr_cpu_ids.
+        let cs = unsafe { c.cpu(cpu) };
         // Known bug, worked around: with host CPUs folded onto fewer machine
         // CPUs, threads running at the same time on one cpu structure
         // corrupt its freelist through these fast paths (objects handed out
         // twice; `threads_on_a_machine_smaller_than_the_host`). Until that
-        // is understood, such machines take the slow paths, under the lock.
+        // is understood, such machines run them under the cpu lock.
         if P::RSEQ_AREA && self.slab.cpus_folded.load(Ordering::Relaxed) {
-            return None;
+            let _guard = cs.lock.lock(&self.platform);
+            return self.cas_alloc_on(c, cs, gfp);
         }
-        let cpu = self.platform.raw_smp_processor_id();
-        // SAFETY: cpu < nr_cpu_ids.
-        let cs = unsafe { c.cpu(cpu) };
+        self.cas_alloc_on(c, cs, gfp)
+    }
+
+    /// [`Kmem::cas_alloc_fast`] on the cpu structure `cs` of `c`.
+    #[inline(always)]
+    fn cas_alloc_on(&self, c: &KmemCache, cs: &KmemCacheCpu, gfp: Gfp) -> Option<NonNull<u8>> {
         let (obj, tid) = cs.fl.load();
         if obj == 0 {
             return None;
@@ -853,35 +860,68 @@ impl<P: Platform> Kmem<P> {
     /// `obj` is an allocated object of `s`, if it lies in its cpu slab.
     #[inline(always)]
     unsafe fn cas_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
-        // See `cas_alloc_fast`.
+        // See `cas_alloc_fast`: folded CPUs run the fast path under the lock.
         if P::RSEQ_AREA && self.slab.cpus_folded.load(Ordering::Relaxed) {
-            return false;
+            let cpu = self.platform.raw_smp_processor_id();
+            // SAFETY: cpu < nr_cpu_ids.
+            let c = unsafe { s.cpu(cpu) };
+            let _guard = c.lock.lock(&self.platform);
+            // SAFETY: forwarded.
+            return unsafe { self.cas_free_on(s, c, obj) };
         }
         loop {
             let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let c = unsafe { s.cpu(cpu) };
-            let (fl, tid) = c.fl.load();
-            let start = c.slab_start.load(Ordering::Acquire);
-            if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire) {
-                return false;
-            }
-            if obj as usize == fl {
-                // The naive double-free check of set_freepointer (BUG_ON(object == fp)):
-                // freeing the object just freed would make the freelist a cycle.
-                self.double_free(s, obj);
-                return true;
-            }
-            if s.init_on_free {
-                // SAFETY: the object is ours.
-                unsafe { ptr::write_bytes(obj, 0, s.object_size) };
-            }
-            // SAFETY: the object is ours, in our cpu slab.
-            unsafe { s.set_freepointer(obj, fl as *mut u8) };
-            if c.fl.cas((fl, tid), (obj as usize, tid.wrapping_add(1))) {
-                return true;
+            // SAFETY: forwarded.
+            if let Some(done) = unsafe { self.cas_free_try(s, c, obj) } {
+                return done;
             }
         }
+    }
+
+    /// [`Kmem::cas_free_fast`] on the cpu structure `c` of `s`, retrying
+    /// lost races there.
+    ///
+    /// # Safety
+    /// As [`Kmem::cas_free_fast`].
+    #[inline(always)]
+    unsafe fn cas_free_on(&self, s: &KmemCache, c: &KmemCacheCpu, obj: *mut u8) -> bool {
+        loop {
+            // SAFETY: forwarded.
+            if let Some(done) = unsafe { self.cas_free_try(s, c, obj) } {
+                return done;
+            }
+        }
+    }
+
+    /// One attempt of [`Kmem::cas_free_fast`] on `c`: Some(true) if freed
+    /// (or a double free was reported), Some(false) if `obj` is not in the
+    /// cpu slab, None if the CAS lost a race.
+    ///
+    /// # Safety
+    /// As [`Kmem::cas_free_fast`].
+    #[inline(always)]
+    unsafe fn cas_free_try(&self, s: &KmemCache, c: &KmemCacheCpu, obj: *mut u8) -> Option<bool> {
+        let (fl, tid) = c.fl.load();
+        let start = c.slab_start.load(Ordering::Acquire);
+        if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire) {
+            return Some(false);
+        }
+        if obj as usize == fl {
+            // The naive double-free check of set_freepointer (BUG_ON(object == fp)):
+            // freeing the object just freed would make the freelist a cycle.
+            self.double_free(s, obj);
+            return Some(true);
+        }
+        if s.init_on_free {
+            // SAFETY: the object is ours.
+            unsafe { ptr::write_bytes(obj, 0, s.object_size) };
+        }
+        // SAFETY: the object is ours, in our cpu slab.
+        unsafe { s.set_freepointer(obj, fl as *mut u8) };
+        c.fl.cas((fl, tid), (obj as usize, tid.wrapping_add(1)))
+            .then_some(true)
     }
 
     /// Find the slab of an object not in this CPU's cpu slab, check its cache,
