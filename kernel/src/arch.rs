@@ -194,6 +194,7 @@ pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
     // SAFETY: cpuid is available on every x86-64 CPU (the intrinsic is
     // safe on newer compilers, unsafe on the MSRV).
     #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU.
     let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
     (r.eax, r.ebx, r.ecx, r.edx)
 }

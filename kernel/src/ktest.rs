@@ -192,6 +192,7 @@ fn stress(cpu: usize, nr_online: usize) {
     // SAFETY: the boot CPU's live allocation; this view gives it back
     // (`into_raw`) instead of freeing it.
     let counter =
+        // SAFETY: the pointer and its owner come from the matching allocation above, used once.
         unsafe { kmem::PerCpu::<u64, _>::from_raw(k, PercpuPtr::from_addr(COUNTER.load(Ordering::Acquire))) };
     let cache = NonNull::new(STRESS_CACHE.load(Ordering::Acquire)).expect("stress cache");
     let iterations = ITERATIONS.load(Ordering::Relaxed);
@@ -273,6 +274,7 @@ fn stress(cpu: usize, nr_online: usize) {
                         .and_then(|p| k.page_address(p))
                         // SAFETY: the linear alias of a page of the area.
                         .is_some_and(
+                            // SAFETY: within memory this test allocated and still owns.
                             |lin| unsafe { lin.as_ptr().add(8).read_volatile() } == (cpu + pg) as u8,
                         );
                     if !ok {

@@ -325,6 +325,7 @@ fn ksize_values() {
         // The whole usable size may be written.
         // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { core::ptr::write_bytes(p.as_ptr(), 0xee, c) };
+        // SAFETY: allocated from this machine above, freed once and not used afterwards.
         unsafe { m.kfree(p.as_ptr()) };
     }
     for (size, ks) in [
@@ -347,6 +348,7 @@ fn ksize_values() {
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(m.ksize(p.as_ptr()), unsafe { s.as_ref() }.size);
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
@@ -614,6 +616,7 @@ fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
     );
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { page.as_ref() }.ref_count(), 1, "the page is still ours");
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.__free_page(page) };
 
     assert!(m.slab.errors.load(std::sync::atomic::Ordering::Relaxed) > errors);
@@ -658,6 +661,7 @@ fn kfree_sensitive_clears_the_object() {
     let l = m.kmalloc(20_000, GFP_KERNEL).unwrap();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { core::ptr::write_bytes(l.as_ptr(), 0xaa, 20_000) };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kfree_sensitive(l.as_ptr()) };
     assert_eq!(m.nr_large_kmalloc_pages(), 0);
 }
@@ -685,6 +689,7 @@ fn copies_and_strings() {
     let n = m.kmemdup_nul(b"abc", GFP_KERNEL).unwrap();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { core::slice::from_raw_parts(n.as_ptr(), 4) }, b"abc\0");
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kfree_bulk(&[p.as_ptr(), s.as_ptr(), t.as_ptr(), e.as_ptr(), n.as_ptr()]) };
     assert_eq!(active(&m, "kmalloc-512"), 0);
     assert_eq!(active(&m, "kmalloc-16"), 0);
@@ -696,6 +701,7 @@ fn kzalloc_and_node_variants() {
     let p = m.kmalloc(1000, GFP_KERNEL).unwrap();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { core::ptr::write_bytes(p.as_ptr(), 0xff, 1024) };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kfree(p.as_ptr()) };
     for _ in 0..50 {
         let z = m.kzalloc(1000, GFP_KERNEL).unwrap();
@@ -726,6 +732,7 @@ fn kfree_frees_kmem_cache_objects_too() {
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(p.as_ptr()) };
+    // SAFETY: a live descriptor or cache of this machine.
     assert_eq!(m.cache_counts(unsafe { s.as_ref() }).0, 0);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };

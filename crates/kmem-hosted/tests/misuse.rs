@@ -137,6 +137,7 @@ fn freeing_a_reserved_page_is_reported_not_freed() {
         let p = m.pfn_to_page(pfn).unwrap();
         // SAFETY: reading the descriptor of a reserved page.
         assert!(
+            // SAFETY: a live descriptor or cache of this machine.
             unsafe { p.as_ref() }.is_reserved(),
             "pfn {pfn:#x} should be reserved"
         );
@@ -150,6 +151,7 @@ fn freeing_a_reserved_page_is_reported_not_freed() {
         );
         // SAFETY: as above.
         assert!(
+            // SAFETY: a live descriptor or cache of this machine.
             unsafe { p.as_ref() }.is_reserved(),
             "pfn {pfn:#x} lost PG_reserved"
         );

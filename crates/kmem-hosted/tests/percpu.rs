@@ -146,6 +146,7 @@ fn many_allocations_span_chunks_and_free_all() {
         for cpu in 0..2 {
             // SAFETY: live.
             assert_eq!(
+                // SAFETY: a live per-CPU allocation of this machine and a possible CPU.
                 unsafe { m.per_cpu_ptr(p.cast::<usize>(), cpu).read() },
                 i * 2 + cpu
             );

@@ -66,6 +66,7 @@ fn kbox_lives_in_kmalloc_and_drops() {
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { (*raw).1 }, 7);
+    // SAFETY: the pointer and its owner come from the matching allocation above, used once.
     let b = unsafe { KBox::from_raw_in(raw, &m) };
     drop(b);
     assert_eq!(drops.load(Ordering::SeqCst), 2);

@@ -146,6 +146,7 @@ fn run(ops: Vec<Op>) {
                 if c.ctor {
                     // SAFETY: at least 8 bytes.
                     assert_eq!(
+                        // SAFETY: within memory this test allocated and still owns.
                         unsafe { (p as *const u32).read() },
                         CTOR_PATTERN,
                         "object not in constructed state"
@@ -252,11 +253,13 @@ fn constructor_runs_once_per_object_per_slab() {
     for i in 0..10_000u32 {
         // SAFETY: ours.
         unsafe { (p.as_ptr() as *mut u32).add(1).write(i) };
+        // SAFETY: allocated from this machine above, freed once and not used afterwards.
         unsafe { m.kmem_cache_free(s, p.as_ptr()) };
         let q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
         assert_eq!(q, p, "LIFO reuse of the hot object");
         // SAFETY: ours again; the object kept its state across free.
         assert_eq!(unsafe { (q.as_ptr() as *const u32).read() }, CTOR_PATTERN);
+        // SAFETY: within memory this test allocated and still owns.
         assert_eq!(unsafe { (q.as_ptr() as *const u32).add(1).read() }, i);
     }
     assert_eq!(
@@ -266,6 +269,7 @@ fn constructor_runs_once_per_object_per_slab() {
     );
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kmem_cache_destroy(s) };
 }
 
@@ -314,6 +318,7 @@ fn cross_cpu_frees_are_all_accounted_for() {
                 while let Ok((ci, p)) = rx.try_recv() {
                     // SAFETY: another thread's object, handed over.
                     assert_eq!(unsafe { *(p as *const u8) }, ci as u8);
+                    // SAFETY: within memory this test allocated and still owns.
                     unsafe {
                         m.kmem_cache_free(NonNull::new(caches[ci] as *mut KmemCache).unwrap(), p as *mut u8)
                     };
@@ -352,6 +357,7 @@ fn cross_cpu_frees_are_all_accounted_for() {
         let s = NonNull::new(c as *mut KmemCache).unwrap();
         // SAFETY: live cache.
         let (active, _, _, _) = m.cache_counts(unsafe { s.as_ref() });
+        // SAFETY: within memory this test allocated and still owns.
         assert_eq!(active, 0, "objects unaccounted for in {}", unsafe {
             s.as_ref().name()
         });
@@ -376,6 +382,7 @@ fn double_free_in_a_row_is_caught_on_the_fast_path() {
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
     // SAFETY: freed once legitimately, then misused on purpose.
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
     assert!(m.dmesg().contains("Object already free"), "{}", m.dmesg());
     // The freelist is intact: two allocations give two different objects.

@@ -61,6 +61,7 @@ fn threads_free_each_others_objects() {
     while let Ok(p) = rx.recv() {
         // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         assert_eq!(unsafe { *(p as *const u8).add(99) }, 0xab);
+        // SAFETY: allocated from this machine above, freed once and not used afterwards.
         unsafe { m.kmem_cache_free(s, p as *mut u8) };
         n += 1;
     }

@@ -162,6 +162,7 @@ fn kmalloc_caches_under_slub_debug() {
     let p = m.kmem_cache_alloc_trace(k32, GFP_KERNEL, 20).unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((20..32).all(|i| unsafe { *p.add(i) } == SLUB_RED_ACTIVE));
+    // SAFETY: within memory this test allocated and still owns.
     unsafe { *p.add(25) = 0 };
     let (n, log) = during(&m, || {
         m.kmem_cache_validate(k32);
@@ -184,6 +185,7 @@ fn kmalloc_caches_under_slub_debug() {
     let q = m.kmem_cache_alloc(k32, GFP_KERNEL).unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { m.kmem_cache_orig_size(cache(k32), q) }, 32);
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kmem_cache_free(k32, q) };
     assert_eq!(m.kmem_cache_validate(k32), 0, "{}", m.dmesg());
 }
@@ -276,6 +278,7 @@ fn double_free_is_reported_and_not_done() {
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     // object_err + "not freed" fix.
     assert_eq!(n, 2, "{log}");
@@ -311,6 +314,7 @@ fn double_free_is_caught_without_consistency_checks_too() {
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("Object already free"), "{log}");
@@ -426,6 +430,7 @@ fn overflow_is_caught_at_free_with_consistency_checks() {
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(66) = 0 };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     // Report + restore, and the object is not freed (the kernel leaks it).
     assert_eq!(n, 3, "{log}");

@@ -54,6 +54,7 @@ fn test_clobber_zone() {
     );
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { *p.add(64) }, 0xcc, "the red zone was restored");
+    // SAFETY: within memory this test allocated and still owns.
     unsafe {
         m.kmem_cache_free(s, p);
         m.kmem_cache_destroy(s);
@@ -68,9 +69,11 @@ fn test_next_pointer() {
     let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
+    // SAFETY: a live descriptor or cache of this machine.
     let off = unsafe { s.as_ref().offset };
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let ptr_addr = unsafe { p.add(off) as *mut usize };
+    // SAFETY: within memory this test allocated and still owns.
     let tmp = unsafe { ptr_addr.read() };
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(off) = !*p.add(off) };
@@ -174,6 +177,7 @@ fn test_kmalloc_redzone_access() {
     // The slack after the 18 requested bytes is red zone.
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((18..32).all(|i| unsafe { *p.add(i) } == 0xcc));
+    // SAFETY: within memory this test allocated and still owns.
     unsafe {
         *p.add(18) = 0xab;
         *p.add(19) = 0xab;
@@ -207,6 +211,7 @@ fn test_kmalloc_redzone_zeroed_and_full_size() {
         .as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((0..40).all(|i| unsafe { *p.add(i) } == 0));
+    // SAFETY: within memory this test allocated and still owns.
     assert!((40..64).all(|i| unsafe { *p.add(i) } == 0xcc));
     let q = m.kmem_cache_alloc_trace(s, GFP_KERNEL, 64).unwrap().as_ptr();
     let r = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();

@@ -55,6 +55,7 @@ fn fill_with_garbage_skip(p: *mut u8, size: usize, skip: usize) {
     }
     // SAFETY: an object of `size` bytes we hold.
     PATTERN
+        // SAFETY: within memory this test allocated and still owns.
         .with(|g| unsafe { std::ptr::copy_nonoverlapping(g.as_ptr().add(skip), p.add(skip), size - skip) });
 }
 
@@ -116,6 +117,7 @@ fn do_kmem_cache_size(
         // An RCU reader may still look at a freed object: it is not wiped.
         // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         let copy = unsafe { std::slice::from_raw_parts(buf, size) }.to_vec();
+        // SAFETY: allocated from this machine above, freed once and not used afterwards.
         unsafe { m.kmem_cache_free(c, buf) };
         fail |= check_buf(buf, size, ctor, false);
         // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
@@ -191,6 +193,7 @@ fn test_rcu_persistent(m: &Machine) {
     let p = m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { std::ptr::write_bytes(p, 0x2a, 64) };
+    // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kmem_cache_free(c, p) };
     let mut held = Vec::new();
     let mut found = false;

@@ -53,6 +53,7 @@ fn same_page_through_linear_map_and_vmalloc_address() {
     // The guard page has no page.
     // SAFETY: address arithmetic only.
     assert!(m
+        // SAFETY: within memory this test allocated and still owns.
         .vmalloc_to_page(unsafe { p.as_ptr().add(4 * PAGE_SIZE) })
         .is_none());
     // The pages are scattered order-0 pages; not a requirement that they are
@@ -144,6 +145,7 @@ fn vmalloc_32_pages_are_below_4g() {
     for i in 0..16 {
         // SAFETY: address arithmetic only.
         let pfn = m
+            // SAFETY: within memory this test allocated and still owns.
             .vmalloc_to_pfn(unsafe { p.as_ptr().add(i * PAGE_SIZE) })
             .unwrap();
         assert!((pfn as u64) << PAGE_SHIFT < 1 << 32);
@@ -486,6 +488,7 @@ fn vfree_keeps_pages_until_the_purge_then_gives_them_back() {
     for i in 0..8 {
         // SAFETY: address arithmetic only.
         let pfn = m
+            // SAFETY: within memory this test allocated and still owns.
             .vmalloc_to_pfn(unsafe { q.as_ptr().add(i * PAGE_SIZE) })
             .unwrap();
         assert!(!pfns.contains(&pfn), "a lazily freed page was handed out again");

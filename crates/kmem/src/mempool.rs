@@ -745,6 +745,7 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: fresh, suitably sized and aligned memory; the callbacks are
         // the caller's promise.
         let r =
+            // SAFETY: `pool` is ours, zeroed and not shared yet; the callbacks and pool_data are the caller's (this function's contract).
             unsafe { self.mempool_init_node(pool.as_ptr(), min_nr, alloc_fn, free_fn, pool_data, gfp, nid) };
         match r {
             Ok(()) => Some(pool),

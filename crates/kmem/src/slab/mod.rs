@@ -771,6 +771,7 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: the cache of caches is up.
         let mem = self
+            // SAFETY: `kc` is the live cache of caches (checked non-null above).
             .kmem_cache_alloc(unsafe { NonNull::new_unchecked(kc) }, GFP_KERNEL | __GFP_ZERO)
             .map_err(|_| CacheError::NoMemory)?;
         let s = mem.as_ptr() as *mut KmemCache;
