@@ -13,7 +13,9 @@
 //! Every `Box`, `Vec` and `String` of the program then lives in the default
 //! machine (`default_machine()`, booted from `KMEM_CMDLINE` on the first
 //! allocation) and shows up in its statistics: small allocations in the
-//! `kmalloc-N` caches, those above 8 KiB as large kmallocs (compound pages).
+//! `kmalloc-N` caches, those above 8 KiB as `kvmalloc` places them (large
+//! kmallocs of compound pages, tried without retrying, and else vmalloc
+//! areas, which is also where everything above kmalloc's 4 MiB goes).
 //! Alignments above 8 use a size class whose objects are aligned that much
 //! (the power-of-two classes are naturally aligned), or whole pages.
 //!
@@ -105,7 +107,8 @@ fn boot() -> Option<&'static Kmem<HostedPlatform>> {
     Some(m.kmem())
 }
 
-/// The machine, if `p` is kmalloc memory (inside its linear map).
+/// The machine, if `p` is kmalloc memory (inside its linear map); a
+/// vmalloc area or C library memory otherwise (`dealloc_other`).
 #[inline(always)]
 fn owner(p: *mut u8) -> Option<&'static Kmem<HostedPlatform>> {
     let len = LINEAR_LEN.load(Ordering::Acquire);
@@ -114,6 +117,31 @@ fn owner(p: *mut u8) -> Option<&'static Kmem<HostedPlatform>> {
         Some(unsafe { &*KMEM.load(Ordering::Relaxed) })
     } else {
         None
+    }
+}
+
+/// The machine, if `p` is in its vmalloc window.
+fn vmalloc_owner(p: *mut u8) -> Option<&'static Kmem<HostedPlatform>> {
+    if LINEAR_LEN.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    // SAFETY: LINEAR_LEN is published after KMEM; the machine lives forever.
+    let m = unsafe { &*KMEM.load(Ordering::Relaxed) };
+    m.is_vmalloc_addr(p).then_some(m)
+}
+
+/// Free what `alloc` gave that is not in the linear map: a vmalloc area
+/// (large blocks) or a block of the C library (from the boot window).
+///
+/// # Safety
+/// `p` came from `KmemAlloc::alloc` and is not used afterwards.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_other(p: *mut u8) {
+    match vmalloc_owner(p) {
+        Some(m) => m.vfree(p),
+        // SAFETY: C library memory from `libc_alloc`.
+        None => unsafe { libc::free(p as *mut libc::c_void) },
     }
 }
 
@@ -157,7 +185,7 @@ unsafe impl GlobalAlloc for KmemAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match machine() {
             Some(m) if layout.size() != 0 => m
-                .kmalloc_layout(layout, GFP_KERNEL)
+                .kvmalloc_layout(layout, GFP_KERNEL)
                 .map_or(ptr::null_mut(), NonNull::as_ptr),
             // SAFETY: non-zero size (GlobalAlloc contract; zero is refused below).
             None if layout.size() != 0 => unsafe { libc_alloc(layout, false) },
@@ -169,7 +197,7 @@ unsafe impl GlobalAlloc for KmemAlloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         match machine() {
             Some(m) if layout.size() != 0 => m
-                .kmalloc_layout(layout, GFP_KERNEL | __GFP_ZERO)
+                .kvmalloc_layout(layout, GFP_KERNEL | __GFP_ZERO)
                 .map_or(ptr::null_mut(), NonNull::as_ptr),
             // SAFETY: non-zero size.
             None if layout.size() != 0 => unsafe { libc_alloc(layout, true) },
@@ -182,17 +210,17 @@ unsafe impl GlobalAlloc for KmemAlloc {
         match owner(p) {
             // SAFETY: kmalloc memory of the default machine, from `alloc`.
             Some(m) => unsafe { m.kfree(p) },
-            // SAFETY: C library memory from `libc_alloc`.
-            None => unsafe { libc::free(p as *mut libc::c_void) },
+            // SAFETY: forwarded: a vmalloc area or C library memory from `alloc`.
+            None => unsafe { dealloc_other(p) },
         }
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: GlobalAlloc contract: the new layout is valid.
         let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if let Some(m) = owner(p) {
+        if let Some(m) = owner(p).or_else(|| vmalloc_owner(p)) {
             // SAFETY: a live allocation of `m` for `layout`; new_size is non-zero.
-            return match unsafe { m.kmalloc_resize(NonNull::new_unchecked(p), layout, new, GFP_KERNEL) } {
+            return match unsafe { m.kvmalloc_resize(NonNull::new_unchecked(p), layout, new, GFP_KERNEL) } {
                 Ok(q) => q.as_ptr(),
                 Err(_) => ptr::null_mut(),
             };

@@ -32,17 +32,6 @@ fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// Pins the calling thread to `cpu` alone.
-fn pin_to(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (it came from allowed_cpus).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    assert_eq!(r, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
-}
-
 fn sched_getcpu() -> usize {
     // SAFETY: no preconditions.
     let cpu = unsafe { libc::sched_getcpu() };
@@ -61,7 +50,7 @@ fn check_pinned_cpu_ids() {
             let p = quiet(nr);
             assert_eq!(p.nr_cpu_ids(), nr);
             for &cpu in &cpus {
-                pin_to(cpu);
+                let _pin = common::pin_to(cpu);
                 // sched_setaffinity migrates before returning; once pinned the
                 // thread cannot move, so both answers are about `cpu`.
                 assert_eq!(sched_getcpu(), cpu);

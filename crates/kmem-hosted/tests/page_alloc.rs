@@ -271,21 +271,6 @@ fn alloc_pages_bulk_when_memory_is_short() {
     assert_boot_state(&m);
 }
 
-/// Pin the calling thread to the host CPU it is running on.
-fn pin_to_current_cpu() {
-    // SAFETY: plain libc calls on a zeroed cpu_set_t.
-    unsafe {
-        let cpu = libc::sched_getcpu();
-        assert!(cpu >= 0);
-        let mut set: libc::cpu_set_t = core::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
-}
-
 /// Per-CPU lists are LIFO at the hot end: `free_hot_page` puts the page at the
 /// head so the next allocation on this CPU gets it back (its cache lines are
 /// warm); `free_cold_page` puts it at the tail, so it is handed out last.
@@ -294,7 +279,7 @@ fn pin_to_current_cpu() {
 fn pcp_hot_and_cold_frees() {
     let m = boot("quiet mem=64M nr_cpus=1");
     let t = std::thread::spawn(move || {
-        pin_to_current_cpu();
+        let _pin = pin_to_current_cpu();
         // Fill the list so there is more than one page on it.
         let a = m.alloc_pages(GFP_KERNEL, 0).unwrap();
         let b = m.alloc_pages(GFP_KERNEL, 0).unwrap();

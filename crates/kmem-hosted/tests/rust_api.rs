@@ -12,6 +12,8 @@ use kmem_hosted::{default_machine, KmallocAllocator, Machine};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod common;
+
 #[global_allocator]
 static A: kmem_hosted::KmemAlloc = kmem_hosted::KmemAlloc;
 
@@ -193,6 +195,9 @@ impl Drop for Counted {
 #[test]
 fn typed_cache_constructs_once_per_object() {
     let m = boot();
+    // Every step on one CPU: an object freed on another CPU would go to that
+    // CPU's slab, and an allocation there would populate (construct) a new one.
+    let _pin = common::pin_to_current_cpu();
     let cache: KmemCache<'_, Counted, _> = KmemCache::new(&m, "counted").unwrap();
     assert_eq!(cache.name(), "counted");
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
@@ -440,4 +445,57 @@ fn global_allocator_serves_std_collections() {
     if let Some(t) = text {
         assert!(t.contains("kmalloc-64"));
     }
+}
+
+#[test]
+fn global_allocator_serves_blocks_beyond_kmalloc() {
+    let m = default_machine();
+    // Above kmalloc's 4 MiB: a vmalloc area, every byte usable.
+    let mut v: Vec<u8> = Vec::with_capacity(16 << 20);
+    assert!(m.is_vmalloc_addr(v.as_ptr()), "{:p}", v.as_ptr());
+    v.resize(16 << 20, 0xa5);
+    assert!(m
+        .vmalloc_to_page(v.as_ptr().wrapping_add((16 << 20) - 1))
+        .is_some());
+    assert!(v.iter().all(|&b| b == 0xa5));
+    drop(v);
+
+    // Growth by doubling crosses kmalloc-N, large kmalloc and vmalloc, keeping
+    // the contents; shrinking far moves back to kmalloc.
+    let mut w: Vec<u64> = Vec::new();
+    for i in 0..(3u64 << 20) {
+        w.push(i);
+    }
+    assert!(m.is_vmalloc_addr(w.as_ptr() as *const u8));
+    assert!(w.iter().enumerate().all(|(i, &x)| x == i as u64));
+    w.truncate(10);
+    w.shrink_to_fit();
+    assert!(m.virt_addr_valid(w.as_ptr() as *const u8), "{:p}", w.as_ptr());
+    assert_eq!(w, (0..10).collect::<Vec<u64>>());
+
+    // Over-aligned and zeroed large blocks.
+    let layout = std::alloc::Layout::from_size_align(5 << 20, 2 << 20).unwrap();
+    // SAFETY: a non-zero layout; freed with the same layout below.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout);
+        assert!(!p.is_null());
+        assert_eq!(p as usize % (2 << 20), 0);
+        assert!(std::slice::from_raw_parts(p, layout.size())
+            .iter()
+            .all(|&b| b == 0));
+        let q = std::alloc::realloc(p, layout, 9 << 20);
+        assert!(!q.is_null());
+        assert_eq!(q as usize % (2 << 20), 0);
+        std::alloc::dealloc(q, std::alloc::Layout::from_size_align(9 << 20, 2 << 20).unwrap());
+    }
+    assert!(!m.dmesg().contains("WARNING"), "{}", m.dmesg());
+}
+
+/// Printing a backtrace reads the binary's debug information into a few
+/// MiB of heap; with kmalloc alone that failed and the process hung
+/// (the allocation-failure hook waits for the backtrace lock the printer holds).
+#[test]
+fn backtraces_resolve_on_the_global_allocator() {
+    let bt = std::backtrace::Backtrace::force_capture().to_string();
+    assert!(bt.contains("backtraces_resolve_on_the_global_allocator"), "{bt}");
 }

@@ -160,15 +160,6 @@ fn threads_and_cross_cpu_flushes_cmpxchg() {
     stress(&m);
 }
 
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = core::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, core::mem::size_of_val(&set), &set), 0);
-    }
-}
-
 #[test]
 fn double_free_of_the_head_is_caught_in_both_modes() {
     for extra in ["", "kmem.rseq=off"] {
@@ -176,7 +167,7 @@ fn double_free_of_the_head_is_caught_in_both_modes() {
         let s = m.kmem_cache_create("df", 64, 0, SlabFlags(0), None).unwrap();
         let before = m.slab.errors.load(Ordering::Relaxed);
         // Pin the thread to one host CPU so both frees see the same cpu slab.
-        pin_to_cpu0();
+        let _pin = common::pin_to(0);
         let o = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
         // SAFETY: allocated above; the second free is the misuse under test.
         unsafe {

@@ -85,6 +85,7 @@
 //! owns no pages. `vfree` refuses ioremap areas (only `iounmap` frees them).
 
 use crate::gfp::*;
+use crate::kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use crate::machine::{Kmem, MAX_NUMNODES};
 use crate::page::{Page, PAGE_SHIFT, PAGE_SIZE};
 use crate::platform::Platform;
@@ -1283,6 +1284,89 @@ impl<P: Platform> Kmem<P> {
             return Err(AllocError);
         }
         self.__vmalloc_node_range(size, PAGE_SIZE, gfp, 0, node, caller)
+    }
+
+    /// `kvmalloc` for a `Layout`: what a general-purpose allocator needs
+    /// (kmem's `GlobalAlloc` serves every size with it). Up to
+    /// `KMALLOC_MAX_CACHE_SIZE` it is `kmalloc_layout`; above, `kvmalloc`'s
+    /// policy with the alignment kept: kmalloc's pages (quietly, without
+    /// retrying) and else a vmalloc area aligned to `max(align, PAGE_SIZE)`,
+    /// so sizes beyond kmalloc's 4 MiB work. Free with `kvfree`.
+    #[inline(always)]
+    #[track_caller]
+    pub fn kvmalloc_layout(&self, layout: core::alloc::Layout, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if layout.size() <= KMALLOC_MAX_CACHE_SIZE {
+            self.kmalloc_layout(layout, gfp)
+        } else {
+            self.kvmalloc_large(layout, gfp, Location::caller())
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn kvmalloc_large(
+        &self,
+        layout: core::alloc::Layout,
+        gfp: Gfp,
+        caller: &'static Location<'static>,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let mut kflags = (gfp | __GFP_NOWARN).without(__GFP_NOFAIL);
+        if !kflags.contains(__GFP_RETRY_MAYFAIL) {
+            kflags |= __GFP_NORETRY;
+        }
+        if layout.size() <= KMALLOC_MAX_SIZE {
+            if let Ok(p) = self.kmalloc_layout(layout, kflags) {
+                return Ok(p);
+            }
+        }
+        if !gfp.allows_blocking() || layout.size() > i32::MAX as usize {
+            return Err(AllocError);
+        }
+        self.__vmalloc_node_range(layout.size(), layout.align(), gfp, 0, -1, caller)
+    }
+
+    /// Resize a `kvmalloc_layout` allocation to another layout, keeping the
+    /// first `min(old, new)` bytes: `kmalloc_resize` while both sizes are
+    /// kmalloc's; otherwise the same pointer while it is aligned enough and
+    /// its usable size holds the new size (and, for a vmalloc area, the new
+    /// size is more than half of it, so shrinking gives memory back), else
+    /// a new allocation, a copy and a `kvfree`. On failure the old
+    /// allocation is untouched.
+    ///
+    /// # Safety
+    /// `ptr` is a live allocation of this machine made by
+    /// `kvmalloc_layout` for `old` (non-zero size); `new` has a non-zero
+    /// size. On success `ptr` is not used again unless it was returned.
+    #[track_caller]
+    pub unsafe fn kvmalloc_resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: core::alloc::Layout,
+        new: core::alloc::Layout,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let p = ptr.as_ptr();
+        let vmalloced = self.is_vmalloc_addr(p);
+        if !vmalloced && new.size() <= KMALLOC_MAX_CACHE_SIZE {
+            // SAFETY: forwarded; a kmalloc allocation made for `old`.
+            return unsafe { self.kmalloc_resize(ptr, old, new, gfp) };
+        }
+        let usable = if vmalloced {
+            self.vmalloc_size(p as usize).unwrap_or(0)
+        } else {
+            self.ksize(p)
+        };
+        let aligned = (p as usize) & (new.align() - 1) == 0;
+        if aligned && new.size() <= usable && (!vmalloced || new.size() > usable / 2) {
+            return Ok(ptr);
+        }
+        let q = self.kvmalloc_layout(new, gfp)?;
+        // SAFETY: both live and distinct; min(old, new) bytes are valid in both.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q.as_ptr(), old.size().min(new.size()));
+            self.kvfree(p);
+        }
+        Ok(q)
     }
 
     /// `kvzalloc`.

@@ -47,6 +47,50 @@ pub fn run_without_rseq(name: &str, marker: &str) {
     );
 }
 
+/// Pin the calling thread to host CPU `cpu` alone (for tests whose
+/// expectations hold only while every step runs on one CPU: an object freed
+/// goes to this CPU's freelist, a page to this CPU's list) until the guard
+/// is dropped, which gives the thread its previous CPUs back (with one test
+/// thread, libtest runs every test on the same thread).
+#[must_use = "the thread is unpinned when the guard is dropped"]
+pub fn pin_to(cpu: usize) -> Pinned {
+    assert!(cpu < libc::CPU_SETSIZE as usize);
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut old: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `old` is a valid cpu_set_t of the size passed.
+    let r = unsafe { libc::sched_getaffinity(0, core::mem::size_of_val(&old), &mut old) };
+    assert_eq!(r, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
+    // SAFETY: as above.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `cpu` is below CPU_SETSIZE (checked above).
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set_affinity(&set);
+    Pinned(old)
+}
+
+/// Pin the calling thread to the host CPU it is running on (see `pin_to`).
+pub fn pin_to_current_cpu() -> Pinned {
+    // SAFETY: no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(cpu >= 0, "sched_getcpu: {}", std::io::Error::last_os_error());
+    pin_to(cpu as usize)
+}
+
+/// The CPUs a pinned thread had before; restored on drop.
+pub struct Pinned(libc::cpu_set_t);
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        set_affinity(&self.0);
+    }
+}
+
+fn set_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let r = unsafe { libc::sched_setaffinity(0, core::mem::size_of_val(set), set) };
+    assert_eq!(r, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+}
+
 /// The pfn of a page.
 pub fn pfn(m: &Machine, p: NonNull<Page>) -> usize {
     m.page_to_pfn(p)
