@@ -193,7 +193,10 @@ fn double_free_of_the_head_is_caught_in_both_modes() {
 /// A machine with fewer CPUs than the host cannot use rseq mode (two host
 /// CPUs would share one machine CPU's freelist): its sequences fall back to
 /// the CAS fast paths, and threads on host CPUs beyond the machine's read
-/// cpu array entries that are stopped for good.
+/// cpu array entries that are stopped for good. Threads on two host CPUs then
+/// share one cpu structure at the same moment, which is how this test found
+/// the install race of `cpu_slab_install` (a retried swap left the new chain's
+/// tail linked to an object a racing allocation had taken: handed out twice).
 #[test]
 fn threads_on_a_machine_smaller_than_the_host() {
     let m = boot("quiet mem=256M nr_cpus=1");

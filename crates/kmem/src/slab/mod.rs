@@ -428,11 +428,6 @@ pub struct SlabState {
     /// (`Platform::rseq_cpu_ids`); every cache's cpu array has that many
     /// stopped entries after its real ones. Fixed at boot.
     pub(crate) rseq_extra_cpus: AtomicUsize,
-    /// Host CPUs fold onto the machine's (a machine with fewer CPUs than the
-    /// host, which cannot be in rseq mode): threads on different host CPUs
-    /// share one cpu structure at the same time, and the CAS fast paths are
-    /// not used (see `cas_alloc_fast`). Fixed at boot.
-    pub(crate) cpus_folded: core::sync::atomic::AtomicBool,
 }
 
 impl SlabState {
@@ -447,7 +442,6 @@ impl SlabState {
             errors: AtomicUsize::new(0),
             rseq: core::sync::atomic::AtomicBool::new(false),
             rseq_extra_cpus: AtomicUsize::new(0),
-            cpus_folded: core::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -563,7 +557,6 @@ impl<P: Platform> Kmem<P> {
         if P::RSEQ_AREA {
             let extra = self.platform.rseq_cpu_ids().saturating_sub(self.nr_cpus);
             self.slab.rseq_extra_cpus.store(extra, Ordering::Relaxed);
-            self.slab.cpus_folded.store(extra > 0, Ordering::Relaxed);
         }
         // SAFETY: the list head lives in the machine, which never moves.
         unsafe { ListHead::init(self.slab.caches.data_ptr()) };

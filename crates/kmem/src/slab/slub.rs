@@ -88,21 +88,6 @@ impl<P: Platform> Kmem<P> {
         let cpu = self.platform.raw_smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids.
         let cs = unsafe { c.cpu(cpu) };
-        // Known bug, worked around: with host CPUs folded onto fewer machine
-        // CPUs, threads running at the same time on one cpu structure
-        // corrupt its freelist through these fast paths (objects handed out
-        // twice; `threads_on_a_machine_smaller_than_the_host`). Until that
-        // is understood, such machines run them under the cpu lock.
-        if P::RSEQ_AREA && self.slab.cpus_folded.load(Ordering::Relaxed) {
-            let _guard = cs.lock.lock(&self.platform);
-            return self.cas_alloc_on(c, cs, gfp);
-        }
-        self.cas_alloc_on(c, cs, gfp)
-    }
-
-    /// [`Kmem::cas_alloc_fast`] on the cpu structure `cs` of `c`.
-    #[inline(always)]
-    fn cas_alloc_on(&self, c: &KmemCache, cs: &KmemCacheCpu, gfp: Gfp) -> Option<NonNull<u8>> {
         let (obj, tid) = cs.fl.load();
         if obj == 0 {
             return None;
@@ -396,19 +381,21 @@ impl<P: Platform> Kmem<P> {
         let mut tail = 0;
         loop {
             let (cur, tid) = c.fl.load();
-            let new = if cur == 0 || fl == 0 {
-                if fl == 0 {
-                    cur
-                } else {
-                    fl
-                }
+            let new = if fl == 0 {
+                cur
             } else {
-                // Frees landed on the freelist meanwhile: append them to our chain.
-                if tail == 0 {
+                // Frees landed on the freelist meanwhile: append them to our
+                // chain. Once the tail has been linked, every attempt links
+                // it again, to null if the freelist is empty now: a failed
+                // swap may have seen objects that a racing allocation has
+                // taken since (it left the tail pointing at an object in use).
+                if cur != 0 && tail == 0 {
                     tail = Self::chain_tail(s, fl).0;
                 }
-                // SAFETY: `tail` is our free object.
-                unsafe { s.set_freepointer(tail as *mut u8, cur as *mut u8) };
+                if tail != 0 {
+                    // SAFETY: `tail` is our free object.
+                    unsafe { s.set_freepointer(tail as *mut u8, cur as *mut u8) };
+                }
                 fl
             };
             if self.cpu_fl_swap(c, (cur, tid), (new, tid.wrapping_add(1))) {
@@ -860,34 +847,10 @@ impl<P: Platform> Kmem<P> {
     /// `obj` is an allocated object of `s`, if it lies in its cpu slab.
     #[inline(always)]
     unsafe fn cas_free_fast(&self, s: &KmemCache, obj: *mut u8) -> bool {
-        // See `cas_alloc_fast`: folded CPUs run the fast path under the lock.
-        if P::RSEQ_AREA && self.slab.cpus_folded.load(Ordering::Relaxed) {
-            let cpu = self.platform.raw_smp_processor_id();
-            // SAFETY: cpu < nr_cpu_ids.
-            let c = unsafe { s.cpu(cpu) };
-            let _guard = c.lock.lock(&self.platform);
-            // SAFETY: forwarded.
-            return unsafe { self.cas_free_on(s, c, obj) };
-        }
         loop {
             let cpu = self.platform.raw_smp_processor_id();
             // SAFETY: cpu < nr_cpu_ids.
             let c = unsafe { s.cpu(cpu) };
-            // SAFETY: forwarded.
-            if let Some(done) = unsafe { self.cas_free_try(s, c, obj) } {
-                return done;
-            }
-        }
-    }
-
-    /// [`Kmem::cas_free_fast`] on the cpu structure `c` of `s`, retrying
-    /// lost races there.
-    ///
-    /// # Safety
-    /// As [`Kmem::cas_free_fast`].
-    #[inline(always)]
-    unsafe fn cas_free_on(&self, s: &KmemCache, c: &KmemCacheCpu, obj: *mut u8) -> bool {
-        loop {
             // SAFETY: forwarded.
             if let Some(done) = unsafe { self.cas_free_try(s, c, obj) } {
                 return done;
