@@ -34,6 +34,7 @@ shift || true
 PAGES=(kmem-order0 kmem-order3 bsa-heap-order0 bsa-heap-order3 bsa-frame-order0 bsa-frame-order3
     kmem-batch-lifo bsa-heap-batch-lifo)
 SLAB=(slab-kmem-cache-64 slab-kmalloc-64 slab-kmalloc-var-64 slab-glibc-64 slab-mimalloc-64 slab-jemalloc-64 slab-typed-64
+    slab-batch-kmem-cache-64 slab-batch-kmalloc-64 slab-batch-glibc-64 slab-batch-mimalloc-64 slab-batch-jemalloc-64
     slab-mempool-64 slab-mempool-nostats-64 slab-mempool-kmalloc-64 slab-mempool-kmalloc-nostats-64)
 [ $# -eq 0 ] && set -- pages slab
 CASES=()

@@ -105,6 +105,53 @@ fn instr_slab_jemalloc_64(a: &Global<tikv_jemallocator::Jemalloc>, n: usize) {
     obj_pair(a, n);
 }
 
+/// (b) per round of 1000 live 64-byte objects, LIFO free: kmem_cache.
+#[inline(never)]
+fn instr_slab_batch_kmem_cache_64(a: &KmemCacheObjs<'_>, buf: &mut Vec<ObjPtr>, n: usize) {
+    for _ in 0..n {
+        obj_batch(a, buf, 1000);
+    }
+}
+
+/// (b) with kmalloc(64).
+#[inline(never)]
+fn instr_slab_batch_kmalloc_64(a: &KmallocObjs<'_, 64>, buf: &mut Vec<ObjPtr>, n: usize) {
+    for _ in 0..n {
+        obj_batch(a, buf, 1000);
+    }
+}
+
+/// (b) with mimalloc.
+#[inline(never)]
+fn instr_slab_batch_mimalloc_64(a: &Global<mimalloc::MiMalloc>, buf: &mut Vec<ObjPtr>, n: usize) {
+    for _ in 0..n {
+        obj_batch(a, buf, 1000);
+    }
+}
+
+/// (b) with jemalloc.
+#[inline(never)]
+fn instr_slab_batch_jemalloc_64(a: &Global<tikv_jemallocator::Jemalloc>, buf: &mut Vec<ObjPtr>, n: usize) {
+    for _ in 0..n {
+        obj_batch(a, buf, 1000);
+    }
+}
+
+/// (b) with glibc.
+#[inline(never)]
+fn instr_slab_batch_glibc_64(a: &Global<std::alloc::System>, buf: &mut Vec<ObjPtr>, n: usize) {
+    for _ in 0..n {
+        obj_batch(a, buf, 1000);
+    }
+}
+
+/// Two rounds of warm-up, then `n` rounds of `f`.
+fn run_batches<A: ObjAllocator<Obj = ObjPtr>>(a: &A, f: fn(&A, &mut Vec<ObjPtr>, usize), n: usize) {
+    let mut buf = Vec::with_capacity(1000);
+    f(a, &mut buf, 2);
+    f(a, &mut buf, n);
+}
+
 /// `slab::Slab` insert + remove of a 64-byte entry.
 #[inline(never)]
 fn instr_slab_typed_64(a: &TypedSlab<64>, n: usize) {
@@ -222,6 +269,11 @@ const CASES: &[&str] = &[
     "slab-mempool-kmalloc-64",
     "slab-mempool-nostats-64",
     "slab-mempool-kmalloc-nostats-64",
+    "slab-batch-kmem-cache-64",
+    "slab-batch-kmalloc-64",
+    "slab-batch-glibc-64",
+    "slab-batch-mimalloc-64",
+    "slab-batch-jemalloc-64",
 ];
 
 fn usage() -> ExitCode {
@@ -325,6 +377,26 @@ fn main() -> ExitCode {
             n,
             |m, _| nostats(m.mempool_create_kmalloc_pool(16, 64).expect("mempool")),
             instr_slab_mempool_kmalloc_nostats_64,
+        ),
+        "slab-batch-kmem-cache-64" => {
+            let m = Machine::boot(BENCH_CMDLINE).expect("boot");
+            let a = KmemCacheObjs::new(&m, 64);
+            run_batches(&a, instr_slab_batch_kmem_cache_64, n);
+            // SAFETY: a live cache.
+            assert_eq!(m.cache_counts(unsafe { a.cache().as_ref() }).0, 0);
+        }
+        "slab-batch-kmalloc-64" => {
+            let m = Machine::boot(BENCH_CMDLINE).expect("boot");
+            run_batches(&KmallocObjs::<64>::new(&m), instr_slab_batch_kmalloc_64, n);
+        }
+        "slab-batch-glibc-64" => run_batches(&Global::new(std::alloc::System, 64), instr_slab_batch_glibc_64, n),
+        "slab-batch-mimalloc-64" => {
+            run_batches(&Global::new(mimalloc::MiMalloc, 64), instr_slab_batch_mimalloc_64, n)
+        }
+        "slab-batch-jemalloc-64" => run_batches(
+            &Global::new(tikv_jemallocator::Jemalloc, 64),
+            instr_slab_batch_jemalloc_64,
+            n,
         ),
         _ => return usage(),
     }
