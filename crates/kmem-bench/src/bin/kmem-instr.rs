@@ -389,10 +389,14 @@ fn main() -> ExitCode {
             let m = Machine::boot(BENCH_CMDLINE).expect("boot");
             run_batches(&KmallocObjs::<64>::new(&m), instr_slab_batch_kmalloc_64, n);
         }
-        "slab-batch-glibc-64" => run_batches(&Global::new(std::alloc::System, 64), instr_slab_batch_glibc_64, n),
-        "slab-batch-mimalloc-64" => {
-            run_batches(&Global::new(mimalloc::MiMalloc, 64), instr_slab_batch_mimalloc_64, n)
+        "slab-batch-glibc-64" => {
+            run_batches(&Global::new(std::alloc::System, 64), instr_slab_batch_glibc_64, n)
         }
+        "slab-batch-mimalloc-64" => run_batches(
+            &Global::new(mimalloc::MiMalloc, 64),
+            instr_slab_batch_mimalloc_64,
+            n,
+        ),
         "slab-batch-jemalloc-64" => run_batches(
             &Global::new(tikv_jemallocator::Jemalloc, 64),
             instr_slab_batch_jemalloc_64,

@@ -105,6 +105,15 @@ impl OrderObjects {
     }
 }
 
+/// Where a cache's cpu array starts in its `KmemCache` object: every cache
+/// object (from the cache of caches, whose objects are sized for it) holds
+/// the structure and then the array, so the fast paths reach CPU `n`'s
+/// structure at a constant offset from the cache, with no load of
+/// `cpu_slab` (the kernel's `cpu_slab` is a per-CPU offset, added to the
+/// CPU's base in the same instruction).
+pub(crate) const CPU_ARRAY_OFFSET: usize =
+    core::mem::size_of::<KmemCache>().next_multiple_of(core::mem::align_of::<KmemCacheCpu>());
+
 /// Per-CPU slab state (`struct kmem_cache_cpu`).
 #[repr(C, align(64))]
 pub struct KmemCacheCpu {
@@ -560,7 +569,7 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: the list head lives in the machine, which never moves.
         unsafe { ListHead::init(self.slab.caches.data_ptr()) };
-        let size = core::mem::size_of::<KmemCache>();
+        let size = self.kmem_cache_object_size();
         let Ok(mem) = self.alloc_pages_exact(size, GFP_NOWAIT | __GFP_ZERO) else {
             crate::pr!(self, "kmem_cache_init: cannot allocate the kmem_cache cache");
             return;
@@ -608,6 +617,12 @@ impl<P: Platform> Kmem<P> {
             }
         );
         self.create_kmalloc_caches();
+    }
+
+    /// Bytes of a `KmemCache` object of this machine: the structure, then
+    /// its cpu array (`CPU_ARRAY_OFFSET`).
+    pub(crate) fn kmem_cache_object_size(&self) -> usize {
+        CPU_ARRAY_OFFSET + self.cpu_array_layout().1 * core::mem::size_of::<KmemCacheCpu>()
     }
 
     /// A cache's cpu array: entries before CPU 0, and all entries. Platforms
@@ -848,7 +863,8 @@ impl<P: Platform> Kmem<P> {
     /// Set up a `KmemCache` in zeroed memory (`do_kmem_cache_create`).
     ///
     /// # Safety
-    /// `s` is zeroed, aligned memory for a `KmemCache` that the caller owns.
+    /// `s` is zeroed memory of `kmem_cache_object_size()` bytes, aligned to
+    /// a cache line, that the caller owns.
     unsafe fn init_cache(
         &self,
         s: *mut KmemCache,
@@ -941,12 +957,11 @@ impl<P: Platform> Kmem<P> {
         let cpu_partial_slabs = (cpu_partial * 2).div_ceil(oo.objects as usize);
         let min_partial =
             ((usize::BITS - 1 - sz.leading_zeros()) as usize / 2).clamp(MIN_PARTIAL, MAX_PARTIAL);
-        // Per-CPU structures.
+        // Per-CPU structures: the cpu array follows the cache (see
+        // `CPU_ARRAY_OFFSET`), in the zeroed memory the caller gave.
         let (cpus_before, cpus_total) = self.cpu_array_layout();
-        let cpu_bytes = cpus_total * core::mem::size_of::<KmemCacheCpu>();
-        let cpu_mem = self
-            .alloc_pages_exact(cpu_bytes, GFP_KERNEL | __GFP_ZERO)
-            .map_err(|_| CacheError::NoMemory)?;
+        // SAFETY: caller contract: the memory holds the cpu array too.
+        let cpu_mem = unsafe { NonNull::new_unchecked((s as *mut u8).add(CPU_ARRAY_OFFSET)) };
         let mut nm = [0u8; CACHE_NAME_LEN];
         let n = name.len().min(CACHE_NAME_LEN);
         nm[..n].copy_from_slice(&name.as_bytes()[..n]);
@@ -1036,6 +1051,14 @@ impl<P: Platform> Kmem<P> {
                 stop |= rseq::STOP_CAS;
             }
             let base = cpu_mem.as_ptr() as *mut KmemCacheCpu;
+            // The restartable sequences find CPU 0 at a constant offset (`rseq.rs`).
+            debug_assert!(
+                !P::RSEQ_AREA
+                    || (*s).cpu_slab as usize
+                        == s as usize
+                            + CPU_ARRAY_OFFSET
+                            + rseq::NEGATIVE_CPU_IDS * core::mem::size_of::<KmemCacheCpu>()
+            );
             for i in 0..cpus_total {
                 let cpu = i.wrapping_sub(cpus_before);
                 ptr::write(
@@ -1121,14 +1144,6 @@ impl<P: Platform> Kmem<P> {
             ));
             return; // Leak the cache and its slabs, as the kernel does.
         }
-        let (cpus_before, cpus_total) = self.cpu_array_layout();
-        let cpu_bytes = cpus_total * core::mem::size_of::<KmemCacheCpu>();
-        // SAFETY: the cpu array came from alloc_pages_exact of this size,
-        // `cpus_before` entries before `cpu_slab`.
-        unsafe {
-            let base = c.cpu_slab.sub(cpus_before) as *mut u8;
-            self.free_pages_exact(NonNull::new_unchecked(base), cpu_bytes)
-        };
         let kc = self.slab.kmem_cache.load(Ordering::Acquire);
         // SAFETY: the cache object came from the cache of caches.
         unsafe { self.kmem_cache_free(NonNull::new_unchecked(kc), s.as_ptr() as *mut u8) };

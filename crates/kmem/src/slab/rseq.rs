@@ -59,7 +59,7 @@
 //! (`RSEQ_SIG`, `0x53053053`, after the three bytes of a `ud1` as librseq
 //! lays it out), as the kernel checks before jumping there.
 
-use super::{KmemCache, KmemCacheCpu};
+use super::{KmemCache, KmemCacheCpu, CPU_ARRAY_OFFSET};
 use core::mem::{offset_of, size_of};
 
 /// Offset of `cpu_id` in `struct rseq`.
@@ -82,6 +82,11 @@ pub(crate) const STOP_NO_CPU: u32 = 8;
 /// Entries of a cpu array before CPU 0: for the negative CPU ids of an
 /// unregistered area (`RSEQ_CPU_ID_UNINITIALIZED`, `..._REGISTRATION_FAILED`).
 pub(crate) const NEGATIVE_CPU_IDS: usize = 2;
+
+/// Offset of CPU 0's structure from its cache: the cpu array follows the
+/// cache in the same object (`CPU_ARRAY_OFFSET`), after the stopped entries
+/// of the negative CPU ids.
+const CPU0: usize = CPU_ARRAY_OFFSET + NEGATIVE_CPU_IDS * size_of::<KmemCacheCpu>();
 
 /// log2 of the size of a cpu structure: the sequences index with a shift.
 const CPU_SHIFT: u32 = size_of::<KmemCacheCpu>().trailing_zeros();
@@ -145,8 +150,10 @@ pub(crate) enum Push {
 /// # Safety
 /// `area` is the offset of every thread's `struct rseq` from its FS base
 /// (x86-64 Linux keeps thread-local data there; registered or not); `s` is a
-/// live cache of a platform with such areas (`Platform::RSEQ_AREA`), its `cpu_slab` has an
-/// entry for every CPU id such an area can show (`Kmem::cpu_array_layout`),
+/// live cache of a platform with such areas (`Platform::RSEQ_AREA`), whose
+/// cpu array follows it in its object (`CPU_ARRAY_OFFSET`, CPU 0 at `CPU0`)
+/// with an entry for every CPU id such an area can show
+/// (`Kmem::cpu_array_layout`),
 /// and the objects on its freelists have their free pointer at `s.offset`;
 /// the machine is in rseq mode or has `STOP_CAS` set in every cpu structure
 /// (see the module documentation).
@@ -166,24 +173,25 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
             body: [
                 "movslq %fs:{cpuid}({area}), {c}",
                 "shlq ${shift}, {c}",
-                "cmpl $0, {stopped}({cpus},{c})",
+                "cmpl $0, {stopped}({cache},{c})",
                 "jne 7f",
-                "movq ({cpus},{c}), {obj}",
+                "movq {fl}({cache},{c}), {obj}",
                 "testq {obj}, {obj}",
                 "jz 3f",
                 "movq ({obj},{fp}), {t}",
-                "movq {t}, ({cpus},{c})"
+                "movq {t}, {fl}({cache},{c})"
             ],
             fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
             area = in(reg) area,
-            cpus = in(reg) (*s).cpu_slab,
+            cache = in(reg) s,
+            fl = const CPU0 + offset_of!(KmemCacheCpu, fl),
             fp = in(reg) (*s).offset,
             obj = out(reg) obj,
             c = out(reg) _,
             t = out(reg) _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
-            stopped = const offset_of!(KmemCacheCpu, stopped),
+            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
         );
     }
     obj
@@ -211,30 +219,31 @@ pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Pus
             body: [
                 "movslq %fs:{cpuid}({area}), %rcx",
                 "shlq ${shift}, %rcx",
-                "cmpl $0, {stopped}({cpus},%rcx)",
+                "cmpl $0, {stopped}({cache},%rcx)",
                 "jne 7f",
                 "movq {obj}, %rdx",
-                "subq {start}({cpus},%rcx), %rdx",
-                "cmpq {bytes}({cpus},%rcx), %rdx",
+                "subq {start}({cache},%rcx), %rdx",
+                "cmpq {bytes}({cache},%rcx), %rdx",
                 "jae 7f",
-                "movq ({cpus},%rcx), %rdx",
+                "movq {fl}({cache},%rcx), %rdx",
                 "cmpq %rdx, {obj}",
                 "je {double}",
                 "movq %rdx, ({obj},{fp})",
-                "movq {obj}, ({cpus},%rcx)"
+                "movq {obj}, {fl}({cache},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
             area = in(reg) area,
-            cpus = in(reg) (*s).cpu_slab,
+            cache = in(reg) s,
+            fl = const CPU0 + offset_of!(KmemCacheCpu, fl),
             fp = in(reg) (*s).offset,
             obj = in(reg) obj,
             out("rcx") _,
             out("rdx") _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
-            stopped = const offset_of!(KmemCacheCpu, stopped),
-            start = const offset_of!(KmemCacheCpu, slab_start),
-            bytes = const offset_of!(KmemCacheCpu, slab_bytes),
+            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
+            start = const CPU0 + offset_of!(KmemCacheCpu, slab_start),
+            bytes = const CPU0 + offset_of!(KmemCacheCpu, slab_bytes),
             fallback = label {
                 return Push::Fallback;
             },
