@@ -60,6 +60,7 @@
 //! lays it out), as the kernel checks before jumping there.
 
 use super::{KmemCache, KmemCacheCpu, CPU_ARRAY_OFFSET};
+use crate::page::Page;
 use core::mem::{offset_of, size_of};
 
 /// Offset of `cpu_id` in `struct rseq`.
@@ -197,22 +198,16 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
     obj
 }
 
-/// Push `obj` onto the calling CPU's freelist of cache `s` if it lies in
-/// that CPU's cpu slab.
-///
-/// # Safety
-/// As [`pop`]; `obj` is an allocated object of `s` owned by the caller.
+/// The push sequence, with `check` (which may leave for label 7) telling
+/// whether the object belongs to the cpu slab; `ops` are the operands
+/// `check` needs. An asm block with labels must have no outputs (LLVM
+/// defines them on the fall-through edge only), so the two scratch
+/// registers are fixed and declared as clobbers: %rcx is the CPU index,
+/// %rdx the scratch. The fallback and the double free leave for the
+/// caller's Rust labels.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
-    // SAFETY: caller contract. Reads as `pop`; writes the object's free
-    // pointer (the object is the caller's) and commits with one store to the
-    // freelist head. Labels as in `pop`; the fallback and the double free
-    // leave for Rust labels. An asm block with labels must have no outputs
-    // (LLVM defines them on the fall-through edge only), so the two scratch
-    // registers are fixed and declared as clobbers: %rcx is the CPU index,
-    // %rdx the scratch.
-    unsafe {
+macro_rules! rseq_push {
+    (check: [$($check:literal),*], area: $area:expr, s: $s:expr, obj: $obj:expr, $($ops:tt)*) => {
         rseq_asm!(
             t: "%rdx",
             pre: [],
@@ -221,10 +216,7 @@ pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Pus
                 "shlq ${shift}, %rcx",
                 "cmpl $0, {stopped}({cache},%rcx)",
                 "jne 7f",
-                "movq {obj}, %rdx",
-                "subq {start}({cache},%rcx), %rdx",
-                "cmpq {bytes}({cache},%rcx), %rdx",
-                "jae 7f",
+                $($check,)*
                 "movq {fl}({cache},%rcx), %rdx",
                 "cmpq %rdx, {obj}",
                 "je {double}",
@@ -232,24 +224,76 @@ pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Pus
                 "movq {obj}, {fl}({cache},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
-            area = in(reg) area,
-            cache = in(reg) s,
+            area = in(reg) $area,
+            cache = in(reg) $s,
             fl = const CPU0 + offset_of!(KmemCacheCpu, fl),
-            fp = in(reg) (*s).offset,
-            obj = in(reg) obj,
+            fp = in(reg) (*$s).offset,
+            obj = in(reg) $obj,
             out("rcx") _,
             out("rdx") _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
-            start = const CPU0 + offset_of!(KmemCacheCpu, slab_start),
-            bytes = const CPU0 + offset_of!(KmemCacheCpu, slab_bytes),
             fallback = label {
                 return Push::Fallback;
             },
             double = label {
                 return Push::DoubleFree;
             },
+            $($ops)*
+        )
+    };
+}
+
+/// Push `obj` onto the calling CPU's freelist of cache `s` if it lies in
+/// that CPU's cpu slab (its address is in the cpu slab's range).
+///
+/// # Safety
+/// As [`pop`]; `obj` is an allocated object of `s` owned by the caller.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
+    // SAFETY: caller contract. Reads as `pop`; writes the object's free
+    // pointer (the object is the caller's) and commits with one store to the
+    // freelist head. Labels as in `pop`.
+    unsafe {
+        rseq_push!(
+            check: [
+                "movq {obj}, %rdx",
+                "subq {start}({cache},%rcx), %rdx",
+                "cmpq {bytes}({cache},%rcx), %rdx",
+                "jae 7f"
+            ],
+            area: area,
+            s: s,
+            obj: obj,
+            start = const CPU0 + offset_of!(KmemCacheCpu, slab_start),
+            bytes = const CPU0 + offset_of!(KmemCacheCpu, slab_bytes),
+        );
+    }
+    Push::Done
+}
+
+/// [`push`] for an object whose slab is known (`kfree` found it): the
+/// object belongs to the cpu slab if `slab` is it.
+///
+/// # Safety
+/// As [`push`]; `slab` is the head page of the slab holding `obj`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn push_to_slab(area: isize, s: *const KmemCache, slab: *mut Page, obj: *mut u8) -> Push {
+    // SAFETY: as in `push`.
+    unsafe {
+        rseq_push!(
+            check: [
+                "cmpq {slab}, {cpu_slab}({cache},%rcx)",
+                "jne 7f"
+            ],
+            area: area,
+            s: s,
+            obj: obj,
+            slab = in(reg) slab,
+            cpu_slab = const CPU0 + offset_of!(KmemCacheCpu, slab),
         );
     }
     Push::Done
@@ -314,6 +358,16 @@ pub(crate) unsafe fn pop(_: isize, _: *const KmemCache) -> *mut u8 {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) unsafe fn push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
+    Push::Fallback
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) unsafe fn push_to_slab(_: isize, _: *const KmemCache, _: *mut Page, _: *mut u8) -> Push {
     Push::Fallback
 }
 

@@ -809,7 +809,14 @@ impl<P: Platform> Kmem<P> {
         // __slab_free wipes and takes any object.
         // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an object
         // of `s` if it is in its cpu slab.
-        match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
+        let pushed = if slab.is_null() {
+            // SAFETY: as above.
+            unsafe { rseq::push(self.platform.rseq_offset(), s, obj) }
+        } else {
+            // SAFETY: as above; `slab` holds `obj`.
+            unsafe { rseq::push_to_slab(self.platform.rseq_offset(), s, slab, obj) }
+        };
+        match pushed {
             rseq::Push::Done => {}
             rseq::Push::DoubleFree => self.double_free(s, obj),
             // SAFETY: forwarded.
