@@ -547,6 +547,9 @@ pub struct BootParams {
     /// `kmem.rseq=on|off` (kmem's own): whether the slab fast paths use
     /// restartable sequences where the platform offers them (default on).
     pub kmem_rseq: Option<bool>,
+    /// `kmem.sheaves=on|off` (kmem's own): whether caches get per-CPU
+    /// sheaves of free objects in rseq mode (default on; `slab/sheaf.rs`).
+    pub kmem_sheaves: Option<bool>,
     /// `vmalloc=nn[KMG]`: size of the vmalloc area.
     pub vmalloc: Option<u64>,
     /// `percpu_alloc=embed|page`.
@@ -588,6 +591,7 @@ impl BootParams {
             oom_wait_ms: None,
             kswapd: None,
             kmem_rseq: None,
+            kmem_sheaves: None,
             vmalloc: None,
             percpu_alloc: None,
             init_args_offset: None,
@@ -730,6 +734,9 @@ impl BootParams {
         } else if is("kmem.rseq") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_rseq = Some(v));
+        } else if is("kmem.sheaves") {
+            let v = val.and_then(kstrtobool);
+            self.set_late(param, val, v, |p, v| p.kmem_sheaves = Some(v));
         } else if is("page_alloc.shuffle") {
             let v = match val {
                 None => Some(true),
@@ -848,6 +855,7 @@ impl fmt::Debug for BootParams {
             .field("oom_wait_ms", &self.oom_wait_ms)
             .field("kswapd", &self.kswapd)
             .field("kmem_rseq", &self.kmem_rseq)
+            .field("kmem_sheaves", &self.kmem_sheaves)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
             .field("init_args_offset", &self.init_args_offset)

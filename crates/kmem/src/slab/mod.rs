@@ -33,6 +33,7 @@ pub mod cmpxchg;
 pub mod debug;
 pub mod flags;
 pub(crate) mod rseq;
+pub mod sheaf;
 pub mod slub;
 
 use crate::gfp::*;
@@ -132,6 +133,9 @@ pub struct KmemCacheCpu {
     /// good if the cache has hooks (`STOP_HOOKS`): the restartable sequences
     /// of `rseq.rs` fall back instead of touching the freelist.
     pub stopped: AtomicU32,
+    /// This CPU's sheaf of free objects (`sheaf.rs`), or null. Installed
+    /// and detached under `lock` with the sequences stopped.
+    pub sheaf: AtomicPtr<sheaf::Sheaf>,
     /// `local_lock`: serialises the slow paths of this CPU's structure.
     pub lock: SpinLock<()>,
     /// Slow-path statistics (written under `lock`, read without).
@@ -217,6 +221,8 @@ pub struct KmemCache {
     pub cpu_partial: usize,
     /// Slabs the cpu partial lists may hold.
     pub cpu_partial_slabs: usize,
+    /// Objects a CPU's sheaf holds (`sheaf.rs`); 0: the cache has none.
+    pub sheaf_capacity: usize,
     /// Flags for the page allocator.
     pub allocflags: Gfp,
     /// Constructor.
@@ -983,6 +989,7 @@ impl<P: Platform> Kmem<P> {
                     min_partial,
                     cpu_partial,
                     cpu_partial_slabs,
+                    sheaf_capacity: 0,
                     allocflags,
                     ctor,
                     refcount: AtomicIsize::new(1),
@@ -1050,6 +1057,12 @@ impl<P: Platform> Kmem<P> {
             if !self.slab.rseq.load(Ordering::Relaxed) {
                 stop |= rseq::STOP_CAS;
             }
+            // Sheaves need the sequences, and debug caches check every free.
+            (*s).sheaf_capacity = if stop == 0 && !debug && self.params.kmem_sheaves != Some(false) {
+                sheaf::sheaf_capacity(sz)
+            } else {
+                0
+            };
             let base = cpu_mem.as_ptr() as *mut KmemCacheCpu;
             // The restartable sequences find CPU 0 at a constant offset (`rseq.rs`).
             debug_assert!(
@@ -1069,6 +1082,7 @@ impl<P: Platform> Kmem<P> {
                         slab_start: AtomicUsize::new(0),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
+                        sheaf: AtomicPtr::new(ptr::null_mut()),
                         stopped: AtomicU32::new(if cpu < self.nr_cpus {
                             stop
                         } else {
@@ -1416,6 +1430,8 @@ impl<P: Platform> Kmem<P> {
             let c = unsafe { s.cpu(cpu) };
             // In rseq mode this also stops the fast paths, so the walk is exact.
             let _g = self.cpu_lock(c, cpu);
+            // Objects in the sheaf are free.
+            free += Self::sheaf_objects(c);
             // Objects on the cpu freelist are free.
             let (mut p, _) = c.fl.load();
             let mut guard = 0;
@@ -1445,8 +1461,13 @@ impl<P: Platform> Kmem<P> {
         (active, total_objs, slabs, slabs)
     }
 
-    /// Release the resources of every cpu slab and cpu partial list of `s`.
+    /// Release the resources of every sheaf, cpu slab and cpu partial list
+    /// of `s`. The sheaves go first, all of them: a slab that gains a free
+    /// object may land on the current CPU's partial list.
     pub fn flush_all(&self, s: &KmemCache) {
+        for cpu in 0..self.nr_cpus {
+            self.flush_cpu_sheaf(s, cpu);
+        }
         for cpu in 0..self.nr_cpus {
             self.flush_cpu_slab(s, cpu);
         }
@@ -1477,10 +1498,12 @@ fn slab_shrink_count<P: Platform>(sh: &Shrinker, _sc: &ShrinkControl) -> usize {
             }
         }
     }
-    // Slabs on cpu partial lists may be empty too: count one per CPU holding any.
+    // Slabs on cpu partial lists may be empty too, and objects in sheaves
+    // may be all that keeps a slab: count one per CPU holding any.
     for cpu in 0..k.nr_cpus {
         // SAFETY: cpu < nr_cpus.
-        if !unsafe { s.cpu(cpu) }.partial.load(Ordering::Relaxed).is_null() {
+        let c = unsafe { s.cpu(cpu) };
+        if !c.partial.load(Ordering::Relaxed).is_null() || !c.sheaf.load(Ordering::Relaxed).is_null() {
             empty += 1;
         }
     }
@@ -1492,7 +1515,11 @@ fn slab_shrink_scan<P: Platform>(sh: &Shrinker, sc: &mut ShrinkControl) -> usize
     let s = unsafe { &*(sh.private_data as *const KmemCache) };
     // SAFETY: as above.
     let k = unsafe { &*(s.machine as *const Kmem<P>) };
-    // Flush cpu partial lists so their empty slabs reach the node lists.
+    // Empty the sheaves, then flush cpu partial lists so their empty slabs
+    // reach the node lists (see `flush_all` for the order).
+    for cpu in 0..k.nr_cpus {
+        k.flush_cpu_sheaf(s, cpu);
+    }
     for cpu in 0..k.nr_cpus {
         k.flush_cpu_partial(s, cpu);
     }

@@ -34,6 +34,10 @@
 //! good, so their hooks run in the slow paths and the sequences test nothing
 //! else.
 //!
+//! `sheaf_pop` and `sheaf_push` are the same mechanism for the per-CPU
+//! arrays of free objects in front of the slabs (`sheaf.rs`): the
+//! committing store is the sheaf's new size.
+//!
 //! `this_cpu_inc` is the same mechanism for a per-CPU counter (mempool's
 //! fast-path statistics): the add is the commit.
 //!
@@ -59,6 +63,7 @@
 //! (`RSEQ_SIG`, `0x53053053`, after the three bytes of a `ud1` as librseq
 //! lays it out), as the kernel checks before jumping there.
 
+use super::sheaf::Sheaf;
 use super::{KmemCache, KmemCacheCpu, CPU_ARRAY_OFFSET};
 use crate::page::Page;
 use core::mem::{offset_of, size_of};
@@ -299,6 +304,115 @@ pub(crate) unsafe fn push_to_slab(area: isize, s: *const KmemCache, slab: *mut P
     Push::Done
 }
 
+/// Pop the newest object of the calling CPU's sheaf of cache `s` (see
+/// `sheaf.rs`); null if there is no sheaf, it is empty, or the fast paths
+/// are stopped.
+///
+/// # Safety
+/// As [`pop`]; the cache's sheaves are changed only by these sequences and
+/// by slow paths that stop them.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
+    let obj: *mut u8;
+    // SAFETY: caller contract. Reads the thread's rseq area, this CPU's cpu
+    // structure and its sheaf (a page that stays while it is installed), and
+    // commits with one store to the sheaf's size. Labels as in `pop`.
+    unsafe {
+        rseq_asm!(
+            t: "{t}",
+            pre: [],
+            body: [
+                "movslq %fs:{cpuid}({area}), {c}",
+                "shlq ${shift}, {c}",
+                "cmpl $0, {stopped}({cache},{c})",
+                "jne 7f",
+                "movq {sheaf}({cache},{c}), {c}",
+                "testq {c}, {c}",
+                "jz 7f",
+                "movq ({c}), {t}",
+                "testq {t}, {t}",
+                "jz 7f",
+                "movq {objects} - 8({c},{t},8), {obj}",
+                "subq $1, {t}",
+                "movq {t}, ({c})"
+            ],
+            fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
+            area = in(reg) area,
+            cache = in(reg) s,
+            obj = out(reg) obj,
+            c = out(reg) _,
+            t = out(reg) _,
+            cpuid = const RSEQ_CPU_ID,
+            shift = const CPU_SHIFT,
+            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
+            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
+            objects = const offset_of!(Sheaf, objects),
+        );
+    }
+    obj
+}
+
+/// Push `obj` onto the calling CPU's sheaf of cache `s` unless the sheaf is
+/// missing or full, the fast paths are stopped, or `obj` is the newest
+/// object already there (the naive double-free check).
+///
+/// # Safety
+/// As [`sheaf_pop`]; `obj` is an allocated object of `s` owned by the caller
+/// (checked to be one: a sheaf takes objects of any of the cache's slabs).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
+    // SAFETY: caller contract. Reads as `sheaf_pop`; writes the slot above
+    // the sheaf's size (unused until the commit) and commits with one store
+    // to the size. Labels and fixed scratch registers as in `push` (%rax
+    // holds the size). The word below `objects` is `capacity`, never an
+    // object, so an empty sheaf passes the double-free check.
+    unsafe {
+        rseq_asm!(
+            t: "%rdx",
+            pre: [],
+            body: [
+                "movslq %fs:{cpuid}({area}), %rcx",
+                "shlq ${shift}, %rcx",
+                "cmpl $0, {stopped}({cache},%rcx)",
+                "jne 7f",
+                "movq {sheaf}({cache},%rcx), %rdx",
+                "testq %rdx, %rdx",
+                "jz 7f",
+                "movq (%rdx), %rax",
+                "cmpq {capacity}(%rdx), %rax",
+                "jae 7f",
+                "cmpq {obj}, {objects} - 8(%rdx,%rax,8)",
+                "je {double}",
+                "movq {obj}, {objects}(%rdx,%rax,8)",
+                "addq $1, %rax",
+                "movq %rax, (%rdx)"
+            ],
+            fallback: ["jmp {fallback}"],
+            area = in(reg) area,
+            cache = in(reg) s,
+            obj = in(reg) obj,
+            out("rax") _,
+            out("rcx") _,
+            out("rdx") _,
+            cpuid = const RSEQ_CPU_ID,
+            shift = const CPU_SHIFT,
+            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
+            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
+            capacity = const offset_of!(Sheaf, capacity),
+            objects = const offset_of!(Sheaf, objects),
+            fallback = label {
+                return Push::Fallback;
+            },
+            double = label {
+                return Push::DoubleFree;
+            },
+        );
+    }
+    Push::Done
+}
+
 /// `this_cpu_inc` for per-CPU counters that only these sequences write: add
 /// 1 to the word at byte `field` of the calling CPU's 64-byte slot (`slots`
 /// holds `nr` of them), the add itself being the commit. False if the thread
@@ -368,6 +482,26 @@ pub(crate) unsafe fn push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) unsafe fn push_to_slab(_: isize, _: *const KmemCache, _: *mut Page, _: *mut u8) -> Push {
+    Push::Fallback
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) unsafe fn sheaf_pop(_: isize, _: *const KmemCache) -> *mut u8 {
+    core::ptr::null_mut()
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) unsafe fn sheaf_push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
     Push::Fallback
 }
 

@@ -115,6 +115,17 @@ impl<P: Platform> Kmem<P> {
             if let Some(obj) = self.cas_alloc_fast(c, gfp) {
                 return Ok(obj);
             }
+        } else if c.sheaf_capacity != 0 {
+            // SAFETY: as in `kmem_cache_alloc`; only sheaf caches have sheaves.
+            let obj = unsafe { rseq::sheaf_pop(self.platform.rseq_offset(), c) };
+            if !obj.is_null() {
+                if gfp.intersects(__GFP_ZERO) {
+                    // SAFETY: the object is ours now.
+                    unsafe { alloc_hooks(c, obj, gfp) };
+                }
+                // SAFETY: checked non-null.
+                return Ok(unsafe { NonNull::new_unchecked(obj) });
+            }
         }
         self.slab_alloc_slow(c, gfp, -1)
     }
@@ -791,7 +802,10 @@ impl<P: Platform> Kmem<P> {
             return;
         }
         // SAFETY: forwarded.
-        unsafe { self.slab_free_lookup(c, obj) };
+        if let Some(slab) = unsafe { self.slab_free_lookup(c, obj) } {
+            // SAFETY: checked to be an object of `slab` of `c`.
+            unsafe { self.slab_free_to_slab(c, slab, obj) };
+        }
     }
 
     /// The free fast path on a platform with an rseq area: push onto this
@@ -825,8 +839,9 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// Where a declined free sequence goes: the CAS fast path if the machine
-    /// is not in rseq mode, then `__slab_free` on the object's slab (looked
-    /// up and checked if `slab` is null).
+    /// is not in rseq mode; else, once the object's slab is known (looked up
+    /// and checked if `slab` is null), this CPU's sheaf if the cache has
+    /// sheaves (`sheaf.rs`), and `__slab_free` on the slab otherwise.
     ///
     /// # Safety
     /// As [`Kmem::rseq_free`].
@@ -837,13 +852,30 @@ impl<P: Platform> Kmem<P> {
         if !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.cas_free_fast(s, obj) } {
             return;
         }
-        if slab.is_null() {
+        let slab = if slab.is_null() {
             // SAFETY: forwarded.
-            unsafe { self.slab_free_lookup(s, obj) }
+            match unsafe { self.slab_free_lookup(s, obj) } {
+                Some(slab) => slab,
+                None => return,
+            }
         } else {
-            // SAFETY: forwarded; the fast path declined the object.
-            unsafe { self.slab_free_to_slab(s, slab, obj) }
+            slab
+        };
+        if s.sheaf_capacity != 0 {
+            // SAFETY: as in `kmem_cache_alloc`; `obj` is a checked object of `s`.
+            match unsafe { rseq::sheaf_push(self.platform.rseq_offset(), s, obj) } {
+                rseq::Push::Done => return,
+                rseq::Push::DoubleFree => return self.double_free(s, obj),
+                rseq::Push::Fallback => {
+                    // SAFETY: forwarded.
+                    if unsafe { self.sheaf_free_slow(s, obj) } {
+                        return;
+                    }
+                }
+            }
         }
+        // SAFETY: forwarded; the fast path declined the object.
+        unsafe { self.slab_free_to_slab(s, slab, obj) }
     }
 
     /// The CAS free fast path: push onto this CPU's freelist with
@@ -894,17 +926,19 @@ impl<P: Platform> Kmem<P> {
             .then_some(true)
     }
 
-    /// Find the slab of an object not in this CPU's cpu slab, check its cache,
-    /// and free it there.
+    /// Find the slab of an object not in this CPU's cpu slab and check its
+    /// cache: the slab if `obj` may be freed there by the caller; None if
+    /// the free was handled here (debug caches, the wrong cache) or reported
+    /// (not a slab object).
     ///
     /// # Safety
     /// As `kmem_cache_free`.
     #[inline]
     #[track_caller]
-    unsafe fn slab_free_lookup(&self, c: &KmemCache, obj: *mut u8) {
+    unsafe fn slab_free_lookup(&self, c: &KmemCache, obj: *mut u8) -> Option<*mut Page> {
         let Some(slab) = self.virt_to_slab(obj) else {
             self.free_invalid(c, obj);
-            return;
+            return None;
         };
         let slab = slab.as_ptr();
         // SAFETY: slab pages record their cache.
@@ -912,12 +946,9 @@ impl<P: Platform> Kmem<P> {
         if !ptr::eq(owner, c) || c.debug() {
             // SAFETY: forwarded.
             unsafe { self.slab_free_checked(c, owner, slab, obj) };
-            return;
+            return None;
         }
-        // The fast path just declined (not this CPU's cpu slab, or its fast
-        // paths are stopped): `__slab_free` takes any object of any slab.
-        // SAFETY: forwarded.
-        unsafe { self.slab_free_to_slab(c, slab, obj) };
+        Some(slab)
     }
 
     /// `do_slab_free` for an object whose slab is known: this CPU's freelist
@@ -978,7 +1009,7 @@ impl<P: Platform> Kmem<P> {
 
     /// A double free caught on the fast path: reported, the object stays free.
     #[cold]
-    fn double_free(&self, s: &KmemCache, obj: *mut u8) {
+    pub(crate) fn double_free(&self, s: &KmemCache, obj: *mut u8) {
         self.slab_error(s, format_args!("Object already free"));
         crate::pr!(
             self,
@@ -1022,36 +1053,62 @@ impl<P: Platform> Kmem<P> {
     /// As [`Kmem::slab_free_slow`].
     #[inline(always)]
     unsafe fn slab_free_to_slab(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        // SAFETY: forwarded: a chain of one.
+        unsafe { self.slab_free_chain(s, slab, obj, obj, 1) }
+    }
+
+    /// `__slab_free` of a chain of `cnt` objects of one slab, `head` to
+    /// `tail` linked through their free pointers (the kernel's
+    /// `head, tail, cnt`): one swap frees them all.
+    ///
+    /// # Safety
+    /// The objects are allocated objects of `slab` of `s`, owned by the
+    /// caller; `cnt` is 1 if `s` wipes objects on free (`init_on_free`).
+    #[inline(always)]
+    pub(crate) unsafe fn slab_free_chain(
+        &self,
+        s: &KmemCache,
+        slab: *mut Page,
+        head: *mut u8,
+        tail: *mut u8,
+        cnt: u32,
+    ) {
         if !s.init_on_free {
             // SAFETY: caller contract.
             let d = unsafe { slab_fl(slab) };
             loop {
-                let (prior, cnt) = d.load();
-                let c = Counters(cnt);
-                if c.inuse() <= 1 || (prior == 0 && !c.frozen()) {
+                let (prior, counters) = d.load();
+                let c = Counters(counters);
+                if c.inuse() <= cnt as usize || (prior == 0 && !c.frozen()) {
                     break;
                 }
-                // SAFETY: the object is ours.
-                unsafe { s.set_freepointer(obj, prior as *mut u8) };
-                if d.cas((prior, cnt), (obj as usize, c.with_inuse(c.inuse() - 1).0)) {
+                // SAFETY: the objects are ours.
+                unsafe { s.set_freepointer(tail, prior as *mut u8) };
+                if d.cas(
+                    (prior, counters),
+                    (head as usize, c.with_inuse(c.inuse() - cnt as usize).0),
+                ) {
                     return;
                 }
             }
         }
         // SAFETY: forwarded.
-        unsafe { self.slab_free_lists(s, slab, obj) }
+        unsafe { self.slab_free_lists(s, slab, head, tail, cnt) }
     }
 
     /// `__slab_free` when lists may change: the slab was full or becomes
-    /// empty (or the object is already free, or `init_on_free` wipes it).
+    /// empty (or the objects are already free, or `init_on_free` wipes the
+    /// object).
     ///
     /// # Safety
-    /// As [`Kmem::slab_free_slow`].
+    /// As [`Kmem::slab_free_chain`].
     #[inline(never)]
-    unsafe fn slab_free_lists(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+    unsafe fn slab_free_lists(&self, s: &KmemCache, slab: *mut Page, head: *mut u8, tail: *mut u8, cnt: u32) {
+        let cnt = cnt as usize;
         if s.init_on_free {
+            debug_assert_eq!(cnt, 1);
             // SAFETY: the object is ours until it is on the freelist.
-            unsafe { ptr::write_bytes(obj, 0, s.object_size) };
+            unsafe { ptr::write_bytes(head, 0, s.object_size) };
         }
         // SAFETY: caller contract.
         let d = unsafe { slab_fl(slab) };
@@ -1060,22 +1117,22 @@ impl<P: Platform> Kmem<P> {
         let mut nl_guard;
         let (prior, new, was_frozen) = loop {
             nl_guard = None;
-            let (prior, cnt) = d.load();
-            // SAFETY: the object is ours.
-            unsafe { s.set_freepointer(obj, prior as *mut u8) };
-            let c = Counters(cnt);
-            if c.inuse() == 0 {
-                // Already all free: a double free.
+            let (prior, counters) = d.load();
+            // SAFETY: the objects are ours.
+            unsafe { s.set_freepointer(tail, prior as *mut u8) };
+            let c = Counters(counters);
+            if c.inuse() < cnt {
+                // More objects than are allocated: a double free.
                 drop(nl_guard.take());
                 self.slab_error(s, format_args!("Object already free"));
                 return;
             }
-            let new = c.with_inuse(c.inuse() - 1);
+            let new = c.with_inuse(c.inuse() - cnt);
             let was_frozen = c.frozen();
             if (new.inuse() == 0 || prior == 0) && !was_frozen && (!s.has_cpu_partial() || prior != 0) {
                 nl_guard = Some(n.list_lock.lock(&self.platform));
             }
-            if d.cas((prior, cnt), (obj as usize, new.0)) {
+            if d.cas((prior, counters), (head as usize, new.0)) {
                 break (prior, new, was_frozen);
             }
         };

@@ -1,0 +1,309 @@
+//! Sheaves (`slab/sheaf.rs`): per-CPU arrays of free objects in front of
+//! the slabs, for frees the cpu freelist declines. Every test pins its
+//! thread, so "this CPU's sheaf" stays one sheaf.
+
+mod common;
+
+use common::*;
+use core::ptr::NonNull;
+use kmem::slab::*;
+use kmem::*;
+use kmem_hosted::Machine;
+use std::sync::atomic::Ordering;
+
+const CMDLINE: &str = "quiet mem=256M nr_cpus=2";
+
+/// Objects in the sheaves of every CPU of `s`.
+fn in_sheaves(m: &Machine, s: NonNull<KmemCache>) -> usize {
+    (0..m.nr_cpu_ids())
+        .map(|cpu| {
+            // SAFETY: cpu < nr_cpus; a live cache; the sheaf page stays while
+            // installed and nothing else runs on this cache.
+            unsafe {
+                let sh = s.as_ref().cpu(cpu).sheaf.load(Ordering::Acquire);
+                if sh.is_null() {
+                    0
+                } else {
+                    (*sh).size
+                }
+            }
+        })
+        .sum()
+}
+
+fn sheaves_installed(m: &Machine, s: NonNull<KmemCache>) -> usize {
+    (0..m.nr_cpu_ids())
+        // SAFETY: cpu < nr_cpus; a live cache.
+        .filter(|&cpu| {
+            !unsafe { s.as_ref().cpu(cpu) }
+                .sheaf
+                .load(Ordering::Acquire)
+                .is_null()
+        })
+        .count()
+}
+
+fn active(m: &Machine, s: NonNull<KmemCache>) -> usize {
+    // SAFETY: a live cache.
+    m.cache_counts(unsafe { s.as_ref() }).0
+}
+
+fn per_slab(s: NonNull<KmemCache>) -> usize {
+    // SAFETY: a live cache.
+    unsafe { s.as_ref() }.oo.objects as usize
+}
+
+/// A machine in rseq mode, or None (sheaves need the restartable sequences;
+/// then the cache must have none).
+fn boot_rseq(cmdline: &str) -> Option<Machine> {
+    let m = boot(cmdline);
+    if m.slab_fast_paths_rseq() {
+        Some(m)
+    } else {
+        let s = m.kmem_cache_create("no-rseq", 64, 0, SlabFlags(0), None).unwrap();
+        // SAFETY: just created.
+        assert_eq!(unsafe { s.as_ref() }.sheaf_capacity, 0);
+        None
+    }
+}
+
+/// Objects of an older slab, freed, wait in the sheaf; they count as free,
+/// come back newest first, and `kmem_cache_shrink` gives them and every slab
+/// back (and the sheaf's page).
+#[test]
+fn frees_outside_the_cpu_slab_wait_in_the_sheaf() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let s = m
+        .kmem_cache_create("sheaf-64", 64, 0, SlabFlags(0), None)
+        .unwrap();
+    // SAFETY: just created.
+    assert_eq!(unsafe { s.as_ref() }.sheaf_capacity, 120);
+    let _pin = pin_to_current_cpu();
+    let n = per_slab(s);
+    let objs: Vec<*mut u8> = (0..2 * n)
+        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        .collect();
+    assert_eq!(in_sheaves(&m, s), 0, "nothing freed yet");
+    // The first slab is no longer the cpu slab: its objects go to the sheaf.
+    for &o in &objs[..n] {
+        // SAFETY: ours, freed once.
+        unsafe { m.kmem_cache_free(s, o) };
+    }
+    assert_eq!(in_sheaves(&m, s), n);
+    assert_eq!(active(&m, s), n, "objects in a sheaf are free");
+    // They come back last freed first, before the cpu freelist is touched.
+    // Only the cpu slab's objects are allocated, so its freelist is empty
+    // and the allocation falls back to the sheaf.
+    let again = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    assert_eq!(again, objs[n - 1]);
+    assert_eq!(in_sheaves(&m, s), n - 1);
+    // SAFETY: ours.
+    unsafe { m.kmem_cache_free(s, again) };
+    for &o in &objs[n..] {
+        // SAFETY: ours, freed once.
+        unsafe { m.kmem_cache_free(s, o) };
+    }
+    assert_eq!(active(&m, s), 0);
+    assert_eq!(
+        m.kmem_cache_shrink(s),
+        0,
+        "shrink empties the sheaves, then the slabs"
+    );
+    assert_eq!((in_sheaves(&m, s), sheaves_installed(&m, s)), (0, 0));
+    let since = m.dmesg_len();
+    // SAFETY: no objects left.
+    unsafe { m.kmem_cache_destroy(s) };
+    assert!(
+        !m.dmesg_since(since).contains("Objects remaining"),
+        "{}",
+        m.dmesg()
+    );
+}
+
+/// A full sheaf gives its oldest half back to the slabs (one `__slab_free`
+/// per run of one slab's objects) and keeps the newest; the counts stay
+/// exact.
+#[test]
+fn a_full_sheaf_gives_its_oldest_half_back() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let s = m
+        .kmem_cache_create("sheaf-full", 64, 0, SlabFlags(0), None)
+        .unwrap();
+    let _pin = pin_to_current_cpu();
+    // SAFETY: a live cache.
+    let cap = unsafe { s.as_ref() }.sheaf_capacity;
+    let n = per_slab(s);
+    let slabs = (cap + 1).div_ceil(n) + 1;
+    let objs: Vec<*mut u8> = (0..slabs * n)
+        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        .collect();
+    // Free cap + 1 objects of the older slabs, oldest first.
+    for &o in &objs[..=cap] {
+        // SAFETY: ours, freed once.
+        unsafe { m.kmem_cache_free(s, o) };
+    }
+    let flushed = cap.div_ceil(2);
+    assert_eq!(in_sheaves(&m, s), cap + 1 - flushed);
+    assert_eq!(active(&m, s), objs.len() - (cap + 1));
+    // The flushed objects are on their slabs' freelists: nothing lost, nothing doubled.
+    let mut seen = std::collections::HashSet::new();
+    let mut back = Vec::new();
+    for _ in 0..=cap {
+        let o = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        assert!(seen.insert(o), "{o:p} handed out twice");
+        back.push(o);
+    }
+    let freed: std::collections::HashSet<_> = objs[..=cap].iter().copied().collect();
+    assert_eq!(seen, freed, "the same objects came back");
+    for &o in back.iter().chain(&objs[cap + 1..]) {
+        // SAFETY: ours, freed once.
+        unsafe { m.kmem_cache_free(s, o) };
+    }
+    assert_eq!(active(&m, s), 0);
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: no objects left.
+    unsafe { m.kmem_cache_destroy(s) };
+}
+
+/// kfree finds the cache from the page and uses the same sheaf.
+#[test]
+fn kfree_uses_the_sheaf_too() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let _pin = pin_to_current_cpu();
+    let k = m.kmalloc_slab(96, GFP_KERNEL).unwrap();
+    let n = per_slab(k);
+    let objs: Vec<*mut u8> = (0..3 * n)
+        .map(|_| m.kmalloc(96, GFP_KERNEL).unwrap().as_ptr())
+        .collect();
+    let before = in_sheaves(&m, k);
+    for &o in &objs[..n] {
+        // SAFETY: ours, freed once.
+        unsafe { m.kfree(o) };
+    }
+    assert_eq!(in_sheaves(&m, k), before + n);
+    for &o in &objs[n..] {
+        // SAFETY: ours, freed once.
+        unsafe { m.kfree(o) };
+    }
+    m.kmem_cache_shrink(k);
+    assert_eq!(in_sheaves(&m, k), 0);
+    assert_eq!(active(&m, k), 0);
+}
+
+/// Freeing the object freed last a second time is caught (the cpu
+/// freelist's naive check, on the sheaf) and changes nothing.
+#[test]
+fn double_free_of_the_newest_sheaf_object_is_caught() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let s = m
+        .kmem_cache_create("sheaf-df", 64, 0, SlabFlags(0), None)
+        .unwrap();
+    let _pin = pin_to_current_cpu();
+    let n = per_slab(s);
+    let objs: Vec<*mut u8> = (0..2 * n)
+        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        .collect();
+    let errors = m.slab.errors.load(Ordering::Relaxed);
+    // SAFETY: ours; the second free is the misuse under test.
+    unsafe {
+        m.kmem_cache_free(s, objs[0]);
+        m.kmem_cache_free(s, objs[0]);
+    }
+    assert_eq!(m.slab.errors.load(Ordering::Relaxed), errors + 1);
+    assert!(m.dmesg().contains("Object already free"), "{}", m.dmesg());
+    assert_eq!(in_sheaves(&m, s), 1, "the object is in the sheaf once");
+    for &o in &objs[1..] {
+        // SAFETY: ours, freed once.
+        unsafe { m.kmem_cache_free(s, o) };
+    }
+    assert_eq!(active(&m, s), 0);
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: no objects left.
+    unsafe { m.kmem_cache_destroy(s) };
+}
+
+/// Objects allocated on one CPU and freed on the other wait in the freeing
+/// CPU's sheaf; the counts stay exact and destroying the cache is clean.
+#[test]
+fn cross_cpu_frees_fill_the_freeing_cpus_sheaf() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let cpus = kmem_hosted::platform::host_cpu_ids();
+    if cpus < 2 {
+        return;
+    }
+    let s = m
+        .kmem_cache_create("sheaf-xcpu", 128, 0, SlabFlags(0), None)
+        .unwrap();
+    struct Objs(Vec<*mut u8>);
+    // SAFETY: the objects belong to whoever holds the vector.
+    unsafe impl Send for Objs {}
+    let (m, sp) = (&m, s.as_ptr() as usize);
+    let cache = move || NonNull::new(sp as *mut KmemCache).unwrap();
+    for _round in 0..50 {
+        let objs = std::thread::scope(|t| {
+            t.spawn(move || {
+                let _pin = pin_to(0);
+                Objs(
+                    (0..200)
+                        .map(|_| m.kmem_cache_alloc(cache(), GFP_KERNEL).unwrap().as_ptr())
+                        .collect(),
+                )
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(active(m, s), 200);
+        std::thread::scope(|t| {
+            t.spawn(move || {
+                let objs = objs; // the whole (Send) vector, not its field
+                let _pin = pin_to(1);
+                for &o in &objs.0 {
+                    // SAFETY: allocated above, freed once.
+                    unsafe { m.kmem_cache_free(cache(), o) };
+                }
+            });
+        });
+        assert_eq!(active(m, s), 0);
+        assert!(in_sheaves(m, s) > 0, "CPU 1's frees went to its sheaf");
+    }
+    let since = m.dmesg_len();
+    // SAFETY: every object was freed.
+    unsafe { m.kmem_cache_destroy(s) };
+    assert!(
+        !m.dmesg_since(since).contains("Objects remaining"),
+        "{}",
+        m.dmesg()
+    );
+}
+
+/// No sheaves with `kmem.sheaves=off`, for debug caches, or for caches that
+/// wipe objects on free.
+#[test]
+fn caches_without_sheaves() {
+    let Some(m) = boot_rseq("quiet mem=256M nr_cpus=2 kmem.sheaves=off") else {
+        return;
+    };
+    let s = m.kmem_cache_create("off", 64, 0, SlabFlags(0), None).unwrap();
+    // SAFETY: just created.
+    assert_eq!(unsafe { s.as_ref() }.sheaf_capacity, 0);
+    let m = boot(CMDLINE);
+    let d = m.kmem_cache_create("debug", 64, 0, SLAB_RED_ZONE, None).unwrap();
+    // SAFETY: just created.
+    assert_eq!(unsafe { d.as_ref() }.sheaf_capacity, 0);
+    let m = boot("quiet mem=256M nr_cpus=2 init_on_free=1");
+    let w = m.kmem_cache_create("wiped", 64, 0, SlabFlags(0), None).unwrap();
+    // SAFETY: just created.
+    assert_eq!(unsafe { w.as_ref() }.sheaf_capacity, 0);
+    // Sizes follow SLAB's limits.
+    let m = boot(CMDLINE);
+    if m.slab_fast_paths_rseq() {
+        for (size, cap) in [(256, 120), (512, 54), (2048, 24), (8192, 8)] {
+            let c = m.kmem_cache_create("sized", size, 0, SlabFlags(0), None).unwrap();
+            // SAFETY: just created; destroyed below, empty.
+            unsafe {
+                assert_eq!(c.as_ref().sheaf_capacity, cap, "size {size}");
+                m.kmem_cache_destroy(c);
+            }
+        }
+    }
+}
