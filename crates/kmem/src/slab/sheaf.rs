@@ -24,13 +24,22 @@
 //!   allocation that finds the freelist empty pops the sheaf
 //!   (`rseq::sheaf_pop`) before the slow path. Both are restartable
 //!   sequences whose committing store is the sheaf's new size.
-//! * A full sheaf gives its oldest half back (SLAB's `batchcount`), in one
-//!   `__slab_free` per run of objects of one slab (`free_to_slabs`, the
-//!   kernel's detached freelists), under the cpu structure's lock with the
-//!   sequences stopped like any slow path that changes per-CPU state.
-//! * `flush_all` (shrink, destroy, `/proc/slabinfo`'s exactness does not
-//!   need it) empties every sheaf and gives its page back; the shrinker
-//!   does the same under memory pressure.
+//! * A full sheaf gives its oldest half back (SLAB's `batchcount`): taken
+//!   off under the cpu structure's lock with the sequences stopped (like any
+//!   slow path that changes per-CPU state), then freed after unlocking in
+//!   one `__slab_free` per run of objects of one slab (`free_to_slabs`, the
+//!   kernel's detached freelists).
+//! * `flush_all` (shrink, destroy) empties every sheaf, before any cpu slab
+//!   is flushed, and gives the sheaf's page back; the shrinker does the same
+//!   under memory pressure.
+//!
+//! **Differences from Linux 6.18.** There a cache opts in
+//! (`kmem_cache_args.sheaf_capacity`), an empty sheaf is refilled whole
+//! from the slabs, and each node keeps a barn of spare full and empty
+//! sheaves. Here every eligible cache has sheaves, an empty sheaf is not
+//! refilled (the cpu freelist and the slow path serve), and there is no
+//! barn: a sheaf is a buffer for the frees SLUB would otherwise send to the
+//! slabs one by one.
 //!
 //! Objects in a sheaf are free: `cache_counts` (and so `/proc/slabinfo`)
 //! counts them as such, exactly. Double frees: freeing the object that was
