@@ -53,6 +53,33 @@ fn per_slab(s: NonNull<KmemCache>) -> usize {
     unsafe { s.as_ref() }.oo.objects as usize
 }
 
+/// `n` objects of `s`.
+fn alloc_n(m: &Machine, s: NonNull<KmemCache>, n: usize) -> Vec<*mut u8> {
+    (0..n)
+        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        .collect()
+}
+
+/// Free objects of `s`, in order.
+fn free_all(m: &Machine, s: NonNull<KmemCache>, objs: &[*mut u8]) {
+    for &o in objs {
+        // SAFETY: the caller's objects of `s`, each freed once.
+        unsafe { m.kmem_cache_free(s, o) };
+    }
+}
+
+/// Destroy `s` (every object freed) and check that nothing remained.
+fn destroy_clean(m: &Machine, s: NonNull<KmemCache>) {
+    let since = m.dmesg_len();
+    // SAFETY: the caller freed every object and uses `s` no more.
+    unsafe { m.kmem_cache_destroy(s) };
+    assert!(
+        !m.dmesg_since(since).contains("Objects remaining"),
+        "{}",
+        m.dmesg()
+    );
+}
+
 /// A machine in rseq mode, or None (sheaves need the restartable sequences;
 /// then the cache must have none).
 fn boot_rseq(cmdline: &str) -> Option<Machine> {
@@ -80,29 +107,19 @@ fn frees_outside_the_cpu_slab_wait_in_the_sheaf() {
     assert_eq!(unsafe { s.as_ref() }.sheaf_capacity, 120);
     let _pin = pin_to_current_cpu();
     let n = per_slab(s);
-    let objs: Vec<*mut u8> = (0..2 * n)
-        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
-        .collect();
+    let objs = alloc_n(&m, s, 2 * n);
     assert_eq!(in_sheaves(&m, s), 0, "nothing freed yet");
     // The first slab is no longer the cpu slab: its objects go to the sheaf.
-    for &o in &objs[..n] {
-        // SAFETY: ours, freed once.
-        unsafe { m.kmem_cache_free(s, o) };
-    }
+    free_all(&m, s, &objs[..n]);
     assert_eq!(in_sheaves(&m, s), n);
     assert_eq!(active(&m, s), n, "objects in a sheaf are free");
-    // They come back last freed first, before the cpu freelist is touched.
-    // Only the cpu slab's objects are allocated, so its freelist is empty
-    // and the allocation falls back to the sheaf.
-    let again = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
-    assert_eq!(again, objs[n - 1]);
+    // They come back last freed first. Only the cpu slab's objects are
+    // allocated, so its freelist is empty and the allocation pops the sheaf.
+    let again = alloc_n(&m, s, 1);
+    assert_eq!(again[0], objs[n - 1]);
     assert_eq!(in_sheaves(&m, s), n - 1);
-    // SAFETY: ours.
-    unsafe { m.kmem_cache_free(s, again) };
-    for &o in &objs[n..] {
-        // SAFETY: ours, freed once.
-        unsafe { m.kmem_cache_free(s, o) };
-    }
+    free_all(&m, s, &again);
+    free_all(&m, s, &objs[n..]);
     assert_eq!(active(&m, s), 0);
     assert_eq!(
         m.kmem_cache_shrink(s),
@@ -110,14 +127,7 @@ fn frees_outside_the_cpu_slab_wait_in_the_sheaf() {
         "shrink empties the sheaves, then the slabs"
     );
     assert_eq!((in_sheaves(&m, s), sheaves_installed(&m, s)), (0, 0));
-    let since = m.dmesg_len();
-    // SAFETY: no objects left.
-    unsafe { m.kmem_cache_destroy(s) };
-    assert!(
-        !m.dmesg_since(since).contains("Objects remaining"),
-        "{}",
-        m.dmesg()
-    );
+    destroy_clean(&m, s);
 }
 
 /// A full sheaf gives its oldest half back to the slabs (one `__slab_free`
@@ -133,36 +143,22 @@ fn a_full_sheaf_gives_its_oldest_half_back() {
     // SAFETY: a live cache.
     let cap = unsafe { s.as_ref() }.sheaf_capacity;
     let n = per_slab(s);
-    let slabs = (cap + 1).div_ceil(n) + 1;
-    let objs: Vec<*mut u8> = (0..slabs * n)
-        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
-        .collect();
+    let objs = alloc_n(&m, s, ((cap + 1).div_ceil(n) + 1) * n);
     // Free cap + 1 objects of the older slabs, oldest first.
-    for &o in &objs[..=cap] {
-        // SAFETY: ours, freed once.
-        unsafe { m.kmem_cache_free(s, o) };
-    }
-    let flushed = cap.div_ceil(2);
-    assert_eq!(in_sheaves(&m, s), cap + 1 - flushed);
+    free_all(&m, s, &objs[..=cap]);
+    assert_eq!(in_sheaves(&m, s), cap + 1 - cap.div_ceil(2));
     assert_eq!(active(&m, s), objs.len() - (cap + 1));
     // The flushed objects are on their slabs' freelists: nothing lost, nothing doubled.
-    let mut seen = std::collections::HashSet::new();
-    let mut back = Vec::new();
-    for _ in 0..=cap {
-        let o = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
-        assert!(seen.insert(o), "{o:p} handed out twice");
-        back.push(o);
-    }
+    let back = alloc_n(&m, s, cap + 1);
+    let seen: std::collections::HashSet<_> = back.iter().copied().collect();
+    assert_eq!(seen.len(), back.len(), "an object handed out twice");
     let freed: std::collections::HashSet<_> = objs[..=cap].iter().copied().collect();
     assert_eq!(seen, freed, "the same objects came back");
-    for &o in back.iter().chain(&objs[cap + 1..]) {
-        // SAFETY: ours, freed once.
-        unsafe { m.kmem_cache_free(s, o) };
-    }
+    free_all(&m, s, &back);
+    free_all(&m, s, &objs[cap + 1..]);
     assert_eq!(active(&m, s), 0);
     assert_eq!(m.kmem_cache_shrink(s), 0);
-    // SAFETY: no objects left.
-    unsafe { m.kmem_cache_destroy(s) };
+    destroy_clean(&m, s);
 }
 
 /// kfree finds the cache from the page and uses the same sheaf.
@@ -199,27 +195,17 @@ fn double_free_of_the_newest_sheaf_object_is_caught() {
         .kmem_cache_create("sheaf-df", 64, 0, SlabFlags(0), None)
         .unwrap();
     let _pin = pin_to_current_cpu();
-    let n = per_slab(s);
-    let objs: Vec<*mut u8> = (0..2 * n)
-        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
-        .collect();
+    let objs = alloc_n(&m, s, 2 * per_slab(s));
     let errors = m.slab.errors.load(Ordering::Relaxed);
-    // SAFETY: ours; the second free is the misuse under test.
-    unsafe {
-        m.kmem_cache_free(s, objs[0]);
-        m.kmem_cache_free(s, objs[0]);
-    }
+    // The second free is the misuse under test.
+    free_all(&m, s, &[objs[0], objs[0]]);
     assert_eq!(m.slab.errors.load(Ordering::Relaxed), errors + 1);
     assert!(m.dmesg().contains("Object already free"), "{}", m.dmesg());
     assert_eq!(in_sheaves(&m, s), 1, "the object is in the sheaf once");
-    for &o in &objs[1..] {
-        // SAFETY: ours, freed once.
-        unsafe { m.kmem_cache_free(s, o) };
-    }
+    free_all(&m, s, &objs[1..]);
     assert_eq!(active(&m, s), 0);
     assert_eq!(m.kmem_cache_shrink(s), 0);
-    // SAFETY: no objects left.
-    unsafe { m.kmem_cache_destroy(s) };
+    destroy_clean(&m, s);
 }
 
 /// Objects allocated on one CPU and freed on the other wait in the freeing
@@ -266,14 +252,7 @@ fn cross_cpu_frees_fill_the_freeing_cpus_sheaf() {
         assert_eq!(active(m, s), 0);
         assert!(in_sheaves(m, s) > 0, "CPU 1's frees went to its sheaf");
     }
-    let since = m.dmesg_len();
-    // SAFETY: every object was freed.
-    unsafe { m.kmem_cache_destroy(s) };
-    assert!(
-        !m.dmesg_since(since).contains("Objects remaining"),
-        "{}",
-        m.dmesg()
-    );
+    destroy_clean(m, s);
 }
 
 /// No sheaves with `kmem.sheaves=off`, for debug caches, or for caches that
