@@ -32,15 +32,12 @@ fn in_sheaves(m: &Machine, s: NonNull<KmemCache>) -> usize {
 }
 
 fn sheaves_installed(m: &Machine, s: NonNull<KmemCache>) -> usize {
-    (0..m.nr_cpu_ids())
+    let installed = |cpu| {
         // SAFETY: cpu < nr_cpus; a live cache.
-        .filter(|&cpu| {
-            !unsafe { s.as_ref().cpu(cpu) }
-                .sheaf
-                .load(Ordering::Acquire)
-                .is_null()
-        })
-        .count()
+        let c = unsafe { s.as_ref().cpu(cpu) };
+        !c.sheaf.load(Ordering::Acquire).is_null()
+    };
+    (0..m.nr_cpu_ids()).filter(|&cpu| installed(cpu)).count()
 }
 
 fn active(m: &Machine, s: NonNull<KmemCache>) -> usize {
