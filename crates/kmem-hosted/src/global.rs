@@ -46,6 +46,8 @@ pub type KmemCache<'k, T> = kmem::kbox::KmemCache<'k, T, HostedPlatform>;
 pub type CacheBox<'a, T> = kmem::CacheBox<'a, T, HostedPlatform>;
 /// kmalloc as an `allocator_api2` allocator on a hosted machine.
 pub type KmallocAllocator<'k> = kmem::KmallocAllocator<'k, HostedPlatform>;
+/// kvmalloc as an `allocator_api2` allocator on a hosted machine.
+pub type KVmallocAllocator<'k> = kmem::KVmallocAllocator<'k, HostedPlatform>;
 
 impl kmem::DefaultMachine for HostedPlatform {
     fn default_machine() -> &'static Kmem<HostedPlatform> {

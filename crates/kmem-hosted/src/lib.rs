@@ -26,7 +26,7 @@ pub mod machine;
 pub mod platform;
 pub mod ram;
 
-pub use global::{CacheBox, KBox, KmallocAllocator, KmemAlloc, KmemCache};
+pub use global::{CacheBox, KBox, KVmallocAllocator, KmallocAllocator, KmemAlloc, KmemCache};
 pub use iomem::{FakeDevice, IomemError, IomemRegion};
 pub use machine::{default_machine, Machine, MachineError};
 pub use platform::HostedPlatform;

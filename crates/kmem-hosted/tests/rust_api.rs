@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use kmem::kbox::KmemCache;
 use kmem::slab::KmemCache as RawCache;
 use kmem::*;
-use kmem_hosted::{default_machine, KmallocAllocator, Machine};
+use kmem_hosted::{default_machine, KVmallocAllocator, KmallocAllocator, Machine};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -381,6 +381,39 @@ fn allocator_api2_vec_push_grow_shrink() {
         assert_eq!(active(&m, name), 0, "{name}");
     }
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
+}
+
+/// The kvmalloc flavour (Rust-for-Linux's `KVVec`): past kmalloc's 4 MiB the
+/// buffer moves to vmalloc, and shrinking far brings it back.
+#[test]
+fn kvmalloc_allocator_vec_outgrows_kmalloc() {
+    let m = boot();
+    let a = KVmallocAllocator::new(&m, GFP_KERNEL);
+    assert_eq!(format!("{a:?}"), format!("KVmallocAllocator({:?})", GFP_KERNEL));
+    let mut v: AVec<u64, _> = AVec::new_in(a);
+    for i in 0..(2u64 << 20) {
+        v.push(i);
+    }
+    assert!(m.is_vmalloc_addr(v.as_ptr() as *const u8), "16 MiB is vmalloc");
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u64));
+    v.truncate(100);
+    v.shrink_to_fit();
+    assert!(
+        m.virt_addr_valid(v.as_ptr() as *const u8),
+        "800 bytes is kmalloc again"
+    );
+    assert_eq!(v[99], 99);
+    drop(v);
+    // Zeroed and over-aligned large buffers.
+    #[derive(Clone, Copy)]
+    #[repr(align(8192))]
+    struct Chunk([u8; 8192]);
+    let z: AVec<Chunk, _> = allocator_api2::vec::from_elem_in(Chunk([0; 8192]), 1024, a);
+    assert_eq!(z.as_ptr() as usize % 8192, 0);
+    assert!(z.iter().all(|c| c.0.iter().all(|&b| b == 0)));
+    drop(z);
+    assert_eq!(m.vmalloc_nr_pages(), 0, "every vmalloc area was freed");
+    assert!(!m.dmesg().contains("WARNING"), "{}", m.dmesg());
 }
 
 // ---- the global allocator -------------------------------------------------------

@@ -32,7 +32,9 @@
 //!   `allocator_api2::vec::Vec::new_in(KmallocAllocator::new(&m, GFP_KERNEL))`
 //!   keeps its buffer in kmalloc memory; growing uses `krealloc` when the
 //!   alignment allows, so a buffer grows in place while its size class has
-//!   room.
+//!   room. [`KVmallocAllocator`] (Rust-for-Linux's `KVmalloc`) is the same
+//!   with `kvmalloc`'s policy: beyond 8 KiB a large kmalloc if one comes
+//!   without retrying, else vmalloc, so buffers may outgrow kmalloc's 4 MiB.
 
 use crate::gfp::*;
 use crate::kmalloc::ARCH_KMALLOC_MINALIGN;
@@ -529,31 +531,47 @@ impl<T: fmt::Debug, P: Platform> fmt::Debug for CacheBox<'_, T, P> {
 // allocator-api2
 // ---------------------------------------------------------------------------
 
-/// kmalloc as an `allocator_api2::alloc::Allocator`: a machine and the GFP
-/// flags every allocation uses.
-pub struct KmallocAllocator<'k, P: Platform> {
+/// The `allocator_api2::alloc::Allocator` behind [`KmallocAllocator`]
+/// (`KV = false`) and [`KVmallocAllocator`] (`KV = true`): a machine and the
+/// GFP flags every allocation uses.
+pub struct KAllocator<'k, P: Platform, const KV: bool> {
     kmem: &'k Kmem<P>,
     gfp: Gfp,
 }
 
-impl<P: Platform> Clone for KmallocAllocator<'_, P> {
+/// kmalloc as an `allocator_api2::alloc::Allocator` (Rust-for-Linux's
+/// `Kmalloc`).
+pub type KmallocAllocator<'k, P> = KAllocator<'k, P, false>;
+
+/// `kvmalloc` as an `allocator_api2::alloc::Allocator` (Rust-for-Linux's
+/// `KVmalloc`): kmalloc up to 8 KiB, then a large kmalloc tried without
+/// retrying, else vmalloc (which needs a `gfp` that may block); freed with
+/// `kvfree`.
+pub type KVmallocAllocator<'k, P> = KAllocator<'k, P, true>;
+
+impl<P: Platform, const KV: bool> Clone for KAllocator<'_, P, KV> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<P: Platform> Copy for KmallocAllocator<'_, P> {}
+impl<P: Platform, const KV: bool> Copy for KAllocator<'_, P, KV> {}
 
-impl<P: Platform> fmt::Debug for KmallocAllocator<'_, P> {
+impl<P: Platform, const KV: bool> fmt::Debug for KAllocator<'_, P, KV> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("KmallocAllocator").field(&self.gfp).finish()
+        let name = if KV {
+            "KVmallocAllocator"
+        } else {
+            "KmallocAllocator"
+        };
+        f.debug_tuple(name).field(&self.gfp).finish()
     }
 }
 
-impl<'k, P: Platform> KmallocAllocator<'k, P> {
+impl<'k, P: Platform, const KV: bool> KAllocator<'k, P, KV> {
     /// An allocator on `kmem` with `gfp` for every request.
     pub fn new(kmem: &'k Kmem<P>, gfp: Gfp) -> Self {
-        KmallocAllocator { kmem, gfp }
+        KAllocator { kmem, gfp }
     }
 
     /// The machine.
@@ -580,36 +598,66 @@ fn slice(p: NonNull<u8>, len: usize) -> NonNull<[u8]> {
     NonNull::slice_from_raw_parts(p, len)
 }
 
-// SAFETY: memory handed out stays valid until deallocated through any copy
-// of the allocator (they share the machine); kmalloc honours the layout
-// (kmalloc_layout), and frees go to kfree, which finds the size itself.
-unsafe impl<P: Platform> allocator_api2::alloc::Allocator for KmallocAllocator<'_, P> {
+impl<P: Platform, const KV: bool> KAllocator<'_, P, KV> {
+    /// `kmalloc_layout`, or `kvmalloc_layout` for the kvmalloc flavour.
     #[inline]
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiError> {
+    #[track_caller]
+    fn alloc_layout(&self, layout: Layout, gfp: Gfp) -> Result<NonNull<[u8]>, ApiError> {
         if layout.size() == 0 {
             return Ok(slice(dangling(layout), 0));
         }
-        let p = self.kmem.kmalloc_layout(layout, self.gfp).map_err(|_| ApiError)?;
-        Ok(slice(p, layout.size()))
+        let p = if KV {
+            self.kmem.kvmalloc_layout(layout, gfp)
+        } else {
+            self.kmem.kmalloc_layout(layout, gfp)
+        };
+        Ok(slice(p.map_err(|_| ApiError)?, layout.size()))
+    }
+
+    /// `kmalloc_resize`, or `kvmalloc_resize` for the kvmalloc flavour.
+    ///
+    /// # Safety
+    /// As [`Kmem::kmalloc_resize`].
+    #[track_caller]
+    unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, ApiError> {
+        // SAFETY: forwarded.
+        let p = unsafe {
+            if KV {
+                self.kmem.kvmalloc_resize(ptr, old, new, self.gfp)
+            } else {
+                self.kmem.kmalloc_resize(ptr, old, new, self.gfp)
+            }
+        };
+        Ok(slice(p.map_err(|_| ApiError)?, new.size()))
+    }
+}
+
+// SAFETY: memory handed out stays valid until deallocated through any copy
+// of the allocator (they share the machine); kmalloc and kvmalloc honour the
+// layout (kmalloc_layout, kvmalloc_layout), and frees go to kfree or kvfree,
+// which find the size themselves.
+unsafe impl<P: Platform, const KV: bool> allocator_api2::alloc::Allocator for KAllocator<'_, P, KV> {
+    #[inline]
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiError> {
+        self.alloc_layout(layout, self.gfp)
     }
 
     #[inline]
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiError> {
-        if layout.size() == 0 {
-            return Ok(slice(dangling(layout), 0));
-        }
-        let p = self
-            .kmem
-            .kmalloc_layout(layout, self.gfp | __GFP_ZERO)
-            .map_err(|_| ApiError)?;
-        Ok(slice(p, layout.size()))
+        self.alloc_layout(layout, self.gfp | __GFP_ZERO)
     }
 
     #[inline]
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
             // SAFETY: allocated by us (trait contract).
-            unsafe { self.kmem.kfree(ptr.as_ptr()) };
+            unsafe {
+                if KV {
+                    self.kmem.kvfree(ptr.as_ptr())
+                } else {
+                    self.kmem.kfree(ptr.as_ptr())
+                }
+            }
         }
     }
 
@@ -618,8 +666,7 @@ unsafe impl<P: Platform> allocator_api2::alloc::Allocator for KmallocAllocator<'
             return self.allocate(new);
         }
         // SAFETY: forwarded trait contract.
-        let p = unsafe { self.kmem.kmalloc_resize(ptr, old, new, self.gfp) }.map_err(|_| ApiError)?;
-        Ok(slice(p, new.size()))
+        unsafe { self.resize(ptr, old, new) }
     }
 
     unsafe fn grow_zeroed(
@@ -648,8 +695,7 @@ unsafe impl<P: Platform> allocator_api2::alloc::Allocator for KmallocAllocator<'
             return Ok(slice(dangling(new), 0));
         }
         // SAFETY: forwarded trait contract.
-        let p = unsafe { self.kmem.kmalloc_resize(ptr, old, new, self.gfp) }.map_err(|_| ApiError)?;
-        Ok(slice(p, new.size()))
+        unsafe { self.resize(ptr, old, new) }
     }
 }
 

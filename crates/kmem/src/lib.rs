@@ -46,7 +46,7 @@ pub mod vmalloc;
 pub mod vmscan;
 
 pub use gfp::*;
-pub use kbox::{CacheBox, DefaultMachine, KBox, KmallocAllocator};
+pub use kbox::{CacheBox, DefaultMachine, KAllocator, KBox, KVmallocAllocator, KmallocAllocator};
 pub use kmalloc::{zero_or_null_ptr, ZERO_SIZE_PTR};
 pub use machine::{BootError, BootInfo, Kmem, MachineState};
 pub use page::{get_order, Page, PAGE_SHIFT, PAGE_SIZE};
