@@ -64,7 +64,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use kmem::kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use kmem::slab::KmemCache;
-use kmem::{Kmem, __GFP_ZERO, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE};
+use kmem::{Gfp, Kmem, __GFP_ZERO, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE};
 use kmem_hosted::HostedPlatform;
 
 use bootstrap::{in_arena, machine_or_arena, NotReady};
@@ -232,12 +232,25 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if let Some(s) = NonNull::new(small_cache(size)) {
         // SAFETY: the caches are published after KMEM (Release/Acquire).
         let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
-        return match k.kmem_cache_alloc(s, GFP_KERNEL) {
-            Ok(p) => p.as_ptr().cast(),
-            Err(_) => enomem(),
+        // The per-CPU fast path inline; the rest is a tail call, so the
+        // fast path needs no stack frame.
+        return match k.kmem_cache_alloc_fast(s, GFP_KERNEL) {
+            Some(p) => p.as_ptr().cast(),
+            None => cache_alloc_slow(k, s, GFP_KERNEL),
         };
     }
     alloc_slow(size, malloc_align(size), false)
+}
+
+/// `kmem_cache_alloc` of a malloc cache once its per-CPU fast path had
+/// nothing: the object, or NULL with `errno` set.
+#[cold]
+#[inline(never)]
+fn cache_alloc_slow(k: &Kmem<HostedPlatform>, s: NonNull<KmemCache>, gfp: Gfp) -> *mut c_void {
+    match k.kmem_cache_alloc(s, gfp) {
+        Ok(p) => p.as_ptr().cast(),
+        Err(_) => enomem(),
+    }
 }
 
 /// Everything but a small allocation on a booted machine: size 0, large and
@@ -296,9 +309,9 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     if let Some(s) = NonNull::new(small_cache(bytes)) {
         // SAFETY: as in malloc.
         let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
-        return match k.kmem_cache_alloc(s, GFP_KERNEL | __GFP_ZERO) {
-            Ok(p) => p.as_ptr().cast(),
-            Err(_) => enomem(),
+        return match k.kmem_cache_alloc_fast(s, GFP_KERNEL | __GFP_ZERO) {
+            Some(p) => p.as_ptr().cast(),
+            None => cache_alloc_slow(k, s, GFP_KERNEL | __GFP_ZERO),
         };
     }
     alloc_slow(bytes, malloc_align(bytes), true)

@@ -56,6 +56,24 @@ impl<P: Platform> Kmem<P> {
     #[inline(always)]
     #[track_caller]
     pub fn kmem_cache_alloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if let Some(obj) = self.kmem_cache_alloc_fast(s, gfp) {
+            return Ok(obj);
+        }
+        // SAFETY: the caller holds a live cache.
+        let c = unsafe { s.as_ref() };
+        if P::RSEQ_AREA {
+            self.slab_alloc_fallback(c, gfp)
+        } else {
+            self.slab_alloc_slow(c, gfp, -1)
+        }
+    }
+
+    /// The per-CPU fast path of [`Kmem::kmem_cache_alloc`] alone: an object
+    /// from this CPU's freelist, or None with nothing done (then
+    /// `kmem_cache_alloc` does the rest), for callers that keep everything
+    /// else out of line (the malloc override's `malloc`).
+    #[inline(always)]
+    pub fn kmem_cache_alloc_fast(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
         // Debug caches never get a cpu freelist, so they fall through to the slow path.
@@ -64,21 +82,18 @@ impl<P: Platform> Kmem<P> {
             // cpu array covers its CPU ids; the machine is in rseq mode or
             // its cpu structures are stopped for good (STOP_CAS).
             let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
-            if !obj.is_null() {
-                // Caches with hooks never pass the sequence (STOP_HOOKS).
-                if gfp.intersects(__GFP_ZERO) {
-                    // SAFETY: the object is ours now.
-                    unsafe { alloc_hooks(c, obj, gfp) };
-                }
-                // SAFETY: checked non-null.
-                return Ok(unsafe { NonNull::new_unchecked(obj) });
+            if obj.is_null() {
+                return None;
             }
-            return self.slab_alloc_fallback(c, gfp);
+            // Caches with hooks never pass the sequence (STOP_HOOKS).
+            if gfp.intersects(__GFP_ZERO) {
+                // SAFETY: the object is ours now.
+                unsafe { alloc_hooks(c, obj, gfp) };
+            }
+            // SAFETY: checked non-null.
+            return Some(unsafe { NonNull::new_unchecked(obj) });
         }
-        if let Some(obj) = self.cas_alloc_fast(c, gfp) {
-            return Ok(obj);
-        }
-        self.slab_alloc_slow(c, gfp, -1)
+        self.cas_alloc_fast(c, gfp)
     }
 
     /// The CAS fast path: pop this CPU's freelist with `cmpxchg16b` on
