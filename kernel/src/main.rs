@@ -234,9 +234,8 @@ extern "C" fn kmain(start_info: u32) -> ! {
         params,
         vmalloc_window: Some((paging::VMALLOC_START, paging::VMALLOC_SIZE)),
     };
-    // SAFETY: every RAM range of `e820` is mapped at PAGE_OFFSET + phys by
-    // the linear map, for good; the reserved ranges cover everything the
-    // kernel itself uses.
+    // SAFETY: every RAM range of `e820` is mapped at PAGE_OFFSET + phys by the linear map, for good; the
+    // reserved ranges cover everything the kernel itself uses.
     let k: NonNull<Kmem<BareMetal>> = match unsafe { Kmem::boot(BareMetal::new(nr_cpus), &info) } {
         Ok(k) => k,
         Err(e) => boot_fail(&e),

@@ -167,10 +167,9 @@ fn gate_flags_relaxed() -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         let v: u32;
-        // SAFETY: a 4-byte aligned load of the atomic `GATE_FLAGS.0` (at
-        // offset 0 of the `repr(C)` struct), which is what a relaxed atomic
-        // load compiles to on x86-64; the static is local to the linked
-        // object (not exported), so it is reachable RIP-relative.
+        // The static is local to the linked object (not exported), so it is reachable RIP-relative.
+        // SAFETY: a 4-byte aligned load of the atomic `GATE_FLAGS.0` (at offset 0 of the `repr(C)` struct),
+        // which is what a relaxed atomic load compiles to on x86-64.
         unsafe {
             core::arch::asm!(
                 "mov {v:e}, dword ptr [rip + {flags}]",
@@ -241,12 +240,12 @@ core::arch::global_asm!(
 #[inline(always)]
 fn gate_tls() -> &'static GateTls {
     let p: usize;
-    // SAFETY: on x86-64 Linux the word at `fs:0` is the thread pointer (the
-    // TCB's self pointer), and `kmem_hosted_fork_gate_tls@gottpoff` is the
-    // GOT entry holding the symbol's offset from it, which the dynamic
-    // loader fills (the object is marked as using static TLS, so the block
-    // is at that offset in every thread). Both reads have no side effects
-    // and give the same value for the thread's whole life, hence `pure`.
+    // Both reads have no side effects and give the same value for the thread's whole life, hence `pure`.
+    // On x86-64 Linux the word at `fs:0` is the thread pointer (the TCB's self pointer), and
+    // `kmem_hosted_fork_gate_tls@gottpoff` is the GOT entry holding the symbol's offset from it, which the
+    // dynamic loader fills (the object is marked as using static TLS: the block is at that offset in every
+    // thread).
+    // SAFETY: both reads are of memory the loader set up for this thread, as said above.
     unsafe {
         core::arch::asm!(
             "mov {p}, qword ptr fs:[0]",
@@ -255,11 +254,10 @@ fn gate_tls() -> &'static GateTls {
             options(pure, readonly, nostack)
         );
     }
-    // SAFETY: `p` is this thread's 8-byte, 8-aligned, zero-initialised
-    // block, valid while the thread runs (static TLS is freed only after the
-    // thread has ended), and `GateTls` is atomics (valid for all bits).
-    // Nothing else refers to it but through this function. `'static` stands
-    // for "as long as the calling thread": the reference is never sent.
+    // Nothing else refers to it but through this function. `'static` stands for "as long as the calling
+    // thread": the reference is never sent.
+    // SAFETY: `p` is this thread's 8-byte, 8-aligned, zero-initialised block, valid while the thread runs
+    // (static TLS is freed only after the thread has ended), and `GateTls` is atomics (valid for all bits).
     unsafe { &*(p as *const GateTls) }
 }
 
@@ -278,10 +276,10 @@ fn gate_tls() -> &'static GateTls {
     GATE_TLS
         .try_with(|t| {
             let p: *const GateTls = t;
-            // SAFETY: the thread's own block, valid until the thread's TLS
-            // is torn down, after which `try_with` fails and a shared dummy
-            // stands in (it only ever counts nesting of threads that can no
-            // longer be stopped).
+            // After the thread's TLS is torn down `try_with` fails and a
+            // shared dummy stands in (it only ever counts nesting of threads
+            // that can no longer be stopped).
+            // SAFETY: the thread's own block, valid until its TLS is torn down.
             unsafe { &*p }
         })
         .unwrap_or(&TEARDOWN)
@@ -1470,9 +1468,8 @@ fn remap_mappings(dev: u64, ino: u64, new: i32) -> Result<(), &'static str> {
                 return;
             }
             found += 1;
-            // SAFETY: `[start, end)` maps the old RAM file at `off`; the same
-            // range of the new file (a copy of the old one) replaces it, so
-            // every address keeps its contents.
+            // SAFETY: `[start, end)` maps the old RAM file at `off`; the same range of the new file (a copy
+            // of the old one) replaces it, so every address keeps its contents.
             let r = unsafe {
                 libc::mmap(
                     start as *mut libc::c_void,

@@ -77,9 +77,8 @@ impl IomemRegistry {
         let Ok(off) = libc::off_t::try_from(r.offset + (phys - r.phys)) else {
             return false;
         };
-        // SAFETY: the caller owns the target range inside a reserved
-        // window; the file range lies within the region, which registration
-        // checked against the file's size.
+        // SAFETY: the caller owns the target range inside a reserved window; the file range lies within the
+        // region, which registration checked against the file's size.
         let m = unsafe {
             libc::mmap(
                 virt as *mut libc::c_void,

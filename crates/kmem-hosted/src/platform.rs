@@ -106,10 +106,9 @@ if_rseq! {
     #[inline(always)]
     fn read_rseq_cpu_id(offset: isize) -> u32 {
         let tp: usize;
-        // SAFETY: on x86-64 Linux the FS base of every thread points at its
-        // TCB, whose first word is the TCB's own address (the ABI's thread
-        // pointer). The load has no side effects and its value is fixed for
-        // the thread's life, hence `pure, readonly`.
+        // The load has no side effects and its value is fixed for the thread's life, hence `pure, readonly`.
+        // SAFETY: on x86-64 Linux the FS base of every thread points at its TCB, whose first word is the
+        // TCB's own address (the ABI's thread pointer).
         unsafe {
             core::arch::asm!(
                 "mov {}, qword ptr fs:[0]",
@@ -118,13 +117,11 @@ if_rseq! {
             );
         }
         let addr = tp.wrapping_add_signed(offset + RSEQ_CPU_ID_OFFSET);
-        // SAFETY: a nonzero `offset` is glibc's `__rseq_offset` of a process
-        // in which glibc registered rseq; glibc places the area in the static
-        // TLS of every thread it creates, at that offset from the thread
-        // pointer (threads made with a raw `clone`, bypassing glibc, cannot
-        // run Rust's std either). So `addr` is this thread's `rseq.cpu_id`,
-        // an aligned u32 that lives as long as the thread. Volatile: the kernel rewrites it
-        // behind the compiler's back.
+        // Glibc places the area in the static TLS of every thread it creates, at that offset from the thread
+        // pointer (threads made with a raw `clone`, bypassing glibc, cannot run Rust's std either). So `addr`
+        // is this thread's `rseq.cpu_id`, an aligned u32 that lives as long as the thread. Volatile: the
+        // kernel rewrites it behind the compiler's back.
+        // SAFETY: a nonzero `offset` is glibc's `__rseq_offset` of a process in which glibc registered rseq.
         unsafe { core::ptr::read_volatile(core::ptr::with_exposed_provenance::<u32>(addr)) }
     }
 }
@@ -724,10 +721,9 @@ impl Platform for HostedPlatform {
             }
             None => core::ptr::null(),
         };
-        // SAFETY: `word` is a live, aligned u32 for the whole call; the kernel
-        // only reads it. `ts_ptr` is null or points at `ts`, alive until the
-        // call returns. EINTR, EAGAIN (value changed) and ETIMEDOUT are all
-        // plain returns: callers re-check their condition.
+        // The kernel only reads it. `ts_ptr` is null or points at `ts`, alive until the call returns. EINTR,
+        // EAGAIN (value changed) and ETIMEDOUT are all plain returns: callers re-check their condition.
+        // SAFETY: `word` is a live, aligned u32 for the whole call.
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
@@ -812,11 +808,10 @@ impl Platform for HostedPlatform {
             let Ok(off) = libc::off_t::try_from(phys[i]) else {
                 return false;
             };
-            // SAFETY: the caller owns `[virt + i*page, +n*page)` inside the
-            // reserved vmalloc window, and the pages are RAM, i.e. inside the
-            // memfd; MAP_FIXED replaces exactly that part of the reservation.
-            // MAP_POPULATE fills the host page tables now, as the kernel
-            // writes its PTEs at once (cheaper than a fault on first use).
+            // MAP_POPULATE fills the host page tables now, as the kernel writes its PTEs at once (cheaper
+            // than a fault on first use).
+            // SAFETY: the caller owns `[virt + i*page, +n*page)` inside the reserved vmalloc window, and the
+            // pages are RAM, inside the memfd; MAP_FIXED replaces exactly that part of the reservation.
             let r = unsafe {
                 libc::mmap(
                     (virt + i * page) as *mut libc::c_void,
@@ -860,9 +855,8 @@ impl Platform for HostedPlatform {
         if len == 0 {
             return;
         }
-        // SAFETY: the caller owns the range inside the vmalloc window and no
-        // longer uses it; an inaccessible reservation replaces it, so the
-        // window keeps its addresses (as `HostRam::unmap_alias`).
+        // SAFETY: the caller owns the range inside the vmalloc window and no longer uses it; an inaccessible
+        // reservation replaces it, so the window keeps its addresses (as `HostRam::unmap_alias`).
         unsafe {
             libc::mmap(
                 virt as *mut libc::c_void,

@@ -379,9 +379,8 @@ impl HostRam {
 impl Drop for HostRam {
     fn drop(&mut self) {
         unregister(self.fd.as_raw_fd());
-        // SAFETY: the linear map is ours (invariant); aliases made from it in
-        // other windows stay valid mappings of the memfd, which the kernel
-        // keeps alive while they exist.
+        // SAFETY: the linear map is ours (invariant); aliases made from it in other windows stay valid
+        // mappings of the memfd, which the kernel keeps alive while they exist.
         unsafe {
             libc::munmap(self.base as *mut libc::c_void, self.size);
         }

@@ -76,9 +76,8 @@ pub unsafe fn huge_free(k: &Kmem<HostedPlatform>, p: *const u8) {
         k.vfree(p);
         return;
     }
-    // SAFETY: the header's page is mapped if `p` came from huge_alloc; a
-    // foreign pointer in the window is the caller's bug (it faults like a
-    // wild pointer would in glibc).
+    // SAFETY: the header's page is mapped if `p` came from huge_alloc; a foreign pointer in the window is the
+    // caller's bug (it faults like a wild pointer would in glibc).
     let base = unsafe { ptr::read((a - HDR) as *const usize) };
     if base > a || !k.is_vmalloc_addr(base as *const u8) {
         k.vfree(p);

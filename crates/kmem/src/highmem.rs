@@ -398,9 +398,8 @@ impl<P: Platform> Kmem<P> {
         }
         let vaddr = self.kmap_fix_to_virt(top + KM_MAX_IDX * cpu);
         let phys = [(pfn as u64) << PAGE_SHIFT];
-        // SAFETY: the slot belongs to this CPU's stack, which only the
-        // thread pinned to the CPU touches; it lies in the window carved at
-        // boot and is free; the page is RAM.
+        // SAFETY: the slot belongs to this CPU's stack, which only the thread pinned to the CPU touches; it
+        // lies in the window carved at boot and is free; the page is RAM.
         if !unsafe { self.platform.map_pages(vaddr, &phys) } {
             self.platform.migrate_enable();
             return None;

@@ -355,9 +355,8 @@ impl MemblockType {
         if self.grown.is_null() {
             &self.init_regions
         } else {
-            // SAFETY: by the type invariant `grown` points to `max`
-            // initialised, aligned regions owned by `self`; `&self` keeps
-            // them from being mutated for the lifetime of the slice.
+            // SAFETY: by the type invariant `grown` points to `max` initialised, aligned regions owned by
+            // `self`; `&self` keeps them from being mutated for the lifetime of the slice.
             unsafe { core::slice::from_raw_parts(self.grown, self.max) }
         }
     }
@@ -828,14 +827,13 @@ impl Memblock {
         let t = self.ty_mut(which);
         let old_array = t.grown;
         let src = t.array().as_ptr();
-        // SAFETY: `[addr, addr + new_alloc_size)` lies in a free part of a
-        // registered memory region (found by `find_in_range`), so by the
-        // `set_direct_map` contract `new_array` is valid for writes of
-        // `2 * old_max` regions (new_alloc_size >= 2 * old_max * size), is
-        // aligned (checked above) and used by nobody else. It cannot overlap
-        // the old array: that is either inside `self` (which the contract
-        // keeps out of registered memory) or a reserved range. Every slot is
-        // written here, so the new array is fully initialised.
+        // It cannot overlap the old array: that is either inside `self` (which the contract keeps out of
+        // registered memory) or a reserved range. Every slot is written here, so the new array is fully
+        // initialised.
+        // `[addr, addr + new_alloc_size)` lies in a free part of a registered memory region (found by
+        // `find_in_range`), and new_alloc_size >= 2 * old_max * size.
+        // SAFETY: so by the `set_direct_map` contract `new_array` is valid for writes of `2 * old_max`
+        // regions, is aligned (checked above) and used by nobody else.
         unsafe {
             core::ptr::copy_nonoverlapping(src, new_array, old_max);
             core::ptr::write_bytes(new_array.add(old_max), 0, old_max);
@@ -1498,10 +1496,10 @@ impl Memblock {
     ) -> *mut u8 {
         let ptr = self.alloc_internal(size, align, min_addr, max_addr, nid, false);
         if !ptr.is_null() {
-            // SAFETY: `ptr` is the direct-map address of `size` bytes that
-            // lie in registered memory and that were just reserved for this
-            // allocation, so by the `set_direct_map` contract they are valid
-            // for writes and used by nobody else.
+            // `ptr` is the direct-map address of `size` bytes of registered
+            // memory, just reserved for this allocation.
+            // SAFETY: by the `set_direct_map` contract they are valid for
+            // writes and used by nobody else.
             unsafe { core::ptr::write_bytes(ptr, 0, size as usize) };
         }
         ptr

@@ -294,9 +294,8 @@ impl Counters {
         // The usual mode first, by a flag of its own (a jump table on `mode`
         // costs more than a test).
         if self.mode_rseq {
-            // SAFETY: rseq mode (the platform registered the area); the
-            // slots are `nr_slots` live FastSlots written only by such
-            // sequences (type invariant); `field` is a counter's offset.
+            // SAFETY: rseq mode (the platform registered the area); the slots are `nr_slots` live FastSlots
+            // written only by such sequences (type invariant); `field` is a counter's offset.
             if unsafe {
                 crate::slab::rseq::this_cpu_inc(
                     platform.rseq_offset(),
@@ -918,18 +917,16 @@ impl<P: Platform> Kmem<P> {
                 pool.free_direct.store(0, Ordering::Relaxed);
                 drop(r);
                 let (slots, ctx) = (pool.stats.slots, pool.ctx);
-                // SAFETY: the array, the counter slots and the context were
-                // kmalloc'd from this machine (or are null) and nothing
-                // refers to them any more (nobody uses the pool: contract).
+                // SAFETY: the array, the counter slots and the context were kmalloc'd from this machine (or
+                // are null) and nothing refers to them any more (nobody uses the pool: contract).
                 unsafe {
                     self.kfree(elements as *const u8);
                     self.kfree(slots as *const u8);
                     self.kfree(ctx as *const u8);
                 }
-                // SAFETY: nobody else uses the pool (contract); an exited
-                // pool's statistics read the shared counters only, and its
-                // fast paths (if it is used after all) go through the
-                // callbacks and count into the shared counters.
+                // An exited pool's statistics read the shared counters only, and its fast paths (if it is
+                // used after all) go through the callbacks and count into the shared counters.
+                // SAFETY: nobody else uses the pool (contract).
                 unsafe {
                     (*pool_ptr).stats.slots = ptr::null_mut();
                     if (*pool_ptr).stats.mode != FastCount::Off {

@@ -564,9 +564,8 @@ impl<P: Platform> Kmem<P> {
         self.vmalloc.start.store(start, Ordering::Relaxed);
         self.vmalloc.end.store(start + size, Ordering::Relaxed);
         let s = self.vmalloc.shrinker.0.get();
-        // SAFETY: boot: nobody else sees the machine yet and the shrinker is
-        // not registered; the machine (which holds the shrinker and the
-        // shrinker list) never moves.
+        // SAFETY: boot: nobody else sees the machine yet and the shrinker is not registered; the machine
+        // (which holds the shrinker and the shrinker list) never moves.
         unsafe {
             (*s).count_objects = vmap_shrink_count::<P>;
             (*s).scan_objects = vmap_shrink_scan::<P>;

@@ -55,9 +55,8 @@ pub unsafe fn cmpxchg_double(p: *mut usize, old: (usize, usize), new: (usize, us
         (p as usize).is_multiple_of(16),
         "cmpxchg_double: misaligned {p:p}"
     );
-    // SAFETY: caller contract. Every operand has a fixed register: LLVM may
-    // otherwise hand out rbx, which the instruction needs and which we swap
-    // in and out around it (`mov` keeps the flags for the branch).
+    // SAFETY: caller contract. Every operand has a fixed register: LLVM may otherwise hand out rbx, which the
+    // instruction needs and which we swap in and out around it (`mov` keeps the flags for the branch).
     unsafe {
         core::arch::asm!(
             "xchg rdi, rbx",

@@ -412,9 +412,8 @@ pub const PG_SLAB_NODE_PARTIAL: u32 = 1 << 10;
 /// `slab` is a slab head page.
 #[inline(always)]
 pub unsafe fn slab_fl(slab: *mut Page) -> &'static DoubleWord {
-    // SAFETY: `index` and `counters` are adjacent at a 16-byte aligned offset
-    // of the 64-byte aligned page; both are only accessed atomically while the
-    // page is a slab.
+    // SAFETY: `index` and `counters` are adjacent at a 16-byte aligned offset of the 64-byte aligned page;
+    // both are only accessed atomically while the page is a slab.
     unsafe { &*(ptr::addr_of_mut!((*slab).index) as *const DoubleWord) }
 }
 

@@ -167,11 +167,11 @@ pub(crate) enum Push {
 #[inline(always)]
 pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
     let obj: *mut u8;
-    // SAFETY: caller contract. The sequence only reads the thread's rseq
-    // area, the cache, this CPU's cpu structure and the head object's free
-    // pointer (slab memory stays mapped), and commits with one store to the
-    // freelist head. Labels: 6 sets rseq_cs, 2..3 is the critical section,
-    // 4 the abort address, 7 the fallback; 5 the descriptor.
+    // The sequence only reads the thread's rseq area, the cache, this CPU's cpu structure and the head
+    // object's free pointer (slab memory stays mapped), and commits with one store to the freelist head.
+    // Labels: 6 sets rseq_cs, 2..3 is the critical section, 4 the abort address, 7 the fallback; 5 the
+    // descriptor.
+    // SAFETY: caller contract.
     unsafe {
         rseq_asm!(
             t: "{t}",
@@ -258,9 +258,8 @@ macro_rules! rseq_push {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
-    // SAFETY: caller contract. Reads as `pop`; writes the object's free
-    // pointer (the object is the caller's) and commits with one store to the
-    // freelist head. Labels as in `pop`.
+    // SAFETY: caller contract. Reads as `pop`; writes the object's free pointer (the object is the caller's)
+    // and commits with one store to the freelist head. Labels as in `pop`.
     unsafe {
         rseq_push!(
             check: [
@@ -315,9 +314,8 @@ pub(crate) unsafe fn push_to_slab(area: isize, s: *const KmemCache, slab: *mut P
 #[inline(always)]
 pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
     let obj: *mut u8;
-    // SAFETY: caller contract. Reads the thread's rseq area, this CPU's cpu
-    // structure and its sheaf (a page that stays while it is installed), and
-    // commits with one store to the sheaf's size. Labels as in `pop`.
+    // SAFETY: caller contract. Reads the thread's rseq area, this CPU's cpu structure and its sheaf (a page
+    // that stays while it is installed), and commits with one store to the sheaf's size. Labels as in `pop`.
     unsafe {
         rseq_asm!(
             t: "{t}",
@@ -363,11 +361,10 @@ pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
-    // SAFETY: caller contract. Reads as `sheaf_pop`; writes the slot above
-    // the sheaf's size (unused until the commit) and commits with one store
-    // to the size. Labels and fixed scratch registers as in `push` (%rax
-    // holds the size). The word below `objects` is `capacity`, never an
-    // object, so an empty sheaf passes the double-free check.
+    // Reads as `sheaf_pop`; writes the slot above the sheaf's size (unused until the commit) and commits with
+    // one store to the size. Labels and fixed scratch registers as in `push` (%rax holds the size). The word
+    // below `objects` is `capacity`, never an object, so an empty sheaf passes the double-free check.
+    // SAFETY: caller contract.
     unsafe {
         rseq_asm!(
             t: "%rdx",

@@ -78,9 +78,8 @@ impl<P: Platform> Kmem<P> {
         let c = unsafe { s.as_ref() };
         // Debug caches never get a cpu freelist, so they fall through to the slow path.
         if P::RSEQ_AREA {
-            // SAFETY: RSEQ_AREA: every thread has an area and the cache's
-            // cpu array covers its CPU ids; the machine is in rseq mode or
-            // its cpu structures are stopped for good (STOP_CAS).
+            // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids; the
+            // machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
             let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
             if obj.is_null() {
                 return None;
