@@ -1265,14 +1265,11 @@ impl<P: Platform> Kmem<P> {
     #[track_caller]
     pub fn kvmalloc_node(&self, size: usize, gfp: Gfp, node: i32) -> Result<NonNull<u8>, AllocError> {
         let caller = Location::caller();
-        let mut kflags = gfp;
-        if size > PAGE_SIZE {
-            kflags |= __GFP_NOWARN;
-            if !kflags.contains(__GFP_RETRY_MAYFAIL) {
-                kflags |= __GFP_NORETRY;
-            }
-            kflags = kflags.without(__GFP_NOFAIL);
-        }
+        let kflags = if size > PAGE_SIZE {
+            kvmalloc_kmalloc_gfp(gfp)
+        } else {
+            gfp
+        };
         if let Ok(p) = self.kmalloc_node(size, kflags, node) {
             return Ok(p);
         }
@@ -1309,12 +1306,8 @@ impl<P: Platform> Kmem<P> {
         gfp: Gfp,
         caller: &'static Location<'static>,
     ) -> Result<NonNull<u8>, AllocError> {
-        let mut kflags = (gfp | __GFP_NOWARN).without(__GFP_NOFAIL);
-        if !kflags.contains(__GFP_RETRY_MAYFAIL) {
-            kflags |= __GFP_NORETRY;
-        }
         if layout.size() <= KMALLOC_MAX_SIZE {
-            if let Ok(p) = self.kmalloc_layout(layout, kflags) {
+            if let Ok(p) = self.kmalloc_layout(layout, kvmalloc_kmalloc_gfp(gfp)) {
                 return Ok(p);
             }
         }
@@ -1510,4 +1503,15 @@ impl<P: Platform> Kmem<P> {
         }
         Ok(())
     }
+}
+
+/// The flags `kvmalloc` tries kmalloc with for more than a page
+/// (`kmalloc_gfp_adjust`): quietly, without retrying unless the caller asked
+/// to, never `__GFP_NOFAIL` (vmalloc is the fallback).
+fn kvmalloc_kmalloc_gfp(gfp: Gfp) -> Gfp {
+    let mut kflags = (gfp | __GFP_NOWARN).without(__GFP_NOFAIL);
+    if !kflags.contains(__GFP_RETRY_MAYFAIL) {
+        kflags |= __GFP_NORETRY;
+    }
+    kflags
 }
