@@ -34,6 +34,8 @@ extern "C" {
 void *vmalloc(unsigned long size) __malloc;
 void *vzalloc(unsigned long size) __malloc;
 void *__vmalloc(unsigned long size, gfp_t gfp_mask) __malloc;
+void *__vmalloc_node(unsigned long size, unsigned long align, gfp_t gfp_mask, int node,
+		     const void *caller) __malloc;
 void *vmalloc_node(unsigned long size, int node) __malloc;
 void *vzalloc_node(unsigned long size, int node) __malloc;
 void *vmalloc_32(unsigned long size) __malloc;

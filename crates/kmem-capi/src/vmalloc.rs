@@ -38,6 +38,19 @@ pub extern "C" fn __vmalloc(size: c_ulong, gfp_mask: c_uint) -> *mut c_void {
     ptr_or_null(k().__vmalloc(size as usize, gfp(gfp_mask)))
 }
 
+/// `void *__vmalloc_node(unsigned long size, unsigned long align, gfp_t gfp_mask, int node, const void *caller)`.
+/// `caller` is not used: `/proc/vmallocinfo` names the Rust call site of this function.
+#[no_mangle]
+pub extern "C" fn __vmalloc_node(
+    size: c_ulong,
+    align: c_ulong,
+    gfp_mask: c_uint,
+    node: c_int,
+    _caller: *const c_void,
+) -> *mut c_void {
+    ptr_or_null(k().__vmalloc_node(size as usize, align as usize, gfp(gfp_mask), node))
+}
+
 /// `void *vmalloc_node(unsigned long size, int node)`.
 #[no_mangle]
 pub extern "C" fn vmalloc_node(size: c_ulong, node: c_int) -> *mut c_void {

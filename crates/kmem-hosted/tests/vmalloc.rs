@@ -76,14 +76,25 @@ fn lowest_first_fit_with_guard_page() {
     assert_eq!(b, a + 2 * PAGE_SIZE);
     let c = m.vmalloc(3 * PAGE_SIZE).unwrap().as_ptr() as usize;
     assert_eq!(c, b + 2 * PAGE_SIZE);
-    // Freed space is reused only after a purge; then lowest first.
+    // A freed range goes back to the free tree only after a purge: a request
+    // of another size does not get it before.
     m.vfree(b as *const u8);
-    let d = m.vmalloc(PAGE_SIZE).unwrap().as_ptr() as usize;
+    let d = m.vmalloc(2 * PAGE_SIZE).unwrap().as_ptr() as usize;
     assert_eq!(d, c + 4 * PAGE_SIZE, "lazily freed range is not reused yet");
-    m.vm_unmap_aliases();
+    // A request of the same size takes the lazily freed area back whole,
+    // still mapped, with its page.
+    let pfn = m.vmalloc_to_pfn(a as *const u8).unwrap();
     let e = m.vmalloc(PAGE_SIZE).unwrap().as_ptr() as usize;
-    assert_eq!(e, b, "after the purge the lowest hole is used");
-    for p in [a, c, d, e] {
+    assert_eq!(e, b, "the newest lazily freed area of the same size is reused");
+    assert_eq!(m.vmalloc_lazy_pages(), 0);
+    assert_eq!(m.vmalloc_to_pfn(a as *const u8), Some(pfn));
+    // After the purge the lowest hole is used.
+    m.vfree(e as *const u8);
+    m.vfree(a as *const u8);
+    m.vm_unmap_aliases();
+    let f = m.vmalloc(3 * PAGE_SIZE).unwrap().as_ptr() as usize;
+    assert_eq!(f, a, "after the purge the lowest hole is used");
+    for p in [c, d, f] {
         m.vfree(p as *const u8);
     }
     assert_eq!(warnings(&m), 0, "{}", m.dmesg());
@@ -483,9 +494,10 @@ fn vfree_keeps_pages_until_the_purge_then_gives_them_back() {
     m.vfree(p.as_ptr());
     assert_eq!(m.vmalloc_nr_pages(), 0);
     assert_eq!(m.vmalloc_lazy_pages(), 8);
-    // Not reusable before the purge: a new area gets other pages.
-    let q = m.vmalloc(8 * PAGE_SIZE).unwrap();
-    for i in 0..8 {
+    // Not reusable before the purge by an area of another size: it gets
+    // other pages.
+    let q = m.vmalloc(7 * PAGE_SIZE).unwrap();
+    for i in 0..7 {
         // SAFETY: address arithmetic only.
         let pfn = m
             // SAFETY: within memory this test allocated and still owns.
@@ -517,6 +529,17 @@ fn lazily_held_pages_are_reclaimed_under_memory_pressure() {
         m.vfree(p.as_ptr());
     }
     let held = m.vmalloc_lazy_pages();
+    assert_eq!(
+        held, 256,
+        "each vmalloc took back the area the vfree before it left"
+    );
+    // Many areas freed together wait together.
+    let live: Vec<_> = (0..40).map(|_| m.vmalloc(chunk).unwrap()).collect();
+    assert_eq!(m.vmalloc_lazy_pages(), 0);
+    for p in live {
+        m.vfree(p.as_ptr());
+    }
+    let held = m.vmalloc_lazy_pages();
     assert_eq!(held, 40 * 256);
     // Take every page a sleeping allocation can get: direct reclaim must
     // purge the lazy areas through the vmap-node shrinker.
@@ -529,5 +552,81 @@ fn lazily_held_pages_are_reclaimed_under_memory_pressure() {
         // SAFETY: our pages.
         unsafe { m.__free_pages(p, 0) };
     }
+    assert_vmalloc_boot_state(&m);
+}
+
+#[test]
+fn lazily_freed_area_is_reused_only_by_a_matching_request() {
+    let m = boot(CMDLINE);
+    let p = m.vmalloc(2 * PAGE_SIZE).unwrap();
+    // SAFETY: the area is ours, mapped for two pages.
+    unsafe { std::ptr::write_bytes(p.as_ptr(), 0xa5, 2 * PAGE_SIZE) };
+    let pfns = [0, 1].map(|i| m.vmalloc_to_pfn(p.as_ptr().wrapping_add(i * PAGE_SIZE)).unwrap());
+    m.vfree(p.as_ptr());
+    assert_eq!(m.vmalloc_lazy_pages(), 2);
+    // vmalloc_32 needs ZONE_DMA32 pages: not the lazily freed area's request.
+    let q = m.vmalloc_32(2 * PAGE_SIZE).unwrap();
+    assert_ne!(q, p);
+    assert_eq!(m.vmalloc_lazy_pages(), 2);
+    // vzalloc of the same size takes it back, zeroed.
+    let z = m.vzalloc(2 * PAGE_SIZE).unwrap();
+    let line_no = line!() - 1;
+    assert_eq!(z, p, "the area comes back");
+    assert_eq!(m.vmalloc_lazy_pages(), 0);
+    assert_eq!(m.vmalloc_nr_pages(), 4);
+    assert_eq!(
+        pfns,
+        [0, 1].map(|i| m.vmalloc_to_pfn(z.as_ptr().wrapping_add(i * PAGE_SIZE)).unwrap())
+    );
+    // SAFETY: the area is ours, mapped for two pages.
+    let bytes = unsafe { std::slice::from_raw_parts(z.as_ptr(), 2 * PAGE_SIZE) };
+    assert!(bytes.iter().all(|&b| b == 0), "vzalloc zeroes a reused area");
+    // Its caller is the new one, and it is busy again in /proc/vmallocinfo.
+    let info = m.proc_read("vmallocinfo").unwrap();
+    let want = format!("{}:{} pages=2 vmalloc N0=2", file!(), line_no);
+    let line = info
+        .lines()
+        .find(|l| l.starts_with(&format!("0x{:016x}-", z.as_ptr() as usize)));
+    assert!(line.is_some_and(|l| l.ends_with(&want)), "want {want}\n{info}");
+    assert!(!info.contains("unpurged"), "{info}");
+    // A double vfree of the reused area is still caught.
+    m.vfree(z.as_ptr());
+    let since = m.dmesg_len();
+    m.vfree(z.as_ptr());
+    assert!(m
+        .dmesg_since(since)
+        .contains("Trying to vfree() nonexistent vm area"));
+    m.vfree(q.as_ptr());
+    assert_vmalloc_boot_state(&m);
+}
+
+#[test]
+fn vmalloc_node_with_alignment() {
+    let m = boot(CMDLINE);
+    // Aligned starts, for every alignment from a byte to 4 MiB.
+    for shift in 0..23 {
+        let align = 1usize << shift;
+        let p = m.__vmalloc_node(3 * PAGE_SIZE, align, GFP_KERNEL | __GFP_ZERO, -1).unwrap();
+        assert_eq!(p.as_ptr() as usize % align.max(PAGE_SIZE), 0, "align {align:#x}");
+        // SAFETY: the area is ours, mapped for three pages.
+        let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), 3 * PAGE_SIZE) };
+        assert!(bytes.iter().all(|&b| b == 0));
+        // Dirty it: the next request of the same size may take it back.
+        // SAFETY: as above.
+        unsafe { std::ptr::write_bytes(p.as_ptr(), 0x5a, 3 * PAGE_SIZE) };
+        m.vfree(p.as_ptr());
+    }
+    assert_eq!(warnings(&m), 0, "{}", m.dmesg());
+    // Not a power of two: the kernel's BUG_ON becomes a warning and a failure.
+    assert!(m.__vmalloc_node(PAGE_SIZE, 3 * PAGE_SIZE, GFP_KERNEL, -1).is_err());
+    assert_eq!(warnings(&m), 1, "{}", m.dmesg());
+    // Larger than the window: the kernel's failure message.
+    let since = m.dmesg_len();
+    assert!(m.__vmalloc_node(PAGE_SIZE, 1 << 63, GFP_KERNEL, -1).is_err());
+    assert!(
+        m.dmesg_since(since).contains("vmalloc_node_range for size 8192 failed: Address range restricted to"),
+        "{}",
+        m.dmesg_since(since)
+    );
     assert_vmalloc_boot_state(&m);
 }

@@ -141,6 +141,11 @@ pub struct VmapArea {
     caller: Option<&'static Location<'static>>,
     /// Physical address an ioremap area maps (`vm->phys_addr`), else 0.
     phys_addr: u64,
+    /// A complete vmalloc area (every page allocated and mapped): the zone
+    /// bits of the flags its pages were allocated with and the node asked
+    /// for, so that once lazily freed it is reused only by a request its
+    /// pages would have satisfied (`reuse_lazy_area`). `None` otherwise.
+    page_req: Option<(u32, i32)>,
 }
 
 impl VmapArea {
@@ -157,6 +162,7 @@ impl VmapArea {
             pages: ptr::null_mut(),
             caller: None,
             phys_addr: 0,
+            page_req: None,
         }
     }
 }
@@ -291,6 +297,9 @@ impl Garbage {
         self.0 = va;
     }
 }
+
+/// How many of the newest lazily freed areas `reuse_lazy_area` looks at.
+const VMAP_REUSE_SCAN: usize = 16;
 
 fn fls(x: usize) -> usize {
     (usize::BITS - x.leading_zeros()) as usize
@@ -733,6 +742,7 @@ impl<P: Platform> Kmem<P> {
             (*va).pages = ptr::null_mut();
             (*va).caller = None;
             (*va).phys_addr = 0;
+            (*va).page_req = None;
             nr_pages
         }
     }
@@ -742,6 +752,69 @@ impl<P: Platform> Kmem<P> {
     /// (again for page arrays that the purge itself freed).
     pub fn vm_unmap_aliases(&self) {
         while self.purge_vmap_area_lazy(true).is_some() {}
+    }
+
+    /// Take back one of the most recently freed vmalloc areas that is still
+    /// mapped with its pages (a lazy area the purge has not reached) if it
+    /// has `size` bytes (guard included), starts at a multiple of `align`, has
+    /// `flags`, and pages allocated for the same zone bits and node (`req`):
+    /// it becomes busy again for `caller`,
+    /// and its address is returned. Looks at the first `VMAP_REUSE_SCAN`
+    /// entries of the lazy list (the newest first).
+    ///
+    /// The kernel reuses freed address ranges through per-node pools once
+    /// they are purged (6.9's `vmap_pool`); here, where mapping a page is a
+    /// host system call creating a VMA (about 9 µs on the machines measured,
+    /// against the kernel's 1 µs for a whole vmalloc+vfree), the range is
+    /// reused together with its pages and their mapping, before the purge.
+    /// Nothing else can see the difference: the area's contents are those the
+    /// previous owner left, as a vmalloc'd page's would be (zeroed when asked
+    /// for, or with `init_on_alloc`, by the caller).
+    fn reuse_lazy_area(
+        &self,
+        size: usize,
+        align: usize,
+        flags: u32,
+        req: (u32, i32),
+        caller: &'static Location<'static>,
+    ) -> Option<usize> {
+        let mut found = None;
+        {
+            let mut inner = self.vmalloc.inner.lock(&self.platform);
+            let inner = &mut *inner;
+            let mut link: *mut *mut VmapArea = &mut inner.purge;
+            // SAFETY: lazy records are live and only reached under the lock,
+            // which we hold; `link` points at the list head or a record's
+            // `next`.
+            unsafe {
+                for _ in 0..VMAP_REUSE_SCAN {
+                    let va = *link;
+                    if va.is_null() {
+                        break;
+                    }
+                    if (*va).page_req == Some(req)
+                        && (*va).va_end - (*va).va_start == size
+                        && (*va).va_start & (align - 1) == 0
+                        && (*va).flags == flags
+                    {
+                        *link = (*va).next;
+                        (*va).next = ptr::null_mut();
+                        inner.lazy_nr -= size >> PAGE_SHIFT;
+                        (*va).caller = Some(caller);
+                        insert_vmap_area::<NoAugment>(&mut inner.busy, va);
+                        found = Some(((*va).va_start, (*va).nr_pages));
+                        break;
+                    }
+                    link = ptr::addr_of_mut!((*va).next);
+                }
+            }
+        }
+        let (addr, nr_pages) = found?;
+        self.vmalloc.lazy_pages.fetch_sub(nr_pages, Ordering::Relaxed);
+        self.vmalloc
+            .nr_vmalloc_pages
+            .fetch_add(nr_pages, Ordering::Relaxed);
+        Some(addr)
     }
 
     /// `alloc_vmap_area`: `size` bytes (guard included) aligned to `align`,
@@ -960,6 +1033,7 @@ impl<P: Platform> Kmem<P> {
         nr_mapped: usize,
         pages: *mut *mut Page,
         extra: u32,
+        page_req: Option<(u32, i32)>,
     ) {
         let _g = self.vmalloc.inner.lock(&self.platform);
         // SAFETY: our busy record; we hold the lock.
@@ -967,6 +1041,7 @@ impl<P: Platform> Kmem<P> {
             (*va).nr_pages = nr_pages;
             (*va).nr_mapped = nr_mapped;
             (*va).pages = pages;
+            (*va).page_req = page_req;
             (*va).flags = ((*va).flags & !VM_UNINITIALIZED) | extra;
         }
     }
@@ -998,6 +1073,23 @@ impl<P: Platform> Kmem<P> {
             return Err(AllocError);
         }
         let align = align.max(PAGE_SIZE).next_power_of_two();
+        let mut page_gfp = gfp | __GFP_NOWARN;
+        if !gfp.intersects(GFP_ZONEMASK) && self.has_highmem() {
+            page_gfp |= __GFP_HIGHMEM;
+        }
+        {
+            let req = (page_gfp.bits() & GFP_ZONEMASK.bits(), node);
+            if let Some(addr) =
+                self.reuse_lazy_area(size + PAGE_SIZE, align, VM_ALLOC | vm_flags, req, caller)
+            {
+                if gfp.intersects(__GFP_ZERO) || self.init_on_alloc {
+                    // SAFETY: the area is ours again and mapped for `size` bytes.
+                    unsafe { ptr::write_bytes(addr as *mut u8, 0, size) };
+                }
+                // SAFETY: an area's address is never null.
+                return Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) });
+            }
+        }
         let va = self.alloc_vmap_area(size + PAGE_SIZE, align, gfp, VM_ALLOC | vm_flags, caller)?;
         // The page array.
         let array_size = nr_pages * core::mem::size_of::<*mut Page>();
@@ -1020,7 +1112,7 @@ impl<P: Platform> Kmem<P> {
                     "vmalloc error: size {size}, failed to allocated page array size {array_size}"
                 );
             }
-            self.setup_vmalloc_vm(va, 0, 0, ptr::null_mut(), 0);
+            self.setup_vmalloc_vm(va, 0, 0, ptr::null_mut(), 0, None);
             if let Some(va) = self.remove_vm_area(self.va_start_of(va)) {
                 // SAFETY: just unlinked, never handed out.
                 unsafe { self.teardown_area(va, true) };
@@ -1028,10 +1120,6 @@ impl<P: Platform> Kmem<P> {
             return Err(AllocError);
         }
         // The pages: order 0, one by one.
-        let mut page_gfp = gfp | __GFP_NOWARN;
-        if !gfp.intersects(GFP_ZONEMASK) && self.has_highmem() {
-            page_gfp |= __GFP_HIGHMEM;
-        }
         let mut got = 0;
         while got < nr_pages {
             match self.alloc_pages_node(node, page_gfp, 0) {
@@ -1065,14 +1153,15 @@ impl<P: Platform> Kmem<P> {
                 crate::pr!(self, "vmalloc error: size {size}, {what}");
             }
             // Map nothing we did not map: unmapping the whole range is harmless.
-            self.setup_vmalloc_vm(va, got, if ok { nr_pages } else { 0 }, pages, extra);
+            self.setup_vmalloc_vm(va, got, if ok { nr_pages } else { 0 }, pages, extra, None);
             if let Some(va) = self.remove_vm_area(self.va_start_of(va)) {
                 // SAFETY: just unlinked, never handed out.
                 unsafe { self.teardown_area(va, true) };
             }
             return Err(AllocError);
         }
-        self.setup_vmalloc_vm(va, nr_pages, nr_pages, pages, extra);
+        let page_req = Some((page_gfp.bits() & GFP_ZONEMASK.bits(), node));
+        self.setup_vmalloc_vm(va, nr_pages, nr_pages, pages, extra, page_req);
         let addr = self.va_start_of(va);
         // SAFETY: the address is mapped for `size` bytes; never null.
         Ok(unsafe { NonNull::new_unchecked(addr as *mut u8) })
@@ -1106,6 +1195,29 @@ impl<P: Platform> Kmem<P> {
     #[track_caller]
     pub fn __vmalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         self.__vmalloc_node_range(size, PAGE_SIZE, gfp, 0, -1, Location::caller())
+    }
+
+    /// `__vmalloc_node`: with explicit GFP flags, the area's start aligned to
+    /// `align` (a power of two; below a page it is a page), pages preferably
+    /// from node `node` (`-1`: any). An `align` that is not a power of two
+    /// gets the kernel's warning (`alloc_vmap_area`'s `BUG_ON`) and fails; an
+    /// alignment the window cannot satisfy fails as a full window does.
+    #[track_caller]
+    pub fn __vmalloc_node(
+        &self,
+        size: usize,
+        align: usize,
+        gfp: Gfp,
+        node: i32,
+    ) -> Result<NonNull<u8>, AllocError> {
+        if !align.is_power_of_two() {
+            self.warn(format_args!(
+                "__vmalloc_node: alignment {align:#x} is not a power of two at {}",
+                Location::caller()
+            ));
+            return Err(AllocError);
+        }
+        self.__vmalloc_node_range(size, align, gfp, 0, node, Location::caller())
     }
 
     /// `vmalloc_node`: pages preferably from node `node` (`-1`: any).
@@ -1185,7 +1297,7 @@ impl<P: Platform> Kmem<P> {
                 core::slice::from_raw_parts(arr, count)
             })
         };
-        self.setup_vmalloc_vm(va, 0, if ok { count } else { 0 }, arr, 0);
+        self.setup_vmalloc_vm(va, 0, if ok { count } else { 0 }, arr, 0, None);
         let addr = self.va_start_of(va);
         if !ok {
             if let Some(va) = self.remove_vm_area(addr) {

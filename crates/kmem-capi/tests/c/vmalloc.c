@@ -74,6 +74,12 @@ int main(void)
 	v = vmalloc_node(PAGE_SIZE, 0);
 	CHECK(v != NULL);
 	vfree(v);
+	v = __vmalloc_node(5 * PAGE_SIZE, 8 * PAGE_SIZE, GFP_KERNEL | __GFP_ZERO, NUMA_NO_NODE,
+			   __builtin_return_address(0));
+	CHECK(v != NULL && ((uintptr_t)v & (8 * PAGE_SIZE - 1)) == 0 && v[5 * PAGE_SIZE - 1] == 0);
+	vfree(v);
+	CHECK(__vmalloc_node(PAGE_SIZE, 3 * PAGE_SIZE, GFP_KERNEL, NUMA_NO_NODE, NULL) == NULL);
+	CHECK(__vmalloc_node(PAGE_SIZE, 1UL << 63, GFP_KERNEL | __GFP_NOWARN, NUMA_NO_NODE, NULL) == NULL);
 	v = vzalloc_node(PAGE_SIZE, NUMA_NO_NODE);
 	CHECK(v != NULL && v[100] == 0);
 	vfree(v);
