@@ -44,7 +44,12 @@
 //!   allocator until the purge, so the stale mapping never shows a page that
 //!   has a new owner: a use after free through the old address reaches only
 //!   the dead area's own pages (in the kernel it faults, modulo a stale TLB
-//!   entry), and the range itself is not reused before the purge. The purge
+//!   entry). The range goes back to the free tree only at the purge; before
+//!   it, a vmalloc of the same size, alignment, flags and page zone/node
+//!   takes back one of the 16 newest lazy areas whole, pages and mapping
+//!   included (`reuse_lazy_area`), so a vmalloc+vfree pair of a size seen
+//!   before makes no system call (the kernel 6.9+ reuses freed ranges from
+//!   per-node pools, after the purge: its mappings are cheap). The purge
 //!   sorts the batch by address, unmaps each run of adjacent areas with one
 //!   `Platform::unmap_pages` (one `mmap(PROT_NONE)` hosted), flushes the TLB
 //!   once, frees the pages (in reverse pfn order, so the per-CPU lists hand
