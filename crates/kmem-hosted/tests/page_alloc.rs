@@ -443,3 +443,74 @@ fn concurrent_alloc_free_mixed_orders() {
     assert_accounting(m, 0);
     assert_boot_state(m);
 }
+
+/// Pages of the memmap (page descriptors) describing pfns `[lo, hi)` that
+/// are resident in the machine's RAM file (`mincore`).
+fn resident_memmap_pages(m: &Machine, lo: usize, hi: usize) -> usize {
+    let first = m.pfn_to_page(lo).unwrap().as_ptr() as usize & !(PAGE_SIZE - 1);
+    let last = m.pfn_to_page(hi - 1).unwrap().as_ptr() as usize;
+    let len = last + 1 - first;
+    let mut vec = vec![0u8; len.div_ceil(PAGE_SIZE)];
+    // SAFETY: the memmap is mapped for the machine's life; `vec` has a byte per page.
+    let rc = unsafe { libc::mincore(first as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+/// The boot hand-over does not write the descriptors of the max-order blocks
+/// it frees (they stay untouched until first needed), yet every count and
+/// the allocation order are those of listed blocks.
+#[test]
+fn untouched_max_order_blocks_cost_no_memmap_until_used() {
+    let m = boot("quiet mem=4G nr_cpus=2");
+    // DMA32's free RAM from 1 GiB to 4 MiB below its end (3 GiB less the
+    // firmware's top; the blocks there are smaller, and listed): 511
+    // max-order blocks, whose descriptors would take one memmap page each if
+    // they had been written.
+    let (lo, hi) = (1 << 18, (3 << 18) - (1 << 10));
+    assert_eq!(
+        resident_memmap_pages(&m, lo, hi),
+        0,
+        "boot wrote descriptors of free blocks"
+    );
+    let buddyinfo = m.proc_read("buddyinfo").unwrap();
+    let z = zone(&m, ZoneType::Dma32);
+    let max_blocks = |m: &Machine| {
+        m.proc_read("buddyinfo")
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("DMA32"))
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let before = max_blocks(&m);
+    assert!(before >= 512, "{buddyinfo}");
+    // Max-order allocations from DMA32 (all but 64 blocks, to stay clear of
+    // the watermarks): highest blocks first, as if every block had been
+    // listed by the hand-over; each is counted once.
+    let mut got = Vec::new();
+    for i in 0..before - 64 {
+        let p = m
+            .alloc_pages(GFP_DMA32 | __GFP_NOWARN | __GFP_NORETRY, 10)
+            .unwrap();
+        assert_eq!(zone_of(&m, pfn(&m, p)).name(), z.name());
+        got.push(pfn(&m, p));
+        assert_eq!(max_blocks(&m), before - i - 1);
+    }
+    assert!(
+        got.windows(2).all(|w| w[0] > w[1]),
+        "blocks handed out highest first"
+    );
+    // Freed, they are listed blocks now.
+    for &f in got.iter().rev() {
+        // SAFETY: our blocks.
+        unsafe { m.__free_pages(m.pfn_to_page(f).unwrap(), 10) };
+    }
+    assert_eq!(max_blocks(&m), before);
+    assert_eq!(m.proc_read("buddyinfo").unwrap(), buddyinfo);
+    assert_boot_state(&m);
+}

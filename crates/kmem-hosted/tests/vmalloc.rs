@@ -606,7 +606,9 @@ fn vmalloc_node_with_alignment() {
     // Aligned starts, for every alignment from a byte to 4 MiB.
     for shift in 0..23 {
         let align = 1usize << shift;
-        let p = m.__vmalloc_node(3 * PAGE_SIZE, align, GFP_KERNEL | __GFP_ZERO, -1).unwrap();
+        let p = m
+            .__vmalloc_node(3 * PAGE_SIZE, align, GFP_KERNEL | __GFP_ZERO, -1)
+            .unwrap();
         assert_eq!(p.as_ptr() as usize % align.max(PAGE_SIZE), 0, "align {align:#x}");
         // SAFETY: the area is ours, mapped for three pages.
         let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), 3 * PAGE_SIZE) };
@@ -618,13 +620,16 @@ fn vmalloc_node_with_alignment() {
     }
     assert_eq!(warnings(&m), 0, "{}", m.dmesg());
     // Not a power of two: the kernel's BUG_ON becomes a warning and a failure.
-    assert!(m.__vmalloc_node(PAGE_SIZE, 3 * PAGE_SIZE, GFP_KERNEL, -1).is_err());
+    assert!(m
+        .__vmalloc_node(PAGE_SIZE, 3 * PAGE_SIZE, GFP_KERNEL, -1)
+        .is_err());
     assert_eq!(warnings(&m), 1, "{}", m.dmesg());
     // Larger than the window: the kernel's failure message.
     let since = m.dmesg_len();
     assert!(m.__vmalloc_node(PAGE_SIZE, 1 << 63, GFP_KERNEL, -1).is_err());
     assert!(
-        m.dmesg_since(since).contains("vmalloc_node_range for size 8192 failed: Address range restricted to"),
+        m.dmesg_since(since)
+            .contains("vmalloc_node_range for size 8192 failed: Address range restricted to"),
         "{}",
         m.dmesg_since(since)
     );

@@ -757,6 +757,7 @@ impl<P: Platform> Kmem<P> {
         self.setup_per_zone_wmarks();
         self.setup_per_zone_lowmem_reserve();
         self.setup_pcp_lists();
+        self.report_untouched_blocks();
         self.report_all_free_pages();
 
         let present: usize = self.zones().map(|z| z.present_pages).sum();
@@ -787,8 +788,19 @@ impl<P: Platform> Kmem<P> {
             let zone = self.page_zone_by_pfn(start);
             if let Some(zone) = zone {
                 zone.managed_pages.fetch_add(1 << order, Ordering::Relaxed);
-                // SAFETY: the chunk is free RAM of this zone (memblock says so) that nobody uses.
-                unsafe { self.free_one_page_locked(zone, page, start, order, true) };
+                // A max-order Movable block is counted, not written (untouched, `zone.rs`).
+                let untouched = order == MAX_PAGE_ORDER
+                    && (0..1usize << (MAX_PAGE_ORDER - PAGEBLOCK_ORDER)).all(|i| {
+                        self.map.pageblock_mt(start + (i << PAGEBLOCK_ORDER))
+                            == crate::gfp::MigrateType::Movable
+                    })
+                    && zone.lock.lock(&self.platform).add_untouched(start);
+                if untouched {
+                    zone.free_pages.fetch_add(1 << order, Ordering::Relaxed);
+                } else {
+                    // SAFETY: the chunk is free RAM of this zone (memblock says so) that nobody uses.
+                    unsafe { self.free_one_page_locked(zone, page, start, order, true) };
+                }
                 count += 1 << order;
             }
             start += 1 << order;

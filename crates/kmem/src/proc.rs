@@ -181,7 +181,10 @@ fn free_by_type_snapshot<P: Platform>(k: &Kmem<P>, zone: &Zone) -> TypeCounts {
     for (mt, row) in c.iter_mut().enumerate() {
         for (o, cell) in row.iter_mut().enumerate() {
             // SAFETY: the list belongs to this zone and we hold its lock.
-            *cell = unsafe { count_capped(&f.free_area[o].free_list[mt]) };
+            let (n, capped) = unsafe { count_capped(&f.free_area[o].free_list[mt]) };
+            // Untouched max-order blocks stand behind their list.
+            let n = (n + f.untouched_blocks(o, mt)).min(FREELIST_COUNT_CAP);
+            *cell = (n, capped || n == FREELIST_COUNT_CAP);
         }
     }
     c

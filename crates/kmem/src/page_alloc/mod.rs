@@ -138,15 +138,12 @@ pub fn zone_watermark_ok(
         if area.nr_free == 0 {
             continue;
         }
-        for mt in 0..MIGRATE_PCPTYPES {
-            // SAFETY: the caller holds the zone lock for `f`.
-            if !unsafe { ListHead::is_empty(&area.free_list[mt]) } {
-                return true;
-            }
+        // The caller holds the zone lock for `f`.
+        if (0..MIGRATE_PCPTYPES).any(|mt| f.has_block(o, mt)) {
+            return true;
         }
         if alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM) != 0
-            // SAFETY: as above.
-            && !unsafe { ListHead::is_empty(&area.free_list[MigrateType::HighAtomic as usize]) }
+            && f.has_block(o, MigrateType::HighAtomic as usize)
         {
             return true;
         }
@@ -1553,6 +1550,29 @@ impl<P: Platform> Kmem<P> {
         }
         for z in self.zones() {
             self.report_free_pages(z);
+        }
+    }
+
+    /// At boot: give the untouched max-order blocks (`zone.rs`) back to the
+    /// host, as `report_all_free_pages` does with the listed ones, so they
+    /// read as zero whatever memblock did there before; they are then listed
+    /// `PG_reported` when first needed.
+    pub(crate) fn report_untouched_blocks(&self) {
+        let zeroes = self.platform.discard_zeroes();
+        for zone in self.zones() {
+            let mut f = zone.lock.lock(&self.platform);
+            f.set_untouched_zeroed(zeroes);
+            if !zeroes {
+                continue;
+            }
+            let mut pages = 0;
+            for (start, end) in f.untouched_ranges() {
+                self.platform
+                    .discard_ram((start << PAGE_SHIFT) as u64, ((end - start) << PAGE_SHIFT) as u64);
+                pages += end - start;
+            }
+            zone.stats.reported.fetch_add(pages, Ordering::Relaxed);
+            self.events.pages_reported.fetch_add(pages, Ordering::Relaxed);
         }
     }
 

@@ -21,11 +21,26 @@
 //!
 //! The zone's free-page count (`NR_FREE_PAGES`) changes only here, under the
 //! lock; pages on per-CPU lists are not counted as free, as in the kernel.
+//!
+//! **Untouched blocks** (the kernel's `CONFIG_DEFERRED_STRUCT_PAGE_INIT`,
+//! done lazily): the boot hand-over frees most RAM as max-order blocks of
+//! `MIGRATE_MOVABLE`, and writing the first page descriptor of each would
+//! touch one page of the memmap per 4 MiB of RAM (4 MiB of memmap for a
+//! 4 GiB machine: a hosted machine's resident memory before anything is
+//! allocated). So runs of such blocks are kept as pfn ranges instead
+//! (`untouched`, a few per zone). They count in `free_area[MAX_PAGE_ORDER]`'s
+//! `nr_free` and in every statistic exactly as listed blocks would, and
+//! stand behind the Movable list of that order: when it is empty and a block
+//! is wanted, the highest untouched block is written to the list
+//! (`first_block`), as the hand-over would have left it (the boot blocks are
+//! listed highest pfn first). So allocation order, counters and
+//! `/proc` files are those of a machine whose blocks were all written at
+//! boot; only the memmap stays untouched until its pages are needed.
 
 use super::pcp::PerCpuPages;
 use crate::gfp::{MigrateType, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES};
 use crate::list::ListHead;
-use crate::page::{flags::*, Page, PageblockInfo, NR_PAGE_ORDERS, PAGEBLOCK_ORDER};
+use crate::page::{flags::*, Page, PageblockInfo, MAX_PAGE_ORDER, NR_PAGE_ORDERS, PAGEBLOCK_ORDER};
 use crate::spinlock::SpinLock;
 use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
@@ -60,7 +75,18 @@ pub struct ZoneFree {
     pub unreported: usize,
     /// The owning zone's `free_orders` word.
     pub free_orders_ptr: *const core::sync::atomic::AtomicU32,
+    /// Runs of free max-order Movable blocks whose descriptors were never
+    /// written, `[start, end)` pfns in ascending order (empty: `start == end`).
+    untouched: [(usize, usize); UNTOUCHED_RANGES],
+    /// The untouched blocks read as zero (the platform discarded them):
+    /// they are listed `PG_reported`, as reported blocks are.
+    untouched_zeroed: bool,
 }
+
+/// Untouched ranges per zone; blocks beyond them are listed at boot.
+const UNTOUCHED_RANGES: usize = 4;
+/// Pages of a max-order block.
+const MAX_BLOCK: usize = 1 << MAX_PAGE_ORDER;
 
 impl FreeArea {
     /// Whether a list of this order holds a block.
@@ -260,7 +286,96 @@ impl ZoneFree {
                 }
                 (*this).free_area[o].nr_free = 0;
             }
+            (*this).untouched = [(0, 0); UNTOUCHED_RANGES];
+            (*this).untouched_zeroed = false;
         }
+    }
+
+    /// Count the free max-order Movable block at `pfn` (its descriptors
+    /// never written) without writing it: it joins the last untouched range
+    /// if it follows it, else takes a new one. False if no range can take it
+    /// (the caller lists it). The zone lock is held; boot only.
+    pub fn add_untouched(&mut self, pfn: usize) -> bool {
+        let Some(i) = self.untouched.iter().rposition(|r| r.0 != r.1) else {
+            self.untouched[0] = (pfn, pfn + MAX_BLOCK);
+            return self.counted_untouched();
+        };
+        if self.untouched[i].1 == pfn {
+            self.untouched[i].1 += MAX_BLOCK;
+        } else if i + 1 < UNTOUCHED_RANGES && self.untouched[i].1 < pfn {
+            self.untouched[i + 1] = (pfn, pfn + MAX_BLOCK);
+        } else {
+            return false;
+        }
+        self.counted_untouched()
+    }
+
+    fn counted_untouched(&mut self) -> bool {
+        let area = &mut self.free_area[MAX_PAGE_ORDER as usize];
+        area.nr_free += 1;
+        if area.nr_free == 1 {
+            self.mark_order(MAX_PAGE_ORDER as usize, true);
+        }
+        true
+    }
+
+    /// The untouched ranges (for the boot-time discard).
+    pub fn untouched_ranges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.untouched.iter().copied().filter(|r| r.0 != r.1)
+    }
+
+    /// Say whether untouched blocks read as zero (set once, at boot).
+    pub fn set_untouched_zeroed(&mut self, zeroed: bool) {
+        self.untouched_zeroed = zeroed;
+    }
+
+    /// Untouched blocks of `order` and type `mt`.
+    pub fn untouched_blocks(&self, order: usize, mt: usize) -> usize {
+        if order != MAX_PAGE_ORDER as usize || mt != MigrateType::Movable as usize {
+            return 0;
+        }
+        self.untouched_ranges().map(|(s, e)| (e - s) / MAX_BLOCK).sum()
+    }
+
+    /// Whether a block of `order` and type `mt` is free (listed or untouched).
+    pub fn has_block(&self, order: usize, mt: usize) -> bool {
+        // SAFETY: the lists are initialised; `&self` is under the zone lock.
+        !unsafe { ListHead::is_empty(&self.free_area[order].free_list[mt]) }
+            || self.untouched_blocks(order, mt) != 0
+    }
+
+    /// The first free block of `order` and type `mt`, writing the highest
+    /// untouched block to its list first if the list is empty.
+    ///
+    /// # Safety
+    /// The zone lock is held; `map` is the machine's memmap.
+    pub unsafe fn first_block(&mut self, map: &MemMap, order: usize, mt: usize) -> Option<*mut Page> {
+        let head = &mut self.free_area[order].free_list[mt] as *mut ListHead;
+        // SAFETY: the list is initialised and the lock held.
+        if let Some(l) = unsafe { ListHead::first(head) } {
+            return Some(lru_to_page(l));
+        }
+        if self.untouched_blocks(order, mt) == 0 {
+            return None;
+        }
+        let i = self.untouched.iter().rposition(|r| r.0 != r.1)?;
+        self.untouched[i].1 -= MAX_BLOCK;
+        let pfn = self.untouched[i].1;
+        let page = map.pfn_to_page(pfn);
+        // The block was counted when it became untouched: list it as the
+        // hand-over would have (refcount 0, `PG_buddy`, reported if zero).
+        self.free_area[order].nr_free -= 1;
+        // SAFETY: an untouched block is free RAM of this zone that nobody
+        // references; its descriptors were never written.
+        unsafe {
+            (*page).refcount.store(0, Ordering::Relaxed);
+            (*page).flags.store(0, Ordering::Relaxed);
+            self.add_to_free_list(page, order as u32, MigrateType::Movable, false);
+            if self.untouched_zeroed {
+                (*page).set(PG_REPORTED);
+            }
+        }
+        Some(page)
     }
 
     /// Put a free block on its list (`__add_to_free_list`).
@@ -323,10 +438,11 @@ impl ZoneFree {
         w.store(v, Ordering::Relaxed);
     }
 
-    /// Free blocks of `order` and type `mt` (O(n), for statistics).
+    /// Free blocks of `order` and type `mt`, untouched ones included (O(n),
+    /// for statistics).
     pub fn count_list(&self, order: usize, mt: usize) -> usize {
         // SAFETY: the lists are initialised and we hold `&self` under the lock.
-        unsafe { ListHead::count(&self.free_area[order].free_list[mt]) }
+        unsafe { ListHead::count(&self.free_area[order].free_list[mt]) + self.untouched_blocks(order, mt) }
     }
 }
 
@@ -452,10 +568,8 @@ impl Buddy<'_> {
     /// The zone lock is held.
     pub unsafe fn rmqueue_smallest(&mut self, order: u32, mt: MigrateType) -> Option<*mut Page> {
         for cur in order..NR_PAGE_ORDERS as u32 {
-            let head = &mut self.free.free_area[cur as usize].free_list[mt as usize] as *mut ListHead;
-            // SAFETY: the list is initialised and the lock held.
-            if let Some(l) = unsafe { ListHead::first(head) } {
-                let page = lru_to_page(l);
+            // SAFETY: the lock is held.
+            if let Some(page) = unsafe { self.free.first_block(&self.map, cur as usize, mt as usize) } {
                 // SAFETY: `page` is on the list, so it heads a free block of `cur`.
                 unsafe {
                     self.free.del_from_free_list(page);
@@ -519,12 +633,11 @@ impl Buddy<'_> {
         // Claim: largest blocks first, so fragmentation stays in few pageblocks.
         for cur in (order..NR_PAGE_ORDERS as u32).rev() {
             for fmt in start_mt.fallbacks() {
-                let head = &mut self.free.free_area[cur as usize].free_list[fmt as usize] as *mut ListHead;
-                // SAFETY: list initialised, lock held.
-                let Some(l) = (unsafe { ListHead::first(head) }) else {
+                // SAFETY: lock held.
+                let Some(page) = (unsafe { self.free.first_block(&self.map, cur as usize, fmt as usize) })
+                else {
                     continue;
                 };
-                let page = lru_to_page(l);
                 let pfn = self.map.page_to_pfn(page);
                 if Self::can_steal(cur, start_mt) {
                     if cur >= PAGEBLOCK_ORDER {
@@ -557,9 +670,7 @@ impl Buddy<'_> {
         // Steal: the smallest foreign block that fits, without claiming its pageblock.
         for cur in order..NR_PAGE_ORDERS as u32 {
             for fmt in start_mt.fallbacks() {
-                let head = &mut self.free.free_area[cur as usize].free_list[fmt as usize] as *mut ListHead;
-                // SAFETY: list initialised, lock held.
-                if unsafe { ListHead::is_empty(head) } {
+                if !self.free.has_block(cur as usize, fmt as usize) {
                     continue;
                 }
                 self.zone.stats.fallback.fetch_add(1, Ordering::Relaxed);
