@@ -550,6 +550,10 @@ pub struct BootParams {
     /// `kmem.sheaves=on|off` (kmem's own): whether caches get per-CPU
     /// sheaves of free objects in rseq mode (default on; `slab/sheaf.rs`).
     pub kmem_sheaves: Option<bool>,
+    /// `kmem.pcp_hot=on|off` (kmem's own): whether the page allocator keeps
+    /// per-CPU hot arrays of order-0 pages in rseq mode (default on;
+    /// `page_alloc/pcp_hot.rs`).
+    pub kmem_pcp_hot: Option<bool>,
     /// `vmalloc=nn[KMG]`: size of the vmalloc area.
     pub vmalloc: Option<u64>,
     /// `percpu_alloc=embed|page`.
@@ -592,6 +596,7 @@ impl BootParams {
             kswapd: None,
             kmem_rseq: None,
             kmem_sheaves: None,
+            kmem_pcp_hot: None,
             vmalloc: None,
             percpu_alloc: None,
             init_args_offset: None,
@@ -737,6 +742,9 @@ impl BootParams {
         } else if is("kmem.sheaves") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_sheaves = Some(v));
+        } else if is("kmem.pcp_hot") {
+            let v = val.and_then(kstrtobool);
+            self.set_late(param, val, v, |p, v| p.kmem_pcp_hot = Some(v));
         } else if is("page_alloc.shuffle") {
             let v = match val {
                 None => Some(true),
@@ -856,6 +864,7 @@ impl fmt::Debug for BootParams {
             .field("kswapd", &self.kswapd)
             .field("kmem_rseq", &self.kmem_rseq)
             .field("kmem_sheaves", &self.kmem_sheaves)
+            .field("kmem_pcp_hot", &self.kmem_pcp_hot)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
             .field("init_args_offset", &self.init_args_offset)

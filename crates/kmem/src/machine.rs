@@ -23,10 +23,11 @@
 
 use crate::cmdline::BootParams;
 use crate::e820::{E820Table, E820Type};
-use crate::gfp::{ZoneType, MAX_NR_ZONES};
+use crate::gfp::{ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES};
 use crate::memblock::{Memblock, PhysAddr, MEMBLOCK_ALLOC_ACCESSIBLE, NUMA_NO_NODE};
 use crate::page::*;
 use crate::page_alloc::pcp::{zone_batchsize, zone_highsize, PcpLists, PerCpuPages};
+use crate::page_alloc::pcp_hot::PcpHot;
 use crate::page_alloc::zone::{
     MemMap, Zone, ZoneFree, ZoneStats, WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO,
 };
@@ -386,9 +387,11 @@ impl<P: Platform> Kmem<P> {
         for i in 0..nr_pageblocks {
             // SAFETY: the table has nr_pageblocks entries.
             unsafe {
+                // Outside every zone a pageblock is Isolate, so that the free
+                // fast path, which takes pcp types only, always finds a zone.
                 *pageblocks.add(i) = PageblockInfo {
                     zone_id: NO_ZONE,
-                    mt: crate::gfp::MigrateType::Movable as u8,
+                    mt: crate::gfp::MigrateType::Isolate as u8,
                 }
             };
         }
@@ -416,6 +419,7 @@ impl<P: Platform> Kmem<P> {
 
         let mut nodes = [ptr::null_mut::<PgData>(); MAX_NUMNODES];
         let pcp_bytes = (nr_cpus * core::mem::size_of::<PerCpuPages>()) as u64;
+        let hot_entries = Kmem::<P>::pcp_hot_entries(&platform, nr_cpus);
         for nid in 0..nr_nodes {
             let pg = mb.alloc_try_nid(
                 core::mem::size_of::<PgData>() as u64,
@@ -466,6 +470,31 @@ impl<P: Platform> Kmem<P> {
                 } else {
                     ptr::null_mut()
                 };
+                let mut hot = [ptr::null_mut::<PcpHot>(); MIGRATE_PCPTYPES];
+                if present != 0 && hot_entries != 0 {
+                    let n = MIGRATE_PCPTYPES * hot_entries;
+                    let p = mb.alloc_try_nid(
+                        (n * core::mem::size_of::<PcpHot>()) as u64,
+                        core::mem::align_of::<PcpHot>() as u64,
+                        0,
+                        MEMBLOCK_ALLOC_ACCESSIBLE,
+                        nid as i32,
+                    ) as *mut PcpHot;
+                    if p.is_null() {
+                        return Err(BootError::OutOfBootMemory("per-CPU hot page arrays"));
+                    }
+                    for i in 0..n {
+                        // SAFETY: memblock gave us `n` zeroed entries (atomics: valid).
+                        unsafe { (*p.add(i)).set_off() };
+                    }
+                    for (mt, h) in hot.iter_mut().enumerate() {
+                        // SAFETY: each migrate type's entries are consecutive; CPU 0's follows those of
+                        // the negative CPU ids.
+                        *h = unsafe {
+                            p.add(mt * hot_entries + crate::page_alloc::pcp_hot::HOT_NEGATIVE_CPU_IDS)
+                        };
+                    }
+                }
                 // SAFETY: `pg` points at zeroed memory large enough for PgData.
                 unsafe {
                     let z = ptr::addr_of_mut!((*pg).node_zones[zi]);
@@ -482,6 +511,7 @@ impl<P: Platform> Kmem<P> {
                             present_pages: present,
                             managed_pages: AtomicUsize::new(0),
                             pcp,
+                            hot,
                             node: nid as u8,
                             zone_type: zt,
                             stats: ZoneStats::default(),
@@ -496,7 +526,12 @@ impl<P: Platform> Kmem<P> {
                     let mut pfn = start_pfn & !(PAGEBLOCK_NR_PAGES - 1);
                     while pfn < end_pfn.min(max_pfn) {
                         // SAFETY: pfn < max_pfn so the pageblock entry exists.
-                        unsafe { (*pageblocks.add(pfn >> PAGEBLOCK_ORDER)).zone_id = zone_id };
+                        unsafe {
+                            *pageblocks.add(pfn >> PAGEBLOCK_ORDER) = PageblockInfo {
+                                zone_id,
+                                mt: crate::gfp::MigrateType::Movable as u8,
+                            }
+                        };
                         pfn += PAGEBLOCK_NR_PAGES;
                     }
                 }
@@ -649,6 +684,7 @@ impl<P: Platform> Kmem<P> {
         k.build_zonelists();
         k.mem_init();
         k.kmem_cache_init();
+        k.pcp_hot_init();
         k.percpu_init();
         k.iomem_init(info.e820);
         let vmalloc_window = k.kmap_init(info.vmalloc_window);
@@ -1018,7 +1054,7 @@ impl<P: Platform> Kmem<P> {
                 // SAFETY: cpu < nr_cpus.
                 let pcp = unsafe { z.pcp(cpu) };
                 let g = pcp.lock.lock(&self.platform);
-                n += g.count;
+                n += g.count + self.pcp_hot_counts(z, cpu).0;
             }
         }
         n

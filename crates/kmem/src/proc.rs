@@ -222,14 +222,16 @@ fn pcp_snapshot<P: Platform>(k: &Kmem<P>, zone: &Zone, cpu: usize) -> PcpSnap {
     // SAFETY: cpu < nr_cpus and the zone is populated, so its pcp array exists.
     let pcp = unsafe { zone.pcp(cpu) };
     let g = pcp.lock.lock(&k.platform);
+    // Pages in the CPU's hot arrays are pcp pages too (`pcp_hot.rs`).
+    let (nr, pops, pushes) = k.pcp_hot_counts(zone, cpu);
     PcpSnap {
-        count: g.count,
+        count: g.count + nr,
         high: g.high,
         batch: g.batch,
         high_min: g.high_min,
         high_max: g.high_max,
-        pgalloc: g.pgalloc,
-        pgfree: g.pgfree,
+        pgalloc: g.pgalloc + pops,
+        pgfree: g.pgfree + pushes,
     }
 }
 

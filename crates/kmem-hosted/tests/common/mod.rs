@@ -121,7 +121,7 @@ pub fn reserve(z: &Zone, idx: ZoneType) -> usize {
 pub fn zone_pcp_count(m: &Machine, z: &Zone) -> usize {
     (0..m.nr_cpu_ids())
         // SAFETY: cpu < nr_cpu_ids.
-        .map(|cpu| unsafe { z.pcp(cpu) }.lock.lock(&m.platform).count)
+        .map(|cpu| unsafe { z.pcp(cpu) }.lock.lock(&m.platform).count + m.pcp_hot_counts(z, cpu).0)
         .sum()
 }
 

@@ -33,6 +33,8 @@
 //! page; the block is freed with the recorded order).
 
 pub mod pcp;
+pub mod pcp_hot;
+use pcp_hot::PCP_HOT_PAGES;
 pub mod zone;
 
 use crate::gfp::*;
@@ -309,24 +311,36 @@ impl<P: Platform> Kmem<P> {
         if mt >= MIGRATE_PCPTYPES {
             return None;
         }
-        let cpu = self.platform.raw_smp_processor_id();
-        let nid = if self.nr_nodes == 1 {
-            0
+        // The CPU id is read only where needed: a one-node machine's
+        // preferred zone and the hot arrays do without it.
+        let zone = if self.nr_nodes == 1 {
+            self.preferred_zone[0][zidx]
         } else {
-            self.cpu_to_node(cpu)
+            self.preferred_zone_here(zidx)
         };
         // SAFETY: non-null entries point at this machine's zones.
-        let zone = unsafe { self.preferred_zone[nid][zidx].as_ref() }?;
+        let zone = unsafe { zone.as_ref() }?;
         if zone.free_pages.load(Ordering::Relaxed) <= zone.fast_mark[zidx].load(Ordering::Relaxed) as isize {
             return None;
         }
+        let cold = gfp.intersects(__GFP_COLD);
+        if order == 0 && !cold {
+            let page = self.pcp_hot_alloc(zone, mt);
+            if !page.is_null() {
+                // SAFETY: `page` was just taken off a hot array: a free order-0 page.
+                unsafe { self.prep_new_page(page, 0, gfp) };
+                // SAFETY: checked non-null.
+                return Some(unsafe { NonNull::new_unchecked(page) });
+            }
+        }
+        let cpu = self.platform.raw_smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids by the platform contract.
         let pcp = unsafe { zone.pcp(cpu) };
         let irq = pcp.lock.try_lock_raw(&self.platform)?;
         // SAFETY: we hold this pcp's lock until unlock_raw below.
         let page = unsafe {
             let g = &mut *pcp.lock.data_ptr();
-            let page = self.pcp_take(zone, g, order, mt, gfp.intersects(__GFP_COLD));
+            let page = self.pcp_take(zone, g, order, mt, cold);
             pcp.lock.unlock_raw(&self.platform, irq);
             page
         }?;
@@ -334,6 +348,13 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.prep_new_page(page, order, gfp) };
         // SAFETY: pages come from the memmap, never null.
         Some(unsafe { NonNull::new_unchecked(page) })
+    }
+
+    /// The preferred zone of index `zidx` of the calling CPU's node, on a
+    /// machine of several nodes (out of line: the one-node case is a load).
+    #[inline(never)]
+    fn preferred_zone_here(&self, zidx: usize) -> *const Zone {
+        self.preferred_zone[self.cpu_to_node(self.platform.raw_smp_processor_id())][zidx]
     }
 
     /// `__alloc_pages`: every request the fast path did not serve.
@@ -735,7 +756,13 @@ impl<P: Platform> Kmem<P> {
     unsafe fn prep_new_page(&self, page: *mut Page, order: u32, gfp: Gfp) {
         // SAFETY: the block is exclusively ours.
         unsafe {
-            let old = (*page).flags.load(Ordering::Relaxed);
+            // The old flags matter only to zeroing (a reported block reads as zero).
+            let zero = gfp.intersects(__GFP_ZERO) || self.init_on_alloc;
+            let old = if zero {
+                (*page).flags.load(Ordering::Relaxed)
+            } else {
+                0
+            };
             let head = if gfp.intersects(__GFP_COMP) && order > 0 {
                 PG_HEAD
             } else {
@@ -745,7 +772,7 @@ impl<P: Platform> Kmem<P> {
             // Blocks from the buddy lists carry their order already (buddy and pcp alike).
             debug_assert_eq!((*page).order as u32, order);
             (*page).refcount.store(1, Ordering::Relaxed);
-            if (gfp.intersects(__GFP_ZERO) || self.init_on_alloc) && old & PG_REPORTED == 0 {
+            if zero && old & PG_REPORTED == 0 {
                 let pfn = self.map.page_to_pfn(page);
                 ptr::write_bytes(self.lowmem_or_direct_address(pfn), 0, PAGE_SIZE << order);
             }
@@ -1149,8 +1176,14 @@ impl<P: Platform> Kmem<P> {
     /// CPU's list; everything else to `free_pages_general`.
     #[inline(always)]
     unsafe fn free_pages_common(&self, page: *mut Page, order: u32, cold: bool) {
-        let off = (page as usize).wrapping_sub(self.map.pages as usize);
-        if !off.is_multiple_of(core::mem::size_of::<Page>()) || off >= self.map.memmap_bytes {
+        // A descriptor of this memmap: its offset is a multiple of the
+        // descriptor size, 64, and rotating it right by 6 gives its pfn; any
+        // other offset rotates its low bits to the top, beyond every pfn.
+        const _: () = assert!(core::mem::size_of::<Page>() == 64);
+        let pfn = (page as usize)
+            .wrapping_sub(self.map.pages as usize)
+            .rotate_right(6);
+        if pfn >= self.map.max_pfn {
             self.bad_address("__free_pages", page as usize, order);
             return;
         }
@@ -1168,7 +1201,6 @@ impl<P: Platform> Kmem<P> {
             let old = p.refcount.load(Ordering::Relaxed);
             if old == 1 {
                 p.refcount.store(0, Ordering::Relaxed);
-                let pfn = off / core::mem::size_of::<Page>();
                 // SAFETY: the last reference is gone; the block is ours to free.
                 if unsafe { self.free_pcp_fast(page, pfn, order, cold) } {
                     return;
@@ -1196,11 +1228,15 @@ impl<P: Platform> Kmem<P> {
             unsafe { ptr::write_bytes(self.lowmem_or_direct_address(pfn), 0, PAGE_SIZE << order) };
         }
         let pb = self.map.pageblock(pfn);
-        let Some(zone) = self.zone_by_id(pb.zone_id) else {
-            return false;
-        };
         if pb.mt as usize >= MIGRATE_PCPTYPES {
             return false;
+        }
+        // SAFETY: a pageblock of a pcp type is in a zone (outside every zone
+        // pageblocks are Isolate, and only blocks of a zone are retyped).
+        let zone = unsafe { &*self.zone_table[pb.zone_id as usize] };
+        // SAFETY: the block is free and ours, of this zone.
+        if order == 0 && !cold && unsafe { self.pcp_hot_free(zone, pb.mt as usize, page) } {
+            return true;
         }
         let cpu = self.platform.raw_smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids.
@@ -1210,6 +1246,10 @@ impl<P: Platform> Kmem<P> {
         };
         // SAFETY: we hold the lock until unlock_raw below.
         let g = unsafe { &mut *pcp.lock.data_ptr() };
+        if order == 0 && !cold {
+            // The hot array was full: its pages go to the list first.
+            self.pcp_hot_drain_one(zone, cpu, pb.mt as usize, g, PCP_HOT_PAGES);
+        }
         let list = &mut g.lists[order_to_pindex(pb.mt as usize, order)] as *mut ListHead;
         // SAFETY: the block is ours; the list is locked. Its order is already recorded.
         unsafe {
@@ -1500,6 +1540,7 @@ impl<P: Platform> Kmem<P> {
                 // SAFETY: cpu < nr_cpus.
                 let pcp = unsafe { zone.pcp(cpu) };
                 let mut g = pcp.lock.lock(&self.platform);
+                self.pcp_hot_drain(zone, cpu, &mut g);
                 let n = g.count;
                 if n > 0 {
                     self.free_pcppages_bulk(zone, &mut g, n);

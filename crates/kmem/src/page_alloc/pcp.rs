@@ -12,7 +12,9 @@
 //! kernel's `pcp_spin_trylock`: it is uncontended except when a thread was
 //! preempted or migrated in the middle, or a remote drain runs; a caller that
 //! fails to take it goes to the buddy lists instead, so nothing ever waits on
-//! it from the fast path.
+//! it from the fast path. In rseq mode a few order-0 pages per CPU and type
+//! sit in front of the lists in hot arrays reached without the lock
+//! (`pcp_hot.rs`); they count as pcp pages.
 //!
 //! Sizes follow the kernel (`zone_batchsize`, `zone_highsize`): `batch` is 63
 //! for zones of 1 GiB or more, `high` moves between `high_min` (the low

@@ -38,6 +38,7 @@
 //! boot; only the memmap stays untouched until its pages are needed.
 
 use super::pcp::PerCpuPages;
+use super::pcp_hot::PcpHot;
 use crate::gfp::{MigrateType, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES};
 use crate::list::ListHead;
 use crate::page::{flags::*, Page, PageblockInfo, MAX_PAGE_ORDER, NR_PAGE_ORDERS, PAGEBLOCK_ORDER};
@@ -119,6 +120,11 @@ pub struct Zone {
     pub managed_pages: AtomicUsize,
     /// The zone's per-CPU page lists (`per_cpu_pageset`), one per possible CPU.
     pub pcp: *mut PerCpuPages,
+    /// Per pcp migrate type, CPU 0's entry of the zone's per-CPU hot arrays
+    /// (`pcp_hot.rs`), which have entries for every CPU id a thread's rseq
+    /// area can show; null where the platform has no such area or the zone
+    /// is empty.
+    pub hot: [*mut PcpHot; MIGRATE_PCPTYPES],
     /// Node id.
     pub node: u8,
     /// Zone type.

@@ -137,6 +137,10 @@ macro_rules! rseq_asm {
         )
     };
 }
+/// The page allocator's per-CPU hot arrays use the same sequences
+/// (`page_alloc/pcp_hot.rs`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) use rseq_asm;
 
 /// Result of [`push`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
