@@ -788,9 +788,8 @@ impl<P: Platform> Kmem<P> {
             let mut inner = self.vmalloc.inner.lock(&self.platform);
             let inner = &mut *inner;
             let mut link: *mut *mut VmapArea = &mut inner.purge;
-            // SAFETY: lazy records are live and only reached under the lock,
-            // which we hold; `link` points at the list head or a record's
-            // `next`.
+            // `link` points at the list head or a record's `next`.
+            // SAFETY: lazy records are live and only reached under the lock, which we hold.
             unsafe {
                 for _ in 0..VMAP_REUSE_SCAN {
                     let va = *link;

@@ -326,9 +326,9 @@ impl<P: Platform> Kmem<P> {
         let list = &mut g.lists[order_to_pindex(mt, 0)] as *mut ListHead;
         for slot in &h.pages[..nr] {
             let page = slot.load(Ordering::Relaxed);
-            // SAFETY: a page in the array is a free order-0 pcp page of this
-            // zone and CPU; the array is ours while stopped and the list is
-            // locked.
+            // A page in the array is a free order-0 pcp page of this zone and
+            // CPU; the array is ours while stopped.
+            // SAFETY: as said; the list is locked.
             unsafe { ListHead::add(&mut (*page).lru, list) };
         }
         let pops = (w >> POPS_SHIFT) as usize;
