@@ -55,3 +55,36 @@ fn freed_blocks_go_back_to_the_host() {
     // SAFETY: allocated above.
     unsafe { m.__free_pages(p, 10) };
 }
+
+#[test]
+fn reporting_waits_for_a_sixty_fourth_of_ram() {
+    let m = Machine::boot("quiet mem=4G nr_cpus=1 kswapd=off").unwrap();
+    assert_eq!(m.page_reporting_threshold(), m.totalram_pages() / 64);
+    let small = Machine::boot("quiet mem=256M nr_cpus=1 kswapd=off").unwrap();
+    assert_eq!(small.page_reporting_threshold(), 16 << 8, "16 MiB at least");
+    // 8 blocks of 4 MiB, written and freed: 32 MiB, below 1/64 of 4 GiB: kept
+    // resident for reuse; 16 more pass the threshold and all go back.
+    let write_and_free = |n: usize| {
+        let blocks: Vec<_> = (0..n)
+            .map(|_| {
+                let p = m.alloc_pages(GFP_KERNEL, 10).unwrap();
+                // SAFETY: we own the 4 MiB block.
+                unsafe { std::ptr::write_bytes(m.page_address(p).unwrap().as_ptr(), 0x5a, 4 << 20) };
+                p
+            })
+            .collect();
+        for p in blocks {
+            // SAFETY: allocated above.
+            unsafe { m.__free_pages(p, 10) };
+        }
+    };
+    let reported = m.events.pages_reported.load(Ordering::Relaxed);
+    write_and_free(8);
+    assert_eq!(
+        m.events.pages_reported.load(Ordering::Relaxed),
+        reported,
+        "32 MiB kept"
+    );
+    write_and_free(24);
+    assert!(m.events.pages_reported.load(Ordering::Relaxed) >= reported + (64 << 8));
+}

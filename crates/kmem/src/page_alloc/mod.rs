@@ -1452,7 +1452,7 @@ impl<P: Platform> Kmem<P> {
         zone.stats.pgfree.fetch_add(1 << order, Ordering::Relaxed);
         let unreported = guard.unreported;
         drop(guard);
-        if unreported >= PAGE_REPORTING_THRESHOLD {
+        if unreported >= self.page_reporting_threshold() {
             self.report_free_pages(zone);
         }
         self.wake_free_waiters();
@@ -1525,10 +1525,23 @@ impl<P: Platform> Kmem<P> {
         g.free_count = g.free_count.saturating_sub(count);
         let unreported = guard.unreported;
         drop(guard);
-        if unreported >= PAGE_REPORTING_THRESHOLD {
+        if unreported >= self.page_reporting_threshold() {
             self.report_free_pages(zone);
         }
         self.wake_free_waiters();
+    }
+
+    /// Free pages in pageblock-sized blocks a zone collects before it reports
+    /// them to the host (punching them out of the RAM memfd): 16 MiB, or
+    /// 1/64 of the machine's RAM if that is more (64 MiB of a 4 GiB machine).
+    /// The kernel reports 2 s after a pageblock is freed, so memory freed and
+    /// allocated again meanwhile is not given back and taken again; kmem has
+    /// no timer and batches by amount instead: a program that frees and
+    /// allocates tens of MiB in turn reuses the same host pages instead of
+    /// faulting in zeroed ones each time, at the price of at most that much
+    /// free memory kept resident.
+    pub fn page_reporting_threshold(&self) -> usize {
+        (self.totalram_pages() >> 6).max(PAGE_REPORTING_THRESHOLD)
     }
 
     /// `drain_all_pages`: empty every CPU's lists back into the buddy.
@@ -1719,7 +1732,9 @@ fn pcp_migratetype(mt: MigrateType) -> usize {
 /// Tail page of a compound page: `index` points at the head.
 pub const PG_TAIL_BIT: u32 = 1 << 15;
 
-/// Pages freed into pageblock-sized blocks before they are reported to the host.
+/// Pages freed into pageblock-sized blocks before they are reported to the
+/// host: at least this many, and at least 1/64 of the machine's RAM
+/// ([`Kmem::page_reporting_threshold`]).
 pub const PAGE_REPORTING_THRESHOLD: usize = 16 << (20 - PAGE_SHIFT);
 
 enum OomOutcome {
