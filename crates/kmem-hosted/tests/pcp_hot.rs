@@ -155,6 +155,30 @@ unsafe impl Send for P {}
 #[test]
 fn drains_from_other_cpus_while_every_cpu_allocates() {
     let Some(m) = hot_machine() else { return };
+    stress(&m);
+}
+
+#[test]
+fn unregistered_rseq_child() {
+    if std::env::var_os("KMEM_PCP_HOT_CHILD").is_none() {
+        return;
+    }
+    // Threads whose rseq area shows CPU id -1 or -2: their entries are
+    // stopped for good, so every page goes through the lists.
+    assert!(!kmem_hosted::platform::rseq_available());
+    let m = boot(&cmdline(""));
+    assert!(!m.pcp_hot_enabled());
+    stress(&m);
+}
+
+#[test]
+fn threads_without_a_registered_rseq_area() {
+    run_without_rseq("unregistered_rseq_child", "KMEM_PCP_HOT_CHILD");
+}
+
+/// Every CPU allocates and frees order-0 pages of three migrate types while
+/// another thread drains; no page is handed out twice and all come back.
+fn stress(m: &Machine) {
     let cpus = m.nr_cpu_ids();
     let live = Mutex::new(HashSet::<usize>::new());
     let stop = AtomicBool::new(false);
@@ -162,7 +186,7 @@ fn drains_from_other_cpus_while_every_cpu_allocates() {
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..cpus)
             .map(|i| {
-                let (m, live) = (&m, &live);
+                let live = &live;
                 s.spawn(move || {
                     let _pin = pin_to(i % cpus);
                     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ i as u64;
@@ -204,12 +228,12 @@ fn drains_from_other_cpus_while_every_cpu_allocates() {
         let _stop = Stop(&stop);
         for w in workers {
             for P(p) in w.join().unwrap() {
-                assert!(live.lock().unwrap().remove(&pfn(&m, p)));
+                assert!(live.lock().unwrap().remove(&pfn(m, p)));
                 // SAFETY: our page.
                 unsafe { m.__free_pages(p, 0) };
             }
         }
     });
     assert!(live.lock().unwrap().is_empty());
-    assert_boot_state(&m);
+    assert_boot_state(m);
 }
