@@ -9,25 +9,18 @@ mod common;
 use common::*;
 use core::ptr::NonNull;
 use kmem::page::Page;
+use kmem::page_alloc::zone::Zone;
 use kmem::*;
 use kmem_hosted::Machine;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-/// One CPU per host CPU, so rseq mode (and with it the hot arrays) is possible.
-fn cmdline(extra: &str) -> String {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
-    // SAFETY: sysconf has no preconditions.
-    let host = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
-    format!("quiet mem=256M nr_cpus={} {extra}", cpus.max(host))
-}
-
 /// A machine with hot arrays, or None (and a note) where the host gives the
 /// process no rseq (then `enabled_with_rseq_and_can_be_turned_off` checks
 /// that they are off).
 fn hot_machine() -> Option<Machine> {
-    let m = boot(&cmdline(""));
+    let m = boot(&rseq_cmdline(""));
     if m.pcp_hot_enabled() {
         Some(m)
     } else {
@@ -41,6 +34,13 @@ fn cpu(m: &Machine) -> usize {
     m.platform.raw_smp_processor_id()
 }
 
+/// (the calling CPU, an order-0 page allocated there, its zone); the caller
+/// is pinned.
+fn one_page(m: &Machine) -> (usize, NonNull<Page>, &Zone) {
+    let a = m.alloc_pages(GFP_KERNEL, 0).unwrap();
+    (cpu(m), a, zone_of(m, pfn(m, a)))
+}
+
 fn pair(m: &Machine) {
     let p = m.alloc_pages(GFP_KERNEL, 0).unwrap();
     // SAFETY: our page.
@@ -49,13 +49,13 @@ fn pair(m: &Machine) {
 
 #[test]
 fn enabled_with_rseq_and_can_be_turned_off() {
-    let m = boot(&cmdline(""));
+    let m = boot(&rseq_cmdline(""));
     assert_eq!(m.pcp_hot_enabled(), m.slab_fast_paths_rseq());
     if kmem_hosted::platform::rseq_available() {
         assert!(m.pcp_hot_enabled(), "{}", m.dmesg());
     }
     for extra in ["kmem.pcp_hot=off", "kmem.rseq=off"] {
-        let off = boot(&cmdline(extra));
+        let off = boot(&rseq_cmdline(extra));
         assert!(!off.pcp_hot_enabled(), "{extra}");
         let z = zone(&off, ZoneType::Dma32);
         for _ in 0..100 {
@@ -70,9 +70,7 @@ fn enabled_with_rseq_and_can_be_turned_off() {
 fn the_page_freed_last_comes_back_first_and_counts_are_exact() {
     let Some(m) = hot_machine() else { return };
     let _pin = pin_to_current_cpu();
-    let c = cpu(&m);
-    let a = m.alloc_pages(GFP_KERNEL, 0).unwrap();
-    let z = zone_of(&m, pfn(&m, a));
+    let (c, a, z) = one_page(&m);
     let (nr, pops, pushes) = m.pcp_hot_counts(z, c);
     // SAFETY: our page.
     unsafe { m.__free_pages(a, 0) };
@@ -120,9 +118,7 @@ fn the_page_freed_last_comes_back_first_and_counts_are_exact() {
 fn a_second_free_of_a_hot_page_is_reported_and_changes_nothing() {
     let Some(m) = hot_machine() else { return };
     let _pin = pin_to_current_cpu();
-    let c = cpu(&m);
-    let a = m.alloc_pages(GFP_KERNEL, 0).unwrap();
-    let z = zone_of(&m, pfn(&m, a));
+    let (c, a, z) = one_page(&m);
     // SAFETY: our page.
     unsafe { m.__free_pages(a, 0) };
     let before = m.pcp_hot_counts(z, c);
@@ -166,7 +162,7 @@ fn unregistered_rseq_child() {
     // Threads whose rseq area shows CPU id -1 or -2: their entries are
     // stopped for good, so every page goes through the lists.
     assert!(!kmem_hosted::platform::rseq_available());
-    let m = boot(&cmdline(""));
+    let m = boot(&rseq_cmdline(""));
     assert!(!m.pcp_hot_enabled());
     stress(&m);
 }

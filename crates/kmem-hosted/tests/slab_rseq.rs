@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::boot;
+use common::{boot, rseq_cmdline};
 use kmem::slab::*;
 use kmem::*;
 use kmem_hosted::Machine;
@@ -14,17 +14,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
-/// One CPU per host CPU, so rseq mode is possible.
-fn cmdline(extra: &str) -> String {
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
-    // SAFETY: sysconf has no preconditions.
-    let host = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
-    format!("quiet mem=256M nr_cpus={} {extra}", cpus.max(host))
-}
-
 #[test]
 fn mode_is_reported_and_can_be_turned_off() {
-    let m = boot(&cmdline(""));
+    let m = boot(&rseq_cmdline(""));
     let log = m.dmesg();
     let line = if m.slab_fast_paths_rseq() {
         "SLUB: cpu freelist fast paths: restartable sequences"
@@ -38,7 +30,7 @@ fn mode_is_reported_and_can_be_turned_off() {
             "glibc registered rseq, yet the machine does not use it\n{log}"
         );
     }
-    let off = boot(&cmdline("kmem.rseq=off"));
+    let off = boot(&rseq_cmdline("kmem.rseq=off"));
     assert!(!off.slab_fast_paths_rseq());
     assert!(off.dmesg().contains("SLUB: cpu freelist fast paths: cmpxchg16b"));
 }
@@ -149,13 +141,13 @@ fn free(m: &Machine, s: core::ptr::NonNull<KmemCache>, live: &Mutex<HashSet<usiz
 
 #[test]
 fn threads_and_cross_cpu_flushes_rseq() {
-    let m = boot(&cmdline(""));
+    let m = boot(&rseq_cmdline(""));
     stress(&m);
 }
 
 #[test]
 fn threads_and_cross_cpu_flushes_cmpxchg() {
-    let m = boot(&cmdline("kmem.rseq=off"));
+    let m = boot(&rseq_cmdline("kmem.rseq=off"));
     assert!(!m.slab_fast_paths_rseq());
     stress(&m);
 }
@@ -163,7 +155,7 @@ fn threads_and_cross_cpu_flushes_cmpxchg() {
 #[test]
 fn double_free_of_the_head_is_caught_in_both_modes() {
     for extra in ["", "kmem.rseq=off"] {
-        let m = boot(&cmdline(extra));
+        let m = boot(&rseq_cmdline(extra));
         let s = m.kmem_cache_create("df", 64, 0, SlabFlags(0), None).unwrap();
         let before = m.slab.errors.load(Ordering::Relaxed);
         // Pin the thread to one host CPU so both frees see the same cpu slab.
@@ -215,7 +207,7 @@ fn unregistered_rseq_child() {
         return;
     }
     assert!(!kmem_hosted::platform::rseq_available());
-    let m = boot(&cmdline(""));
+    let m = boot(&rseq_cmdline(""));
     assert!(!m.slab_fast_paths_rseq(), "{}", m.dmesg());
     stress(&m);
 }

@@ -28,6 +28,15 @@ pub fn boot(cmdline: &str) -> Machine {
     Machine::boot(cmdline).unwrap_or_else(|e| panic!("boot {cmdline:?}: {e}"))
 }
 
+/// A command line with one CPU per host CPU (at least 2), so rseq mode is
+/// possible (a machine with fewer CPUs than the host uses the CAS paths).
+pub fn rseq_cmdline(extra: &str) -> String {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    // SAFETY: sysconf has no preconditions.
+    let host = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    format!("quiet mem=256M nr_cpus={} {extra}", cpus.max(host))
+}
+
 /// Run the test `name` of this test binary again in a child process with
 /// glibc's rseq registration turned off (`GLIBC_TUNABLES`) and `marker` set
 /// in its environment (the child test runs only when it finds it), and

@@ -348,12 +348,7 @@ impl<P: Platform> Kmem<P> {
             // An atomic OR, not a store of the word read before: a commit
             // that lands between that read and the store would be undone.
             h.word.fetch_or(HOT_STOP, Ordering::AcqRel);
-            // On `cpu`, every sequence that read the word before the OR has
-            // committed already or restarts and reads it; elsewhere the fence
-            // restarts those still running.
-            if self.platform.raw_smp_processor_id() != cpu {
-                self.platform.rseq_fence(cpu);
-            }
+            self.rseq_stop_sync(cpu);
             let now = h.word.load(Ordering::Acquire);
             if now & HOT_STOP != 0 {
                 return now;

@@ -142,6 +142,22 @@ macro_rules! rseq_asm {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use rseq_asm;
 
+impl<P: crate::platform::Platform> crate::machine::Kmem<P> {
+    /// After a slow path stored a stop mark that CPU `cpu`'s sequences test
+    /// (a cpu structure's `stopped`, a hot page array's stop bit): make sure
+    /// no sequence that read the state before the store can still commit.
+    /// No hardware fence is needed if we now run on `cpu`: its sequences run
+    /// after ours in this CPU's program order (or migration's barriers), and
+    /// one that was interrupted restarts; otherwise `Platform::rseq_fence`
+    /// restarts those running there.
+    pub(crate) fn rseq_stop_sync(&self, cpu: usize) {
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+        if self.platform.raw_smp_processor_id() != cpu {
+            self.platform.rseq_fence(cpu);
+        }
+    }
+}
+
 /// Result of [`push`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Push {

@@ -332,15 +332,9 @@ impl<P: Platform> Kmem<P> {
         let guard = c.lock.lock(&self.platform);
         let stopped = self.slab.rseq.load(Ordering::Relaxed);
         if stopped {
-            // No hardware fence needed: if we now run on `cpu`, its sequences
-            // run after ours in this CPU's program order (or migration's
-            // barriers) and see the store; otherwise the fence is a barrier.
             let bits = c.stopped.load(Ordering::Relaxed);
             c.stopped.store(bits | rseq::STOP_SLOW_PATH, Ordering::Relaxed);
-            core::sync::atomic::compiler_fence(Ordering::SeqCst);
-            if self.platform.raw_smp_processor_id() != cpu {
-                self.platform.rseq_fence(cpu);
-            }
+            self.rseq_stop_sync(cpu);
         }
         CpuLock {
             c,
