@@ -127,11 +127,55 @@ fn frees_outside_the_cpu_slab_wait_in_the_sheaf() {
     destroy_clean(&m, s);
 }
 
-/// A full sheaf gives its oldest half back to the slabs (one `__slab_free`
-/// per run of one slab's objects) and keeps the newest; the counts stay
-/// exact.
+/// Full sheaves in node 0's barn of `s`.
+fn barn_full(s: NonNull<KmemCache>) -> usize {
+    // SAFETY: a live cache.
+    unsafe { s.as_ref() }.node(0).barn_full.load(Ordering::Relaxed)
+}
+
+/// A full sheaf goes to the node's barn and the CPU continues on an empty
+/// one; an allocation that empties the sheaf takes the full one back. The
+/// objects stay free in the counts the whole way, nothing touches a slab,
+/// and shrink gives everything back.
 #[test]
-fn a_full_sheaf_gives_its_oldest_half_back() {
+fn a_full_sheaf_goes_to_the_barn_and_comes_back() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let s = m
+        .kmem_cache_create("sheaf-barn", 64, 0, SlabFlags(0), None)
+        .unwrap();
+    let _pin = pin_to_current_cpu();
+    // SAFETY: a live cache.
+    let cap = unsafe { s.as_ref() }.sheaf_capacity;
+    let n = per_slab(s);
+    // Whole slabs, so the cpu freelist is empty at the end.
+    let objs = alloc_n(&m, s, ((2 * cap + 1).div_ceil(n) + 1) * n);
+    free_all(&m, s, &objs[..=2 * cap]);
+    assert_eq!(barn_full(s), 2, "two full sheaves in the barn");
+    assert_eq!(in_sheaves(&m, s), 1, "the CPU continues on an empty sheaf");
+    assert_eq!(active(&m, s), objs.len() - (2 * cap + 1), "barn objects are free");
+    // They come back newest first: the CPU's sheaf, then the barn's sheaves
+    // (the last one put there first), each newest first.
+    let back = alloc_n(&m, s, 2 * cap + 1);
+    let mut expect: Vec<*mut u8> = objs[..=2 * cap].to_vec();
+    expect.reverse();
+    assert_eq!(back, expect);
+    assert_eq!((barn_full(s), in_sheaves(&m, s)), (0, 0));
+    free_all(&m, s, &back);
+    free_all(&m, s, &objs[2 * cap + 1..]);
+    assert_eq!(active(&m, s), 0);
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    assert_eq!(
+        (barn_full(s), in_sheaves(&m, s), sheaves_installed(&m, s)),
+        (0, 0, 0)
+    );
+    destroy_clean(&m, s);
+}
+
+/// With `MAX_FULL_SHEAVES` (10) in the barn, a full sheaf gives its oldest
+/// half back to the slabs (one `__slab_free` per run of one slab's objects)
+/// and keeps the newest; the counts stay exact.
+#[test]
+fn a_full_sheaf_with_a_full_barn_gives_its_oldest_half_back() {
     let Some(m) = boot_rseq(CMDLINE) else { return };
     let s = m
         .kmem_cache_create("sheaf-full", 64, 0, SlabFlags(0), None)
@@ -140,22 +184,55 @@ fn a_full_sheaf_gives_its_oldest_half_back() {
     // SAFETY: a live cache.
     let cap = unsafe { s.as_ref() }.sheaf_capacity;
     let n = per_slab(s);
-    let objs = alloc_n(&m, s, ((cap + 1).div_ceil(n) + 1) * n);
-    // Free cap + 1 objects of the older slabs, oldest first.
-    free_all(&m, s, &objs[..=cap]);
+    let freed = 11 * cap + 1;
+    let objs = alloc_n(&m, s, (freed.div_ceil(n) + 1) * n);
+    // Fill the barn and the sheaf, then one more free, oldest first.
+    free_all(&m, s, &objs[..freed]);
+    assert_eq!(barn_full(s), 10);
     assert_eq!(in_sheaves(&m, s), cap + 1 - cap.div_ceil(2));
-    assert_eq!(active(&m, s), objs.len() - (cap + 1));
+    assert_eq!(active(&m, s), objs.len() - freed);
     // The flushed objects are on their slabs' freelists: nothing lost, nothing doubled.
-    let back = alloc_n(&m, s, cap + 1);
+    let back = alloc_n(&m, s, freed);
     let seen: std::collections::HashSet<_> = back.iter().copied().collect();
     assert_eq!(seen.len(), back.len(), "an object handed out twice");
-    let freed: std::collections::HashSet<_> = objs[..=cap].iter().copied().collect();
-    assert_eq!(seen, freed, "the same objects came back");
+    let expect: std::collections::HashSet<_> = objs[..freed].iter().copied().collect();
+    assert_eq!(seen, expect, "the same objects came back");
     free_all(&m, s, &back);
-    free_all(&m, s, &objs[cap + 1..]);
+    free_all(&m, s, &objs[freed..]);
     assert_eq!(active(&m, s), 0);
     assert_eq!(m.kmem_cache_shrink(s), 0);
     destroy_clean(&m, s);
+}
+
+/// Destroying a cache whose barn holds sheaves, and the shrinker under
+/// memory pressure, give the barn's objects back to their slabs.
+#[test]
+fn destroy_and_the_shrinker_empty_the_barn() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let _pin = pin_to_current_cpu();
+    for shrinker in [false, true] {
+        let s = m
+            .kmem_cache_create("sheaf-barn-destroy", 64, 0, SlabFlags(0), None)
+            .unwrap();
+        // SAFETY: a live cache.
+        let cap = unsafe { s.as_ref() }.sheaf_capacity;
+        let objs = alloc_n(&m, s, 4 * cap);
+        free_all(&m, s, &objs);
+        assert!(barn_full(s) >= 2);
+        if shrinker {
+            // SAFETY: a live cache.
+            let slabs_before = m.cache_counts(unsafe { s.as_ref() }).2;
+            m.shrink_slab(GFP_KERNEL, 0, 0);
+            assert_eq!(barn_full(s), 0);
+            // SAFETY: a live cache.
+            let slabs_after = m.cache_counts(unsafe { s.as_ref() }).2;
+            assert!(
+                slabs_after < slabs_before,
+                "{slabs_after} slabs of {slabs_before} left"
+            );
+        }
+        destroy_clean(&m, s);
+    }
 }
 
 /// kfree finds the cache from the page and uses the same sheaf.

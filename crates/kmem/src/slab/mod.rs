@@ -187,6 +187,10 @@ pub struct KmemCacheNode {
     pub nr_slabs: AtomicUsize,
     /// Objects in those slabs.
     pub total_objects: AtomicUsize,
+    /// The node's spare sheaves (`sheaf.rs`).
+    pub barn: SpinLock<sheaf::Barn>,
+    /// Full sheaves in `barn` (written under its lock, read without).
+    pub barn_full: AtomicUsize,
 }
 
 /// A slab cache (`struct kmem_cache`).
@@ -1006,6 +1010,8 @@ impl<P: Platform> Kmem<P> {
                             }),
                             nr_slabs: AtomicUsize::new(0),
                             total_objects: AtomicUsize::new(0),
+                            barn: SpinLock::new(sheaf::Barn::new()),
+                            barn_full: AtomicUsize::new(0),
                         }
                     }; MAX_NUMNODES],
                     shrinker: Shrinker::new("slab", slab_shrink_count::<P>, slab_shrink_scan::<P>)
@@ -1411,6 +1417,8 @@ impl<P: Platform> Kmem<P> {
             let n = s.node(nid);
             total_objs += n.total_objects.load(Ordering::Relaxed);
             slabs += n.nr_slabs.load(Ordering::Relaxed);
+            // Objects in the barn's full sheaves are free.
+            free += self.barn_objects(n).0;
             let nl = n.list_lock.lock(&self.platform);
             let h = ptr::addr_of!(nl.partial) as *mut ListHead;
             // SAFETY: walked under list_lock.
@@ -1460,13 +1468,14 @@ impl<P: Platform> Kmem<P> {
         (active, total_objs, slabs, slabs)
     }
 
-    /// Release the resources of every sheaf, cpu slab and cpu partial list
-    /// of `s`. The sheaves go first, all of them: a slab that gains a free
-    /// object may land on the current CPU's partial list.
+    /// Release the resources of every sheaf, barn, cpu slab and cpu partial
+    /// list of `s`. The sheaves go first, all of them: a slab that gains a
+    /// free object may land on the current CPU's partial list.
     pub fn flush_all(&self, s: &KmemCache) {
         for cpu in 0..self.nr_cpus {
             self.flush_cpu_sheaf(s, cpu);
         }
+        self.flush_barns(s);
         for cpu in 0..self.nr_cpus {
             self.flush_cpu_slab(s, cpu);
         }
@@ -1483,6 +1492,8 @@ fn slab_shrink_count<P: Platform>(sh: &Shrinker, _sc: &ShrinkControl) -> usize {
     // SAFETY: as above.
     let k = unsafe { &*(s.machine as *const Kmem<P>) };
     for nid in 0..k.nr_nodes {
+        // A barn's sheaves may be all that keeps slabs: one if it has any.
+        empty += k.barn_objects(s.node(nid)).1 as usize;
         let nl = s.node(nid).list_lock.lock(&k.platform);
         let h = ptr::addr_of!(nl.partial) as *mut ListHead;
         // SAFETY: walked under list_lock.
@@ -1514,11 +1525,12 @@ fn slab_shrink_scan<P: Platform>(sh: &Shrinker, sc: &mut ShrinkControl) -> usize
     let s = unsafe { &*(sh.private_data as *const KmemCache) };
     // SAFETY: as above.
     let k = unsafe { &*(s.machine as *const Kmem<P>) };
-    // Empty the sheaves, then flush cpu partial lists so their empty slabs
+    // Empty the sheaves and barns, then flush cpu partial lists so their empty slabs
     // reach the node lists (see `flush_all` for the order).
     for cpu in 0..k.nr_cpus {
         k.flush_cpu_sheaf(s, cpu);
     }
+    k.flush_barns(s);
     for cpu in 0..k.nr_cpus {
         k.flush_cpu_partial(s, cpu);
     }

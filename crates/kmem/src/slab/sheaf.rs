@@ -1,4 +1,5 @@
-//! Sheaves: per-CPU arrays of free objects in front of the slabs.
+//! Sheaves: per-CPU arrays of free objects in front of the slabs, and each
+//! node's barn of spare sheaves.
 //!
 //! SLUB's cpu freelist only takes objects of the cpu slab. Every other free
 //! — an object of an older slab, or one allocated on another CPU — goes to
@@ -8,14 +9,17 @@
 //! pays that on most frees. Linux 6.18 added *sheaves* for this (and the old
 //! SLAB allocator had its `array_cache`): a per-CPU array of object pointers
 //! that frees push onto and allocations pop from, with no atomic operation,
-//! emptied into the slabs in batches.
+//! and a per-node *barn* of full and empty sheaves that a CPU swaps its
+//! sheaf with, so a burst of frees followed by a burst of allocations (or
+//! frees on one CPU and allocations on another of the node) moves whole
+//! sheaves instead of single objects through the slabs.
 //!
 //! **Here.** Each cache whose fast paths are the restartable sequences
 //! (rseq mode) and that has no debug flags and no init hooks gets a
 //! `sheaf_capacity` from its object size, SLAB's `enable_cpucache` limits
 //! (120 objects up to 256 bytes, 54 up to 1 KiB, 24 up to a page, 8 above,
 //! 1 above 128 KiB); `kmem.sheaves=off` on the command line turns them off.
-//! A CPU's sheaf is a page (its size, its capacity, then the objects),
+//! A sheaf is a page (its size, a link, its capacity, then the objects),
 //! allocated on the first free that needs it.
 //!
 //! * The cpu freelist stays first: the inline fast paths are SLUB's. A free
@@ -24,29 +28,39 @@
 //!   allocation that finds the freelist empty pops the sheaf
 //!   (`rseq::sheaf_pop`) before the slow path. Both are restartable
 //!   sequences whose committing store is the sheaf's new size.
-//! * A full sheaf gives its oldest half back (SLAB's `batchcount`): taken
-//!   off under the cpu structure's lock with the sequences stopped (like any
-//!   slow path that changes per-CPU state), then freed after unlocking in
-//!   one `__slab_free` per run of objects of one slab (`free_to_slabs`, the
-//!   kernel's detached freelists).
-//! * `flush_all` (shrink, destroy) empties every sheaf, before any cpu slab
-//!   is flushed, and gives the sheaf's page back; the shrinker does the same
-//!   under memory pressure.
+//! * A free that finds the sheaf full puts it in the barn of the CPU's node
+//!   and continues on an empty sheaf from the barn (or a new one), as
+//!   `barn_replace_full_sheaf` does; if the barn already holds
+//!   `MAX_FULL_SHEAVES`, the sheaf gives its oldest half back to the slabs
+//!   (SLAB's `batchcount`) in one `__slab_free` per run of one slab's
+//!   objects (`free_to_slabs`, the kernel's detached freelists).
+//! * An allocation that finds the sheaf empty swaps it for a full sheaf of
+//!   the barn (`barn_replace_empty_sheaf`); the empty one is kept there (up
+//!   to `MAX_EMPTY_SHEAVES`, else its page is freed). With no full sheaf in
+//!   the barn, the slow path serves.
+//! * Every swap happens under the cpu structure's lock with the sequences
+//!   stopped (like any slow path that changes per-CPU state), the barn's
+//!   lists under the barn's lock, taken inside it.
+//! * `flush_all` (shrink, destroy) empties every CPU's sheaf and then every
+//!   barn, before any cpu slab is flushed, and gives the sheaves' pages
+//!   back; the shrinker does the same under memory pressure.
 //!
 //! **Differences from Linux 6.18.** There a cache opts in
-//! (`kmem_cache_args.sheaf_capacity`), an empty sheaf is refilled whole
-//! from the slabs, and each node keeps a barn of spare full and empty
-//! sheaves. Here every eligible cache has sheaves, an empty sheaf is not
-//! refilled (the cpu freelist and the slow path serve), and there is no
-//! barn: a sheaf is a buffer for the frees SLUB would otherwise send to the
-//! slabs one by one.
+//! (`kmem_cache_args.sheaf_capacity`), allocation and free go to the sheaf
+//! first, an empty sheaf with no full one in the barn is refilled from the
+//! slabs, and a CPU keeps a spare sheaf beside its main one. Here every
+//! eligible cache has sheaves, the cpu freelist is in front of them, an
+//! empty sheaf is not refilled from the slabs (the cpu freelist and the
+//! slow path serve), and a full sheaf with a full barn is halved.
 //!
-//! Objects in a sheaf are free: `cache_counts` (and so `/proc/slabinfo`)
-//! counts them as such, exactly. Double frees: freeing the object that was
-//! freed last is caught, as the cpu freelist's naive check does; other
-//! double frees need `slub_debug`, which turns sheaves off.
+//! Objects in sheaves are free: `cache_counts` (and so `/proc/slabinfo`)
+//! counts those of the CPUs' sheaves and of the barns as such, exactly.
+//! Double frees: freeing the object that was freed last is caught, as the
+//! cpu freelist's naive check does; other double frees need `slub_debug`,
+//! which turns sheaves off.
 
 use super::*;
+use core::mem;
 
 /// A CPU's sheaf: a page holding this header and then the objects.
 #[repr(C)]
@@ -54,6 +68,8 @@ pub struct Sheaf {
     /// Objects held (`objects[..size]`, the newest last). Written by the
     /// sequences' commit and by slow paths with the sequences stopped.
     pub size: usize,
+    /// The next sheaf on a barn list (under the barn's lock).
+    pub next: *mut Sheaf,
     /// How many objects the sheaf holds at most; lies just below
     /// `objects[0]`, so the double-free check of an empty sheaf compares
     /// with a count, never an object.
@@ -66,6 +82,58 @@ pub struct Sheaf {
 pub(crate) const MAX_SHEAF_CAPACITY: usize = 120;
 const _: () =
     assert!(core::mem::size_of::<Sheaf>() + MAX_SHEAF_CAPACITY * core::mem::size_of::<usize>() <= PAGE_SIZE);
+
+/// Full sheaves a node's barn keeps (the kernel's `MAX_FULL_SHEAVES`).
+pub(crate) const MAX_FULL_SHEAVES: usize = 10;
+/// Empty sheaves a node's barn keeps (`MAX_EMPTY_SHEAVES`).
+pub(crate) const MAX_EMPTY_SHEAVES: usize = 10;
+
+/// A node's spare sheaves (`struct node_barn`), under `KmemCacheNode::barn`;
+/// the number of full ones is `KmemCacheNode::barn_full`, readable without
+/// the lock.
+pub struct Barn {
+    /// Full sheaves, through `Sheaf::next`.
+    full: *mut Sheaf,
+    /// Empty sheaves, through `Sheaf::next`.
+    empty: *mut Sheaf,
+    /// Number of empty sheaves.
+    nr_empty: usize,
+}
+
+// SAFETY: the sheaves on the lists are pages owned by the barn, reached only
+// under its lock.
+unsafe impl Send for Barn {}
+
+impl Barn {
+    /// An empty barn.
+    pub(crate) const fn new() -> Self {
+        Barn {
+            full: ptr::null_mut(),
+            empty: ptr::null_mut(),
+            nr_empty: 0,
+        }
+    }
+
+    /// Push `sh` onto `list`.
+    ///
+    /// # Safety
+    /// `sh` is a sheaf owned by the caller, on no list.
+    unsafe fn push(list: &mut *mut Sheaf, sh: *mut Sheaf) {
+        // SAFETY: caller contract.
+        unsafe { (*sh).next = *list };
+        *list = sh;
+    }
+
+    /// Pop the first sheaf of `list`, or null.
+    fn pop(list: &mut *mut Sheaf) -> *mut Sheaf {
+        let sh = *list;
+        if !sh.is_null() {
+            // SAFETY: sheaves on a barn list are the barn's, alive.
+            *list = unsafe { (*sh).next };
+        }
+        sh
+    }
+}
 
 /// The sheaf capacity of a cache of `size`-byte objects (SLAB's
 /// `enable_cpucache` limits).
@@ -85,10 +153,11 @@ pub(crate) const fn sheaf_capacity(size: usize) -> usize {
 
 impl<P: Platform> Kmem<P> {
     /// Free `obj` to the calling CPU's sheaf where the sequence could not:
-    /// give the sheaf one if it has none, or first give the oldest half of a
-    /// full one back to the slabs. False if there is no sheaf to use (no
-    /// page for one, or the sequences are stopped for good): the caller frees
-    /// to the slab.
+    /// give the CPU a sheaf if it has none; if its sheaf is full, put it in
+    /// the node's barn and continue on an empty one, or, with the barn full,
+    /// first give the sheaf's oldest half back to the slabs. False if there
+    /// is no sheaf to use (no page for one, or the sequences are stopped for
+    /// good): the caller frees to the slab.
     ///
     /// # Safety
     /// `obj` is an allocated object of `s`, checked to be one; `s` has
@@ -100,57 +169,227 @@ impl<P: Platform> Kmem<P> {
         if c.stopped.load(Ordering::Relaxed) & !rseq::STOP_SLOW_PATH != 0 {
             return false;
         }
-        if c.sheaf.load(Ordering::Acquire).is_null() {
-            let Ok(page) = self.__get_free_page(GFP_NOWAIT | __GFP_NOWARN) else {
-                return false;
-            };
-            let new = page.as_ptr() as *mut Sheaf;
-            // SAFETY: a fresh page, large enough for the header.
-            unsafe {
-                (*new).size = 0;
-                (*new).capacity = s.sheaf_capacity;
-            }
-            let _guard = self.cpu_lock(c, cpu);
-            if c.sheaf.load(Ordering::Relaxed).is_null() {
-                c.sheaf.store(new, Ordering::Release);
-            } else {
-                // SAFETY: our page; another free installed a sheaf meanwhile.
-                unsafe { self.free_page(new as usize) };
-            }
-        }
+        let n = s.node(self.cpu_to_node(cpu));
+        // An empty sheaf, taken before the cpu lock: to install if the CPU
+        // has none, or to continue on once a full one is in the barn.
+        let mut spare = if c.sheaf.load(Ordering::Acquire).is_null()
+            || n.barn_full.load(Ordering::Relaxed) < MAX_FULL_SHEAVES
+        {
+            self.get_empty_sheaf(s, n)
+        } else {
+            ptr::null_mut()
+        };
         let mut out = [ptr::null_mut::<u8>(); MAX_SHEAF_CAPACITY];
-        let mut n = 0;
+        let mut nr_out = 0;
         let double = {
             let _guard = self.cpu_lock(c, cpu);
-            let sh = c.sheaf.load(Ordering::Relaxed);
+            let mut sh = c.sheaf.load(Ordering::Relaxed);
             if sh.is_null() {
-                return false; // Flushed meanwhile.
+                if spare.is_null() {
+                    return false; // No page for a sheaf.
+                }
+                c.sheaf.store(spare, Ordering::Release);
+                sh = mem::replace(&mut spare, ptr::null_mut());
             }
             // SAFETY: the sheaf is ours while its sequences are stopped.
             unsafe {
-                let objects = ptr::addr_of_mut!((*sh).objects) as *mut *mut u8;
                 let size = (*sh).size;
-                if size > 0 && *objects.add(size - 1) == obj {
+                if size > 0 && *Self::sheaf_slots(sh).add(size - 1) == obj {
                     true
                 } else {
                     if size >= (*sh).capacity {
-                        n = size.div_ceil(2);
-                        ptr::copy_nonoverlapping(objects, out.as_mut_ptr(), n);
-                        ptr::copy(objects.add(n), objects, size - n);
-                        (*sh).size = size - n;
+                        if !spare.is_null() && self.barn_put_full(n, sh) {
+                            c.sheaf.store(spare, Ordering::Release);
+                            sh = mem::replace(&mut spare, ptr::null_mut());
+                        } else {
+                            let objects = Self::sheaf_slots(sh);
+                            nr_out = size.div_ceil(2);
+                            ptr::copy_nonoverlapping(objects, out.as_mut_ptr(), nr_out);
+                            ptr::copy(objects.add(nr_out), objects, size - nr_out);
+                            (*sh).size = size - nr_out;
+                        }
                     }
-                    *objects.add((*sh).size) = obj;
+                    *Self::sheaf_slots(sh).add((*sh).size) = obj;
                     (*sh).size += 1;
                     false
                 }
             }
         };
+        if !spare.is_null() {
+            // SAFETY: an empty sheaf of `s`, unused.
+            unsafe { self.put_empty_sheaf(n, spare) };
+        }
         if double {
             self.double_free(s, obj);
         }
         // SAFETY: objects taken off the sheaf, ours now.
-        unsafe { self.free_to_slabs(s, &out[..n]) };
+        unsafe { self.free_to_slabs(s, &out[..nr_out]) };
         true
+    }
+
+    /// Swap the calling CPU's empty (or missing) sheaf for a full one of its
+    /// node's barn (`barn_replace_empty_sheaf`). True if the CPU's sheaf
+    /// holds objects now (the caller pops it again).
+    pub(crate) fn sheaf_refill_from_barn(&self, s: &KmemCache) -> bool {
+        let cpu = self.platform.raw_smp_processor_id();
+        let n = s.node(self.cpu_to_node(cpu));
+        if n.barn_full.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        // SAFETY: cpu < nr_cpu_ids.
+        let c = unsafe { s.cpu(cpu) };
+        if c.stopped.load(Ordering::Relaxed) & !rseq::STOP_SLOW_PATH != 0 {
+            return false;
+        }
+        let old = {
+            let _guard = self.cpu_lock(c, cpu);
+            let sh = c.sheaf.load(Ordering::Relaxed);
+            // SAFETY: the installed sheaf is ours while its sequences are stopped.
+            if !sh.is_null() && unsafe { (*sh).size } != 0 {
+                return true;
+            }
+            let full = {
+                let mut b = n.barn.lock(&self.platform);
+                let full = Barn::pop(&mut b.full);
+                if full.is_null() {
+                    return false;
+                }
+                n.barn_full
+                    .store(n.barn_full.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+                full
+            };
+            c.sheaf.store(full, Ordering::Release);
+            sh
+        };
+        if !old.is_null() {
+            // SAFETY: the CPU's former sheaf, empty and detached above.
+            unsafe { self.put_empty_sheaf(n, old) };
+        }
+        true
+    }
+
+    /// The object slots of sheaf `sh`.
+    ///
+    /// # Safety
+    /// `sh` is a live sheaf.
+    unsafe fn sheaf_slots(sh: *mut Sheaf) -> *mut *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { ptr::addr_of_mut!((*sh).objects) as *mut *mut u8 }
+    }
+
+    /// An empty sheaf of `s`: one of node `n`'s barn, else a new page. Null
+    /// if there is no page.
+    fn get_empty_sheaf(&self, s: &KmemCache, n: &KmemCacheNode) -> *mut Sheaf {
+        {
+            let mut b = n.barn.lock(&self.platform);
+            let sh = Barn::pop(&mut b.empty);
+            if !sh.is_null() {
+                b.nr_empty -= 1;
+                return sh;
+            }
+        }
+        let Ok(page) = self.__get_free_page(GFP_NOWAIT | __GFP_NOWARN) else {
+            return ptr::null_mut();
+        };
+        let sh = page.as_ptr() as *mut Sheaf;
+        // SAFETY: a fresh page, large enough for the header.
+        unsafe {
+            (*sh).size = 0;
+            (*sh).next = ptr::null_mut();
+            (*sh).capacity = s.sheaf_capacity;
+        }
+        sh
+    }
+
+    /// Keep empty sheaf `sh` in node `n`'s barn, or free its page if the
+    /// barn has `MAX_EMPTY_SHEAVES`.
+    ///
+    /// # Safety
+    /// `sh` is an empty sheaf of the cache of `n`, owned by the caller.
+    unsafe fn put_empty_sheaf(&self, n: &KmemCacheNode, sh: *mut Sheaf) {
+        {
+            let mut b = n.barn.lock(&self.platform);
+            if b.nr_empty < MAX_EMPTY_SHEAVES {
+                // SAFETY: caller contract.
+                unsafe { Barn::push(&mut b.empty, sh) };
+                b.nr_empty += 1;
+                return;
+            }
+        }
+        // SAFETY: the sheaf's page, ours.
+        unsafe { self.free_page(sh as usize) };
+    }
+
+    /// Put full sheaf `sh` in node `n`'s barn unless it holds
+    /// `MAX_FULL_SHEAVES` already.
+    ///
+    /// # Safety
+    /// `sh` is a sheaf of the cache of `n`, owned by the caller (detached
+    /// by the caller on success).
+    unsafe fn barn_put_full(&self, n: &KmemCacheNode, sh: *mut Sheaf) -> bool {
+        let mut b = n.barn.lock(&self.platform);
+        let nr = n.barn_full.load(Ordering::Relaxed);
+        if nr >= MAX_FULL_SHEAVES {
+            return false;
+        }
+        // SAFETY: caller contract.
+        unsafe { Barn::push(&mut b.full, sh) };
+        n.barn_full.store(nr + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Empty every node's barn of `s`: the objects of its full sheaves go
+    /// back to their slabs, and all its sheaves' pages to the page
+    /// allocator.
+    pub(crate) fn flush_barns(&self, s: &KmemCache) {
+        for nid in 0..self.nr_nodes {
+            let n = s.node(nid);
+            let (mut full, mut empty) = {
+                let mut b = n.barn.lock(&self.platform);
+                n.barn_full.store(0, Ordering::Relaxed);
+                b.nr_empty = 0;
+                (
+                    mem::replace(&mut b.full, ptr::null_mut()),
+                    mem::replace(&mut b.empty, ptr::null_mut()),
+                )
+            };
+            loop {
+                let sh = Barn::pop(&mut full);
+                if sh.is_null() {
+                    break;
+                }
+                // SAFETY: detached above: its objects and page are ours.
+                unsafe {
+                    let objs = core::slice::from_raw_parts(Self::sheaf_slots(sh), (*sh).size);
+                    self.free_to_slabs(s, objs);
+                    self.free_page(sh as usize);
+                }
+            }
+            loop {
+                let sh = Barn::pop(&mut empty);
+                if sh.is_null() {
+                    break;
+                }
+                // SAFETY: detached above.
+                unsafe { self.free_page(sh as usize) };
+            }
+        }
+    }
+
+    /// Free objects in the full sheaves of node `n`'s barn, and whether it
+    /// holds any sheaf (for the shrinker).
+    pub(crate) fn barn_objects(&self, n: &KmemCacheNode) -> (usize, bool) {
+        let b = n.barn.lock(&self.platform);
+        let mut objs = 0;
+        let mut sh = b.full;
+        while !sh.is_null() {
+            // SAFETY: sheaves on the list are the barn's, walked under its lock.
+            unsafe {
+                objs += (*sh).size;
+                sh = (*sh).next;
+            }
+        }
+        (objs, !b.full.is_null() || !b.empty.is_null())
     }
 
     /// Empty `cpu`'s sheaf of `s` into the slabs and give its page back.

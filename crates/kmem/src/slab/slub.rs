@@ -120,25 +120,45 @@ impl<P: Platform> Kmem<P> {
         Some(unsafe { NonNull::new_unchecked(obj) })
     }
 
-    /// Where a declined restartable sequence goes: the CAS fast path if the
-    /// machine is not in rseq mode, then the slow path.
+    /// Where a declined restartable sequence goes. Its common case, an
+    /// rseq-mode allocation from this CPU's sheaf, is kept in this small
+    /// function; everything else is [`Kmem::slab_alloc_fallback_slow`].
     #[inline(never)]
     #[track_caller]
     fn slab_alloc_fallback(&self, c: &KmemCache, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        if self.slab.rseq.load(Ordering::Relaxed) && c.sheaf_capacity != 0 {
+            // SAFETY: as in `kmem_cache_alloc`; only sheaf caches have sheaves.
+            let obj = unsafe { rseq::sheaf_pop(self.platform.rseq_offset(), c) };
+            if let Some(obj) = NonNull::new(obj) {
+                if gfp.intersects(__GFP_ZERO) {
+                    // SAFETY: the object is ours now.
+                    unsafe { alloc_hooks(c, obj.as_ptr(), gfp) };
+                }
+                return Ok(obj);
+            }
+        }
+        self.slab_alloc_fallback_slow(c, gfp)
+    }
+
+    /// The rest of [`Kmem::slab_alloc_fallback`]: the CAS fast path if the
+    /// machine is not in rseq mode; else a full sheaf from the barn for an
+    /// empty one; then the slow path.
+    #[inline(never)]
+    #[track_caller]
+    fn slab_alloc_fallback_slow(&self, c: &KmemCache, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         if !self.slab.rseq.load(Ordering::Relaxed) {
             if let Some(obj) = self.cas_alloc_fast(c, gfp) {
                 return Ok(obj);
             }
-        } else if c.sheaf_capacity != 0 {
+        } else if c.sheaf_capacity != 0 && self.sheaf_refill_from_barn(c) {
             // SAFETY: as in `kmem_cache_alloc`; only sheaf caches have sheaves.
             let obj = unsafe { rseq::sheaf_pop(self.platform.rseq_offset(), c) };
-            if !obj.is_null() {
+            if let Some(obj) = NonNull::new(obj) {
                 if gfp.intersects(__GFP_ZERO) {
                     // SAFETY: the object is ours now.
-                    unsafe { alloc_hooks(c, obj, gfp) };
+                    unsafe { alloc_hooks(c, obj.as_ptr(), gfp) };
                 }
-                // SAFETY: checked non-null.
-                return Ok(unsafe { NonNull::new_unchecked(obj) });
+                return Ok(obj);
             }
         }
         self.slab_alloc_slow(c, gfp, -1)
@@ -846,16 +866,55 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    /// Where a declined free sequence goes: the CAS fast path if the machine
-    /// is not in rseq mode; else, once the object's slab is known (looked up
-    /// and checked if `slab` is null), this CPU's sheaf if the cache has
-    /// sheaves (`sheaf.rs`), and `__slab_free` on the slab otherwise.
+    /// Where a declined free sequence goes. Its common case, an rseq-mode
+    /// free of an object whose slab is known into this CPU's sheaf, is kept
+    /// in this small function without a stack frame (a batch of frees of
+    /// objects outside the cpu slab comes here for each object); everything
+    /// else is [`Kmem::slab_free_declined_slow`].
     ///
     /// # Safety
     /// As [`Kmem::rseq_free`].
     #[inline(never)]
     #[track_caller]
     unsafe fn slab_free_declined(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
+        if !self.slab.rseq.load(Ordering::Relaxed) {
+            // SAFETY: forwarded.
+            return unsafe { self.slab_free_declined_slow(s, slab, obj) };
+        }
+        let slab = if slab.is_null() {
+            // SAFETY: forwarded.
+            match unsafe { self.slab_free_lookup(s, obj) } {
+                Some(slab) => slab,
+                None => return,
+            }
+        } else {
+            slab
+        };
+        if s.sheaf_capacity != 0 {
+            // SAFETY: as in `kmem_cache_alloc`; `obj` is a checked object of
+            // `s` (its slab was found and checked).
+            match unsafe { rseq::sheaf_push(self.platform.rseq_offset(), s, obj) } {
+                rseq::Push::Done => return,
+                rseq::Push::DoubleFree => return self.double_free(s, obj),
+                rseq::Push::Fallback => {}
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.slab_free_declined_slow(s, slab, obj) }
+    }
+
+    /// The rest of [`Kmem::slab_free_declined`]: the CAS fast path if the
+    /// machine is not in rseq mode; else, once the object's slab is known
+    /// (looked up and checked if `slab` is null, which only a CAS-mode
+    /// caller leaves it), this CPU's sheaf if the cache has sheaves
+    /// (`sheaf.rs`; a sheaf found full is flushed here), and `__slab_free`
+    /// on the slab otherwise.
+    ///
+    /// # Safety
+    /// As [`Kmem::rseq_free`].
+    #[inline(never)]
+    #[track_caller]
+    unsafe fn slab_free_declined_slow(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
         // SAFETY: forwarded.
         if !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.cas_free_fast(s, obj) } {
             return;
