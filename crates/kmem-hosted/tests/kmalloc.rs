@@ -780,3 +780,69 @@ fn threads_kmalloc_and_free_each_others_memory() {
     assert_eq!(settle(&m), boot_state);
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
 }
+
+/// Every page of a multi-page slab names its cache: tail pages carry
+/// `PG_SLAB_TAIL` and the cache in `mapping`, so `kfree` of an object in
+/// any page takes the same path; misaligned pointers in tail pages are still
+/// reported; and when the slab goes back, no tail keeps the flag or the
+/// cache.
+#[test]
+fn objects_in_tail_pages_of_a_slab_name_their_cache() {
+    use kmem::page_alloc::PG_TAIL_BIT;
+    use kmem::slab::PG_SLAB_TAIL;
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = boot();
+    let boot_state = settle(&m);
+    let cache = find_cache(&m, "kmalloc-1k");
+    // SAFETY: kmalloc caches live as long as the machine.
+    assert!(unsafe { cache.as_ref() }.oo.order > 0, "a multi-page slab");
+    let before = active(&m, "kmalloc-1k");
+    let objs: Vec<NonNull<u8>> = (0..64).map(|_| m.kmalloc(1000, GFP_KERNEL).unwrap()).collect();
+    let flags = |p: NonNull<u8>| {
+        let page = m.virt_to_page(p.as_ptr()).unwrap();
+        // SAFETY: a descriptor of this machine's memmap.
+        let pg = unsafe { page.as_ref() };
+        (pg.flags.load(Relaxed), pg.mapping)
+    };
+    let mut tails = Vec::new();
+    for &p in &objs {
+        let (f, mapping) = flags(p);
+        if f & PG_TAIL_BIT != 0 {
+            assert_ne!(f & PG_SLAB_TAIL, 0);
+            assert_eq!(mapping, cache.as_ptr() as usize);
+            tails.push(m.virt_to_page(p.as_ptr()).unwrap());
+        } else {
+            assert_eq!(f & PG_SLAB_TAIL, 0, "a head page is PG_SLAB only");
+        }
+    }
+    assert!(
+        tails.len() > 32,
+        "most objects of order-3 slabs lie in tail pages"
+    );
+    // A pointer into the middle of an object in a tail page.
+    let t = *objs.iter().find(|&&p| flags(p).0 & PG_TAIL_BIT != 0).unwrap();
+    let log_at = m.dmesg_len();
+    // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
+    unsafe { m.kfree(t.as_ptr().add(8)) };
+    assert!(m.dmesg_since(log_at).contains("Invalid object pointer"));
+    assert_eq!(
+        active(&m, "kmalloc-1k"),
+        before + 64,
+        "nothing freed by the bad pointer"
+    );
+    for &p in objs.iter().rev() {
+        // SAFETY: allocated above, freed once.
+        unsafe { m.kfree(p.as_ptr()) };
+    }
+    assert_eq!(active(&m, "kmalloc-1k"), before);
+    assert_eq!(settle(&m), boot_state);
+    for page in tails {
+        // SAFETY: a descriptor of this machine's memmap.
+        let pg = unsafe { page.as_ref() };
+        if pg.flags.load(Relaxed) & PG_TAIL_BIT == 0 {
+            // The slab went back: nothing of it is left on the page.
+            assert_eq!(pg.flags.load(Relaxed) & PG_SLAB_TAIL, 0);
+            assert_eq!(pg.mapping, 0);
+        }
+    }
+}

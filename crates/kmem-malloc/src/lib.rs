@@ -243,11 +243,11 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 }
 
 /// `kmem_cache_alloc` of a malloc cache once its per-CPU fast path had
-/// nothing: the object, or NULL with `errno` set.
+/// nothing (`__slab_alloc`): the object, or NULL with `errno` set.
 #[cold]
 #[inline(never)]
 fn cache_alloc_slow(k: &Kmem<HostedPlatform>, s: NonNull<KmemCache>, gfp: Gfp) -> *mut c_void {
-    match k.kmem_cache_alloc(s, gfp) {
+    match k.__slab_alloc(s, gfp) {
         Ok(p) => p.as_ptr().cast(),
         Err(_) => enomem(),
     }

@@ -434,27 +434,23 @@ impl<P: Platform> Kmem<P> {
         let page = self.map.pfn_to_page(pfn);
         // SAFETY: pfn < max_low_pfn, so `page` is a descriptor of the memmap.
         let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
-        // Only head pages are PG_SLAB, so an object in the first page of its
-        // slab (every object of an order-0 slab) needs no tail test here.
+        // Every page of a slab, head or tail (`PG_SLAB_TAIL`), names its
+        // cache.
         // SAFETY: `page` is a descriptor of the memmap holding `p`.
-        if f & PG_SLAB != 0 && unsafe { self.kfree_object(p, page) } {
+        if f & (PG_SLAB | PG_SLAB_TAIL) != 0 && unsafe { self.kfree_object(p, page) } {
             return;
         }
-        if f & PG_TAIL_BIT != 0 {
+        let head = if f & PG_TAIL_BIT != 0 {
             // SAFETY: tail pages of compound pages point at their head, a
             // descriptor of the memmap.
-            let head = unsafe { (*page).index } as *mut Page;
-            // SAFETY: as above.
-            let hf = unsafe { (*head).flags.load(Ordering::Relaxed) };
-            // SAFETY: `head` is the head page holding `p`.
-            if hf & PG_SLAB != 0 && unsafe { self.kfree_object(p, head) } {
-                return;
-            }
-            // SAFETY: forwarded; `head` is the head page holding `p`.
-            return unsafe { self.kfree_slow(p, head, hf) };
-        }
-        // SAFETY: forwarded; `page` is the page holding `p`.
-        unsafe { self.kfree_slow(p, page, f) }
+            unsafe { (*page).index as *mut Page }
+        } else {
+            page
+        };
+        // SAFETY: as above.
+        let hf = unsafe { (*head).flags.load(Ordering::Relaxed) };
+        // SAFETY: forwarded; `head` is the head page holding `p`.
+        unsafe { self.kfree_slow(p, head, hf) }
     }
 
     /// `kfree`'s fast case: free `p` if it is an object start of a non-debug
@@ -465,16 +461,16 @@ impl<P: Platform> Kmem<P> {
     /// power of two" into one; other pointers take the exact check.
     ///
     /// # Safety
-    /// As `kfree`; `slab` is the head page of the slab holding `p`.
+    /// As `kfree`; `page` is a page (head or tail) of the slab holding `p`.
     #[inline(always)]
-    unsafe fn kfree_object(&self, p: *const u8, slab: *mut Page) -> bool {
+    unsafe fn kfree_object(&self, p: *const u8, page: *mut Page) -> bool {
         // SAFETY: slab pages record their (live) cache.
-        let s = unsafe { &*((*slab).mapping as *const KmemCache) };
+        let s = unsafe { &*((*page).mapping as *const KmemCache) };
         if (p as usize) & s.kfree_mask != 0 {
             return false;
         }
-        // SAFETY: an allocated object of `s` in `slab` (caller contract).
-        unsafe { self.do_slab_free(s, slab, p as *mut u8) };
+        // SAFETY: an allocated object of `s` in the slab of `page` (caller contract).
+        unsafe { self.slab_free_page(s, page, p as *mut u8) };
         true
     }
 

@@ -410,6 +410,15 @@ pub unsafe fn slab_colour(slab: *const Page) -> usize {
 /// Page flag: the slab is on its node's partial list (`PG_workingset` in the kernel).
 pub const PG_SLAB_NODE_PARTIAL: u32 = 1 << 10;
 
+/// Page flag of kmem's own: a tail page of a slab, whose `mapping` holds the
+/// cache as the head's does. `kfree` finds the cache of an object in any
+/// page of its slab with one flag test, with no branch on head or tail (a
+/// program mixing objects of one-page and multi-page slabs would have that
+/// branch mispredicted on most frees). The kernel reaches the head first
+/// (`virt_to_slab`); the tail's flag and `mapping` are cleared before the
+/// slab's pages go back.
+pub const PG_SLAB_TAIL: u32 = 1 << 11;
+
 /// The (freelist, counters) pair of a slab's head page.
 ///
 /// # Safety

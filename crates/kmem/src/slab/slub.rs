@@ -59,6 +59,16 @@ impl<P: Platform> Kmem<P> {
         if let Some(obj) = self.kmem_cache_alloc_fast(s, gfp) {
             return Ok(obj);
         }
+        self.__slab_alloc(s, gfp)
+    }
+
+    /// The rest of [`Kmem::kmem_cache_alloc`] once
+    /// [`Kmem::kmem_cache_alloc_fast`] returned None (the kernel's
+    /// `__slab_alloc`): for callers that run the fast path inline and the
+    /// rest out of line, so the fast path is not run twice.
+    #[inline(always)]
+    #[track_caller]
+    pub fn __slab_alloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
         if P::RSEQ_AREA {
@@ -721,6 +731,11 @@ impl<P: Platform> Kmem<P> {
             (*slab).set(PG_SLAB);
             (*slab).lru.next = ptr::null_mut();
             (*slab).private = 0;
+            for i in 1..1usize << oo.order {
+                let tail = slab.add(i);
+                (*tail).set(PG_SLAB_TAIL);
+                (*tail).mapping = s as *const KmemCache as usize;
+            }
         }
         let objects = oo.objects as usize;
         let atomic = !gfp.allows_blocking();
@@ -800,6 +815,11 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: the slab is ours; clear the overlay before freeing.
         unsafe {
+            for i in 1..1usize << order {
+                let tail = slab.add(i);
+                (*tail).clear(PG_SLAB_TAIL);
+                (*tail).mapping = 0;
+            }
             (*slab).mapping = 0;
             (*slab).index = 0;
             (*slab).counters = 0;
@@ -1036,6 +1056,37 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: forwarded.
         unsafe { self.slab_free_slow(s, slab, obj) };
+    }
+
+    /// Free `obj`, an object of `s` lying in page `page` of its slab (the
+    /// head or a tail: `kfree` found the cache through `PG_SLAB_TAIL`): the
+    /// fast path checks the cpu slab's address range, so the head is needed
+    /// only when it declines.
+    ///
+    /// # Safety
+    /// `obj` is an allocated object of `s` in a slab one of whose pages is
+    /// `page`.
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) unsafe fn slab_free_page(&self, s: &KmemCache, page: *mut Page, obj: *mut u8) {
+        // SAFETY: caller contract: `page` is a page of a live slab.
+        let head = || unsafe {
+            let tail = (*page).flags.load(Ordering::Relaxed) & PG_SLAB_TAIL != 0;
+            core::hint::select_unpredictable(tail, (*page).index as *mut Page, page)
+        };
+        if P::RSEQ_AREA {
+            // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
+            // object of `s` if it is in its cpu slab.
+            match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
+                rseq::Push::Done => {}
+                rseq::Push::DoubleFree => self.double_free(s, obj),
+                // SAFETY: forwarded; the head holds `obj`.
+                rseq::Push::Fallback => unsafe { self.slab_free_declined(s, head(), obj) },
+            }
+            return;
+        }
+        // SAFETY: forwarded; the head holds `obj`.
+        unsafe { self.do_slab_free(s, head(), obj) }
     }
 
     /// Frees that need more than the fast path: wrong cache, debug caches.
