@@ -17,16 +17,10 @@ const CMDLINE: &str = "quiet mem=256M nr_cpus=2";
 fn in_sheaves(m: &Machine, s: NonNull<KmemCache>) -> usize {
     (0..m.nr_cpu_ids())
         .map(|cpu| {
-            // SAFETY: cpu < nr_cpus; a live cache; the sheaf page stays while
-            // installed and nothing else runs on this cache.
-            unsafe {
-                let sh = s.as_ref().cpu(cpu).sheaf.load(Ordering::Acquire);
-                if sh.is_null() {
-                    0
-                } else {
-                    (*sh).size
-                }
-            }
+            // SAFETY: cpu < nr_cpus; a live cache; the sheaf page (or the
+            // empty `no_sheaf()`) stays while installed and nothing else runs
+            // on this cache.
+            unsafe { (*s.as_ref().cpu(cpu).sheaf.load(Ordering::Acquire)).size }
         })
         .sum()
 }
@@ -35,7 +29,7 @@ fn sheaves_installed(m: &Machine, s: NonNull<KmemCache>) -> usize {
     let installed = |cpu| {
         // SAFETY: cpu < nr_cpus; a live cache.
         let c = unsafe { s.as_ref().cpu(cpu) };
-        !c.sheaf.load(Ordering::Acquire).is_null()
+        c.sheaf.load(Ordering::Acquire) != kmem::slab::sheaf::no_sheaf()
     };
     (0..m.nr_cpu_ids()).filter(|&cpu| installed(cpu)).count()
 }

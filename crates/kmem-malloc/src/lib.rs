@@ -242,7 +242,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     alloc_slow(size, malloc_align(size), false)
 }
 
-/// `kmem_cache_alloc` of a malloc cache once its per-CPU fast path had
+/// `kmem_cache_alloc` of a malloc cache once its per-CPU fast paths had
 /// nothing (`__slab_alloc`): the object, or NULL with `errno` set.
 #[cold]
 #[inline(never)]

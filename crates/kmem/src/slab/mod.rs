@@ -133,7 +133,7 @@ pub struct KmemCacheCpu {
     /// good if the cache has hooks (`STOP_HOOKS`): the restartable sequences
     /// of `rseq.rs` fall back instead of touching the freelist.
     pub stopped: AtomicU32,
-    /// This CPU's sheaf of free objects (`sheaf.rs`), or null. Installed
+    /// This CPU's sheaf of free objects (`sheaf.rs`), or `no_sheaf()`. Installed
     /// and detached under `lock` with the sequences stopped.
     pub sheaf: AtomicPtr<sheaf::Sheaf>,
     /// `local_lock`: serialises the slow paths of this CPU's structure.
@@ -1096,7 +1096,7 @@ impl<P: Platform> Kmem<P> {
                         slab_start: AtomicUsize::new(0),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
-                        sheaf: AtomicPtr::new(ptr::null_mut()),
+                        sheaf: AtomicPtr::new(sheaf::no_sheaf()),
                         stopped: AtomicU32::new(if cpu < self.nr_cpus {
                             stop
                         } else {
@@ -1522,7 +1522,9 @@ fn slab_shrink_count<P: Platform>(sh: &Shrinker, _sc: &ShrinkControl) -> usize {
     for cpu in 0..k.nr_cpus {
         // SAFETY: cpu < nr_cpus.
         let c = unsafe { s.cpu(cpu) };
-        if !c.partial.load(Ordering::Relaxed).is_null() || !c.sheaf.load(Ordering::Relaxed).is_null() {
+        if !c.partial.load(Ordering::Relaxed).is_null()
+            || c.sheaf.load(Ordering::Relaxed) != sheaf::no_sheaf()
+        {
             empty += 1;
         }
     }

@@ -324,7 +324,8 @@ pub(crate) unsafe fn push_to_slab(area: isize, s: *const KmemCache, slab: *mut P
 }
 
 /// Pop the newest object of the calling CPU's sheaf of cache `s` (see
-/// `sheaf.rs`); null if there is no sheaf, it is empty, or the fast paths
+/// `sheaf.rs`); null if it is empty (a CPU without a sheaf has the empty
+/// `no_sheaf()`, of capacity 0, installed), or the fast paths
 /// are stopped.
 ///
 /// # Safety
@@ -346,8 +347,6 @@ pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
                 "cmpl $0, {stopped}({cache},{c})",
                 "jne 7f",
                 "movq {sheaf}({cache},{c}), {c}",
-                "testq {c}, {c}",
-                "jz 7f",
                 "movq ({c}), {t}",
                 "testq {t}, {t}",
                 "jz 7f",
@@ -395,8 +394,6 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
                 "cmpl $0, {stopped}({cache},%rcx)",
                 "jne 7f",
                 "movq {sheaf}({cache},%rcx), %rdx",
-                "testq %rdx, %rdx",
-                "jz 7f",
                 "movq (%rdx), %rax",
                 "cmpq {capacity}(%rdx), %rax",
                 "jae 7f",

@@ -20,14 +20,18 @@
 //! (120 objects up to 256 bytes, 54 up to 1 KiB, 24 up to a page, 8 above,
 //! 1 above 128 KiB); `kmem.sheaves=off` on the command line turns them off.
 //! A sheaf is a page (its size, a link, its capacity, then the objects),
-//! allocated on the first free that needs it.
+//! allocated on the first free that needs it; a CPU without one has the
+//! static empty `no_sheaf()` of capacity 0 installed, so the sequences need
+//! no null test.
 //!
-//! * The cpu freelist stays first: the inline fast paths are SLUB's. A free
-//!   the freelist declines (the object is not in the cpu slab), once its
-//!   slab and cache are checked, goes to the sheaf (`rseq::sheaf_push`); an
-//!   allocation that finds the freelist empty pops the sheaf
-//!   (`rseq::sheaf_pop`) before the slow path. Both are restartable
-//!   sequences whose committing store is the sheaf's new size.
+//! * The cpu freelist stays first: the fast paths are SLUB's. An allocation
+//!   that finds the freelist empty pops the sheaf (`rseq::sheaf_pop`),
+//!   inline, before the out-of-line fallback. A `kfree` the freelist
+//!   declines (the object is not in the cpu slab; `kfree` has checked the
+//!   pointer through its page) pushes onto the sheaf (`rseq::sheaf_push`),
+//!   inline too; a declined `kmem_cache_free` does so once its slab and
+//!   cache are checked. Both are restartable sequences whose committing
+//!   store is the sheaf's new size.
 //! * A free that finds the sheaf full puts it in the barn of the CPU's node
 //!   and continues on an empty sheaf from the barn (or a new one), as
 //!   `barn_replace_full_sheaf` does; if the barn already holds
@@ -76,6 +80,28 @@ pub struct Sheaf {
     pub capacity: usize,
     /// The objects.
     pub objects: [*mut u8; 0],
+}
+
+/// The sheaf of a CPU that has none: empty, with capacity 0, so both
+/// sequences fall back on it without a null test (`no_sheaf`). Never
+/// written: the sequences write a sheaf only below its capacity, and slow
+/// paths replace it rather than fill it.
+struct NoSheaf(Sheaf);
+
+// SAFETY: never written (see above); its `next` is null.
+unsafe impl Sync for NoSheaf {}
+
+static NO_SHEAF: NoSheaf = NoSheaf(Sheaf {
+    size: 0,
+    next: ptr::null_mut(),
+    capacity: 0,
+    objects: [],
+});
+
+/// What a CPU without a sheaf has installed (see `NO_SHEAF`).
+#[inline(always)]
+pub fn no_sheaf() -> *mut Sheaf {
+    ptr::addr_of!(NO_SHEAF.0) as *mut Sheaf
 }
 
 /// Most objects a sheaf holds (SLAB's largest `limit`).
@@ -172,7 +198,7 @@ impl<P: Platform> Kmem<P> {
         let n = s.node(self.cpu_to_node(cpu));
         // An empty sheaf, taken before the cpu lock: to install if the CPU
         // has none, or to continue on once a full one is in the barn.
-        let mut spare = if c.sheaf.load(Ordering::Acquire).is_null()
+        let mut spare = if c.sheaf.load(Ordering::Acquire) == no_sheaf()
             || n.barn_full.load(Ordering::Relaxed) < MAX_FULL_SHEAVES
         {
             self.get_empty_sheaf(s, n)
@@ -184,7 +210,7 @@ impl<P: Platform> Kmem<P> {
         let double = {
             let _guard = self.cpu_lock(c, cpu);
             let mut sh = c.sheaf.load(Ordering::Relaxed);
-            if sh.is_null() {
+            if sh == no_sheaf() {
                 if spare.is_null() {
                     return false; // No page for a sheaf.
                 }
@@ -244,8 +270,9 @@ impl<P: Platform> Kmem<P> {
         let old = {
             let _guard = self.cpu_lock(c, cpu);
             let sh = c.sheaf.load(Ordering::Relaxed);
-            // SAFETY: the installed sheaf is ours while its sequences are stopped.
-            if !sh.is_null() && unsafe { (*sh).size } != 0 {
+            // SAFETY: the installed sheaf is ours while its sequences are
+            // stopped (or `NO_SHEAF`, empty).
+            if unsafe { (*sh).size } != 0 {
                 return true;
             }
             let full = {
@@ -261,7 +288,7 @@ impl<P: Platform> Kmem<P> {
             c.sheaf.store(full, Ordering::Release);
             sh
         };
-        if !old.is_null() {
+        if old != no_sheaf() {
             // SAFETY: the CPU's former sheaf, empty and detached above.
             unsafe { self.put_empty_sheaf(n, old) };
         }
@@ -396,14 +423,14 @@ impl<P: Platform> Kmem<P> {
     pub(crate) fn flush_cpu_sheaf(&self, s: &KmemCache, cpu: usize) {
         // SAFETY: cpu < nr_cpus (callers iterate below it).
         let c = unsafe { s.cpu(cpu) };
-        if c.sheaf.load(Ordering::Acquire).is_null() {
+        if c.sheaf.load(Ordering::Acquire) == no_sheaf() {
             return;
         }
         let mut out = [ptr::null_mut::<u8>(); MAX_SHEAF_CAPACITY];
         let (sh, n) = {
             let _guard = self.cpu_lock(c, cpu);
-            let sh = c.sheaf.swap(ptr::null_mut(), Ordering::AcqRel);
-            if sh.is_null() {
+            let sh = c.sheaf.swap(no_sheaf(), Ordering::AcqRel);
+            if sh == no_sheaf() {
                 return;
             }
             // SAFETY: detached under the lock with the sequences stopped;
@@ -428,13 +455,9 @@ impl<P: Platform> Kmem<P> {
     /// Objects in `c`'s sheaf (the caller holds `c`'s cpu lock).
     pub(crate) fn sheaf_objects(c: &KmemCacheCpu) -> usize {
         let sh = c.sheaf.load(Ordering::Acquire);
-        if sh.is_null() {
-            0
-        } else {
-            // SAFETY: the sheaf lives while it is installed; the caller
-            // holds the lock that detaching it takes.
-            unsafe { (*sh).size }
-        }
+        // SAFETY: the sheaf (or `NO_SHEAF`) lives while it is installed; the
+        // caller holds the lock that detaching it takes.
+        unsafe { (*sh).size }
     }
 
     /// Give objects of `s` back to their slabs: one `__slab_free` per run of

@@ -90,11 +90,20 @@ impl<P: Platform> Kmem<P> {
         if P::RSEQ_AREA {
             // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids; the
             // machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
-            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
+            let mut obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
             if obj.is_null() {
-                return None;
+                // The sheaf behind the freelist (`sheaf.rs`), inline too: a
+                // program that keeps many objects alive allocates from it
+                // whenever the cpu slab is used up. A CPU without a sheaf has
+                // the empty `no_sheaf()`.
+                // SAFETY: as above; sheaves are changed only by the sheaf
+                // sequences and by slow paths that stop them.
+                obj = unsafe { rseq::sheaf_pop(self.platform.rseq_offset(), c) };
+                if obj.is_null() {
+                    return None;
+                }
             }
-            // Caches with hooks never pass the sequence (STOP_HOOKS).
+            // Caches with hooks never pass the sequences (STOP_HOOKS).
             if gfp.intersects(__GFP_ZERO) {
                 // SAFETY: the object is ours now.
                 unsafe { alloc_hooks(c, obj, gfp) };
@@ -130,32 +139,13 @@ impl<P: Platform> Kmem<P> {
         Some(unsafe { NonNull::new_unchecked(obj) })
     }
 
-    /// Where a declined restartable sequence goes. Its common case, an
-    /// rseq-mode allocation from this CPU's sheaf, is kept in this small
-    /// function; everything else is [`Kmem::slab_alloc_fallback_slow`].
+    /// Where declined allocation sequences go (the cpu freelist and the
+    /// sheaf were empty, or stopped): the CAS fast path if the machine is
+    /// not in rseq mode; else a full sheaf from the barn for the empty one;
+    /// then the slow path.
     #[inline(never)]
     #[track_caller]
     fn slab_alloc_fallback(&self, c: &KmemCache, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
-        if self.slab.rseq.load(Ordering::Relaxed) && c.sheaf_capacity != 0 {
-            // SAFETY: as in `kmem_cache_alloc`; only sheaf caches have sheaves.
-            let obj = unsafe { rseq::sheaf_pop(self.platform.rseq_offset(), c) };
-            if let Some(obj) = NonNull::new(obj) {
-                if gfp.intersects(__GFP_ZERO) {
-                    // SAFETY: the object is ours now.
-                    unsafe { alloc_hooks(c, obj.as_ptr(), gfp) };
-                }
-                return Ok(obj);
-            }
-        }
-        self.slab_alloc_fallback_slow(c, gfp)
-    }
-
-    /// The rest of [`Kmem::slab_alloc_fallback`]: the CAS fast path if the
-    /// machine is not in rseq mode; else a full sheaf from the barn for an
-    /// empty one; then the slow path.
-    #[inline(never)]
-    #[track_caller]
-    fn slab_alloc_fallback_slow(&self, c: &KmemCache, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         if !self.slab.rseq.load(Ordering::Relaxed) {
             if let Some(obj) = self.cas_alloc_fast(c, gfp) {
                 return Ok(obj);
@@ -1058,10 +1048,10 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.slab_free_slow(s, slab, obj) };
     }
 
-    /// Free `obj`, an object of `s` lying in page `page` of its slab (the
-    /// head or a tail: `kfree` found the cache through `PG_SLAB_TAIL`): the
-    /// fast path checks the cpu slab's address range, so the head is needed
-    /// only when it declines.
+    /// `kfree` of `obj`, an object of `s` lying in page `page` of its slab
+    /// (the head or a tail: `kfree` found the cache through `PG_SLAB_TAIL`):
+    /// this CPU's freelist if it is in the cpu slab (its address range),
+    /// else its sheaf, so the head is needed only when both decline.
     ///
     /// # Safety
     /// `obj` is an allocated object of `s` in a slab one of whose pages is
@@ -1075,13 +1065,22 @@ impl<P: Platform> Kmem<P> {
             core::hint::select_unpredictable(tail, (*page).index as *mut Page, page)
         };
         if P::RSEQ_AREA {
+            let area = self.platform.rseq_offset();
             // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
             // object of `s` if it is in its cpu slab.
-            match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
+            let pushed = match unsafe { rseq::push(area, s, obj) } {
+                // The sheaf behind the freelist, inline too (`kfree` checked
+                // that `obj` is an object of `s`: the sheaf takes objects of
+                // any slab). A CPU without a sheaf has the full `no_sheaf()`.
+                // SAFETY: as above.
+                rseq::Push::Fallback => unsafe { rseq::sheaf_push(area, s, obj) },
+                done => done,
+            };
+            match pushed {
                 rseq::Push::Done => {}
                 rseq::Push::DoubleFree => self.double_free(s, obj),
                 // SAFETY: forwarded; the head holds `obj`.
-                rseq::Push::Fallback => unsafe { self.slab_free_declined(s, head(), obj) },
+                rseq::Push::Fallback => unsafe { self.slab_free_declined_slow(s, head(), obj) },
             }
             return;
         }
