@@ -498,7 +498,9 @@ impl<P: Platform> Kmem<P> {
             let off = (p as usize).wrapping_sub(base + s.red_left_pad);
             // SAFETY: the counters of a slab page are read atomically.
             let objects = Counters(unsafe { slab_fl(page) }.hi.load(Ordering::Relaxed)).objects();
-            if !off.is_multiple_of(s.size) || off / s.size >= objects {
+            // `obj_to_index` without a `div`: slabs are at most 4 MiB.
+            let idx = s.reciprocal_size.divide(off as u32) as usize;
+            if off > u32::MAX as usize || idx * s.size != off || idx >= objects {
                 self.slab_error(
                     s,
                     format_args!("kfree: Invalid object pointer 0x{:016x}", p as usize),
@@ -507,7 +509,7 @@ impl<P: Platform> Kmem<P> {
                 return;
             }
             // SAFETY: an allocated object of `s` in slab `page` (caller contract).
-            unsafe { self.do_slab_free(s, page, p as *mut u8) };
+            unsafe { self.slab_free_page(s, page, p as *mut u8) };
             return;
         }
         // SAFETY: `page` is a descriptor of the memmap.

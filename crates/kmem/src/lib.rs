@@ -40,6 +40,7 @@ pub mod platform;
 pub mod printk;
 pub mod proc;
 pub mod rbtree;
+pub mod reciprocal_div;
 pub mod slab;
 pub mod spinlock;
 pub mod vmalloc;

@@ -260,6 +260,9 @@ pub struct KmemCache {
     /// objects a pointer is an object start iff `p & kfree_mask == 0`; other
     /// caches have all bits set, sending every pointer to the exact check.
     pub(crate) kfree_mask: usize,
+    /// `reciprocal_value(size)`: offsets in a slab to object indices
+    /// without a `div` (`obj_to_index`).
+    pub(crate) reciprocal_size: crate::reciprocal_div::ReciprocalValue,
     /// Nonzero if a handed-out object needs work on the fast path besides
     /// `__GFP_ZERO`: always zeroing (`init_on_alloc`) or clearing the free
     /// pointer of a wiped object (`init_on_free`). One test covers both.
@@ -1051,6 +1054,7 @@ impl<P: Platform> Kmem<P> {
                     } else {
                         usize::MAX
                     },
+                    reciprocal_size: crate::reciprocal_div::ReciprocalValue::new(sz as u32),
                 },
             );
             (*s).alloc_hooks =
