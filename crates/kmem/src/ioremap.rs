@@ -454,9 +454,8 @@ impl<P: Platform> Kmem<P> {
                     let lo = first_pfn.max(r.start >> PAGE_SHIFT);
                     let hi = last_pfn.min(r.end >> PAGE_SHIFT);
                     for pfn in lo..=hi {
-                        match self.pfn_to_page(pfn as usize) {
-                            Some(pg) if !pg.as_ref().is_reserved() => return true,
-                            _ => {}
+                        if self.pfn_to_page(pfn as usize).is_some() && !self.page_is_reserved(pfn as usize) {
+                            return true;
                         }
                     }
                 }
