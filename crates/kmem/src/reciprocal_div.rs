@@ -9,10 +9,11 @@
 //! power of two (`kmalloc-96`, `kmalloc-192`).
 //!
 //! The method (Granlund and Montgomery, as in the kernel): for a divisor
-//! `d > 0` with `l = fls(d - 1)`, `m = 2^32 * (2^l - d) / d + 1`; then for
-//! every 32-bit `a`, `t = (a * m) >> 32` and `a / d = (t + ((a - t) >> sh1))
-//! >> sh2` with `sh1 = min(l, 1)`, `sh2 = max(l - 1, 0)`. Exact for all
-//! 32-bit dividends (tested exhaustively over the offsets of a 4 MiB slab).
+//! `d > 0` with `l = fls(d - 1)`, let `m = 2^32 * (2^l - d) / d + 1`,
+//! `sh1 = min(l, 1)` and `sh2 = max(l - 1, 0)`; then for every 32-bit `a`,
+//! with `t = (a * m) >> 32`, the quotient `a / d` is
+//! `(t + ((a - t) >> sh1)) >> sh2`. Exact for all 32-bit dividends (tested
+//! exhaustively over the offsets of a 4 MiB slab).
 
 /// `struct reciprocal_value`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
