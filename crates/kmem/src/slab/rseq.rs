@@ -34,9 +34,10 @@
 //! good, so their hooks run in the slow paths and the sequences test nothing
 //! else.
 //!
-//! `sheaf_pop` and `sheaf_push` are the same mechanism for the per-CPU
-//! arrays of free objects in front of the slabs (`sheaf.rs`): the
-//! committing store is the sheaf's new size.
+//! The per-CPU arrays of free objects behind the freelists (`sheaf.rs`)
+//! use the same mechanism: `pop` takes the sheaf's newest object when the
+//! freelist is empty, and `sheaf_push` puts an object there; the committing
+//! store is the sheaf's new size.
 //!
 //! `this_cpu_inc` is the same mechanism for a per-CPU counter (mempool's
 //! fast-path statistics): the add is the commit.
@@ -170,8 +171,14 @@ pub(crate) enum Push {
     DoubleFree,
 }
 
-/// Pop the head of the calling CPU's freelist of cache `s`; null if it is
-/// empty or the fast paths are stopped (take the fallback).
+/// Pop the head of the calling CPU's freelist of cache `s`, or, if the
+/// freelist is empty, the newest object of its sheaf (`sheaf.rs`; a CPU
+/// without one has the empty `no_sheaf()`); null if both are empty or the
+/// fast paths are stopped (take the fallback). One sequence for both, so an
+/// allocation served by the sheaf (a program keeping many objects alive)
+/// reads the CPU id and the stop mark once; its commit is one store of the
+/// new freelist head or of the sheaf's new size, through a register holding
+/// the address of either.
 ///
 /// # Safety
 /// `area` is the offset of every thread's `struct rseq` from its FS base
@@ -181,16 +188,17 @@ pub(crate) enum Push {
 /// with an entry for every CPU id such an area can show
 /// (`Kmem::cpu_array_layout`),
 /// and the objects on its freelists have their free pointer at `s.offset`;
-/// the machine is in rseq mode or has `STOP_CAS` set in every cpu structure
-/// (see the module documentation).
+/// the cache's sheaves are changed only by these sequences and by slow
+/// paths that stop them; the machine is in rseq mode or has `STOP_CAS` set
+/// in every cpu structure (see the module documentation).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
     let obj: *mut u8;
-    // The sequence only reads the thread's rseq area, the cache, this CPU's cpu structure and the head
-    // object's free pointer (slab memory stays mapped), and commits with one store to the freelist head.
-    // Labels: 6 sets rseq_cs, 2..3 is the critical section, 4 the abort address, 7 the fallback; 5 the
-    // descriptor.
+    // The sequence only reads the thread's rseq area, the cache, this CPU's cpu structure, the head
+    // object's free pointer (slab memory stays mapped) or the sheaf (a page that stays while it is
+    // installed), and commits with one store. Labels: 6 sets rseq_cs, 2..3 is the critical section, 4 the
+    // abort address, 7 the fallback; 5 the descriptor; 10 the freelist's case, 9 the commit.
     // SAFETY: caller contract.
     unsafe {
         rseq_asm!(
@@ -203,9 +211,19 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
                 "jne 7f",
                 "movq {fl}({cache},{c}), {obj}",
                 "testq {obj}, {obj}",
+                "jnz 10f",
+                "movq {sheaf}({cache},{c}), {addr}",
+                "movq ({addr}), {t}",
+                "testq {t}, {t}",
                 "jz 3f",
+                "movq {objects} - 8({addr},{t},8), {obj}",
+                "subq $1, {t}",
+                "jmp 9f",
+                "10:",
                 "movq ({obj},{fp}), {t}",
-                "movq {t}, {fl}({cache},{c})"
+                "leaq {fl}({cache},{c}), {addr}",
+                "9:",
+                "movq {t}, ({addr})"
             ],
             fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
             area = in(reg) area,
@@ -215,9 +233,12 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
             obj = out(reg) obj,
             c = out(reg) _,
             t = out(reg) _,
+            addr = out(reg) _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
+            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
+            objects = const offset_of!(Sheaf, objects),
         );
     }
     obj
@@ -323,64 +344,18 @@ pub(crate) unsafe fn push_to_slab(area: isize, s: *const KmemCache, slab: *mut P
     Push::Done
 }
 
-/// Pop the newest object of the calling CPU's sheaf of cache `s` (see
-/// `sheaf.rs`); null if it is empty (a CPU without a sheaf has the empty
-/// `no_sheaf()`, of capacity 0, installed), or the fast paths
-/// are stopped.
-///
-/// # Safety
-/// As [`pop`]; the cache's sheaves are changed only by these sequences and
-/// by slow paths that stop them.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
-    let obj: *mut u8;
-    // SAFETY: caller contract. Reads the thread's rseq area, this CPU's cpu structure and its sheaf (a page
-    // that stays while it is installed), and commits with one store to the sheaf's size. Labels as in `pop`.
-    unsafe {
-        rseq_asm!(
-            t: "{t}",
-            pre: [],
-            body: [
-                "movslq %fs:{cpuid}({area}), {c}",
-                "shlq ${shift}, {c}",
-                "cmpl $0, {stopped}({cache},{c})",
-                "jne 7f",
-                "movq {sheaf}({cache},{c}), {c}",
-                "movq ({c}), {t}",
-                "testq {t}, {t}",
-                "jz 7f",
-                "movq {objects} - 8({c},{t},8), {obj}",
-                "subq $1, {t}",
-                "movq {t}, ({c})"
-            ],
-            fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
-            area = in(reg) area,
-            cache = in(reg) s,
-            obj = out(reg) obj,
-            c = out(reg) _,
-            t = out(reg) _,
-            cpuid = const RSEQ_CPU_ID,
-            shift = const CPU_SHIFT,
-            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
-            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
-            objects = const offset_of!(Sheaf, objects),
-        );
-    }
-    obj
-}
-
 /// Push `obj` onto the calling CPU's sheaf of cache `s` unless the sheaf is
-/// missing or full, the fast paths are stopped, or `obj` is the newest
-/// object already there (the naive double-free check).
+/// full (a CPU without one has `no_sheaf()`, of capacity 0), the fast paths
+/// are stopped, or `obj` is the newest object already there (the naive
+/// double-free check).
 ///
 /// # Safety
-/// As [`sheaf_pop`]; `obj` is an allocated object of `s` owned by the caller
+/// As [`pop`]; `obj` is an allocated object of `s` owned by the caller
 /// (checked to be one: a sheaf takes objects of any of the cache's slabs).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
-    // Reads as `sheaf_pop`; writes the slot above the sheaf's size (unused until the commit) and commits with
+    // Reads as `pop` does for the sheaf; writes the slot above the sheaf's size (unused until the commit) and commits with
     // one store to the size. Labels and fixed scratch registers as in `push` (%rax holds the size). The word
     // below `objects` is `capacity`, never an object, so an empty sheaf passes the double-free check.
     // SAFETY: caller contract.
@@ -497,16 +472,6 @@ pub(crate) unsafe fn push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
 #[inline(always)]
 pub(crate) unsafe fn push_to_slab(_: isize, _: *const KmemCache, _: *mut Page, _: *mut u8) -> Push {
     Push::Fallback
-}
-
-/// See the x86-64 version.
-///
-/// # Safety
-/// Never called.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub(crate) unsafe fn sheaf_pop(_: isize, _: *const KmemCache) -> *mut u8 {
-    core::ptr::null_mut()
 }
 
 /// See the x86-64 version.

@@ -25,8 +25,8 @@
 //! no null test.
 //!
 //! * The cpu freelist stays first: the fast paths are SLUB's. An allocation
-//!   that finds the freelist empty pops the sheaf (`rseq::sheaf_pop`),
-//!   inline, before the out-of-line fallback. A `kfree` the freelist
+//!   that finds the freelist empty pops the sheaf in the same restartable
+//!   sequence (`rseq::pop`), before the out-of-line fallback. A `kfree` the freelist
 //!   declines (the object is not in the cpu slab; `kfree` has checked the
 //!   pointer through its page) pushes onto the sheaf (`rseq::sheaf_push`),
 //!   inline too; a declined `kmem_cache_free` does so once its slab and

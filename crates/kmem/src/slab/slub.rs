@@ -88,20 +88,14 @@ impl<P: Platform> Kmem<P> {
         let c = unsafe { s.as_ref() };
         // Debug caches never get a cpu freelist, so they fall through to the slow path.
         if P::RSEQ_AREA {
+            // The sequence pops the sheaf behind the freelist (`sheaf.rs`)
+            // when the freelist is empty: a program that keeps many objects
+            // alive allocates from it whenever the cpu slab is used up.
             // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids; the
             // machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
-            let mut obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
+            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
             if obj.is_null() {
-                // The sheaf behind the freelist (`sheaf.rs`), inline too: a
-                // program that keeps many objects alive allocates from it
-                // whenever the cpu slab is used up. A CPU without a sheaf has
-                // the empty `no_sheaf()`.
-                // SAFETY: as above; sheaves are changed only by the sheaf
-                // sequences and by slow paths that stop them.
-                obj = unsafe { rseq::sheaf_pop(self.platform.rseq_offset(), c) };
-                if obj.is_null() {
-                    return None;
-                }
+                return None;
             }
             // Caches with hooks never pass the sequences (STOP_HOOKS).
             if gfp.intersects(__GFP_ZERO) {
@@ -152,7 +146,7 @@ impl<P: Platform> Kmem<P> {
             }
         } else if c.sheaf_capacity != 0 && self.sheaf_refill_from_barn(c) {
             // SAFETY: as in `kmem_cache_alloc`; only sheaf caches have sheaves.
-            let obj = unsafe { rseq::sheaf_pop(self.platform.rseq_offset(), c) };
+            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
             if let Some(obj) = NonNull::new(obj) {
                 if gfp.intersects(__GFP_ZERO) {
                     // SAFETY: the object is ours now.
