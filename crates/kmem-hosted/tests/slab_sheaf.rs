@@ -354,3 +354,55 @@ fn caches_without_sheaves() {
         }
     }
 }
+
+/// A CPU without a cpu slab does not live off its sheaf: an object another
+/// CPU allocated and this CPU freed (a thread that migrated) waits there,
+/// and a thread that allocates and frees in a loop gets a cpu slab of its
+/// own instead of reusing that object for good, a cache line away from the
+/// objects the other CPU hands out (Hoard's cache-thrash).
+#[test]
+fn a_cpu_without_a_cpu_slab_does_not_reuse_a_migrated_object() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    if kmem_hosted::platform::host_cpu_ids() < 2 {
+        return;
+    }
+    let s = m
+        .kmem_cache_create("sheaf-thrash", 8, 0, SlabFlags(0), None)
+        .unwrap();
+    let (a, b) = {
+        let _pin = pin_to(0);
+        let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        (a, m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+    };
+    assert_eq!(b as usize - a as usize, 8, "neighbours on one cache line");
+    let _pin = pin_to(1);
+    // SAFETY: a live cache.
+    let c1 = unsafe { s.as_ref().cpu(1) };
+    assert_eq!(
+        c1.slab_bytes.load(Ordering::Relaxed),
+        0,
+        "CPU 1 has no cpu slab yet"
+    );
+    // SAFETY: allocated above, freed once (on CPU 1: into its sheaf).
+    unsafe { m.kmem_cache_free(s, b) };
+    assert_eq!(in_sheaves(&m, s), 1);
+    for _ in 0..100 {
+        let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        assert!(
+            (p as usize) / PAGE_SIZE != (a as usize) / PAGE_SIZE,
+            "CPU 1 reused an object of CPU 0's slab"
+        );
+        // SAFETY: allocated just above, freed once.
+        unsafe { m.kmem_cache_free(s, p) };
+    }
+    assert_ne!(c1.slab_bytes.load(Ordering::Relaxed), 0, "CPU 1 got a cpu slab");
+    assert_eq!(
+        in_sheaves(&m, s),
+        1,
+        "the migrated object still waits in the sheaf"
+    );
+    // SAFETY: allocated above, freed once.
+    unsafe { m.kmem_cache_free(s, a) };
+    assert_eq!(active(&m, s), 0);
+    destroy_clean(&m, s);
+}
