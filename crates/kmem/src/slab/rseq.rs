@@ -172,21 +172,19 @@ pub(crate) enum Push {
 }
 
 /// Pop the head of the calling CPU's freelist of cache `s`, or, if the
-/// freelist is empty and the CPU has a cpu slab, the newest object of its
-/// sheaf (`sheaf.rs`; a CPU without one has the empty `no_sheaf()`); null
-/// if there is neither or the fast paths are stopped (take the fallback).
+/// freelist is empty, the newest object of its sheaf unless that is the
+/// sheaf's last (`sheaf.rs`; a CPU without one has the empty `no_sheaf()`);
+/// null if there is none or the fast paths are stopped (take the fallback).
 ///
-/// Why a cpu slab first: a CPU without one would otherwise live off its
-/// sheaf alone, and a thread that allocates and frees one object in a loop
-/// would reuse the same object for good, even one freed there by a thread
-/// that migrated from another CPU and that shares a cache line with the
-/// object another thread keeps reusing on that CPU (Hoard's cache-thrash:
-/// 3.5 times slower in one run of four before this rule). With a cpu slab,
-/// the loop runs on the CPU's own slab. One sequence for both, so an
-/// allocation served by the sheaf (a program keeping many objects alive)
-/// reads the CPU id and the stop mark once; its commit is one store of the
-/// new freelist head or of the sheaf's new size, through a register holding
-/// the address of either.
+/// Why not the last one: a CPU whose freelist is empty and whose sheaf
+/// holds one object would otherwise live off that object. After a thread
+/// migrated, a loop of one allocation and one free would reuse forever the
+/// object it freed there, which another CPU allocated, a cache line away
+/// from the object another thread keeps reusing on that CPU (Hoard's
+/// cache-thrash: 3.5 times slower in about one run of five before this
+/// rule). Declined, the allocation takes a full sheaf from the barn, giving
+/// that one object back to its slab, or the slow path gives the CPU a cpu
+/// slab of its own.
 ///
 /// # Safety
 /// `area` is the offset of every thread's `struct rseq` from its FS base
@@ -220,12 +218,10 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
                 "movq {fl}({cache},{c}), {obj}",
                 "testq {obj}, {obj}",
                 "jnz 10f",
-                "cmpq $0, {bytes}({cache},{c})",
-                "je 3f",
                 "movq {sheaf}({cache},{c}), {addr}",
                 "movq ({addr}), {t}",
-                "testq {t}, {t}",
-                "jz 3f",
+                "cmpq $1, {t}",
+                "jbe 3f",
                 "movq {objects} - 8({addr},{t},8), {obj}",
                 "subq $1, {t}",
                 "jmp 9f",
@@ -248,7 +244,6 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
             shift = const CPU_SHIFT,
             stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
             sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
-            bytes = const CPU0 + offset_of!(KmemCacheCpu, slab_bytes),
             objects = const offset_of!(Sheaf, objects),
         );
     }

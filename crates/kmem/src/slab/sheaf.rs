@@ -26,7 +26,8 @@
 //!
 //! * The cpu freelist stays first: the fast paths are SLUB's. An allocation
 //!   that finds the freelist empty pops the sheaf in the same restartable
-//!   sequence (`rseq::pop`), before the out-of-line fallback. A `kfree` the freelist
+//!   sequence (`rseq::pop`), before the out-of-line fallback, unless that
+//!   would take its last object. A `kfree` the freelist
 //!   declines (the object is not in the cpu slab; `kfree` has checked the
 //!   pointer through its page) pushes onto the sheaf (`rseq::sheaf_push`),
 //!   inline too; a declined `kmem_cache_free` does so once its slab and
@@ -38,10 +39,12 @@
 //!   `MAX_FULL_SHEAVES`, the sheaf gives its oldest half back to the slabs
 //!   (SLAB's `batchcount`) in one `__slab_free` per run of one slab's
 //!   objects (`free_to_slabs`, the kernel's detached freelists).
-//! * An allocation that finds the sheaf empty swaps it for a full sheaf of
-//!   the barn (`barn_replace_empty_sheaf`); the empty one is kept there (up
-//!   to `MAX_EMPTY_SHEAVES`, else its page is freed). With no full sheaf in
-//!   the barn, the slow path serves.
+//! * The allocation sequence leaves a sheaf's last object alone (see
+//!   `rseq::pop`: a CPU must not live off one object). An allocation that
+//!   finds the sheaf so low swaps it for a full sheaf of the barn
+//!   (`barn_replace_empty_sheaf`), giving that object back to its slab; the
+//!   empty one is kept there (up to `MAX_EMPTY_SHEAVES`, else its page is
+//!   freed). With no full sheaf in the barn, the slow path serves.
 //! * Every swap happens under the cpu structure's lock with the sequences
 //!   stopped (like any slow path that changes per-CPU state), the barn's
 //!   lists under the barn's lock, taken inside it.
@@ -253,9 +256,11 @@ impl<P: Platform> Kmem<P> {
         true
     }
 
-    /// Swap the calling CPU's empty (or missing) sheaf for a full one of its
-    /// node's barn (`barn_replace_empty_sheaf`). True if the CPU's sheaf
-    /// holds objects now (the caller pops it again).
+    /// Swap the calling CPU's sheaf, empty but for at most one object (see
+    /// `rseq::pop`), for a full one of its node's barn
+    /// (`barn_replace_empty_sheaf`); that object goes back to its slab. True
+    /// if the CPU's sheaf holds objects the allocation sequence takes (the
+    /// caller pops again).
     pub(crate) fn sheaf_refill_from_barn(&self, s: &KmemCache) -> bool {
         let cpu = self.platform.raw_smp_processor_id();
         let n = s.node(self.cpu_to_node(cpu));
@@ -267,12 +272,13 @@ impl<P: Platform> Kmem<P> {
         if c.stopped.load(Ordering::Relaxed) & !rseq::STOP_SLOW_PATH != 0 {
             return false;
         }
+        let mut last = ptr::null_mut();
         let old = {
             let _guard = self.cpu_lock(c, cpu);
             let sh = c.sheaf.load(Ordering::Relaxed);
             // SAFETY: the installed sheaf is ours while its sequences are
             // stopped (or `NO_SHEAF`, empty).
-            if unsafe { (*sh).size } != 0 {
+            if unsafe { (*sh).size } > 1 {
                 return true;
             }
             let full = {
@@ -286,10 +292,23 @@ impl<P: Platform> Kmem<P> {
                 full
             };
             c.sheaf.store(full, Ordering::Release);
+            if sh != no_sheaf() {
+                // SAFETY: detached above, under the lock; at most one object.
+                unsafe {
+                    if (*sh).size == 1 {
+                        last = *Self::sheaf_slots(sh);
+                        (*sh).size = 0;
+                    }
+                }
+            }
             sh
         };
+        if !last.is_null() {
+            // SAFETY: an object taken off the sheaf, ours now.
+            unsafe { self.free_to_slabs(s, &[last]) };
+        }
         if old != no_sheaf() {
-            // SAFETY: the CPU's former sheaf, empty and detached above.
+            // SAFETY: the CPU's former sheaf, emptied and detached above.
             unsafe { self.put_empty_sheaf(n, old) };
         }
         true
