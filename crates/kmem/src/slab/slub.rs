@@ -871,10 +871,11 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// Where a declined free sequence goes. Its common case, an rseq-mode
-    /// free of an object whose slab is known into this CPU's sheaf, is kept
-    /// in this small function without a stack frame (a batch of frees of
-    /// objects outside the cpu slab comes here for each object); everything
-    /// else is [`Kmem::slab_free_declined_slow`].
+    /// free into this CPU's sheaf once the object's slab is known (looked
+    /// up and checked for `kmem_cache_free`), is kept in this small function
+    /// without a stack frame (a batch of frees of objects outside the cpu
+    /// slab comes here for each object); everything else is
+    /// [`Kmem::slab_free_declined_slow`].
     ///
     /// # Safety
     /// As [`Kmem::rseq_free`].
@@ -885,14 +886,9 @@ impl<P: Platform> Kmem<P> {
             // SAFETY: forwarded.
             return unsafe { self.slab_free_declined_slow(s, slab, obj) };
         }
-        let slab = if slab.is_null() {
-            // SAFETY: forwarded.
-            match unsafe { self.slab_free_lookup(s, obj) } {
-                Some(slab) => slab,
-                None => return,
-            }
-        } else {
-            slab
+        // SAFETY: forwarded.
+        let Some(slab) = (unsafe { self.slab_of_freed(s, slab, obj) }) else {
+            return;
         };
         if s.sheaf_capacity != 0 {
             // SAFETY: as in `kmem_cache_alloc`; `obj` is a checked object of
@@ -909,10 +905,9 @@ impl<P: Platform> Kmem<P> {
 
     /// The rest of [`Kmem::slab_free_declined`]: the CAS fast path if the
     /// machine is not in rseq mode; else, once the object's slab is known
-    /// (looked up and checked if `slab` is null, which only a CAS-mode
-    /// caller leaves it), this CPU's sheaf if the cache has sheaves
-    /// (`sheaf.rs`; a sheaf found full is flushed here), and `__slab_free`
-    /// on the slab otherwise.
+    /// (looked up and checked if `slab` is null), this CPU's sheaf if the
+    /// cache has sheaves (`sheaf_free_slow`: the sequence found it full,
+    /// stopped or missing), and `__slab_free` on the slab otherwise.
     ///
     /// # Safety
     /// As [`Kmem::rseq_free`].
@@ -923,30 +918,32 @@ impl<P: Platform> Kmem<P> {
         if !self.slab.rseq.load(Ordering::Relaxed) && unsafe { self.cas_free_fast(s, obj) } {
             return;
         }
-        let slab = if slab.is_null() {
-            // SAFETY: forwarded.
-            match unsafe { self.slab_free_lookup(s, obj) } {
-                Some(slab) => slab,
-                None => return,
-            }
-        } else {
-            slab
+        // SAFETY: forwarded.
+        let Some(slab) = (unsafe { self.slab_of_freed(s, slab, obj) }) else {
+            return;
         };
-        if s.sheaf_capacity != 0 {
-            // SAFETY: as in `kmem_cache_alloc`; `obj` is a checked object of `s`.
-            match unsafe { rseq::sheaf_push(self.platform.rseq_offset(), s, obj) } {
-                rseq::Push::Done => return,
-                rseq::Push::DoubleFree => return self.double_free(s, obj),
-                rseq::Push::Fallback => {
-                    // SAFETY: forwarded.
-                    if unsafe { self.sheaf_free_slow(s, obj) } {
-                        return;
-                    }
-                }
-            }
+        // SAFETY: `obj` is a checked object of `s`.
+        if s.sheaf_capacity != 0 && unsafe { self.sheaf_free_slow(s, obj) } {
+            return;
         }
         // SAFETY: forwarded; the fast path declined the object.
         unsafe { self.slab_free_to_slab(s, slab, obj) }
+    }
+
+    /// The slab of `obj`, freed to `s`: `slab` if the caller knows it, else
+    /// looked up and checked (None if the free was reported instead).
+    ///
+    /// # Safety
+    /// As `kmem_cache_free`; a non-null `slab` holds `obj`.
+    #[inline(always)]
+    #[track_caller]
+    unsafe fn slab_of_freed(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) -> Option<*mut Page> {
+        if slab.is_null() {
+            // SAFETY: forwarded.
+            unsafe { self.slab_free_lookup(s, obj) }
+        } else {
+            Some(slab)
+        }
     }
 
     /// The CAS free fast path: push onto this CPU's freelist with
