@@ -96,6 +96,23 @@ pub fn read_rflags() -> u64 {
     f
 }
 
+/// `DR6`, the debug status register.
+#[inline]
+pub fn read_dr6() -> u64 {
+    let v: u64;
+    // SAFETY: reading a debug register in ring 0 has no side effects.
+    unsafe { asm!("mov {}, dr6", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Reset `DR6` to its idle value (`DR6_RESERVED`: every status bit clear),
+/// as the kernel's `#DB` handler does once it has read it.
+#[inline]
+pub fn clear_dr6() {
+    // SAFETY: writing DR6's architectural idle value only clears status bits.
+    unsafe { asm!("mov dr6, {}", in(reg) 0xffff_0ff0u64, options(nomem, nostack, preserves_flags)) };
+}
+
 /// Whether interrupts are enabled on this CPU.
 #[inline]
 pub fn irqs_enabled() -> bool {

@@ -179,6 +179,9 @@ fn irq_exit() {
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
+    if vector == 1 {
+        return crate::traps::debug_exception(frame);
+    }
     if vector < 32 {
         crate::traps::exception(frame);
     }

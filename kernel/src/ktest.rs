@@ -454,11 +454,31 @@ fn debug_objects(what: &str) {
     });
 }
 
+/// Raise a `#DB` the kernel did not ask for, as an emulator may: a single
+/// step (`TF` set with `popfq`), which the handler must clear, or every
+/// following instruction would trap. The run goes on.
+fn spurious_debug_exceptions() {
+    let before = crate::traps::SPURIOUS_DEBUG.load(Ordering::Relaxed);
+    // SAFETY: the flags pushed and popped are this CPU's own with TF added;
+    // the #DB after the next instruction is ignored and TF cleared.
+    unsafe { core::arch::asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq", "nop", "nop") };
+    let n = crate::traps::SPURIOUS_DEBUG.load(Ordering::Relaxed) - before;
+    let tf = crate::arch::read_rflags() & 0x100 != 0;
+    printk!(
+        "ktest: spurious #DB: {} ignored, TF {}",
+        n,
+        if tf { "still set" } else { "clear" }
+    );
+}
+
 /// The whole run on the boot CPU.
 pub fn run(opts: KtestOpts, apic_ids: &[u32]) -> ! {
     let k = kmem();
     if let Some(f) = opts.fault {
         fault(f);
+    }
+    if opts.spurious_db {
+        spurious_debug_exceptions();
     }
     if let Some(n) = opts.iterations {
         ITERATIONS.store(n, Ordering::Relaxed);

@@ -81,6 +81,9 @@ pub struct KtestOpts {
     pub iterations: Option<usize>,
     /// `ktest.debug`: print more state.
     pub debug: bool,
+    /// `ktest.spurious_db`: raise unasked-for `#DB`s (`int1`, a `TF` step)
+    /// before the tests, which the run must survive.
+    pub spurious_db: bool,
 }
 
 static mut CMDLINE_REST: [u8; 2048] = [0; 2048];
@@ -98,6 +101,8 @@ fn split_cmdline(all: &'static str) -> (KtestOpts, &'static str) {
             o.iterations = v.parse().ok();
         } else if w == "ktest.debug" {
             o.debug = true;
+        } else if w == "ktest.spurious_db" {
+            o.spurious_db = true;
         } else if w == "ktest.no_shootdown" {
             tlb::BROKEN_NO_SHOOTDOWN.store(true, Ordering::Relaxed);
         } else if n + w.len() < rest.len() {

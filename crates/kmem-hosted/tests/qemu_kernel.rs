@@ -328,7 +328,29 @@ fn missing_tlb_shootdown_is_caught() {
     let c = &b.console;
     assert_eq!(b.status, Some(35), "status {:?}\n{c}", b.status);
     assert!(c.contains("ktest: tlb_shootdown ... FAILED"), "{c}");
-    assert!(c.contains("ktest: tlb_shootdown_ipis ... FAILED"), "{c}");
+    // The stale translations the broken shootdown leaves can corrupt memory
+    // the later checks use: the run may end with an oops before the IPI
+    // check reports (seen once in 30 runs).
+    assert!(
+        c.contains("ktest: tlb_shootdown_ipis ... FAILED") || c.contains("[#1] SMP"),
+        "{c}"
+    );
+}
+
+/// A `#DB` the kernel did not ask for (QEMU's software emulation leaks
+/// them, as Linux notes) is ignored the way Linux's `exc_debug_kernel`
+/// does: one warning, `TF` cleared in the interrupted context, and the run
+/// goes on and passes.
+#[test]
+fn spurious_debug_exception_is_ignored() {
+    let Some(b) = boot(2, "64M", "ktest.spurious_db") else {
+        return;
+    };
+    let c = &b.console;
+    assert!(b.passed(), "status {:?}\n{c}", b.status);
+    assert!(c.contains("spurious #DB at"), "{c}");
+    assert!(c.contains("TF cleared), ignored"), "{c}");
+    assert!(c.contains("ktest: spurious #DB: 1 ignored, TF clear"), "{c}");
 }
 
 /// A triple fault resets the machine; with `-no-reboot` QEMU exits 0 —
