@@ -17,9 +17,9 @@ const CMDLINE: &str = "quiet mem=256M nr_cpus=2";
 fn in_sheaves(m: &Machine, s: NonNull<KmemCache>) -> usize {
     (0..m.nr_cpu_ids())
         .map(|cpu| {
-            // SAFETY: cpu < nr_cpus; a live cache; the sheaf page (or the
-            // empty `no_sheaf()`) stays while installed and nothing else runs
-            // on this cache.
+            // The sheaf page (or the empty `no_sheaf()`) stays while
+            // installed, and nothing else runs on this cache.
+            // SAFETY: cpu < nr_cpus; a live cache; as above.
             unsafe { (*s.as_ref().cpu(cpu).sheaf.load(Ordering::Acquire)).size }
         })
         .sum()

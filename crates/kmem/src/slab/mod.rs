@@ -142,6 +142,16 @@ pub struct KmemCacheCpu {
     pub stat: CpuStats,
 }
 
+impl KmemCacheCpu {
+    /// Whether this structure's sequences are stopped for good (hooks, CAS
+    /// mode, or a CPU id that is not the machine's), not just while a slow
+    /// path runs: its sheaf is never used.
+    #[inline]
+    pub(crate) fn stopped_for_good(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed) & !rseq::STOP_SLOW_PATH != 0
+    }
+}
+
 /// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset).
 /// Writers hold the CPU structure's `lock`, so an increment is a plain load
 /// and store ([`CpuStats::inc`]); readers may see a slightly old value.

@@ -195,7 +195,7 @@ impl<P: Platform> Kmem<P> {
         let cpu = self.platform.raw_smp_processor_id();
         // SAFETY: cpu < nr_cpu_ids.
         let c = unsafe { s.cpu(cpu) };
-        if c.stopped.load(Ordering::Relaxed) & !rseq::STOP_SLOW_PATH != 0 {
+        if c.stopped_for_good() {
             return false;
         }
         let n = s.node(self.cpu_to_node(cpu));
@@ -269,7 +269,7 @@ impl<P: Platform> Kmem<P> {
         }
         // SAFETY: cpu < nr_cpu_ids.
         let c = unsafe { s.cpu(cpu) };
-        if c.stopped.load(Ordering::Relaxed) & !rseq::STOP_SLOW_PATH != 0 {
+        if c.stopped_for_good() {
             return false;
         }
         let mut last = ptr::null_mut();
