@@ -116,28 +116,43 @@ pub(crate) const CPU_ARRAY_OFFSET: usize =
     core::mem::size_of::<KmemCache>().next_multiple_of(core::mem::align_of::<KmemCacheCpu>());
 
 /// Per-CPU slab state (`struct kmem_cache_cpu`).
+///
+/// The first cache line holds what the restartable sequences of `rseq.rs`
+/// read and write: the freelist, the cpu slab's address range, the sheaf,
+/// and the three bounds (`floor`, `rseq_bytes`, `sheaf_limit`) through which
+/// a slow path stops them.
 #[repr(C, align(64))]
 pub struct KmemCacheCpu {
     /// (freelist, tid), swapped together by the fast paths.
     pub fl: DoubleWord,
-    /// The cpu slab (head page), or null. Changed only under `lock`.
-    pub slab: AtomicPtr<Page>,
     /// Start of the cpu slab's memory: the free fast path pushes an object
     /// onto the cpu freelist only if it lies in `[slab_start, slab_start + slab_bytes)`.
     pub slab_start: AtomicUsize,
+    /// The sequences' copy of `slab_bytes`: 0 while they are stopped.
+    pub rseq_bytes: AtomicUsize,
+    /// The sequences' lower bound: the allocation sequence takes the
+    /// freelist's head only if it is above `floor`, and the sheaf's newest
+    /// object only if more than `floor + 1` are there. 0 while they run,
+    /// `rseq::FLOOR_STOPPED` while they are stopped.
+    pub floor: AtomicUsize,
+    /// This CPU's sheaf of free objects (`sheaf.rs`), or `no_sheaf()`. Installed
+    /// and detached under `lock` with the sequences stopped.
+    pub sheaf: AtomicPtr<sheaf::Sheaf>,
+    /// The sequences' copy of the sheaf's capacity: the free sequence pushes
+    /// onto the sheaf only below it. 0 while they are stopped.
+    pub sheaf_limit: AtomicUsize,
+    /// Nonzero while a slow path owns the freelist (`STOP_SLOW_PATH`), or for
+    /// good if the cache has hooks (`STOP_HOOKS`) and in the other cases of
+    /// `rseq.rs`; the sequences read the bounds above instead.
+    pub stopped: AtomicU32,
+    /// `local_lock`: serialises the slow paths of this CPU's structure.
+    pub lock: SpinLock<()>,
+    /// The cpu slab (head page), or null. Changed only under `lock`.
+    pub slab: AtomicPtr<Page>,
     /// Size of the cpu slab's memory; 0 while there is no cpu slab.
     pub slab_bytes: AtomicUsize,
     /// Chain of cpu partial slabs (through `page.lru.next`), under `lock`.
     pub partial: AtomicPtr<Page>,
-    /// Nonzero while a slow path owns the freelist (`STOP_SLOW_PATH`), or for
-    /// good if the cache has hooks (`STOP_HOOKS`): the restartable sequences
-    /// of `rseq.rs` fall back instead of touching the freelist.
-    pub stopped: AtomicU32,
-    /// This CPU's sheaf of free objects (`sheaf.rs`), or `no_sheaf()`. Installed
-    /// and detached under `lock` with the sequences stopped.
-    pub sheaf: AtomicPtr<sheaf::Sheaf>,
-    /// `local_lock`: serialises the slow paths of this CPU's structure.
-    pub lock: SpinLock<()>,
     /// Slow-path statistics (written under `lock`, read without).
     pub stat: CpuStats,
 }
@@ -150,7 +165,37 @@ impl KmemCacheCpu {
     pub(crate) fn stopped_for_good(&self) -> bool {
         self.stopped.load(Ordering::Relaxed) & !rseq::STOP_SLOW_PATH != 0
     }
+
+    /// Set the bounds that make every sequence fall back (`rseq.rs`). The
+    /// sequences never write them, so a commit racing with these stores
+    /// cannot undo them.
+    pub(crate) fn rseq_stop(&self) {
+        self.floor.store(rseq::FLOOR_STOPPED, Ordering::Relaxed);
+        self.rseq_bytes.store(0, Ordering::Relaxed);
+        self.sheaf_limit.store(0, Ordering::Relaxed);
+    }
+
+    /// Let the sequences run again over the state the slow path left,
+    /// unless they are stopped for good.
+    pub(crate) fn rseq_start(&self) {
+        if self.stopped.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        // SAFETY: the installed sheaf (or `no_sheaf()`) stays while it is
+        // installed, and only the lock holder replaces it.
+        let limit = unsafe { (*self.sheaf.load(Ordering::Relaxed)).capacity };
+        self.sheaf_limit.store(limit, Ordering::Release);
+        self.rseq_bytes
+            .store(self.slab_bytes.load(Ordering::Relaxed), Ordering::Release);
+        self.floor.store(0, Ordering::Release);
+    }
 }
+
+/// The cpu structures' layout: the sequences' fields in the first cache line.
+const _: () = {
+    assert!(core::mem::offset_of!(KmemCacheCpu, stopped) + 8 <= 64);
+    assert!(core::mem::size_of::<KmemCacheCpu>() == 128);
+};
 
 /// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset).
 /// Writers hold the CPU structure's `lock`, so an increment is a plain load
@@ -1106,20 +1151,24 @@ impl<P: Platform> Kmem<P> {
                     base.add(i),
                     KmemCacheCpu {
                         fl: DoubleWord::new(0, cpu),
-                        slab: AtomicPtr::new(ptr::null_mut()),
                         slab_start: AtomicUsize::new(0),
-                        slab_bytes: AtomicUsize::new(0),
-                        partial: AtomicPtr::new(ptr::null_mut()),
+                        rseq_bytes: AtomicUsize::new(0),
+                        floor: AtomicUsize::new(rseq::FLOOR_STOPPED),
                         sheaf: AtomicPtr::new(sheaf::no_sheaf()),
+                        sheaf_limit: AtomicUsize::new(0),
                         stopped: AtomicU32::new(if cpu < self.nr_cpus {
                             stop
                         } else {
                             rseq::STOP_NO_CPU
                         }),
                         lock: SpinLock::new(()),
+                        slab: AtomicPtr::new(ptr::null_mut()),
+                        slab_bytes: AtomicUsize::new(0),
+                        partial: AtomicPtr::new(ptr::null_mut()),
                         stat: CpuStats::default(),
                     },
                 );
+                (*base.add(i)).rseq_start();
             }
             let head = self.slab.caches.lock(&self.platform);
             ListHead::add_tail(

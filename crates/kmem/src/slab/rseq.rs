@@ -21,18 +21,30 @@
 //!
 //! **Who else writes the freelist.** Slow paths, under the cpu structure's
 //! `lock`, possibly from a thread that runs on another CPU (it migrated, or
-//! it flushes every CPU's cpu slab). They first set `stopped`, which every
-//! sequence checks after reading the CPU id, and then make sure no sequence
-//! that read `stopped == 0` can still commit: if the slow path now runs on
-//! that CPU, every such sequence was preempted (and will restart, and see
-//! `stopped`) or has committed; otherwise the platform's `rseq_fence`
-//! (`membarrier`) restarts them. Then the slow path owns the freelist and
-//! changes it with plain stores; clearing `stopped` at the end lets the
-//! sequences run again. A sequence that finds `stopped` falls back to the
-//! slow path (alloc) or to the slab's own freelist (free). Caches with
-//! `init_on_alloc`/`init_on_free` hooks keep a second `stopped` bit set for
-//! good, so their hooks run in the slow paths and the sequences test nothing
-//! else.
+//! it flushes every CPU's cpu slab). They first stop the sequences, and then
+//! make sure no sequence that started before can still commit: if the slow
+//! path now runs on that CPU, every such sequence was preempted (and will
+//! restart, and see the stop) or has committed; otherwise the platform's
+//! `rseq_fence` (`membarrier`) restarts them. Then the slow path owns the
+//! freelist and changes it with plain stores; restarting the sequences at
+//! the end publishes its work. A stopped sequence falls back to the slow
+//! path (alloc) or to the slab's own freelist (free).
+//!
+//! **Stopping by bounds.** The stop costs the sequences nothing: as in
+//! tcmalloc's per-CPU caches, it is a set of bounds each sequence compares
+//! with anyway, and that no sequence writes, so a commit racing with the
+//! stop cannot undo it. `pop` takes the freelist's head if it is above
+//! `floor` (0 while running: any object), else the sheaf's newest object if
+//! the sheaf holds more than `floor + 1` (compared signed: an empty sheaf
+//! holds fewer); `push` takes an object inside `[slab_start, slab_start +
+//! rseq_bytes)`; `sheaf_push` fills the sheaf up to `sheaf_limit`. Stopped,
+//! `floor` is `FLOOR_STOPPED` (`i64::MAX`, above every user-space address
+//! and every sheaf size) and the other two are 0 (`KmemCacheCpu::rseq_stop`);
+//! restarting copies the cpu slab's size and the sheaf's capacity back
+//! (`rseq_start`). The `stopped` bits say why: `STOP_SLOW_PATH` while a
+//! slow path runs; caches with `init_on_alloc`/`init_on_free` hooks keep
+//! `STOP_HOOKS` for good, so their hooks run in the slow paths and the
+//! sequences test nothing else.
 //!
 //! The per-CPU arrays of free objects behind the freelists (`sheaf.rs`)
 //! use the same mechanism: `pop` takes the sheaf's newest object when the
@@ -51,7 +63,7 @@
 //! **No mode test.** On a platform whose threads always have an area
 //! (`Platform::RSEQ_AREA`, registered or not) the fast paths run the
 //! sequences whatever the mode: a machine in CAS mode keeps a third
-//! `stopped` bit set for good (`STOP_CAS`), so its sequences always fall
+//! `stopped` bit set for good (`STOP_CAS`, bounds stopped), so its sequences always fall
 //! back, and the out-of-line fallback tries the CAS fast path. The rseq
 //! fast paths thus test nothing the CAS ones do not. Nor do they check the
 //! CPU id against a bound: every cache's cpu array has entries for all the
@@ -66,13 +78,17 @@
 
 use super::sheaf::Sheaf;
 use super::{KmemCache, KmemCacheCpu, CPU_ARRAY_OFFSET};
-use crate::page::Page;
 use core::mem::{offset_of, size_of};
 
 /// Offset of `cpu_id` in `struct rseq`.
 pub const RSEQ_CPU_ID: usize = 4;
 /// Offset of `rseq_cs` in `struct rseq`.
 pub const RSEQ_CS: usize = 8;
+
+/// `KmemCacheCpu::floor` of stopped sequences: above every user-space
+/// address (x86-64 user space ends below 2^57) compared unsigned, and above
+/// every sheaf size compared signed.
+pub(crate) const FLOOR_STOPPED: usize = i64::MAX as usize;
 
 /// `stopped` bit: a slow path owns the freelist.
 pub(crate) const STOP_SLOW_PATH: u32 = 1;
@@ -213,17 +229,15 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
             body: [
                 "movslq %fs:{cpuid}({area}), {c}",
                 "shlq ${shift}, {c}",
-                "cmpl $0, {stopped}({cache},{c})",
-                "jne 7f",
                 "movq {fl}({cache},{c}), {obj}",
-                "testq {obj}, {obj}",
-                "jnz 10f",
+                "cmpq {obj}, {floor}({cache},{c})",
+                "jb 10f",
                 "movq {sheaf}({cache},{c}), {addr}",
                 "movq ({addr}), {t}",
-                "cmpq $1, {t}",
-                "jbe 3f",
-                "movq {objects} - 8({addr},{t},8), {obj}",
                 "subq $1, {t}",
+                "cmpq {floor}({cache},{c}), {t}",
+                "jle 7f",
+                "movq {objects}({addr},{t},8), {obj}",
                 "jmp 9f",
                 "10:",
                 "movq ({obj},{fp}), {t}",
@@ -242,7 +256,7 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
             addr = out(reg) _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
-            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
+            floor = const CPU0 + offset_of!(KmemCacheCpu, floor),
             sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
             objects = const offset_of!(Sheaf, objects),
         );
@@ -250,25 +264,33 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
     obj
 }
 
-/// The push sequence, with `check` (which may leave for label 7) telling
-/// whether the object belongs to the cpu slab; `ops` are the operands
-/// `check` needs. An asm block with labels must have no outputs (LLVM
-/// defines them on the fall-through edge only), so the two scratch
-/// registers are fixed and declared as clobbers: %rcx is the CPU index,
-/// %rdx the scratch. The fallback and the double free leave for the
-/// caller's Rust labels.
+/// Push `obj` onto the calling CPU's freelist of cache `s` if it lies in
+/// that CPU's cpu slab (its address is in `[slab_start, slab_start +
+/// rseq_bytes)`, an empty range while the sequences are stopped) and is not
+/// the freelist's head (the naive double-free check of `set_freepointer`).
+///
+/// # Safety
+/// As [`pop`]; `obj` is an allocated object of `s` owned by the caller.
 #[cfg(target_arch = "x86_64")]
-macro_rules! rseq_push {
-    (check: [$($check:literal),*], area: $area:expr, s: $s:expr, obj: $obj:expr, $($ops:tt)*) => {
+#[inline(always)]
+pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
+    // Reads as `pop`; writes the object's free pointer (the object is the caller's) and commits with one
+    // store to the freelist head. Labels as in `pop`. An asm block with labels must have no outputs (LLVM
+    // defines them on the fall-through edge only), so the two scratch registers are fixed and declared as
+    // clobbers: %rcx is the CPU index, %rdx the scratch. The fallback and the double free leave for Rust
+    // labels.
+    // SAFETY: caller contract.
+    unsafe {
         rseq_asm!(
             t: "%rdx",
             pre: [],
             body: [
                 "movslq %fs:{cpuid}({area}), %rcx",
                 "shlq ${shift}, %rcx",
-                "cmpl $0, {stopped}({cache},%rcx)",
-                "jne 7f",
-                $($check,)*
+                "movq {obj}, %rdx",
+                "subq {start}({cache},%rcx), %rdx",
+                "cmpq {bytes}({cache},%rcx), %rdx",
+                "jae 7f",
                 "movq {fl}({cache},%rcx), %rdx",
                 "cmpq %rdx, {obj}",
                 "je {double}",
@@ -276,83 +298,31 @@ macro_rules! rseq_push {
                 "movq {obj}, {fl}({cache},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
-            area = in(reg) $area,
-            cache = in(reg) $s,
+            area = in(reg) area,
+            cache = in(reg) s,
             fl = const CPU0 + offset_of!(KmemCacheCpu, fl),
-            fp = in(reg) (*$s).offset,
-            obj = in(reg) $obj,
+            fp = in(reg) (*s).offset,
+            obj = in(reg) obj,
             out("rcx") _,
             out("rdx") _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
-            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
+            start = const CPU0 + offset_of!(KmemCacheCpu, slab_start),
+            bytes = const CPU0 + offset_of!(KmemCacheCpu, rseq_bytes),
             fallback = label {
                 return Push::Fallback;
             },
             double = label {
                 return Push::DoubleFree;
             },
-            $($ops)*
-        )
-    };
-}
-
-/// Push `obj` onto the calling CPU's freelist of cache `s` if it lies in
-/// that CPU's cpu slab (its address is in the cpu slab's range).
-///
-/// # Safety
-/// As [`pop`]; `obj` is an allocated object of `s` owned by the caller.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
-    // SAFETY: caller contract. Reads as `pop`; writes the object's free pointer (the object is the caller's)
-    // and commits with one store to the freelist head. Labels as in `pop`.
-    unsafe {
-        rseq_push!(
-            check: [
-                "movq {obj}, %rdx",
-                "subq {start}({cache},%rcx), %rdx",
-                "cmpq {bytes}({cache},%rcx), %rdx",
-                "jae 7f"
-            ],
-            area: area,
-            s: s,
-            obj: obj,
-            start = const CPU0 + offset_of!(KmemCacheCpu, slab_start),
-            bytes = const CPU0 + offset_of!(KmemCacheCpu, slab_bytes),
-        );
-    }
-    Push::Done
-}
-
-/// [`push`] for an object whose slab is known (`kfree` found it): the
-/// object belongs to the cpu slab if `slab` is it.
-///
-/// # Safety
-/// As [`push`]; `slab` is the head page of the slab holding `obj`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn push_to_slab(area: isize, s: *const KmemCache, slab: *mut Page, obj: *mut u8) -> Push {
-    // SAFETY: as in `push`.
-    unsafe {
-        rseq_push!(
-            check: [
-                "cmpq {slab}, {cpu_slab}({cache},%rcx)",
-                "jne 7f"
-            ],
-            area: area,
-            s: s,
-            obj: obj,
-            slab = in(reg) slab,
-            cpu_slab = const CPU0 + offset_of!(KmemCacheCpu, slab),
         );
     }
     Push::Done
 }
 
 /// Push `obj` onto the calling CPU's sheaf of cache `s` unless the sheaf is
-/// full (a CPU without one has `no_sheaf()`, of capacity 0), the fast paths
-/// are stopped, or `obj` is the newest object already there (the naive
+/// full (holds `sheaf_limit`: its capacity, 0 for a CPU without one, which
+/// has `no_sheaf()`, and while the sequences are stopped), or `obj` is the newest object already there (the naive
 /// double-free check).
 ///
 /// # Safety
@@ -372,11 +342,9 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
             body: [
                 "movslq %fs:{cpuid}({area}), %rcx",
                 "shlq ${shift}, %rcx",
-                "cmpl $0, {stopped}({cache},%rcx)",
-                "jne 7f",
                 "movq {sheaf}({cache},%rcx), %rdx",
                 "movq (%rdx), %rax",
-                "cmpq {capacity}(%rdx), %rax",
+                "cmpq {limit}({cache},%rcx), %rax",
                 "jae 7f",
                 "cmpq {obj}, {objects} - 8(%rdx,%rax,8)",
                 "je {double}",
@@ -393,9 +361,8 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
             out("rdx") _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
-            stopped = const CPU0 + offset_of!(KmemCacheCpu, stopped),
             sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
-            capacity = const offset_of!(Sheaf, capacity),
+            limit = const CPU0 + offset_of!(KmemCacheCpu, sheaf_limit),
             objects = const offset_of!(Sheaf, objects),
             fallback = label {
                 return Push::Fallback;
@@ -467,16 +434,6 @@ pub(crate) unsafe fn pop(_: isize, _: *const KmemCache) -> *mut u8 {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) unsafe fn push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
-    Push::Fallback
-}
-
-/// See the x86-64 version.
-///
-/// # Safety
-/// Never called.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub(crate) unsafe fn push_to_slab(_: isize, _: *const KmemCache, _: *mut Page, _: *mut u8) -> Push {
     Push::Fallback
 }
 

@@ -45,7 +45,8 @@ impl<P: Platform> Drop for CpuLock<'_, P> {
             let bits = self.c.stopped.load(Ordering::Relaxed);
             self.c
                 .stopped
-                .store(bits & !super::rseq::STOP_SLOW_PATH, Ordering::Release);
+                .store(bits & !super::rseq::STOP_SLOW_PATH, Ordering::Relaxed);
+            self.c.rseq_start();
         }
     }
 }
@@ -339,15 +340,16 @@ impl<P: Platform> Kmem<P> {
 
     /// Take `cpu`'s structure for a slow path that may change its freelist:
     /// its `lock`, and in rseq mode its fast paths stopped (see `rseq.rs`):
-    /// set `stopped`, then make sure no sequence that missed it can still
-    /// commit — trivially so if we run on `cpu` now, else by the platform's
-    /// fence.
+    /// set `STOP_SLOW_PATH` and the stopping bounds, then make sure no
+    /// sequence that missed them can still commit — trivially so if we run
+    /// on `cpu` now, else by the platform's fence.
     pub(crate) fn cpu_lock<'a>(&'a self, c: &'a KmemCacheCpu, cpu: usize) -> CpuLock<'a, P> {
         let guard = c.lock.lock(&self.platform);
         let stopped = self.slab.rseq.load(Ordering::Relaxed);
         if stopped {
             let bits = c.stopped.load(Ordering::Relaxed);
             c.stopped.store(bits | rseq::STOP_SLOW_PATH, Ordering::Relaxed);
+            c.rseq_stop();
             self.rseq_stop_sync(cpu);
         }
         CpuLock {
@@ -855,14 +857,7 @@ impl<P: Platform> Kmem<P> {
         // __slab_free wipes and takes any object.
         // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an object
         // of `s` if it is in its cpu slab.
-        let pushed = if slab.is_null() {
-            // SAFETY: as above.
-            unsafe { rseq::push(self.platform.rseq_offset(), s, obj) }
-        } else {
-            // SAFETY: as above; `slab` holds `obj`.
-            unsafe { rseq::push_to_slab(self.platform.rseq_offset(), s, slab, obj) }
-        };
-        match pushed {
+        match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
             rseq::Push::Done => {}
             rseq::Push::DoubleFree => self.double_free(s, obj),
             // SAFETY: forwarded.
