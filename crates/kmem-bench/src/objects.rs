@@ -25,8 +25,9 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use kmem::slab::{KmemCache, SlabFlags};
+use kmem::Kmem;
 use kmem::GFP_KERNEL;
-use kmem_hosted::Machine;
+use kmem_hosted::{HostedPlatform, Machine};
 use std::hint::black_box;
 
 /// The operations the workloads need from an object allocator.
@@ -52,7 +53,9 @@ unsafe impl Send for ObjPtr {}
 
 /// A kmem slab cache of its own.
 pub struct KmemCacheObjs<'m> {
-    m: &'m Machine,
+    /// The machine's core, held directly (as kernel code reaches the
+    /// allocator's static state), not through the `Machine` handle.
+    m: &'m Kmem<HostedPlatform>,
     s: NonNull<KmemCache>,
 }
 
@@ -66,7 +69,7 @@ impl<'m> KmemCacheObjs<'m> {
         let s = m
             .kmem_cache_create(&format!("bench-{size}"), size, 0, SlabFlags(0), None)
             .expect("kmem_cache_create");
-        KmemCacheObjs { m, s }
+        KmemCacheObjs { m: m.kmem(), s }
     }
 
     /// The cache.
@@ -101,13 +104,15 @@ impl ObjAllocator for KmemCacheObjs<'_> {
 /// calls it (`kmalloc(sizeof(*p), GFP_KERNEL)`): the size class is chosen at
 /// compile time.
 pub struct KmallocObjs<'m, const N: usize> {
-    m: &'m Machine,
+    /// The machine's core, held directly (as kernel code reaches the
+    /// allocator's static state), not through the `Machine` handle.
+    m: &'m Kmem<HostedPlatform>,
 }
 
 impl<'m, const N: usize> KmallocObjs<'m, N> {
     /// kmalloc of `N` bytes on `m`.
     pub fn new(m: &'m Machine) -> Self {
-        KmallocObjs { m }
+        KmallocObjs { m: m.kmem() }
     }
 }
 
@@ -129,14 +134,16 @@ impl<const N: usize> ObjAllocator for KmallocObjs<'_, N> {
 /// `kmalloc(size, GFP_KERNEL)` / `kfree` with a size known only at run time
 /// (what `malloc(size)` gets): the size class is looked up on every call.
 pub struct KmallocVar<'m> {
-    m: &'m Machine,
+    /// The machine's core, held directly (as kernel code reaches the
+    /// allocator's static state), not through the `Machine` handle.
+    m: &'m Kmem<HostedPlatform>,
     size: usize,
 }
 
 impl<'m> KmallocVar<'m> {
     /// kmalloc of `size` bytes on `m`.
     pub fn new(m: &'m Machine, size: usize) -> Self {
-        KmallocVar { m, size }
+        KmallocVar { m: m.kmem(), size }
     }
 }
 

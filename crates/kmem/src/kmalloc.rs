@@ -82,8 +82,11 @@ pub const fn kmalloc_type(gfp: Gfp) -> usize {
 }
 
 impl<P: Platform> Kmem<P> {
-    /// `create_kmalloc_caches`.
-    pub(crate) fn create_kmalloc_caches(&self) {
+    /// `create_kmalloc_caches`: every size class of every type, or an
+    /// error naming the first that could not be created (the kernel panics
+    /// with "Out of memory when creating slab"; kmem fails the boot). A
+    /// booted machine thus has all of them, and `kmalloc` tests none.
+    pub(crate) fn create_kmalloc_caches(&self) -> Result<(), crate::machine::BootError> {
         for ty in 0..NR_KMALLOC_TYPES {
             for (idx, &(suffix, size)) in KMALLOC_INFO.iter().enumerate() {
                 if size == 0 {
@@ -101,19 +104,22 @@ impl<P: Platform> Kmem<P> {
                 } else {
                     8
                 };
-                if let Some(s) = self.kmem_cache_create(
+                let Some(s) = self.kmem_cache_create(
                     name.as_str(),
                     size,
                     align,
                     flags | SLAB_KMALLOC | SLAB_NO_MERGE,
                     None,
-                ) {
-                    // SAFETY: just created.
-                    unsafe { (*s.as_ptr()).refcount.store(-1, Ordering::Relaxed) };
-                    self.slab.kmalloc[ty][idx].store(s.as_ptr(), Ordering::Release);
-                }
+                ) else {
+                    crate::pr!(self, "Out of memory when creating slab {}", name.as_str());
+                    return Err(crate::machine::BootError::OutOfBootMemory("the kmalloc caches"));
+                };
+                // SAFETY: just created.
+                unsafe { (*s.as_ptr()).refcount.store(-1, Ordering::Relaxed) };
+                self.slab.kmalloc[ty][idx].store(s.as_ptr(), Ordering::Release);
             }
         }
+        Ok(())
     }
 
     /// The kmalloc cache for a size and flags, if any (`kmalloc_slab`).
@@ -213,10 +219,10 @@ impl<P: Platform> Kmem<P> {
                 return Ok(zero_size_ptr());
             }
             let s = self.slab.kmalloc[kmalloc_type(gfp)][kmalloc_index(size)].load(Ordering::Relaxed);
-            match NonNull::new(s) {
-                Some(s) => self.kmem_cache_alloc(s, gfp),
-                None => Err(AllocError),
-            }
+            debug_assert!(!s.is_null());
+            // SAFETY: a booted machine has every kmalloc cache of sizes 1..=8192
+            // (`create_kmalloc_caches` fails the boot otherwise).
+            self.kmem_cache_alloc(unsafe { NonNull::new_unchecked(s) }, gfp)
         } else {
             self.kmalloc_large_node(size, gfp, -1)
         }

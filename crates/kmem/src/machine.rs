@@ -683,7 +683,7 @@ impl<P: Platform> Kmem<P> {
         let k = unsafe { &mut *kmem_ptr };
         k.build_zonelists();
         k.mem_init();
-        k.kmem_cache_init();
+        k.kmem_cache_init()?;
         k.pcp_hot_init();
         k.percpu_init();
         k.iomem_init(info.e820);

@@ -635,8 +635,9 @@ pub fn calculate_order(size: usize, nr_cpus: usize, min_objects: u32, min_order:
 }
 
 impl<P: Platform> Kmem<P> {
-    /// `kmem_cache_init`: bootstrap the cache of caches, then kmalloc.
-    pub(crate) fn kmem_cache_init(&self) {
+    /// `kmem_cache_init`: bootstrap the cache of caches, then kmalloc
+    /// (the boot fails without them).
+    pub(crate) fn kmem_cache_init(&self) -> Result<(), crate::machine::BootError> {
         let rseq = self.platform.rseq_usable() && self.params.kmem_rseq != Some(false);
         self.slab.rseq.store(rseq, Ordering::Relaxed);
         if P::RSEQ_AREA {
@@ -648,7 +649,7 @@ impl<P: Platform> Kmem<P> {
         let size = self.kmem_cache_object_size();
         let Ok(mem) = self.alloc_pages_exact(size, GFP_NOWAIT | __GFP_ZERO) else {
             crate::pr!(self, "kmem_cache_init: cannot allocate the kmem_cache cache");
-            return;
+            return Err(crate::machine::BootError::OutOfBootMemory("the kmem_cache cache"));
         };
         let s = mem.as_ptr() as *mut KmemCache;
         // SAFETY: zeroed memory of the right size, owned by us.
@@ -668,7 +669,7 @@ impl<P: Platform> Kmem<P> {
             }
             Err(_) => {
                 crate::pr!(self, "kmem_cache_init: kmem_cache setup failed");
-                return;
+                return Err(crate::machine::BootError::OutOfBootMemory("the kmem_cache cache"));
             }
         }
         self.slab.up.store(true, Ordering::Release);
@@ -692,7 +693,7 @@ impl<P: Platform> Kmem<P> {
                 "cmpxchg16b"
             }
         );
-        self.create_kmalloc_caches();
+        self.create_kmalloc_caches()
     }
 
     /// Bytes of a `KmemCache` object of this machine: the structure, then
