@@ -230,24 +230,30 @@ fn foreign(what: &str, p: *const u8) {
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if let Some(s) = NonNull::new(small_cache(size)) {
-        // SAFETY: the caches are published after KMEM (Release/Acquire).
-        let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
-        // The per-CPU fast path inline; the rest is a tail call, so the
-        // fast path needs no stack frame.
-        return match k.kmem_cache_alloc_fast(s, GFP_KERNEL) {
+        // The per-CPU fast path inline, with nothing but the cache; the
+        // rest is a tail call, so the fast path needs no stack frame.
+        return match Kmem::<HostedPlatform>::kmem_cache_alloc_rseq(s, GFP_KERNEL) {
             Some(p) => p.as_ptr().cast(),
-            None => cache_alloc_slow(k, s, GFP_KERNEL),
+            None => cache_alloc_slow(s, GFP_KERNEL),
         };
     }
     alloc_slow(size, malloc_align(size), false)
 }
 
 /// `kmem_cache_alloc` of a malloc cache once its per-CPU fast paths had
-/// nothing (`__slab_alloc`): the object, or NULL with `errno` set.
+/// nothing (`__slab_alloc`, or first the CAS fast path if the machine is
+/// not in rseq mode): the object, or NULL with `errno` set.
 #[cold]
 #[inline(never)]
-fn cache_alloc_slow(k: &Kmem<HostedPlatform>, s: NonNull<KmemCache>, gfp: Gfp) -> *mut c_void {
-    match k.__slab_alloc(s, gfp) {
+fn cache_alloc_slow(s: NonNull<KmemCache>, gfp: Gfp) -> *mut c_void {
+    // SAFETY: the caches are published after KMEM (Release/Acquire).
+    let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
+    let r = if <HostedPlatform as kmem::platform::Platform>::RSEQ_AREA {
+        k.__slab_alloc(s, gfp)
+    } else {
+        k.kmem_cache_alloc(s, gfp) // No sequence ran: the CAS fast path first.
+    };
+    match r {
         Ok(p) => p.as_ptr().cast(),
         Err(_) => enomem(),
     }
@@ -307,11 +313,9 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         return enomem();
     };
     if let Some(s) = NonNull::new(small_cache(bytes)) {
-        // SAFETY: as in malloc.
-        let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
-        return match k.kmem_cache_alloc_fast(s, GFP_KERNEL | __GFP_ZERO) {
+        return match Kmem::<HostedPlatform>::kmem_cache_alloc_rseq(s, GFP_KERNEL | __GFP_ZERO) {
             Some(p) => p.as_ptr().cast(),
-            None => cache_alloc_slow(k, s, GFP_KERNEL | __GFP_ZERO),
+            None => cache_alloc_slow(s, GFP_KERNEL | __GFP_ZERO),
         };
     }
     alloc_slow(bytes, malloc_align(bytes), true)

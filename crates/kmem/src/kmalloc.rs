@@ -446,17 +446,9 @@ impl<P: Platform> Kmem<P> {
         if f & (PG_SLAB | PG_SLAB_TAIL) != 0 && unsafe { self.kfree_object(p, page) } {
             return;
         }
-        let head = if f & PG_TAIL_BIT != 0 {
-            // SAFETY: tail pages of compound pages point at their head, a
-            // descriptor of the memmap.
-            unsafe { (*page).index as *mut Page }
-        } else {
-            page
-        };
-        // SAFETY: as above.
-        let hf = unsafe { (*head).flags.load(Ordering::Relaxed) };
-        // SAFETY: forwarded; `head` is the head page holding `p`.
-        unsafe { self.kfree_slow(p, head, hf) }
+        // The rest finds the page again: the fast path keeps nothing for it.
+        // SAFETY: forwarded.
+        unsafe { self.kfree_slow(p) }
     }
 
     /// `kfree`'s fast case: free `p` if it is an object start of a non-debug
@@ -476,21 +468,35 @@ impl<P: Platform> Kmem<P> {
             return false;
         }
         // SAFETY: an allocated object of `s` in the slab of `page` (caller contract).
-        unsafe { self.slab_free_page(s, page, p as *mut u8) };
+        unsafe { self.kfree_slab_object(s, p as *mut u8) };
         true
     }
 
-    /// `kfree` of everything but a well-aligned object of a non-debug
-    /// power-of-two cache.
+    /// `kfree` of everything in the linear map but a well-aligned object
+    /// of a non-debug power-of-two cache.
     ///
     /// # Safety
-    /// As `kfree`; `page` is the (head) page holding `p`, `f` its flags.
+    /// As `kfree`; `p` lies in the linear map.
     #[inline(never)]
     #[track_caller]
-    unsafe fn kfree_slow(&self, p: *const u8, page: *mut Page, f: u32) {
+    unsafe fn kfree_slow(&self, p: *const u8) {
         if zero_or_null_ptr(p) {
             return;
         }
+        let page = self
+            .map
+            .pfn_to_page((p as usize).wrapping_sub(self.page_offset) >> PAGE_SHIFT);
+        // SAFETY: `p` lies in the linear map: `page` is a descriptor of the memmap.
+        let page = unsafe {
+            if (*page).flags.load(Ordering::Relaxed) & PG_TAIL_BIT != 0 {
+                // Tail pages of compound pages point at their head.
+                (*page).index as *mut Page
+            } else {
+                page
+            }
+        };
+        // SAFETY: as above.
+        let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their live cache.
             let s = unsafe { &*((*page).mapping as *const KmemCache) };
@@ -515,7 +521,7 @@ impl<P: Platform> Kmem<P> {
                 return;
             }
             // SAFETY: an allocated object of `s` in slab `page` (caller contract).
-            unsafe { self.slab_free_page(s, page, p as *mut u8) };
+            unsafe { self.kfree_slab_object(s, p as *mut u8) };
             return;
         }
         // SAFETY: `page` is a descriptor of the memmap.

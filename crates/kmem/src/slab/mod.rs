@@ -264,6 +264,10 @@ pub struct KmemCache {
     pub object_size: usize,
     /// Offset of the free pointer in an object.
     pub offset: usize,
+    /// The platform's `rseq_offset()` (`Platform::RSEQ_AREA`; else 0),
+    /// copied here so the fast paths need nothing but the cache (the
+    /// malloc override's `malloc` then loads no machine pointer).
+    pub(crate) rseq_area: isize,
     /// Object plus padding plus right red zone: where metadata starts.
     pub inuse: usize,
     /// Alignment of objects.
@@ -1052,6 +1056,11 @@ impl<P: Platform> Kmem<P> {
                     size: sz,
                     object_size,
                     offset,
+                    rseq_area: if P::RSEQ_AREA {
+                        self.platform.rseq_offset()
+                    } else {
+                        0
+                    },
                     inuse,
                     align,
                     red_left_pad,

@@ -85,28 +85,43 @@ impl<P: Platform> Kmem<P> {
     /// else out of line (the malloc override's `malloc`).
     #[inline(always)]
     pub fn kmem_cache_alloc_fast(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
+        if P::RSEQ_AREA {
+            return Self::kmem_cache_alloc_rseq(s, gfp);
+        }
+        // SAFETY: the caller holds a live cache.
+        self.cas_alloc_fast(unsafe { s.as_ref() }, gfp)
+    }
+
+    /// [`Kmem::kmem_cache_alloc_fast`] on a platform with an rseq area
+    /// (`Platform::RSEQ_AREA`; None on others): the restartable sequence
+    /// needs the cache alone, so a caller that keeps the machine's address
+    /// in memory loads it only for the slow path (libkmalloc's `malloc`).
+    /// None also whenever the machine is not in rseq mode.
+    #[inline(always)]
+    pub fn kmem_cache_alloc_rseq(s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
+        if !P::RSEQ_AREA {
+            return None;
+        }
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
-        // Debug caches never get a cpu freelist, so they fall through to the slow path.
-        if P::RSEQ_AREA {
-            // The sequence pops the sheaf behind the freelist (`sheaf.rs`)
-            // when the freelist is empty: a program that keeps many objects
-            // alive allocates from it whenever the cpu slab is used up.
-            // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids; the
-            // machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
-            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
-            if obj.is_null() {
-                return None;
-            }
-            // Caches with hooks never pass the sequences (STOP_HOOKS).
-            if gfp.intersects(__GFP_ZERO) {
-                // SAFETY: the object is ours now.
-                unsafe { alloc_hooks(c, obj, gfp) };
-            }
-            // SAFETY: checked non-null.
-            return Some(unsafe { NonNull::new_unchecked(obj) });
+        // The sequence pops the sheaf behind the freelist (`sheaf.rs`) when
+        // the freelist is empty: a program that keeps many objects alive
+        // allocates from it whenever the cpu slab is used up. Debug caches
+        // never get a cpu freelist or a sheaf, so they fall through to the
+        // slow path.
+        // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids; the
+        // machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
+        let obj = unsafe { rseq::pop(c.rseq_area, c) };
+        if obj.is_null() {
+            return None;
         }
-        self.cas_alloc_fast(c, gfp)
+        // Caches with hooks never pass the sequences (STOP_HOOKS).
+        if gfp.intersects(__GFP_ZERO) {
+            // SAFETY: the object is ours now.
+            unsafe { alloc_hooks(c, obj, gfp) };
+        }
+        // SAFETY: checked non-null.
+        Some(unsafe { NonNull::new_unchecked(obj) })
     }
 
     /// The CAS fast path: pop this CPU's freelist with `cmpxchg16b` on
@@ -147,7 +162,7 @@ impl<P: Platform> Kmem<P> {
             }
         } else if c.sheaf_capacity != 0 && self.sheaf_refill_from_barn(c) {
             // SAFETY: as in `kmem_cache_alloc`; only sheaf caches have sheaves.
-            let obj = unsafe { rseq::pop(self.platform.rseq_offset(), c) };
+            let obj = unsafe { rseq::pop(c.rseq_area, c) };
             if let Some(obj) = NonNull::new(obj) {
                 if gfp.intersects(__GFP_ZERO) {
                     // SAFETY: the object is ours now.
@@ -857,7 +872,7 @@ impl<P: Platform> Kmem<P> {
         // __slab_free wipes and takes any object.
         // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an object
         // of `s` if it is in its cpu slab.
-        match unsafe { rseq::push(self.platform.rseq_offset(), s, obj) } {
+        match unsafe { rseq::push(s.rseq_area, s, obj) } {
             rseq::Push::Done => {}
             rseq::Push::DoubleFree => self.double_free(s, obj),
             // SAFETY: forwarded.
@@ -888,7 +903,7 @@ impl<P: Platform> Kmem<P> {
         if s.sheaf_capacity != 0 {
             // SAFETY: as in `kmem_cache_alloc`; `obj` is a checked object of
             // `s` (its slab was found and checked).
-            match unsafe { rseq::sheaf_push(self.platform.rseq_offset(), s, obj) } {
+            match unsafe { rseq::sheaf_push(s.rseq_area, s, obj) } {
                 rseq::Push::Done => return,
                 rseq::Push::DoubleFree => return self.double_free(s, obj),
                 rseq::Push::Fallback => {}
@@ -1034,24 +1049,18 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.slab_free_slow(s, slab, obj) };
     }
 
-    /// `kfree` of `obj`, an object of `s` lying in page `page` of its slab
-    /// (the head or a tail: `kfree` found the cache through `PG_SLAB_TAIL`):
-    /// this CPU's freelist if it is in the cpu slab (its address range),
-    /// else its sheaf, so the head is needed only when both decline.
+    /// `kfree` of `obj`, an object of `s` (`kfree` found the cache through
+    /// the page of `obj`, head or `PG_SLAB_TAIL`): this CPU's freelist if it
+    /// is in the cpu slab (its address range), else its sheaf, so the slab's
+    /// head page is needed (and found again) only when both decline.
     ///
     /// # Safety
-    /// `obj` is an allocated object of `s` in a slab one of whose pages is
-    /// `page`.
+    /// `obj` is an allocated object of `s`, in the linear map.
     #[inline(always)]
     #[track_caller]
-    pub(crate) unsafe fn slab_free_page(&self, s: &KmemCache, page: *mut Page, obj: *mut u8) {
-        // SAFETY: caller contract: `page` is a page of a live slab.
-        let head = || unsafe {
-            let tail = (*page).flags.load(Ordering::Relaxed) & PG_SLAB_TAIL != 0;
-            core::hint::select_unpredictable(tail, (*page).index as *mut Page, page)
-        };
+    pub(crate) unsafe fn kfree_slab_object(&self, s: &KmemCache, obj: *mut u8) {
         if P::RSEQ_AREA {
-            let area = self.platform.rseq_offset();
+            let area = s.rseq_area;
             // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
             // object of `s` if it is in its cpu slab.
             let pushed = match unsafe { rseq::push(area, s, obj) } {
@@ -1066,12 +1075,31 @@ impl<P: Platform> Kmem<P> {
                 rseq::Push::Done => {}
                 rseq::Push::DoubleFree => self.double_free(s, obj),
                 // SAFETY: forwarded; the head holds `obj`.
-                rseq::Push::Fallback => unsafe { self.slab_free_declined_slow(s, head(), obj) },
+                rseq::Push::Fallback => unsafe {
+                    self.slab_free_declined_slow(s, self.slab_head_of(obj), obj)
+                },
             }
             return;
         }
         // SAFETY: forwarded; the head holds `obj`.
-        unsafe { self.do_slab_free(s, head(), obj) }
+        unsafe { self.do_slab_free(s, self.slab_head_of(obj), obj) }
+    }
+
+    /// The head page of the slab holding `obj`, found without a branch: the
+    /// page of `obj` is the head or a tail naming it (`PG_SLAB_TAIL`).
+    ///
+    /// # Safety
+    /// `obj` is an object of a slab, in the linear map.
+    #[inline(always)]
+    unsafe fn slab_head_of(&self, obj: *const u8) -> *mut Page {
+        let page = self
+            .map
+            .pfn_to_page((obj as usize).wrapping_sub(self.page_offset) >> crate::page::PAGE_SHIFT);
+        // SAFETY: caller contract: `page` is a page of a live slab.
+        unsafe {
+            let tail = (*page).flags.load(Ordering::Relaxed) & PG_SLAB_TAIL != 0;
+            core::hint::select_unpredictable(tail, (*page).index as *mut Page, page)
+        }
     }
 
     /// Frees that need more than the fast path: wrong cache, debug caches.
