@@ -195,9 +195,10 @@ fn boot() {
     let k: &'static Kmem<HostedPlatform> = m.kmem();
     crate::VMALLOC_START.store(k.vmalloc_start(), Ordering::Relaxed);
     crate::VMALLOC_LEN.store(k.vmalloc_end() - k.vmalloc_start(), Ordering::Relaxed);
-    // Publish the machine (free and the slow paths read it), then the
-    // caches (malloc's fast path), each with Release.
+    // Publish the machine (the slow paths read it), then its linear map
+    // (free's test), then the caches (malloc's fast path), each with Release.
     crate::KMEM.store(k as *const _ as *mut _, Ordering::Release);
+    crate::publish_linear_map(k);
     let mut caches = [ptr::null_mut(); KMALLOC_SHIFT_HIGH + 1];
     for (idx, c) in caches.iter_mut().enumerate() {
         *c = malloc_cache(k, idx);

@@ -129,6 +129,59 @@ fn in_linear_map(k: &Kmem<HostedPlatform>, p: *const u8) -> bool {
     ((p as usize).wrapping_sub(k.page_offset()) >> PAGE_SHIFT) < k.max_low_pfn()
 }
 
+/// What `free` needs to tell kmalloc memory from the rest: the default
+/// machine's linear map (`Kmem::page_offset`, `Kmem::max_low_pfn`) and the
+/// machine. `free` reads it through one pointer, `LINEAR_MAP`, which is
+/// `NO_LINEAR_MAP` (no address inside) until the machine boots: no test
+/// for "booted" on the fast path.
+pub(crate) struct LinearMap {
+    start: usize,
+    pfns: usize,
+    kmem: *const Kmem<HostedPlatform>,
+}
+
+// SAFETY: plain data; the machine it names is Sync and never freed.
+unsafe impl Sync for LinearMap {}
+
+/// The linear map before the boot: empty.
+static NO_LINEAR_MAP: LinearMap = LinearMap {
+    start: 0,
+    pfns: 0,
+    kmem: ptr::null(),
+};
+
+/// The booted machine's [`LinearMap`], written once by the boot before it
+/// is published in `LINEAR_MAP`, and read-only after.
+pub(crate) struct BootedLinearMap(core::cell::UnsafeCell<LinearMap>);
+// SAFETY: written once, before its address is published with Release;
+// readers get it through that Acquire load.
+unsafe impl Sync for BootedLinearMap {}
+
+pub(crate) static BOOTED_LINEAR_MAP: BootedLinearMap =
+    BootedLinearMap(core::cell::UnsafeCell::new(LinearMap {
+        start: 0,
+        pfns: 0,
+        kmem: ptr::null(),
+    }));
+
+/// `NO_LINEAR_MAP`, then `BOOTED_LINEAR_MAP`.
+pub(crate) static LINEAR_MAP: AtomicPtr<LinearMap> =
+    AtomicPtr::new(&NO_LINEAR_MAP as *const LinearMap as *mut LinearMap);
+
+/// Publish the booted machine `k` for `free` (once, from the boot).
+pub(crate) fn publish_linear_map(k: &'static Kmem<HostedPlatform>) {
+    // SAFETY: the boot runs once; nothing reads BOOTED_LINEAR_MAP before
+    // its address is stored below.
+    unsafe {
+        *BOOTED_LINEAR_MAP.0.get() = LinearMap {
+            start: k.page_offset(),
+            pfns: k.max_low_pfn(),
+            kmem: k,
+        }
+    };
+    LINEAR_MAP.store(BOOTED_LINEAR_MAP.0.get(), Ordering::Release);
+}
+
 /// Sets `errno`.
 #[inline]
 fn set_errno(e: i32) {
@@ -409,13 +462,15 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     let p = p as *const u8;
-    if let Some(k) = machine() {
-        if in_linear_map(k, p) {
-            // SAFETY: kmalloc memory of the default machine (caller
-            // contract; kfree reports misuse).
-            unsafe { k.kfree(p) };
-            return;
-        }
+    // SAFETY: `NO_LINEAR_MAP` or the booted map, published complete.
+    let lm = unsafe { &*LINEAR_MAP.load(Ordering::Acquire) };
+    let pfn = (p as usize).wrapping_sub(lm.start) >> PAGE_SHIFT;
+    if pfn < lm.pfns {
+        // SAFETY: a booted map names its machine, which is never freed;
+        // `p` is kmalloc memory of it (caller contract; kfree reports
+        // misuse), `pfn` its frame.
+        unsafe { (*lm.kmem).kfree_lowmem(p, pfn) };
+        return;
     }
     // SAFETY: forwarded.
     unsafe { free_slow(p) };

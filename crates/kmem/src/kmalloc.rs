@@ -437,6 +437,22 @@ impl<P: Platform> Kmem<P> {
             }
             return;
         }
+        // SAFETY: forwarded; `pfn` is the linear map's frame of `p`, checked.
+        unsafe { self.kfree_lowmem(p, pfn) }
+    }
+
+    /// `kfree` of a pointer the caller found in the linear map: `pfn` is
+    /// `(p - page_offset) >> PAGE_SHIFT`, below `max_low_pfn` (for callers
+    /// that keep those two bounds at hand: libkmalloc's `free` tests them
+    /// before it loads the machine's address).
+    ///
+    /// # Safety
+    /// As [`Kmem::kfree`]; `pfn` is as described.
+    #[inline(always)]
+    #[track_caller]
+    pub unsafe fn kfree_lowmem(&self, p: *const u8, pfn: usize) {
+        debug_assert!(pfn < self.max_low_pfn);
+        debug_assert_eq!(pfn, (p as usize).wrapping_sub(self.page_offset) >> PAGE_SHIFT);
         let page = self.map.pfn_to_page(pfn);
         // SAFETY: pfn < max_low_pfn, so `page` is a descriptor of the memmap.
         let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
