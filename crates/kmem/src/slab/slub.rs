@@ -1060,7 +1060,9 @@ impl<P: Platform> Kmem<P> {
     #[track_caller]
     pub(crate) unsafe fn kfree_slab_object(&self, s: &KmemCache, obj: *mut u8) {
         if P::RSEQ_AREA {
-            let area = s.rseq_area;
+            // The machine's copy, not the cache's: `s` was just loaded from
+            // the page, and the sequence's first loads need not wait for it.
+            let area = self.platform.rseq_offset();
             // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
             // object of `s` if it is in its cpu slab.
             let pushed = match unsafe { rseq::push(area, s, obj) } {
