@@ -554,6 +554,73 @@ fn dma32_and_highmem_bits_are_stripped_with_a_warning() {
     }
 }
 
+/// `kmalloc-96` and `kmalloc-192` have one-page slabs coloured 0 or 64 bytes
+/// in: `kfree` checks their pointers inline (`MultipleTest`, the offset from
+/// the slab's first object). Every valid free of several slabs' objects is
+/// taken without a report, and every pointer into an object, or into the
+/// colour before the first one, is reported and frees nothing.
+#[test]
+fn kfree_checks_pointers_into_coloured_one_page_slabs_exactly() {
+    let m = boot();
+    let boot_state = settle(&m);
+    for size in [96usize, 192] {
+        let name = format!("kmalloc-{size}");
+        let before_active = active(&m, &name);
+        let objs: Vec<NonNull<u8>> = (0..(4096 / size) * 6)
+            .map(|_| m.kmalloc(size, GFP_KERNEL).unwrap())
+            .collect();
+        let coloured = objs
+            .iter()
+            .filter(|p| {
+                (p.as_ptr() as usize % PAGE_SIZE) % size == 64 % size
+                    && p.as_ptr() as usize % PAGE_SIZE < size
+            })
+            .count();
+        assert!(
+            coloured > 0,
+            "{name}: no slab with a colour among {} objects",
+            objs.len()
+        );
+        let errors = m.slab.errors.load(std::sync::atomic::Ordering::Relaxed);
+        let mut bad = 0;
+        for p in &objs {
+            let in_page = p.as_ptr() as usize % PAGE_SIZE;
+            for off in [8isize, 32, 64, size as isize - 8] {
+                // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
+                unsafe { m.kfree(p.as_ptr().offset(off)) };
+                bad += 1;
+            }
+            if in_page == 64 {
+                // The colour before a slab's first object.
+                // SAFETY: as above.
+                unsafe { m.kfree(p.as_ptr().sub(32)) };
+                bad += 1;
+            }
+        }
+        // Each one reported (the log ring keeps only the last reports).
+        let reported = m.slab.errors.load(std::sync::atomic::Ordering::Relaxed) - errors;
+        assert_eq!(reported, bad, "{name}");
+        assert!(m.dmesg().contains("Invalid object pointer"), "{name}");
+        assert_eq!(
+            active(&m, &name),
+            before_active + objs.len(),
+            "{name}: a bad free freed something"
+        );
+        let errors = m.slab.errors.load(std::sync::atomic::Ordering::Relaxed);
+        for p in objs {
+            // SAFETY: allocated above, freed once.
+            unsafe { m.kfree(p.as_ptr()) };
+        }
+        assert_eq!(
+            m.slab.errors.load(std::sync::atomic::Ordering::Relaxed),
+            errors,
+            "{name}: a valid free was reported"
+        );
+        assert_eq!(active(&m, &name), before_active, "{name}");
+    }
+    assert_eq!(settle(&m), boot_state);
+}
+
 #[test]
 fn kfree_of_garbage_is_reported_and_corrupts_nothing() {
     let m = boot();

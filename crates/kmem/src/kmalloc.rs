@@ -481,7 +481,18 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: slab pages record their (live) cache.
         let s = unsafe { &*((*page).mapping as *const KmemCache) };
         if (p as usize) & s.kfree_mask != 0 {
-            return false;
+            // A cache of one-page slabs of, say, 96-byte objects: the
+            // pointer's offset from the slab's first object must be a
+            // multiple of the size below the slab's end (a wrapped negative
+            // offset fails too). Other caches' test is `NEVER`.
+            // The linear map starts on a page boundary.
+            let in_page = (p as usize) & (PAGE_SIZE - 1);
+            // SAFETY: any descriptor's spare bytes may be read; those of a
+            // one-page slab's page (its head) are its colour.
+            let off = in_page.wrapping_sub(unsafe { crate::slab::slab_colour(page) });
+            if !s.kfree_multiple.test(off as u64) {
+                return false;
+            }
         }
         // SAFETY: an allocated object of `s` in the slab of `page` (caller contract).
         unsafe { self.kfree_slab_object(s, p as *mut u8) };

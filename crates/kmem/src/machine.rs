@@ -121,7 +121,8 @@ impl fmt::Display for BootError {
 pub struct BootInfo<'a> {
     /// The physical memory map, with `mem=`/`memmap=` already applied.
     pub e820: &'a E820Table,
-    /// Virtual address of physical address 0 in the linear map.
+    /// Virtual address of physical address 0 in the linear map, a multiple
+    /// of `PAGE_SIZE` (as every mapping's address is).
     pub page_offset: usize,
     /// Whether RAM nobody wrote reads as zero (a fresh memfd), so the memmap
     /// need not be cleared.
@@ -280,11 +281,13 @@ impl<P: Platform> Kmem<P> {
     ///
     /// # Safety
     /// Every RAM range of `info.e820` must be mapped read-write at
-    /// `info.page_offset + phys` for as long as the machine is used, and
+    /// `info.page_offset + phys` (`page_offset` page-aligned) for as long as
+    /// the machine is used, and
     /// nothing else may use that memory. The returned pointer is valid until
     /// the caller tears the mapping down (after `drop_in_place` of the machine).
     pub unsafe fn boot(platform: P, info: &BootInfo<'_>) -> Result<NonNull<Kmem<P>>, BootError> {
         let params = info.params;
+        debug_assert!(info.page_offset.is_multiple_of(PAGE_SIZE), "unaligned linear map");
         let nr_cpus = platform.nr_cpu_ids();
         if nr_cpus == 0 {
             return Err(BootError::NoCpus);

@@ -1,5 +1,6 @@
 //! Division by a run-time constant with a multiply and shifts (the kernel's
-//! `lib/reciprocal_div.c`).
+//! `lib/reciprocal_div.c`), and the divisibility test that goes with it
+//! ([`MultipleTest`]).
 //!
 //! SLUB stores `reciprocal_value(s->size)` in every cache and turns an
 //! object's offset in its slab into its index with `reciprocal_divide`
@@ -44,9 +45,77 @@ impl ReciprocalValue {
     }
 }
 
+/// "Is `x` one of `0, d, 2d, ..., (n - 1)d`?" in a multiply, a rotate and a
+/// compare, without a division: `kfree`'s inline check of a pointer into a
+/// slab of non-power-of-two objects (`kmalloc-96`, `kmalloc-192`).
+///
+/// The method (Granlund and Montgomery, "Division by invariant integers
+/// using multiplication", section 9): with `d = m * 2^k`, `m` odd, and `inv`
+/// the inverse of `m` modulo 2^64, `(x * inv)` rotated right by `k` is `x / d`
+/// when `d` divides `x`, and above `(2^64 - 1) / d` when it does not; so one
+/// unsigned comparison with `n - 1` (at most that bound) answers both "a
+/// multiple" and "below `n * d`". `NEVER` answers no for every nonzero `x`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MultipleTest {
+    inv: u64,
+    k: u32,
+    max: u64,
+}
+
+impl MultipleTest {
+    /// No nonzero `x` passes.
+    pub const NEVER: Self = MultipleTest { inv: 1, k: 0, max: 0 };
+
+    /// The test for multiples of `d` below `n * d`; `d` and `n` nonzero.
+    pub const fn new(d: u64, n: u64) -> Self {
+        assert!(d != 0 && n != 0 && n - 1 <= u64::MAX / d);
+        let k = d.trailing_zeros();
+        let m = d >> k;
+        // Newton's iteration doubles the correct low bits: m is its own
+        // inverse modulo 2^3, and five steps reach 2^96.
+        let mut inv = m;
+        let mut i = 0;
+        while i < 5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+            i += 1;
+        }
+        MultipleTest { inv, k, max: n - 1 }
+    }
+
+    /// Whether `x` is `i * d` for some `i < n`.
+    #[inline(always)]
+    pub const fn test(self, x: u64) -> bool {
+        x.wrapping_mul(self.inv).rotate_right(self.k) <= self.max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiples_exactly() {
+        for (d, n) in [
+            (96u64, 42u64),
+            (192, 21),
+            (24, 170),
+            (3, 1000),
+            (64, 64),
+            (1, 7),
+            (200, 20),
+        ] {
+            let t = MultipleTest::new(d, n);
+            for x in 0..(1u64 << 16) {
+                assert_eq!(t.test(x), x % d == 0 && x / d < n, "{x} against {d} x {n}");
+            }
+            for x in [u64::MAX, u64::MAX - d + 1, 1 << 63, (n - 1) * d, n * d] {
+                assert_eq!(t.test(x), x % d == 0 && x / d < n, "{x} against {d} x {n}");
+            }
+        }
+        for x in 1..(1u64 << 16) {
+            assert!(!MultipleTest::NEVER.test(x));
+        }
+    }
 
     #[test]
     fn exact_for_object_sizes() {

@@ -322,6 +322,13 @@ pub struct KmemCache {
     /// `reciprocal_value(size)`: offsets in a slab to object indices
     /// without a `div` (`obj_to_index`).
     pub(crate) reciprocal_size: crate::reciprocal_div::ReciprocalValue,
+    /// `kfree`'s inline check where `kfree_mask` cannot answer: for a
+    /// non-debug cache of non-power-of-two objects whose slabs are all one
+    /// page, whether an offset from the slab's first object (the pointer's
+    /// offset in its page less the slab's colour) is an object start
+    /// (`MultipleTest` of the size and the objects per slab); `NEVER` for
+    /// the other caches, which take the exact check out of line.
+    pub(crate) kfree_multiple: crate::reciprocal_div::MultipleTest,
     /// Nonzero if a handed-out object needs work on the fast path besides
     /// `__GFP_ZERO`: always zeroing (`init_on_alloc`) or clearing the free
     /// pointer of a wiped object (`init_on_free`). One test covers both.
@@ -1120,6 +1127,16 @@ impl<P: Platform> Kmem<P> {
                         usize::MAX
                     },
                     reciprocal_size: crate::reciprocal_div::ReciprocalValue::new(sz as u32),
+                    kfree_multiple: if !flags.intersects(SLAB_DEBUG_FLAGS)
+                        && !sz.is_power_of_two()
+                        && red_left_pad == 0
+                        && oo.order == 0
+                        && min.order == 0
+                    {
+                        crate::reciprocal_div::MultipleTest::new(sz as u64, oo.objects as u64)
+                    } else {
+                        crate::reciprocal_div::MultipleTest::NEVER
+                    },
                 },
             );
             (*s).alloc_hooks =
