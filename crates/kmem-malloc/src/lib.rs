@@ -32,11 +32,13 @@
 //! **The fast path** of `malloc` is one comparison for the size range, one
 //! load of the cache pointer from a static table indexed by 8-byte size
 //! step (null until the machine is booted, so booting costs the fast path
-//! nothing), the machine pointer, and SLUB's lock-free per-CPU allocation:
-//! 9 instructions of this crate's own in front of the core's. `free`'s is
-//! a null test of the machine pointer and the linear-map test, which is
-//! `kfree`'s own first test written out here (the compiler merges the two),
-//! so it adds 3 instructions to `kfree`'s fast path. No thread-locals of
+//! nothing), and SLUB's lock-free per-CPU allocation, which needs nothing
+//! but the cache (`Kmem::kmem_cache_alloc_rseq`): 8 instructions of this
+//! crate's own in front of the core's. `free` reads the linear map's
+//! bounds and the machine through one pointer (`LINEAR_MAP`, an empty map
+//! until the boot, so there is nothing to test for "booted"); the bounds
+//! test is `kfree`'s own first test (`Kmem::kfree_lowmem` does the rest),
+//! so it adds 2 instructions to `kfree`'s fast path. No thread-locals of
 //! its own (the fork gate's per-thread word is initial-exec TLS: no
 //! `__tls_get_addr`), no locks, no `dlsym`.
 //!
