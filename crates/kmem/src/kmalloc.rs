@@ -468,11 +468,14 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `kfree`'s fast case: free `p` if it is an object start of a non-debug
-    /// power-of-two cache (false, and nothing done, otherwise). Objects of
-    /// such caches sit at multiples of their size from the slab's start,
-    /// which is aligned at least as much: `p` is an object start iff it is
-    /// aligned to the size. `kfree_mask` folds that test and "non-debug,
-    /// power of two" into one; other pointers take the exact check.
+    /// power-of-two cache, or of a non-debug cache of one-page slabs (false,
+    /// and nothing done, otherwise). Objects of power-of-two caches sit at
+    /// multiples of their size from the slab's start, which is aligned at
+    /// least as much: `p` is an object start iff it is aligned to the size.
+    /// `kfree_mask` folds that test and "non-debug, power of two" into one.
+    /// Where it fails, `kfree_multiple` tests the offset from the slab's
+    /// first object (`kmalloc-96`, `kmalloc-192`); other pointers take the
+    /// exact check out of line.
     ///
     /// # Safety
     /// As `kfree`; `page` is a page (head or tail) of the slab holding `p`.
@@ -484,8 +487,8 @@ impl<P: Platform> Kmem<P> {
             // A cache of one-page slabs of, say, 96-byte objects: the
             // pointer's offset from the slab's first object must be a
             // multiple of the size below the slab's end (a wrapped negative
-            // offset fails too). Other caches' test is `NEVER`.
-            // The linear map starts on a page boundary.
+            // offset fails too). Other caches' test is `NEVER`. The linear
+            // map starts on a page boundary.
             let in_page = (p as usize) & (PAGE_SIZE - 1);
             // SAFETY: any descriptor's spare bytes may be read; those of a
             // one-page slab's page (its head) are its colour.
