@@ -123,14 +123,6 @@ fn machine() -> Option<&'static Kmem<HostedPlatform>> {
     unsafe { KMEM.load(Ordering::Acquire).as_ref() }
 }
 
-/// Whether `p` lies in the linear map of `k` (kmalloc memory). The same
-/// expression as the first test of `Kmem::kfree`, which the compiler then
-/// drops as already known (`free` checks here and calls `kfree` at once).
-#[inline(always)]
-fn in_linear_map(k: &Kmem<HostedPlatform>, p: *const u8) -> bool {
-    ((p as usize).wrapping_sub(k.page_offset()) >> PAGE_SHIFT) < k.max_low_pfn()
-}
-
 /// What `free` needs to tell kmalloc memory from the rest: the default
 /// machine's linear map (`Kmem::page_offset`, `Kmem::max_low_pfn`) and the
 /// machine. `free` reads it through one pointer, `LINEAR_MAP`, which is
@@ -169,6 +161,17 @@ pub(crate) static BOOTED_LINEAR_MAP: BootedLinearMap =
 /// `NO_LINEAR_MAP`, then `BOOTED_LINEAR_MAP`.
 pub(crate) static LINEAR_MAP: AtomicPtr<LinearMap> =
     AtomicPtr::new(&NO_LINEAR_MAP as *const LinearMap as *mut LinearMap);
+
+/// The default machine and the frame of `p` in its linear map, if `p` lies
+/// there (kmalloc memory): `Kmem::kfree`'s first test, on `LINEAR_MAP`.
+#[inline(always)]
+fn kmalloc_owner(p: *const u8) -> Option<(&'static Kmem<HostedPlatform>, usize)> {
+    // SAFETY: `NO_LINEAR_MAP` or the booted map, published complete.
+    let lm = unsafe { &*LINEAR_MAP.load(Ordering::Acquire) };
+    let pfn = (p as usize).wrapping_sub(lm.start) >> PAGE_SHIFT;
+    // SAFETY: a map with frames is the booted one, which names its machine (never freed).
+    (pfn < lm.pfns).then(|| (unsafe { &*lm.kmem }, pfn))
+}
 
 /// Publish the booted machine `k` for `free` (once, from the boot).
 pub(crate) fn publish_linear_map(k: &'static Kmem<HostedPlatform>) {
@@ -245,10 +248,10 @@ enum Owner {
 #[inline]
 fn owner(p: *const u8) -> Owner {
     let a = p as usize;
+    if let Some((k, _)) = kmalloc_owner(p) {
+        return Owner::Kmalloc(k);
+    }
     if let Some(k) = machine() {
-        if in_linear_map(k, p) {
-            return Owner::Kmalloc(k);
-        }
         if a.wrapping_sub(VMALLOC_START.load(Ordering::Relaxed)) < VMALLOC_LEN.load(Ordering::Relaxed) {
             return Owner::Huge(k);
         }
@@ -464,14 +467,9 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     let p = p as *const u8;
-    // SAFETY: `NO_LINEAR_MAP` or the booted map, published complete.
-    let lm = unsafe { &*LINEAR_MAP.load(Ordering::Acquire) };
-    let pfn = (p as usize).wrapping_sub(lm.start) >> PAGE_SHIFT;
-    if pfn < lm.pfns {
-        // SAFETY: a booted map names its machine, which is never freed;
-        // `p` is kmalloc memory of it (caller contract; kfree reports
-        // misuse), `pfn` its frame.
-        unsafe { (*lm.kmem).kfree_lowmem(p, pfn) };
+    if let Some((k, pfn)) = kmalloc_owner(p) {
+        // SAFETY: kmalloc memory of the default machine (caller contract; kfree reports misuse), `pfn` its frame.
+        unsafe { k.kfree_lowmem(p, pfn) };
         return;
     }
     // SAFETY: forwarded.
