@@ -10,7 +10,6 @@
 use crate::gfp::*;
 use crate::machine::Kmem;
 use crate::page::{flags::*, get_order, Page, PAGE_SHIFT, PAGE_SIZE};
-use crate::page_alloc::PG_TAIL_BIT;
 use crate::platform::Platform;
 use crate::slab::*;
 use crate::AllocError;
@@ -513,19 +512,11 @@ impl<P: Platform> Kmem<P> {
         if zero_or_null_ptr(p) {
             return;
         }
-        let page = self
-            .map
-            .pfn_to_page((p as usize).wrapping_sub(self.page_offset) >> PAGE_SHIFT);
-        // SAFETY: `p` lies in the linear map: `page` is a descriptor of the memmap.
-        let page = unsafe {
-            if (*page).flags.load(Ordering::Relaxed) & PG_TAIL_BIT != 0 {
-                // Tail pages of compound pages point at their head.
-                (*page).index as *mut Page
-            } else {
-                page
-            }
+        let Some(page) = self.virt_to_head_page(p) else {
+            return; // Not in the linear map: the caller checked.
         };
-        // SAFETY: as above.
+        let page = page.as_ptr();
+        // SAFETY: a descriptor of the memmap.
         let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their live cache.
@@ -644,23 +635,16 @@ impl<P: Platform> Kmem<P> {
         if zero_or_null_ptr(p) {
             return 0;
         }
-        let Some(page) = self.virt_to_page(p) else {
+        let Some(page) = self.virt_to_head_page(p) else {
             self.warn(format_args!(
                 "ksize: 0x{:016x} is not a kernel address",
                 p as usize
             ));
             return 0;
         };
-        let mut page = page.as_ptr();
-        // SAFETY: descriptors of the memmap; tails point at their head.
-        let f = unsafe {
-            let mut f = (*page).flags.load(Ordering::Relaxed);
-            if f & PG_TAIL_BIT != 0 {
-                page = (*page).index as *mut Page;
-                f = (*page).flags.load(Ordering::Relaxed);
-            }
-            f
-        };
+        let page = page.as_ptr();
+        // SAFETY: `page` is a descriptor of the memmap.
+        let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their live cache.
             return slab_ksize(unsafe { &*((*page).mapping as *const KmemCache) });

@@ -228,6 +228,21 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
+    /// `virt_to_head_page`: the head descriptor of the (compound) page
+    /// holding a linear-map address (a tail page's `index` names its head).
+    #[inline(always)]
+    pub fn virt_to_head_page(&self, addr: *const u8) -> Option<NonNull<Page>> {
+        let page = self.virt_to_page(addr)?;
+        // SAFETY: a descriptor of this memmap; tails point at their head, another one.
+        unsafe {
+            if page.as_ref().flags.load(Ordering::Relaxed) & PG_TAIL_BIT != 0 {
+                NonNull::new(page.as_ref().index as *mut Page)
+            } else {
+                Some(page)
+            }
+        }
+    }
+
     /// `__pa`.
     #[inline(always)]
     pub fn virt_to_phys(&self, addr: *const u8) -> u64 {

@@ -1490,21 +1490,9 @@ impl<P: Platform> Kmem<P> {
     /// The cache a slab object belongs to (`virt_to_cache`), if `obj` is in a slab.
     #[inline(always)]
     pub fn virt_to_slab(&self, obj: *const u8) -> Option<NonNull<Page>> {
-        let page = self.virt_to_page(obj)?;
+        let head = self.virt_to_head_page(obj)?;
         // SAFETY: a descriptor of this memmap.
-        let p = unsafe { page.as_ref() };
-        let f = p.flags.load(Ordering::Relaxed);
-        let head = if f & crate::page_alloc::PG_TAIL_BIT != 0 {
-            p.index as *mut Page
-        } else {
-            page.as_ptr()
-        };
-        // SAFETY: tail pages point at their head.
-        if unsafe { (*head).is_slab() } {
-            NonNull::new(head)
-        } else {
-            None
-        }
+        unsafe { head.as_ref() }.is_slab().then_some(head)
     }
 
     /// Slab statistics of a cache, summed over nodes and CPUs:
