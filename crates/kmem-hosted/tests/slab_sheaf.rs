@@ -430,3 +430,86 @@ fn a_cpu_does_not_live_off_a_migrated_object_in_its_sheaf() {
     assert_eq!(active(&m, s), 0);
     destroy_clean(&m, s);
 }
+
+/// `kfree` tells cpu-slab objects by their page (`rseq::push_page`): those
+/// on the first page of a multi-page cpu slab go onto the cpu freelist, the
+/// others onto the sheaf (or, with the sheaf full, to their slab); a double
+/// free is caught on either; the counts stay exact.
+#[test]
+fn kfree_pushes_by_page_onto_the_freelist_or_the_sheaf() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let s = m
+        .kmem_cache_create("sheaf-kfree", 1024, 0, SlabFlags(0), None)
+        .unwrap();
+    // SAFETY: a live cache.
+    let (order, offset) = unsafe { (s.as_ref().oo.order, s.as_ref().offset) };
+    assert!(order >= 1, "a multi-page slab");
+    let _pin = pin_to_current_cpu();
+    // SAFETY: sched_getcpu has no preconditions; pinned, so it stays right.
+    let cpu = unsafe { libc::sched_getcpu() } as usize;
+    // One slab's worth: all from the cpu slab, whose freelist is then empty.
+    let objs = alloc_n(&m, s, per_slab(s));
+    let slab_bytes = PAGE_SIZE << order;
+    let base = objs[0] as usize & !(slab_bytes - 1);
+    assert!(
+        objs.iter().all(|&o| o as usize & !(slab_bytes - 1) == base),
+        "one slab"
+    );
+    let first_page = |o: *mut u8| (o as usize) < base + PAGE_SIZE;
+    let (head, tail): (Vec<_>, Vec<_>) = objs.iter().partition(|&&o| first_page(o));
+    assert!(!head.is_empty() && !tail.is_empty());
+
+    let errors = m.slab.errors.load(Ordering::Relaxed);
+    for &o in &objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { m.kfree(o) };
+    }
+    // The cpu freelist holds exactly the first page's objects.
+    // SAFETY: cpu < nr_cpus of a live cache; pinned, nothing else runs on it.
+    let mut p = unsafe { s.as_ref().cpu(cpu % m.nr_cpu_ids()) }.fl.load().0;
+    let mut on_freelist = Vec::new();
+    while p != 0 {
+        on_freelist.push(p as *mut u8);
+        // SAFETY: a free object of `s`: its free pointer is at `offset`.
+        p = unsafe { *((p + offset) as *const usize) };
+    }
+    on_freelist.sort();
+    let mut want = head.clone();
+    want.sort();
+    assert_eq!(on_freelist, want, "the first page's objects, and only they");
+    assert!(in_sheaves(&m, s) <= tail.len());
+    assert_eq!(active(&m, s), 0);
+
+    // A double free of a freelist object and of a sheaf object: each caught.
+    let again = alloc_n(&m, s, per_slab(s));
+    let mut sorted = again.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), again.len(), "no object handed out twice");
+    let h = again
+        .iter()
+        .copied()
+        .find(|&o| first_page(o) && o as usize & !(slab_bytes - 1) == base);
+    let t = again
+        .iter()
+        .copied()
+        .find(|&o| !first_page(o) && o as usize & !(slab_bytes - 1) == base);
+    for o in [h, t].into_iter().flatten() {
+        // SAFETY: the second free of each is the misuse under test.
+        unsafe {
+            m.kfree(o);
+            m.kfree(o);
+        }
+    }
+    let caught = [h, t].into_iter().flatten().count();
+    assert_eq!(m.slab.errors.load(Ordering::Relaxed), errors + caught);
+    for &o in &again {
+        if Some(o) != h && Some(o) != t {
+            // SAFETY: allocated above, freed once.
+            unsafe { m.kfree(o) };
+        }
+    }
+    assert_eq!(active(&m, s), 0);
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    destroy_clean(&m, s);
+}

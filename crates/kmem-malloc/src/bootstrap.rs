@@ -14,7 +14,8 @@
 //!
 //! **States.** `STATE` goes UNINIT → BOOTING (the one thread whose
 //! compare-and-swap won boots) → READY, publishing the machine and the
-//! tables the fast paths read (`crate::KMEM`, then `crate::MALLOC_CACHES`)
+//! tables the fast paths read (`crate::KMEM`, `crate::LINEAR_MAP`, then
+//! `crate::MALLOC_CACHES` and `crate::MALLOC_FAST_BYTES`)
 //! before READY. If the arena runs out while another thread
 //! boots, a caller waits for READY; the booting thread itself gets `ENOMEM`.
 //! If the machine cannot boot (a bad `KMEM_CMDLINE`), the reason is printed
@@ -203,9 +204,15 @@ fn boot() {
     for (idx, c) in caches.iter_mut().enumerate() {
         *c = malloc_cache(k, idx);
     }
+    let mut fast = crate::MALLOC_CACHES.len();
     for (i, slot) in crate::MALLOC_CACHES.iter().enumerate() {
-        slot.store(caches[kmalloc_index(i * 8 + 8)], Ordering::Release);
+        let c = caches[kmalloc_index(i * 8 + 8)];
+        if c.is_null() {
+            fast = fast.min(i);
+        }
+        slot.store(c, Ordering::Relaxed);
     }
+    crate::MALLOC_FAST_BYTES.store(fast * 8, Ordering::Release);
     STATE.store(READY, Ordering::Release);
 }
 

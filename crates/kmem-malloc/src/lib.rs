@@ -29,16 +29,17 @@
 //! the boot and is left alone; NULL is nothing. Anything else was never ours:
 //! it gets a kernel-style warning and nothing is freed (glibc would abort).
 //!
-//! **The fast path** of `malloc` is one comparison for the size range, one
-//! load of the cache pointer from a static table indexed by 8-byte size
-//! step (null until the machine is booted, so booting costs the fast path
-//! nothing), and SLUB's lock-free per-CPU allocation, which needs nothing
-//! but the cache (`Kmem::kmem_cache_alloc_rseq`): 8 instructions of this
+//! **The fast path** of `malloc` is one comparison for the size range (0
+//! until the machine is booted, so booting costs the fast path nothing),
+//! one load of the cache pointer from a static table indexed by 8-byte size
+//! step, and SLUB's lock-free per-CPU allocation, which needs nothing
+//! but the cache (`Kmem::kmem_cache_alloc_rseq`): 7 instructions of this
 //! crate's own in front of the core's. `free` reads the linear map's
-//! bounds and the machine through one pointer (`LINEAR_MAP`, an empty map
-//! until the boot, so there is nothing to test for "booted"); the bounds
-//! test is `kfree`'s own first test (`Kmem::kfree_lowmem` does the rest),
-//! so it adds 2 instructions to `kfree`'s fast path. No thread-locals of
+//! bounds, `mem_map` and the rseq offset through one pointer (`LINEAR_MAP`,
+//! an empty map until the boot, so there is nothing to test for "booted");
+//! the bounds test is `kfree`'s own first test, and `Kmem::kfree_fast`
+//! does the rest without loading anything from the machine, which only the
+//! declined frees load (`Kmem::kfree_finish`). No thread-locals of
 //! its own (the fork gate's per-thread word is initial-exec TLS: no
 //! `__tls_get_addr`), no locks, no `dlsym`.
 //!
@@ -64,7 +65,7 @@ mod huge;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use kmem::kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
+use kmem::kmalloc::{KfreeDeclined, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use kmem::slab::KmemCache;
 use kmem::{Gfp, Kmem, __GFP_ZERO, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE};
 use kmem_hosted::HostedPlatform;
@@ -93,19 +94,30 @@ const SIZE_STEPS: usize = KMALLOC_MAX_CACHE_SIZE / 8;
 /// to `KMALLOC_MAX_CACHE_SIZE`, at index `(size - 1) / 8` (sizes in one
 /// 8-byte step share their cache): one load instead of the kernel's
 /// `kmalloc_index` branches and a second table. Null until the machine is
-/// booted (so booting costs the fast path nothing) and for a size whose
-/// cache cannot give malloc's alignment (a debug layout): those take the
-/// slow path. 8 KiB of pointers, of which the first 128 (sizes up to
+/// booted and for a size whose cache cannot give malloc's alignment (a
+/// debug layout). 8 KiB of pointers, of which the first 128 (sizes up to
 /// 1 KiB, 16 cache lines) serve most programs.
 pub(crate) static MALLOC_CACHES: [AtomicPtr<KmemCache>; SIZE_STEPS] =
     [const { AtomicPtr::new(ptr::null_mut()) }; SIZE_STEPS];
 
-/// The cache for `size` (any size), null if there is none (see `MALLOC_CACHES`).
+/// `malloc`'s fast path serves the sizes `1..=MALLOC_FAST_BYTES`: 0 until
+/// the boot has filled `MALLOC_CACHES` (Release), then the sizes below
+/// the first null entry (all of them unless a debug layout misaligns a
+/// cache). One comparison tests "small" and "booted": no null test.
+pub(crate) static MALLOC_FAST_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The cache for `size` if the fast path serves it (see `MALLOC_FAST_BYTES`).
 #[inline(always)]
-fn small_cache(size: usize) -> *mut KmemCache {
-    match MALLOC_CACHES.get(size.wrapping_sub(1) >> 3) {
-        Some(c) => c.load(Ordering::Acquire),
-        None => ptr::null_mut(),
+fn small_cache(size: usize) -> Option<NonNull<KmemCache>> {
+    let i = size.wrapping_sub(1);
+    if i >= MALLOC_FAST_BYTES.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: `i / 8 < MALLOC_FAST_BYTES / 8 <= SIZE_STEPS`, and the entries
+    // below `MALLOC_FAST_BYTES / 8` were non-null before it was published.
+    unsafe {
+        let c = MALLOC_CACHES.get_unchecked(i >> 3).load(Ordering::Relaxed);
+        Some(NonNull::new_unchecked(c))
     }
 }
 
@@ -123,14 +135,18 @@ fn machine() -> Option<&'static Kmem<HostedPlatform>> {
     unsafe { KMEM.load(Ordering::Acquire).as_ref() }
 }
 
-/// What `free` needs to tell kmalloc memory from the rest: the default
-/// machine's linear map (`Kmem::page_offset`, `Kmem::max_low_pfn`) and the
-/// machine. `free` reads it through one pointer, `LINEAR_MAP`, which is
-/// `NO_LINEAR_MAP` (no address inside) until the machine boots: no test
-/// for "booted" on the fast path.
+/// What `free` needs: the default machine's linear map
+/// (`Kmem::page_offset`, `Kmem::max_low_pfn`) to tell kmalloc memory from
+/// the rest, its page descriptors (`Kmem::mem_map`) and the rseq offset
+/// (`Platform::rseq_offset`) for `Kmem::kfree_page`, and the machine for
+/// the slow paths. `free` reads it through one pointer, `LINEAR_MAP`, which
+/// is `NO_LINEAR_MAP` (no address inside) until the machine boots: no test
+/// for "booted" on the fast path, and no load from the machine.
 pub(crate) struct LinearMap {
     start: usize,
     pfns: usize,
+    mem_map: *mut kmem::Page,
+    rseq_area: isize,
     kmem: *const Kmem<HostedPlatform>,
 }
 
@@ -141,6 +157,8 @@ unsafe impl Sync for LinearMap {}
 static NO_LINEAR_MAP: LinearMap = LinearMap {
     start: 0,
     pfns: 0,
+    mem_map: ptr::null_mut(),
+    rseq_area: 0,
     kmem: ptr::null(),
 };
 
@@ -155,6 +173,8 @@ pub(crate) static BOOTED_LINEAR_MAP: BootedLinearMap =
     BootedLinearMap(core::cell::UnsafeCell::new(LinearMap {
         start: 0,
         pfns: 0,
+        mem_map: ptr::null_mut(),
+        rseq_area: 0,
         kmem: ptr::null(),
     }));
 
@@ -162,15 +182,23 @@ pub(crate) static BOOTED_LINEAR_MAP: BootedLinearMap =
 pub(crate) static LINEAR_MAP: AtomicPtr<LinearMap> =
     AtomicPtr::new(&NO_LINEAR_MAP as *const LinearMap as *mut LinearMap);
 
-/// The default machine and the frame of `p` in its linear map, if `p` lies
-/// there (kmalloc memory): `Kmem::kfree`'s first test, on `LINEAR_MAP`.
+/// The booted map if `p` lies in the default machine's linear map
+/// (kmalloc memory), with the frame of `p`: `Kmem::kfree`'s first test.
 #[inline(always)]
-fn kmalloc_owner(p: *const u8) -> Option<(&'static Kmem<HostedPlatform>, usize)> {
+fn kmalloc_map(p: *const u8) -> Option<(&'static LinearMap, usize)> {
     // SAFETY: `NO_LINEAR_MAP` or the booted map, published complete.
     let lm = unsafe { &*LINEAR_MAP.load(Ordering::Acquire) };
     let pfn = (p as usize).wrapping_sub(lm.start) >> PAGE_SHIFT;
-    // SAFETY: a map with frames is the booted one, which names its machine (never freed).
-    (pfn < lm.pfns).then(|| (unsafe { &*lm.kmem }, pfn))
+    (pfn < lm.pfns).then_some((lm, pfn))
+}
+
+impl LinearMap {
+    /// The machine (a map with frames is the booted one).
+    #[inline(always)]
+    fn kmem(&self) -> &'static Kmem<HostedPlatform> {
+        // SAFETY: only the booted map has frames, and it names its machine (never freed).
+        unsafe { &*self.kmem }
+    }
 }
 
 /// Publish the booted machine `k` for `free` (once, from the boot).
@@ -181,6 +209,8 @@ pub(crate) fn publish_linear_map(k: &'static Kmem<HostedPlatform>) {
         *BOOTED_LINEAR_MAP.0.get() = LinearMap {
             start: k.page_offset(),
             pfns: k.max_low_pfn(),
+            mem_map: k.mem_map(),
+            rseq_area: kmem::platform::Platform::rseq_offset(&k.platform),
             kmem: k,
         }
     };
@@ -248,8 +278,8 @@ enum Owner {
 #[inline]
 fn owner(p: *const u8) -> Owner {
     let a = p as usize;
-    if let Some((k, _)) = kmalloc_owner(p) {
-        return Owner::Kmalloc(k);
+    if let Some((lm, _)) = kmalloc_map(p) {
+        return Owner::Kmalloc(lm.kmem());
     }
     if let Some(k) = machine() {
         if a.wrapping_sub(VMALLOC_START.load(Ordering::Relaxed)) < VMALLOC_LEN.load(Ordering::Relaxed) {
@@ -287,7 +317,7 @@ fn foreign(what: &str, p: *const u8) {
 /// Callable from any thread at any time (it is the C library's `malloc`).
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    if let Some(s) = NonNull::new(small_cache(size)) {
+    if let Some(s) = small_cache(size) {
         // The per-CPU fast path inline, with nothing but the cache; the
         // rest is a tail call, so the fast path needs no stack frame.
         return match Kmem::<HostedPlatform>::kmem_cache_alloc_rseq(s, GFP_KERNEL) {
@@ -370,7 +400,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     let Some(bytes) = n.checked_mul(size) else {
         return enomem();
     };
-    if let Some(s) = NonNull::new(small_cache(bytes)) {
+    if let Some(s) = small_cache(bytes) {
         return match Kmem::<HostedPlatform>::kmem_cache_alloc_rseq(s, GFP_KERNEL | __GFP_ZERO) {
             Some(p) => p.as_ptr().cast(),
             None => cache_alloc_slow(s, GFP_KERNEL | __GFP_ZERO),
@@ -467,13 +497,35 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     let p = p as *const u8;
-    if let Some((k, pfn)) = kmalloc_owner(p) {
-        // SAFETY: kmalloc memory of the default machine (caller contract; kfree reports misuse), `pfn` its frame.
-        unsafe { k.kfree_lowmem(p, pfn) };
-        return;
+    if let Some((lm, pfn)) = kmalloc_map(p) {
+        // `Kmem::kfree_page`, with nothing loaded from the machine on the fast path.
+        // SAFETY: kmalloc memory of the default machine (caller contract; kfree reports misuse), on the page
+        // `mem_map + pfn`; the machine's rseq offset.
+        match unsafe { Kmem::<HostedPlatform>::kfree_fast(p, lm.mem_map.wrapping_add(pfn), lm.rseq_area) } {
+            Ok(()) => return,
+            // SAFETY: as above; the fast path did nothing (a double free is not tried again: on another
+            // CPU the sequence would not see it).
+            Err(why @ KfreeDeclined::DoubleFree(_)) => return unsafe { free_declined(p, why) },
+            // Declined (not a fast object, or the sheaf full): `free_slow` starts over with the full `kfree`.
+            Err(_) => {}
+        }
     }
     // SAFETY: forwarded.
     unsafe { free_slow(p) };
+}
+
+/// `Kmem::kfree_finish` for `free` (a function of its own, so `free` keeps
+/// `p` where it came, in the first argument's register).
+///
+/// # Safety
+/// As `Kmem::kfree_finish` on the default machine, which is booted.
+#[cold]
+#[inline(never)]
+unsafe fn free_declined(p: *const u8, why: KfreeDeclined) {
+    // SAFETY: published before the linear map in which `free` found `p`.
+    let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
+    // SAFETY: forwarded.
+    unsafe { k.kfree_finish(p, why) }
 }
 
 /// `free` of anything but kmalloc memory.

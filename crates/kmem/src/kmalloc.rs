@@ -33,6 +33,21 @@ pub const KMALLOC_DMA: usize = 2;
 /// `ZERO_SIZE_PTR`: what `kmalloc(0)` returns.
 pub const ZERO_SIZE_PTR: *mut u8 = 16 as *mut u8;
 
+/// Why [`Kmem::kfree_fast`] declined a pointer: what [`Kmem::kfree_finish`]
+/// does with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KfreeDeclined {
+    /// Not an object start of a non-debug slab cache that the fast path can
+    /// tell: a large kmalloc, a debug cache, a bad pointer: the exact checks.
+    Checks,
+    /// An object of this cache that is already the newest on this CPU's
+    /// freelist or sheaf: the naive double-free check.
+    DoubleFree(NonNull<KmemCache>),
+    /// An object of this cache that neither the cpu slab nor the sheaf
+    /// took (or the platform has no sequences): the slab free paths.
+    Slab(NonNull<KmemCache>),
+}
+
 /// `kmalloc_info[]`: (name suffix, size) of each index; index 1 is 96 and 2 is 192.
 pub const KMALLOC_INFO: [(&str, usize); KMALLOC_SHIFT_HIGH + 1] = [
     ("", 0),
@@ -441,9 +456,7 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `kfree` of a pointer the caller found in the linear map: `pfn` is
-    /// `(p - page_offset) >> PAGE_SHIFT`, below `max_low_pfn` (for callers
-    /// that keep those two bounds at hand: libkmalloc's `free` tests them
-    /// before it loads the machine's address).
+    /// `(p - page_offset) >> PAGE_SHIFT`, below `max_low_pfn`.
     ///
     /// # Safety
     /// As [`Kmem::kfree`]; `pfn` is as described.
@@ -452,36 +465,65 @@ impl<P: Platform> Kmem<P> {
     pub unsafe fn kfree_lowmem(&self, p: *const u8, pfn: usize) {
         debug_assert!(pfn < self.max_low_pfn);
         debug_assert_eq!(pfn, (p as usize).wrapping_sub(self.page_offset) >> PAGE_SHIFT);
-        let page = self.map.pfn_to_page(pfn);
-        // SAFETY: pfn < max_low_pfn, so `page` is a descriptor of the memmap.
-        let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
-        // Every page of a slab, head or tail (`PG_SLAB_TAIL`), names its
-        // cache.
-        // SAFETY: `page` is a descriptor of the memmap holding `p`.
-        if f & (PG_SLAB | PG_SLAB_TAIL) != 0 && unsafe { self.kfree_object(p, page) } {
-            return;
-        }
-        // The rest finds the page again: the fast path keeps nothing for it.
-        // SAFETY: forwarded.
-        unsafe { self.kfree_slow(p) }
+        // SAFETY: forwarded; `pfn_to_page(pfn)` is the descriptor of `p`'s page.
+        unsafe { self.kfree_page(p, self.map.pfn_to_page(pfn), self.platform.rseq_offset()) }
     }
 
-    /// `kfree`'s fast case: free `p` if it is an object start of a non-debug
-    /// power-of-two cache, or of a non-debug cache of one-page slabs (false,
-    /// and nothing done, otherwise). Objects of power-of-two caches sit at
-    /// multiples of their size from the slab's start, which is aligned at
-    /// least as much: `p` is an object start iff it is aligned to the size.
-    /// `kfree_mask` folds that test and "non-debug, power of two" into one.
-    /// Where it fails, `kfree_multiple` tests the offset from the slab's
-    /// first object (`kmalloc-96`, `kmalloc-192`); other pointers take the
-    /// exact check out of line.
+    /// `kfree` of `p` in the linear map whose page descriptor the caller
+    /// found (`mem_map() + pfn`), with `rseq_area` the platform's
+    /// `rseq_offset()`: [`Kmem::kfree_fast`], then [`Kmem::kfree_finish`]
+    /// if it declined.
     ///
     /// # Safety
-    /// As `kfree`; `page` is a page (head or tail) of the slab holding `p`.
+    /// As [`Kmem::kfree_fast`].
     #[inline(always)]
-    unsafe fn kfree_object(&self, p: *const u8, page: *mut Page) -> bool {
+    #[track_caller]
+    pub unsafe fn kfree_page(&self, p: *const u8, page: *mut Page, rseq_area: isize) {
+        debug_assert_eq!(rseq_area, self.platform.rseq_offset());
+        // SAFETY: forwarded.
+        if let Err(why) = unsafe { Self::kfree_fast(p, page, rseq_area) } {
+            // SAFETY: forwarded; the fast path did nothing.
+            unsafe { self.kfree_finish(p, why) }
+        }
+    }
+
+    /// `kfree`'s lock-free fast path, which reads nothing from the machine
+    /// (callers that keep the linear map's bounds, `mem_map` and the rseq
+    /// offset at hand, like libkmalloc's `free`, load the machine only if it
+    /// declines): push `p` onto this CPU's freelist or sheaf if it is an
+    /// object start of a non-debug slab cache whose object starts `kfree`
+    /// can tell inline (below). Otherwise nothing is done and the `Err` says
+    /// what [`Kmem::kfree_finish`] does with it.
+    ///
+    /// Objects of power-of-two caches sit at multiples of their size from
+    /// the slab's start, which is aligned at least as much: `p` is an object
+    /// start iff it is aligned to the size. `kfree_mask` folds that test and
+    /// "non-debug, power of two" into one. Where it fails, `kfree_multiple`
+    /// tests the offset from the slab's first object (`kmalloc-96`,
+    /// `kmalloc-192`); other pointers take the exact check out of line.
+    ///
+    /// # Safety
+    /// As [`Kmem::kfree`]; `p` lies in the linear map and `page` is the
+    /// descriptor of its page; `rseq_area` is `platform.rseq_offset()` of the
+    /// machine that owns `p`.
+    #[inline(always)]
+    pub unsafe fn kfree_fast(p: *const u8, page: *mut Page, rseq_area: isize) -> Result<(), KfreeDeclined> {
+        // Every page of a slab, head or tail (`PG_SLAB_TAIL`), names its
+        // cache in `mapping` (`slab->slab_cache`), and no other page has a
+        // `mapping` (the page allocator refuses to free a page with one,
+        // `bad_page`): so a non-null `mapping` is the slab test, as the
+        // kernel's `folio_test_slab` is a test of the page's type word
+        // rather than of its flags, and it is the load the fast path needs
+        // anyway.
+        // SAFETY: caller contract: a descriptor of the memmap.
+        let s = unsafe { (*page).mapping } as *const KmemCache;
+        if s.is_null() {
+            return Err(KfreeDeclined::Checks);
+        }
+        // SAFETY: as above.
+        debug_assert!(unsafe { (*page).test(PG_SLAB | PG_SLAB_TAIL) });
         // SAFETY: slab pages record their (live) cache.
-        let s = unsafe { &*((*page).mapping as *const KmemCache) };
+        let s = unsafe { &*s };
         if (p as usize) & s.kfree_mask != 0 {
             // A cache of one-page slabs of, say, 96-byte objects: the
             // pointer's offset from the slab's first object must be a
@@ -493,12 +535,28 @@ impl<P: Platform> Kmem<P> {
             // one-page slab's page (its head) are its colour.
             let off = in_page.wrapping_sub(unsafe { crate::slab::slab_colour(page) });
             if !s.kfree_multiple.test(off as u64) {
-                return false;
+                return Err(KfreeDeclined::Checks);
             }
         }
-        // SAFETY: an allocated object of `s` in the slab of `page` (caller contract).
-        unsafe { self.kfree_slab_object(s, p as *mut u8) };
-        true
+        // SAFETY: an allocated object of `s` on `page` (caller contract).
+        unsafe { Self::kfree_slab_fast(s, page, p as *mut u8, rseq_area) }
+    }
+
+    /// Everything [`Kmem::kfree_fast`] declined: `p` and the reason it gave.
+    ///
+    /// # Safety
+    /// As [`Kmem::kfree_fast`], which returned `why` for `p` and did nothing.
+    #[inline(never)]
+    #[track_caller]
+    pub unsafe fn kfree_finish(&self, p: *const u8, why: KfreeDeclined) {
+        match why {
+            // SAFETY: forwarded.
+            KfreeDeclined::Checks => unsafe { self.kfree_slow(p) },
+            // SAFETY: a checked object of `s` (a live cache).
+            KfreeDeclined::DoubleFree(s) => self.double_free(unsafe { s.as_ref() }, p as *mut u8),
+            // SAFETY: a checked object of `s`, a live cache.
+            KfreeDeclined::Slab(s) => unsafe { self.kfree_slab_declined(s.as_ref(), p as *mut u8) },
+        }
     }
 
     /// `kfree` of everything in the linear map but a well-aligned object
@@ -542,7 +600,12 @@ impl<P: Platform> Kmem<P> {
                 return;
             }
             // SAFETY: an allocated object of `s` in slab `page` (caller contract).
-            unsafe { self.kfree_slab_object(s, p as *mut u8) };
+            if let Err(why) =
+                unsafe { Self::kfree_slab_fast(s, page, p as *mut u8, self.platform.rseq_offset()) }
+            {
+                // SAFETY: as above; nothing was done.
+                unsafe { self.kfree_finish(p, why) }
+            }
             return;
         }
         // SAFETY: `page` is a descriptor of the memmap.

@@ -1099,6 +1099,12 @@ impl<P: Platform> Kmem<P> {
         self.map.max_pfn
     }
 
+    /// `mem_map`: the page descriptors (FLATMEM), `pfn_to_page(pfn)` being
+    /// `mem_map + pfn`.
+    pub fn mem_map(&self) -> *mut Page {
+        self.map.pfn_to_page(0)
+    }
+
     /// `max_low_pfn`: RAM above it is HighMem.
     pub fn max_low_pfn(&self) -> usize {
         self.max_low_pfn

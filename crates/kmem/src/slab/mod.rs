@@ -119,8 +119,8 @@ pub(crate) const CPU_ARRAY_OFFSET: usize =
 ///
 /// The first cache line holds what the restartable sequences of `rseq.rs`
 /// read and write: the freelist, the cpu slab's address range, the sheaf,
-/// and the three bounds (`floor`, `rseq_bytes`, `sheaf_limit`) through which
-/// a slow path stops them.
+/// and the bounds (`floor`, `rseq_bytes`, `rseq_slab`, `sheaf_limit`)
+/// through which a slow path stops them.
 #[repr(C, align(64))]
 pub struct KmemCacheCpu {
     /// (freelist, tid), swapped together by the fast paths.
@@ -141,6 +141,10 @@ pub struct KmemCacheCpu {
     /// The sequences' copy of the sheaf's capacity: the free sequence pushes
     /// onto the sheaf only below it. 0 while they are stopped.
     pub sheaf_limit: AtomicUsize,
+    /// The sequences' copy of `slab`: `kfree`'s free sequence pushes an
+    /// object onto the cpu freelist if its page is this one. Null while they
+    /// are stopped.
+    pub rseq_slab: AtomicPtr<Page>,
     /// Nonzero while a slow path owns the freelist (`STOP_SLOW_PATH`), or for
     /// good if the cache has hooks (`STOP_HOOKS`) and in the other cases of
     /// `rseq.rs`; the sequences read the bounds above instead.
@@ -172,6 +176,7 @@ impl KmemCacheCpu {
     pub(crate) fn rseq_stop(&self) {
         self.floor.store(rseq::FLOOR_STOPPED, Ordering::Relaxed);
         self.rseq_bytes.store(0, Ordering::Relaxed);
+        self.rseq_slab.store(ptr::null_mut(), Ordering::Relaxed);
         self.sheaf_limit.store(0, Ordering::Relaxed);
     }
 
@@ -187,38 +192,41 @@ impl KmemCacheCpu {
         self.sheaf_limit.store(limit, Ordering::Release);
         self.rseq_bytes
             .store(self.slab_bytes.load(Ordering::Relaxed), Ordering::Release);
+        self.rseq_slab
+            .store(self.slab.load(Ordering::Relaxed), Ordering::Release);
         self.floor.store(0, Ordering::Release);
     }
 }
 
 /// The cpu structures' layout: the sequences' fields in the first cache line.
 const _: () = {
-    assert!(core::mem::offset_of!(KmemCacheCpu, stopped) + 8 <= 64);
+    assert!(core::mem::offset_of!(KmemCacheCpu, rseq_slab) + 8 <= 64);
     assert!(core::mem::size_of::<KmemCacheCpu>() == 128);
 };
 
-/// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset).
+/// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset,
+/// `unsigned int` as there).
 /// Writers hold the CPU structure's `lock`, so an increment is a plain load
 /// and store ([`CpuStats::inc`]); readers may see a slightly old value.
 #[derive(Default, Debug)]
 pub struct CpuStats {
     /// `ALLOC_SLOWPATH`.
-    pub alloc_slowpath: AtomicUsize,
+    pub alloc_slowpath: AtomicU32,
     /// `ALLOC_SLAB`: new slabs.
-    pub alloc_slab: AtomicUsize,
+    pub alloc_slab: AtomicU32,
     /// `CPU_PARTIAL_ALLOC`.
-    pub cpu_partial_alloc: AtomicUsize,
+    pub cpu_partial_alloc: AtomicU32,
     /// `CPU_PARTIAL_FREE`.
-    pub cpu_partial_free: AtomicUsize,
+    pub cpu_partial_free: AtomicU32,
     /// `ALLOC_FROM_PARTIAL`.
-    pub alloc_from_partial: AtomicUsize,
+    pub alloc_from_partial: AtomicU32,
 }
 
 impl CpuStats {
     /// Count one event (the caller holds the CPU structure's `lock`).
     #[inline(always)]
-    pub(crate) fn inc(c: &AtomicUsize) {
-        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    pub(crate) fn inc(c: &AtomicU32) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 }
 
@@ -1185,6 +1193,7 @@ impl<P: Platform> Kmem<P> {
                         floor: AtomicUsize::new(rseq::FLOOR_STOPPED),
                         sheaf: AtomicPtr::new(sheaf::no_sheaf()),
                         sheaf_limit: AtomicUsize::new(0),
+                        rseq_slab: AtomicPtr::new(ptr::null_mut()),
                         stopped: AtomicU32::new(if cpu < self.nr_cpus {
                             stop
                         } else {

@@ -1049,42 +1049,60 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.slab_free_slow(s, slab, obj) };
     }
 
-    /// `kfree` of `obj`, an object of `s` (`kfree` found the cache through
-    /// the page of `obj`, head or `PG_SLAB_TAIL`): this CPU's freelist if it
-    /// is in the cpu slab (its address range), else its sheaf, so the slab's
-    /// head page is needed (and found again) only when both decline.
+    /// `kfree`'s fast path for `obj`, an object of `s` (`kfree` found the
+    /// cache through `page`, the page of `obj` or its slab's head), which
+    /// reads nothing from the machine: this CPU's freelist if `page` is the
+    /// cpu slab (`rseq::push_page`), else its sheaf. An object on a tail
+    /// page of a multi-page cpu slab goes to the sheaf. Declined, nothing is
+    /// done ([`Kmem::kfree_finish`] does the rest): the slab's head page is
+    /// needed (and found again) only then.
+    ///
+    /// # Safety
+    /// `obj` is an allocated object of `s`, in the linear map, on `page` or
+    /// in the slab headed by `page`; `rseq_area` is `platform.rseq_offset()`.
+    #[inline(always)]
+    pub(crate) unsafe fn kfree_slab_fast(
+        s: &KmemCache,
+        page: *mut Page,
+        obj: *mut u8,
+        rseq_area: isize,
+    ) -> Result<(), crate::kmalloc::KfreeDeclined> {
+        use crate::kmalloc::KfreeDeclined;
+        if !P::RSEQ_AREA {
+            return Err(KfreeDeclined::Slab(NonNull::from(s)));
+        }
+        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
+        // object of `s`, in the cpu slab if `page` is.
+        let pushed = match unsafe { rseq::push_page(rseq_area, s, obj, page) } {
+            // The sheaf behind the freelist, inline too (`kfree` checked
+            // that `obj` is an object of `s`: the sheaf takes objects of
+            // any slab). A CPU without a sheaf has the full `no_sheaf()`.
+            // SAFETY: as above.
+            rseq::Push::Fallback => unsafe { rseq::sheaf_push(rseq_area, s, obj) },
+            done => done,
+        };
+        match pushed {
+            rseq::Push::Done => Ok(()),
+            rseq::Push::DoubleFree => Err(KfreeDeclined::DoubleFree(NonNull::from(s))),
+            rseq::Push::Fallback => Err(KfreeDeclined::Slab(NonNull::from(s))),
+        }
+    }
+
+    /// `kfree` of `obj`, an object of `s` that [`Kmem::kfree_slab_fast`]
+    /// declined: the slab free paths, on the slab's head page.
     ///
     /// # Safety
     /// `obj` is an allocated object of `s`, in the linear map.
-    #[inline(always)]
+    #[inline(never)]
     #[track_caller]
-    pub(crate) unsafe fn kfree_slab_object(&self, s: &KmemCache, obj: *mut u8) {
+    pub(crate) unsafe fn kfree_slab_declined(&self, s: &KmemCache, obj: *mut u8) {
         if P::RSEQ_AREA {
-            // The machine's copy, not the cache's: `s` was just loaded from
-            // the page, and the sequence's first loads need not wait for it.
-            let area = self.platform.rseq_offset();
-            // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
-            // object of `s` if it is in its cpu slab.
-            let pushed = match unsafe { rseq::push(area, s, obj) } {
-                // The sheaf behind the freelist, inline too (`kfree` checked
-                // that `obj` is an object of `s`: the sheaf takes objects of
-                // any slab). A CPU without a sheaf has the full `no_sheaf()`.
-                // SAFETY: as above.
-                rseq::Push::Fallback => unsafe { rseq::sheaf_push(area, s, obj) },
-                done => done,
-            };
-            match pushed {
-                rseq::Push::Done => {}
-                rseq::Push::DoubleFree => self.double_free(s, obj),
-                // SAFETY: forwarded; the head holds `obj`.
-                rseq::Push::Fallback => unsafe {
-                    self.slab_free_declined_slow(s, self.slab_head_of(obj), obj)
-                },
-            }
-            return;
+            // SAFETY: forwarded; the head holds `obj`.
+            unsafe { self.slab_free_declined_slow(s, self.slab_head_of(obj), obj) }
+        } else {
+            // SAFETY: forwarded; the head holds `obj`.
+            unsafe { self.do_slab_free(s, self.slab_head_of(obj), obj) }
         }
-        // SAFETY: forwarded; the head holds `obj`.
-        unsafe { self.do_slab_free(s, self.slab_head_of(obj), obj) }
     }
 
     /// The head page of the slab holding `obj`, found without a branch: the
