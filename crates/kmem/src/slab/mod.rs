@@ -118,7 +118,7 @@ pub(crate) const CPU_ARRAY_OFFSET: usize =
 /// Per-CPU slab state (`struct kmem_cache_cpu`).
 ///
 /// The first cache line holds what the restartable sequences of `rseq.rs`
-/// read and write: the freelist, the cpu slab's address range, the sheaf,
+/// read and write: the freelist, the cpu slab's address range and head page, the sheaf,
 /// and the bounds (`floor`, `rseq_bytes`, `rseq_slab`, `sheaf_limit`)
 /// through which a slow path stops them.
 #[repr(C, align(64))]

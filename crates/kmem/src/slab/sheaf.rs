@@ -28,8 +28,9 @@
 //!   that finds the freelist empty pops the sheaf in the same restartable
 //!   sequence (`rseq::pop`), before the out-of-line fallback, unless that
 //!   would take its last object. A `kfree` the freelist
-//!   declines (the object is not in the cpu slab; `kfree` has checked the
-//!   pointer through its page) pushes onto the sheaf (`rseq::sheaf_push`),
+//!   declines (the object's page is not the cpu slab's head page, which
+//!   `rseq::push_page` compares; `kfree` has checked the pointer through
+//!   its page) pushes onto the sheaf (`rseq::sheaf_push`),
 //!   inline too; a declined `kmem_cache_free` does so once its slab and
 //!   cache are checked. Both are restartable sequences whose committing
 //!   store is the sheaf's new size.
