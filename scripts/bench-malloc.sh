@@ -61,8 +61,8 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
 # N for each workload (quick: a tenth).
-declare -A N=([pair]=20000000 [larson]=4000000 [prodcons]=2000000 [falseshare]=200000 [frag]=160 [large]=200)
-WORKLOADS=(pair larson prodcons falseshare frag large)
+declare -A N=([pair]=20000000 [larson]=4000000 [mixed]=4000000 [prodcons]=2000000 [falseshare]=200000 [frag]=160 [large]=200)
+WORKLOADS=(pair larson mixed prodcons falseshare frag large)
 
 if [ "$INSTR_ONLY" = 0 ]; then
     printf '%-11s' workload

@@ -17,10 +17,10 @@ const CMDLINE: &str = "quiet mem=256M nr_cpus=2";
 fn in_sheaves(m: &Machine, s: NonNull<KmemCache>) -> usize {
     (0..m.nr_cpu_ids())
         .map(|cpu| {
-            // The sheaf page (or the empty `no_sheaf()`) stays while
-            // installed, and nothing else runs on this cache.
-            // SAFETY: cpu < nr_cpus; a live cache; as above.
-            unsafe { (*s.as_ref().cpu(cpu).sheaf.load(Ordering::Acquire)).size }
+            // An installed sheaf's size is its CPU's, and nothing else runs
+            // on this cache.
+            // SAFETY: cpu < nr_cpus; a live cache.
+            unsafe { s.as_ref().cpu(cpu) }.sheaf_size.load(Ordering::Acquire)
         })
         .sum()
 }
@@ -431,22 +431,84 @@ fn a_cpu_does_not_live_off_a_migrated_object_in_its_sheaf() {
     destroy_clean(&m, s);
 }
 
-/// `kfree` tells cpu-slab objects by their page (`rseq::push_page`): those
-/// on the first page of a multi-page cpu slab go onto the cpu freelist, the
-/// others onto the sheaf (or, with the sheaf full, to their slab); a double
-/// free is caught on either; the counts stay exact.
+/// The objects of the cpu freelist of `s` on this (pinned) CPU.
+fn on_cpu_freelist(m: &Machine, s: NonNull<KmemCache>) -> Vec<*mut u8> {
+    // SAFETY: sched_getcpu has no preconditions; the caller is pinned.
+    let cpu = unsafe { libc::sched_getcpu() } as usize % m.nr_cpu_ids();
+    // SAFETY: cpu < nr_cpus of a live cache; pinned, nothing else runs on it.
+    let mut p = unsafe { s.as_ref().cpu(cpu) }.fl.load().0;
+    let mut objs = Vec::new();
+    while p != 0 {
+        objs.push(p as *mut u8);
+        // SAFETY: a free object of `s`: its free pointer is at `offset`.
+        p = unsafe { *((p + s.as_ref().offset) as *const usize) };
+    }
+    objs.sort();
+    objs
+}
+
+/// `kfree` frees to the sheaf first (`rseq::sheaf_push`, a CPU without a
+/// sheaf gets one on the slow path), and `kmalloc` allocates from it first
+/// (`rseq::sheaf_pop`); a double free is caught.
 #[test]
-fn kfree_pushes_by_page_onto_the_freelist_or_the_sheaf() {
+fn kfree_frees_to_the_sheaf_first() {
     let Some(m) = boot_rseq(CMDLINE) else { return };
     let s = m
         .kmem_cache_create("sheaf-kfree", 1024, 0, SlabFlags(0), None)
         .unwrap();
-    // SAFETY: a live cache.
-    let (order, offset) = unsafe { (s.as_ref().oo.order, s.as_ref().offset) };
-    assert!(order >= 1, "a multi-page slab");
     let _pin = pin_to_current_cpu();
-    // SAFETY: sched_getcpu has no preconditions; pinned, so it stays right.
-    let cpu = unsafe { libc::sched_getcpu() } as usize;
+    let objs = alloc_n(&m, s, per_slab(s));
+    let errors = m.slab.errors.load(Ordering::Relaxed);
+    for &o in &objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { m.kfree(o) };
+    }
+    assert_eq!(in_sheaves(&m, s), objs.len(), "every object in this CPU's sheaf");
+    assert!(on_cpu_freelist(&m, s).is_empty());
+    assert_eq!(active(&m, s), 0);
+    // The newest object is freed again: caught, not taken twice.
+    let newest = *objs.last().unwrap();
+    // SAFETY: the second free is the misuse under test.
+    unsafe { m.kfree(newest) };
+    assert_eq!(m.slab.errors.load(Ordering::Relaxed), errors + 1);
+    assert_eq!(in_sheaves(&m, s), objs.len());
+    // kmalloc's order: a kmalloc cache's objects come back from the sheaf,
+    // newest first.
+    let k: Vec<_> = (0..64).map(|_| m.kmalloc(1024, GFP_KERNEL).unwrap()).collect();
+    for p in k.iter().rev() {
+        // SAFETY: allocated above, freed once.
+        unsafe { m.kfree(p.as_ptr()) };
+    }
+    let again: Vec<_> = (0..64).map(|_| m.kmalloc(1024, GFP_KERNEL).unwrap()).collect();
+    assert_eq!(again[0], k[0], "the newest freed first");
+    // The same objects, from the sheaves, but the last one a sheaf keeps.
+    assert_eq!(again.iter().filter(|p| k.contains(p)).count(), k.len() - 1);
+    for p in again {
+        // SAFETY: allocated above, freed once.
+        unsafe { m.kfree(p.as_ptr()) };
+    }
+    assert_eq!(active(&m, s), 0);
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    destroy_clean(&m, s);
+}
+
+/// Without sheaves (`kmem.sheaves=off`) `kfree` tells cpu-slab objects by
+/// their page (`rseq::push_page`): those on the first page of a multi-page
+/// cpu slab go onto the cpu freelist, the others to their slab; a double
+/// free on the freelist is caught; the counts stay exact.
+#[test]
+fn kfree_without_sheaves_pushes_by_page() {
+    let Some(m) = boot_rseq(&format!("{CMDLINE} kmem.sheaves=off")) else {
+        return;
+    };
+    let s = m
+        .kmem_cache_create("kfree-by-page", 1024, 0, SlabFlags(0), None)
+        .unwrap();
+    // SAFETY: a live cache.
+    let (order, capacity) = unsafe { (s.as_ref().oo.order, s.as_ref().sheaf_capacity) };
+    assert!(order >= 1, "a multi-page slab");
+    assert_eq!(capacity, 0);
+    let _pin = pin_to_current_cpu();
     // One slab's worth: all from the cpu slab, whose freelist is then empty.
     let objs = alloc_n(&m, s, per_slab(s));
     let slab_bytes = PAGE_SIZE << order;
@@ -455,60 +517,32 @@ fn kfree_pushes_by_page_onto_the_freelist_or_the_sheaf() {
         objs.iter().all(|&o| o as usize & !(slab_bytes - 1) == base),
         "one slab"
     );
-    let first_page = |o: *mut u8| (o as usize) < base + PAGE_SIZE;
-    let (head, tail): (Vec<_>, Vec<_>) = objs.iter().partition(|&&o| first_page(o));
-    assert!(!head.is_empty() && !tail.is_empty());
-
+    let mut head: Vec<_> = objs
+        .iter()
+        .copied()
+        .filter(|&o| (o as usize) < base + PAGE_SIZE)
+        .collect();
+    head.sort();
+    assert!(!head.is_empty() && head.len() < objs.len());
     let errors = m.slab.errors.load(Ordering::Relaxed);
     for &o in &objs {
         // SAFETY: allocated above, freed once.
         unsafe { m.kfree(o) };
     }
-    // The cpu freelist holds exactly the first page's objects.
-    // SAFETY: cpu < nr_cpus of a live cache; pinned, nothing else runs on it.
-    let mut p = unsafe { s.as_ref().cpu(cpu % m.nr_cpu_ids()) }.fl.load().0;
-    let mut on_freelist = Vec::new();
-    while p != 0 {
-        on_freelist.push(p as *mut u8);
-        // SAFETY: a free object of `s`: its free pointer is at `offset`.
-        p = unsafe { *((p + offset) as *const usize) };
-    }
-    on_freelist.sort();
-    let mut want = head.clone();
-    want.sort();
-    assert_eq!(on_freelist, want, "the first page's objects, and only they");
-    assert!(in_sheaves(&m, s) <= tail.len());
+    assert_eq!(
+        on_cpu_freelist(&m, s),
+        head,
+        "the first page's objects, and only they"
+    );
     assert_eq!(active(&m, s), 0);
-
-    // A double free of a freelist object and of a sheaf object: each caught.
-    let again = alloc_n(&m, s, per_slab(s));
-    let mut sorted = again.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(sorted.len(), again.len(), "no object handed out twice");
-    let h = again
-        .iter()
-        .copied()
-        .find(|&o| first_page(o) && o as usize & !(slab_bytes - 1) == base);
-    let t = again
-        .iter()
-        .copied()
-        .find(|&o| !first_page(o) && o as usize & !(slab_bytes - 1) == base);
-    for o in [h, t].into_iter().flatten() {
-        // SAFETY: the second free of each is the misuse under test.
-        unsafe {
-            m.kfree(o);
-            m.kfree(o);
-        }
+    // A double free of the freelist's head: caught.
+    let again = alloc_n(&m, s, 1);
+    // SAFETY: the second free is the misuse under test.
+    unsafe {
+        m.kfree(again[0]);
+        m.kfree(again[0]);
     }
-    let caught = [h, t].into_iter().flatten().count();
-    assert_eq!(m.slab.errors.load(Ordering::Relaxed), errors + caught);
-    for &o in &again {
-        if Some(o) != h && Some(o) != t {
-            // SAFETY: allocated above, freed once.
-            unsafe { m.kfree(o) };
-        }
-    }
+    assert_eq!(m.slab.errors.load(Ordering::Relaxed), errors + 1);
     assert_eq!(active(&m, s), 0);
     assert_eq!(m.kmem_cache_shrink(s), 0);
     destroy_clean(&m, s);

@@ -12,6 +12,10 @@
  *             bytes and replaces random ones, N times; every 1/8 of the run
  *             the threads pass their blocks to the next thread, whose
  *             replacements then free memory another thread allocated
+ *   mixed     one thread keeps 1000 blocks of 16..256 bytes and replaces
+ *             random ones, N times: every allocation and free picks one of
+ *             seven size classes at random (what larson does within a
+ *             thread, without the threads)
  *   prodcons  THREADS/2 producer/consumer pairs: the producer allocates
  *             16..512-byte blocks and hands them through a ring to the
  *             consumer, which frees them (every free is cross-thread)
@@ -102,6 +106,22 @@ static void larson(long n)
         for (int k = 0; k < LARSON_SLOTS; k++) free(larson_slots[t][k]);
         free(larson_slots[t]);
     }
+}
+
+/* ---- mixed sizes on one thread ------------------------------------------- */
+
+static void mixed(long n)
+{
+    void *slots[LARSON_SLOTS];
+    uint64_t seed = 12345;
+    for (int k = 0; k < LARSON_SLOTS; k++) slots[k] = malloc(16 + xorshift(&seed) % 241);
+    for (long i = 0; i < n; i++) {
+        int k = xorshift(&seed) % LARSON_SLOTS;
+        free(slots[k]);
+        slots[k] = malloc(16 + xorshift(&seed) % 241);
+        *(char *)slots[k] = (char)i;
+    }
+    for (int k = 0; k < LARSON_SLOTS; k++) free(slots[k]);
 }
 
 /* ---- producer/consumer --------------------------------------------------- */
@@ -260,7 +280,7 @@ static void large(long n)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: mallocbench pair|larson|prodcons|falseshare|frag|large [N] [THREADS]\n");
+        fprintf(stderr, "usage: mallocbench pair|larson|mixed|prodcons|falseshare|frag|large [N] [THREADS]\n");
         return 2;
     }
     const char *w = argv[1];
@@ -272,6 +292,7 @@ int main(int argc, char **argv)
     double t0 = now();
     if (!strcmp(w, "pair")) bench_pair(n ? n : 20000000);
     else if (!strcmp(w, "larson")) larson(n ? n : 4000000);
+    else if (!strcmp(w, "mixed")) mixed(n ? n : 4000000);
     else if (!strcmp(w, "prodcons")) prodcons(n ? n : 2000000);
     else if (!strcmp(w, "falseshare")) falseshare(n ? n : 200000);
     else if (!strcmp(w, "frag")) frag(n ? n : 160);

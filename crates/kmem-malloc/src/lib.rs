@@ -33,7 +33,7 @@
 //! until the machine is booted, so booting costs the fast path nothing),
 //! one load of the cache pointer from a static table indexed by 8-byte size
 //! step, and SLUB's lock-free per-CPU allocation, which needs nothing
-//! but the cache (`Kmem::kmem_cache_alloc_rseq`): 7 instructions of this
+//! but the cache (`Kmem::kmalloc_alloc_rseq`): 7 instructions of this
 //! crate's own in front of the core's. `free` reads the linear map's
 //! bounds, `mem_map` and the rseq offset through one pointer (`LINEAR_MAP`,
 //! an empty map until the boot, so there is nothing to test for "booted");
@@ -320,7 +320,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if let Some(s) = small_cache(size) {
         // The per-CPU fast path inline, with nothing but the cache; the
         // rest is a tail call, so the fast path needs no stack frame.
-        return match Kmem::<HostedPlatform>::kmem_cache_alloc_rseq(s, GFP_KERNEL) {
+        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq(s, GFP_KERNEL) {
             Some(p) => p.as_ptr().cast(),
             None => cache_alloc_slow(s, GFP_KERNEL),
         };
@@ -401,7 +401,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         return enomem();
     };
     if let Some(s) = small_cache(bytes) {
-        return match Kmem::<HostedPlatform>::kmem_cache_alloc_rseq(s, GFP_KERNEL | __GFP_ZERO) {
+        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq(s, GFP_KERNEL | __GFP_ZERO) {
             Some(p) => p.as_ptr().cast(),
             None => cache_alloc_slow(s, GFP_KERNEL | __GFP_ZERO),
         };

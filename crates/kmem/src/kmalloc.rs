@@ -236,7 +236,15 @@ impl<P: Platform> Kmem<P> {
             debug_assert!(!s.is_null());
             // SAFETY: a booted machine has every kmalloc cache of sizes 1..=8192
             // (`create_kmalloc_caches` fails the boot otherwise).
-            self.kmem_cache_alloc(unsafe { NonNull::new_unchecked(s) }, gfp)
+            let s = unsafe { NonNull::new_unchecked(s) };
+            // The sheaf first, the order of `kfree`; then as `kmem_cache_alloc`.
+            if let Some(obj) = Self::kmalloc_alloc_rseq(s, gfp) {
+                return Ok(obj);
+            }
+            if P::RSEQ_AREA {
+                return self.__slab_alloc(s, gfp);
+            }
+            self.kmem_cache_alloc(s, gfp)
         } else {
             self.kmalloc_large_node(size, gfp, -1)
         }

@@ -118,9 +118,10 @@ pub(crate) const CPU_ARRAY_OFFSET: usize =
 /// Per-CPU slab state (`struct kmem_cache_cpu`).
 ///
 /// The first cache line holds what the restartable sequences of `rseq.rs`
-/// read and write: the freelist, the cpu slab's address range and head page, the sheaf,
-/// and the bounds (`floor`, `rseq_bytes`, `rseq_slab`, `sheaf_limit`)
-/// through which a slow path stops them.
+/// read and write: the freelist, the cpu slab's address range, the sheaf
+/// and its size, and the bounds (`floor`, `rseq_bytes`, `sheaf_limit`)
+/// through which a slow path stops them (and `rseq_slab`, which only the
+/// frees of caches without sheaves read).
 #[repr(C, align(64))]
 pub struct KmemCacheCpu {
     /// (freelist, tid), swapped together by the fast paths.
@@ -130,21 +131,23 @@ pub struct KmemCacheCpu {
     pub slab_start: AtomicUsize,
     /// The sequences' copy of `slab_bytes`: 0 while they are stopped.
     pub rseq_bytes: AtomicUsize,
-    /// The sequences' lower bound: the allocation sequence takes the
+    /// The sequences' lower bound: the allocation sequences take the
     /// freelist's head only if it is above `floor`, and the sheaf's newest
-    /// object only if more than `floor + 1` are there. 0 while they run,
-    /// `rseq::FLOOR_STOPPED` while they are stopped.
+    /// object only if it holds more than `floor`. `rseq::FLOOR_RUNNING` (1)
+    /// while they run, `rseq::FLOOR_STOPPED` while they are stopped.
     pub floor: AtomicUsize,
     /// This CPU's sheaf of free objects (`sheaf.rs`), or `no_sheaf()`. Installed
     /// and detached under `lock` with the sequences stopped.
     pub sheaf: AtomicPtr<sheaf::Sheaf>,
-    /// The sequences' copy of the sheaf's capacity: the free sequence pushes
+    /// The sequences' copy of the sheaf's capacity: the free sequences push
     /// onto the sheaf only below it. 0 while they are stopped.
     pub sheaf_limit: AtomicUsize,
-    /// The sequences' copy of `slab`: `kfree`'s free sequence pushes an
-    /// object onto the cpu freelist if its page is this one. Null while they
-    /// are stopped.
-    pub rseq_slab: AtomicPtr<Page>,
+    /// Objects in the installed sheaf (its `objects[..sheaf_size]`): the
+    /// sheaf sequences' committing add or subtract is to this word, beside
+    /// the sheaf pointer, so they load the pointer and the size at once.
+    /// A detached sheaf keeps its size in `Sheaf::size`; installing and
+    /// detaching (with the sequences stopped) copy it.
+    pub sheaf_size: AtomicUsize,
     /// Nonzero while a slow path owns the freelist (`STOP_SLOW_PATH`), or for
     /// good if the cache has hooks (`STOP_HOOKS`) and in the other cases of
     /// `rseq.rs`; the sequences read the bounds above instead.
@@ -157,6 +160,9 @@ pub struct KmemCacheCpu {
     pub slab_bytes: AtomicUsize,
     /// Chain of cpu partial slabs (through `page.lru.next`), under `lock`.
     pub partial: AtomicPtr<Page>,
+    /// The sequences' copy of `slab` (`rseq::push_page`, `kfree` of a cache
+    /// without sheaves): null while they are stopped.
+    pub rseq_slab: AtomicPtr<Page>,
     /// Slow-path statistics (written under `lock`, read without).
     pub stat: CpuStats,
 }
@@ -194,13 +200,13 @@ impl KmemCacheCpu {
             .store(self.slab_bytes.load(Ordering::Relaxed), Ordering::Release);
         self.rseq_slab
             .store(self.slab.load(Ordering::Relaxed), Ordering::Release);
-        self.floor.store(0, Ordering::Release);
+        self.floor.store(rseq::FLOOR_RUNNING, Ordering::Release);
     }
 }
 
 /// The cpu structures' layout: the sequences' fields in the first cache line.
 const _: () = {
-    assert!(core::mem::offset_of!(KmemCacheCpu, rseq_slab) + 8 <= 64);
+    assert!(core::mem::offset_of!(KmemCacheCpu, sheaf_size) + 8 <= 64);
     assert!(core::mem::size_of::<KmemCacheCpu>() == 128);
 };
 
@@ -1193,7 +1199,7 @@ impl<P: Platform> Kmem<P> {
                         floor: AtomicUsize::new(rseq::FLOOR_STOPPED),
                         sheaf: AtomicPtr::new(sheaf::no_sheaf()),
                         sheaf_limit: AtomicUsize::new(0),
-                        rseq_slab: AtomicPtr::new(ptr::null_mut()),
+                        sheaf_size: AtomicUsize::new(0),
                         stopped: AtomicU32::new(if cpu < self.nr_cpus {
                             stop
                         } else {
@@ -1203,6 +1209,7 @@ impl<P: Platform> Kmem<P> {
                         slab: AtomicPtr::new(ptr::null_mut()),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
+                        rseq_slab: AtomicPtr::new(ptr::null_mut()),
                         stat: CpuStats::default(),
                     },
                 );

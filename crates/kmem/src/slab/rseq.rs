@@ -36,22 +36,26 @@
 //! tcmalloc's per-CPU caches, it is a set of bounds each sequence compares
 //! with anyway, and that no sequence writes, so a commit racing with the
 //! stop cannot undo it. `pop` takes the freelist's head if it is above
-//! `floor` (0 while running: any object), else the sheaf's newest object if
-//! the sheaf holds more than `floor + 1` (compared signed: an empty sheaf
-//! holds fewer); `push` takes an object inside `[slab_start, slab_start +
-//! rseq_bytes)`, `push_page` one whose page is `rseq_slab`; `sheaf_push`
-//! fills the sheaf up to `sheaf_limit`. Stopped, `floor` is `FLOOR_STOPPED`
-//! (`i64::MAX`, above every user-space address and every sheaf size) and
-//! the others are 0 or null (`KmemCacheCpu::rseq_stop`); restarting copies
-//! the cpu slab, its size and the sheaf's capacity back (`rseq_start`). The `stopped` bits say why: `STOP_SLOW_PATH` while a
-//! slow path runs; caches with `init_on_alloc`/`init_on_free` hooks keep
-//! `STOP_HOOKS` for good, so their hooks run in the slow paths and the
-//! sequences test nothing else.
+//! `floor` (`FLOOR_RUNNING`, 1, while running: any object), else the
+//! sheaf's newest object if the sheaf holds more than `floor` (compared
+//! signed); `sheaf_pop` takes the sheaf's alone; `push` takes an object
+//! inside `[slab_start, slab_start + rseq_bytes)`, `push_page` one whose
+//! page is `rseq_slab`; `sheaf_push` fills the sheaf up to `sheaf_limit`.
+//! Stopped, `floor` is `FLOOR_STOPPED` (`i64::MAX`, above every user-space
+//! address and every sheaf size) and the others are 0 or null
+//! (`KmemCacheCpu::rseq_stop`); restarting copies the cpu slab, its size
+//! and the sheaf's capacity back (`rseq_start`). The `stopped` bits say
+//! why: `STOP_SLOW_PATH` while a slow path runs; caches with
+//! `init_on_alloc`/`init_on_free` hooks keep `STOP_HOOKS` for good, so
+//! their hooks run in the slow paths and the sequences test nothing else.
 //!
-//! The per-CPU arrays of free objects behind the freelists (`sheaf.rs`)
+//! The per-CPU arrays of free objects beside the freelists (`sheaf.rs`)
 //! use the same mechanism: `pop` takes the sheaf's newest object when the
-//! freelist is empty, and `sheaf_push` puts an object there; the committing
-//! store is the sheaf's new size.
+//! freelist is empty, `sheaf_pop` (`kmalloc`'s) before it, and `sheaf_push`
+//! puts an object there. The sheaf's size is kept in the cpu structure
+//! (`sheaf_size`), beside the sheaf pointer: the commit adds 1 to it or
+//! subtracts 1 (one read-modify-write instruction, which an interrupt cannot
+//! split), or `pop` stores the new size.
 //!
 //! `this_cpu_inc` is the same mechanism for a per-CPU counter (mempool's
 //! fast-path statistics): the add is the commit.
@@ -91,6 +95,10 @@ pub const RSEQ_CS: usize = 8;
 /// address (x86-64 user space ends below 2^57) compared unsigned, and above
 /// every sheaf size compared signed.
 pub(crate) const FLOOR_STOPPED: usize = i64::MAX as usize;
+/// `KmemCacheCpu::floor` of running sequences: below every object address,
+/// and one below the sheaf sizes the allocation sequences take from (they
+/// leave a sheaf's last object alone, see [`pop`]).
+pub(crate) const FLOOR_RUNNING: usize = 1;
 
 /// `stopped` bit: a slow path owns the freelist.
 pub(crate) const STOP_SLOW_PATH: u32 = 1;
@@ -234,12 +242,13 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
                 "movq {fl}({cache},{c}), {obj}",
                 "cmpq {obj}, {floor}({cache},{c})",
                 "jb 10f",
-                "movq {sheaf}({cache},{c}), {addr}",
-                "movq ({addr}), {t}",
-                "subq $1, {t}",
+                "movq {size}({cache},{c}), {t}",
                 "cmpq {floor}({cache},{c}), {t}",
                 "jle 7f",
-                "movq {objects}({addr},{t},8), {obj}",
+                "movq {sheaf}({cache},{c}), {addr}",
+                "movq {objects} - 8({addr},{t},8), {obj}",
+                "subq $1, {t}",
+                "leaq {size}({cache},{c}), {addr}",
                 "jmp 9f",
                 "10:",
                 "movq ({obj},{fp}), {t}",
@@ -260,6 +269,55 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
             shift = const CPU_SHIFT,
             floor = const CPU0 + offset_of!(KmemCacheCpu, floor),
             sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
+            size = const CPU0 + offset_of!(KmemCacheCpu, sheaf_size),
+            objects = const offset_of!(Sheaf, objects),
+        );
+    }
+    obj
+}
+
+/// Pop the newest object of the calling CPU's sheaf of cache `s` unless
+/// that is the sheaf's last (see [`pop`]); null if there is none or the
+/// fast paths are stopped. The allocation sequence of `kmalloc`, whose
+/// frees (`kfree`) go to the sheaf first: the sheaf's order, as Linux 6.18
+/// has it, keeps both sequences on the same structure whatever mix of
+/// sizes a program allocates, so their branches go the same way.
+///
+/// # Safety
+/// As [`pop`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
+    let obj: *mut u8;
+    // The sequence only reads the thread's rseq area, this CPU's cpu structure and the sheaf's slot below
+    // its size (a page that stays while it is installed), and commits by decrementing the size. Labels as
+    // in `pop`.
+    // SAFETY: caller contract.
+    unsafe {
+        rseq_asm!(
+            t: "{obj}",
+            pre: [],
+            body: [
+                "movslq %fs:{cpuid}({area}), {c}",
+                "shlq ${shift}, {c}",
+                "movq {size}({cache},{c}), {n}",
+                "cmpq {floor}({cache},{c}), {n}",
+                "jle 7f",
+                "movq {sheaf}({cache},{c}), {obj}",
+                "movq {objects} - 8({obj},{n},8), {obj}",
+                "subq $1, {size}({cache},{c})"
+            ],
+            fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
+            area = in(reg) area,
+            cache = in(reg) s,
+            obj = out(reg) obj,
+            c = out(reg) _,
+            n = out(reg) _,
+            cpuid = const RSEQ_CPU_ID,
+            shift = const CPU_SHIFT,
+            floor = const CPU0 + offset_of!(KmemCacheCpu, floor),
+            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
+            size = const CPU0 + offset_of!(KmemCacheCpu, sheaf_size),
             objects = const offset_of!(Sheaf, objects),
         );
     }
@@ -390,8 +448,8 @@ pub(crate) unsafe fn push_page(
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
-    // Reads as `pop` does for the sheaf; writes the slot above the sheaf's size (unused until the commit) and commits with
-    // one store to the size. Labels and fixed scratch registers as in `push` (%rax holds the size). The word
+    // Reads as `pop` does for the sheaf; writes the slot above the sheaf's size (unused until the commit) and commits by
+    // incrementing the size. Labels and fixed scratch registers as in `push` (%rax holds the size). The word
     // below `objects` is `capacity`, never an object, so an empty sheaf passes the double-free check.
     // SAFETY: caller contract.
     unsafe {
@@ -401,15 +459,14 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
             body: [
                 "movslq %fs:{cpuid}({area}), %rcx",
                 "shlq ${shift}, %rcx",
-                "movq {sheaf}({cache},%rcx), %rdx",
-                "movq (%rdx), %rax",
+                "movq {size}({cache},%rcx), %rax",
                 "cmpq {limit}({cache},%rcx), %rax",
                 "jae 7f",
+                "movq {sheaf}({cache},%rcx), %rdx",
                 "cmpq {obj}, {objects} - 8(%rdx,%rax,8)",
                 "je {double}",
                 "movq {obj}, {objects}(%rdx,%rax,8)",
-                "addq $1, %rax",
-                "movq %rax, (%rdx)"
+                "addq $1, {size}({cache},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
             area = in(reg) area,
@@ -421,6 +478,7 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
+            size = const CPU0 + offset_of!(KmemCacheCpu, sheaf_size),
             limit = const CPU0 + offset_of!(KmemCacheCpu, sheaf_limit),
             objects = const offset_of!(Sheaf, objects),
             fallback = label {
@@ -483,6 +541,16 @@ pub(crate) unsafe fn this_cpu_inc(area: isize, slots: *mut u8, nr: usize, field:
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) unsafe fn pop(_: isize, _: *const KmemCache) -> *mut u8 {
+    core::ptr::null_mut()
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) unsafe fn sheaf_pop(_: isize, _: *const KmemCache) -> *mut u8 {
     core::ptr::null_mut()
 }
 

@@ -24,16 +24,23 @@
 //! static empty `no_sheaf()` of capacity 0 installed, so the sequences need
 //! no null test.
 //!
-//! * The cpu freelist stays first: the fast paths are SLUB's. An allocation
-//!   that finds the freelist empty pops the sheaf in the same restartable
-//!   sequence (`rseq::pop`), before the out-of-line fallback, unless that
-//!   would take its last object. A `kfree` the freelist
-//!   declines (the object's page is not the cpu slab's head page, which
-//!   `rseq::push_page` compares; `kfree` has checked the pointer through
-//!   its page) pushes onto the sheaf (`rseq::sheaf_push`),
-//!   inline too; a declined `kmem_cache_free` does so once its slab and
-//!   cache are checked. Both are restartable sequences whose committing
-//!   store is the sheaf's new size.
+//! * Two orders. `kmalloc` and `kfree` (and libkmalloc's `malloc` and
+//!   `free`) go to the sheaf first, as Linux 6.18 does: `kfree` pushes
+//!   onto it (`rseq::sheaf_push`; `kfree` found the cache through the
+//!   object's page and checked the pointer, so the sheaf may take an object
+//!   of any slab) and `kmalloc` pops it (`rseq::sheaf_pop`), then the cpu
+//!   freelist. A program that mixes sizes, whose frees would otherwise
+//!   land on the cpu freelist or the sheaf depending on the object's slab,
+//!   keeps both sequences on one structure per size and their branches
+//!   predictable. `kmem_cache_alloc` and `kmem_cache_free` keep SLUB's
+//!   order, the cpu freelist first: `kmem_cache_free` tells an object of
+//!   the cache by the cpu slab's address range at no cost, while the sheaf
+//!   would need the page's cache checked first. An allocation that finds
+//!   the freelist empty pops the sheaf in the same sequence (`rseq::pop`);
+//!   a declined `kmem_cache_free` pushes onto the sheaf once its slab and
+//!   cache are checked. The sheaf's size lives in the cpu structure
+//!   (`KmemCacheCpu::sheaf_size`) while the sheaf is installed; the
+//!   sequences' commit adds or subtracts 1 there.
 //! * A free that finds the sheaf full puts it in the barn of the CPU's node
 //!   and continues on an empty sheaf from the barn (or a new one), as
 //!   `barn_replace_full_sheaf` does; if the barn already holds
@@ -54,12 +61,13 @@
 //!   back; the shrinker does the same under memory pressure.
 //!
 //! **Differences from Linux 6.18.** There a cache opts in
-//! (`kmem_cache_args.sheaf_capacity`), allocation and free go to the sheaf
-//! first, an empty sheaf with no full one in the barn is refilled from the
-//! slabs, and a CPU keeps a spare sheaf beside its main one. Here every
-//! eligible cache has sheaves, the cpu freelist is in front of them, an
-//! empty sheaf is not refilled from the slabs (the cpu freelist and the
-//! slow path serve), and a full sheaf with a full barn is halved.
+//! (`kmem_cache_args.sheaf_capacity`), every allocation and free goes to
+//! the sheaf first, an empty sheaf with no full one in the barn is refilled
+//! from the slabs, and a CPU keeps a spare sheaf beside its main one. Here
+//! every eligible cache has sheaves, `kmem_cache_alloc`/`kmem_cache_free`
+//! put the cpu freelist in front of them, an empty sheaf is not refilled
+//! from the slabs (the cpu freelist and the slow path serve), and a full
+//! sheaf with a full barn is halved.
 //!
 //! Objects in sheaves are free: `cache_counts` (and so `/proc/slabinfo`)
 //! counts those of the CPUs' sheaves and of the barns as such, exactly.
@@ -73,8 +81,9 @@ use core::mem;
 /// A CPU's sheaf: a page holding this header and then the objects.
 #[repr(C)]
 pub struct Sheaf {
-    /// Objects held (`objects[..size]`, the newest last). Written by the
-    /// sequences' commit and by slow paths with the sequences stopped.
+    /// Objects held (`objects[..size]`, the newest last) while the sheaf is
+    /// not installed; an installed sheaf's size is its CPU's
+    /// `KmemCacheCpu::sheaf_size`, which the sequences' commits change.
     pub size: usize,
     /// The next sheaf on a barn list (under the barn's lock).
     pub next: *mut Sheaf,
@@ -219,31 +228,37 @@ impl<P: Platform> Kmem<P> {
                     return false; // No page for a sheaf.
                 }
                 c.sheaf.store(spare, Ordering::Release);
+                c.sheaf_size.store(0, Ordering::Relaxed);
                 sh = mem::replace(&mut spare, ptr::null_mut());
             }
+            // The installed sheaf's size is the cpu structure's.
+            let mut size = c.sheaf_size.load(Ordering::Relaxed);
             // SAFETY: the sheaf is ours while its sequences are stopped.
-            unsafe {
-                let size = (*sh).size;
+            let double = unsafe {
                 if size > 0 && *Self::sheaf_slots(sh).add(size - 1) == obj {
                     true
                 } else {
                     if size >= (*sh).capacity {
+                        (*sh).size = size;
                         if !spare.is_null() && self.barn_put_full(n, sh) {
                             c.sheaf.store(spare, Ordering::Release);
                             sh = mem::replace(&mut spare, ptr::null_mut());
+                            size = 0;
                         } else {
                             let objects = Self::sheaf_slots(sh);
                             nr_out = size.div_ceil(2);
                             ptr::copy_nonoverlapping(objects, out.as_mut_ptr(), nr_out);
                             ptr::copy(objects.add(nr_out), objects, size - nr_out);
-                            (*sh).size = size - nr_out;
+                            size -= nr_out;
                         }
                     }
-                    *Self::sheaf_slots(sh).add((*sh).size) = obj;
-                    (*sh).size += 1;
+                    *Self::sheaf_slots(sh).add(size) = obj;
+                    size += 1;
                     false
                 }
-            }
+            };
+            c.sheaf_size.store(size, Ordering::Relaxed);
+            double
         };
         if !spare.is_null() {
             // SAFETY: an empty sheaf of `s`, unused.
@@ -277,9 +292,9 @@ impl<P: Platform> Kmem<P> {
         let old = {
             let _guard = self.cpu_lock(c, cpu);
             let sh = c.sheaf.load(Ordering::Relaxed);
-            // SAFETY: the installed sheaf is ours while its sequences are
-            // stopped (or `NO_SHEAF`, empty).
-            if unsafe { (*sh).size } > 1 {
+            // The installed sheaf's size is the cpu structure's.
+            let size = c.sheaf_size.load(Ordering::Relaxed);
+            if size > 1 {
                 return true;
             }
             let full = {
@@ -293,13 +308,15 @@ impl<P: Platform> Kmem<P> {
                 full
             };
             c.sheaf.store(full, Ordering::Release);
+            // SAFETY: a full sheaf of the barn, ours now.
+            c.sheaf_size.store(unsafe { (*full).size }, Ordering::Relaxed);
             if sh != no_sheaf() {
                 // SAFETY: detached above, under the lock; at most one object.
                 unsafe {
-                    if (*sh).size == 1 {
+                    if size == 1 {
                         last = *Self::sheaf_slots(sh);
-                        (*sh).size = 0;
                     }
+                    (*sh).size = 0;
                 }
             }
             sh
@@ -453,9 +470,10 @@ impl<P: Platform> Kmem<P> {
             if sh == no_sheaf() {
                 return;
             }
-            // SAFETY: detached under the lock with the sequences stopped;
-            // no sequence can reach it any more.
-            let n = unsafe { (*sh).size };
+            // Detached under the lock with the sequences stopped; no
+            // sequence can reach it any more. Its size was the cpu
+            // structure's.
+            let n = c.sheaf_size.swap(0, Ordering::Relaxed);
             // SAFETY: as above; `n` objects follow the header.
             unsafe {
                 ptr::copy_nonoverlapping(
@@ -474,10 +492,7 @@ impl<P: Platform> Kmem<P> {
 
     /// Objects in `c`'s sheaf (the caller holds `c`'s cpu lock).
     pub(crate) fn sheaf_objects(c: &KmemCacheCpu) -> usize {
-        let sh = c.sheaf.load(Ordering::Acquire);
-        // SAFETY: the sheaf (or `NO_SHEAF`) lives while it is installed; the
-        // caller holds the lock that detaching it takes.
-        unsafe { (*sh).size }
+        c.sheaf_size.load(Ordering::Acquire)
     }
 
     /// Give objects of `s` back to their slabs: one `__slab_free` per run of

@@ -95,25 +95,47 @@ impl<P: Platform> Kmem<P> {
     /// [`Kmem::kmem_cache_alloc_fast`] on a platform with an rseq area
     /// (`Platform::RSEQ_AREA`; None on others): the restartable sequence
     /// needs the cache alone, so a caller that keeps the machine's address
-    /// in memory loads it only for the slow path (libkmalloc's `malloc`).
-    /// None also whenever the machine is not in rseq mode.
+    /// in memory loads it only for the slow path. None also whenever the
+    /// machine is not in rseq mode.
     #[inline(always)]
     pub fn kmem_cache_alloc_rseq(s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
+        Self::slab_alloc_rseq(s, gfp, false)
+    }
+
+    /// `kmalloc`'s [`Kmem::kmem_cache_alloc_rseq`]: the sheaf first
+    /// (`rseq::sheaf_pop`), then the cpu freelist, the order of `kfree`,
+    /// which frees to the sheaf first (libkmalloc's `malloc` too).
+    #[inline(always)]
+    pub fn kmalloc_alloc_rseq(s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
+        Self::slab_alloc_rseq(s, gfp, true)
+    }
+
+    /// The allocation sequences: the sheaf alone first if `sheaf_first`,
+    /// then the cpu freelist and the sheaf behind it (`rseq::pop`).
+    #[inline(always)]
+    fn slab_alloc_rseq(s: NonNull<KmemCache>, gfp: Gfp, sheaf_first: bool) -> Option<NonNull<u8>> {
         if !P::RSEQ_AREA {
             return None;
         }
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
-        // The sequence pops the sheaf behind the freelist (`sheaf.rs`) when
-        // the freelist is empty: a program that keeps many objects alive
-        // allocates from it whenever the cpu slab is used up. Debug caches
-        // never get a cpu freelist or a sheaf, so they fall through to the
-        // slow path.
-        // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids; the
-        // machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
-        let obj = unsafe { rseq::pop(c.rseq_area, c) };
+        // The sequences pop the sheaf (`sheaf.rs`) before or behind the
+        // freelist: a program that keeps many objects alive allocates from
+        // it whenever the cpu slab is used up. Debug caches never get a cpu
+        // freelist or a sheaf, so they fall through to the slow path.
+        let mut obj = if sheaf_first {
+            // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids;
+            // the machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
+            unsafe { rseq::sheaf_pop(c.rseq_area, c) }
+        } else {
+            ptr::null_mut()
+        };
         if obj.is_null() {
-            return None;
+            // SAFETY: as above.
+            obj = unsafe { rseq::pop(c.rseq_area, c) };
+            if obj.is_null() {
+                return None;
+            }
         }
         // Caches with hooks never pass the sequences (STOP_HOOKS).
         if gfp.intersects(__GFP_ZERO) {
@@ -1051,10 +1073,11 @@ impl<P: Platform> Kmem<P> {
 
     /// `kfree`'s fast path for `obj`, an object of `s` (`kfree` found the
     /// cache through `page`, the page of `obj` or its slab's head), which
-    /// reads nothing from the machine: this CPU's freelist if `page` is the
-    /// cpu slab (`rseq::push_page`), else its sheaf. An object on a tail
-    /// page of a multi-page cpu slab goes to the sheaf. Declined, nothing is
-    /// done ([`Kmem::kfree_finish`] does the rest): the slab's head page is
+    /// reads nothing from the machine: this CPU's sheaf, as Linux 6.18's
+    /// `free_to_pcs` (`kmalloc` allocates from the sheaf first too); for a
+    /// cache without sheaves, the cpu freelist if `page` is the cpu slab
+    /// (`rseq::push_page`). Declined, nothing is done
+    /// ([`Kmem::kfree_finish`] does the rest): the slab's head page is
     /// needed (and found again) only then.
     ///
     /// # Safety
@@ -1071,14 +1094,18 @@ impl<P: Platform> Kmem<P> {
         if !P::RSEQ_AREA {
             return Err(KfreeDeclined::Slab(NonNull::from(s)));
         }
+        // The sheaf first (`kfree` checked that `obj` is an object of `s`:
+        // the sheaf takes objects of any slab). A full sheaf, or none yet,
+        // is the slow path's (`sheaf_free_slow`); a cache without sheaves
+        // (`no_sheaf()`, full) pushes onto the cpu freelist if `page` is the
+        // cpu slab.
         // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
         // object of `s`, in the cpu slab if `page` is.
-        let pushed = match unsafe { rseq::push_page(rseq_area, s, obj, page) } {
-            // The sheaf behind the freelist, inline too (`kfree` checked
-            // that `obj` is an object of `s`: the sheaf takes objects of
-            // any slab). A CPU without a sheaf has the full `no_sheaf()`.
+        let pushed = match unsafe { rseq::sheaf_push(rseq_area, s, obj) } {
             // SAFETY: as above.
-            rseq::Push::Fallback => unsafe { rseq::sheaf_push(rseq_area, s, obj) },
+            rseq::Push::Fallback if s.sheaf_capacity == 0 => unsafe {
+                rseq::push_page(rseq_area, s, obj, page)
+            },
             done => done,
         };
         match pushed {
