@@ -492,47 +492,33 @@ fn kfree_frees_to_the_sheaf_first() {
     destroy_clean(&m, s);
 }
 
-/// Without sheaves (`kmem.sheaves=off`) `kfree` tells cpu-slab objects by
-/// their page (`rseq::push_page`): those on the first page of a multi-page
-/// cpu slab go onto the cpu freelist, the others to their slab; a double
-/// free on the freelist is caught; the counts stay exact.
+/// Without sheaves (`kmem.sheaves=off`) `kfree` pushes the objects of the
+/// cpu slab onto the cpu freelist (`rseq::push`); a double free of its head
+/// is caught; the counts stay exact.
 #[test]
-fn kfree_without_sheaves_pushes_by_page() {
+fn kfree_without_sheaves_pushes_onto_the_cpu_freelist() {
     let Some(m) = boot_rseq(&format!("{CMDLINE} kmem.sheaves=off")) else {
         return;
     };
     let s = m
-        .kmem_cache_create("kfree-by-page", 1024, 0, SlabFlags(0), None)
+        .kmem_cache_create("kfree-no-sheaves", 1024, 0, SlabFlags(0), None)
         .unwrap();
     // SAFETY: a live cache.
-    let (order, capacity) = unsafe { (s.as_ref().oo.order, s.as_ref().sheaf_capacity) };
-    assert!(order >= 1, "a multi-page slab");
-    assert_eq!(capacity, 0);
+    assert_eq!(unsafe { s.as_ref().sheaf_capacity }, 0);
     let _pin = pin_to_current_cpu();
     // One slab's worth: all from the cpu slab, whose freelist is then empty.
-    let objs = alloc_n(&m, s, per_slab(s));
-    let slab_bytes = PAGE_SIZE << order;
-    let base = objs[0] as usize & !(slab_bytes - 1);
-    assert!(
-        objs.iter().all(|&o| o as usize & !(slab_bytes - 1) == base),
-        "one slab"
-    );
-    let mut head: Vec<_> = objs
-        .iter()
-        .copied()
-        .filter(|&o| (o as usize) < base + PAGE_SIZE)
-        .collect();
-    head.sort();
-    assert!(!head.is_empty() && head.len() < objs.len());
+    let mut objs = alloc_n(&m, s, per_slab(s));
+    assert!(on_cpu_freelist(&m, s).is_empty());
     let errors = m.slab.errors.load(Ordering::Relaxed);
     for &o in &objs {
         // SAFETY: allocated above, freed once.
         unsafe { m.kfree(o) };
     }
+    objs.sort();
     assert_eq!(
         on_cpu_freelist(&m, s),
-        head,
-        "the first page's objects, and only they"
+        objs,
+        "the cpu slab's objects, all on its freelist"
     );
     assert_eq!(active(&m, s), 0);
     // A double free of the freelist's head: caught.

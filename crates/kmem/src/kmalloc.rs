@@ -547,7 +547,7 @@ impl<P: Platform> Kmem<P> {
             }
         }
         // SAFETY: an allocated object of `s` on `page` (caller contract).
-        unsafe { Self::kfree_slab_fast(s, page, p as *mut u8, rseq_area) }
+        unsafe { Self::kfree_slab_fast(s, p as *mut u8, rseq_area) }
     }
 
     /// Everything [`Kmem::kfree_fast`] declined: `p` and the reason it gave.
@@ -608,9 +608,7 @@ impl<P: Platform> Kmem<P> {
                 return;
             }
             // SAFETY: an allocated object of `s` in slab `page` (caller contract).
-            if let Err(why) =
-                unsafe { Self::kfree_slab_fast(s, page, p as *mut u8, self.platform.rseq_offset()) }
-            {
+            if let Err(why) = unsafe { Self::kfree_slab_fast(s, p as *mut u8, self.platform.rseq_offset()) } {
                 // SAFETY: as above; nothing was done.
                 unsafe { self.kfree_finish(p, why) }
             }

@@ -120,8 +120,7 @@ pub(crate) const CPU_ARRAY_OFFSET: usize =
 /// The first cache line holds what the restartable sequences of `rseq.rs`
 /// read and write: the freelist, the cpu slab's address range, the sheaf
 /// and its size, and the bounds (`floor`, `rseq_bytes`, `sheaf_limit`)
-/// through which a slow path stops them (and `rseq_slab`, which only the
-/// frees of caches without sheaves read).
+/// through which a slow path stops them.
 #[repr(C, align(64))]
 pub struct KmemCacheCpu {
     /// (freelist, tid), swapped together by the fast paths.
@@ -160,9 +159,6 @@ pub struct KmemCacheCpu {
     pub slab_bytes: AtomicUsize,
     /// Chain of cpu partial slabs (through `page.lru.next`), under `lock`.
     pub partial: AtomicPtr<Page>,
-    /// The sequences' copy of `slab` (`rseq::push_page`, `kfree` of a cache
-    /// without sheaves): null while they are stopped.
-    pub rseq_slab: AtomicPtr<Page>,
     /// Slow-path statistics (written under `lock`, read without).
     pub stat: CpuStats,
 }
@@ -182,7 +178,6 @@ impl KmemCacheCpu {
     pub(crate) fn rseq_stop(&self) {
         self.floor.store(rseq::FLOOR_STOPPED, Ordering::Relaxed);
         self.rseq_bytes.store(0, Ordering::Relaxed);
-        self.rseq_slab.store(ptr::null_mut(), Ordering::Relaxed);
         self.sheaf_limit.store(0, Ordering::Relaxed);
     }
 
@@ -198,8 +193,6 @@ impl KmemCacheCpu {
         self.sheaf_limit.store(limit, Ordering::Release);
         self.rseq_bytes
             .store(self.slab_bytes.load(Ordering::Relaxed), Ordering::Release);
-        self.rseq_slab
-            .store(self.slab.load(Ordering::Relaxed), Ordering::Release);
         self.floor.store(rseq::FLOOR_RUNNING, Ordering::Release);
     }
 }
@@ -1209,7 +1202,6 @@ impl<P: Platform> Kmem<P> {
                         slab: AtomicPtr::new(ptr::null_mut()),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
-                        rseq_slab: AtomicPtr::new(ptr::null_mut()),
                         stat: CpuStats::default(),
                     },
                 );

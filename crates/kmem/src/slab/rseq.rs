@@ -16,9 +16,7 @@
 //! object's free pointer. `push` checks that the object lies in the cpu
 //! slab (the same address range check as the CAS fast path) and is not the
 //! current head (the naive double-free check), writes the free pointer and
-//! makes the object the head (`push_page`, for `kfree`, which has the
-//! object's page descriptor, compares that with the cpu slab's instead of
-//! the address range). The final store commits. No tid is bumped: in
+//! makes the object the head. The final store commits. No tid is bumped: in
 //! rseq mode nothing else changes the freelist while a sequence runs.
 //!
 //! **Who else writes the freelist.** Slow paths, under the cpu structure's
@@ -39,8 +37,8 @@
 //! `floor` (`FLOOR_RUNNING`, 1, while running: any object), else the
 //! sheaf's newest object if the sheaf holds more than `floor` (compared
 //! signed); `sheaf_pop` takes the sheaf's alone; `push` takes an object
-//! inside `[slab_start, slab_start + rseq_bytes)`, `push_page` one whose
-//! page is `rseq_slab`; `sheaf_push` fills the sheaf up to `sheaf_limit`.
+//! inside `[slab_start, slab_start + rseq_bytes)`; `sheaf_push` fills the
+//! sheaf up to `sheaf_limit`.
 //! Stopped, `floor` is `FLOOR_STOPPED` (`i64::MAX`, above every user-space
 //! address and every sheaf size) and the others are 0 or null
 //! (`KmemCacheCpu::rseq_stop`); restarting copies the cpu slab, its size
@@ -380,63 +378,6 @@ pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Pus
     Push::Done
 }
 
-/// [`push`] for a caller that has the descriptor of the object's page
-/// (`kfree` found the cache through it): `obj` is in the cpu slab if `page`
-/// is the cpu slab's head page (`rseq_slab`, null while the sequences are
-/// stopped). One comparison where the address range takes a copy, a
-/// subtraction and a comparison. An object on a tail page of a multi-page
-/// cpu slab fails the test and goes to the sheaf (`kfree_slab_object`).
-///
-/// # Safety
-/// As [`push`]; `page` is the descriptor of the page holding `obj`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn push_page(
-    area: isize,
-    s: *const KmemCache,
-    obj: *mut u8,
-    page: *const crate::page::Page,
-) -> Push {
-    // As `push`, with the page test in place of the address range.
-    // SAFETY: caller contract.
-    unsafe {
-        rseq_asm!(
-            t: "%rdx",
-            pre: [],
-            body: [
-                "movslq %fs:{cpuid}({area}), %rcx",
-                "shlq ${shift}, %rcx",
-                "cmpq {page}, {slab}({cache},%rcx)",
-                "jne 7f",
-                "movq {fl}({cache},%rcx), %rdx",
-                "cmpq %rdx, {obj}",
-                "je {double}",
-                "movq %rdx, ({obj},{fp})",
-                "movq {obj}, {fl}({cache},%rcx)"
-            ],
-            fallback: ["jmp {fallback}"],
-            area = in(reg) area,
-            cache = in(reg) s,
-            fl = const CPU0 + offset_of!(KmemCacheCpu, fl),
-            fp = in(reg) (*s).offset,
-            obj = in(reg) obj,
-            page = in(reg) page,
-            out("rcx") _,
-            out("rdx") _,
-            cpuid = const RSEQ_CPU_ID,
-            shift = const CPU_SHIFT,
-            slab = const CPU0 + offset_of!(KmemCacheCpu, rseq_slab),
-            fallback = label {
-                return Push::Fallback;
-            },
-            double = label {
-                return Push::DoubleFree;
-            },
-        );
-    }
-    Push::Done
-}
-
 /// Push `obj` onto the calling CPU's sheaf of cache `s` unless the sheaf is
 /// full (holds `sheaf_limit`: its capacity, 0 for a CPU without one, which
 /// has `no_sheaf()`, and while the sequences are stopped), or `obj` is the newest object already there (the naive
@@ -561,21 +502,6 @@ pub(crate) unsafe fn sheaf_pop(_: isize, _: *const KmemCache) -> *mut u8 {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) unsafe fn push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
-    Push::Fallback
-}
-
-/// See the x86-64 version.
-///
-/// # Safety
-/// Never called.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub(crate) unsafe fn push_page(
-    _: isize,
-    _: *const KmemCache,
-    _: *mut u8,
-    _: *const crate::page::Page,
-) -> Push {
     Push::Fallback
 }
 

@@ -1072,21 +1072,19 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `kfree`'s fast path for `obj`, an object of `s` (`kfree` found the
-    /// cache through `page`, the page of `obj` or its slab's head), which
-    /// reads nothing from the machine: this CPU's sheaf, as Linux 6.18's
-    /// `free_to_pcs` (`kmalloc` allocates from the sheaf first too); for a
-    /// cache without sheaves, the cpu freelist if `page` is the cpu slab
-    /// (`rseq::push_page`). Declined, nothing is done
+    /// cache through the object's page), which reads nothing from the
+    /// machine: this CPU's sheaf, as Linux 6.18's `free_to_pcs` (`kmalloc`
+    /// allocates from the sheaf first too); for a cache without sheaves, the
+    /// cpu freelist if `obj` is in the cpu slab. Declined, nothing is done
     /// ([`Kmem::kfree_finish`] does the rest): the slab's head page is
-    /// needed (and found again) only then.
+    /// needed (and found) only then.
     ///
     /// # Safety
-    /// `obj` is an allocated object of `s`, in the linear map, on `page` or
-    /// in the slab headed by `page`; `rseq_area` is `platform.rseq_offset()`.
+    /// `obj` is an allocated object of `s`, in the linear map; `rseq_area`
+    /// is `platform.rseq_offset()`.
     #[inline(always)]
     pub(crate) unsafe fn kfree_slab_fast(
         s: &KmemCache,
-        page: *mut Page,
         obj: *mut u8,
         rseq_area: isize,
     ) -> Result<(), crate::kmalloc::KfreeDeclined> {
@@ -1097,15 +1095,13 @@ impl<P: Platform> Kmem<P> {
         // The sheaf first (`kfree` checked that `obj` is an object of `s`:
         // the sheaf takes objects of any slab). A full sheaf, or none yet,
         // is the slow path's (`sheaf_free_slow`); a cache without sheaves
-        // (`no_sheaf()`, full) pushes onto the cpu freelist if `page` is the
-        // cpu slab.
+        // (`no_sheaf()`, full) pushes onto the cpu freelist if `obj` is in
+        // the cpu slab.
         // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
-        // object of `s`, in the cpu slab if `page` is.
+        // object of `s`.
         let pushed = match unsafe { rseq::sheaf_push(rseq_area, s, obj) } {
             // SAFETY: as above.
-            rseq::Push::Fallback if s.sheaf_capacity == 0 => unsafe {
-                rseq::push_page(rseq_area, s, obj, page)
-            },
+            rseq::Push::Fallback if s.sheaf_capacity == 0 => unsafe { rseq::push(rseq_area, s, obj) },
             done => done,
         };
         match pushed {
