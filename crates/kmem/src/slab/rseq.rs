@@ -38,13 +38,12 @@
 //! sheaf's newest object if the sheaf holds more than `floor` (compared
 //! signed); `sheaf_pop` takes the sheaf's alone; `push` takes an object
 //! inside `[slab_start, slab_start + rseq_bytes)`; `sheaf_push` fills the
-//! sheaf up to `sheaf_limit`.
-//! Stopped, `floor` is `FLOOR_STOPPED` (`i64::MAX`, above every user-space
-//! address and every sheaf size) and the others are 0 or null
-//! (`KmemCacheCpu::rseq_stop`); restarting copies the cpu slab, its size
-//! and the sheaf's capacity back (`rseq_start`). The `stopped` bits say
-//! why: `STOP_SLOW_PATH` while a slow path runs; caches with
-//! `init_on_alloc`/`init_on_free` hooks keep `STOP_HOOKS` for good, so
+//! sheaf up to `sheaf_limit`. Stopped, `floor` is `FLOOR_STOPPED`
+//! (`i64::MAX`, above every user-space address and every sheaf size) and
+//! the other two are 0 (`KmemCacheCpu::rseq_stop`); restarting copies the
+//! cpu slab's size and the sheaf's capacity back (`rseq_start`). The
+//! `stopped` bits say why: `STOP_SLOW_PATH` while a slow path runs; caches
+//! with `init_on_alloc`/`init_on_free` hooks keep `STOP_HOOKS` for good, so
 //! their hooks run in the slow paths and the sequences test nothing else.
 //!
 //! The per-CPU arrays of free objects beside the freelists (`sheaf.rs`)
