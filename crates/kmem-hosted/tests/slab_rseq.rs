@@ -2,7 +2,8 @@
 //! the default where the host allows it) and `cmpxchg16b` (`kmem.rseq=off`).
 //! Real threads allocate, free objects other threads allocated, and force
 //! the slow paths that take a cpu structure from another CPU (shrinking
-//! flushes every CPU's cpu slab) while the fast paths run.
+//! flushes every CPU's cpu slab and sheaf) while the fast paths run, through
+//! `kmem_cache_alloc`/`kmem_cache_free` and through `kmalloc`/`kfree`.
 
 mod common;
 
@@ -41,12 +42,28 @@ struct Obj(*mut u8);
 // SAFETY: ownership of the object moves with the value.
 unsafe impl Send for Obj {}
 
+/// Which allocator the stress runs: a cache of its own through
+/// `kmem_cache_alloc`/`kmem_cache_free` (the cpu freelist first), or
+/// `kmalloc-96` through `kmalloc`/`kfree` (the sheaf first).
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    Cache,
+    Kmalloc,
+}
+
 fn stress(m: &Machine) {
+    stress_api(m, Api::Cache);
+}
+
+fn stress_api(m: &Machine, api: Api) {
     const SIZE: usize = 96;
     const ROUNDS: usize = 200_000;
-    let s = m
-        .kmem_cache_create("rseq_stress", SIZE, 0, SlabFlags(0), None)
-        .expect("cache");
+    let s = match api {
+        Api::Cache => m
+            .kmem_cache_create("rseq_stress", SIZE, 0, SlabFlags(0), None)
+            .expect("cache"),
+        Api::Kmalloc => m.kmalloc_slab(SIZE, GFP_KERNEL).expect("kmalloc-96"),
+    };
     let start = m.nr_free_pages();
     let live = Mutex::new(HashSet::<usize>::new());
     let stop = AtomicBool::new(false);
@@ -78,7 +95,12 @@ fn stress(m: &Machine) {
                     let s = core::ptr::NonNull::new(sp as *mut KmemCache).unwrap();
                     let mut mine = Vec::new();
                     for i in 0..ROUNDS {
-                        let o = m.kmem_cache_alloc(s, GFP_KERNEL).expect("alloc").as_ptr();
+                        let o = match api {
+                            Api::Cache => m.kmem_cache_alloc(s, GFP_KERNEL),
+                            Api::Kmalloc => m.kmalloc(SIZE, GFP_KERNEL),
+                        }
+                        .expect("alloc")
+                        .as_ptr();
                         assert!(
                             live.lock().unwrap().insert(o as usize),
                             "object {o:p} handed out twice"
@@ -92,15 +114,15 @@ fn stress(m: &Machine) {
                         }
                         if mine.len() > 64 || i % 7 == 0 {
                             while let Some(o) = mine.pop() {
-                                free(m, s, live, o, t as u8 + 1);
+                                free(m, api, s, live, o, t as u8 + 1);
                             }
                         }
                         while let Ok(Obj(o)) = rx.try_recv() {
-                            free(m, s, live, o, ((t + 3) % 4) as u8 + 1);
+                            free(m, api, s, live, o, ((t + 3) % 4) as u8 + 1);
                         }
                     }
                     for o in mine {
-                        free(m, s, live, o, t as u8 + 1);
+                        free(m, api, s, live, o, t as u8 + 1);
                     }
                     drop(next);
                     rx
@@ -111,7 +133,7 @@ fn stress(m: &Machine) {
         let rxs: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
         for (t, rx) in rxs.into_iter().enumerate() {
             while let Ok(Obj(o)) = rx.try_recv() {
-                free(m, s, &live, o, ((t + 3) % 4) as u8 + 1);
+                free(m, api, s, &live, o, ((t + 3) % 4) as u8 + 1);
             }
         }
         stop.store(true, Ordering::Relaxed);
@@ -119,15 +141,24 @@ fn stress(m: &Machine) {
     assert!(live.lock().unwrap().is_empty());
     assert_eq!(m.slab.errors.load(Ordering::Relaxed), 0, "{}", m.dmesg());
     assert_eq!(m.kmem_cache_shrink(s), 0, "every object was freed");
-    // SAFETY: no objects left.
-    unsafe { m.kmem_cache_destroy(s) };
+    if api == Api::Cache {
+        // SAFETY: no objects left.
+        unsafe { m.kmem_cache_destroy(s) };
+    }
     m.kmem_cache_shrink_all();
     m.drain_all_pages();
     assert!(m.nr_free_pages() >= start, "{} < {start}", m.nr_free_pages());
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
 }
 
-fn free(m: &Machine, s: core::ptr::NonNull<KmemCache>, live: &Mutex<HashSet<usize>>, o: *mut u8, tag: u8) {
+fn free(
+    m: &Machine,
+    api: Api,
+    s: core::ptr::NonNull<KmemCache>,
+    live: &Mutex<HashSet<usize>>,
+    o: *mut u8,
+    tag: u8,
+) {
     // SAFETY: our object of 96 bytes.
     let bytes = unsafe { core::slice::from_raw_parts(o, 96) };
     assert!(
@@ -135,14 +166,25 @@ fn free(m: &Machine, s: core::ptr::NonNull<KmemCache>, live: &Mutex<HashSet<usiz
         "object {o:p} was overwritten while allocated"
     );
     assert!(live.lock().unwrap().remove(&(o as usize)));
-    // SAFETY: allocated from `s`, freed once.
-    unsafe { m.kmem_cache_free(s, o) };
+    // SAFETY: allocated from `s` (by `kmalloc` for Api::Kmalloc), freed once.
+    unsafe {
+        match api {
+            Api::Cache => m.kmem_cache_free(s, o),
+            Api::Kmalloc => m.kfree(o),
+        }
+    }
 }
 
 #[test]
 fn threads_and_cross_cpu_flushes_rseq() {
     let m = boot(&rseq_cmdline(""));
     stress(&m);
+}
+
+#[test]
+fn threads_and_cross_cpu_flushes_kmalloc_sheaf_first() {
+    let m = boot(&rseq_cmdline(""));
+    stress_api(&m, Api::Kmalloc);
 }
 
 #[test]
