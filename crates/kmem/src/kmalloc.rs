@@ -516,36 +516,10 @@ impl<P: Platform> Kmem<P> {
     /// machine that owns `p`.
     #[inline(always)]
     pub unsafe fn kfree_fast(p: *const u8, page: *mut Page, rseq_area: isize) -> Result<(), KfreeDeclined> {
-        // Every page of a slab, head or tail (`PG_SLAB_TAIL`), names its
-        // cache in `mapping` (`slab->slab_cache`), and no other page has a
-        // `mapping` (the page allocator refuses to free a page with one,
-        // `bad_page`): so a non-null `mapping` is the slab test, as the
-        // kernel's `folio_test_slab` is a test of the page's type word
-        // rather than of its flags, and it is the load the fast path needs
-        // anyway.
-        // SAFETY: caller contract: a descriptor of the memmap.
-        let s = unsafe { (*page).mapping } as *const KmemCache;
-        if s.is_null() {
+        // SAFETY: forwarded.
+        let Some(s) = (unsafe { slab_object_inline(p, page) }) else {
             return Err(KfreeDeclined::Checks);
-        }
-        // SAFETY: as above.
-        debug_assert!(unsafe { (*page).test(PG_SLAB | PG_SLAB_TAIL) });
-        // SAFETY: slab pages record their (live) cache.
-        let s = unsafe { &*s };
-        if (p as usize) & s.kfree_mask != 0 {
-            // A cache of one-page slabs of, say, 96-byte objects: the
-            // pointer's offset from the slab's first object must be a
-            // multiple of the size below the slab's end (a wrapped negative
-            // offset fails too). Other caches' test is `NEVER`. The linear
-            // map starts on a page boundary.
-            let in_page = (p as usize) & (PAGE_SIZE - 1);
-            // SAFETY: any descriptor's spare bytes may be read; those of a
-            // one-page slab's page (its head) are its colour.
-            let off = in_page.wrapping_sub(unsafe { crate::slab::slab_colour(page) });
-            if !s.kfree_multiple.test(off as u64) {
-                return Err(KfreeDeclined::Checks);
-            }
-        }
+        };
         // SAFETY: an allocated object of `s` on `page` (caller contract).
         unsafe { Self::kfree_slab_fast(s, p as *mut u8, rseq_area) }
     }
@@ -593,18 +567,8 @@ impl<P: Platform> Kmem<P> {
                 unsafe { self.kmem_cache_free(NonNull::from(s), p as *mut u8) };
                 return;
             }
-            let base = self.slab_base(page) as usize;
-            let off = (p as usize).wrapping_sub(base + s.red_left_pad);
-            // SAFETY: the counters of a slab page are read atomically.
-            let objects = Counters(unsafe { slab_fl(page) }.hi.load(Ordering::Relaxed)).objects();
-            // `obj_to_index` without a `div`: slabs are at most 4 MiB.
-            let idx = s.reciprocal_size.divide(off as u32) as usize;
-            if off > u32::MAX as usize || idx * s.size != off || idx >= objects {
-                self.slab_error(
-                    s,
-                    format_args!("kfree: Invalid object pointer 0x{:016x}", p as usize),
-                );
-                self.platform.dump_stack();
+            // SAFETY: the head page of a slab of `s`.
+            if !unsafe { self.check_object_start(s, page, p, "kfree") } {
                 return;
             }
             // SAFETY: an allocated object of `s` in slab `page` (caller contract).
@@ -835,4 +799,45 @@ impl<P: Platform> Kmem<P> {
     pub fn nr_large_kmalloc_pages(&self) -> usize {
         self.slab.large_kmalloc_pages.load(Ordering::Relaxed)
     }
+}
+
+/// The cache of `p` if `p` is an object start that `kfree`'s fast path can
+/// tell inline (see [`Kmem::kfree_fast`]): `page`, its page, is a slab page
+/// of a non-debug cache whose `kfree_mask` or `kfree_multiple` passes `p`.
+/// None says nothing about `p`: the exact checks are out of line.
+///
+/// # Safety
+/// `page` is the descriptor of `p`'s page, in the linear map's memmap.
+#[inline(always)]
+pub(crate) unsafe fn slab_object_inline<'a>(p: *const u8, page: *mut Page) -> Option<&'a KmemCache> {
+    // Every page of a slab, head or tail (`PG_SLAB_TAIL`), names its cache
+    // in `mapping` (`slab->slab_cache`), and no other page has a `mapping`
+    // (the page allocator refuses to free a page with one, `bad_page`): so
+    // a non-null `mapping` is the slab test, as the kernel's
+    // `folio_test_slab` is a test of the page's type word rather than of
+    // its flags, and it is the load the fast path needs anyway.
+    // SAFETY: caller contract: a descriptor of the memmap.
+    let s = unsafe { (*page).mapping } as *const KmemCache;
+    if s.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    debug_assert!(unsafe { (*page).test(PG_SLAB | PG_SLAB_TAIL) });
+    // SAFETY: slab pages record their (live) cache.
+    let s = unsafe { &*s };
+    if (p as usize) & s.kfree_mask != 0 {
+        // A cache of one-page slabs of, say, 96-byte objects: the pointer's
+        // offset from the slab's first object must be a multiple of the
+        // size below the slab's end (a wrapped negative offset fails too).
+        // Other caches' test is `NEVER`. The linear map starts on a page
+        // boundary.
+        let in_page = (p as usize) & (PAGE_SIZE - 1);
+        // SAFETY: any descriptor's spare bytes may be read; those of a
+        // one-page slab's page (its head) are its colour.
+        let off = in_page.wrapping_sub(unsafe { crate::slab::slab_colour(page) });
+        if !s.kfree_multiple.test(off as u64) {
+            return None;
+        }
+    }
+    Some(s)
 }

@@ -895,19 +895,42 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an object
         // of `s` if it is in its cpu slab.
         match unsafe { rseq::push(s.rseq_area, s, obj) } {
-            rseq::Push::Done => {}
-            rseq::Push::DoubleFree => self.double_free(s, obj),
-            // SAFETY: forwarded.
-            rseq::Push::Fallback => unsafe { self.slab_free_declined(s, slab, obj) },
+            rseq::Push::Done => return,
+            rseq::Push::DoubleFree => return self.double_free(s, obj),
+            rseq::Push::Fallback => {}
         }
+        // Outside the cpu slab (a batch of frees is mostly that): the sheaf,
+        // once the object is known to be one of `s` (its slab is known, or
+        // `kfree`'s inline check passes and names `s`), as `kfree` does.
+        if s.sheaf_capacity != 0 && (!slab.is_null() || self.is_object_inline(s, obj)) {
+            // SAFETY: as above; `obj` is a checked object of `s`.
+            match unsafe { rseq::sheaf_push(s.rseq_area, s, obj) } {
+                rseq::Push::Done => return,
+                rseq::Push::DoubleFree => return self.double_free(s, obj),
+                // SAFETY: forwarded.
+                rseq::Push::Fallback => return unsafe { self.slab_free_declined_slow(s, slab, obj) },
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.slab_free_declined(s, slab, obj) }
     }
 
-    /// Where a declined free sequence goes. Its common case, an rseq-mode
-    /// free into this CPU's sheaf once the object's slab is known (looked
-    /// up and checked for `kmem_cache_free`), is kept in this small function
-    /// without a stack frame (a batch of frees of objects outside the cpu
-    /// slab comes here for each object); everything else is
-    /// [`Kmem::slab_free_declined_slow`].
+    /// Whether `obj` is an object of `s` by `kfree`'s inline check
+    /// (`slab_object_inline`); false says nothing (the exact checks are the
+    /// slow path's). Any pointer value may be asked about.
+    #[inline(always)]
+    fn is_object_inline(&self, s: &KmemCache, obj: *const u8) -> bool {
+        let pfn = (obj as usize).wrapping_sub(self.page_offset) >> crate::page::PAGE_SHIFT;
+        // SAFETY: `pfn` is checked to be in the linear map: its descriptor.
+        pfn < self.max_low_pfn
+            && unsafe { crate::kmalloc::slab_object_inline(obj, self.map.pfn_to_page(pfn)) }
+                .is_some_and(|o| ptr::eq(o, s))
+    }
+
+    /// Where a declined free sequence goes when the object was not known to
+    /// be one of `s` inline (`rseq_free`): an rseq-mode free into this CPU's
+    /// sheaf once the object's slab is looked up and checked; everything
+    /// else is [`Kmem::slab_free_declined_slow`].
     ///
     /// # Safety
     /// As [`Kmem::rseq_free`].
@@ -1048,7 +1071,38 @@ impl<P: Platform> Kmem<P> {
             unsafe { self.slab_free_checked(c, owner, slab, obj) };
             return None;
         }
-        Some(slab)
+        // SAFETY: the head page of a slab of `c`.
+        unsafe { self.check_object_start(c, slab, obj, "kmem_cache_free") }.then_some(slab)
+    }
+
+    /// Whether `p` is an object start of `slab`, a slab of the non-debug
+    /// cache `s` (debug caches check their pointers in
+    /// `free_debug_processing`); if not, it is reported as `func`'s
+    /// "Invalid object pointer" (counted in the machine's slab errors).
+    ///
+    /// # Safety
+    /// `slab` is the head page of a live slab of `s`.
+    pub(crate) unsafe fn check_object_start(
+        &self,
+        s: &KmemCache,
+        slab: *mut Page,
+        p: *const u8,
+        func: &str,
+    ) -> bool {
+        let off = (p as usize).wrapping_sub(self.slab_base(slab) as usize + s.red_left_pad);
+        // SAFETY: the counters of a slab page are read atomically.
+        let objects = Counters(unsafe { slab_fl(slab) }.hi.load(Ordering::Relaxed)).objects();
+        // `obj_to_index` without a `div`: slabs are at most 4 MiB.
+        let idx = s.reciprocal_size.divide(off as u32) as usize;
+        if off <= u32::MAX as usize && idx * s.size == off && idx < objects {
+            return true;
+        }
+        self.slab_error(
+            s,
+            format_args!("{func}: Invalid object pointer 0x{:016x}", p as usize),
+        );
+        self.platform.dump_stack();
+        false
     }
 
     /// `do_slab_free` for an object whose slab is known: this CPU's freelist
