@@ -880,8 +880,10 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// The free fast path on a platform with an rseq area: push onto this
-    /// CPU's freelist if `obj` lies in the cpu slab of `s`; otherwise one
-    /// call, [`Kmem::slab_free_declined`], does the rest (so the inline code
+    /// CPU's freelist if `obj` lies in the cpu slab of `s`; otherwise onto
+    /// this CPU's sheaf if `obj` is known to be an object of `s` (its slab
+    /// is given, or `kfree`'s inline check passes); otherwise one call,
+    /// [`Kmem::slab_free_declined`], does the rest (so the inline code
     /// keeps nothing alive across a call).
     ///
     /// # Safety
