@@ -222,7 +222,10 @@ impl<P: Platform> Kmem<P> {
         let off = (addr as usize).wrapping_sub(self.page_offset);
         let pfn = off >> PAGE_SHIFT;
         if pfn < self.max_low_pfn {
-            NonNull::new(self.map.pfn_to_page(pfn))
+            // SAFETY: `mem_map + pfn` inside the memmap, whose allocation the
+            // boot checked to be non-null (so no null test on the paths that
+            // look pages up).
+            Some(unsafe { NonNull::new_unchecked(self.map.pfn_to_page(pfn)) })
         } else {
             None
         }

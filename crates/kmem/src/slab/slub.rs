@@ -922,11 +922,10 @@ impl<P: Platform> Kmem<P> {
     /// slow path's). Any pointer value may be asked about.
     #[inline(always)]
     fn is_object_inline(&self, s: &KmemCache, obj: *const u8) -> bool {
-        let pfn = (obj as usize).wrapping_sub(self.page_offset) >> crate::page::PAGE_SHIFT;
-        // SAFETY: `pfn` is checked to be in the linear map: its descriptor.
-        pfn < self.max_low_pfn
-            && unsafe { crate::kmalloc::slab_object_inline(obj, self.map.pfn_to_page(pfn)) }
-                .is_some_and(|o| ptr::eq(o, s))
+        self.virt_to_page(obj).is_some_and(|page| {
+            // SAFETY: the descriptor of `obj`'s page, in the linear map.
+            unsafe { crate::kmalloc::slab_object_inline(obj, page.as_ptr()) }.is_some_and(|o| ptr::eq(o, s))
+        })
     }
 
     /// Where a declined free sequence goes when the object was not known to
