@@ -20,7 +20,7 @@ fn in_sheaves(m: &Machine, s: NonNull<KmemCache>) -> usize {
             // An installed sheaf's size is its CPU's, and nothing else runs
             // on this cache.
             // SAFETY: cpu < nr_cpus; a live cache.
-            unsafe { s.as_ref().cpu(cpu) }.sheaf_size.load(Ordering::Acquire)
+            unsafe { s.as_ref().cpu(cpu) }.sheaf_size()
         })
         .sum()
 }

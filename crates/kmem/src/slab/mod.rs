@@ -118,9 +118,9 @@ pub(crate) const CPU_ARRAY_OFFSET: usize =
 /// Per-CPU slab state (`struct kmem_cache_cpu`).
 ///
 /// The first cache line holds what the restartable sequences of `rseq.rs`
-/// read and write: the freelist, the cpu slab's address range, the sheaf
-/// and its size, and the bounds (`floor`, `rseq_bytes`, `sheaf_limit`)
-/// through which a slow path stops them.
+/// read and write: the freelist, the cpu slab's address range, the top of
+/// the sheaf, and the bounds (`floor`, `rseq_bytes`, `sheaf_limit`,
+/// `sheaf_floor`) through which a slow path stops them.
 #[repr(C, align(64))]
 pub struct KmemCacheCpu {
     /// (freelist, tid), swapped together by the fast paths.
@@ -130,29 +130,35 @@ pub struct KmemCacheCpu {
     pub slab_start: AtomicUsize,
     /// The sequences' copy of `slab_bytes`: 0 while they are stopped.
     pub rseq_bytes: AtomicUsize,
-    /// The sequences' lower bound: the allocation sequences take the
-    /// freelist's head only if it is above `floor`, and the sheaf's newest
-    /// object only if it holds more than `floor`. `rseq::FLOOR_RUNNING` (1)
-    /// while they run, `rseq::FLOOR_STOPPED` while they are stopped.
+    /// The sequences' lower bound of the freelist: the allocation sequences
+    /// take the freelist's head only if it is above `floor`.
+    /// `rseq::FLOOR_RUNNING` (1) while they run, `rseq::FLOOR_STOPPED` while
+    /// they are stopped.
     pub floor: AtomicUsize,
-    /// This CPU's sheaf of free objects (`sheaf.rs`), or `no_sheaf()`. Installed
-    /// and detached under `lock` with the sequences stopped.
-    pub sheaf: AtomicPtr<sheaf::Sheaf>,
-    /// The sequences' copy of the sheaf's capacity: the free sequences push
-    /// onto the sheaf only below it. 0 while they are stopped.
+    /// The installed sheaf's first free slot (`&objects[size]`): the sheaf
+    /// sequences read and write the newest object through it, and their
+    /// committing add or subtract (of one slot) is to this word, so a push
+    /// or a pop touches no other word of the cpu structure. A detached sheaf
+    /// keeps its size in `Sheaf::size`; installing and detaching (with the
+    /// sequences stopped) convert (`sheaf_size`, `set_sheaf_size`).
+    pub sheaf_top: AtomicUsize,
+    /// The sequences' upper bound of `sheaf_top`: the free sequences push
+    /// onto the sheaf only below it (`&objects[capacity]`). 0 while they are
+    /// stopped.
     pub sheaf_limit: AtomicUsize,
-    /// Objects in the installed sheaf (its `objects[..sheaf_size]`): the
-    /// sheaf sequences' committing add or subtract is to this word, beside
-    /// the sheaf pointer, so they load the pointer and the size at once.
-    /// A detached sheaf keeps its size in `Sheaf::size`; installing and
-    /// detaching (with the sequences stopped) copy it.
-    pub sheaf_size: AtomicUsize,
+    /// The sequences' lower bound of `sheaf_top`: the allocation sequences
+    /// pop only above it (`&objects[1]`: they leave a sheaf's last object
+    /// alone, see `rseq::pop`). `rseq::FLOOR_STOPPED` while they are stopped.
+    pub sheaf_floor: AtomicUsize,
     /// Nonzero while a slow path owns the freelist (`STOP_SLOW_PATH`), or for
     /// good if the cache has hooks (`STOP_HOOKS`) and in the other cases of
     /// `rseq.rs`; the sequences read the bounds above instead.
     pub stopped: AtomicU32,
     /// `local_lock`: serialises the slow paths of this CPU's structure.
     pub lock: SpinLock<()>,
+    /// This CPU's sheaf of free objects (`sheaf.rs`), or `no_sheaf()`.
+    /// Installed and detached under `lock` with the sequences stopped.
+    pub sheaf: AtomicPtr<sheaf::Sheaf>,
     /// The cpu slab (head page), or null. Changed only under `lock`.
     pub slab: AtomicPtr<Page>,
     /// Size of the cpu slab's memory; 0 while there is no cpu slab.
@@ -179,6 +185,7 @@ impl KmemCacheCpu {
         self.floor.store(rseq::FLOOR_STOPPED, Ordering::Relaxed);
         self.rseq_bytes.store(0, Ordering::Relaxed);
         self.sheaf_limit.store(0, Ordering::Relaxed);
+        self.sheaf_floor.store(rseq::FLOOR_STOPPED, Ordering::Relaxed);
     }
 
     /// Let the sequences run again over the state the slow path left,
@@ -187,19 +194,40 @@ impl KmemCacheCpu {
         if self.stopped.load(Ordering::Relaxed) != 0 {
             return;
         }
+        let sh = self.sheaf.load(Ordering::Relaxed);
+        let slots = sheaf::sheaf_slots(sh) as usize;
         // SAFETY: the installed sheaf (or `no_sheaf()`) stays while it is
         // installed, and only the lock holder replaces it.
-        let limit = unsafe { (*self.sheaf.load(Ordering::Relaxed)).capacity };
-        self.sheaf_limit.store(limit, Ordering::Release);
+        let capacity = unsafe { (*sh).capacity };
+        self.sheaf_limit.store(
+            slots + capacity * core::mem::size_of::<usize>(),
+            Ordering::Release,
+        );
+        self.sheaf_floor
+            .store(slots + core::mem::size_of::<usize>(), Ordering::Release);
         self.rseq_bytes
             .store(self.slab_bytes.load(Ordering::Relaxed), Ordering::Release);
         self.floor.store(rseq::FLOOR_RUNNING, Ordering::Release);
+    }
+
+    /// Objects in the installed sheaf (under `lock`, or with nothing else
+    /// running on the cache).
+    pub fn sheaf_size(&self) -> usize {
+        let slots = sheaf::sheaf_slots(self.sheaf.load(Ordering::Relaxed)) as usize;
+        (self.sheaf_top.load(Ordering::Acquire) - slots) / core::mem::size_of::<usize>()
+    }
+
+    /// Set the installed sheaf's size (under `lock`, the sequences stopped).
+    pub(crate) fn set_sheaf_size(&self, size: usize) {
+        let slots = sheaf::sheaf_slots(self.sheaf.load(Ordering::Relaxed)) as usize;
+        self.sheaf_top
+            .store(slots + size * core::mem::size_of::<usize>(), Ordering::Relaxed);
     }
 }
 
 /// The cpu structures' layout: the sequences' fields in the first cache line.
 const _: () = {
-    assert!(core::mem::offset_of!(KmemCacheCpu, sheaf_size) + 8 <= 64);
+    assert!(core::mem::offset_of!(KmemCacheCpu, sheaf_floor) + 8 <= 64);
     assert!(core::mem::size_of::<KmemCacheCpu>() == 128);
 };
 
@@ -1190,15 +1218,16 @@ impl<P: Platform> Kmem<P> {
                         slab_start: AtomicUsize::new(0),
                         rseq_bytes: AtomicUsize::new(0),
                         floor: AtomicUsize::new(rseq::FLOOR_STOPPED),
-                        sheaf: AtomicPtr::new(sheaf::no_sheaf()),
+                        sheaf_top: AtomicUsize::new(sheaf::sheaf_slots(sheaf::no_sheaf()) as usize),
                         sheaf_limit: AtomicUsize::new(0),
-                        sheaf_size: AtomicUsize::new(0),
+                        sheaf_floor: AtomicUsize::new(rseq::FLOOR_STOPPED),
                         stopped: AtomicU32::new(if cpu < self.nr_cpus {
                             stop
                         } else {
                             rseq::STOP_NO_CPU
                         }),
                         lock: SpinLock::new(()),
+                        sheaf: AtomicPtr::new(sheaf::no_sheaf()),
                         slab: AtomicPtr::new(ptr::null_mut()),
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),

@@ -35,13 +35,14 @@
 //! with anyway, and that no sequence writes, so a commit racing with the
 //! stop cannot undo it. `pop` takes the freelist's head if it is above
 //! `floor` (`FLOOR_RUNNING`, 1, while running: any object), else the
-//! sheaf's newest object if the sheaf holds more than `floor` (compared
-//! signed); `sheaf_pop` takes the sheaf's alone; `push` takes an object
-//! inside `[slab_start, slab_start + rseq_bytes)`; `sheaf_push` fills the
-//! sheaf up to `sheaf_limit`. Stopped, `floor` is `FLOOR_STOPPED`
-//! (`i64::MAX`, above every user-space address and every sheaf size) and
-//! the other two are 0 (`KmemCacheCpu::rseq_stop`); restarting copies the
-//! cpu slab's size and the sheaf's capacity back (`rseq_start`). The
+//! sheaf's newest object if the sheaf's top is above `sheaf_floor` (its
+//! second slot); `sheaf_pop` takes the sheaf's alone; `push` takes an
+//! object inside `[slab_start, slab_start + rseq_bytes)`; `sheaf_push`
+//! fills the sheaf up to `sheaf_limit` (the end of its capacity).
+//! Stopped, `floor` and `sheaf_floor` are `FLOOR_STOPPED` (`i64::MAX`,
+//! above every user-space address) and the other two are 0
+//! (`KmemCacheCpu::rseq_stop`); restarting copies the cpu slab's size and
+//! the installed sheaf's bounds back (`rseq_start`). The
 //! `stopped` bits say why: `STOP_SLOW_PATH` while a slow path runs; caches
 //! with `init_on_alloc`/`init_on_free` hooks keep `STOP_HOOKS` for good, so
 //! their hooks run in the slow paths and the sequences test nothing else.
@@ -49,10 +50,12 @@
 //! The per-CPU arrays of free objects beside the freelists (`sheaf.rs`)
 //! use the same mechanism: `pop` takes the sheaf's newest object when the
 //! freelist is empty, `sheaf_pop` (`kmalloc`'s) before it, and `sheaf_push`
-//! puts an object there. The sheaf's size is kept in the cpu structure
-//! (`sheaf_size`), beside the sheaf pointer: the commit adds 1 to it or
-//! subtracts 1 (one read-modify-write instruction, which an interrupt cannot
-//! split), or `pop` stores the new size.
+//! puts an object there. The sheaf's size is kept in the cpu structure as
+//! the address of its first free slot (`sheaf_top`), so the sequences read
+//! and write the slots through it with no load of the sheaf pointer: the
+//! commit adds one slot to it or subtracts one (one read-modify-write
+//! instruction, which an interrupt cannot split), or `pop` stores the new
+//! top.
 //!
 //! `this_cpu_inc` is the same mechanism for a per-CPU counter (mempool's
 //! fast-path statistics): the add is the commit.
@@ -79,7 +82,6 @@
 //! (`RSEQ_SIG`, `0x53053053`, after the three bytes of a `ud1` as librseq
 //! lays it out), as the kernel checks before jumping there.
 
-use super::sheaf::Sheaf;
 use super::{KmemCache, KmemCacheCpu, CPU_ARRAY_OFFSET};
 use core::mem::{offset_of, size_of};
 
@@ -88,13 +90,13 @@ pub const RSEQ_CPU_ID: usize = 4;
 /// Offset of `rseq_cs` in `struct rseq`.
 pub const RSEQ_CS: usize = 8;
 
-/// `KmemCacheCpu::floor` of stopped sequences: above every user-space
-/// address (x86-64 user space ends below 2^57) compared unsigned, and above
-/// every sheaf size compared signed.
+/// `KmemCacheCpu::floor` and `sheaf_floor` of stopped sequences: above
+/// every user-space address (x86-64 user space ends below 2^57), so no
+/// freelist head and no sheaf top is above it.
 pub(crate) const FLOOR_STOPPED: usize = i64::MAX as usize;
-/// `KmemCacheCpu::floor` of running sequences: below every object address,
-/// and one below the sheaf sizes the allocation sequences take from (they
-/// leave a sheaf's last object alone, see [`pop`]).
+/// `KmemCacheCpu::floor` of running sequences: below every object address.
+/// (A running `sheaf_floor` is the sheaf's second slot: the allocation
+/// sequences leave a sheaf's last object alone, see [`pop`].)
 pub(crate) const FLOOR_RUNNING: usize = 1;
 
 /// `stopped` bit: a slow path owns the freelist.
@@ -239,13 +241,12 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
                 "movq {fl}({cache},{c}), {obj}",
                 "cmpq {obj}, {floor}({cache},{c})",
                 "jb 10f",
-                "movq {size}({cache},{c}), {t}",
-                "cmpq {floor}({cache},{c}), {t}",
-                "jle 7f",
-                "movq {sheaf}({cache},{c}), {addr}",
-                "movq {objects} - 8({addr},{t},8), {obj}",
-                "subq $1, {t}",
-                "leaq {size}({cache},{c}), {addr}",
+                "movq {top}({cache},{c}), {t}",
+                "cmpq {sfloor}({cache},{c}), {t}",
+                "jbe 7f",
+                "movq -8({t}), {obj}",
+                "subq $8, {t}",
+                "leaq {top}({cache},{c}), {addr}",
                 "jmp 9f",
                 "10:",
                 "movq ({obj},{fp}), {t}",
@@ -265,9 +266,8 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
             floor = const CPU0 + offset_of!(KmemCacheCpu, floor),
-            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
-            size = const CPU0 + offset_of!(KmemCacheCpu, sheaf_size),
-            objects = const offset_of!(Sheaf, objects),
+            top = const CPU0 + offset_of!(KmemCacheCpu, sheaf_top),
+            sfloor = const CPU0 + offset_of!(KmemCacheCpu, sheaf_floor),
         );
     }
     obj
@@ -287,8 +287,8 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
 pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
     let obj: *mut u8;
     // The sequence only reads the thread's rseq area, this CPU's cpu structure and the sheaf's slot below
-    // its size (a page that stays while it is installed), and commits by decrementing the size. Labels as
-    // in `pop`.
+    // its top (a page that stays while it is installed), and commits by moving the top down one slot. Labels
+    // as in `pop`.
     // SAFETY: caller contract.
     unsafe {
         rseq_asm!(
@@ -297,12 +297,11 @@ pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
             body: [
                 "movslq %fs:{cpuid}({area}), {c}",
                 "shlq ${shift}, {c}",
-                "movq {size}({cache},{c}), {n}",
-                "cmpq {floor}({cache},{c}), {n}",
-                "jle 7f",
-                "movq {sheaf}({cache},{c}), {obj}",
-                "movq {objects} - 8({obj},{n},8), {obj}",
-                "subq $1, {size}({cache},{c})"
+                "movq {top}({cache},{c}), {n}",
+                "cmpq {sfloor}({cache},{c}), {n}",
+                "jbe 7f",
+                "movq -8({n}), {obj}",
+                "subq $8, {top}({cache},{c})"
             ],
             fallback: ["xorl {obj:e}, {obj:e}", "jmp 3b"],
             area = in(reg) area,
@@ -312,10 +311,8 @@ pub(crate) unsafe fn sheaf_pop(area: isize, s: *const KmemCache) -> *mut u8 {
             n = out(reg) _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
-            floor = const CPU0 + offset_of!(KmemCacheCpu, floor),
-            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
-            size = const CPU0 + offset_of!(KmemCacheCpu, sheaf_size),
-            objects = const offset_of!(Sheaf, objects),
+            top = const CPU0 + offset_of!(KmemCacheCpu, sheaf_top),
+            sfloor = const CPU0 + offset_of!(KmemCacheCpu, sheaf_floor),
         );
     }
     obj
@@ -388,9 +385,9 @@ pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Pus
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) -> Push {
-    // Reads as `pop` does for the sheaf; writes the slot above the sheaf's size (unused until the commit) and commits by
-    // incrementing the size. Labels and fixed scratch registers as in `push` (%rax holds the size). The word
-    // below `objects` is `capacity`, never an object, so an empty sheaf passes the double-free check.
+    // Reads as `pop` does for the sheaf; writes the sheaf's first free slot (unused until the commit) and commits
+    // by moving `sheaf_top` up one slot. Labels and fixed scratch registers as in `push` (%rax holds the top).
+    // The word below `objects` is `capacity`, never an object, so an empty sheaf passes the double-free check.
     // SAFETY: caller contract.
     unsafe {
         rseq_asm!(
@@ -399,14 +396,13 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
             body: [
                 "movslq %fs:{cpuid}({area}), %rcx",
                 "shlq ${shift}, %rcx",
-                "movq {size}({cache},%rcx), %rax",
+                "movq {top}({cache},%rcx), %rax",
                 "cmpq {limit}({cache},%rcx), %rax",
                 "jae 7f",
-                "movq {sheaf}({cache},%rcx), %rdx",
-                "cmpq {obj}, {objects} - 8(%rdx,%rax,8)",
+                "cmpq {obj}, -8(%rax)",
                 "je {double}",
-                "movq {obj}, {objects}(%rdx,%rax,8)",
-                "addq $1, {size}({cache},%rcx)"
+                "movq {obj}, (%rax)",
+                "addq $8, {top}({cache},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
             area = in(reg) area,
@@ -417,10 +413,8 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
             out("rdx") _,
             cpuid = const RSEQ_CPU_ID,
             shift = const CPU_SHIFT,
-            sheaf = const CPU0 + offset_of!(KmemCacheCpu, sheaf),
-            size = const CPU0 + offset_of!(KmemCacheCpu, sheaf_size),
+            top = const CPU0 + offset_of!(KmemCacheCpu, sheaf_top),
             limit = const CPU0 + offset_of!(KmemCacheCpu, sheaf_limit),
-            objects = const offset_of!(Sheaf, objects),
             fallback = label {
                 return Push::Fallback;
             },

@@ -83,7 +83,7 @@ use core::mem;
 pub struct Sheaf {
     /// Objects held (`objects[..size]`, the newest last) while the sheaf is
     /// not installed; an installed sheaf's size is its CPU's
-    /// `KmemCacheCpu::sheaf_size`, which the sequences' commits change.
+    /// `KmemCacheCpu::sheaf_size()`, whose `sheaf_top` the sequences' commits change.
     pub size: usize,
     /// The next sheaf on a barn list (under the barn's lock).
     pub next: *mut Sheaf,
@@ -110,6 +110,12 @@ static NO_SHEAF: NoSheaf = NoSheaf(Sheaf {
     capacity: 0,
     objects: [],
 });
+
+/// The object slots of sheaf `sh` (`&objects[0]`; no access).
+#[inline(always)]
+pub(crate) fn sheaf_slots(sh: *mut Sheaf) -> *mut *mut u8 {
+    sh.wrapping_byte_add(core::mem::offset_of!(Sheaf, objects)) as *mut *mut u8
+}
 
 /// What a CPU without a sheaf has installed (see `NO_SHEAF`).
 #[inline(always)]
@@ -228,14 +234,14 @@ impl<P: Platform> Kmem<P> {
                     return false; // No page for a sheaf.
                 }
                 c.sheaf.store(spare, Ordering::Release);
-                c.sheaf_size.store(0, Ordering::Relaxed);
+                c.set_sheaf_size(0);
                 sh = mem::replace(&mut spare, ptr::null_mut());
             }
             // The installed sheaf's size is the cpu structure's.
-            let mut size = c.sheaf_size.load(Ordering::Relaxed);
+            let mut size = c.sheaf_size();
             // SAFETY: the sheaf is ours while its sequences are stopped.
             let double = unsafe {
-                if size > 0 && *Self::sheaf_slots(sh).add(size - 1) == obj {
+                if size > 0 && *sheaf_slots(sh).add(size - 1) == obj {
                     true
                 } else {
                     if size >= (*sh).capacity {
@@ -245,19 +251,19 @@ impl<P: Platform> Kmem<P> {
                             sh = mem::replace(&mut spare, ptr::null_mut());
                             size = 0;
                         } else {
-                            let objects = Self::sheaf_slots(sh);
+                            let objects = sheaf_slots(sh);
                             nr_out = size.div_ceil(2);
                             ptr::copy_nonoverlapping(objects, out.as_mut_ptr(), nr_out);
                             ptr::copy(objects.add(nr_out), objects, size - nr_out);
                             size -= nr_out;
                         }
                     }
-                    *Self::sheaf_slots(sh).add(size) = obj;
+                    *sheaf_slots(sh).add(size) = obj;
                     size += 1;
                     false
                 }
             };
-            c.sheaf_size.store(size, Ordering::Relaxed);
+            c.set_sheaf_size(size);
             double
         };
         if !spare.is_null() {
@@ -293,7 +299,7 @@ impl<P: Platform> Kmem<P> {
             let _guard = self.cpu_lock(c, cpu);
             let sh = c.sheaf.load(Ordering::Relaxed);
             // The installed sheaf's size is the cpu structure's.
-            let size = c.sheaf_size.load(Ordering::Relaxed);
+            let size = c.sheaf_size();
             if size > 1 {
                 return true;
             }
@@ -309,12 +315,12 @@ impl<P: Platform> Kmem<P> {
             };
             c.sheaf.store(full, Ordering::Release);
             // SAFETY: a full sheaf of the barn, ours now.
-            c.sheaf_size.store(unsafe { (*full).size }, Ordering::Relaxed);
+            c.set_sheaf_size(unsafe { (*full).size });
             if sh != no_sheaf() {
                 // SAFETY: detached above, under the lock; at most one object.
                 unsafe {
                     if size == 1 {
-                        last = *Self::sheaf_slots(sh);
+                        last = *sheaf_slots(sh);
                     }
                     (*sh).size = 0;
                 }
@@ -336,10 +342,6 @@ impl<P: Platform> Kmem<P> {
     ///
     /// # Safety
     /// `sh` is a live sheaf.
-    unsafe fn sheaf_slots(sh: *mut Sheaf) -> *mut *mut u8 {
-        // SAFETY: caller contract.
-        unsafe { ptr::addr_of_mut!((*sh).objects) as *mut *mut u8 }
-    }
 
     /// An empty sheaf of `s`: one of node `n`'s barn, else a new page. Null
     /// if there is no page.
@@ -424,7 +426,7 @@ impl<P: Platform> Kmem<P> {
                 }
                 // SAFETY: detached above: its objects and page are ours.
                 unsafe {
-                    let objs = core::slice::from_raw_parts(Self::sheaf_slots(sh), (*sh).size);
+                    let objs = core::slice::from_raw_parts(sheaf_slots(sh), (*sh).size);
                     self.free_to_slabs(s, objs);
                     self.free_page(sh as usize);
                 }
@@ -466,14 +468,15 @@ impl<P: Platform> Kmem<P> {
         let mut out = [ptr::null_mut::<u8>(); MAX_SHEAF_CAPACITY];
         let (sh, n) = {
             let _guard = self.cpu_lock(c, cpu);
+            // Detached under the lock with the sequences stopped; no
+            // sequence can reach it any more. Its size was the cpu
+            // structure's.
+            let n = c.sheaf_size();
             let sh = c.sheaf.swap(no_sheaf(), Ordering::AcqRel);
             if sh == no_sheaf() {
                 return;
             }
-            // Detached under the lock with the sequences stopped; no
-            // sequence can reach it any more. Its size was the cpu
-            // structure's.
-            let n = c.sheaf_size.swap(0, Ordering::Relaxed);
+            c.set_sheaf_size(0);
             // SAFETY: as above; `n` objects follow the header.
             unsafe {
                 ptr::copy_nonoverlapping(
@@ -492,7 +495,7 @@ impl<P: Platform> Kmem<P> {
 
     /// Objects in `c`'s sheaf (the caller holds `c`'s cpu lock).
     pub(crate) fn sheaf_objects(c: &KmemCacheCpu) -> usize {
-        c.sheaf_size.load(Ordering::Acquire)
+        c.sheaf_size()
     }
 
     /// Give objects of `s` back to their slabs: one `__slab_free` per run of
