@@ -501,7 +501,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         // `Kmem::kfree_page`, with nothing loaded from the machine on the fast path.
         // SAFETY: kmalloc memory of the default machine (caller contract; kfree reports misuse), on the page
         // `mem_map + pfn`; the machine's rseq offset.
-        match unsafe { Kmem::<HostedPlatform>::kfree_fast(p, lm.mem_map.wrapping_add(pfn), lm.rseq_area) } {
+        match unsafe { Kmem::<HostedPlatform>::kfree_fast(p, lm.mem_map.add(pfn), lm.rseq_area) } {
             Ok(()) => return,
             // SAFETY: as above; the fast path did nothing (a double free is not tried again: on another
             // CPU the sequence would not see it).

@@ -503,12 +503,12 @@ impl<P: Platform> Kmem<P> {
     /// can tell inline (below). Otherwise nothing is done and the `Err` says
     /// what [`Kmem::kfree_finish`] does with it.
     ///
-    /// Objects of power-of-two caches sit at multiples of their size from
-    /// the slab's start, which is aligned at least as much: `p` is an object
-    /// start iff it is aligned to the size. `kfree_mask` folds that test and
-    /// "non-debug, power of two" into one. Where it fails, `kfree_multiple`
-    /// tests the offset from the slab's first object (`kmalloc-96`,
-    /// `kmalloc-192`); other pointers take the exact check out of line.
+    /// The check: `p`'s offset from its slab's first object, which every
+    /// page of a slab records (`page.private`, SLAB's `s_mem`), must be a
+    /// multiple of the object size below the slab's end: one multiply,
+    /// rotate and compare for every size (`MultipleTest`), so a program
+    /// freeing objects of many sizes takes the same branch every time.
+    /// Pointers of debug caches take the exact check out of line.
     ///
     /// # Safety
     /// As [`Kmem::kfree`]; `p` lies in the linear map and `page` is the
@@ -803,7 +803,8 @@ impl<P: Platform> Kmem<P> {
 
 /// The cache of `p` if `p` is an object start that `kfree`'s fast path can
 /// tell inline (see [`Kmem::kfree_fast`]): `page`, its page, is a slab page
-/// of a non-debug cache whose `kfree_mask` or `kfree_multiple` passes `p`.
+/// of a non-debug cache whose `kfree_test` passes `p`'s offset from the
+/// slab's first object.
 /// None says nothing about `p`: the exact checks are out of line.
 ///
 /// # Safety
@@ -816,8 +817,19 @@ pub(crate) unsafe fn slab_object_inline<'a>(p: *const u8, page: *mut Page) -> Op
     // a non-null `mapping` is the slab test, as the kernel's
     // `folio_test_slab` is a test of the page's type word rather than of
     // its flags, and it is the load the fast path needs anyway.
+    // Every page of a slab also records the slab's first object in
+    // `private` (0 for caches whose test is `NEVER`, which then fails as `p`
+    // is not null); both words are read at once.
     // SAFETY: caller contract: a descriptor of the memmap.
-    let s = unsafe { (*page).mapping } as *const KmemCache;
+    // (A volatile read keeps the load of `private` beside that of `mapping`,
+    // where both use the page's address as an operand; sunk below the null
+    // test, it would cost an instruction to form that address.)
+    let (s, first) = unsafe {
+        (
+            (*page).mapping as *const KmemCache,
+            ptr::read_volatile(ptr::addr_of!((*page).private)),
+        )
+    };
     if s.is_null() {
         return None;
     }
@@ -825,19 +837,8 @@ pub(crate) unsafe fn slab_object_inline<'a>(p: *const u8, page: *mut Page) -> Op
     debug_assert!(unsafe { (*page).test(PG_SLAB | PG_SLAB_TAIL) });
     // SAFETY: slab pages record their (live) cache.
     let s = unsafe { &*s };
-    if (p as usize) & s.kfree_mask != 0 {
-        // A cache of one-page slabs of, say, 96-byte objects: the pointer's
-        // offset from the slab's first object must be a multiple of the
-        // size below the slab's end (a wrapped negative offset fails too).
-        // Other caches' test is `NEVER`. The linear map starts on a page
-        // boundary.
-        let in_page = (p as usize) & (PAGE_SIZE - 1);
-        // SAFETY: any descriptor's spare bytes may be read; those of a
-        // one-page slab's page (its head) are its colour.
-        let off = in_page.wrapping_sub(unsafe { crate::slab::slab_colour(page) });
-        if !s.kfree_multiple.test(off as u64) {
-            return None;
-        }
+    if !s.kfree_test.test_at(first as u64, p as u64) {
+        return None;
     }
     Some(s)
 }

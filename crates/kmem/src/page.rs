@@ -75,7 +75,9 @@ pub struct Page {
     pub refcount: AtomicI32,
     /// List links: buddy/pcp free lists, or the owner's lists.
     pub lru: ListHead,
-    /// Owner's private word (`page->private`).
+    /// Owner's private word (`page->private`). Every page of a slab holds
+    /// the slab's first object there (SLAB's `s_mem`; `kfree` checks pointers
+    /// against it), or 0 for a cache `kfree` checks out of line.
     pub private: usize,
     /// Order of the free block or of the allocation this page heads.
     pub order: u8,

@@ -7,7 +7,8 @@
 //! (`obj_to_index`) instead of a `div` instruction, whose latency is tens of
 //! cycles. kmem does the same where a hot path divides by the object size:
 //! `kfree`'s exact check of a pointer into a cache whose objects are not a
-//! power of two (`kmalloc-96`, `kmalloc-192`).
+//! power of two (`kmalloc-96`, `kmalloc-192`) when the inline test
+//! ([`MultipleTest`]) could not decide.
 //!
 //! The method (Granlund and Montgomery, as in the kernel): for a divisor
 //! `d > 0` with `l = fls(d - 1)`, let `m = 2^32 * (2^l - d) / d + 1`,
@@ -46,30 +47,49 @@ impl ReciprocalValue {
 }
 
 /// "Is `x` one of `0, d, 2d, ..., (n - 1)d`?" in a multiply, a rotate and a
-/// compare, without a division: `kfree`'s inline check of a pointer into a
-/// slab of non-power-of-two objects (`kmalloc-96`, `kmalloc-192`).
+/// compare, without a division: `kfree`'s inline check of a pointer's
+/// offset from its slab's first object, one test for every object size.
 ///
 /// The method (Granlund and Montgomery, "Division by invariant integers
 /// using multiplication", section 9): with `d = m * 2^k`, `m` odd, and `inv`
 /// the inverse of `m` modulo 2^64, `(x * inv)` rotated right by `k` is `x / d`
 /// when `d` divides `x`, and above `(2^64 - 1) / d` when it does not; so one
 /// unsigned comparison with `n - 1` (at most that bound) answers both "a
-/// multiple" and "below `n * d`". `NEVER` answers no for every nonzero `x`.
+/// multiple" and "below `n * d`". Here the rotation is the constant
+/// [`MultipleTest::ROT`] for every `d` (an immediate operand, no load of
+/// `k`): the multiplier carries the difference, `inv * 2^(ROT - k)`. Then
+/// `(x * inv)` rotated by `ROT` is `x / d` for multiples, and `x * inv`
+/// equals `j * 2^ROT` only if `x ≡ j * d` modulo `2^(64 - ROT + k)`: exact
+/// for every offset `x` with `|x| < 2^40` (as a signed number) when
+/// `n * d <= 2^40`, which a slab's offsets are. `NEVER` answers no for every
+/// nonzero `x`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MultipleTest {
-    inv: u64,
-    k: u32,
+    /// `-(inv * 2^(ROT - k))`: [`MultipleTest::test_at`] multiplies the
+    /// negated offset, so the caller subtracts into the loaded base.
+    neg_inv: u64,
     max: u64,
 }
 
 impl MultipleTest {
-    /// No nonzero `x` passes.
-    pub const NEVER: Self = MultipleTest { inv: 1, k: 0, max: 0 };
+    /// The rotation: divisors with more than `ROT` trailing zero bits have
+    /// no test.
+    pub const ROT: u32 = 20;
 
-    /// The test for multiples of `d` below `n * d`; `d` and `n` nonzero.
-    pub const fn new(d: u64, n: u64) -> Self {
-        assert!(d != 0 && n != 0 && n - 1 <= u64::MAX / d);
+    /// No nonzero `x` passes.
+    pub const NEVER: Self = MultipleTest {
+        neg_inv: u64::MAX,
+        max: 0,
+    };
+
+    /// The test for multiples of `d` below `n * d`, for `d` and `n` nonzero
+    /// with `n * d <= 2^40`; None if `d` has more than `ROT` trailing zeros.
+    pub const fn new(d: u64, n: u64) -> Option<Self> {
+        assert!(d != 0 && n != 0 && n <= (1 << 40) / d);
         let k = d.trailing_zeros();
+        if k > Self::ROT {
+            return None;
+        }
         let m = d >> k;
         // Newton's iteration doubles the correct low bits: m is its own
         // inverse modulo 2^3, and five steps reach 2^96.
@@ -79,19 +99,33 @@ impl MultipleTest {
             inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
             i += 1;
         }
-        MultipleTest { inv, k, max: n - 1 }
+        Some(MultipleTest {
+            neg_inv: (inv << (Self::ROT - k)).wrapping_neg(),
+            max: n - 1,
+        })
     }
 
     /// Whether `x` is `i * d` for some `i < n`.
     #[inline(always)]
     pub const fn test(self, x: u64) -> bool {
-        x.wrapping_mul(self.inv).rotate_right(self.k) <= self.max
+        self.test_at(0, x)
+    }
+
+    /// Whether `x - base` is `i * d` for some `i < n` (an object start of a
+    /// slab whose first object is at `base`).
+    #[inline(always)]
+    pub const fn test_at(self, base: u64, x: u64) -> bool {
+        base.wrapping_sub(x)
+            .wrapping_mul(self.neg_inv)
+            .rotate_right(Self::ROT)
+            <= self.max
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec;
 
     #[test]
     fn multiples_exactly() {
@@ -101,19 +135,38 @@ mod tests {
             (24, 170),
             (3, 1000),
             (64, 64),
+            (8, 512),
+            (8192, 4),
+            (1 << 20, 2),
+            (3 << 20, 2),
             (1, 7),
             (200, 20),
         ] {
-            let t = MultipleTest::new(d, n);
+            let t = MultipleTest::new(d, n).unwrap();
+            let exact = |x: u64| x % d == 0 && x / d < n;
             for x in 0..(1u64 << 16) {
-                assert_eq!(t.test(x), x % d == 0 && x / d < n, "{x} against {d} x {n}");
+                assert_eq!(t.test(x), exact(x), "{x} against {d} x {n}");
             }
-            for x in [u64::MAX, u64::MAX - d + 1, 1 << 63, (n - 1) * d, n * d] {
-                assert_eq!(t.test(x), x % d == 0 && x / d < n, "{x} against {d} x {n}");
+            // Offsets up to 2^40 either side: around the multiples, the
+            // slab's end, powers of two, and negative ones.
+            let mut xs = vec![(n - 1) * d, n * d, n * d + d, 1 << 39, (1 << 40) - 1];
+            for j in [1u64, 2, n - 1, n, n + 1, 1 << 20, (1 << 40) / d] {
+                for delta in [0u64, 1, d / 2, d - 1] {
+                    xs.push((j * d).wrapping_add(delta));
+                    xs.push((j * d).wrapping_sub(delta));
+                }
+            }
+            for x in xs {
+                assert_eq!(t.test(x), exact(x), "{x} against {d} x {n}");
+                let neg = x.wrapping_neg();
+                assert_eq!(t.test(neg), neg == 0, "-{x} against {d} x {n}");
             }
         }
+        assert_eq!(MultipleTest::new(1 << 21, 2), None);
         for x in 1..(1u64 << 16) {
             assert!(!MultipleTest::NEVER.test(x));
+            assert!(!MultipleTest::NEVER.test(x.wrapping_neg()));
+            assert!(!MultipleTest::NEVER.test(x << 40));
         }
     }
 

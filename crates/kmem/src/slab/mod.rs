@@ -41,6 +41,7 @@ use crate::list::ListHead;
 use crate::machine::{Kmem, MAX_NUMNODES};
 use crate::page::{flags::*, get_order, Page, PAGE_SIZE};
 use crate::platform::Platform;
+use crate::reciprocal_div::MultipleTest;
 use crate::spinlock::SpinLock;
 use crate::vmscan::{ShrinkControl, Shrinker};
 use crate::AllocError;
@@ -352,20 +353,17 @@ pub struct KmemCache {
     pub(crate) init_on_alloc: u8,
     /// `slab_want_init_on_free` precomputed: wipe objects on free (`init_on_free=1`).
     pub(crate) init_on_free: bool,
-    /// `kfree`'s one-test object check: for a non-debug cache of power-of-two
-    /// objects a pointer is an object start iff `p & kfree_mask == 0`; other
-    /// caches have all bits set, sending every pointer to the exact check.
-    pub(crate) kfree_mask: usize,
     /// `reciprocal_value(size)`: offsets in a slab to object indices
     /// without a `div` (`obj_to_index`).
     pub(crate) reciprocal_size: crate::reciprocal_div::ReciprocalValue,
-    /// `kfree`'s inline check where `kfree_mask` cannot answer: for a
-    /// non-debug cache of non-power-of-two objects whose slabs are all one
-    /// page, whether an offset from the slab's first object (the pointer's
-    /// offset in its page less the slab's colour) is an object start
-    /// (`MultipleTest` of the size and the objects per slab); `NEVER` for
-    /// the other caches, which take the exact check out of line.
-    pub(crate) kfree_multiple: crate::reciprocal_div::MultipleTest,
+    /// `kfree`'s inline object check: for a non-debug cache, whether the
+    /// offset of a pointer from its slab's first object (which every page of
+    /// the slab records in `private`) is a multiple of the size below the
+    /// slab's objects (`MultipleTest`); `NEVER` for the other caches, whose
+    /// slab pages record 0 there, so every pointer takes the exact check out
+    /// of line. One test for every size, so the branch on it goes the same
+    /// way whatever mix of caches a program frees to.
+    pub(crate) kfree_test: MultipleTest,
     /// Nonzero if a handed-out object needs work on the fast path besides
     /// `__GFP_ZERO`: always zeroing (`init_on_alloc`) or clearing the free
     /// pointer of a wiped object (`init_on_free`). One test covers both.
@@ -511,6 +509,29 @@ pub unsafe fn slab_colour(slab: *const Page) -> usize {
     // SAFETY: caller contract.
     let b = unsafe { (*slab).spare };
     u16::from_le_bytes([b[0], b[1]]) as usize * CACHE_LINE
+}
+
+/// The number of slabs in a cpu partial chain, kept by its first slab
+/// (`slab->slabs`). As in the kernel it overlays the list links' second
+/// word, unused while the slab is chained through `lru.next`; a slab's
+/// `private` holds its first object's address (`slab_object_inline`).
+///
+/// # Safety
+/// `slab` is the first slab of a cpu partial chain, under its CPU's lock.
+#[inline(always)]
+pub(crate) unsafe fn cpu_partial_slabs(slab: *mut Page) -> usize {
+    // SAFETY: caller contract.
+    unsafe { (*slab).lru.prev as usize }
+}
+
+/// Set what [`cpu_partial_slabs`] reads.
+///
+/// # Safety
+/// As [`cpu_partial_slabs`].
+#[inline(always)]
+pub(crate) unsafe fn set_cpu_partial_slabs(slab: *mut Page, slabs: usize) {
+    // SAFETY: caller contract.
+    unsafe { (*slab).lru.prev = slabs as *mut ListHead };
 }
 
 /// Page flag: the slab is on its node's partial list (`PG_workingset` in the kernel).
@@ -1155,24 +1176,22 @@ impl<P: Platform> Kmem<P> {
                         && !has_ctor
                         && !flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON),
                     alloc_hooks: 0,
-                    kfree_mask: if !flags.intersects(SLAB_DEBUG_FLAGS)
-                        && sz.is_power_of_two()
-                        && red_left_pad == 0
-                    {
-                        sz - 1
-                    } else {
-                        usize::MAX
-                    },
                     reciprocal_size: crate::reciprocal_div::ReciprocalValue::new(sz as u32),
-                    kfree_multiple: if !flags.intersects(SLAB_DEBUG_FLAGS)
-                        && !sz.is_power_of_two()
-                        && red_left_pad == 0
-                        && oo.order == 0
-                        && min.order == 0
-                    {
-                        crate::reciprocal_div::MultipleTest::new(sz as u64, oo.objects as u64)
-                    } else {
-                        crate::reciprocal_div::MultipleTest::NEVER
+                    kfree_test: match MultipleTest::new(
+                        sz as u64,
+                        // A slab of the fallback order may have room after
+                        // its last object where one of the preferred order
+                        // has another: below that, a pointer of the room is
+                        // not taken for an object. Power-of-two objects fill
+                        // their slabs.
+                        if oo.order == min.order || sz.is_power_of_two() {
+                            oo.objects
+                        } else {
+                            min.objects
+                        } as u64,
+                    ) {
+                        Some(t) if !flags.intersects(SLAB_DEBUG_FLAGS) && red_left_pad == 0 => t,
+                        _ => MultipleTest::NEVER,
                     },
                 },
             );

@@ -323,8 +323,8 @@ impl<P: Platform> Kmem<P> {
                 if next.is_null() {
                     // nothing
                 } else {
-                    // SAFETY: the chain head keeps the count in `private`.
-                    unsafe { (*next).private = (*part).private.saturating_sub(1) };
+                    // SAFETY: the chain head keeps the count (`cpu_partial_slabs`).
+                    unsafe { set_cpu_partial_slabs(next, cpu_partial_slabs(part).saturating_sub(1)) };
                 }
                 if !self.node_match(part, nid) {
                     // SAFETY: an unfrozen slab of this cache, off every list.
@@ -690,7 +690,14 @@ impl<P: Platform> Kmem<P> {
                     Self::remove_partial(&mut nl, slab);
                     let head = c.partial.load(Ordering::Acquire);
                     (*slab).lru.next = head as *mut ListHead;
-                    (*slab).private = if head.is_null() { 1 } else { (*head).private + 1 };
+                    set_cpu_partial_slabs(
+                        slab,
+                        if head.is_null() {
+                            1
+                        } else {
+                            cpu_partial_slabs(head) + 1
+                        },
+                    );
                     c.partial.store(slab, Ordering::Release);
                     moved += 1;
                 }
@@ -748,16 +755,24 @@ impl<P: Platform> Kmem<P> {
             (*slab).spare[1] = lines[1];
         }
         let base = self.slab_base(slab);
+        // The first object's address where `kfree` checks pointers inline
+        // against it (`slab_object_inline`), in every page of the slab.
+        let s_mem = if s.kfree_test == MultipleTest::NEVER {
+            0
+        } else {
+            s.object_at(base, 0) as usize
+        };
         // SAFETY: a fresh compound allocation we own.
         unsafe {
             (*slab).mapping = s as *const KmemCache as usize;
             (*slab).set(PG_SLAB);
             (*slab).lru.next = ptr::null_mut();
-            (*slab).private = 0;
+            (*slab).private = s_mem;
             for i in 1..1usize << oo.order {
                 let tail = slab.add(i);
                 (*tail).set(PG_SLAB_TAIL);
                 (*tail).mapping = s as *const KmemCache as usize;
+                (*tail).private = s_mem;
             }
         }
         let objects = oo.objects as usize;
@@ -842,6 +857,7 @@ impl<P: Platform> Kmem<P> {
                 let tail = slab.add(i);
                 (*tail).clear(PG_SLAB_TAIL);
                 (*tail).mapping = 0;
+                (*tail).private = 0;
             }
             (*slab).mapping = 0;
             (*slab).index = 0;
@@ -1410,7 +1426,7 @@ impl<P: Platform> Kmem<P> {
             0
         } else {
             // SAFETY: the chain is ours under the lock.
-            unsafe { (*old).private }
+            unsafe { cpu_partial_slabs(old) }
         };
         if !old.is_null() && slabs >= s.cpu_partial_slabs {
             to_flush = old;
@@ -1420,7 +1436,7 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: `slab` is ours to link.
         unsafe {
             (*slab).lru.next = old as *mut ListHead;
-            (*slab).private = slabs + 1;
+            set_cpu_partial_slabs(slab, slabs + 1);
         }
         c.partial.store(slab, Ordering::Release);
         CpuStats::inc(&c.stat.cpu_partial_free);
