@@ -143,7 +143,7 @@ mod tests {
             (200, 20),
         ] {
             let t = MultipleTest::new(d, n).unwrap();
-            let exact = |x: u64| x % d == 0 && x / d < n;
+            let exact = |x: u64| x.is_multiple_of(d) && x / d < n;
             for x in 0..(1u64 << 16) {
                 assert_eq!(t.test(x), exact(x), "{x} against {d} x {n}");
             }

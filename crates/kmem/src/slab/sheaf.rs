@@ -338,11 +338,6 @@ impl<P: Platform> Kmem<P> {
         true
     }
 
-    /// The object slots of sheaf `sh`.
-    ///
-    /// # Safety
-    /// `sh` is a live sheaf.
-
     /// An empty sheaf of `s`: one of node `n`'s barn, else a new page. Null
     /// if there is no page.
     fn get_empty_sheaf(&self, s: &KmemCache, n: &KmemCacheNode) -> *mut Sheaf {
