@@ -919,8 +919,10 @@ impl<P: Platform> Kmem<P> {
         }
         // Outside the cpu slab (a batch of frees is mostly that): the sheaf,
         // once the object is known to be one of `s` (its slab is known, or
-        // `kfree`'s inline check passes and names `s`), as `kfree` does.
-        if s.sheaf_capacity != 0 && (!slab.is_null() || self.is_object_inline(s, obj)) {
+        // `kfree`'s inline check passes and names `s`), as `kfree` does. A
+        // cache without sheaves has a `sheaf_limit` the sequence never
+        // passes, so it needs no test here: its frees take the slow path.
+        if !slab.is_null() || self.is_object_inline(s, obj) {
             // SAFETY: as above; `obj` is a checked object of `s`.
             match unsafe { rseq::sheaf_push(s.rseq_area, s, obj) } {
                 rseq::Push::Done => return,
