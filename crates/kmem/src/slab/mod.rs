@@ -38,7 +38,7 @@ pub mod slub;
 
 use crate::gfp::*;
 use crate::list::ListHead;
-use crate::machine::{Kmem, MAX_NUMNODES};
+use crate::machine::Kmem;
 use crate::page::{flags::*, get_order, Page, PAGE_SIZE};
 use crate::platform::Platform;
 use crate::reciprocal_div::MultipleTest;
@@ -230,6 +230,8 @@ impl KmemCacheCpu {
 const _: () = {
     assert!(core::mem::offset_of!(KmemCacheCpu, sheaf_floor) + 8 <= 64);
     assert!(core::mem::size_of::<KmemCacheCpu>() == 128);
+    // The node array follows the cpu array, aligned.
+    assert!(core::mem::align_of::<KmemCacheNode>() <= core::mem::align_of::<KmemCacheCpu>());
 };
 
 /// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset,
@@ -339,7 +341,12 @@ pub struct KmemCache {
     /// Link in the machine's list of caches (`slab_caches`).
     pub(crate) list: ListHead,
     /// Node lists.
-    pub(crate) node: [KmemCacheNode; MAX_NUMNODES],
+    /// Per-node state, `nr_node_ids` entries after the cpu array in the
+    /// cache's object (the kernel sizes `struct kmem_cache` by
+    /// `nr_node_ids` too): a one-node machine's caches carry one.
+    node: *const KmemCacheNode,
+    /// Entries at `node`.
+    nr_nodes: usize,
     /// The cache's shrinker.
     pub(crate) shrinker: Shrinker,
     /// The machine (type-erased `*const Kmem<P>`), for the shrinker.
@@ -422,7 +429,13 @@ impl KmemCache {
     /// A node's lists.
     #[inline(always)]
     pub fn node(&self, nid: usize) -> &KmemCacheNode {
-        &self.node[nid]
+        assert!(
+            nid < self.nr_nodes,
+            "node {nid} of a cache of {} nodes",
+            self.nr_nodes
+        );
+        // SAFETY: `nr_nodes` initialised entries live as long as the cache.
+        unsafe { &*self.node.add(nid) }
     }
 
     /// Read an object's free pointer.
@@ -766,8 +779,13 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// Bytes of a `KmemCache` object of this machine: the structure, then
-    /// its cpu array (`CPU_ARRAY_OFFSET`).
+    /// its cpu array (`CPU_ARRAY_OFFSET`), then its node array.
     pub(crate) fn kmem_cache_object_size(&self) -> usize {
+        self.kmem_cache_node_offset() + self.nr_nodes * core::mem::size_of::<KmemCacheNode>()
+    }
+
+    /// Offset of a cache's node array in its object: after the cpu array.
+    fn kmem_cache_node_offset(&self) -> usize {
         CPU_ARRAY_OFFSET + self.cpu_array_layout().1 * core::mem::size_of::<KmemCacheCpu>()
     }
 
@@ -1143,19 +1161,8 @@ impl<P: Platform> Kmem<P> {
                     name: nm,
                     name_len: n,
                     list: ListHead::new(),
-                    node: [const {
-                        KmemCacheNode {
-                            list_lock: SpinLock::new(NodeLists {
-                                partial: ListHead::new(),
-                                nr_partial: 0,
-                                full: ListHead::new(),
-                            }),
-                            nr_slabs: AtomicUsize::new(0),
-                            total_objects: AtomicUsize::new(0),
-                            barn: SpinLock::new(sheaf::Barn::new()),
-                            barn_full: AtomicUsize::new(0),
-                        }
-                    }; MAX_NUMNODES],
+                    node: (s as *mut u8).add(self.kmem_cache_node_offset()) as *const KmemCacheNode,
+                    nr_nodes: self.nr_nodes,
                     shrinker: Shrinker::new("slab", slab_shrink_count::<P>, slab_shrink_scan::<P>)
                         .with_private(s as *mut ()),
                     machine: self as *const Kmem<P> as *const (),
@@ -1197,8 +1204,23 @@ impl<P: Platform> Kmem<P> {
             );
             (*s).alloc_hooks =
                 ((*s).init_on_alloc == 2 || ((*s).init_on_free && (*s).freeptr_inside())) as u8;
-            for nid in 0..MAX_NUMNODES {
-                let nl = (*s).node[nid].list_lock.data_ptr();
+            for nid in 0..self.nr_nodes {
+                let n = (*s).node.add(nid) as *mut KmemCacheNode;
+                ptr::write(
+                    n,
+                    KmemCacheNode {
+                        list_lock: SpinLock::new(NodeLists {
+                            partial: ListHead::new(),
+                            nr_partial: 0,
+                            full: ListHead::new(),
+                        }),
+                        nr_slabs: AtomicUsize::new(0),
+                        total_objects: AtomicUsize::new(0),
+                        barn: SpinLock::new(sheaf::Barn::new()),
+                        barn_full: AtomicUsize::new(0),
+                    },
+                );
+                let nl = (*n).list_lock.data_ptr();
                 ListHead::init(ptr::addr_of_mut!((*nl).partial));
                 ListHead::init(ptr::addr_of_mut!((*nl).full));
             }
