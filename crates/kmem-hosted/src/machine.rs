@@ -129,6 +129,11 @@ impl Machine {
                 return Err(MachineError::Boot(e));
             }
         };
+        discard_zero_pages(
+            &ram,
+            kmem.as_ptr() as usize,
+            core::mem::size_of::<Kmem<HostedPlatform>>(),
+        );
         let mut m = Machine {
             kmem,
             kswapd: Vec::new(),
@@ -232,6 +237,28 @@ impl Drop for Machine {
         // SAFETY: the window was reserved at boot and the machine that used
         // it is gone.
         let _ = unsafe { self.ram.release_window(start, size) };
+    }
+}
+
+/// Give the host back the pages of `[addr, addr + len)` in RAM that hold
+/// nothing but zeroes: they read as zeroes all the same (`HostRam::discard`).
+/// The boot writes the machine structure (`Kmem`, 65 kB, in boot memory) as
+/// one value, zero-filled state tables included: its tables for absent
+/// nodes, the highmem kmap state, the I/O resource tree. Those of its pages
+/// that stayed zero need no host memory until written (8 of its 17 pages on
+/// a one-node machine).
+fn discard_zero_pages(ram: &HostRam, addr: usize, len: usize) {
+    const PAGE: usize = 4096;
+    let first = addr.next_multiple_of(PAGE);
+    let end = (addr + len) & !(PAGE - 1);
+    for page in (first..end).step_by(PAGE) {
+        // SAFETY: the page lies inside the machine structure the boot just
+        // wrote, in mapped RAM; nothing else runs on the machine yet.
+        let words = unsafe { core::slice::from_raw_parts(page as *const u64, PAGE / 8) };
+        if words.iter().all(|&w| w == 0) {
+            // Best effort: a page that is not given back just stays.
+            let _ = ram.discard((page - ram.base()) as u64, PAGE as u64);
+        }
     }
 }
 
