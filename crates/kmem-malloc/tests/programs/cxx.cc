@@ -1,10 +1,13 @@
 // C++ under libkmalloc: new/delete (through libstdc++'s operator new, which
-// calls malloc), containers, strings, shared pointers, threads.
+// calls malloc), containers, strings, shared pointers, threads, and
+// exceptions (libstdc++ allocates them with malloc and unwinds through
+// libgcc_s, while libkmalloc carries its own private copy of the unwinder).
 #include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -47,6 +50,14 @@ static unsigned long work(int seed) {
     std::vector<std::shared_ptr<std::string>> shared;
     for (int i = 0; i < 10000; i++) shared.push_back(std::make_shared<std::string>(i % 300, 'x'));
     for (auto &s : shared) h += s->size();
+    for (int i = 0; i < 3000; i++) {
+        try {
+            if (i % 3 == 0) throw std::runtime_error("odd " + std::to_string(i));
+            h += (unsigned long)i;
+        } catch (const std::exception &e) {
+            h = (h ^ std::string(e.what()).size()) * 1099511628211ul;
+        }
+    }
     return h;
 }
 
