@@ -820,10 +820,10 @@ pub(crate) unsafe fn slab_object_inline<'a>(p: *const u8, page: *mut Page) -> Op
     // Every page of a slab also records the slab's first object in
     // `private` (0 for caches whose test is `NEVER`, which then fails as `p`
     // is not null); both words are read at once.
-    // SAFETY: caller contract: a descriptor of the memmap.
-    // (A volatile read keeps the load of `private` beside that of `mapping`,
+    // A volatile read keeps the load of `private` beside that of `mapping`,
     // where both use the page's address as an operand; sunk below the null
-    // test, it would cost an instruction to form that address.)
+    // test, it would cost an instruction to form that address.
+    // SAFETY: caller contract: a descriptor of the memmap.
     let (s, first) = unsafe {
         (
             (*page).mapping as *const KmemCache,

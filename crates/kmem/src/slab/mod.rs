@@ -1605,7 +1605,7 @@ impl<P: Platform> Kmem<P> {
             // In rseq mode this also stops the fast paths, so the walk is exact.
             let _g = self.cpu_lock(c, cpu);
             // Objects in the sheaf are free.
-            free += Self::sheaf_objects(c);
+            free += c.sheaf_size();
             // Objects on the cpu freelist are free.
             let (mut p, _) = c.fl.load();
             let mut guard = 0;

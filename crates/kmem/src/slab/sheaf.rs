@@ -315,7 +315,8 @@ impl<P: Platform> Kmem<P> {
             };
             c.sheaf.store(full, Ordering::Release);
             // SAFETY: a full sheaf of the barn, ours now.
-            c.set_sheaf_size(unsafe { (*full).size });
+            let full_size = unsafe { (*full).size };
+            c.set_sheaf_size(full_size);
             if sh != no_sheaf() {
                 // SAFETY: detached above, under the lock; at most one object.
                 unsafe {
@@ -486,11 +487,6 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.free_to_slabs(s, &out[..n]) };
         // SAFETY: the sheaf's page, detached above.
         unsafe { self.free_page(sh as usize) };
-    }
-
-    /// Objects in `c`'s sheaf (the caller holds `c`'s cpu lock).
-    pub(crate) fn sheaf_objects(c: &KmemCacheCpu) -> usize {
-        c.sheaf_size()
     }
 
     /// Give objects of `s` back to their slabs: one `__slab_free` per run of
