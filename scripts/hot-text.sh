@@ -8,7 +8,7 @@
 # neighbourhood ("fault-around"), so the executed functions scattered over
 # the library's 520 kB of code made almost all of it resident (384-448 kB in
 # a small program that preloads it), most of that std's backtrace symbolizer
-# and error paths that never run. Packed together (about 190 kB), only their
+# and error paths that never run. Packed together (about 195 kB), only their
 # own windows are mapped.
 #
 # How: each workload runs under valgrind's callgrind with libkmalloc
