@@ -236,7 +236,7 @@ extern "C" fn kmain(start_info: u32) -> ! {
         page_offset: paging::PAGE_OFFSET,
         ram_zeroed: false,
         reserved,
-        params,
+        params: &params,
         vmalloc_window: Some((paging::VMALLOC_START, paging::VMALLOC_SIZE)),
     };
     // SAFETY: every RAM range of `e820` is mapped at PAGE_OFFSET + phys by the linear map, for good; the

@@ -83,9 +83,8 @@ impl Machine {
             return Err(MachineError::MemoryMap("mem= must be at least 2M"));
         }
         let mut e820 = e820::pc_layout(ram_bytes);
-        let mut p = params;
-        p.mem = None;
-        e820.apply_params(&p)
+        // mem= sized the layout already.
+        e820.apply_params_mem(&params, None)
             .map_err(|_| MachineError::MemoryMap("invalid memmap="))?;
         // trim_bios_range: page 0 is BIOS data, never RAM to the kernel.
         e820.update(0, 4096, e820::E820Type::Ram, e820::E820Type::Reserved);
@@ -116,7 +115,7 @@ impl Machine {
             page_offset: ram.base(),
             ram_zeroed: true,
             reserved: &reserved,
-            params,
+            params: &params,
             vmalloc_window: Some(vmalloc_window),
         };
         // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the

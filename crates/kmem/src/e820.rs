@@ -463,13 +463,20 @@ impl E820Table {
     /// than two ranges, which makes the kernel panic. The table is left as the
     /// options made it in that case.
     pub fn apply_params(&mut self, p: &BootParams) -> Result<bool, E820Error> {
+        self.apply_params_mem(p, p.mem)
+    }
+
+    /// [`apply_params`](Self::apply_params) with `mem` in place of `p.mem`:
+    /// a host that already sized its RAM by `mem=` passes `None`, without a
+    /// copy of the parameters.
+    pub fn apply_params_mem(&mut self, p: &BootParams, mem: Option<u64>) -> Result<bool, E820Error> {
         let mut userdef = false;
         let limit = |t: &mut Self, size: u64| {
             t.remove(size, u64::MAX - size, Some(E820Type::Ram), true);
         };
         for (i, e) in p.memmap().iter().enumerate() {
             if i == p.mem_pos {
-                if let Some(m) = p.mem {
+                if let Some(m) = mem {
                     limit(self, m);
                 }
             }
@@ -494,7 +501,7 @@ impl E820Table {
             }
         }
         if p.mem_pos >= p.memmap().len() {
-            if let Some(m) = p.mem {
+            if let Some(m) = mem {
                 limit(self, m);
                 userdef = true;
             }

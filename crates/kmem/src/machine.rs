@@ -130,7 +130,7 @@ pub struct BootInfo<'a> {
     /// Physical ranges already in use (kernel image, page tables, boot data).
     pub reserved: &'a [(u64, u64)],
     /// The parsed boot command line.
-    pub params: BootParams,
+    pub params: &'a BootParams,
     /// The virtual window for vmalloc, `(start, size)`, reserved by the
     /// platform (`None`: no vmalloc).
     pub vmalloc_window: Option<(usize, usize)>,
@@ -653,7 +653,7 @@ impl<P: Platform> Kmem<P> {
                     nr_cpus,
                     state: AtomicU8::new(MachineState::Boot as u8),
                     memblock: SpinLock::new(mb),
-                    params,
+                    params: *params,
                     vm: VmTunables {
                         min_free_kbytes: AtomicUsize::new(0),
                         watermark_scale_factor: AtomicUsize::new(wsf),
