@@ -10,11 +10,16 @@
 //!   programs run, packed into one section ahead of `.text`. The host maps a
 //!   page fault's whole 64 KiB neighbourhood of a file, so code scattered
 //!   over the library kept almost all of its text resident; packed, only the
-//!   windows of the code that runs are.
+//!   windows of the code that runs are. GNU ld and LLD read its `INSERT`
+//!   script; with a linker that does not (mold), build with
+//!   `KMEM_MALLOC_NO_HOT_TEXT=1`.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=hot-text.ld");
+    println!("cargo:rerun-if-env-changed=KMEM_MALLOC_NO_HOT_TEXT");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/hot-text.ld");
+    if std::env::var_os("KMEM_MALLOC_NO_HOT_TEXT").is_none() {
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/hot-text.ld");
+    }
 }
