@@ -2,7 +2,8 @@
 //! `scripts/hot-text.sh`): the functions programs run sit together in
 //! `.text.kmem_hot`, so the host's 64 KiB fault-around windows map little of
 //! the rest of the library. An optimized build's functions only: a debug
-//! build inlines nothing, so these tests skip it.
+//! build inlines nothing, so these tests skip it, as they skip a build
+//! without the script (`KMEM_MALLOC_NO_HOT_TEXT`).
 
 mod common;
 use common::*;
@@ -11,6 +12,10 @@ use std::process::Command;
 fn optimized() -> bool {
     if cfg!(debug_assertions) {
         println!("skipped: a debug build (run with --release)");
+        return false;
+    }
+    if std::env::var_os("KMEM_MALLOC_NO_HOT_TEXT").is_some() {
+        println!("skipped: KMEM_MALLOC_NO_HOT_TEXT is set");
         return false;
     }
     true
