@@ -13,7 +13,9 @@
 //!   under the pool, see `kmem-bench-vmalloc`.
 //!
 //! Every figure is the median of a few repetitions after a warm-up, in
-//! nanoseconds of wall time. Single-thread cases run pinned to host CPU 0.
+//! nanoseconds of wall time; the competitors' repetitions of a case are
+//! interleaved ([`measure_interleaved`]). Single-thread cases run pinned to
+//! host CPU 0.
 
 use crate::objects::*;
 use crate::*;
@@ -87,11 +89,6 @@ pub struct Table {
     pub rows: Vec<(String, Vec<Option<f64>>)>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Median ns per operation of `run`, which performs `ops` operations.
 pub fn measure(reps: usize, ops: usize, mut run: impl FnMut()) -> f64 {
     run();
@@ -118,35 +115,52 @@ pub fn run(suite: Suite, s: Scale) -> Table {
     }
 }
 
-fn page_cases<A: PageAllocator>(a: &A, s: Scale) -> Vec<Option<f64>> {
-    pin_to_cpu(0);
+/// One repetition of each page-allocator case on `a` (`live`: the mixed
+/// case's live set).
+fn page_reps<'a, A: PageAllocator>(
+    a: &'a A,
+    live: &'a mut LiveSet<A::Block>,
+    s: Scale,
+) -> [Option<Rep<'a>>; 4] {
     let mut buf = Vec::with_capacity(1000);
-    let out = vec![
-        Some(measure(s.reps, s.pairs, || pair(a, 0, s.pairs))),
-        Some(measure(s.reps, s.pairs, || pair(a, 3, s.pairs))),
-        Some(measure(s.reps, s.batches * 1000, || {
+    [
+        timed(s.pairs, move || pair(a, 0, s.pairs)),
+        timed(s.pairs, move || pair(a, 3, s.pairs)),
+        timed(s.batches * 1000, move || {
             for _ in 0..s.batches {
                 batch(a, &mut buf, 1000, FreeOrder::Lifo);
             }
-        })),
-        {
-            let mut live = LiveSet::fill(a, MIXED_LIVE, 0x5eed);
-            let ns = measure(s.reps, s.pairs, || mixed(a, &mut live, s.pairs));
-            live.release(a);
-            Some(ns)
-        },
-    ];
-    a.drain();
-    unpin();
-    out
+        }),
+        timed(s.pairs, move || mixed(a, live, s.pairs)),
+    ]
+}
+
+/// Each case of `reps` (one row of competitors' repetitions per case),
+/// measured with [`measure_interleaved`]; rows of the result are cases.
+fn interleave<const N: usize>(s: Scale, mut reps: Vec<[Option<Rep<'_>>; N]>) -> Vec<Vec<Option<f64>>> {
+    (0..N)
+        .map(|case| {
+            let mut runs: Vec<_> = reps.iter_mut().map(|r| r[case].take()).collect();
+            measure_interleaved(s.reps, &mut runs)
+        })
+        .collect()
 }
 
 fn pages(s: Scale) -> Table {
     let m = Machine::boot(BENCH_CMDLINE).expect("boot");
-    let k = page_cases(&m, s);
-    drop(m);
     let heap = BsaHeap::new(BSA_BYTES);
-    let h = page_cases(&heap, s);
+    pin_to_cpu(0);
+    let mut k_live = LiveSet::fill(&m, MIXED_LIVE, 0x5eed);
+    let mut h_live = LiveSet::fill(&heap, MIXED_LIVE, 0x5eed);
+    let rows = interleave(
+        s,
+        vec![page_reps(&m, &mut k_live, s), page_reps(&heap, &mut h_live, s)],
+    );
+    k_live.release(&m);
+    h_live.release(&heap);
+    m.drain();
+    heap.drain();
+    unpin();
     let names = [
         "order-0 alloc+free pair",
         "order-3 alloc+free pair",
@@ -157,42 +171,44 @@ fn pages(s: Scale) -> Table {
         title: "page allocator (ns per operation)".into(),
         columns: vec!["kmem".into(), "bsa Heap".into()],
         kmem_columns: 1,
-        rows: names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.to_string(), vec![k[i], h[i]]))
-            .collect(),
+        rows: names.iter().map(|n| n.to_string()).zip(rows).collect(),
     }
 }
 
-fn obj_cases<A: ObjAllocator + Sync>(a: &A, s: Scale) -> Vec<Option<f64>> {
-    pin_to_cpu(0);
+/// Pair, batch (pinned to host CPU 0) and cross-thread repetitions on `a`.
+fn obj_reps<'a, A: ObjAllocator + Sync>(a: &'a A, s: Scale) -> [Option<Rep<'a>>; 3] {
     let mut buf = Vec::with_capacity(1000);
-    let p = measure(s.reps, s.pairs, || obj_pair(a, s.pairs));
-    let b = measure(s.reps, s.batches * 1000, || {
-        for _ in 0..s.batches {
-            obj_batch(a, &mut buf, 1000);
-        }
-    });
-    unpin();
-    obj_cross_thread(a, s.pairs / 10, (0, 1));
-    let x = median(
-        (0..s.reps)
-            .map(|_| obj_cross_thread(a, s.pairs, (0, 1)))
-            .collect(),
-    );
-    vec![Some(p), Some(b), Some(x)]
+    [
+        timed(s.pairs, move || obj_pair(a, s.pairs)),
+        timed(s.batches * 1000, move || {
+            for _ in 0..s.batches {
+                obj_batch(a, &mut buf, 1000);
+            }
+        }),
+        Some(Box::new(move || obj_cross_thread(a, s.pairs, (0, 1)))),
+    ]
 }
 
 fn objects(s: Scale) -> Table {
     const SIZE: usize = 64;
     let m = Machine::boot(BENCH_CMDLINE).expect("boot");
-    let cache = obj_cases(&KmemCacheObjs::new(&m, SIZE), s);
-    let kmalloc = obj_cases(&KmallocObjs::<SIZE>::new(&m), s);
-    drop(m);
-    let glibc = obj_cases(&Global::new(std::alloc::System, SIZE), s);
-    let mi = obj_cases(&Global::new(mimalloc::MiMalloc, SIZE), s);
-    let je = obj_cases(&Global::new(tikv_jemallocator::Jemalloc, SIZE), s);
+    let cache = KmemCacheObjs::new(&m, SIZE);
+    let kmalloc = KmallocObjs::<SIZE>::new(&m);
+    let glibc = Global::new(std::alloc::System, SIZE);
+    let mi = Global::new(mimalloc::MiMalloc, SIZE);
+    let je = Global::new(tikv_jemallocator::Jemalloc, SIZE);
+    let mut reps = [
+        obj_reps(&cache, s),
+        obj_reps(&kmalloc, s),
+        obj_reps(&glibc, s),
+        obj_reps(&mi, s),
+        obj_reps(&je, s),
+    ];
+    // The pair and the batch run pinned; the cross-thread case pins its threads.
+    pin_to_cpu(0);
+    let mut rows = interleave(s, reps.iter_mut().map(|r| [r[0].take(), r[1].take()]).collect());
+    unpin();
+    rows.extend(interleave(s, reps.iter_mut().map(|r| [r[2].take()]).collect()));
     let names = [
         "alloc+free pair, 64 B",
         "batch 1000 live 64 B, LIFO (per object)",
@@ -208,11 +224,7 @@ fn objects(s: Scale) -> Table {
             "jemalloc".into(),
         ],
         kmem_columns: 2,
-        rows: names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.to_string(), vec![cache[i], kmalloc[i], glibc[i], mi[i], je[i]]))
-            .collect(),
+        rows: names.iter().map(|n| n.to_string()).zip(rows).collect(),
     }
 }
 

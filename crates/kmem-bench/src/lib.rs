@@ -408,3 +408,61 @@ pub fn cpu_model() -> (String, usize) {
     let cpus = info.lines().filter(|l| l.starts_with("processor")).count();
     (model, cpus)
 }
+
+/// The median of `v` (the mean of the middle two for an even count).
+///
+/// # Panics
+/// If `v` is empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty(), "median of no values");
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One repetition of one competitor's case: runs it and returns its time
+/// per operation.
+pub type Rep<'a> = Box<dyn FnMut() -> f64 + 'a>;
+
+/// A [`Rep`] of `run`, which performs `ops` operations: its wall time in
+/// nanoseconds per operation.
+pub fn timed<'a>(ops: usize, mut run: impl FnMut() + 'a) -> Option<Rep<'a>> {
+    Some(Box::new(move || {
+        let t = std::time::Instant::now();
+        run();
+        t.elapsed().as_nanos() as f64 / ops.max(1) as f64
+    }))
+}
+
+/// The median time of each competitor's repetitions, the competitors
+/// measured in turn: after one warm-up call of each, repetition `r` calls
+/// every one once, starting with competitor `r % n`. A slow period of the
+/// host (another guest's load, a frequency change) then falls on all of
+/// them alike, where measuring one competitor's repetitions after the
+/// other's would charge it to whichever ran then; rotating the start keeps
+/// any one of them from always following the same other. `None` entries
+/// (a case a competitor does not have) stay `None`.
+pub fn measure_interleaved(reps: usize, runs: &mut [Option<Rep<'_>>]) -> Vec<Option<f64>> {
+    let n = runs.len();
+    let mut times = vec![Vec::with_capacity(reps); n];
+    for run in runs.iter_mut().flatten() {
+        run();
+    }
+    for r in 0..reps.max(1) {
+        for k in 0..n {
+            let i = (r + k) % n;
+            if let Some(run) = runs[i].as_mut() {
+                times[i].push(run());
+            }
+        }
+    }
+    times
+        .into_iter()
+        .zip(runs.iter())
+        .map(|(t, run)| run.as_ref().map(|_| median(t)))
+        .collect()
+}

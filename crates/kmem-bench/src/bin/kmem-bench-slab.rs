@@ -10,6 +10,9 @@
 //! Every case runs a warm-up, then `reps` timed repetitions; the tables show
 //! the median of the repetitions in nanoseconds (wall time, not cycles) per
 //! operation, and ratios kmem / the other allocator (below 1: kmem is faster).
+//! The competitors' repetitions of a case are interleaved (repetition r of
+//! each, then r + 1 of each; `measure_interleaved`), so a slow period of the
+//! host falls on all of them rather than on whichever ran then.
 //! Single-thread cases run pinned to host CPU 0; the two-thread cases pin
 //! their threads to CPUs 0 and 1.
 
@@ -51,29 +54,6 @@ const SIZE: usize = 64;
 /// Object sizes of (a).
 const PAIR_SIZES: [usize; 3] = [16, 64, 256];
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Median ns per operation of `run`, which performs `ops` operations.
-fn measure(reps: usize, ops: usize, mut run: impl FnMut()) -> f64 {
-    run(); // warm-up
-    let times = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            run();
-            t.elapsed().as_nanos() as f64 / ops as f64
-        })
-        .collect();
-    median(times)
-}
-
 const CASES: [&str; 6] = [
     "(a) alloc+free pair, 16 B",
     "(a) alloc+free pair, 64 B",
@@ -83,30 +63,32 @@ const CASES: [&str; 6] = [
     "(d) producer/consumer 64 B, cross-thread free (per object)",
 ];
 
-/// Results of one competitor, one entry per case of [`CASES`].
-type Results = [Option<f64>; 6];
+/// Cases (a) and (b) run on one thread pinned to host CPU 0.
+const SINGLE_THREAD_CASES: usize = 4;
 
-/// (a) and (b) with one allocator instance per size.
-fn single_thread_cases<A: ObjAllocator>(mk: &dyn Fn(usize) -> A, c: Config, out: &mut Results) {
-    pin_to_cpu(0);
-    for (i, size) in PAIR_SIZES.into_iter().enumerate() {
-        let a = mk(size);
-        out[i] = Some(measure(c.reps, c.pairs, || obj_pair(&a, c.pairs)));
-    }
-    let a = mk(SIZE);
+/// One repetition of each case of [`CASES`] for one competitor (`None`:
+/// not measured).
+type CaseReps<'a> = [Option<Rep<'a>>; 6];
+
+/// (a): `pairs` alloc+free pairs; ns per pair.
+fn pair_rep<'a, A: ObjAllocator>(a: &'a A, c: Config) -> Option<Rep<'a>> {
+    timed(c.pairs, move || obj_pair(a, c.pairs))
+}
+
+/// (b): `batches` rounds of [`BATCH`] live objects; ns per object.
+fn batch_rep<'a, A: ObjAllocator + 'a>(a: &'a A, c: Config) -> Option<Rep<'a>> {
     let mut buf = Vec::with_capacity(BATCH);
-    out[3] = Some(measure(c.reps, c.batches * BATCH, || {
+    timed(c.batches * BATCH, move || {
         for _ in 0..c.batches {
-            obj_batch(&a, &mut buf, BATCH);
+            obj_batch(a, &mut buf, BATCH);
         }
-    }));
-    unpin();
+    })
 }
 
 /// (c): two threads pinned to CPUs 0 and 1, each doing 64-byte pairs at the
 /// same time; ns per pair per thread (the mean of the two threads' own rates).
-fn two_threads<A: ObjAllocator + Sync>(a: &A, c: Config) -> f64 {
-    let rep = || {
+fn two_threads_rep<'a, A: ObjAllocator + Sync>(a: &'a A, c: Config) -> Option<Rep<'a>> {
+    Some(Box::new(move || {
         let barrier = std::sync::Barrier::new(2);
         let per_thread: Vec<f64> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..2)
@@ -125,69 +107,42 @@ fn two_threads<A: ObjAllocator + Sync>(a: &A, c: Config) -> f64 {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         per_thread.iter().sum::<f64>() / per_thread.len() as f64
-    };
-    rep();
-    median((0..c.reps).map(|_| rep()).collect())
+    }))
 }
 
-/// (c) and (d) on a 64-byte instance.
-fn thread_cases<A: ObjAllocator + Sync>(a: &A, c: Config, out: &mut Results) {
-    out[4] = Some(two_threads(a, c));
-    obj_cross_thread(a, c.passes / 10, (0, 1));
-    out[5] = Some(median(
-        (0..c.reps)
-            .map(|_| obj_cross_thread(a, c.passes, (0, 1)))
-            .collect(),
-    ));
+/// (d): a producer on CPU 0, a consumer freeing on CPU 1; ns per object.
+fn cross_rep<'a, A: ObjAllocator + Sync>(a: &'a A, c: Config) -> Option<Rep<'a>> {
+    Some(Box::new(move || obj_cross_thread(a, c.passes, (0, 1))))
 }
 
-fn all_cases<A: ObjAllocator + Sync>(mk: &dyn Fn(usize) -> A, c: Config) -> Results {
-    let mut out = [None; 6];
-    single_thread_cases(mk, c, &mut out);
-    thread_cases(&mk(SIZE), c, &mut out);
-    out
+/// The instances a competitor is measured on: one per object size for (a)
+/// ([`PAIR_SIZES`] order), and 64-byte ones of their own for (b) and for
+/// (c) and (d).
+struct Instances<A> {
+    by_size: [A; 3],
+    batch: A,
+    threads: A,
 }
 
-/// kmalloc with constant sizes (the kernel's usual call): one type per size.
-fn kmalloc_cases(m: &Machine, c: Config) -> Results {
-    let mut out = [None; 6];
-    pin_to_cpu(0);
-    let k16 = KmallocObjs::<16>::new(m);
-    out[0] = Some(measure(c.reps, c.pairs, || obj_pair(&k16, c.pairs)));
-    let k64 = KmallocObjs::<64>::new(m);
-    out[1] = Some(measure(c.reps, c.pairs, || obj_pair(&k64, c.pairs)));
-    let k256 = KmallocObjs::<256>::new(m);
-    out[2] = Some(measure(c.reps, c.pairs, || obj_pair(&k256, c.pairs)));
-    let mut buf = Vec::with_capacity(BATCH);
-    out[3] = Some(measure(c.reps, c.batches * BATCH, || {
-        for _ in 0..c.batches {
-            obj_batch(&k64, &mut buf, BATCH);
+impl<A: ObjAllocator + Sync> Instances<A> {
+    fn new(mk: impl Fn(usize) -> A) -> Self {
+        Instances {
+            by_size: PAIR_SIZES.map(&mk),
+            batch: mk(SIZE),
+            threads: mk(SIZE),
         }
-    }));
-    unpin();
-    thread_cases(&k64, c, &mut out);
-    out
-}
+    }
 
-/// `slab::Slab` for (a) and (b): one instance per size (its entry size is a type parameter).
-fn typed_slab_cases(c: Config) -> Results {
-    let mut out = [None; 6];
-    pin_to_cpu(0);
-    let s16 = TypedSlab::<16>::with_capacity(BATCH);
-    out[0] = Some(measure(c.reps, c.pairs, || obj_pair(&s16, c.pairs)));
-    let s64 = TypedSlab::<64>::with_capacity(BATCH);
-    out[1] = Some(measure(c.reps, c.pairs, || obj_pair(&s64, c.pairs)));
-    let s256 = TypedSlab::<256>::with_capacity(BATCH);
-    out[2] = Some(measure(c.reps, c.pairs, || obj_pair(&s256, c.pairs)));
-    let mut buf = Vec::with_capacity(BATCH);
-    out[3] = Some(measure(c.reps, c.batches * BATCH, || {
-        for _ in 0..c.batches {
-            obj_batch(&s64, &mut buf, BATCH);
-        }
-    }));
-    assert!(s16.is_empty() && s64.is_empty() && s256.is_empty());
-    unpin();
-    out
+    fn cases(&self, c: Config) -> CaseReps<'_> {
+        [
+            pair_rep(&self.by_size[0], c),
+            pair_rep(&self.by_size[1], c),
+            pair_rep(&self.by_size[2], c),
+            batch_rep(&self.batch, c),
+            two_threads_rep(&self.threads, c),
+            cross_rep(&self.threads, c),
+        ]
+    }
 }
 
 fn cell(v: Option<f64>) -> String {
@@ -207,20 +162,65 @@ fn main() {
     let (model, cpus) = cpu_model();
 
     let m = Machine::boot(BENCH_CMDLINE).expect("boot");
-    let kcache = all_cases(&|size| KmemCacheObjs::new(&m, size), c);
-    let kmalloc = Some(kmalloc_cases(&m, c));
-    drop(m);
-
-    let glibc = all_cases(&|size| Global::new(System, size), c);
-    let mimalloc = all_cases(&|size| Global::new(mimalloc::MiMalloc, size), c);
-    let jemalloc = all_cases(&|size| Global::new(tikv_jemallocator::Jemalloc, size), c);
-    let typed = typed_slab_cases(c);
-    obj_cross_thread(&NoAlloc, c.passes / 10, (0, 1));
-    let ring_only = median(
-        (0..c.reps)
-            .map(|_| obj_cross_thread(&NoAlloc, c.passes, (0, 1)))
-            .collect(),
+    let kcache = Instances::new(|size| KmemCacheObjs::new(&m, size));
+    let (k16, k64, k256) = (
+        KmallocObjs::<16>::new(&m),
+        KmallocObjs::<64>::new(&m),
+        KmallocObjs::<256>::new(&m),
     );
+    let glibc = Instances::new(|size| Global::new(System, size));
+    let mimalloc = Instances::new(|size| Global::new(mimalloc::MiMalloc, size));
+    let jemalloc = Instances::new(|size| Global::new(tikv_jemallocator::Jemalloc, size));
+    let typed = (
+        TypedSlab::<16>::with_capacity(BATCH),
+        TypedSlab::<64>::with_capacity(BATCH),
+        TypedSlab::<256>::with_capacity(BATCH),
+        TypedSlab::<64>::with_capacity(BATCH),
+    );
+    // Columns: kmem_cache, kmalloc, glibc, mimalloc, jemalloc, slab::Slab,
+    // and (d)'s ring with no allocator.
+    let mut competitors: Vec<CaseReps<'_>> = vec![
+        kcache.cases(c),
+        [
+            pair_rep(&k16, c),
+            pair_rep(&k64, c),
+            pair_rep(&k256, c),
+            batch_rep(&k64, c),
+            two_threads_rep(&k64, c),
+            cross_rep(&k64, c),
+        ],
+        glibc.cases(c),
+        mimalloc.cases(c),
+        jemalloc.cases(c),
+        [
+            pair_rep(&typed.0, c),
+            pair_rep(&typed.1, c),
+            pair_rep(&typed.2, c),
+            batch_rep(&typed.3, c),
+            None,
+            None,
+        ],
+        [None, None, None, None, None, cross_rep(&NoAlloc, c)],
+    ];
+    // One case at a time, every competitor's repetitions interleaved.
+    let mut results = vec![[None; 6]; competitors.len()];
+    for case in 0..CASES.len() {
+        if case < SINGLE_THREAD_CASES {
+            pin_to_cpu(0);
+        } else {
+            unpin();
+        }
+        let mut runs: Vec<_> = competitors.iter_mut().map(|reps| reps[case].take()).collect();
+        for (k, ns) in measure_interleaved(c.reps, &mut runs).into_iter().enumerate() {
+            results[k][case] = ns;
+        }
+    }
+    drop(competitors);
+    assert!(typed.0.is_empty() && typed.1.is_empty() && typed.2.is_empty() && typed.3.is_empty());
+    let [kcache, kmalloc, glibc, mimalloc, jemalloc, typed, ring] = results[..] else {
+        unreachable!("seven columns")
+    };
+    let ring_only = ring[5].expect("ring measured");
 
     println!("CPU: {model} ({cpus} logical CPUs)");
     println!(
@@ -228,7 +228,8 @@ fn main() {
          glibc/mimalloc/jemalloc: GlobalAlloc with Layout(size, 8); slab::Slab<MaybeUninit<[u8; size]>>"
     );
     println!(
-        "times are wall-clock nanoseconds (not cycles) per operation, median of {} repetitions{}",
+        "times are wall-clock nanoseconds (not cycles) per operation, median of {} repetitions{}, \
+         the competitors' repetitions of each case interleaved",
         c.reps,
         if quick { " (--quick)" } else { "" }
     );
@@ -239,7 +240,7 @@ fn main() {
         println!(
             "| {name} | {} | {} | {} | {} | {} | {} |",
             cell(kcache[i]),
-            cell(kmalloc.and_then(|k| k[i])),
+            cell(kmalloc[i]),
             cell(glibc[i]),
             cell(mimalloc[i]),
             cell(jemalloc[i]),
@@ -255,7 +256,7 @@ fn main() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (i, name) in CASES.iter().enumerate() {
-        let km = kmalloc.and_then(|k| k[i]);
+        let km = kmalloc[i];
         println!(
             "| {name} | {} | {} | {} | {} | {} | {} |",
             ratio(kcache[i], mimalloc[i]),
