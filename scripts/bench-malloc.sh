@@ -8,7 +8,8 @@
 #
 # For each workload and allocator: the median wall time of R runs (default 3)
 # and the peak RSS (/usr/bin/time's maximum resident set size) of the median
-# run; then the ratios kmem/other (below 1.00 kmem is faster). mimalloc and
+# run; then the ratios kmem/other (below 1.00 kmem is faster). The
+# allocators' runs are interleaved (run 1 of each, then run 2 of each). mimalloc and
 # jemalloc come from Debian's libmimalloc2.0 and libjemalloc2 packages
 # (apt-get install -y libmimalloc2.0 libjemalloc2); a missing one is skipped.
 #
@@ -74,13 +75,17 @@ if [ "$INSTR_ONLY" = 0 ]; then
         n=${N[$w]}
         [ "$QUICK" = 1 ] && n=$(( n / 10 > 1 ? n / 10 : 1 ))
         declare -A T=() R=()
-        for a in "${NAMES[@]}"; do
-            : > "$OUT/runs"
-            for _ in $(seq "$RUNS"); do
+        # Run r of every allocator, then run r + 1: a slow period of the
+        # host falls on all of them alike.
+        for a in "${NAMES[@]}"; do : > "$OUT/runs.$a"; done
+        for _ in $(seq "$RUNS"); do
+            for a in "${NAMES[@]}"; do
                 LD_PRELOAD=${LIB[$a]} /usr/bin/time -f '%M' -o "$OUT/rss" "$BIN" "$w" "$n" "$THREADS" > "$OUT/out"
-                echo "$(awk '{print $2}' "$OUT/out") $(cat "$OUT/rss")" >> "$OUT/runs"
+                echo "$(awk '{print $2}' "$OUT/out") $(cat "$OUT/rss")" >> "$OUT/runs.$a"
             done
-            read -r t r < <(sort -n "$OUT/runs" | awk -v k=$(( (RUNS + 1) / 2 )) 'NR == k')
+        done
+        for a in "${NAMES[@]}"; do
+            read -r t r < <(sort -n "$OUT/runs.$a" | awk -v k=$(( (RUNS + 1) / 2 )) 'NR == k')
             T[$a]=$t; R[$a]=$r
         done
         printf '%-11s' "$w"

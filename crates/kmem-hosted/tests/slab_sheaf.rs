@@ -215,29 +215,36 @@ fn a_full_sheaf_goes_to_the_barn_and_comes_back() {
     // Whole slabs, so the cpu freelist is empty at the end.
     let objs = alloc_n(&m, s, ((2 * cap + 1).div_ceil(n) + 1) * n);
     free_all(&m, s, &objs[..=2 * cap]);
+    // Each full sheaf goes to the barn but for its newest object, which
+    // the CPU's next sheaf starts with: A = objs[..cap - 1], B =
+    // objs[cap - 1..2 * cap - 2], and the CPU's sheaf holds the last three.
     assert_eq!(barn_full(s), 2, "two full sheaves in the barn");
-    assert_eq!(in_sheaves(&m, s), 1, "the CPU continues on an empty sheaf");
+    assert_eq!(in_sheaves(&m, s), 3, "the CPU continues on a new sheaf");
     assert_eq!(active(&m, s), objs.len() - (2 * cap + 1), "barn objects are free");
-    // They come back newest first from the barn's sheaves (the last one put
-    // there first), each newest first but for its last object: the
-    // allocation sequence never takes a sheaf's last object (`rseq::pop`),
-    // so the CPU's one-object sheaf is swapped for a full one at once (its
-    // object back to its slab), and so is the first full one once it is
-    // down to its oldest object; the second keeps its oldest.
+    // They come back newest first: the CPU's sheaf but for its last object
+    // (the allocation sequence never takes a sheaf's last object,
+    // `rseq::pop`), then B, then A, the barn's last first. Each refill puts
+    // the kept object, objs[2 * cap - 2], in the full sheaf's free slot
+    // under its objects (its oldest moves to the top), so it is again the
+    // one left; the last allocation comes from the slabs.
     let back = alloc_n(&m, s, 2 * cap + 1);
-    let from_barn: Vec<*mut u8> = objs[cap + 1..2 * cap]
+    let from_sheaves: Vec<*mut u8> = [objs[2 * cap], objs[2 * cap - 1], objs[cap - 1]]
         .iter()
-        .rev()
-        .chain(objs[1..cap].iter().rev())
+        .chain(objs[cap..2 * cap - 2].iter().rev())
+        .chain([objs[0]].iter())
+        .chain(objs[1..cap - 1].iter().rev())
         .copied()
         .collect();
     assert!(
-        back[..2 * cap - 2] == from_barn[..],
-        "not the barn's sheaves, newest first"
+        back[..2 * cap] == from_sheaves[..],
+        "not the sheaves' objects, newest first"
     );
     let distinct: std::collections::HashSet<_> = back.iter().collect();
     assert_eq!(distinct.len(), back.len(), "an object handed out twice");
-    assert!(!back.contains(&objs[0]), "a sheaf's last object was handed out");
+    assert!(
+        !back.contains(&objs[2 * cap - 2]),
+        "a sheaf's last object was handed out"
+    );
     assert_eq!((barn_full(s), in_sheaves(&m, s)), (0, 1));
     assert_eq!(active(&m, s), objs.len(), "one object more, from the slabs");
     free_all(&m, s, &back);
@@ -264,9 +271,10 @@ fn a_full_sheaf_with_a_full_barn_gives_its_oldest_half_back() {
     // SAFETY: a live cache.
     let cap = unsafe { s.as_ref() }.sheaf_capacity;
     let n = per_slab(s);
-    let freed = 11 * cap + 1;
+    // Fill the barn (ten sheaves of cap - 1 objects: each leaves its newest
+    // to the next) and the sheaf, then one more free, oldest first.
+    let freed = cap + 1 + 9 * (cap - 1) + (cap - 2) + 1;
     let objs = alloc_n(&m, s, (freed.div_ceil(n) + 1) * n);
-    // Fill the barn and the sheaf, then one more free, oldest first.
     free_all(&m, s, &objs[..freed]);
     assert_eq!(barn_full(s), 10);
     assert_eq!(in_sheaves(&m, s), cap + 1 - cap.div_ceil(2));

@@ -67,8 +67,8 @@ impl ReciprocalValue {
 pub struct MultipleTest {
     /// `-(inv * 2^(ROT - k))`: [`MultipleTest::test_at`] multiplies the
     /// negated offset, so the caller subtracts into the loaded base.
-    neg_inv: u64,
-    max: u64,
+    pub(crate) neg_inv: u64,
+    pub(crate) max: u64,
 }
 
 impl MultipleTest {

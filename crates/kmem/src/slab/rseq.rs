@@ -426,6 +426,125 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
     Push::Done
 }
 
+/// `kmem_cache_free`'s sequence: [`push`] if `obj` lies in the calling
+/// CPU's cpu slab of `s`; otherwise [`sheaf_push`] once `kfree`'s inline
+/// check (`kmalloc::slab_object_inline`) says `obj` is an object of `s`:
+/// its page in `k`'s linear map is a slab page of `s` (its `mapping`), and
+/// its offset from the slab's first object (the page's `private`) passes
+/// `s.kfree_test`. One sequence, so a free outside the cpu slab (most of a
+/// batch's) reads the CPU id and starts a sequence once. Anything else
+/// (the check fails, the sheaf is full, the sequences are stopped) is
+/// [`Push::Fallback`]: nothing was done.
+///
+/// # Safety
+/// As [`pop`]; `obj` is a pointer the caller frees to `s` (if it passes
+/// the checks, an allocated object of `s` owned by the caller); `k` is the
+/// machine of `s`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn free<P: crate::platform::Platform>(
+    area: isize,
+    s: *const KmemCache,
+    obj: *mut u8,
+    k: *const crate::machine::Kmem<P>,
+) -> Push {
+    use crate::machine::Kmem;
+    use crate::page::{Page, PAGE_SHIFT};
+    use crate::page_alloc::zone::MemMap;
+    use crate::reciprocal_div::MultipleTest;
+    // Reads as `push` and `sheaf_push` do, and the machine's linear-map bounds, the object's page descriptor
+    // (the memmap stays) and the cache's test; writes the object's free pointer or the sheaf's first free slot
+    // (neither is read before the commit), and commits with one store: the new freelist head or the new sheaf
+    // top, whose address is in %rax and value in %rdx at label 9. Labels as in `pop`, 12 the freelist's case;
+    // fixed scratch registers as in `sheaf_push`.
+    // SAFETY: caller contract.
+    unsafe {
+        rseq_asm!(
+            t: "%rdx",
+            pre: [],
+            body: [
+                "movslq %fs:{cpuid}({area}), %rcx",
+                "shlq ${shift}, %rcx",
+                "movq {obj}, %rdx",
+                "subq {start}({cache},%rcx), %rdx",
+                "cmpq {bytes}({cache},%rcx), %rdx",
+                "jb 12f",
+                "movq {obj}, %rax",
+                "subq {page_offset}({k}), %rax",
+                "shrq ${page_shift}, %rax",
+                "cmpq {max_low_pfn}({k}), %rax",
+                "jae 7f",
+                "shlq ${desc_shift}, %rax",
+                "addq {mem_map}({k}), %rax",
+                "cmpq {mapping}(%rax), {cache}",
+                "jne 7f",
+                "movq {private}(%rax), %rdx",
+                "subq {obj}, %rdx",
+                "imulq {neg_inv}({cache}), %rdx",
+                "rorq ${rot}, %rdx",
+                "cmpq {max}({cache}), %rdx",
+                "ja 7f",
+                "movq {top}({cache},%rcx), %rdx",
+                "cmpq {limit}({cache},%rcx), %rdx",
+                "jae 7f",
+                "cmpq {obj}, -8(%rdx)",
+                "je {double}",
+                "movq {obj}, (%rdx)",
+                "addq $8, %rdx",
+                "leaq {top}({cache},%rcx), %rax",
+                "jmp 9f",
+                "12:",
+                "movq {fl}({cache},%rcx), %rdx",
+                "cmpq %rdx, {obj}",
+                "je {double}",
+                "movq %rdx, ({obj},{fp})",
+                "movq {obj}, %rdx",
+                "leaq {fl}({cache},%rcx), %rax",
+                "9:",
+                "movq %rdx, (%rax)"
+            ],
+            fallback: ["jmp {fallback}"],
+            area = in(reg) area,
+            cache = in(reg) s,
+            fl = const CPU0 + offset_of!(KmemCacheCpu, fl),
+            fp = in(reg) (*s).offset,
+            obj = in(reg) obj,
+            k = in(reg) k,
+            out("rax") _,
+            out("rcx") _,
+            out("rdx") _,
+            cpuid = const RSEQ_CPU_ID,
+            shift = const CPU_SHIFT,
+            start = const CPU0 + offset_of!(KmemCacheCpu, slab_start),
+            bytes = const CPU0 + offset_of!(KmemCacheCpu, rseq_bytes),
+            top = const CPU0 + offset_of!(KmemCacheCpu, sheaf_top),
+            limit = const CPU0 + offset_of!(KmemCacheCpu, sheaf_limit),
+            page_offset = const offset_of!(Kmem<P>, page_offset),
+            max_low_pfn = const offset_of!(Kmem<P>, max_low_pfn),
+            mem_map = const offset_of!(Kmem<P>, map) + offset_of!(MemMap, pages),
+            page_shift = const PAGE_SHIFT,
+            desc_shift = const DESC_SHIFT,
+            mapping = const offset_of!(Page, mapping),
+            private = const offset_of!(Page, private),
+            neg_inv = const offset_of!(KmemCache, kfree_test) + offset_of!(MultipleTest, neg_inv),
+            max = const offset_of!(KmemCache, kfree_test) + offset_of!(MultipleTest, max),
+            rot = const MultipleTest::ROT,
+            fallback = label {
+                return Push::Fallback;
+            },
+            double = label {
+                return Push::DoubleFree;
+            },
+        );
+    }
+    Push::Done
+}
+
+/// log2 of the size of a page descriptor: [`free`] indexes the memmap with
+/// a shift.
+const DESC_SHIFT: u32 = size_of::<crate::page::Page>().trailing_zeros();
+const _: () = assert!(size_of::<crate::page::Page>() == 1 << DESC_SHIFT);
+
 /// `this_cpu_inc` for per-CPU counters that only these sequences write: add
 /// 1 to the word at byte `field` of the calling CPU's 64-byte slot (`slots`
 /// holds `nr` of them), the add itself being the commit. False if the thread
@@ -505,6 +624,21 @@ pub(crate) unsafe fn push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub(crate) unsafe fn sheaf_push(_: isize, _: *const KmemCache, _: *mut u8) -> Push {
+    Push::Fallback
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never called.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub(crate) unsafe fn free<P: crate::platform::Platform>(
+    _: isize,
+    _: *const KmemCache,
+    _: *mut u8,
+    _: *const crate::machine::Kmem<P>,
+) -> Push {
     Push::Fallback
 }
 

@@ -43,14 +43,16 @@
 //!   sequences' commit adds or subtracts 1 there.
 //! * A free that finds the sheaf full puts it in the barn of the CPU's node
 //!   and continues on an empty sheaf from the barn (or a new one), as
-//!   `barn_replace_full_sheaf` does; if the barn already holds
+//!   `barn_replace_full_sheaf` does, taking the full sheaf's newest object
+//!   along (so barn sheaves have one free slot, see below); if the barn already holds
 //!   `MAX_FULL_SHEAVES`, the sheaf gives its oldest half back to the slabs
 //!   (SLAB's `batchcount`) in one `__slab_free` per run of one slab's
 //!   objects (`free_to_slabs`, the kernel's detached freelists).
 //! * The allocation sequence leaves a sheaf's last object alone (see
 //!   `rseq::pop`: a CPU must not live off one object). An allocation that
 //!   finds the sheaf so low swaps it for a full sheaf of the barn
-//!   (`barn_replace_empty_sheaf`), giving that object back to its slab; the
+//!   (`barn_replace_empty_sheaf`), putting that object in the full sheaf's
+//!   free slot, under its other objects (else back to its slab); the
 //!   empty one is kept there (up to `MAX_EMPTY_SHEAVES`, else its page is
 //!   freed). With no full sheaf in the barn, the slow path serves.
 //! * Every swap happens under the cpu structure's lock with the sequences
@@ -76,7 +78,7 @@
 //! which turns sheaves off.
 
 use super::*;
-use core::mem;
+use core::{mem, slice};
 
 /// A CPU's sheaf: a page holding this header and then the objects.
 #[repr(C)]
@@ -224,7 +226,9 @@ impl<P: Platform> Kmem<P> {
         } else {
             ptr::null_mut()
         };
-        let mut out = [ptr::null_mut::<u8>(); MAX_SHEAF_CAPACITY];
+        // Objects to give back to the slabs: the first `nr_out` are set (not
+        // zeroed: most calls give none back).
+        let mut out = [const { mem::MaybeUninit::<*mut u8>::uninit() }; MAX_SHEAF_CAPACITY];
         let mut nr_out = 0;
         let double = {
             let _guard = self.cpu_lock(c, cpu);
@@ -245,15 +249,23 @@ impl<P: Platform> Kmem<P> {
                     true
                 } else {
                     if size >= (*sh).capacity {
-                        (*sh).size = size;
+                        // The barn gets the sheaf but for its newest
+                        // object, which the empty sheaf starts with: a
+                        // refill then has room for the object an emptied
+                        // sheaf keeps (`sheaf_refill_from_barn`). Read
+                        // before the barn's lock is dropped: another CPU
+                        // may take the sheaf at once.
+                        let newest = *sheaf_slots(sh).add(size - 1);
+                        (*sh).size = size - 1;
                         if !spare.is_null() && self.barn_put_full(n, sh) {
                             c.sheaf.store(spare, Ordering::Release);
                             sh = mem::replace(&mut spare, ptr::null_mut());
-                            size = 0;
+                            *sheaf_slots(sh) = newest;
+                            size = 1;
                         } else {
                             let objects = sheaf_slots(sh);
                             nr_out = size.div_ceil(2);
-                            ptr::copy_nonoverlapping(objects, out.as_mut_ptr(), nr_out);
+                            ptr::copy_nonoverlapping(objects, out.as_mut_ptr() as *mut *mut u8, nr_out);
                             ptr::copy(objects.add(nr_out), objects, size - nr_out);
                             size -= nr_out;
                         }
@@ -273,14 +285,15 @@ impl<P: Platform> Kmem<P> {
         if double {
             self.double_free(s, obj);
         }
-        // SAFETY: objects taken off the sheaf, ours now.
-        unsafe { self.free_to_slabs(s, &out[..nr_out]) };
+        // SAFETY: `out[..nr_out]` was set above to objects taken off the sheaf, ours now.
+        unsafe { self.free_to_slabs(s, slice::from_raw_parts(out.as_ptr() as *const *mut u8, nr_out)) };
         true
     }
 
     /// Swap the calling CPU's sheaf, empty but for at most one object (see
     /// `rseq::pop`), for a full one of its node's barn
-    /// (`barn_replace_empty_sheaf`); that object goes back to its slab. True
+    /// (`barn_replace_empty_sheaf`); that object goes under the full one's,
+    /// or back to its slab if the full sheaf has no room. True
     /// if the CPU's sheaf holds objects the allocation sequence takes (the
     /// caller pops again).
     pub(crate) fn sheaf_refill_from_barn(&self, s: &KmemCache) -> bool {
@@ -315,8 +328,7 @@ impl<P: Platform> Kmem<P> {
             };
             c.sheaf.store(full, Ordering::Release);
             // SAFETY: a full sheaf of the barn, ours now.
-            let full_size = unsafe { (*full).size };
-            c.set_sheaf_size(full_size);
+            let mut full_size = unsafe { (*full).size };
             if sh != no_sheaf() {
                 // SAFETY: detached above, under the lock; at most one object.
                 unsafe {
@@ -326,6 +338,20 @@ impl<P: Platform> Kmem<P> {
                     (*sh).size = 0;
                 }
             }
+            // The object the old sheaf kept goes under the full sheaf's
+            // objects if there is room (barn sheaves leave one slot, see
+            // `sheaf_free_slow`): not on top, where the next allocation
+            // would take it (see `rseq::pop`).
+            // SAFETY: the full sheaf is ours; `full_size` is below its capacity.
+            unsafe {
+                if !last.is_null() && full_size < (*full).capacity {
+                    let slots = sheaf_slots(full);
+                    *slots.add(full_size) = *slots;
+                    *slots = mem::replace(&mut last, ptr::null_mut());
+                    full_size += 1;
+                }
+            }
+            c.set_sheaf_size(full_size);
             sh
         };
         if !last.is_null() {

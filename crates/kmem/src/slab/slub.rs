@@ -896,9 +896,9 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// The free fast path on a platform with an rseq area: push onto this
-    /// CPU's freelist if `obj` lies in the cpu slab of `s`; otherwise onto
-    /// this CPU's sheaf if `obj` is known to be an object of `s` (its slab
-    /// is given, or `kfree`'s inline check passes); otherwise one call,
+    /// CPU's freelist if `obj` lies in the cpu slab of `s`, else onto this
+    /// CPU's sheaf if `kfree`'s inline check passes and names `s`, in one
+    /// sequence ([`rseq::free`]); otherwise one call,
     /// [`Kmem::slab_free_declined`], does the rest (so the inline code
     /// keeps nothing alive across a call).
     ///
@@ -909,41 +909,18 @@ impl<P: Platform> Kmem<P> {
     #[track_caller]
     unsafe fn rseq_free(&self, s: &KmemCache, slab: *mut Page, obj: *mut u8) {
         // `init_on_free` caches never pass the sequence (STOP_HOOKS):
-        // __slab_free wipes and takes any object.
-        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an object
-        // of `s` if it is in its cpu slab.
-        match unsafe { rseq::push(s.rseq_area, s, obj) } {
-            rseq::Push::Done => return,
-            rseq::Push::DoubleFree => return self.double_free(s, obj),
-            rseq::Push::Fallback => {}
+        // __slab_free wipes and takes any object. A cache without sheaves
+        // has a `sheaf_limit` the sequence never passes, so its frees
+        // outside the cpu slab take the slow path.
+        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, which the
+        // sequence takes only inside the cpu slab or once checked to be an
+        // object of `s`; `self` is the machine of `s`.
+        match unsafe { rseq::free(s.rseq_area, s, obj, self) } {
+            rseq::Push::Done => {}
+            rseq::Push::DoubleFree => self.double_free(s, obj),
+            // SAFETY: forwarded.
+            rseq::Push::Fallback => unsafe { self.slab_free_declined(s, slab, obj) },
         }
-        // Outside the cpu slab (a batch of frees is mostly that): the sheaf,
-        // once the object is known to be one of `s` (its slab is known, or
-        // `kfree`'s inline check passes and names `s`), as `kfree` does. A
-        // cache without sheaves has a `sheaf_limit` the sequence never
-        // passes, so it needs no test here: its frees take the slow path.
-        if !slab.is_null() || self.is_object_inline(s, obj) {
-            // SAFETY: as above; `obj` is a checked object of `s`.
-            match unsafe { rseq::sheaf_push(s.rseq_area, s, obj) } {
-                rseq::Push::Done => return,
-                rseq::Push::DoubleFree => return self.double_free(s, obj),
-                // SAFETY: forwarded.
-                rseq::Push::Fallback => return unsafe { self.slab_free_declined_slow(s, slab, obj) },
-            }
-        }
-        // SAFETY: forwarded.
-        unsafe { self.slab_free_declined(s, slab, obj) }
-    }
-
-    /// Whether `obj` is an object of `s` by `kfree`'s inline check
-    /// (`slab_object_inline`); false says nothing (the exact checks are the
-    /// slow path's). Any pointer value may be asked about.
-    #[inline(always)]
-    fn is_object_inline(&self, s: &KmemCache, obj: *const u8) -> bool {
-        self.virt_to_page(obj).is_some_and(|page| {
-            // SAFETY: the descriptor of `obj`'s page, in the linear map.
-            unsafe { crate::kmalloc::slab_object_inline(obj, page.as_ptr()) }.is_some_and(|o| ptr::eq(o, s))
-        })
     }
 
     /// Where a declined free sequence goes when the object was not known to
