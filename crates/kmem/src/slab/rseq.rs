@@ -229,7 +229,10 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
     // The sequence only reads the thread's rseq area, the cache, this CPU's cpu structure, the head
     // object's free pointer (slab memory stays mapped) or the sheaf (a page that stays while it is
     // installed), and commits with one store. Labels: 6 sets rseq_cs, 2..3 is the critical section, 4 the
-    // abort address, 7 the fallback; 5 the descriptor; 10 the freelist's case, 9 the commit.
+    // abort address, 7 the fallback; 5 the descriptor; 10 the freelist's case, 9 the commit. As SLUB's
+    // `prefetch_freepointer`, the freelist's case prefetches the new head's free pointer for writing: the
+    // next allocation reads it, and its caller writes the object; objects on a slab's freelist have often
+    // left the cache since they were freed (a prefetch never faults, and the end of the list is 0 + fp).
     // SAFETY: caller contract.
     unsafe {
         rseq_asm!(
@@ -250,6 +253,7 @@ pub(crate) unsafe fn pop(area: isize, s: *const KmemCache) -> *mut u8 {
                 "jmp 9f",
                 "10:",
                 "movq ({obj},{fp}), {t}",
+                "prefetchw ({t},{fp})",
                 "leaq {fl}({cache},{c}), {addr}",
                 "9:",
                 "movq {t}, ({addr})"
