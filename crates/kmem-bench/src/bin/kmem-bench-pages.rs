@@ -46,16 +46,6 @@ const QUICK: Config = Config {
     steps: 20_000,
 };
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Median ns per operation of `run`, which performs `ops` operations.
 fn measure(reps: usize, ops: usize, mut run: impl FnMut()) -> f64 {
     run(); // warm-up

@@ -38,7 +38,7 @@
 
 use kmem::slab::{KmemCache, SlabFlags};
 use kmem::*;
-use kmem_bench::{cpu_model, pin_to_cpu, unpin, Machine, Rng, BENCH_CMDLINE};
+use kmem_bench::{cpu_model, median, pin_to_cpu, unpin, Machine, Rng, BENCH_CMDLINE};
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::sync::Barrier;
@@ -481,11 +481,6 @@ fn test_func(m: &Machine, p: &Params, id: usize, start: &Barrier) -> Worker {
     }
     w.cycles = cycles().wrapping_sub(t0);
     w
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Median ns per operation of `run` (which performs `ops` operations), 11 repetitions after a warm-up.
