@@ -13,6 +13,11 @@
 //!   windows of the code that runs are. GNU ld and LLD read its `INSERT`
 //!   script; with a linker that does not (mold), build with
 //!   `KMEM_MALLOC_NO_HOT_TEXT=1`.
+//! - The unwinder linked statically (`libgcc_eh.a`, found through `cc`):
+//!   Rust's standard library needs `_Unwind_*`, which otherwise brings
+//!   libgcc_s into every process (about 100 kB resident). The copy stays
+//!   private (the library exports only the malloc family). Without a
+//!   `libgcc_eh.a` the library links against libgcc_s as before.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=hot-text.ld");
@@ -21,5 +26,20 @@ fn main() {
     if std::env::var_os("KMEM_MALLOC_NO_HOT_TEXT").is_none() {
         let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
         println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/hot-text.ld");
+    }
+    let eh = std::process::Command::new("cc")
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| std::path::PathBuf::from(s.trim()));
+    // `cc` prints the bare name when it has no such file.
+    if let Some(dir) = eh
+        .as_deref()
+        .filter(|p| p.is_absolute() && p.is_file())
+        .and_then(|p| p.parent())
+    {
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        println!("cargo:rustc-link-lib=static=gcc_eh");
     }
 }

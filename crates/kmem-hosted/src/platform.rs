@@ -961,21 +961,64 @@ pub(crate) fn write_stderr(mut bytes: &[u8]) {
     }
 }
 
-/// Writes the caller's stack to stderr without allocating (glibc's
-/// `backtrace`; note that its very first call loads libgcc_s, which does).
+/// Writes the caller's stack to stderr without allocating: the return
+/// addresses through the unwinder's `_Unwind_Backtrace` (libgcc's, linked
+/// into the program or into libkmalloc itself), named by glibc's
+/// `backtrace_symbols_fd`. Not glibc's `backtrace`, which loads libgcc_s on
+/// its first call: a library that carries its own copy of the unwinder
+/// (libkmalloc links it statically, to keep libgcc_s out of every process)
+/// would then have two.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[inline(never)]
 fn write_backtrace() {
     const MAX_FRAMES: usize = 48;
-    let mut frames = [core::ptr::null_mut::<libc::c_void>(); MAX_FRAMES];
-    // SAFETY: `frames` has room for MAX_FRAMES entries.
-    let n = unsafe { libc::backtrace(frames.as_mut_ptr(), MAX_FRAMES as libc::c_int) };
+    struct Frames {
+        ips: [*mut libc::c_void; MAX_FRAMES],
+        n: usize,
+    }
+    extern "C" {
+        fn _Unwind_Backtrace(
+            trace: extern "C" fn(*mut libc::c_void, *mut libc::c_void) -> libc::c_int,
+            arg: *mut libc::c_void,
+        ) -> libc::c_int;
+        fn _Unwind_GetIP(ctx: *mut libc::c_void) -> usize;
+    }
+    /// `_URC_NO_REASON`, go on; `_URC_END_OF_STACK`, stop.
+    const URC_NO_REASON: libc::c_int = 0;
+    const URC_END_OF_STACK: libc::c_int = 5;
+    extern "C" fn trace(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `Frames` passed below, alive for the walk.
+        let f = unsafe { &mut *(arg as *mut Frames) };
+        if f.n == MAX_FRAMES {
+            return URC_END_OF_STACK;
+        }
+        // SAFETY: `ctx` is the unwinder's context of the current frame.
+        let ip = unsafe { _Unwind_GetIP(ctx) };
+        if ip == 0 {
+            return URC_END_OF_STACK;
+        }
+        f.ips[f.n] = ip as *mut libc::c_void;
+        f.n += 1;
+        URC_NO_REASON
+    }
+    let mut f = Frames {
+        ips: [core::ptr::null_mut(); MAX_FRAMES],
+        n: 0,
+    };
+    // SAFETY: `trace` only writes into `f`, which outlives the call.
+    unsafe { _Unwind_Backtrace(trace, &mut f as *mut Frames as *mut libc::c_void) };
     write_stderr(b"Call Trace:\n");
     // Skip this function's own frame.
-    if n > 1 {
-        // SAFETY: backtrace filled the first `n` entries; backtrace_symbols_fd
+    if f.n > 1 {
+        // SAFETY: the first `n` entries are filled; backtrace_symbols_fd
         // reads exactly those and writes to the fd without allocating.
-        unsafe { libc::backtrace_symbols_fd(frames.as_ptr().add(1), n - 1, libc::STDERR_FILENO) };
+        unsafe {
+            libc::backtrace_symbols_fd(
+                f.ips.as_ptr().add(1),
+                (f.n - 1) as libc::c_int,
+                libc::STDERR_FILENO,
+            )
+        };
     }
 }
 

@@ -1,6 +1,7 @@
 // C++ under libkmalloc: new/delete (through libstdc++'s operator new, which
 // calls malloc), containers, strings, shared pointers, threads, and
-// exceptions (libstdc++ allocates them with malloc).
+// exceptions (libstdc++ allocates them with malloc and unwinds through
+// libgcc_s, while libkmalloc carries its own private copy of the unwinder).
 #include <algorithm>
 #include <cstdio>
 #include <map>
