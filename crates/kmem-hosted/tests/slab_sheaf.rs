@@ -258,6 +258,40 @@ fn a_full_sheaf_goes_to_the_barn_and_comes_back() {
     destroy_clean(&m, s);
 }
 
+/// Sheaves of one object (objects above 128 KiB) go to the barn whole: no
+/// sheaf ever holds more than its capacity, and every object comes back.
+#[test]
+fn one_object_sheaves_stay_within_their_capacity() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let s = m
+        .kmem_cache_create("sheaf-one", 192 << 10, 0, SlabFlags(0), None)
+        .unwrap();
+    let _pin = pin_to_current_cpu();
+    // SAFETY: a live cache.
+    assert_eq!(unsafe { s.as_ref() }.sheaf_capacity, 1);
+    let n = per_slab(s);
+    // Whole slabs, so every free but the cpu slab's goes to the sheaf.
+    let objs = alloc_n(&m, s, 4 * n);
+    for (i, &o) in objs.iter().enumerate() {
+        free_all(&m, s, &[o]);
+        assert!(
+            in_sheaves(&m, s) <= 1,
+            "a one-object sheaf holds more after {} frees",
+            i + 1
+        );
+        assert!(barn_full(s) <= i + 1);
+    }
+    assert_eq!(active(&m, s), 0);
+    let back = alloc_n(&m, s, 4 * n);
+    let distinct: std::collections::HashSet<_> = back.iter().collect();
+    assert_eq!(distinct.len(), back.len(), "an object handed out twice");
+    assert_eq!(active(&m, s), back.len());
+    free_all(&m, s, &back);
+    assert_eq!(active(&m, s), 0);
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    destroy_clean(&m, s);
+}
+
 /// With `MAX_FULL_SHEAVES` (10) in the barn, a full sheaf gives its oldest
 /// half back to the slabs (one `__slab_free` per run of one slab's objects)
 /// and keeps the newest; the counts stay exact.

@@ -252,16 +252,18 @@ impl<P: Platform> Kmem<P> {
                         // The barn gets the sheaf but for its newest
                         // object, which the empty sheaf starts with: a
                         // refill then has room for the object an emptied
-                        // sheaf keeps (`sheaf_refill_from_barn`). Read
-                        // before the barn's lock is dropped: another CPU
-                        // may take the sheaf at once.
+                        // sheaf keeps (`sheaf_refill_from_barn`). Not for
+                        // sheaves of one object, whose next sheaf would
+                        // then hold two. Read before the barn's lock is
+                        // dropped: another CPU may take the sheaf at once.
+                        let carry = usize::from((*sh).capacity > 1);
                         let newest = *sheaf_slots(sh).add(size - 1);
-                        (*sh).size = size - 1;
+                        (*sh).size = size - carry;
                         if !spare.is_null() && self.barn_put_full(n, sh) {
                             c.sheaf.store(spare, Ordering::Release);
                             sh = mem::replace(&mut spare, ptr::null_mut());
                             *sheaf_slots(sh) = newest;
-                            size = 1;
+                            size = carry;
                         } else {
                             let objects = sheaf_slots(sh);
                             nr_out = size.div_ceil(2);
