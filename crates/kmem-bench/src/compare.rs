@@ -10,7 +10,12 @@
 //!   mimalloc and jemalloc through `GlobalAlloc`, see `kmem-bench-slab`;
 //! * [`Suite::Vmalloc`]: a 1-page vmalloc+vfree, a small per-CPU
 //!   allocation and `mempool_alloc`+`mempool_free` against the slab cache
-//!   under the pool, see `kmem-bench-vmalloc`.
+//!   under the pool, see `kmem-bench-vmalloc`;
+//! * [`Suite::Malloc`]: libkmalloc against glibc, mimalloc and jemalloc
+//!   through `LD_PRELOAD`, on the workloads of
+//!   `crates/kmem-malloc/bench/mallocbench.c` (shorter runs of
+//!   `scripts/bench-malloc.sh`): milliseconds per run and peak RSS, each
+//!   workload run in a process of its own.
 //!
 //! Every figure is the median of a few repetitions after a warm-up, in
 //! nanoseconds of wall time; the competitors' repetitions of a case are
@@ -30,11 +35,13 @@ pub enum Suite {
     Objects,
     /// vmalloc, per-CPU memory and mempool.
     Vmalloc,
+    /// libkmalloc against glibc, mimalloc and jemalloc through `LD_PRELOAD`.
+    Malloc,
 }
 
 impl Suite {
     /// Every suite, in the order `kmem bench` runs them.
-    pub const ALL: [Suite; 3] = [Suite::Pages, Suite::Objects, Suite::Vmalloc];
+    pub const ALL: [Suite; 4] = [Suite::Pages, Suite::Objects, Suite::Vmalloc, Suite::Malloc];
 
     /// The suite's name on the command line.
     pub fn name(self) -> &'static str {
@@ -42,6 +49,7 @@ impl Suite {
             Suite::Pages => "pages",
             Suite::Objects => "objects",
             Suite::Vmalloc => "vmalloc",
+            Suite::Malloc => "malloc",
         }
     }
 
@@ -60,6 +68,11 @@ pub struct Scale {
     pub pairs: usize,
     /// Rounds of 1000 per repetition of the batch cases.
     pub batches: usize,
+    /// The malloc suite's runs per workload and allocator, and the divisor
+    /// of `scripts/bench-malloc.sh`'s N for each.
+    pub malloc_runs: usize,
+    /// See `malloc_runs`.
+    pub malloc_div: u64,
 }
 
 impl Scale {
@@ -68,12 +81,16 @@ impl Scale {
         reps: 3,
         pairs: 20_000,
         batches: 10,
+        malloc_runs: 1,
+        malloc_div: 40,
     };
     /// Closer to the bench programs' figures (several seconds per suite).
     pub const FULL: Scale = Scale {
         reps: 7,
         pairs: 300_000,
         batches: 100,
+        malloc_runs: 3,
+        malloc_div: 4,
     };
 }
 
@@ -112,6 +129,7 @@ pub fn run(suite: Suite, s: Scale) -> Table {
         Suite::Pages => pages(s),
         Suite::Objects => objects(s),
         Suite::Vmalloc => vmalloc(s),
+        Suite::Malloc => malloc(s),
     }
 }
 
@@ -293,5 +311,130 @@ fn vmalloc(s: Scale) -> Table {
                 vec![Some(mp), Some(slab)],
             ),
         ],
+    }
+}
+
+/// The workloads of `mallocbench.c` and the N of `scripts/bench-malloc.sh`
+/// (this suite divides it by `Scale::malloc_div`).
+const MALLOC_WORKLOADS: [(&str, u64); 7] = [
+    ("pair", 20_000_000),
+    ("larson", 4_000_000),
+    ("mixed", 4_000_000),
+    ("prodcons", 2_000_000),
+    ("falseshare", 200_000),
+    ("frag", 160),
+    ("large", 200),
+];
+
+/// The preloaded libraries of the malloc suite, by column: libkmalloc beside
+/// this program (`cargo build --release` puts both in `target/release`),
+/// none for glibc, and Debian's mimalloc and jemalloc
+/// (`apt-get install libmimalloc2.0 libjemalloc2`). None: not found.
+fn malloc_libraries() -> [Option<Option<std::path::PathBuf>>; 4] {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("libkmalloc.so")))
+        .filter(|p| p.is_file());
+    let debian = |name: &str| {
+        let p = std::path::Path::new("/usr/lib/x86_64-linux-gnu").join(name);
+        p.is_file().then_some(Some(p))
+    };
+    [
+        beside.map(Some),
+        Some(None),
+        debian("libmimalloc.so.2"),
+        debian("libjemalloc.so.2"),
+    ]
+}
+
+/// One run of `mallocbench W N 2` with `preload` (None: none): its own
+/// timing in milliseconds and its own peak RSS (`VmHWM`) in MB, both as it
+/// prints them. (A parent's `wait4` would also count what the child held
+/// before its exec: a copy of this process.)
+fn mallocbench_run(bin: &std::path::Path, w: &str, n: u64, preload: Option<&std::path::Path>) -> (f64, f64) {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([w, &n.to_string(), "2"]).env_remove("KMEM_CMDLINE");
+    match preload {
+        Some(lib) => cmd.env("LD_PRELOAD", lib),
+        None => cmd.env_remove("LD_PRELOAD"),
+    };
+    let out = cmd.output().expect("run mallocbench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mallocbench {w} {n} failed (LD_PRELOAD {preload:?}): {}",
+        out.status
+    );
+    let fields: Vec<f64> = text
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    match fields[..] {
+        [secs, kb] => (secs * 1e3, kb / 1024.0),
+        _ => panic!("mallocbench printed {text:?}"),
+    }
+}
+
+fn malloc(s: Scale) -> Table {
+    let (div, runs) = (s.malloc_div.max(1), s.malloc_runs.max(1));
+    let libs = malloc_libraries();
+    let columns = vec![
+        "kmem".to_string(),
+        "glibc".into(),
+        "mimalloc".into(),
+        "jemalloc".into(),
+    ];
+    let title = "malloc override through LD_PRELOAD (ms per run, then peak RSS in MB)".to_string();
+    // mallocbench, compiled from its source into a directory of its own.
+    let dir = std::env::temp_dir().join(format!("kmem-bench-malloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    let src = dir.join("mallocbench.c");
+    let bin = dir.join("mallocbench");
+    std::fs::write(&src, include_str!("../../kmem-malloc/bench/mallocbench.c")).expect("write mallocbench.c");
+    let built = std::process::Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|st| st.success());
+    let mut rows = Vec::new();
+    if built && libs[0].is_some() {
+        for (w, full_n) in MALLOC_WORKLOADS {
+            let n = (full_n / div).max(1);
+            let mut times = vec![Vec::new(); libs.len()];
+            let mut rss = vec![Vec::new(); libs.len()];
+            // Run r of every allocator, then run r + 1 (see `measure_interleaved`).
+            for _ in 0..runs {
+                for (i, lib) in libs.iter().enumerate() {
+                    if let Some(preload) = lib {
+                        let (ms, mb) = mallocbench_run(&bin, w, n, preload.as_deref());
+                        times[i].push(ms);
+                        rss[i].push(mb);
+                    }
+                }
+            }
+            let medians = |v: Vec<Vec<f64>>| -> Vec<Option<f64>> {
+                v.into_iter()
+                    .map(|x| (!x.is_empty()).then(|| median(x)))
+                    .collect()
+            };
+            rows.push((format!("{w} {n}, ms"), medians(times)));
+            rows.push((format!("{w} {n}, peak RSS MB"), medians(rss)));
+        }
+    } else {
+        let why = if built {
+            "no libkmalloc.so beside this program: cargo build --release first"
+        } else {
+            "no C compiler (cc) to build mallocbench"
+        };
+        rows.push((format!("({why})"), vec![None; columns.len()]));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Table {
+        title,
+        columns,
+        kmem_columns: 1,
+        rows,
     }
 }

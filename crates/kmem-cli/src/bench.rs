@@ -1,7 +1,8 @@
 //! `kmem bench`: the comparison suites of `kmem_bench::compare` (kmem's
 //! page allocator against buddy_system_allocator; its slab caches and
 //! kmalloc against glibc, mimalloc and jemalloc; vmalloc, per-CPU memory
-//! and mempool), printed as tables of nanoseconds and ratios.
+//! and mempool; libkmalloc against the same three through `LD_PRELOAD`),
+//! printed as tables of figures and ratios.
 
 use crate::args::{unknown, ArgError, Args};
 use kmem_bench::compare::{self, Scale, Suite};
@@ -19,17 +20,23 @@ SUITES:
                (64-byte pairs, a batch of 1000, a cross-thread producer/consumer)
     vmalloc    1-page vmalloc+vfree, __alloc_percpu+free_percpu, mempool_alloc+free
                against kmem_cache_alloc+free under it
-    (default: all three)
+    malloc     libkmalloc against glibc, mimalloc and jemalloc through LD_PRELOAD on
+               crates/kmem-malloc/bench/mallocbench.c's workloads (pair, larson, mixed,
+               prodcons, falseshare, frag, large): ms per run and peak RSS; needs
+               libkmalloc.so beside kmem (cargo build --release) and cc
+    (default: all four)
 
 OPTIONS:
     --suite NAMES   the suites to run (repeatable, or comma-separated)
     --quick         a smoke run of about a second per suite (noisier figures)
     -h, --help      this text
 
-Figures are wall-clock nanoseconds per operation (the median of a few runs); ratios
+Figures are wall-clock nanoseconds per operation (the malloc suite: milliseconds per run
+and MB; the median of a few runs, the allocators' runs interleaved); ratios
 divide kmem's figure by the other allocator's (below 1.00: kmem is faster). The full
 tables, instruction counts and the machine they were measured on are in BENCHMARKS.md
-(cargo run --release -p kmem-bench --bin kmem-bench-slab, and -pages, -vmalloc).
+(cargo run --release -p kmem-bench --bin kmem-bench-slab, and -pages, -vmalloc;
+scripts/bench-malloc.sh).
 ";
 
 struct Opts {
@@ -48,7 +55,9 @@ fn parse(args: &[String]) -> Result<Opts, ArgError> {
             "--suite" => {
                 for name in a.value(opt)?.split(',').filter(|s| !s.is_empty()) {
                     let s = Suite::from_name(name).ok_or_else(|| {
-                        ArgError::Bad(format!("--suite: no suite {name:?} (pages, objects, vmalloc)"))
+                        ArgError::Bad(format!(
+                            "--suite: no suite {name:?} (pages, objects, vmalloc, malloc)"
+                        ))
                     })?;
                     if !o.suites.contains(&s) {
                         o.suites.push(s);

@@ -255,3 +255,41 @@ fn bench_quick_prints_ratios() {
     }
     assert!(!out.contains("bsa Heap"), "only the vmalloc suite was asked for");
 }
+
+#[test]
+fn bench_malloc_suite_runs_the_preloaded_workloads() {
+    let o = kmem(&["bench", "--quick", "--suite", "malloc"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("## malloc override through LD_PRELOAD"), "{out}");
+    if out.contains("(no libkmalloc.so beside this program") || out.contains("(no C compiler") {
+        eprintln!("skipped: {out}");
+        return;
+    }
+    // Every workload has a time row and a peak RSS row, with figures for
+    // kmem and glibc (mimalloc and jemalloc only where installed).
+    for w in [
+        "pair",
+        "larson",
+        "mixed",
+        "prodcons",
+        "falseshare",
+        "frag",
+        "large",
+    ] {
+        for unit in ["ms", "peak RSS MB"] {
+            let row = out
+                .lines()
+                .find(|l| l.starts_with(&format!("| {w} ")) && l.contains(&format!(", {unit} |")))
+                .unwrap_or_else(|| panic!("no {w} {unit} row:\n{out}"));
+            let cells: Vec<&str> = row.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+            for c in &cells[1..3] {
+                assert!(
+                    c.parse::<f64>().is_ok_and(|x| x > 0.0),
+                    "not a positive figure: {c} in {row}"
+                );
+            }
+        }
+    }
+    assert!(!out.contains("bsa Heap"), "only the malloc suite was asked for");
+}

@@ -4,7 +4,8 @@
  *
  *   mallocbench WORKLOAD [N] [THREADS]
  *
- * Prints "WORKLOAD seconds" (wall time of the timed part). Workloads:
+ * Prints "WORKLOAD seconds peak-RSS-kB" (wall time of the timed part, then
+ * the process's VmHWM, -1 if /proc is missing). Workloads:
  *
  *   pair      malloc(64) + free, N times, one thread; bench_pair() is the
  *             loop alone (for callgrind --toggle-collect=bench_pair)
@@ -301,6 +302,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "unknown workload %s\n", w);
         return 2;
     }
-    printf("%s %.3f\n", w, now() - t0);
+    double secs = now() - t0;
+    /* The process's own peak RSS: a parent's wait4 would count what the
+     * process held before its exec too (Linux keeps the larger maxrss). */
+    long hwm_kb = -1;
+    FILE *st = fopen("/proc/self/status", "r");
+    if (st) {
+        char line[256];
+        while (fgets(line, sizeof line, st))
+            if (!strncmp(line, "VmHWM:", 6)) hwm_kb = atol(line + 6);
+        fclose(st);
+    }
+    printf("%s %.6f %ld\n", w, secs, hwm_kb);
     return 0;
 }
