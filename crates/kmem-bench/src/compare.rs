@@ -195,15 +195,10 @@ fn pages(s: Scale) -> Table {
 
 /// Pair, batch (pinned to host CPU 0) and cross-thread repetitions on `a`.
 fn obj_reps<'a, A: ObjAllocator + Sync>(a: &'a A, s: Scale) -> [Option<Rep<'a>>; 3] {
-    let mut buf = Vec::with_capacity(1000);
     [
-        timed(s.pairs, move || obj_pair(a, s.pairs)),
-        timed(s.batches * 1000, move || {
-            for _ in 0..s.batches {
-                obj_batch(a, &mut buf, 1000);
-            }
-        }),
-        Some(Box::new(move || obj_cross_thread(a, s.pairs, (0, 1)))),
+        pair_rep(a, s.pairs),
+        batch_rep(a, s.batches, 1000),
+        cross_rep(a, s.pairs),
     ]
 }
 

@@ -286,6 +286,28 @@ pub fn obj_batch<A: ObjAllocator>(a: &A, buf: &mut Vec<A::Obj>, count: usize) {
     }
 }
 
+/// A repetition of [`obj_pair`] for [`crate::measure_interleaved`]: `n`
+/// pairs; ns per pair.
+pub fn pair_rep<'a, A: ObjAllocator>(a: &'a A, n: usize) -> Option<crate::Rep<'a>> {
+    crate::timed(n, move || obj_pair(a, n))
+}
+
+/// A repetition of `rounds` [`obj_batch`]es of `count` objects; ns per object.
+pub fn batch_rep<'a, A: ObjAllocator + 'a>(a: &'a A, rounds: usize, count: usize) -> Option<crate::Rep<'a>> {
+    let mut buf = Vec::with_capacity(count);
+    crate::timed(rounds * count, move || {
+        for _ in 0..rounds {
+            obj_batch(a, &mut buf, count);
+        }
+    })
+}
+
+/// A repetition of [`obj_cross_thread`] between host CPUs 0 and 1: `n`
+/// objects; ns per object.
+pub fn cross_rep<'a, A: ObjAllocator + Sync>(a: &'a A, n: usize) -> Option<crate::Rep<'a>> {
+    Some(Box::new(move || obj_cross_thread(a, n, (0, 1))))
+}
+
 /// A bounded single-producer single-consumer ring of objects: the channel of
 /// the cross-thread case, the same for every allocator. Lock-free: the
 /// producer owns `tail`, the consumer `head`, each on its own cache line.

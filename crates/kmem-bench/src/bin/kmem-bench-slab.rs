@@ -70,21 +70,6 @@ const SINGLE_THREAD_CASES: usize = 4;
 /// not measured).
 type CaseReps<'a> = [Option<Rep<'a>>; 6];
 
-/// (a): `pairs` alloc+free pairs; ns per pair.
-fn pair_rep<'a, A: ObjAllocator>(a: &'a A, c: Config) -> Option<Rep<'a>> {
-    timed(c.pairs, move || obj_pair(a, c.pairs))
-}
-
-/// (b): `batches` rounds of [`BATCH`] live objects; ns per object.
-fn batch_rep<'a, A: ObjAllocator + 'a>(a: &'a A, c: Config) -> Option<Rep<'a>> {
-    let mut buf = Vec::with_capacity(BATCH);
-    timed(c.batches * BATCH, move || {
-        for _ in 0..c.batches {
-            obj_batch(a, &mut buf, BATCH);
-        }
-    })
-}
-
 /// (c): two threads pinned to CPUs 0 and 1, each doing 64-byte pairs at the
 /// same time; ns per pair per thread (the mean of the two threads' own rates).
 fn two_threads_rep<'a, A: ObjAllocator + Sync>(a: &'a A, c: Config) -> Option<Rep<'a>> {
@@ -110,11 +95,6 @@ fn two_threads_rep<'a, A: ObjAllocator + Sync>(a: &'a A, c: Config) -> Option<Re
     }))
 }
 
-/// (d): a producer on CPU 0, a consumer freeing on CPU 1; ns per object.
-fn cross_rep<'a, A: ObjAllocator + Sync>(a: &'a A, c: Config) -> Option<Rep<'a>> {
-    Some(Box::new(move || obj_cross_thread(a, c.passes, (0, 1))))
-}
-
 /// The instances a competitor is measured on: one per object size for (a)
 /// ([`PAIR_SIZES`] order), and 64-byte ones of their own for (b) and for
 /// (c) and (d).
@@ -135,12 +115,12 @@ impl<A: ObjAllocator + Sync> Instances<A> {
 
     fn cases(&self, c: Config) -> CaseReps<'_> {
         [
-            pair_rep(&self.by_size[0], c),
-            pair_rep(&self.by_size[1], c),
-            pair_rep(&self.by_size[2], c),
-            batch_rep(&self.batch, c),
+            pair_rep(&self.by_size[0], c.pairs),
+            pair_rep(&self.by_size[1], c.pairs),
+            pair_rep(&self.by_size[2], c.pairs),
+            batch_rep(&self.batch, c.batches, BATCH),
             two_threads_rep(&self.threads, c),
-            cross_rep(&self.threads, c),
+            cross_rep(&self.threads, c.passes),
         ]
     }
 }
@@ -182,25 +162,25 @@ fn main() {
     let mut competitors: Vec<CaseReps<'_>> = vec![
         kcache.cases(c),
         [
-            pair_rep(&k16, c),
-            pair_rep(&k64, c),
-            pair_rep(&k256, c),
-            batch_rep(&k64, c),
+            pair_rep(&k16, c.pairs),
+            pair_rep(&k64, c.pairs),
+            pair_rep(&k256, c.pairs),
+            batch_rep(&k64, c.batches, BATCH),
             two_threads_rep(&k64, c),
-            cross_rep(&k64, c),
+            cross_rep(&k64, c.passes),
         ],
         glibc.cases(c),
         mimalloc.cases(c),
         jemalloc.cases(c),
         [
-            pair_rep(&typed.0, c),
-            pair_rep(&typed.1, c),
-            pair_rep(&typed.2, c),
-            batch_rep(&typed.3, c),
+            pair_rep(&typed.0, c.pairs),
+            pair_rep(&typed.1, c.pairs),
+            pair_rep(&typed.2, c.pairs),
+            batch_rep(&typed.3, c.batches, BATCH),
             None,
             None,
         ],
-        [None, None, None, None, None, cross_rep(&NoAlloc, c)],
+        [None, None, None, None, None, cross_rep(&NoAlloc, c.passes)],
     ];
     // One case at a time, every competitor's repetitions interleaved.
     let mut results = vec![[None; 6]; competitors.len()];
