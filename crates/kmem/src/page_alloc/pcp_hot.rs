@@ -48,7 +48,7 @@ use crate::machine::Kmem;
 use crate::page::{flags::PG_PCP, Page};
 use crate::platform::Platform;
 #[cfg(target_arch = "x86_64")]
-use crate::slab::rseq::{rseq_asm, RSEQ_CPU_ID, RSEQ_CS};
+use crate::slab::rseq::{rseq_asm, this_cpu_index, RSEQ_CPU_ID, RSEQ_CS};
 use core::mem::{offset_of, size_of};
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -164,8 +164,7 @@ pub(crate) unsafe fn push(area: isize, hot0: *const PcpHot, page: *mut Page) -> 
             t: "%rdx",
             pre: [],
             body: [
-                "movslq %fs:{cpuid}({area}), %rcx",
-                "shlq ${shift}, %rcx",
+                this_cpu_index!(),
                 "addq {hot}, %rcx",
                 "movq (%rcx), %rdx",
                 "movzwl %dx, %eax",

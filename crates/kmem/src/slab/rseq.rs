@@ -134,7 +134,7 @@ const _: () = assert!(size_of::<KmemCacheCpu>() == 1 << CPU_SHIFT);
 /// `area` (the rseq offset from the FS base) must be among `ops`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! rseq_asm {
-    (t: $t:literal, pre: [$($pre:literal),*], body: [$($body:literal),*], fallback: [$($fb:literal),*], $($ops:tt)*) => {
+    (t: $t:literal, pre: [$($pre:literal),*], body: [$($body:expr),*], fallback: [$($fb:literal),*], $($ops:tt)*) => {
         core::arch::asm!(
             "6:",
             $($pre,)*
@@ -163,6 +163,44 @@ macro_rules! rseq_asm {
         )
     };
 }
+/// Pieces the sequences share, each a `body` entry of [`rseq_asm`] (a string
+/// of instructions). `this_cpu_index`: the calling CPU's index into a
+/// per-CPU array of `1 << shift`-byte entries, in %rcx (operands `area`,
+/// `cpuid`, `shift`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! this_cpu_index {
+    () => {
+        "movslq %fs:{cpuid}({area}), %rcx\nshlq ${shift}, %rcx"
+    };
+}
+/// `cpu_slab_range`: compares `obj`'s offset in this CPU's cpu slab with
+/// the slab's size (below: in it), %rdx scratch.
+#[cfg(target_arch = "x86_64")]
+macro_rules! cpu_slab_range {
+    () => {
+        "movq {obj}, %rdx\nsubq {start}({cache},%rcx), %rdx\ncmpq {bytes}({cache},%rcx), %rdx"
+    };
+}
+/// `freelist_link`: `obj`'s free pointer set to the freelist's head (in
+/// %rdx), or the naive double-free check's exit.
+#[cfg(target_arch = "x86_64")]
+macro_rules! freelist_link {
+    () => {
+        "movq {fl}({cache},%rcx), %rdx\ncmpq %rdx, {obj}\nje {double}\nmovq %rdx, ({obj},{fp})"
+    };
+}
+/// `sheaf_slot`: `obj` written to the sheaf's first free slot (its address
+/// in %rax), or the fallback if the sheaf is full, or the naive double-free
+/// check's exit.
+#[cfg(target_arch = "x86_64")]
+macro_rules! sheaf_slot {
+    () => {
+        "movq {top}({cache},%rcx), %rax\ncmpq {limit}({cache},%rcx), %rax\njae 7f\ncmpq {obj}, -8(%rax)\nje {double}\nmovq {obj}, (%rax)"
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use this_cpu_index;
+
 /// The page allocator's per-CPU hot arrays use the same sequences
 /// (`page_alloc/pcp_hot.rs`).
 #[cfg(target_arch = "x86_64")]
@@ -343,16 +381,10 @@ pub(crate) unsafe fn push(area: isize, s: *const KmemCache, obj: *mut u8) -> Pus
             t: "%rdx",
             pre: [],
             body: [
-                "movslq %fs:{cpuid}({area}), %rcx",
-                "shlq ${shift}, %rcx",
-                "movq {obj}, %rdx",
-                "subq {start}({cache},%rcx), %rdx",
-                "cmpq {bytes}({cache},%rcx), %rdx",
+                this_cpu_index!(),
+                cpu_slab_range!(),
                 "jae 7f",
-                "movq {fl}({cache},%rcx), %rdx",
-                "cmpq %rdx, {obj}",
-                "je {double}",
-                "movq %rdx, ({obj},{fp})",
+                freelist_link!(),
                 "movq {obj}, {fl}({cache},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
@@ -398,14 +430,8 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
             t: "%rdx",
             pre: [],
             body: [
-                "movslq %fs:{cpuid}({area}), %rcx",
-                "shlq ${shift}, %rcx",
-                "movq {top}({cache},%rcx), %rax",
-                "cmpq {limit}({cache},%rcx), %rax",
-                "jae 7f",
-                "cmpq {obj}, -8(%rax)",
-                "je {double}",
-                "movq {obj}, (%rax)",
+                this_cpu_index!(),
+                sheaf_slot!(),
                 "addq $8, {top}({cache},%rcx)"
             ],
             fallback: ["jmp {fallback}"],
@@ -467,11 +493,8 @@ pub(crate) unsafe fn free<P: crate::platform::Platform>(
             t: "%rdx",
             pre: [],
             body: [
-                "movslq %fs:{cpuid}({area}), %rcx",
-                "shlq ${shift}, %rcx",
-                "movq {obj}, %rdx",
-                "subq {start}({cache},%rcx), %rdx",
-                "cmpq {bytes}({cache},%rcx), %rdx",
+                this_cpu_index!(),
+                cpu_slab_range!(),
                 "jb 12f",
                 "movq {obj}, %rax",
                 "subq {page_offset}({k}), %rax",
@@ -488,20 +511,12 @@ pub(crate) unsafe fn free<P: crate::platform::Platform>(
                 "rorq ${rot}, %rdx",
                 "cmpq {max}({cache}), %rdx",
                 "ja 7f",
-                "movq {top}({cache},%rcx), %rdx",
-                "cmpq {limit}({cache},%rcx), %rdx",
-                "jae 7f",
-                "cmpq {obj}, -8(%rdx)",
-                "je {double}",
-                "movq {obj}, (%rdx)",
-                "addq $8, %rdx",
+                sheaf_slot!(),
+                "leaq 8(%rax), %rdx",
                 "leaq {top}({cache},%rcx), %rax",
                 "jmp 9f",
                 "12:",
-                "movq {fl}({cache},%rcx), %rdx",
-                "cmpq %rdx, {obj}",
-                "je {double}",
-                "movq %rdx, ({obj},{fp})",
+                freelist_link!(),
                 "movq {obj}, %rdx",
                 "leaq {fl}({cache},%rcx), %rax",
                 "9:",
