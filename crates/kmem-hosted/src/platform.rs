@@ -808,8 +808,6 @@ impl Platform for HostedPlatform {
             let Ok(off) = libc::off_t::try_from(phys[i]) else {
                 return false;
             };
-            // MAP_POPULATE fills the host page tables now, as the kernel writes its PTEs at once (cheaper
-            // than a fault on first use).
             // SAFETY: the caller owns `[virt + i*page, +n*page)` inside the reserved vmalloc window, and the
             // pages are RAM, inside the memfd; MAP_FIXED replaces exactly that part of the reservation.
             let r = unsafe {
@@ -817,7 +815,7 @@ impl Platform for HostedPlatform {
                     (virt + i * page) as *mut libc::c_void,
                     n * page,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_FIXED | libc::MAP_POPULATE,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
                     fd.as_raw_fd(),
                     off,
                 )
@@ -833,6 +831,8 @@ impl Platform for HostedPlatform {
                 }
                 return false;
             }
+            // SAFETY: the run was just mapped.
+            unsafe { populate_resident(virt + i * page, n) };
             i += n;
         }
         true
@@ -1106,5 +1106,53 @@ mod tests {
         if std::env::var_os("GLIBC_TUNABLES").is_none() {
             assert!(rseq_available());
         }
+    }
+}
+
+/// Fills the host page tables of the mapped RAM pages `[virt, virt + n
+/// pages)` that are resident in the memfd, as the kernel writes a vmalloc
+/// area's PTEs at once (cheaper than a fault on first use), and leaves the
+/// holes (RAM given back to the host, which reads as zero) to fault in when
+/// first touched: populating a hole would allocate a host page for memory
+/// the program may never touch (a large array used from its start), so a
+/// vmalloc area costs RSS only as it is used, as `mmap` memory does.
+/// `mincore` on a shared file mapping reports the file's page cache, PTEs
+/// or not. Best effort: a host without `MADV_POPULATE_WRITE` (before Linux
+/// 5.14) faults every page in on use.
+///
+/// # Safety
+/// The range is a `MAP_SHARED` mapping of the RAM memfd owned by the caller.
+unsafe fn populate_resident(virt: usize, n: usize) {
+    const CHUNK: usize = 4096;
+    let page = kmem::PAGE_SIZE;
+    let mut vec = [0u8; CHUNK];
+    let mut done = 0;
+    while done < n {
+        let len = (n - done).min(CHUNK);
+        let start = virt + done * page;
+        // SAFETY: `[start, +len pages)` is mapped (caller) and `vec` has room for `len` entries.
+        if unsafe { libc::mincore(start as *mut libc::c_void, len * page, vec.as_mut_ptr()) } != 0 {
+            return;
+        }
+        let mut j = 0;
+        while j < len {
+            if vec[j] & 1 == 0 {
+                j += 1;
+                continue;
+            }
+            let first = j;
+            while j < len && vec[j] & 1 != 0 {
+                j += 1;
+            }
+            // SAFETY: a sub-range of the caller's mapping; populating only faults its pages in.
+            unsafe {
+                libc::madvise(
+                    (start + first * page) as *mut libc::c_void,
+                    (j - first) * page,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+        }
+        done += len;
     }
 }

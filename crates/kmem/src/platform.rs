@@ -218,7 +218,9 @@ pub trait Platform: Sync {
 
     /// Map the 4 KiB pages of RAM at physical addresses `phys` at consecutive
     /// virtual pages from `virt` (the vmalloc window's page tables). Returns
-    /// false if the platform cannot (the default) or the host refused.
+    /// false if the platform cannot (the default) or the host refused. A
+    /// hosted platform may leave pages the host has not backed (discarded
+    /// RAM) to fault in on first use.
     ///
     /// # Safety
     /// `[virt, virt + phys.len() * 4096)` lies in the vmalloc window the

@@ -1471,7 +1471,7 @@ impl<P: Platform> Kmem<P> {
         let unreported = guard.unreported;
         drop(guard);
         if unreported >= self.page_reporting_threshold() {
-            self.report_free_pages(zone);
+            self.report_free_pages(zone, self.page_reporting_threshold() / 2);
         }
         self.wake_free_waiters();
     }
@@ -1544,7 +1544,7 @@ impl<P: Platform> Kmem<P> {
         let unreported = guard.unreported;
         drop(guard);
         if unreported >= self.page_reporting_threshold() {
-            self.report_free_pages(zone);
+            self.report_free_pages(zone, self.page_reporting_threshold() / 2);
         }
         self.wake_free_waiters();
     }
@@ -1557,7 +1557,9 @@ impl<P: Platform> Kmem<P> {
     /// no timer and batches by amount instead: a program that frees and
     /// allocates tens of MiB in turn reuses the same host pages instead of
     /// faulting in zeroed ones each time, at the price of at most that much
-    /// free memory kept resident.
+    /// free memory kept resident. A report keeps the half of the threshold
+    /// that was freed last resident (`Buddy::report_free_pages`), so the
+    /// next allocations still find host pages.
     pub fn page_reporting_threshold(&self) -> usize {
         (self.totalram_pages() >> 6).max(PAGE_REPORTING_THRESHOLD)
     }
@@ -1621,7 +1623,7 @@ impl<P: Platform> Kmem<P> {
             return;
         }
         for z in self.zones() {
-            self.report_free_pages(z);
+            self.report_free_pages(z, 0);
         }
     }
 
@@ -1648,8 +1650,8 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    /// Free page reporting for one zone.
-    fn report_free_pages(&self, zone: &Zone) {
+    /// Free page reporting for one zone, keeping the hottest `keep` free pages resident.
+    fn report_free_pages(&self, zone: &Zone, keep: usize) {
         let mut guard = zone.lock.lock(&self.platform);
         let mut b = Buddy {
             free: &mut guard,
@@ -1662,7 +1664,7 @@ impl<P: Platform> Kmem<P> {
                 .discard_ram((pfn << PAGE_SHIFT) as u64, (pages << PAGE_SHIFT) as u64);
         };
         // SAFETY: zone lock held.
-        let n = unsafe { b.report_free_pages(&discard) };
+        let n = unsafe { b.report_free_pages(&discard, keep) };
         self.events.pages_reported.fetch_add(n, Ordering::Relaxed);
     }
 

@@ -701,16 +701,21 @@ impl Buddy<'_> {
     }
 
     /// Free page reporting: hand free pageblock-or-larger blocks back to the host
-    /// (they then read as zero), marking them `PG_reported`.
+    /// (they then read as zero), marking them `PG_reported`, but keep the
+    /// hottest `keep` pages of them: the blocks at the heads of their lists
+    /// (a freed block goes to the head, and allocation takes from the head),
+    /// largest first, which are what a program that frees and allocates
+    /// again takes next, at no host fault.
     ///
     /// # Safety
     /// The zone lock is held.
-    pub unsafe fn report_free_pages(&mut self, discard: &dyn Fn(usize, usize)) -> usize {
+    pub unsafe fn report_free_pages(&mut self, discard: &dyn Fn(usize, usize), keep: usize) -> usize {
         let mut pages = 0;
+        let mut kept = 0;
         // Adjacent blocks (the boot hand-over frees them in address order)
         // are given back in one call: `(pfn, pages)` pending.
         let mut run = (0usize, 0usize);
-        for order in PAGEBLOCK_ORDER..NR_PAGE_ORDERS as u32 {
+        for order in (PAGEBLOCK_ORDER..NR_PAGE_ORDERS as u32).rev() {
             for mt in 0..MIGRATE_PCPTYPES {
                 let head = &mut self.free.free_area[order as usize].free_list[mt] as *mut ListHead;
                 // SAFETY: lists are valid under the lock.
@@ -718,23 +723,28 @@ impl Buddy<'_> {
                     let mut l = (*head).next;
                     while !core::ptr::eq(l, head) {
                         let page = lru_to_page(l);
-                        if !(*page).test(PG_REPORTED) {
-                            let pfn = self.map.page_to_pfn(page);
-                            let n = 1usize << order;
-                            if run.1 != 0 && run.0 + run.1 == pfn {
-                                run.1 += n;
-                            } else if run.1 != 0 && pfn + n == run.0 {
-                                run = (pfn, run.1 + n);
-                            } else {
-                                if run.1 != 0 {
-                                    discard(run.0, run.1);
-                                }
-                                run = (pfn, n);
-                            }
-                            (*page).set(PG_REPORTED);
-                            pages += n;
-                        }
                         l = (*l).next;
+                        if (*page).test(PG_REPORTED) {
+                            continue;
+                        }
+                        let n = 1usize << order;
+                        if kept < keep {
+                            kept += n;
+                            continue;
+                        }
+                        let pfn = self.map.page_to_pfn(page);
+                        if run.1 != 0 && run.0 + run.1 == pfn {
+                            run.1 += n;
+                        } else if run.1 != 0 && pfn + n == run.0 {
+                            run = (pfn, run.1 + n);
+                        } else {
+                            if run.1 != 0 {
+                                discard(run.0, run.1);
+                            }
+                            run = (pfn, n);
+                        }
+                        (*page).set(PG_REPORTED);
+                        pages += n;
                     }
                 }
             }
@@ -742,7 +752,7 @@ impl Buddy<'_> {
         if run.1 != 0 {
             discard(run.0, run.1);
         }
-        self.free.unreported = 0;
+        self.free.unreported = kept;
         self.zone.stats.reported.fetch_add(pages, Ordering::Relaxed);
         pages
     }
