@@ -1027,6 +1027,54 @@ fn write_backtrace() {
     write_stderr(b"Call Trace: (not available on this host)\n");
 }
 
+/// Fills the host page tables of the mapped RAM pages `[virt, virt + n
+/// pages)` that are resident in the memfd, as the kernel writes a vmalloc
+/// area's PTEs at once (cheaper than a fault on first use), and leaves the
+/// holes (RAM given back to the host, which reads as zero) to fault in when
+/// first touched: populating a hole would allocate a host page for memory
+/// the program may never touch (a large array used from its start), so a
+/// vmalloc area costs RSS only as it is used, as `mmap` memory does.
+/// `mincore` on a shared file mapping reports the file's page cache, PTEs
+/// or not. Best effort: a host without `MADV_POPULATE_WRITE` (before Linux
+/// 5.14) faults every page in on use.
+///
+/// # Safety
+/// The range is a `MAP_SHARED` mapping of the RAM memfd owned by the caller.
+unsafe fn populate_resident(virt: usize, n: usize) {
+    const CHUNK: usize = 4096;
+    let page = kmem::PAGE_SIZE;
+    let mut vec = [0u8; CHUNK];
+    let mut done = 0;
+    while done < n {
+        let len = (n - done).min(CHUNK);
+        let start = virt + done * page;
+        // SAFETY: `[start, +len pages)` is mapped (caller) and `vec` has room for `len` entries.
+        if unsafe { libc::mincore(start as *mut libc::c_void, len * page, vec.as_mut_ptr()) } != 0 {
+            return;
+        }
+        let mut j = 0;
+        while j < len {
+            if vec[j] & 1 == 0 {
+                j += 1;
+                continue;
+            }
+            let first = j;
+            while j < len && vec[j] & 1 != 0 {
+                j += 1;
+            }
+            // SAFETY: a sub-range of the caller's mapping; populating only faults its pages in.
+            unsafe {
+                libc::madvise(
+                    (start + first * page) as *mut libc::c_void,
+                    (j - first) * page,
+                    libc::MADV_POPULATE_WRITE,
+                )
+            };
+        }
+        done += len;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1106,53 +1154,5 @@ mod tests {
         if std::env::var_os("GLIBC_TUNABLES").is_none() {
             assert!(rseq_available());
         }
-    }
-}
-
-/// Fills the host page tables of the mapped RAM pages `[virt, virt + n
-/// pages)` that are resident in the memfd, as the kernel writes a vmalloc
-/// area's PTEs at once (cheaper than a fault on first use), and leaves the
-/// holes (RAM given back to the host, which reads as zero) to fault in when
-/// first touched: populating a hole would allocate a host page for memory
-/// the program may never touch (a large array used from its start), so a
-/// vmalloc area costs RSS only as it is used, as `mmap` memory does.
-/// `mincore` on a shared file mapping reports the file's page cache, PTEs
-/// or not. Best effort: a host without `MADV_POPULATE_WRITE` (before Linux
-/// 5.14) faults every page in on use.
-///
-/// # Safety
-/// The range is a `MAP_SHARED` mapping of the RAM memfd owned by the caller.
-unsafe fn populate_resident(virt: usize, n: usize) {
-    const CHUNK: usize = 4096;
-    let page = kmem::PAGE_SIZE;
-    let mut vec = [0u8; CHUNK];
-    let mut done = 0;
-    while done < n {
-        let len = (n - done).min(CHUNK);
-        let start = virt + done * page;
-        // SAFETY: `[start, +len pages)` is mapped (caller) and `vec` has room for `len` entries.
-        if unsafe { libc::mincore(start as *mut libc::c_void, len * page, vec.as_mut_ptr()) } != 0 {
-            return;
-        }
-        let mut j = 0;
-        while j < len {
-            if vec[j] & 1 == 0 {
-                j += 1;
-                continue;
-            }
-            let first = j;
-            while j < len && vec[j] & 1 != 0 {
-                j += 1;
-            }
-            // SAFETY: a sub-range of the caller's mapping; populating only faults its pages in.
-            unsafe {
-                libc::madvise(
-                    (start + first * page) as *mut libc::c_void,
-                    (j - first) * page,
-                    libc::MADV_POPULATE_WRITE,
-                )
-            };
-        }
-        done += len;
     }
 }
