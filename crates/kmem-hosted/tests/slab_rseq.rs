@@ -258,3 +258,48 @@ fn unregistered_rseq_child() {
 fn threads_without_a_registered_rseq_area() {
     common::run_without_rseq("unregistered_rseq_child", "KMEM_SLAB_RSEQ_CHILD");
 }
+
+/// `kfree`'s inline check (`Kmem::kfree_fast`) takes every object of a
+/// slab of the preferred order, also where that order holds more objects
+/// than the fallback order's would: a 640-byte cache has slabs of order 1
+/// or more and order-0 fallback slabs of 6 objects, and it used to send
+/// every object past the sixth of a slab to the out-of-line check.
+#[test]
+fn kfree_checks_every_object_of_a_preferred_order_slab_inline() {
+    let m = boot(&rseq_cmdline("kmem.sheaves=off"));
+    let s = m
+        .kmem_cache_create("odd-640", 640, 0, SlabFlags(0), None)
+        .unwrap();
+    // SAFETY: a live cache.
+    let (oo, min) = unsafe { (s.as_ref().oo, s.as_ref().min) };
+    assert!(oo.order > min.order && oo.objects > min.objects, "{oo:?} {min:?}");
+    let objs: Vec<_> = (0..oo.objects * 2)
+        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        .collect();
+    let rseq_area = m.platform.rseq_offset();
+    let mut declined = 0;
+    for &p in &objs {
+        let page = m.virt_to_page(p).unwrap().as_ptr();
+        // SAFETY: an object of `s` we own; a declined free did nothing.
+        match unsafe { Kmem::<kmem_hosted::HostedPlatform>::kfree_fast(p, page, rseq_area) } {
+            Err(kmem::kmalloc::KfreeDeclined::Checks) => {
+                declined += 1;
+                // SAFETY: as above.
+                unsafe { m.kfree(p) };
+            }
+            Err(why) => {
+                // SAFETY: as above; the slab path declined, the checks passed.
+                unsafe { m.kfree_finish(p, why) }
+            }
+            Ok(()) => {}
+        }
+    }
+    assert_eq!(
+        declined,
+        0,
+        "{declined} of {} frees took the out-of-line check",
+        objs.len()
+    );
+    // SAFETY: every object was freed; the cache is not used again.
+    unsafe { m.kmem_cache_destroy(s) };
+}

@@ -1184,19 +1184,13 @@ impl<P: Platform> Kmem<P> {
                         && !flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON),
                     alloc_hooks: 0,
                     reciprocal_size: crate::reciprocal_div::ReciprocalValue::new(sz as u32),
-                    kfree_test: match MultipleTest::new(
-                        sz as u64,
-                        // A slab of the fallback order may have room after
-                        // its last object where one of the preferred order
-                        // has another: below that, a pointer of the room is
-                        // not taken for an object. Power-of-two objects fill
-                        // their slabs.
-                        if oo.order == min.order || sz.is_power_of_two() {
-                            oo.objects
-                        } else {
-                            min.objects
-                        } as u64,
-                    ) {
+                    // Multiples of the size below the preferred order's
+                    // object count. A slab of the fallback order may have
+                    // room after its last object where one of the preferred
+                    // order has another: such slabs keep no first object for
+                    // the test (`new_slab`), so a pointer of the room is not
+                    // taken for an object.
+                    kfree_test: match MultipleTest::new(sz as u64, oo.objects as u64) {
                         Some(t) if !flags.intersects(SLAB_DEBUG_FLAGS) && red_left_pad == 0 => t,
                         _ => MultipleTest::NEVER,
                     },

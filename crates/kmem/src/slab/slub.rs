@@ -756,8 +756,13 @@ impl<P: Platform> Kmem<P> {
         }
         let base = self.slab_base(slab);
         // The first object's address where `kfree` checks pointers inline
-        // against it (`slab_object_inline`), in every page of the slab.
-        let s_mem = if s.kfree_test == MultipleTest::NEVER {
+        // against it (`slab_object_inline`), in every page of the slab; 0
+        // (the exact check, out of line) in a slab with fewer objects than
+        // the test allows, one of the fallback order with room after its
+        // last object (power-of-two objects fill their slabs).
+        let s_mem = if s.kfree_test == MultipleTest::NEVER
+            || (oo.objects < s.oo.objects && (oo.objects as usize) * s.size < PAGE_SIZE << oo.order)
+        {
             0
         } else {
             s.object_at(base, 0) as usize
