@@ -49,7 +49,7 @@ pub fn huge_alloc(k: &Kmem<HostedPlatform>, size: usize, align: usize, zero: boo
         ptr::write((p - HDR) as *mut usize, base);
         ptr::write((p - HDR + 8) as *mut usize, usable);
         if zero {
-            ptr::write_bytes(p as *mut u8, 0, size);
+            crate::zero_resident(p as *mut u8, size);
         }
     }
     p as *mut u8

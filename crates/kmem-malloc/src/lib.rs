@@ -365,12 +365,12 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
         // A small size whose cache was not usable (a debug layout), or a
         // large kmalloc, or an alignment kmalloc can give.
         let r = if size > KMALLOC_MAX_CACHE_SIZE && align <= PAGE_SIZE {
-            // Whole pages: zero only what was asked (the rest of the block
-            // stays untouched, so it costs the host no memory).
+            // Whole pages: zero only what was asked, and only where the host
+            // backs it (`zero_resident`).
             k.kmalloc_large_node(size, GFP_KERNEL, -1).inspect(|p| {
                 if zero {
                     // SAFETY: the block holds at least `size` bytes.
-                    unsafe { ptr::write_bytes(p.as_ptr(), 0, size) };
+                    unsafe { zero_resident(p.as_ptr(), size) };
                 }
             })
         } else {
@@ -388,6 +388,50 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
         enomem()
     } else {
         p.cast()
+    }
+}
+
+/// Requests from which `zero_resident` asks the host which pages it backs.
+const ZERO_RESIDENT_MIN: usize = 64 << 10;
+
+/// Zeroes `[p, p + size)` of a fresh large or huge block, skipping the
+/// pages the RAM memfd does not back: RAM given back to the host (free page
+/// reporting) or never written reads as zero already, and writing zeroes
+/// there would make the host allocate it, so a big `calloc` would cost its
+/// whole size in RSS at once, where glibc and mimalloc hand out fresh
+/// `mmap` memory that costs only what the program touches. `mincore` on the
+/// mapping tells the memfd's pages apart (a hole is not in its page cache);
+/// the block is the caller's alone, so none can be filled meanwhile.
+///
+/// # Safety
+/// `[p, p + size)` is writable memory of the caller's, mapped from the RAM
+/// memfd (the linear map or a vmalloc area).
+unsafe fn zero_resident(p: *mut u8, size: usize) {
+    const PAGE: usize = kmem::PAGE_SIZE;
+    if size < ZERO_RESIDENT_MIN {
+        // SAFETY: caller contract.
+        unsafe { ptr::write_bytes(p, 0, size) };
+        return;
+    }
+    let start = p as usize & !(PAGE - 1);
+    let end = p as usize + size;
+    let mut vec = [0u8; 256];
+    let mut page = start;
+    while page < end {
+        let n = ((end - page).div_ceil(PAGE)).min(vec.len());
+        // SAFETY: `[page, page + n pages)` lies in the caller's mapping (its first and last pages partly).
+        if unsafe { libc::mincore(page as *mut libc::c_void, n * PAGE, vec.as_mut_ptr()) } != 0 {
+            vec[..n].fill(1); // Unknown: zero it all.
+        }
+        for (i, &v) in vec[..n].iter().enumerate() {
+            if v & 1 != 0 {
+                let a = (page + i * PAGE).max(p as usize);
+                let b = (page + (i + 1) * PAGE).min(end);
+                // SAFETY: a part of the caller's range.
+                unsafe { ptr::write_bytes(a as *mut u8, 0, b - a) };
+            }
+        }
+        page += n * PAGE;
     }
 }
 

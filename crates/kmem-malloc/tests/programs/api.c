@@ -17,8 +17,31 @@ static int failures;
 
 static int aligned(void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
 
+static long vmrss_kb(void)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
+    if (f) fclose(f);
+    return kb;
+}
+
 int main(void)
 {
+    /* A big calloc costs memory as it is used, as fresh mmap memory does:
+     * 3 MiB (a large kmalloc) and 24 MiB (vmalloc), then one byte written
+     * per MiB. First, while the RAM is fresh. */
+    long before = vmrss_kb();
+    char *c3 = calloc(1, 3 << 20), *c24 = calloc(1, 24 << 20);
+    for (size_t off = 0; off < (24u << 20); off += 1 << 20) c24[off] = 1;
+    for (size_t off = 0; off < (3u << 20); off += 1 << 20) c3[off] = 1;
+    long grown = vmrss_kb() - before;
+    CHECK(c3 && c24 && grown < 4096);
+    free(c3);
+    free(c24);
+
     /* Every size up to 64 KiB: aligned to 16 (8 for tiny ones), writable, distinct. */
     int bad_align = 0, bad_usable = 0;
     for (size_t n = 1; n <= 65536; n += (n < 512 ? 1 : n / 7)) {
