@@ -1032,8 +1032,9 @@ fn write_backtrace() {
 /// area's PTEs at once (cheaper than a fault on first use), and leaves the
 /// holes (RAM given back to the host, which reads as zero) to fault in when
 /// first touched: populating a hole would allocate a host page for memory
-/// the program may never touch (a large array used from its start), so a
-/// vmalloc area costs RSS only as it is used, as `mmap` memory does.
+/// the program may never touch (a large array of which it uses the first
+/// part), so a vmalloc area costs RSS only as it is used, as `mmap` memory
+/// does.
 /// `mincore` on a shared file mapping reports the file's page cache, PTEs
 /// or not. Best effort: a host without `MADV_POPULATE_WRITE` (before Linux
 /// 5.14) faults every page in on use.
@@ -1041,7 +1042,7 @@ fn write_backtrace() {
 /// # Safety
 /// The range is a `MAP_SHARED` mapping of the RAM memfd owned by the caller.
 unsafe fn populate_resident(virt: usize, n: usize) {
-    const CHUNK: usize = 4096;
+    const CHUNK: usize = 512;
     let page = kmem::PAGE_SIZE;
     let mut vec = [0u8; CHUNK];
     let mut done = 0;
