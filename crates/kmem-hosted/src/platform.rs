@@ -1034,46 +1034,22 @@ fn write_backtrace() {
 /// first touched: populating a hole would allocate a host page for memory
 /// the program may never touch (a large array of which it uses the first
 /// part), so a vmalloc area costs RSS only as it is used, as `mmap` memory
-/// does.
-/// `mincore` on a shared file mapping reports the file's page cache, PTEs
-/// or not. Best effort: a host without `MADV_POPULATE_WRITE` (before Linux
-/// 5.14) faults every page in on use.
+/// does. Best effort: a host without `MADV_POPULATE_WRITE` (before Linux
+/// 5.14) or `mincore` faults every page in on use.
 ///
 /// # Safety
 /// The range is a `MAP_SHARED` mapping of the RAM memfd owned by the caller.
 unsafe fn populate_resident(virt: usize, n: usize) {
-    const CHUNK: usize = 512;
-    let page = kmem::PAGE_SIZE;
-    let mut vec = [0u8; CHUNK];
-    let mut done = 0;
-    while done < n {
-        let len = (n - done).min(CHUNK);
-        let start = virt + done * page;
-        // SAFETY: `[start, +len pages)` is mapped (caller) and `vec` has room for `len` entries.
-        if unsafe { libc::mincore(start as *mut libc::c_void, len * page, vec.as_mut_ptr()) } != 0 {
-            return;
-        }
-        let mut j = 0;
-        while j < len {
-            if vec[j] & 1 == 0 {
-                j += 1;
-                continue;
-            }
-            let first = j;
-            while j < len && vec[j] & 1 != 0 {
-                j += 1;
-            }
-            // SAFETY: a sub-range of the caller's mapping; populating only faults its pages in.
-            unsafe {
-                libc::madvise(
-                    (start + first * page) as *mut libc::c_void,
-                    (j - first) * page,
-                    libc::MADV_POPULATE_WRITE,
-                )
-            };
-        }
-        done += len;
-    }
+    // SAFETY: caller contract; populating a sub-range only faults its pages in.
+    let _ = unsafe {
+        crate::ram::for_each_backed_run(virt, n, |start, pages| {
+            libc::madvise(
+                start as *mut libc::c_void,
+                pages * kmem::PAGE_SIZE,
+                libc::MADV_POPULATE_WRITE,
+            );
+        })
+    };
 }
 
 #[cfg(test)]

@@ -388,6 +388,46 @@ impl Drop for HostRam {
     }
 }
 
+/// Calls `f(start, pages)` for each run of pages of `[virt, virt + n
+/// pages)` that the RAM memfd backs (written, not given back to the host);
+/// the others are holes, which read as zero and cost no host memory.
+/// `mincore` on a shared file mapping reports the file's page cache, page
+/// table entries or not; it is asked 512 pages at a time (a 512-byte
+/// buffer, no allocation: the allocator itself calls this). Err if the host
+/// refuses the question (then nothing is known about the rest).
+///
+/// # Safety
+/// `virt` is page-aligned and `[virt, virt + n pages)` is mapped from the
+/// RAM memfd (the linear map or a vmalloc alias).
+pub unsafe fn for_each_backed_run(virt: usize, n: usize, mut f: impl FnMut(usize, usize)) -> io::Result<()> {
+    const CHUNK: usize = 512;
+    let page = kmem::PAGE_SIZE;
+    let mut vec = [0u8; CHUNK];
+    let mut done = 0;
+    while done < n {
+        let len = (n - done).min(CHUNK);
+        let start = virt + done * page;
+        // SAFETY: `[start, +len pages)` is mapped (caller) and `vec` has room for `len` entries.
+        if unsafe { libc::mincore(start as *mut libc::c_void, len * page, vec.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut j = 0;
+        while j < len {
+            if vec[j] & 1 == 0 {
+                j += 1;
+                continue;
+            }
+            let first = j;
+            while j < len && vec[j] & 1 != 0 {
+                j += 1;
+            }
+            f(start + first * page, j - first);
+        }
+        done += len;
+    }
+    Ok(())
+}
+
 /// Resident set size of the whole process, in bytes (`/proc/self/statm`).
 pub fn rss_bytes() -> io::Result<u64> {
     use std::io::Read;

@@ -395,13 +395,13 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
 const ZERO_RESIDENT_MIN: usize = 64 << 10;
 
 /// Zeroes `[p, p + size)` of a fresh large or huge block, skipping the
-/// pages the RAM memfd does not back: RAM given back to the host (free page
-/// reporting) or never written reads as zero already, and writing zeroes
-/// there would make the host allocate it, so a big `calloc` would cost its
-/// whole size in RSS at once, where glibc and mimalloc hand out fresh
-/// `mmap` memory that costs only what the program touches. `mincore` on the
-/// mapping tells the memfd's pages apart (a hole is not in its page cache);
-/// the block is the caller's alone, so none can be filled meanwhile.
+/// pages the RAM memfd does not back (`kmem_hosted::ram::for_each_backed_run`):
+/// RAM given back to the host (free page reporting) or never written reads
+/// as zero already, and writing zeroes there would make the host allocate
+/// it, so a big `calloc` would cost its whole size in RSS at once, where
+/// glibc and mimalloc hand out fresh `mmap` memory that costs only what the
+/// program touches. The block is the caller's alone, so no page of it can
+/// be filled meanwhile.
 ///
 /// # Safety
 /// `[p, p + size)` is writable memory of the caller's, mapped from the RAM
@@ -413,25 +413,21 @@ unsafe fn zero_resident(p: *mut u8, size: usize) {
         unsafe { ptr::write_bytes(p, 0, size) };
         return;
     }
-    let start = p as usize & !(PAGE - 1);
-    let end = p as usize + size;
-    let mut vec = [0u8; 256];
-    let mut page = start;
-    while page < end {
-        let n = ((end - page).div_ceil(PAGE)).min(vec.len());
-        // SAFETY: `[page, page + n pages)` lies in the caller's mapping (its first and last pages partly).
-        if unsafe { libc::mincore(page as *mut libc::c_void, n * PAGE, vec.as_mut_ptr()) } != 0 {
-            vec[..n].fill(1); // Unknown: zero it all.
-        }
-        for (i, &v) in vec[..n].iter().enumerate() {
-            if v & 1 != 0 {
-                let a = (page + i * PAGE).max(p as usize);
-                let b = (page + (i + 1) * PAGE).min(end);
-                // SAFETY: a part of the caller's range.
-                unsafe { ptr::write_bytes(a as *mut u8, 0, b - a) };
-            }
-        }
-        page += n * PAGE;
+    let (start, end) = (p as usize, p as usize + size);
+    let first = start & !(PAGE - 1);
+    let zero = |a: usize, b: usize| {
+        let (a, b) = (a.max(start), b.min(end));
+        // SAFETY: a part of the caller's range.
+        unsafe { ptr::write_bytes(a as *mut u8, 0, b - a) };
+    };
+    // SAFETY: the pages around the caller's range belong to its mapping (caller contract).
+    let known = unsafe {
+        kmem_hosted::ram::for_each_backed_run(first, (end - first).div_ceil(PAGE), |a, pages| {
+            zero(a, a + pages * PAGE)
+        })
+    };
+    if known.is_err() {
+        zero(start, end); // The host would not say: zero it all.
     }
 }
 

@@ -222,9 +222,8 @@ impl<P: Platform> Kmem<P> {
         let off = (addr as usize).wrapping_sub(self.page_offset);
         let pfn = off >> PAGE_SHIFT;
         if pfn < self.max_low_pfn {
-            // SAFETY: `mem_map + pfn` inside the memmap, whose allocation the
-            // boot checked to be non-null (so no null test on the paths that
-            // look pages up).
+            // The memmap's allocation was checked non-null at boot, so the paths that look pages up test nothing.
+            // SAFETY: `mem_map + pfn` lies inside the memmap, which is not null.
             Some(unsafe { NonNull::new_unchecked(self.map.pfn_to_page(pfn)) })
         } else {
             None

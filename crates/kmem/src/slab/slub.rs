@@ -917,9 +917,8 @@ impl<P: Platform> Kmem<P> {
         // __slab_free wipes and takes any object. A cache without sheaves
         // has a `sheaf_limit` the sequence never passes, so its frees
         // outside the cpu slab take the slow path.
-        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, which the
-        // sequence takes only inside the cpu slab or once checked to be an
-        // object of `s`; `self` is the machine of `s`.
+        // The sequence takes `obj` only inside the cpu slab or once checked to be an object of `s`.
+        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`; `self` is the machine of `s`.
         match unsafe { rseq::free(s.rseq_area, s, obj, self) } {
             rseq::Push::Done => {}
             rseq::Push::DoubleFree => self.double_free(s, obj),
