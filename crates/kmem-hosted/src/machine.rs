@@ -72,19 +72,18 @@ unsafe impl Sync for Machine {}
 impl Machine {
     /// Boot a machine from a kernel-style command line.
     pub fn boot(cmdline_str: &str) -> Result<Machine, MachineError> {
-        let params = cmdline::parse(cmdline_str);
-        Self::boot_params(params)
+        Self::boot_params(&cmdline::parse(cmdline_str))
     }
 
     /// Boot a machine from parsed parameters.
-    pub fn boot_params(params: BootParams) -> Result<Machine, MachineError> {
+    pub fn boot_params(params: &BootParams) -> Result<Machine, MachineError> {
         let ram_bytes = params.mem.unwrap_or(DEFAULT_MEM);
         if ram_bytes < (2 << 20) {
             return Err(MachineError::MemoryMap("mem= must be at least 2M"));
         }
         let mut e820 = e820::pc_layout(ram_bytes);
         // mem= sized the layout already.
-        e820.apply_params_mem(&params, None)
+        e820.apply_params_mem(params, None)
             .map_err(|_| MachineError::MemoryMap("invalid memmap="))?;
         // trim_bios_range: page 0 is BIOS data, never RAM to the kernel.
         e820.update(0, 4096, e820::E820Type::Ram, e820::E820Type::Reserved);
@@ -115,7 +114,7 @@ impl Machine {
             page_offset: ram.base(),
             ram_zeroed: true,
             reserved: &reserved,
-            params: &params,
+            params,
             vmalloc_window: Some(vmalloc_window),
         };
         // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the
@@ -312,17 +311,20 @@ pub fn default_machine() -> &'static Machine {
 pub fn boot_default_machine(
     defaults: impl FnOnce(&mut BootParams),
 ) -> Result<&'static Machine, MachineError> {
-    static BOOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // The parameters live here rather than on the boot's stack: over 6 KiB
+    // that, in a frame, would stay resident in every program that preloads
+    // the malloc override. The lock is also what makes one thread boot.
+    static BOOT: std::sync::Mutex<BootParams> = std::sync::Mutex::new(BootParams::new());
     if let Some(m) = DEFAULT.get() {
         return Ok(m);
     }
-    let _guard = BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut params = BOOT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(m) = DEFAULT.get() {
         return Ok(m);
     }
-    let mut params = cmdline::parse(env_cmdline());
+    cmdline::parse_into(&mut params, env_cmdline());
     defaults(&mut params);
-    let m = Machine::boot_params(params)?;
+    let m = Machine::boot_params(&params)?;
     m.platform.enable_fork_gate();
     Ok(DEFAULT.get_or_init(|| m))
 }

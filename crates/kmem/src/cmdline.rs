@@ -662,6 +662,10 @@ impl BootParams {
         ));
     }
 
+    // Out of line: an empty command line (the usual case of a program
+    // that preloads the malloc override) then runs none of this code, so
+    // none of it is made resident.
+    #[inline(never)]
     fn handle(&mut self, param: &str, val: Option<&str>) {
         let is = |name: &str| parameq(param, name);
         if is("mem") {
@@ -955,6 +959,14 @@ fn next_arg(args: &str) -> (&str, Option<&str>, &str) {
 /// ```
 pub fn parse(cmdline: &str) -> BootParams {
     let mut p = BootParams::new();
+    parse_into(&mut p, cmdline);
+    p
+}
+
+/// [`parse`] into `p`, which is reset first: for a caller that keeps the
+/// parameters somewhere other than its stack (they are over 6 KiB).
+pub fn parse_into(p: &mut BootParams, cmdline: &str) {
+    *p = BootParams::new();
     p.cmdline = FixedStr::new(cmdline);
     let mut rest = skip_spaces(cmdline);
     while !rest.is_empty() {
@@ -966,7 +978,6 @@ pub fn parse(cmdline: &str) -> BootParams {
         p.handle(param, val);
         rest = next;
     }
-    p
 }
 
 /// The part of `cmdline` after a bare `--`, which the kernel hands to init.

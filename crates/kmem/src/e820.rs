@@ -329,8 +329,19 @@ impl E820Table {
             nr_points += 2;
         }
         // By address; at equal addresses starts come before ends so that
-        // touching ranges of one type join up.
-        points[..nr_points].sort_unstable_by_key(|p| (p.addr, p.is_end));
+        // touching ranges of one type join up. An insertion sort: a map has
+        // a few dozen points, and this is a few instructions of boot code
+        // where a general sort is kilobytes.
+        let key = |p: &Point| (p.addr, p.is_end);
+        for i in 1..nr_points {
+            let p = points[i];
+            let mut j = i;
+            while j > 0 && key(&points[j - 1]) > key(&p) {
+                points[j] = points[j - 1];
+                j -= 1;
+            }
+            points[j] = p;
+        }
 
         let mut overlap = [0u8; E820_MAX_ENTRIES];
         let mut nr_overlap = 0;

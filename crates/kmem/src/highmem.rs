@@ -53,8 +53,10 @@ pub const KM_MAX_IDX: usize = 16;
 /// `PA_HASH_ORDER`: log2 of the buckets of `page_address_htable`.
 const PA_HASH_ORDER: u32 = 7;
 const PA_HASH_SIZE: usize = 1 << PA_HASH_ORDER;
-/// End of a hash chain.
-const NO_SLOT: u16 = u16::MAX;
+/// End of a hash chain. A link holds its slot + 1 (see [`link`]), so the
+/// all-zero table is the empty one: the machine structure, built in zeroed
+/// RAM, then takes no 14 KiB copy of it through the boot's stack.
+const NO_SLOT: u16 = 0;
 /// `PMD_SIZE`: PKMAP_BASE is aligned to it.
 const PMD_SIZE: usize = 2 << 20;
 
@@ -134,15 +136,21 @@ fn pa_hash(pfn: usize) -> usize {
         & (PA_HASH_SIZE - 1)
 }
 
+/// The hash-chain link to `slot`.
+fn link(slot: usize) -> u16 {
+    slot as u16 + 1
+}
+
 impl PkmapInner {
     /// `page_address` lookup: the slot holding `pfn`.
     fn lookup(&self, pfn: usize) -> Option<usize> {
         let mut s = self.htable[pa_hash(pfn)];
         while s != NO_SLOT {
-            if self.pfn[s as usize] == pfn {
-                return Some(s as usize);
+            let slot = s as usize - 1;
+            if self.pfn[slot] == pfn {
+                return Some(slot);
             }
-            s = self.next[s as usize];
+            s = self.next[slot];
         }
         None
     }
@@ -152,23 +160,24 @@ impl PkmapInner {
         let b = pa_hash(pfn);
         self.pfn[slot] = pfn;
         self.next[slot] = self.htable[b];
-        self.htable[b] = slot as u16;
+        self.htable[b] = link(slot);
     }
 
     /// `set_page_address(page, NULL)`.
     fn remove(&mut self, slot: usize) {
         let b = pa_hash(self.pfn[slot]);
         let after = self.next[slot];
-        if self.htable[b] as usize == slot {
+        if self.htable[b] == link(slot) {
             self.htable[b] = after;
         } else {
             let mut cur = self.htable[b];
             while cur != NO_SLOT {
-                if self.next[cur as usize] as usize == slot {
-                    self.next[cur as usize] = after;
+                let i = cur as usize - 1;
+                if self.next[i] == link(slot) {
+                    self.next[i] = after;
                     break;
                 }
-                cur = self.next[cur as usize];
+                cur = self.next[i];
             }
         }
         self.next[slot] = NO_SLOT;

@@ -286,6 +286,26 @@ impl<P: Platform> Kmem<P> {
     /// nothing else may use that memory. The returned pointer is valid until
     /// the caller tears the mapping down (after `drop_in_place` of the machine).
     pub unsafe fn boot(platform: P, info: &BootInfo<'_>) -> Result<NonNull<Kmem<P>>, BootError> {
+        // Two calls, not one body: the first phase's frame (the memblock,
+        // the machine structure's parts as they are assembled) is popped
+        // before the second phase's deep calls, so the boot's stack is the
+        // larger of the two rather than their sum. Every page of a frame is
+        // touched (stack probes), and a hosted program keeps it resident.
+        // SAFETY: the caller's guarantees, passed on.
+        let kmem_ptr = unsafe { Self::setup_arch(platform, info) }?;
+        // SAFETY: `setup_arch` initialised the machine at `kmem_ptr`.
+        unsafe { Self::mm_core_init(kmem_ptr, info) }
+    }
+
+    /// The first phase of [`Kmem::boot`] (the kernel's `setup_arch` and
+    /// `free_area_init`): memblock from the memory map, the boot
+    /// allocations, the nodes, zones and memmap, and the machine structure,
+    /// built in place in RAM. Returns it, not yet usable.
+    ///
+    /// # Safety
+    /// As for [`Kmem::boot`].
+    #[inline(never)]
+    unsafe fn setup_arch(platform: P, info: &BootInfo<'_>) -> Result<*mut Kmem<P>, BootError> {
         let params = info.params;
         debug_assert!(info.page_offset.is_multiple_of(PAGE_SIZE), "unaligned linear map");
         let nr_cpus = platform.nr_cpu_ids();
@@ -633,7 +653,8 @@ impl<P: Platform> Kmem<P> {
         let oom_wait_ms = params.oom_wait_ms.unwrap_or(DEFAULT_OOM_WAIT_MS);
         let wsf = params.watermark_scale_factor.unwrap_or(10) as usize;
         let _ = log;
-        // SAFETY: kmem_ptr is zeroed, aligned memory of the right size reserved in memblock.
+        // SAFETY: kmem_ptr is zeroed, aligned memory of the right size reserved in memblock;
+        // `mb` is moved into it by a copy of its bytes and never used again.
         unsafe {
             ptr::write(
                 kmem_ptr,
@@ -652,7 +673,10 @@ impl<P: Platform> Kmem<P> {
                     cpu_node,
                     nr_cpus,
                     state: AtomicU8::new(MachineState::Boot as u8),
-                    memblock: SpinLock::new(mb),
+                    // `mb` itself is copied in below, straight from this
+                    // frame: as a field of the value written here it would
+                    // take a second 6 KiB copy on the boot's stack.
+                    memblock: SpinLock::new(Memblock::new()),
                     params: *params,
                     vm: VmTunables {
                         min_free_kbytes: AtomicUsize::new(0),
@@ -684,8 +708,26 @@ impl<P: Platform> Kmem<P> {
                 },
             );
             Reclaim::init(ptr::addr_of_mut!((*kmem_ptr).reclaim));
+            // The machine owns the memblock from here on.
+            let mb = core::mem::ManuallyDrop::new(mb);
+            ptr::copy_nonoverlapping(&*mb, (*kmem_ptr).memblock.get_mut(), 1);
         }
-        // SAFETY: just initialised; from here on shared access only.
+        Ok(kmem_ptr)
+    }
+
+    /// The second phase of [`Kmem::boot`] (the kernel's `mm_core_init`):
+    /// zonelists, the boot memory freed to the buddy allocator, the slab
+    /// allocator, per-CPU memory, vmalloc.
+    ///
+    /// # Safety
+    /// `kmem_ptr` came from [`Kmem::setup_arch`] with the same `info`, and
+    /// nothing else uses the machine yet.
+    #[inline(never)]
+    unsafe fn mm_core_init(
+        kmem_ptr: *mut Kmem<P>,
+        info: &BootInfo<'_>,
+    ) -> Result<NonNull<Kmem<P>>, BootError> {
+        // SAFETY: initialised by setup_arch; from here on shared access only.
         let k = unsafe { &mut *kmem_ptr };
         k.build_zonelists();
         k.mem_init();
@@ -1256,10 +1298,33 @@ fn first_last_present(mb: &Memblock, s: PhysAddr, e: PhysAddr) -> (usize, usize)
 
 fn log_e820<P: Platform>(log: &mut BootLog<'_, P>, e820: &E820Table) {
     log.line(format_args!("BIOS-provided physical RAM map:"));
-    let mut buf = crate::printk::FixedBuf::<8192>::new();
-    let _ = e820.print(&mut buf);
-    for l in buf.as_str().lines() {
-        log.line(format_args!("{l}"));
+    let _ = e820.print(&mut LogLines {
+        log,
+        line: crate::printk::FixedBuf::new(),
+    });
+}
+
+/// A `fmt::Write` that hands the boot log one line at a time, so a long
+/// text such as the memory map needs no buffer of its size on the boot's
+/// stack (every page of a frame is touched, and stays resident).
+struct LogLines<'l, 'a, P: Platform> {
+    log: &'l mut BootLog<'a, P>,
+    line: crate::printk::FixedBuf<160>,
+}
+
+impl<P: Platform> fmt::Write for LogLines<'_, '_, P> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for piece in s.split_inclusive('\n') {
+            match piece.strip_suffix('\n') {
+                Some(text) => {
+                    self.line.write_str(text)?;
+                    self.log.line(format_args!("{}", self.line.as_str()));
+                    self.line.clear();
+                }
+                None => self.line.write_str(piece)?,
+            }
+        }
+        Ok(())
     }
 }
 
