@@ -110,7 +110,8 @@ fn a_small_program_maps_little_of_the_library_code() {
     };
     let out = run_ok(Command::new(&exe), "");
     println!("{out}");
-    let n: Vec<u64> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let first = out.lines().next().unwrap_or("");
+    let n: Vec<u64> = first.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let [resident, pages] = n[..] else {
         panic!("unexpected output: {out}");
     };
@@ -122,5 +123,36 @@ fn a_small_program_maps_little_of_the_library_code() {
         resident * 100 <= pages * 55,
         "{resident} of {pages} pages of libkmalloc's code resident: \
          are the functions programs run still packed? (scripts/hot-text.sh)"
+    );
+}
+
+/// The program's "stack S kB" line.
+fn resident_stack_kb(out: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("stack ")?.strip_suffix(" kB")?.parse().ok())
+        .unwrap_or_else(|| panic!("no stack line: {out}"))
+}
+
+#[test]
+fn the_boot_leaves_little_of_the_stack_resident() {
+    if !optimized() {
+        return;
+    }
+    let dir = scratch("resident-stack");
+    let Some(exe) = compile("resident_text.c", &dir, &[]) else {
+        return;
+    };
+    let plain = run(Command::new(&exe), false, "");
+    assert!(plain.status.success(), "{plain:?}");
+    let plain = resident_stack_kb(&String::from_utf8_lossy(&plain.stdout));
+    let kmem = resident_stack_kb(&run_ok(Command::new(&exe), ""));
+    println!("resident stack: {kmem} kB under libkmalloc, {plain} kB without");
+    // The boot runs on the first malloc's stack. Its deepest frames used to
+    // hold the boot parameters, the memblock and parts of the machine
+    // structure by value, some twice: 56-64 kB more than without the
+    // library. Now 20-28 kB.
+    assert!(
+        kmem <= plain + 40,
+        "the boot left {kmem} kB of stack resident, against {plain} kB without libkmalloc"
     );
 }
