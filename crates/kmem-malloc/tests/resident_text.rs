@@ -21,14 +21,28 @@ fn optimized() -> bool {
     true
 }
 
-/// `(start, end)` of the library's `.text.kmem_hot`, from `readelf -SW`.
-fn hot_section() -> (u64, u64) {
+/// The library's section headers, `readelf -SW`.
+fn section_headers() -> String {
     let o = Command::new("readelf")
         .arg("-SW")
         .arg(libkmalloc())
         .output()
         .expect("run readelf");
-    let text = String::from_utf8_lossy(&o.stdout);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `resident_text.c` compiled in a scratch directory of its own; `None`
+/// (the test is skipped) for a debug build or without a C compiler.
+fn resident_text_program(scratch_name: &str) -> Option<std::path::PathBuf> {
+    if !optimized() {
+        return None;
+    }
+    compile("resident_text.c", &scratch(scratch_name), &[])
+}
+
+/// `(start, end)` of the library's `.text.kmem_hot`, from `readelf -SW`.
+fn hot_section() -> (u64, u64) {
+    let text = section_headers();
     let line = text
         .lines()
         .find(|l| l.contains(" .text.kmem_hot "))
@@ -87,12 +101,7 @@ fn the_malloc_family_and_the_boot_are_in_the_hot_section() {
     // The PLT (every program calls __tls_get_addr through it) is packed
     // too: an output section of its own would follow .text, in a window of
     // its own.
-    let o = Command::new("readelf")
-        .arg("-SW")
-        .arg(libkmalloc())
-        .output()
-        .expect("run readelf");
-    let sections = String::from_utf8_lossy(&o.stdout);
+    let sections = section_headers();
     assert!(
         !sections.lines().any(|l| l.contains(" .plt ")),
         "libkmalloc.so has a .plt section of its own (hot-text.ld packs it):\n{sections}"
@@ -101,11 +110,7 @@ fn the_malloc_family_and_the_boot_are_in_the_hot_section() {
 
 #[test]
 fn a_small_program_maps_little_of_the_library_code() {
-    if !optimized() {
-        return;
-    }
-    let dir = scratch("resident-text");
-    let Some(exe) = compile("resident_text.c", &dir, &[]) else {
+    let Some(exe) = resident_text_program("resident-text") else {
         return;
     };
     let out = run_ok(Command::new(&exe), "");
@@ -136,11 +141,7 @@ fn resident_stack_kb(out: &str) -> u64 {
 
 #[test]
 fn the_boot_leaves_little_of_the_stack_resident() {
-    if !optimized() {
-        return;
-    }
-    let dir = scratch("resident-stack");
-    let Some(exe) = compile("resident_text.c", &dir, &[]) else {
+    let Some(exe) = resident_text_program("resident-stack") else {
         return;
     };
     let plain = run(Command::new(&exe), false, "");
