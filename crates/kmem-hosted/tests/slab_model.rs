@@ -215,12 +215,18 @@ fn run(ops: Vec<Op>) {
     }
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
     // Every page of the destroyed caches went back to the buddy allocator:
-    // only the kmalloc caches and the cache of caches hold slabs now.
+    // only the boot's caches (kmalloc's, the cache of caches, the sheaves')
+    // hold slabs now.
     let mut pages_in_slabs = 0;
     m.for_each_cache(|s| {
         let (_, _, slabs, _) = m.cache_counts(s);
         pages_in_slabs += slabs << s.oo.order;
-        assert!(s.name().starts_with("kmalloc") || s.name().contains("kmalloc") || s.name() == "kmem_cache");
+        assert!(
+            s.name().starts_with("kmalloc")
+                || s.name().contains("kmalloc")
+                || s.name() == "kmem_cache"
+                || s.name() == "slab_sheaf"
+        );
     });
     m.drain_all_pages();
     assert!(m.nr_free_pages() + pages_in_slabs + 64 > m.totalram_pages() - 4096);

@@ -646,3 +646,57 @@ fn kfree_without_sheaves_pushes_onto_the_cpu_freelist() {
     assert_eq!(m.kmem_cache_shrink(s), 0);
     destroy_clean(&m, s);
 }
+
+/// `slab_sheaf`'s slabinfo numbers: (active objects, objects, object size,
+/// objects per slab, pages per slab).
+fn sheaf_cache_info(m: &Machine) -> (usize, usize, usize, usize, usize) {
+    let text = m.proc_read("slabinfo").expect("/proc/slabinfo");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("slab_sheaf "))
+        .unwrap_or_else(|| panic!("no slab_sheaf cache:\n{text}"));
+    let n: Vec<usize> = line
+        .split_whitespace()
+        .skip(1)
+        .take(5)
+        .map(|w| w.parse().expect("a number"))
+        .collect();
+    (n[0], n[1], n[2], n[3], n[4])
+}
+
+/// Sheaves are objects of their own cache, `slab_sheaf`, a kilobyte each
+/// and four to a page (they used to take a page each, three quarters of it
+/// unused); shrinking the cache that used them gives their memory back too.
+#[test]
+fn sheaves_come_four_to_a_page_from_their_own_cache() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let _pin = pin_to_current_cpu();
+    let (active0, _, size, sheaves_per_slab, pages) = sheaf_cache_info(&m);
+    assert_eq!(
+        size, 1024,
+        "a sheaf of 120 objects in a cache-line aligned kilobyte"
+    );
+    assert_eq!(sheaves_per_slab, 4 * pages, "four sheaves to a page");
+    let s = m
+        .kmem_cache_create("sheaf-home", 64, 0, SlabFlags(0), None)
+        .unwrap();
+    // SAFETY: a live cache.
+    let cap = unsafe { s.as_ref() }.sheaf_capacity;
+    let objs = alloc_n(&m, s, 2 * cap + 1 + per_slab(s));
+    free_all(&m, s, &objs[..=2 * cap]);
+    // Two full sheaves in the barn and the CPU's: three objects of the
+    // sheaf cache, in one slab of it.
+    assert_eq!((barn_full(s), sheaves_installed(&m, s)), (2, 1));
+    let (active, total, ..) = sheaf_cache_info(&m);
+    assert_eq!(active, active0 + 3, "three sheaves in use");
+    assert!(total <= (active0 + 3).div_ceil(sheaves_per_slab) * sheaves_per_slab);
+    free_all(&m, s, &objs[2 * cap + 1..]);
+    // SAFETY: a live cache with no objects.
+    assert_eq!(m.kmem_cache_shrink(s), 0);
+    let (active, total, ..) = sheaf_cache_info(&m);
+    assert_eq!(active, active0, "the sheaves went back");
+    if active0 == 0 {
+        assert_eq!(total, 0, "and the sheaf cache's slab with them");
+    }
+    destroy_clean(&m, s);
+}

@@ -595,6 +595,9 @@ pub struct SlabState {
     /// (`Platform::rseq_cpu_ids`); every cache's cpu array has that many
     /// stopped entries after its real ones. Fixed at boot.
     pub(crate) rseq_extra_cpus: AtomicUsize,
+    /// The cache sheaves come from (`slab_sheaf`, `sheaf.rs`); null while
+    /// there is none (early in the boot, or no cache has sheaves).
+    pub(crate) sheaf_cache: AtomicPtr<KmemCache>,
 }
 
 impl SlabState {
@@ -604,6 +607,7 @@ impl SlabState {
             kmem_cache: AtomicPtr::new(ptr::null_mut()),
             kmalloc: [const { [const { AtomicPtr::new(ptr::null_mut()) }; crate::kmalloc::KMALLOC_SHIFT_HIGH + 1] };
                 crate::kmalloc::NR_KMALLOC_TYPES],
+            sheaf_cache: AtomicPtr::new(ptr::null_mut()),
             large_kmalloc_pages: AtomicUsize::new(0),
             up: core::sync::atomic::AtomicBool::new(false),
             errors: AtomicUsize::new(0),
@@ -775,7 +779,33 @@ impl<P: Platform> Kmem<P> {
                 "cmpxchg16b"
             }
         );
-        self.create_kmalloc_caches()
+        self.create_kmalloc_caches()?;
+        if rseq && self.params.kmem_sheaves != Some(false) {
+            self.create_sheaf_cache();
+        }
+        Ok(())
+    }
+
+    /// The `slab_sheaf` cache: the sheaves of every cache that has them
+    /// (`sheaf.rs`). It has none itself, so allocating or freeing a sheaf
+    /// never needs one. Without it (no memory) caches run without sheaves.
+    fn create_sheaf_cache(&self) {
+        let Some(sc) = self.kmem_cache_create_args(
+            "slab_sheaf",
+            sheaf::SHEAF_BYTES,
+            &KmemCacheArgs::default(),
+            // Cache-line aligned (1 KiB each): CPUs' sheaves share no line.
+            SLAB_HWCACHE_ALIGN | SLAB_NO_MERGE,
+        ) else {
+            return;
+        };
+        // SAFETY: a cache created just now and not yet published: nothing
+        // allocates from it or reads its capacity but this boot.
+        unsafe {
+            (*sc.as_ptr()).sheaf_capacity = 0;
+            (*sc.as_ptr()).refcount.store(-1, Ordering::Relaxed);
+        }
+        self.slab.sheaf_cache.store(sc.as_ptr(), Ordering::Release);
     }
 
     /// Bytes of a `KmemCache` object of this machine: the structure, then
@@ -1345,6 +1375,8 @@ impl<P: Platform> Kmem<P> {
     /// that remain. Returns the number of remaining objects.
     fn kmem_cache_shutdown(&self, s: &KmemCache) -> usize {
         self.flush_all(s);
+        // Its sheaves' memory goes back with its slabs.
+        self.shrink_sheaf_cache();
         let mut remaining = 0;
         for nid in 0..self.nr_nodes {
             let n = s.node(nid);
@@ -1499,6 +1531,8 @@ impl<P: Platform> Kmem<P> {
         let c = unsafe { s.as_ref() };
         self.flush_all(c);
         self.shrink_node_partials(c, usize::MAX, true);
+        // The sheaves just given back: their memory too.
+        self.shrink_sheaf_cache();
         let left: usize = (0..self.nr_nodes)
             .map(|n| c.node(n).nr_slabs.load(Ordering::Relaxed))
             .sum();
@@ -1512,6 +1546,18 @@ impl<P: Platform> Kmem<P> {
             self.flush_all(c);
             self.shrink_node_partials(c, usize::MAX, true);
         });
+        // The caches after `slab_sheaf` in the list gave it their sheaves
+        // after it was shrunk.
+        self.shrink_sheaf_cache();
+    }
+
+    /// Shrink `slab_sheaf` (`sheaf.rs`), which a cache's shrink fills.
+    fn shrink_sheaf_cache(&self) {
+        // SAFETY: the sheaf cache, once created, is never destroyed.
+        if let Some(sc) = unsafe { self.slab.sheaf_cache.load(Ordering::Acquire).as_ref() } {
+            self.flush_all(sc);
+            self.shrink_node_partials(sc, usize::MAX, true);
+        }
     }
 
     /// Free the empty partial slabs of every node beyond `keep` (the kernel's
