@@ -18,7 +18,7 @@
 # a function at an instruction fetch's fault outside the hot section is added
 # too (valgrind misses a few; each window shows only its first fault, and the
 # windows move with the library's random base), until no fault is new. The
-# functions that the most of mallocbench's seven workloads run come first
+# functions that the most of mallocbench's workloads run come first
 # (the boot, the fast paths, the sheaves' swaps), ties broken by all the
 # workloads, then the rest (threads, fork, large blocks), each group hottest
 # first. Symbols become section patterns with the parts that change from
@@ -64,6 +64,12 @@ WORKLOADS=(
     "python3 $WORK/work.py"
 )
 
+# The mallocbench workloads, which come first in WORKLOADS.
+NR_BENCH=0
+for w in "${WORKLOADS[@]}"; do
+    if [[ $w == *mallocbench* ]]; then NR_BENCH=$((NR_BENCH + 1)); fi
+done
+
 # The library's functions (callgrind names an object only when it differs
 # from the last one it named, calls included, so functions are matched
 # against these instead).
@@ -98,7 +104,7 @@ EOF
 done
 
 write_script() {
-    python3 - "$WORK/ran.txt" > "$LD_SCRIPT" <<'EOF'
+    python3 - "$WORK/ran.txt" "$NR_BENCH" > "$LD_SCRIPT" <<'EOF'
 import collections, re, sys
 runs = collections.defaultdict(set)
 cost = collections.Counter()
@@ -107,10 +113,10 @@ for line in open(sys.argv[1]):
     runs[name].add(k)
     cost[name] += int(c)
 pats = []
-# The malloc benchmark's workloads (the first seven) count first: the
+# The malloc benchmark's workloads (the first NR_BENCH) count first: the
 # functions all of them run (the boot, the fast paths, the sheaves' swaps)
 # then fit in the first two 64 KiB windows.
-bench = {str(k) for k in range(7)}
+bench = {str(k) for k in range(int(sys.argv[2]))}
 for n in sorted(runs, key=lambda n: (-len(runs[n] & bench), -len(runs[n]), -cost[n], n)):
     # ThinLTO's `.llvm.N` suffix, which valgrind may or may not report, is
     # always wildcarded after a hash.

@@ -431,10 +431,11 @@ impl<P: Platform> Kmem<P> {
     /// `sh` came from [`Kmem::get_empty_sheaf`], is on no list and is the
     /// caller's; its objects were taken off it.
     unsafe fn free_sheaf(&self, sh: *mut Sheaf) {
+        // Every sheaf but `no_sheaf()` (never freed) is an object of the
+        // sheaf cache, which exists before the first sheaf and is never
+        // destroyed.
         let sc = self.slab.sheaf_cache.load(Ordering::Acquire);
-        // SAFETY: every sheaf but `no_sheaf()` (never freed) is an object of
-        // the cache, which exists from before the first sheaf and is never
-        // destroyed; caller contract for the rest.
+        // SAFETY: `sc` is that cache (non-null); caller contract for `sh`.
         unsafe { self.kmem_cache_free(NonNull::new_unchecked(sc), sh as *mut u8) };
     }
 
