@@ -700,3 +700,51 @@ fn sheaves_come_four_to_a_page_from_their_own_cache() {
     }
     destroy_clean(&m, s);
 }
+
+/// `KmemCacheArgs::sheaf_capacity` (Linux 6.18's `kmem_cache_args` field):
+/// `Some(0)` gives a cache no sheaves, so its frees outside the cpu slab go
+/// to their slabs; `Some(n)` gives sheaves of `n` objects, the
+/// `(n + 1)`-th free sends the full one to the barn; more than a sheaf
+/// holds is cut to 120; a cache with a capacity merges with no other.
+#[test]
+fn sheaf_capacity_from_the_cache_args() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let _pin = pin_to_current_cpu();
+    let create = |name, cap| {
+        let args = KmemCacheArgs {
+            sheaf_capacity: cap,
+            ..Default::default()
+        };
+        m.kmem_cache_create_args(name, 64, &args, SlabFlags(0)).unwrap()
+    };
+    let default = create("args-default", None);
+    let none = create("args-none", Some(0));
+    let eight = create("args-eight", Some(8));
+    let huge = create("args-huge", Some(100_000));
+    // SAFETY: live caches.
+    let caps = unsafe { [default, none, eight, huge].map(|s| s.as_ref().sheaf_capacity) };
+    assert_eq!(caps, [120, 0, 8, 120]);
+    assert!(
+        none != default && eight != default && huge != default,
+        "caches with a capacity are not merged"
+    );
+    let n = per_slab(none);
+    // Without sheaves, frees of an older slab's objects go to their slab.
+    let objs = alloc_n(&m, none, 2 * n);
+    free_all(&m, none, &objs[..n]);
+    assert_eq!((in_sheaves(&m, none), sheaves_installed(&m, none)), (0, 0));
+    assert_eq!(active(&m, none), n);
+    free_all(&m, none, &objs[n..]);
+    destroy_clean(&m, none);
+    // Eight objects fill a sheaf; the ninth free puts it in the barn.
+    let n = per_slab(eight);
+    let objs = alloc_n(&m, eight, n + 9);
+    free_all(&m, eight, &objs[..8]);
+    assert_eq!((in_sheaves(&m, eight), barn_full(eight)), (8, 0));
+    free_all(&m, eight, &objs[8..9]);
+    assert_eq!(barn_full(eight), 1, "a full sheaf of eight went to the barn");
+    free_all(&m, eight, &objs[9..]);
+    for s in [default, eight, huge] {
+        destroy_clean(&m, s);
+    }
+}

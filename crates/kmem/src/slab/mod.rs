@@ -649,6 +649,15 @@ pub struct KmemCacheArgs {
     pub freeptr_offset: Option<usize>,
     /// Constructor.
     pub ctor: CtorKind,
+    /// Objects per sheaf (Linux 6.18's `sheaf_capacity`, `sheaf.rs`). None:
+    /// kmem's default, which gives every cache that can have sheaves a
+    /// capacity from its object size (SLAB's `enable_cpucache` limits); in
+    /// Linux a cache without this argument has none. `Some(0)`: no sheaves.
+    /// `Some(n)`: `n`, at most 120 (what a `slab_sheaf` object holds). Only
+    /// caches whose fast paths are the restartable sequences, with no debug
+    /// flags and no init hooks, have sheaves, whatever this says. A cache
+    /// created with a capacity never merges with another.
+    pub sheaf_capacity: Option<usize>,
 }
 
 impl Default for KmemCacheArgs {
@@ -659,6 +668,7 @@ impl Default for KmemCacheArgs {
             usersize: 0,
             freeptr_offset: None,
             ctor: CtorKind::None,
+            sheaf_capacity: None,
         }
     }
 }
@@ -790,21 +800,22 @@ impl<P: Platform> Kmem<P> {
     /// (`sheaf.rs`). It has none itself, so allocating or freeing a sheaf
     /// never needs one. Without it (no memory) caches run without sheaves.
     fn create_sheaf_cache(&self) {
+        let args = KmemCacheArgs {
+            sheaf_capacity: Some(0),
+            ..Default::default()
+        };
         let Some(sc) = self.kmem_cache_create_args(
             "slab_sheaf",
             sheaf::SHEAF_BYTES,
-            &KmemCacheArgs::default(),
+            &args,
             // Cache-line aligned (1 KiB each): CPUs' sheaves share no line.
             SLAB_HWCACHE_ALIGN | SLAB_NO_MERGE,
         ) else {
             return;
         };
         // SAFETY: a cache created just now and not yet published: nothing
-        // allocates from it or reads its capacity but this boot.
-        unsafe {
-            (*sc.as_ptr()).sheaf_capacity = 0;
-            (*sc.as_ptr()).refcount.store(-1, Ordering::Relaxed);
-        }
+        // else uses it during this boot.
+        unsafe { (*sc.as_ptr()).refcount.store(-1, Ordering::Relaxed) };
         self.slab.sheaf_cache.store(sc.as_ptr(), Ordering::Release);
     }
 
@@ -1008,6 +1019,7 @@ impl<P: Platform> Kmem<P> {
             || !matches!(args.ctor, CtorKind::None)
             || args.usersize != 0
             || args.freeptr_offset.is_some()
+            || args.sheaf_capacity.is_some()
         {
             return None;
         }
@@ -1261,7 +1273,8 @@ impl<P: Platform> Kmem<P> {
             }
             // Sheaves need the sequences, and debug caches check every free.
             (*s).sheaf_capacity = if stop == 0 && !debug && self.params.kmem_sheaves != Some(false) {
-                sheaf::sheaf_capacity(sz)
+                args.sheaf_capacity
+                    .map_or(sheaf::sheaf_capacity(sz), |n| n.min(sheaf::MAX_SHEAF_CAPACITY))
             } else {
                 0
             };

@@ -18,7 +18,9 @@
 //! (rseq mode) and that has no debug flags and no init hooks gets a
 //! `sheaf_capacity` from its object size, SLAB's `enable_cpucache` limits
 //! (120 objects up to 256 bytes, 54 up to 1 KiB, 24 up to a page, 8 above,
-//! 1 above 128 KiB); `kmem.sheaves=off` on the command line turns them off.
+//! 1 above 128 KiB), or the one its `KmemCacheArgs::sheaf_capacity` asks
+//! for (0: none; at most 120); `kmem.sheaves=off` on the command line turns
+//! them off.
 //! A sheaf (its size, a link, its capacity, then the objects) is an object
 //! of the `slab_sheaf` cache ([`SHEAF_BYTES`] = 984 bytes in 1 KiB, cache-line
 //! aligned so that CPUs' sheaves share no line), four to a page
@@ -72,7 +74,8 @@
 //! (`kmem_cache_args.sheaf_capacity`), every allocation and free goes to
 //! the sheaf first, an empty sheaf with no full one in the barn is refilled
 //! from the slabs, and a CPU keeps a spare sheaf beside its main one. Here
-//! every eligible cache has sheaves, `kmem_cache_alloc`/`kmem_cache_free`
+//! every eligible cache has sheaves unless it is created with a
+//! `sheaf_capacity` of `Some(0)`, `kmem_cache_alloc`/`kmem_cache_free`
 //! put the cpu freelist in front of them, an empty sheaf is not refilled
 //! from the slabs (the cpu freelist and the slow path serve), a full
 //! sheaf with a full barn is halved, and sheaves come from a cache of their
