@@ -145,3 +145,61 @@ fn vmalloc_maps_resident_pages_at_once_and_holes_on_first_touch() {
     assert!(present >= pages / 2, "{present} of {pages} resident pages mapped");
     m.vfree(q);
 }
+
+/// A fresh slab gets its objects linked a page at a time: one object of a
+/// cache of 4000-byte objects (8 to an order-3 slab) makes one page of the
+/// slab resident, not eight. The rest come one page at a time, in address
+/// order, and every object is accounted for (also when the cpu slab is
+/// flushed with objects not linked yet).
+#[test]
+fn a_fresh_slab_is_touched_a_page_at_a_time() {
+    let m = Machine::boot("quiet mem=1G nr_cpus=1 kswapd=off").unwrap();
+    let mut grown = 0;
+    let mut caches = Vec::new();
+    for i in 0..4 {
+        let s = m
+            .kmem_cache_create(&format!("lazy-{i}"), 4000, 0, kmem::slab::SLAB_NO_MERGE, None)
+            .unwrap();
+        // SAFETY: a live cache.
+        assert_eq!(unsafe { s.as_ref() }.oo.objects, 8);
+        let before = m.ram().ram_resident_bytes().unwrap();
+        let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+        grown += m.ram().ram_resident_bytes().unwrap() - before;
+        caches.push((s, p));
+    }
+    // Eight pages a slab would be 128 KiB for the four; one page each and a
+    // page of descriptors are at most 32 KiB.
+    assert!(
+        grown <= 32 << 10,
+        "one object in each of four fresh slabs made {grown} bytes resident"
+    );
+    let (s, first) = caches[0];
+    // SAFETY: a live cache.
+    let counts = |s: std::ptr::NonNull<kmem::slab::KmemCache>| m.cache_counts(unsafe { s.as_ref() });
+    assert_eq!(counts(s).0, 1, "the objects not linked yet count as free");
+    let mut objs = vec![first.as_ptr() as usize];
+    for _ in 1..8 {
+        objs.push(m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr() as usize);
+    }
+    assert!(
+        objs.windows(2).all(|w| w[1] == w[0] + 4000),
+        "one slab's objects in address order: {objs:x?}"
+    );
+    assert_eq!(counts(s).0, 8);
+    for &o in &objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { m.kmem_cache_free(s, o as *mut u8) };
+    }
+    // The other caches' cpu slabs still hold seven objects not linked yet:
+    // shrinking flushes them, links them and frees the slab.
+    for (i, &(s, p)) in caches.iter().enumerate() {
+        if i > 0 {
+            // SAFETY: allocated above, freed once (the first cache's went above).
+            unsafe { m.kmem_cache_free(s, p.as_ptr()) };
+        }
+        assert_eq!(counts(s).0, 0);
+        assert_eq!(m.kmem_cache_shrink(s), 0, "slabs left after shrink");
+        // SAFETY: empty now.
+        unsafe { m.kmem_cache_destroy(s) };
+    }
+}

@@ -168,6 +168,11 @@ pub struct KmemCacheCpu {
     pub partial: AtomicPtr<Page>,
     /// Slow-path statistics (written under `lock`, read without).
     pub stat: CpuStats,
+    /// Index of the cpu slab's first object not yet linked into any
+    /// freelist, or 0 if every object is (see `slub.rs`, "Fresh slabs are
+    /// linked a page at a time"). Under `lock`; the cpu slab owns those
+    /// objects (counted in use by its counters, free by `cache_counts`).
+    pub unbuilt: AtomicU32,
 }
 
 impl KmemCacheCpu {
@@ -1310,6 +1315,7 @@ impl<P: Platform> Kmem<P> {
                         slab_bytes: AtomicUsize::new(0),
                         partial: AtomicPtr::new(ptr::null_mut()),
                         stat: CpuStats::default(),
+                        unbuilt: AtomicU32::new(0),
                     },
                 );
                 (*base.add(i)).rseq_start();
@@ -1674,6 +1680,11 @@ impl<P: Platform> Kmem<P> {
                 // SAFETY: the cpu slab is a live slab of this cache.
                 let cnt = Counters(unsafe { slab_fl(slab).hi.load(Ordering::Acquire) });
                 free += cnt.objects() - cnt.inuse();
+                // Objects not linked yet are free.
+                let unbuilt = c.unbuilt.load(Ordering::Relaxed) as usize;
+                if unbuilt != 0 {
+                    free += cnt.objects() - unbuilt;
+                }
             }
             let mut part = c.partial.load(Ordering::Acquire);
             while !part.is_null() {

@@ -25,6 +25,15 @@
 //! (slab freelist, counters) with `cmpxchg16b`. Only a free that changes the
 //! slab's list membership — a full slab gaining a free object, a slab
 //! becoming empty — takes the node's `list_lock`.
+//!
+//! **Fresh slabs are linked a page at a time** (`link_objects`; Linux links
+//! every object of a new slab in `allocate_slab`). A new slab of a cache
+//! whose objects need no setup becomes the cpu slab with the objects of its
+//! first page on its freelist; the slow path links the next page's when
+//! the cpu freelist runs dry, and retiring the cpu slab links the rest, so
+//! every slab off a CPU has all its free objects on its freelist. Memory a
+//! program never allocates is never written: one `kmalloc(4096)` touches
+//! one page of its 8-page `kmalloc-4k` slab.
 
 use super::*;
 use crate::page_alloc::zone::lru_to_page;
@@ -285,9 +294,16 @@ impl<P: Platform> Kmem<P> {
                 }
                 continue;
             }
+            // A fresh cpu slab's next page of objects.
+            if !slab.is_null() && self.node_match(slab, nid) {
+                if let Some(obj) = self.cpu_slab_link_more(s, c, slab) {
+                    drop(guard);
+                    return Some(obj);
+                }
+            }
             // Retire the cpu slab: clear its range, then take the freelist.
             if !slab.is_null() {
-                let fl = self.cpu_slab_retire(c);
+                let fl = self.cpu_slab_retire(s, c);
                 if self.node_match(slab, nid) {
                     // get_freelist: the remote frees collected on the frozen slab.
                     // SAFETY: `slab` was our cpu slab, still frozen.
@@ -347,13 +363,19 @@ impl<P: Platform> Kmem<P> {
             }
             if got.is_none() {
                 drop(guard);
-                let slab = self.new_slab(s, gfp, nid)?;
+                let (slab, linked) = self.new_slab(s, gfp, nid, true)?;
                 let g2 = self.cpu_lock(c, cpu);
-                // SAFETY: a new slab, frozen, all objects free.
+                // SAFETY: a new slab, frozen, all objects free (the unlinked
+                // ones counted in use: they are ours).
                 let fl = unsafe { self.freeze_slab(slab) };
                 CpuStats::inc(&c.stat.alloc_slab);
+                // SAFETY: our frozen slab.
+                let objects = Counters(unsafe { slab_fl(slab) }.hi.load(Ordering::Acquire)).objects();
                 if !c.slab.load(Ordering::Acquire).is_null() {
-                    // Another thread refilled this CPU meanwhile: keep ours on the partial list.
+                    // Another thread refilled this CPU meanwhile: keep ours on
+                    // the partial list, every object linked.
+                    // SAFETY: the objects from `linked` on are free and on no freelist.
+                    let fl = unsafe { Self::link_objects(s, self.slab_base(slab), linked, objects, fl).0 };
                     // SAFETY: we own the frozen slab; give its objects back and unfreeze it.
                     unsafe { self.deactivate_slab(s, slab, fl) };
                     drop(g2);
@@ -363,6 +385,10 @@ impl<P: Platform> Kmem<P> {
                 let next = unsafe { s.get_freepointer(fl as *mut u8) } as usize;
                 // SAFETY: our frozen slab and its free objects.
                 unsafe { self.cpu_slab_install(s, c, slab, next) };
+                c.unbuilt.store(
+                    if linked < objects { linked as u32 } else { 0 },
+                    Ordering::Relaxed,
+                );
                 return Some(fl as *mut u8);
             }
             let (slab, fl) = got.unwrap_or((ptr::null_mut(), 0));
@@ -423,17 +449,57 @@ impl<P: Platform> Kmem<P> {
 
     /// Retire this CPU's cpu slab (`c.lock` held): stop fast frees from
     /// recognising it, then take the freelist (bumping the tid, so a free that
-    /// saw the old range fails its swap). Returns the freelist taken.
-    fn cpu_slab_retire(&self, c: &KmemCacheCpu) -> usize {
+    /// saw the old range fails its swap). Returns the freelist taken, with
+    /// the slab's objects not linked yet in front of it.
+    fn cpu_slab_retire(&self, s: &KmemCache, c: &KmemCacheCpu) -> usize {
         c.slab_bytes.store(0, Ordering::Release);
-        let fl = loop {
+        let mut fl = loop {
             let (fl, tid) = c.fl.load();
             if self.cpu_fl_swap(c, (fl, tid), (0, tid.wrapping_add(1))) {
                 break fl;
             }
         };
-        c.slab.store(ptr::null_mut(), Ordering::Release);
+        let slab = c.slab.swap(ptr::null_mut(), Ordering::AcqRel);
+        let unbuilt = c.unbuilt.swap(0, Ordering::Relaxed) as usize;
+        if unbuilt != 0 {
+            // SAFETY: our frozen cpu slab; its objects from `unbuilt` on are
+            // free and on no freelist.
+            unsafe {
+                let objects = Counters(slab_fl(slab).hi.load(Ordering::Acquire)).objects();
+                fl = Self::link_objects(s, self.slab_base(slab), unbuilt, objects, fl).0;
+            }
+        }
         fl
+    }
+
+    /// The cpu slab's next page of objects not linked yet, if it has one
+    /// (`c.lock` held, the cpu freelist empty): link them, hand out the first
+    /// and put the rest on the cpu freelist. See [`Kmem::link_objects`].
+    fn cpu_slab_link_more(&self, s: &KmemCache, c: &KmemCacheCpu, slab: *mut Page) -> Option<*mut u8> {
+        let from = c.unbuilt.load(Ordering::Relaxed) as usize;
+        if from == 0 {
+            return None;
+        }
+        // SAFETY: our frozen cpu slab.
+        let objects = Counters(unsafe { slab_fl(slab) }.hi.load(Ordering::Acquire)).objects();
+        let base = self.slab_base(slab);
+        let to = Self::first_page_end(s, base, from, objects);
+        c.unbuilt
+            .store(if to < objects { to as u32 } else { 0 }, Ordering::Relaxed);
+        // SAFETY: the objects `[from, to)` are the cpu slab's, free and on no freelist.
+        let (head, tail) = unsafe { Self::link_objects(s, base, from, to, 0) };
+        loop {
+            // Frees may land on the freelist meanwhile (the CAS fast paths):
+            // our chain goes in front of them.
+            let (cur, tid) = c.fl.load();
+            // SAFETY: `tail` is ours until the swap publishes the chain.
+            unsafe { s.set_freepointer(tail as *mut u8, cur as *mut u8) };
+            // SAFETY: as above.
+            let next = unsafe { s.get_freepointer(head as *mut u8) } as usize;
+            if self.cpu_fl_swap(c, (cur, tid), (next, tid.wrapping_add(1))) {
+                return Some(head as *mut u8);
+            }
+        }
     }
 
     /// Install a frozen slab as this CPU's cpu slab with the chain `fl` of its
@@ -710,14 +776,18 @@ impl<P: Platform> Kmem<P> {
         None
     }
 
-    /// `new_slab` for the debug paths.
+    /// `new_slab` for the debug paths: every object linked.
     pub(crate) fn new_slab_public(&self, s: &KmemCache, gfp: Gfp, nid: i32) -> Option<*mut Page> {
-        self.new_slab(s, gfp, nid)
+        self.new_slab(s, gfp, nid, false).map(|(slab, _)| slab)
     }
 
     /// `new_slab`: pages from the buddy allocator, cut into objects, each
-    /// constructed once.
-    fn new_slab(&self, s: &KmemCache, gfp: Gfp, nid: i32) -> Option<*mut Page> {
+    /// constructed once. With `lazy`, a cache whose objects need no setup
+    /// (no constructor, no debugging) gets only the objects that start in
+    /// the slab's first page linked (see [`Kmem::link_objects`]). Returns
+    /// the slab and how many of its objects are on its freelist: the rest
+    /// are the caller's to link.
+    fn new_slab(&self, s: &KmemCache, gfp: Gfp, nid: i32, lazy: bool) -> Option<(*mut Page, usize)> {
         let flags = (gfp & Gfp(GFP_RECLAIM_MASK.bits() | GFP_CONSTRAINT_MASK.bits())) | s.allocflags;
         if !matches!(s.ctor, CtorKind::None) && gfp.intersects(__GFP_ZERO) {
             self.warn_once(
@@ -782,13 +852,18 @@ impl<P: Platform> Kmem<P> {
         }
         let objects = oo.objects as usize;
         let atomic = !gfp.allows_blocking();
+        let linked = if lazy && !s.debug() && matches!(s.ctor, CtorKind::None) {
+            Self::first_page_end(s, base, 0, objects)
+        } else {
+            objects
+        };
         // Build the freelist in address order; construct each object.
-        for i in 0..objects {
+        for i in 0..linked {
             let obj = s.object_at(base, i);
             // SAFETY: the object lies within the new slab.
             unsafe {
                 self.setup_object(s, obj, atomic);
-                let next = if i + 1 < objects {
+                let next = if i + 1 < linked {
                     s.object_at(base, i + 1)
                 } else {
                     ptr::null_mut()
@@ -807,7 +882,60 @@ impl<P: Platform> Kmem<P> {
         let n = s.node(self.slab_nid(slab));
         n.nr_slabs.fetch_add(1, Ordering::Relaxed);
         n.total_objects.fetch_add(objects, Ordering::Relaxed);
-        Some(slab)
+        Some((slab, linked))
+    }
+
+    /// The end of the run of objects from `from` that start in the page
+    /// where object `from` starts (at least one object; at most `objects`).
+    fn first_page_end(s: &KmemCache, base: *mut u8, from: usize, objects: usize) -> usize {
+        let page_end = (s.object_at(base, from) as usize & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+        let mut to = from + 1;
+        while to < objects && (s.object_at(base, to) as usize) < page_end {
+            to += 1;
+        }
+        to
+    }
+
+    /// Link the objects `[from, to)` of the slab at `base` into a chain in
+    /// address order, the last pointing to `next`; returns the first and the
+    /// last (`next` and 0 if the range is empty). Fresh slabs are linked a page at a time: `new_slab` links the
+    /// objects of the first page of a slab that becomes a cpu slab, the cpu
+    /// slab's slow path the next page's when its freelist runs dry
+    /// (`KmemCacheCpu::unbuilt` says where to go on), and retiring the cpu
+    /// slab links whatever is left, so a slab off the CPU has every free
+    /// object on its freelist, as SLUB's do. Until then the unlinked objects
+    /// belong to the cpu slab, as the ones on its cpu freelist do. A program
+    /// that takes one object of a cache of large objects touches one page of
+    /// the slab, not all of it (the 8 pages of a `kmalloc-4k` slab for
+    /// stdio's buffer). Linux links every object in `allocate_slab`;
+    /// mimalloc extends a page's free list the same way.
+    ///
+    /// # Safety
+    /// The objects are free objects of a slab at `base` of `s` owned by the
+    /// caller, on no freelist.
+    unsafe fn link_objects(
+        s: &KmemCache,
+        base: *mut u8,
+        from: usize,
+        to: usize,
+        next: usize,
+    ) -> (usize, usize) {
+        if from >= to {
+            return (next, 0);
+        }
+        for i in from..to {
+            let link = if i + 1 < to {
+                s.object_at(base, i + 1)
+            } else {
+                next as *mut u8
+            };
+            // SAFETY: caller contract.
+            unsafe { s.set_freepointer(s.object_at(base, i), link) };
+        }
+        (
+            s.object_at(base, from) as usize,
+            s.object_at(base, to - 1) as usize,
+        )
     }
 
     /// `setup_object`: debug initialisation, then the constructor.
@@ -1452,7 +1580,7 @@ impl<P: Platform> Kmem<P> {
         let guard = self.cpu_lock(c, cpu);
         let slab = c.slab.load(Ordering::Acquire);
         if !slab.is_null() {
-            let fl = self.cpu_slab_retire(c);
+            let fl = self.cpu_slab_retire(s, c);
             // SAFETY: our frozen cpu slab and its cpu freelist.
             unsafe { self.deactivate_slab(s, slab, fl) };
         }
