@@ -898,17 +898,10 @@ impl<P: Platform> Kmem<P> {
 
     /// Link the objects `[from, to)` of the slab at `base` into a chain in
     /// address order, the last pointing to `next`; returns the first and the
-    /// last (`next` and 0 if the range is empty). Fresh slabs are linked a page at a time: `new_slab` links the
-    /// objects of the first page of a slab that becomes a cpu slab, the cpu
-    /// slab's slow path the next page's when its freelist runs dry
-    /// (`KmemCacheCpu::unbuilt` says where to go on), and retiring the cpu
-    /// slab links whatever is left, so a slab off the CPU has every free
-    /// object on its freelist, as SLUB's do. Until then the unlinked objects
-    /// belong to the cpu slab, as the ones on its cpu freelist do. A program
-    /// that takes one object of a cache of large objects touches one page of
-    /// the slab, not all of it (the 8 pages of a `kmalloc-4k` slab for
-    /// stdio's buffer). Linux links every object in `allocate_slab`;
-    /// mimalloc extends a page's free list the same way.
+    /// last (`next` and 0 if the range is empty). How fresh slabs are linked
+    /// a page at a time is in the module documentation; until they are, the
+    /// unlinked objects belong to the cpu slab, as those on its cpu freelist
+    /// do. mimalloc extends a page's free list the same way.
     ///
     /// # Safety
     /// The objects are free objects of a slab at `base` of `s` owned by the
