@@ -885,12 +885,14 @@ impl<P: Platform> Kmem<P> {
         Some((slab, linked))
     }
 
-    /// The end of the run of objects from `from` that start in the page
-    /// where object `from` starts (at least one object; at most `objects`).
+    /// The end of the run of objects from `from` whose free pointers (what
+    /// linking them writes) lie in the page of object `from`'s (at least
+    /// one object; at most `objects`).
     fn first_page_end(s: &KmemCache, base: *mut u8, from: usize, objects: usize) -> usize {
-        let page_end = (s.object_at(base, from) as usize & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+        let fp = |i| s.object_at(base, i) as usize + s.offset;
+        let page_end = (fp(from) & !(PAGE_SIZE - 1)) + PAGE_SIZE;
         let mut to = from + 1;
-        while to < objects && (s.object_at(base, to) as usize) < page_end {
+        while to < objects && fp(to) < page_end {
             to += 1;
         }
         to
