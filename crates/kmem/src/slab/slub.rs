@@ -295,7 +295,7 @@ impl<P: Platform> Kmem<P> {
                 continue;
             }
             // A fresh cpu slab's next page of objects.
-            if !slab.is_null() && self.node_match(slab, nid) {
+            if !slab.is_null() && c.unbuilt.load(Ordering::Relaxed) != 0 && self.node_match(slab, nid) {
                 if let Some(obj) = self.cpu_slab_link_more(s, c, slab) {
                     drop(guard);
                     return Some(obj);
@@ -852,25 +852,22 @@ impl<P: Platform> Kmem<P> {
         }
         let objects = oo.objects as usize;
         let atomic = !gfp.allows_blocking();
-        let linked = if lazy && !s.debug() && matches!(s.ctor, CtorKind::None) {
+        let plain = !s.debug() && matches!(s.ctor, CtorKind::None);
+        let linked = if lazy && plain {
             Self::first_page_end(s, base, 0, objects)
         } else {
             objects
         };
-        // Build the freelist in address order; construct each object.
-        for i in 0..linked {
-            let obj = s.object_at(base, i);
-            // SAFETY: the object lies within the new slab.
-            unsafe {
-                self.setup_object(s, obj, atomic);
-                let next = if i + 1 < linked {
-                    s.object_at(base, i + 1)
-                } else {
-                    ptr::null_mut()
-                };
-                s.set_freepointer(obj, next);
+        if !plain {
+            // Construct each object once (debug set-up, the constructor).
+            for i in 0..objects {
+                // SAFETY: the object lies within the new slab.
+                unsafe { self.setup_object(s, s.object_at(base, i), atomic) };
             }
         }
+        // The freelist, in address order.
+        // SAFETY: the objects of our new slab, free and on no freelist.
+        unsafe { Self::link_objects(s, base, 0, linked, 0) };
         // SAFETY: the page is ours and now a slab: publish its freelist and counters.
         unsafe { slab_fl(slab) }
             .lo
