@@ -589,7 +589,6 @@ fn try_install_stop_handler() -> bool {
     let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
     sa.sa_sigaction = stop_handler as StopHandler as libc::sighandler_t;
     sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
-    find_libc_text();
     // SAFETY: `sa.sa_mask` is writable; `sa` is a complete action whose
     // handler is async-signal-safe and lives as long as the process.
     let r = unsafe {
@@ -632,11 +631,18 @@ fn stop_handler_installed(sig: i32) -> bool {
 
 type StopHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
 
-/// The C library's code, `[start, end)` (0, 0: unknown).
+/// The C library's code, `[start, end)` (0, 0: unknown). Looked up by the
+/// first fork that stops other threads, not at boot: reading
+/// `/proc/self/maps` costs a program that never forks time, stack and
+/// resident code.
 static LIBC_TEXT: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
-/// Finds the executable mappings of `libc.so` in `/proc/self/maps`.
+/// Finds the executable mappings of `libc.so` in `/proc/self/maps`, unless
+/// an earlier fork found them.
 fn find_libc_text() {
+    if LIBC_TEXT[1].load(Ordering::Relaxed) != 0 {
+        return;
+    }
     let (mut start, mut end) = (usize::MAX, 0);
     for_each_line(c"/proc/self/maps", |line| {
         let Some((s, e, prot, ..)) = parse_maps_line(line) else {
@@ -878,6 +884,7 @@ fn stop_other_threads() -> bool {
     let Some(phase) = phase() else {
         return false;
     };
+    find_libc_text();
     let sig = stop_signal();
     if !stop_handler_installed(sig) {
         // Count lock holders from now on, for the next forks; this one cannot
