@@ -13,6 +13,9 @@
 //!   windows of the code that runs are. GNU ld and LLD read its `INSERT`
 //!   script; with a linker that does not (mold), build with
 //!   `KMEM_MALLOC_NO_HOT_TEXT=1`.
+//!   The script also brackets the functions that only the boot runs with
+//!   `__kmem_init_begin`/`__kmem_init_end`, whose pages the library drops
+//!   after the boot (`src/initmem.rs`).
 //! - The code segment on a 64 KiB boundary (`-z separate-code -z
 //!   max-page-size=0x10000`; glibc 2.35+ then loads the library at a 64 KiB
 //!   aligned address). The fault-around windows are aligned by virtual
@@ -32,9 +35,17 @@ fn main() {
     println!("cargo:rerun-if-env-changed=KMEM_MALLOC_NO_HOT_TEXT");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,separate-code,-z,max-page-size=0x10000");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let script = format!("{dir}/hot-text.ld");
+    let mut init_range = false;
     if std::env::var_os("KMEM_MALLOC_NO_HOT_TEXT").is_none() {
-        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{dir}/hot-text.ld");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{script}");
+        init_range = std::fs::read_to_string(&script).is_ok_and(|s| s.contains("__kmem_init_end"));
+    }
+    if !init_range {
+        // No boot-only code range to drop (src/initmem.rs). A library may
+        // leave symbols undefined, so a missing pair would fail at load.
+        println!("cargo:rustc-cdylib-link-arg=-Wl,--defsym=__kmem_init_begin=0,--defsym=__kmem_init_end=0");
     }
     let eh = std::process::Command::new("cc")
         .arg("-print-file-name=libgcc_eh.a")

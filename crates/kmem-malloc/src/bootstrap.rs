@@ -155,7 +155,9 @@ pub fn machine_or_arena(size: usize, align: usize) -> Result<&'static Kmem<Hoste
 }
 
 /// Boots the default machine and publishes it (the thread that moved
-/// `STATE` to BOOTING).
+/// `STATE` to BOOTING), then drops the boot-only code (`initmem.rs`). Never
+/// inlined: `scripts/hot-text.sh` finds the end of the boot at its return.
+#[inline(never)]
 fn boot() {
     // Instruction counting under valgrind only (see the function's docs):
     // valgrind has no rseq, so without this the count is of the cmpxchg16b
@@ -190,9 +192,6 @@ fn boot() {
             unsafe { libc::abort() };
         }
     };
-    if !user_quiet {
-        m.platform.set_quiet(false);
-    }
     let k: &'static Kmem<HostedPlatform> = m.kmem();
     crate::VMALLOC_START.store(k.vmalloc_start(), Ordering::Relaxed);
     crate::VMALLOC_LEN.store(k.vmalloc_end() - k.vmalloc_start(), Ordering::Relaxed);
@@ -214,6 +213,11 @@ fn boot() {
     }
     crate::MALLOC_FAST_BYTES.store(fast * 8, Ordering::Release);
     STATE.store(READY, Ordering::Release);
+    // While the machine is still quiet: its message goes to the log alone.
+    crate::initmem::free_initmem(k);
+    if !user_quiet {
+        m.platform.set_quiet(false);
+    }
 }
 
 /// The cache `malloc` uses for kmalloc index `idx`: the kmalloc cache of

@@ -61,6 +61,7 @@
 
 mod bootstrap;
 mod huge;
+mod initmem;
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};

@@ -1,7 +1,12 @@
 /* How much of libkmalloc's code a small program keeps resident: after a
  * malloc/free loop, counts the present pages of the library's executable
  * mapping through /proc/self/pagemap and prints "resident R of N pages",
- * then "stack S kB", the main thread's resident stack. */
+ * then "stack S kB", the main thread's resident stack. Given the library's
+ * boot-only code range (two hexadecimal addresses relative to its load
+ * base, `__kmem_init_begin` and `__kmem_init_end`), it also prints
+ * "init R of N pages" for that range. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +14,18 @@
 #include <string.h>
 #include <unistd.h>
 
-int main(void)
+/* Whether the page at `va` is present. */
+static int present(int pagemap, unsigned long va, long page)
+{
+    uint64_t entry;
+    if (pread(pagemap, &entry, 8, (off_t)(va / page) * 8) != 8) {
+        perror("pagemap");
+        exit(1);
+    }
+    return (entry >> 63) & 1;
+}
+
+int main(int argc, char **argv)
 {
     for (int i = 0; i < 100000; i++) {
         char *p = malloc(64 + i % 512);
@@ -35,16 +51,22 @@ int main(void)
         if (strcmp(perms, "r-xp") != 0 || !strstr(line, "/libkmalloc.so"))
             continue;
         for (unsigned long va = start; va < end; va += page) {
-            uint64_t entry;
-            if (pread(pagemap, &entry, 8, (off_t)(va / page) * 8) != 8) {
-                perror("pagemap");
-                return 1;
-            }
             pages++;
-            resident += (entry >> 63) & 1;
+            resident += present(pagemap, va, page);
         }
     }
     printf("resident %ld of %ld pages\n", resident, pages);
+    Dl_info info;
+    if (argc == 3 && dladdr((void *)malloc, &info) && info.dli_fbase) {
+        unsigned long base = (unsigned long)info.dli_fbase;
+        unsigned long begin = strtoul(argv[1], NULL, 16), end = strtoul(argv[2], NULL, 16);
+        long init = 0, init_pages = 0;
+        for (unsigned long va = base + begin; va < base + end; va += page) {
+            init_pages++;
+            init += present(pagemap, va, page);
+        }
+        printf("init %ld of %ld pages\n", init, init_pages);
+    }
     /* The main thread's resident stack: the boot of the default machine
      * runs on it, and every page a frame touched stays resident. */
     FILE *smaps = fopen("/proc/self/smaps", "r");
