@@ -25,8 +25,9 @@
 # `kmalloc::bootstrap::boot` returns) form a group of their own between
 # `__kmem_init_begin` and `__kmem_init_end`, page-aligned, which the library
 # drops after the boot (crates/kmem-malloc/src/initmem.rs): the code the
-# benchmark's workloads run after the boot comes first and fits one window. Symbols become section patterns with the parts that change from
-# build to build wildcarded (legacy mangling's hash, a v0 crate
+# benchmark's workloads run after the boot comes first and fits one window.
+# Symbols become section patterns with the parts that change from build to
+# build wildcarded (legacy mangling's hash, a v0 crate
 # disambiguator, ThinLTO's `.llvm.N` suffix), so the script stays useful
 # across edits: a renamed or new function is merely left in `.text`. GNU ld
 # and LLD both read the `INSERT BEFORE .text` script.
