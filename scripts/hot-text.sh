@@ -116,7 +116,7 @@ EOF
 done
 
 write_script() {
-    python3 - "$WORK/ran.txt" "$NR_BENCH" > "$LD_SCRIPT" <<'EOF'
+    python3 - "$WORK/ran.txt" "$NR_BENCH" "$WORK/syms.txt" > "$LD_SCRIPT" <<'EOF'
 import collections, re, sys
 runs = collections.defaultdict(set)
 after_boot = collections.defaultdict(set)
@@ -137,17 +137,21 @@ for name, ks in faulted.items():
     if name not in runs:
         runs[name] |= ks
         after_boot[name] |= ks
-# What only contention runs, which valgrind (one thread at a time) never
-# shows: the spinlocks' slow path. Every threaded workload may run it.
+# What only contention and preemption run, which valgrind (one thread at a
+# time, restartable sequences emulated) never shows: the spinlocks' slow
+# path, the frees whose sequence declined (a slow path held the CPU's
+# sequences stopped) and the check of their object, the CPU number's slow
+# path. Every workload may run them.
 bench_all = {str(k) for k in range(int(sys.argv[2]))}
-for name in list(runs) + list(faulted):
-    if '9lock_slow17h' in name:
+rare = ('9lock_slow17h', 'declined', '13host_cpu_slow17h', '18check_object_start17h')
+for name in open(sys.argv[3]).read().split():
+    if any(r in name for r in rare):
         runs[name] |= bench_all
         after_boot[name] |= bench_all
 # The boot-only functions (src/initmem.rs): run by the boot, never after
 # it. `boot` itself and its caller run on after the range is dropped, and
-# so does `free_initmem`, which drops it.
-stay = ('9bootstrap4boot17h', 'machine_or_arena', '7initmem12free_initmem')
+# so does `initmem.rs`, which drops it and the boot's stack.
+stay = ('9bootstrap4boot17h', 'machine_or_arena', '7initmem')
 def boot_only(n):
     return not after_boot[n] and not any(s in n for s in stay)
 def pattern(n):

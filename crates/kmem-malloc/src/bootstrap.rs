@@ -134,7 +134,7 @@ pub fn machine_or_arena(size: usize, align: usize) -> Result<&'static Kmem<Hoste
                     .is_ok()
                 {
                     BOOT_TID.store(gettid(), Ordering::Relaxed);
-                    boot();
+                    crate::initmem::run_on_boot_stack(boot);
                 }
             }
             _ => {
@@ -158,7 +158,7 @@ pub fn machine_or_arena(size: usize, align: usize) -> Result<&'static Kmem<Hoste
 /// `STATE` to BOOTING), then drops the boot-only code (`initmem.rs`). Never
 /// inlined: `scripts/hot-text.sh` finds the end of the boot at its return.
 #[inline(never)]
-fn boot() {
+extern "C" fn boot() {
     // Instruction counting under valgrind only (see the function's docs):
     // valgrind has no rseq, so without this the count is of the cmpxchg16b
     // fast paths, which no real run takes. Never set it in a threaded run.

@@ -21,6 +21,9 @@
 //! used so far) faults its window back in from the library file, where the
 //! kernel would crash on freed memory.
 //!
+//! The boot's stack goes too: the boot runs on a stack of its own, which is
+//! unmapped when it returns ([`run_on_boot_stack`]).
+//!
 //! A build without the script (`KMEM_MALLOC_NO_HOT_TEXT`, or a script from
 //! before the range) defines both symbols equal (build.rs), and there is
 //! nothing to drop.
@@ -91,4 +94,64 @@ pub(crate) fn free_initmem(k: &Kmem<HostedPlatform>) {
     // wait for it), nor in the rest, beyond `boot`, this function and their
     // callers.
     unsafe { libc::madvise(begin as *mut libc::c_void, drop_end - begin, libc::MADV_DONTNEED) };
+}
+
+/// The boot stack's size: the boot's deepest frames take some 40 kB in an
+/// optimized build and more in a debug one; only the pages touched cost
+/// memory, and only until the boot returns.
+const BOOT_STACK_BYTES: usize = 1 << 20;
+
+/// Runs `f` (the boot) on a stack of its own, mapped for it and unmapped
+/// when it returns, so that its frames (the e820 map, the machine
+/// structure and the command line on their way into place: some 20 kB more
+/// than a small program's own stack) leave nothing resident on the stack
+/// of the thread that happened to call `malloc` first. A guard page below
+/// it catches an overflow. Without the mapping, `f` runs where it is.
+///
+/// The switch is two moves of the stack pointer around a call. The boot
+/// does not inspect its stack, and a signal handler that interrupts it runs
+/// on this stack as on any other; `f` must not unwind (the library is built
+/// with `panic = "abort"`, and a panic in an `extern "C"` function aborts).
+pub(crate) fn run_on_boot_stack(f: extern "C" fn()) {
+    let len = BOOT_STACK_BYTES + 4096;
+    // SAFETY: a fresh private anonymous mapping; no memory is touched.
+    let base = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    // SAFETY: `base` is ours; its lowest page becomes the guard.
+    if base == libc::MAP_FAILED || unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } != 0 {
+        if base != libc::MAP_FAILED {
+            // SAFETY: the mapping made above, unused.
+            unsafe { libc::munmap(base, len) };
+        }
+        f();
+        return;
+    }
+    let top = base as usize + len;
+    // SAFETY: `top` is the 16-byte aligned end of a writable mapping of
+    // BOOT_STACK_BYTES above a guard page, which nothing else uses; the
+    // caller's stack pointer is kept in a callee-saved register across the
+    // call (`f` follows the C ABI) and restored after it, and the sequence
+    // clobbers what a C call may.
+    unsafe {
+        core::arch::asm!(
+            "mov r12, rsp",
+            "mov rsp, {top}",
+            "call {f}",
+            "mov rsp, r12",
+            top = in(reg) top,
+            f = in(reg) f,
+            out("r12") _,
+            clobber_abi("C"),
+        );
+    }
+    // SAFETY: the boot has returned; nothing points into its stack.
+    unsafe { libc::munmap(base, len) };
 }
