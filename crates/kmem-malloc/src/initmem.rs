@@ -5,7 +5,7 @@
 //! own and gives their pages back when the boot is over ("Freeing unused
 //! kernel image (initmem) memory: 2548K"). libkmalloc's boot is a kernel's:
 //! parsing the command line, the e820 map, memblock, the zones and memmap,
-//! the slab caches — some 85 kB of code that runs once, at the first
+//! the slab caches — some 80 kB of code that runs once, at the first
 //! `malloc`, and never again. `scripts/hot-text.sh` sorts the library's
 //! functions by when they run (callgrind, with a dump when `boot` returns):
 //! the ones that only the boot runs go between `__kmem_init_begin` and
@@ -99,6 +99,7 @@ pub(crate) fn free_initmem(k: &Kmem<HostedPlatform>) {
 /// The boot stack's size: the boot's deepest frames take some 40 kB in an
 /// optimized build and more in a debug one; only the pages touched cost
 /// memory, and only until the boot returns.
+#[cfg(target_arch = "x86_64")]
 const BOOT_STACK_BYTES: usize = 1 << 20;
 
 /// Runs `f` (the boot) on a stack of its own, mapped for it and unmapped
@@ -112,6 +113,7 @@ const BOOT_STACK_BYTES: usize = 1 << 20;
 /// does not inspect its stack, and a signal handler that interrupts it runs
 /// on this stack as on any other; `f` must not unwind (the library is built
 /// with `panic = "abort"`, and a panic in an `extern "C"` function aborts).
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn run_on_boot_stack(f: extern "C" fn()) {
     let len = BOOT_STACK_BYTES + 4096;
     // SAFETY: a fresh private anonymous mapping; no memory is touched.
@@ -154,4 +156,10 @@ pub(crate) fn run_on_boot_stack(f: extern "C" fn()) {
     }
     // SAFETY: the boot has returned; nothing points into its stack.
     unsafe { libc::munmap(base, len) };
+}
+
+/// Elsewhere the boot runs on the caller's stack.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn run_on_boot_stack(f: extern "C" fn()) {
+    f();
 }
