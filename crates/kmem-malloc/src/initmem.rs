@@ -87,12 +87,11 @@ pub(crate) fn free_initmem(k: &Kmem<HostedPlatform>) {
         "Freeing unused kernel image (initmem) memory: {}K",
         (end - begin) >> 10
     ));
-    // SAFETY: `[begin, drop_end)` is page-aligned code of this library,
-    // mapped private and never written: dropping its pages loses nothing (a
-    // later fetch reads them from the file again). No thread runs in the
-    // boot-only part (the boot, its only user, has returned; other threads
-    // wait for it), nor in the rest, beyond `boot`, this function and their
-    // callers.
+    // No thread runs in the boot-only part (the boot, its only user, has
+    // returned; other threads wait for it), nor in the rest of the range
+    // beyond `boot`, this function and their callers.
+    // SAFETY: page-aligned, private, never-written code of this library:
+    // dropping its pages loses nothing (a fetch reads them from the file).
     unsafe { libc::madvise(begin as *mut libc::c_void, drop_end - begin, libc::MADV_DONTNEED) };
 }
 
@@ -137,11 +136,11 @@ pub(crate) fn run_on_boot_stack(f: extern "C" fn()) {
         return;
     }
     let top = base as usize + len;
-    // SAFETY: `top` is the 16-byte aligned end of a writable mapping of
-    // BOOT_STACK_BYTES above a guard page, which nothing else uses; the
-    // caller's stack pointer is kept in a callee-saved register across the
-    // call (`f` follows the C ABI) and restored after it, and the sequence
-    // clobbers what a C call may.
+    // The caller's stack pointer waits in a callee-saved register across
+    // the call (`f` follows the C ABI) and is restored after it; the
+    // sequence clobbers what a C call may.
+    // SAFETY: `top` is the 16-byte aligned end of a writable mapping, above
+    // a guard page, that nothing else uses.
     unsafe {
         core::arch::asm!(
             "mov r12, rsp",
