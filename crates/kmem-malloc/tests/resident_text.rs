@@ -65,20 +65,6 @@ fn the_malloc_family_and_the_boot_are_in_the_hot_section() {
         return;
     }
     let (start, end) = hot_section();
-    let o = Command::new("nm").arg(libkmalloc()).output().expect("run nm");
-    let syms = String::from_utf8_lossy(&o.stdout);
-    let addr_of = |name: &str| {
-        syms.lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let (a, _, n) = (f.next()?, f.next()?, f.next()?);
-                // C names exactly, Rust ones by a piece of their mangled path.
-                let rust = name.starts_with(|c: char| c.is_ascii_digit());
-                (n == name || rust && n.contains(name)).then(|| u64::from_str_radix(a, 16).ok())?
-            })
-            .next()
-            .unwrap_or_else(|| panic!("{name} not in libkmalloc.so"))
-    };
     for name in [
         "malloc",
         "free",
@@ -91,7 +77,7 @@ fn the_malloc_family_and_the_boot_are_in_the_hot_section() {
         "12mm_core_init",
         "15slab_alloc_slow",
     ] {
-        let a = addr_of(name);
+        let a = address(name);
         assert!(
             (start..end).contains(&a),
             "{name} at {a:#x} is outside .text.kmem_hot {start:#x}..{end:#x}: \
@@ -144,6 +130,11 @@ fn symbol(name: &str) -> Option<u64> {
     })
 }
 
+/// [`symbol`], which must be there.
+fn address(name: &str) -> u64 {
+    symbol(name).unwrap_or_else(|| panic!("{name} not in libkmalloc.so"))
+}
+
 #[test]
 fn the_boot_only_code_leaves_the_process_after_the_boot() {
     if !optimized() || !need("nm") || !need("readelf") {
@@ -168,7 +159,7 @@ fn the_boot_only_code_leaves_the_process_after_the_boot() {
         ("15slab_alloc_slow", false),
         ("9bootstrap4boot", false),
     ] {
-        let a = symbol(name).unwrap_or_else(|| panic!("{name} not in libkmalloc.so"));
+        let a = address(name);
         assert_eq!(
             (begin..end).contains(&a),
             boot_only,
