@@ -40,13 +40,10 @@ fn resident_text_program(scratch_name: &str) -> Option<std::path::PathBuf> {
     compile("resident_text.c", &scratch(scratch_name), &[])
 }
 
-/// `(start, end)` of the library's `.text.kmem_hot`, from `readelf -SW`.
-fn hot_section() -> (u64, u64) {
+/// `(address, size)` of a section of the library, from `readelf -SW`.
+fn section(name: &str) -> Option<(u64, u64)> {
     let text = section_headers();
-    let line = text
-        .lines()
-        .find(|l| l.contains(" .text.kmem_hot "))
-        .unwrap_or_else(|| panic!("no .text.kmem_hot in libkmalloc.so (was hot-text.ld linked?):\n{text}"));
+    let line = text.lines().find(|l| l.split_whitespace().any(|w| w == name))?;
     // "[16] .text.kmem_hot PROGBITS <addr> <off> <size> ..."
     let f: Vec<&str> = line
         .split(']')
@@ -56,6 +53,17 @@ fn hot_section() -> (u64, u64) {
         .collect();
     let addr = u64::from_str_radix(f[2], 16).expect("address");
     let size = u64::from_str_radix(f[4], 16).expect("size");
+    Some((addr, size))
+}
+
+/// `(start, end)` of the library's `.text.kmem_hot`.
+fn hot_section() -> (u64, u64) {
+    let (addr, size) = section(".text.kmem_hot").unwrap_or_else(|| {
+        panic!(
+            "no .text.kmem_hot in libkmalloc.so (was hot-text.ld linked?):\n{}",
+            section_headers()
+        )
+    });
     (addr, addr + size)
 }
 
@@ -115,6 +123,47 @@ fn a_small_program_maps_little_of_the_library_code() {
         resident * 100 <= pages * 20,
         "{resident} of {pages} pages of libkmalloc's code resident: \
          are the functions programs run still packed? (scripts/hot-text.sh)"
+    );
+}
+
+#[test]
+fn the_unwind_tables_stay_out_of_the_first_read_only_mapping() {
+    if !need("readelf") {
+        return;
+    }
+    let Some(exe) = resident_text_program("resident-rodata") else {
+        return;
+    };
+    // `cold-ro.ld` puts them after the code, in a segment of their own,
+    // which only a backtrace reads.
+    let section = |name| section(name).unwrap_or_else(|| panic!("no {name} in libkmalloc.so"));
+    let (text, text_size) = section(".text");
+    for name in [".eh_frame", ".eh_frame_hdr", ".gcc_except_table"] {
+        let (a, _) = section(name);
+        assert!(
+            a >= text + text_size,
+            "{name} at {a:#x} lies before the end of .text ({:#x}): was cold-ro.ld linked?",
+            text + text_size
+        );
+    }
+    let out = run_ok(Command::new(&exe), "");
+    println!("{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("read-only "))
+        .unwrap_or_else(|| panic!("no read-only line: {out}"));
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let [resident, pages] = n[..] else {
+        panic!("unexpected output: {out}");
+    };
+    assert!(pages > 0, "no read-only mapping of libkmalloc.so seen: {out}");
+    // The host maps a fault's whole 64 KiB window (clipped to the mapping):
+    // with the unwind tables in it, the mapping was 23 pages and 16 were
+    // resident; without them it is 11, all resident.
+    assert!(
+        resident <= 12,
+        "{resident} of {pages} pages of libkmalloc's first read-only mapping resident \
+         (the unwind tables took 16 when they shared it)"
     );
 }
 

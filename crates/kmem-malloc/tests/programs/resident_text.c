@@ -1,10 +1,11 @@
 /* How much of libkmalloc's code a small program keeps resident: after a
  * malloc/free loop, counts the present pages of the library's executable
  * mapping through /proc/self/pagemap and prints "resident R of N pages",
- * then "stack S kB", the main thread's resident stack. Given the library's
- * boot-only code range (two hexadecimal addresses relative to its load
- * base, `__kmem_init_begin` and `__kmem_init_end`), it also prints
- * "init R of N pages" for that range. */
+ * then "read-only R of N pages" for its first read-only mapping (the one
+ * at file offset 0). Given the library's boot-only code range (two
+ * hexadecimal addresses relative to its load base, `__kmem_init_begin`
+ * and `__kmem_init_end`), it also prints "init R of N pages" for that
+ * range. Last, "stack S kB": the main thread's resident stack. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -42,20 +43,32 @@ int main(int argc, char **argv)
         return 1;
     }
     char line[4096];
-    long resident = 0, pages = 0;
+    long resident = 0, pages = 0, ro_resident = 0, ro_pages = 0;
     while (fgets(line, sizeof line, maps)) {
-        unsigned long start, end;
+        unsigned long start, end, offset;
         char perms[5];
-        if (sscanf(line, "%lx-%lx %4s", &start, &end, perms) != 3)
+        if (sscanf(line, "%lx-%lx %4s %lx", &start, &end, perms, &offset) != 4)
             continue;
-        if (strcmp(perms, "r-xp") != 0 || !strstr(line, "/libkmalloc.so"))
+        if (!strstr(line, "/libkmalloc.so"))
+            continue;
+        int code = !strcmp(perms, "r-xp");
+        /* The first read-only mapping: the dynamic linker's tables and .rodata. */
+        int ro = !strcmp(perms, "r--p") && offset == 0;
+        if (!code && !ro)
             continue;
         for (unsigned long va = start; va < end; va += page) {
-            pages++;
-            resident += present(pagemap, va, page);
+            int p = present(pagemap, va, page);
+            if (code) {
+                pages++;
+                resident += p;
+            } else {
+                ro_pages++;
+                ro_resident += p;
+            }
         }
     }
     printf("resident %ld of %ld pages\n", resident, pages);
+    printf("read-only %ld of %ld pages\n", ro_resident, ro_pages);
     Dl_info info;
     if (argc == 3 && dladdr((void *)malloc, &info) && info.dli_fbase) {
         unsigned long base = (unsigned long)info.dli_fbase;
