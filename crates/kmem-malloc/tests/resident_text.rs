@@ -67,6 +67,19 @@ fn hot_section() -> (u64, u64) {
     (addr, addr + size)
 }
 
+/// `(R, N)` of the line "`prefix` R of N pages" that `resident_text.c` printed.
+fn pages_line(out: &str, prefix: &str) -> (u64, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line: {out}"));
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let [resident, pages] = n[..] else {
+        panic!("unexpected output: {out}");
+    };
+    (resident, pages)
+}
+
 #[test]
 fn the_malloc_family_and_the_boot_are_in_the_hot_section() {
     if !optimized() || !need("readelf") || !need("nm") {
@@ -109,11 +122,7 @@ fn a_small_program_maps_little_of_the_library_code() {
     };
     let out = run_ok(Command::new(&exe), "");
     println!("{out}");
-    let first = out.lines().next().unwrap_or("");
-    let n: Vec<u64> = first.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let [resident, pages] = n[..] else {
-        panic!("unexpected output: {out}");
-    };
+    let (resident, pages) = pages_line(&out, "resident ");
     assert!(pages > 0 && resident > 0, "no libkmalloc.so mapping seen: {out}");
     // Packed, with the boot-only code dropped after the boot: 12 % of the
     // pages here (the hot section's first window). Packed alone: 24 % (its
@@ -148,14 +157,7 @@ fn the_unwind_tables_stay_out_of_the_first_read_only_mapping() {
     }
     let out = run_ok(Command::new(&exe), "");
     println!("{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("read-only "))
-        .unwrap_or_else(|| panic!("no read-only line: {out}"));
-    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let [resident, pages] = n[..] else {
-        panic!("unexpected output: {out}");
-    };
+    let (resident, pages) = pages_line(&out, "read-only ");
     assert!(pages > 0, "no read-only mapping of libkmalloc.so seen: {out}");
     // The host maps a fault's whole 64 KiB window (clipped to the mapping):
     // with the unwind tables in it, the mapping was 23 pages and 16 were
@@ -222,14 +224,7 @@ fn the_boot_only_code_leaves_the_process_after_the_boot() {
     cmd.arg(format!("{begin:x}")).arg(format!("{end:x}"));
     let out = run_ok(cmd, "");
     println!("{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("init "))
-        .unwrap_or_else(|| panic!("no init line: {out}"));
-    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let [resident, pages] = n[..] else {
-        panic!("unexpected output: {out}");
-    };
+    let (resident, pages) = pages_line(&out, "init ");
     assert_eq!(pages, (end - begin) / 4096, "{out}");
     // The boot ran all of it (all of it stayed resident before
     // free_initmem). The program runs nothing there after the boot, and
