@@ -22,7 +22,10 @@
 //!   tables and `.rodata` (42 kB); with the unwind tables in it, it was
 //!   92 kB, and the fault-around window kept 64 kB of it resident in every
 //!   process, against 44 kB now. Only a backtrace (`dump_stack`) reads them.
-//!   Linked with `hot-text.ld` (an `INSERT` script too), and left out with it.
+//!   GNU ld puts them at the end of the code segment instead (and `.rodata`
+//!   in a segment of its own), where they stay out of the resident windows
+//!   too. Linked with `hot-text.ld` (an `INSERT` script too), and left out
+//!   with it.
 //! - The code segment on a 64 KiB boundary (`-z separate-code -z
 //!   max-page-size=0x10000`; glibc 2.35+ then loads the library at a 64 KiB
 //!   aligned address). The fault-around windows are aligned by virtual
