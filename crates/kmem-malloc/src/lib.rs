@@ -33,7 +33,8 @@
 //! until the machine is booted, so booting costs the fast path nothing),
 //! one load of the cache pointer from a static table indexed by 8-byte size
 //! step, and SLUB's lock-free per-CPU allocation, which needs nothing
-//! but the cache (`Kmem::kmalloc_alloc_rseq`): 7 instructions of this
+//! but the cache and the rseq offset (`Kmem::kmalloc_alloc_rseq_area`; the
+//! offset from a static, loaded beside the cache): 7 instructions of this
 //! crate's own in front of the core's. `free` reads the linear map's
 //! bounds, `mem_map` and the rseq offset through one pointer (`LINEAR_MAP`,
 //! an empty map until the boot, so there is nothing to test for "booted");
@@ -120,6 +121,17 @@ fn small_cache(size: usize) -> Option<NonNull<KmemCache>> {
         let c = MALLOC_CACHES.get_unchecked(i >> 3).load(Ordering::Relaxed);
         Some(NonNull::new_unchecked(c))
     }
+}
+
+/// The machine's rseq offset for `malloc`'s fast path, which runs only once
+/// `small_cache` has seen `MALLOC_FAST_BYTES` nonzero (Acquire): the boot
+/// publishes the linear map before it (Release). A static's field, its
+/// load does not wait for that of the cache, as the cache's copy would
+/// (`Kmem::kmalloc_alloc_rseq_area`).
+#[inline(always)]
+fn rseq_area() -> isize {
+    // SAFETY: written once by the boot, before MALLOC_FAST_BYTES is published; read-only after.
+    unsafe { (*BOOTED_LINEAR_MAP.0.get()).rseq_area }
 }
 
 /// The default machine, null until booted.
@@ -321,7 +333,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if let Some(s) = small_cache(size) {
         // The per-CPU fast path inline, with nothing but the cache; the
         // rest is a tail call, so the fast path needs no stack frame.
-        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq(s, GFP_KERNEL) {
+        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq_area(s, rseq_area(), GFP_KERNEL) {
             Some(p) => p.as_ptr().cast(),
             None => cache_alloc_slow(s, GFP_KERNEL),
         };
@@ -442,7 +454,8 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         return enomem();
     };
     if let Some(s) = small_cache(bytes) {
-        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq(s, GFP_KERNEL | __GFP_ZERO) {
+        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq_area(s, rseq_area(), GFP_KERNEL | __GFP_ZERO)
+        {
             Some(p) => p.as_ptr().cast(),
             None => cache_alloc_slow(s, GFP_KERNEL | __GFP_ZERO),
         };

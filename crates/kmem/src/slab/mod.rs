@@ -308,10 +308,10 @@ pub struct KmemCache {
     /// Offset of the free pointer in an object.
     pub offset: usize,
     /// The platform's `rseq_offset()` (`Platform::RSEQ_AREA`; else 0),
-    /// copied here so the allocation fast path needs nothing but the cache
-    /// (the malloc override's `malloc` then loads no machine pointer).
-    /// `kfree` takes the machine's copy, which does not wait for the load of
-    /// the cache from the page.
+    /// copied here so the allocation fast path needs nothing but the cache.
+    /// The malloc override keeps a copy in a static of its own for `malloc`
+    /// (`Kmem::kmalloc_alloc_rseq_area`) and `free`, which do not wait for
+    /// the load of the cache to load it.
     pub(crate) rseq_area: isize,
     /// Object plus padding plus right red zone: where metadata starts.
     pub inuse: usize,
