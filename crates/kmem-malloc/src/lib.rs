@@ -333,7 +333,8 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if let Some(s) = small_cache(size) {
         // The per-CPU fast path inline, with nothing but the cache; the
         // rest is a tail call, so the fast path needs no stack frame.
-        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq_area(s, rseq_area(), GFP_KERNEL) {
+        // SAFETY: `rseq_area()` is the machine's rseq offset.
+        return match unsafe { Kmem::<HostedPlatform>::kmalloc_alloc_rseq_area(s, rseq_area(), GFP_KERNEL) } {
             Some(p) => p.as_ptr().cast(),
             None => cache_alloc_slow(s, GFP_KERNEL),
         };
@@ -454,10 +455,11 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         return enomem();
     };
     if let Some(s) = small_cache(bytes) {
-        return match Kmem::<HostedPlatform>::kmalloc_alloc_rseq_area(s, rseq_area(), GFP_KERNEL | __GFP_ZERO)
-        {
+        let gfp = GFP_KERNEL | __GFP_ZERO;
+        // SAFETY: `rseq_area()` is the machine's rseq offset.
+        return match unsafe { Kmem::<HostedPlatform>::kmalloc_alloc_rseq_area(s, rseq_area(), gfp) } {
             Some(p) => p.as_ptr().cast(),
-            None => cache_alloc_slow(s, GFP_KERNEL | __GFP_ZERO),
+            None => cache_alloc_slow(s, gfp),
         };
     }
     alloc_slow(bytes, malloc_align(bytes), true)
