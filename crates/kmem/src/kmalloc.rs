@@ -238,7 +238,10 @@ impl<P: Platform> Kmem<P> {
             // (`create_kmalloc_caches` fails the boot otherwise).
             let s = unsafe { NonNull::new_unchecked(s) };
             // The sheaf first, the order of `kfree`; then as `kmem_cache_alloc`.
-            if let Some(obj) = Self::kmalloc_alloc_rseq(s, gfp) {
+            // The machine's rseq offset, as `kfree` takes it: its load does not
+            // wait for the cache pointer's, as the cache's copy would.
+            // SAFETY: the machine's offset, the value every cache keeps.
+            if let Some(obj) = unsafe { Self::kmalloc_alloc_rseq_area(s, self.platform.rseq_offset(), gfp) } {
                 return Ok(obj);
             }
             if P::RSEQ_AREA {

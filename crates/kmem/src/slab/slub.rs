@@ -115,18 +115,13 @@ impl<P: Platform> Kmem<P> {
     /// `kmalloc`'s [`Kmem::kmem_cache_alloc_rseq`]: the sheaf first
     /// (`rseq::sheaf_pop`), then the cpu freelist, the order of `kfree`,
     /// which frees to the sheaf first (libkmalloc's `malloc` too).
-    #[inline(always)]
-    pub fn kmalloc_alloc_rseq(s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
-        // SAFETY: the caller holds a live cache.
-        Self::slab_alloc_rseq(s, unsafe { s.as_ref() }.rseq_area, gfp, true)
-    }
-
-    /// [`Kmem::kmalloc_alloc_rseq`] with the rseq offset from the caller:
-    /// the machine's `Platform::rseq_offset()`, of which every cache keeps
-    /// a copy. Read from the cache, the offset waits for the load of the
-    /// cache pointer, and the load of the CPU number waits for it; a
-    /// caller that keeps the offset in a static of its own (libkmalloc's
-    /// `malloc`) loads both at once. mixed sizes on one thread: 5 % faster.
+    ///
+    /// The rseq offset comes from the caller: the machine's
+    /// `Platform::rseq_offset()`, of which every cache keeps a copy. Read
+    /// from the cache, the offset would wait for the load of the cache
+    /// pointer, and the load of the CPU number for it; `kmalloc` takes the
+    /// machine's and libkmalloc's `malloc` a static of its own, loaded
+    /// beside the cache (mixed sizes on one thread: 5 % faster).
     ///
     /// # Safety
     /// `rseq_area` is the machine's `Platform::rseq_offset()` (the value
