@@ -145,10 +145,10 @@ fn the_unwind_tables_stay_out_of_the_first_read_only_mapping() {
     };
     // `cold-ro.ld` puts them after the code, in a segment of their own,
     // which only a backtrace reads.
-    let section = |name| section(name).unwrap_or_else(|| panic!("no {name} in libkmalloc.so"));
-    let (text, text_size) = section(".text");
+    let placed = |name| section(name).unwrap_or_else(|| panic!("no {name} in libkmalloc.so"));
+    let (text, text_size) = placed(".text");
     for name in [".eh_frame", ".eh_frame_hdr", ".gcc_except_table"] {
-        let (a, _) = section(name);
+        let (a, _) = placed(name);
         assert!(
             a >= text + text_size,
             "{name} at {a:#x} lies before the end of .text ({:#x}): was cold-ro.ld linked?",
