@@ -143,6 +143,8 @@ struct GateSlot(AtomicUsize);
 
 /// In counting mode: threads inside a gated machine's spinlocks, by the slot
 /// of the host CPU they entered on.
+/// Zeroed and rarely written: after the small statics (`cold-bss.ld` of libkmalloc).
+#[link_section = ".bss.kmem_cold"]
 static GATE_SLOTS: [GateSlot; GATE_SLOTS_NR] = [const { GateSlot(AtomicUsize::new(0)) }; GATE_SLOTS_NR];
 
 /// `GATE_FLAGS` bit: a fork is between its prepare and parent/child handlers.
@@ -500,6 +502,8 @@ const MAX_STOPPED: usize = 4096;
 /// Acknowledgements of the stop signal: (phase word << 32) | tid, with
 /// `ACK_REFUSED` for a refusal, written by the handler at index `ACK_N`
 /// (counted up by each handler).
+/// Zeroed and rarely written: after the small statics (`cold-bss.ld` of libkmalloc).
+#[link_section = ".bss.kmem_cold"]
 static ACKS: [AtomicU64; MAX_ACKS] = [const { AtomicU64::new(0) }; MAX_ACKS];
 const MAX_ACKS: usize = 4 * MAX_STOPPED;
 static ACK_N: AtomicUsize = AtomicUsize::new(0);
@@ -512,10 +516,14 @@ const MAX_REFUSALS: u64 = 8;
 
 /// Threads inside `stop_handler` (0: free slot; a thread uses the first
 /// free slot from its tid on).
+/// Zeroed and rarely written: after the small statics (`cold-bss.ld` of libkmalloc).
+#[link_section = ".bss.kmem_cold"]
 static IN_HANDLER: [AtomicI32; MAX_STOPPED] = [const { AtomicI32::new(0) }; MAX_STOPPED];
 
 /// The forker's list of the threads it signalled: (status << 32) | tid.
 /// Only the thread holding `FORK_MUTEX` uses it.
+/// Zeroed and rarely written: after the small statics (`cold-bss.ld` of libkmalloc).
+#[link_section = ".bss.kmem_cold"]
 static TASKS: [AtomicU64; MAX_STOPPED] = [const { AtomicU64::new(0) }; MAX_STOPPED];
 const TASK_SIGNALLED: u64 = 0;
 const TASK_STOPPED: u64 = 1;

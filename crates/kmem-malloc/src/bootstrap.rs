@@ -57,6 +57,8 @@ struct Arena(core::cell::UnsafeCell<[u8; ARENA_SIZE]>);
 // the caller that carved it.
 unsafe impl Sync for Arena {}
 
+/// Zeroed and rarely written: after the small statics (`cold-bss.ld` of libkmalloc).
+#[link_section = ".bss.kmem_cold"]
 static ARENA: Arena = Arena(core::cell::UnsafeCell::new([0; ARENA_SIZE]));
 /// Bytes of the arena handed out (bump pointer).
 static ARENA_USED: AtomicUsize = AtomicUsize::new(0);

@@ -2,10 +2,11 @@
  * malloc/free loop, counts the present pages of the library's executable
  * mapping through /proc/self/pagemap and prints "resident R of N pages",
  * then "read-only R of N pages" for its first read-only mapping (the one
- * at file offset 0). Given the library's boot-only code range (two
- * hexadecimal addresses relative to its load base, `__kmem_init_begin`
- * and `__kmem_init_end`), it also prints "init R of N pages" for that
- * range. Last, "stack S kB": the main thread's resident stack. */
+ * at file offset 0). Given ranges of the library as triples of
+ * arguments, LABEL BEGIN END (hexadecimal addresses relative to its load
+ * base, e.g. `init` with `__kmem_init_begin` and `__kmem_init_end`), it
+ * also prints "LABEL R of N pages" for each range. Last, "stack S kB":
+ * the main thread's resident stack. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -70,15 +71,19 @@ int main(int argc, char **argv)
     printf("resident %ld of %ld pages\n", resident, pages);
     printf("read-only %ld of %ld pages\n", ro_resident, ro_pages);
     Dl_info info;
-    if (argc == 3 && dladdr((void *)malloc, &info) && info.dli_fbase) {
+    if (argc > 1 && (!dladdr((void *)malloc, &info) || !info.dli_fbase)) {
+        fprintf(stderr, "no load base for malloc\n");
+        return 1;
+    }
+    for (int i = 1; i + 2 < argc; i += 3) {
         unsigned long base = (unsigned long)info.dli_fbase;
-        unsigned long begin = strtoul(argv[1], NULL, 16), end = strtoul(argv[2], NULL, 16);
-        long init = 0, init_pages = 0;
-        for (unsigned long va = base + begin; va < base + end; va += page) {
-            init_pages++;
-            init += present(pagemap, va, page);
+        unsigned long begin = strtoul(argv[i + 1], NULL, 16), end = strtoul(argv[i + 2], NULL, 16);
+        long in = 0, in_pages = 0;
+        for (unsigned long va = base + (begin & -page); va < base + end; va += page) {
+            in_pages++;
+            in += present(pagemap, va, page);
         }
-        printf("init %ld of %ld pages\n", init, init_pages);
+        printf("%s %ld of %ld pages\n", argv[i], in, in_pages);
     }
     /* The main thread's resident stack: the boot of the default machine
      * runs on it, and every page a frame touched stays resident. */
