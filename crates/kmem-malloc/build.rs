@@ -31,8 +31,8 @@
 //!   `.bss.kmem_cold`, after the rest of `.bss`. Among them, the small
 //!   statics every process writes were split into four groups, and seven
 //!   pages of `.bss` were resident in a small program; together they take
-//!   three (peak RSS of `mallocbench pair`, mixed and falseshare, medians
-//!   of 11 interleaved runs: 32-44 kB lower). Linked with `hot-text.ld`,
+//!   three (peak RSS of the `mallocbench` workloads, 11 interleaved runs
+//!   each: 16-20 kB lower). Linked with `hot-text.ld`,
 //!   and left out with it (the sections then stay in `.bss`).
 //! - The code segment on a 64 KiB boundary (`-z separate-code -z
 //!   max-page-size=0x10000`; glibc 2.35+ then loads the library at a 64 KiB
