@@ -6,9 +6,10 @@
 //! list, an error message — and every one of those allocations comes back
 //! here, re-entrantly, as do allocations of other threads while the boot
 //! runs. They are served from the **bootstrap arena**, a static 1 MiB
-//! buffer in `.bss` (no memory until touched) carved by an atomic bump
-//! pointer: each block is preceded by a 16-byte header holding its size, so
-//! `realloc` and `malloc_usable_size` work on it. Arena blocks are never
+//! buffer in `.bss` (no memory until touched; `cold-bss.ld` puts it after
+//! the small statics) carved by an atomic bump pointer: each block is
+//! preceded by a 16-byte header holding its size, so `realloc` and
+//! `malloc_usable_size` work on it. Arena blocks are never
 //! reused: `free` recognises them by address and does nothing. Nothing here
 //! uses thread-locals, `dlsym` or locks, so nothing can recurse.
 //!
