@@ -249,14 +249,28 @@ fn discard_zero_pages(ram: &HostRam, addr: usize, len: usize) {
     const PAGE: usize = 4096;
     let first = addr.next_multiple_of(PAGE);
     let end = (addr + len) & !(PAGE - 1);
+    // A run of zero pages goes back in one call.
+    let mut run = first..first;
     for page in (first..end).step_by(PAGE) {
         // SAFETY: the page lies inside the machine structure the boot just
         // wrote, in mapped RAM; nothing else runs on the machine yet.
         let words = unsafe { core::slice::from_raw_parts(page as *const u64, PAGE / 8) };
         if words.iter().all(|&w| w == 0) {
-            // Best effort: a page that is not given back just stays.
-            let _ = ram.discard((page - ram.base()) as u64, PAGE as u64);
+            if run.end != page {
+                discard_run(ram, &run);
+                run.start = page;
+            }
+            run.end = page + PAGE;
         }
+    }
+    discard_run(ram, &run);
+}
+
+/// Gives the pages of `run` back to the host (best effort: pages that are
+/// not given back just stay).
+fn discard_run(ram: &HostRam, run: &core::ops::Range<usize>) {
+    if !run.is_empty() {
+        let _ = ram.discard((run.start - ram.base()) as u64, run.len() as u64);
     }
 }
 

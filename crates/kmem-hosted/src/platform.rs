@@ -312,14 +312,20 @@ pub fn host_cpu_ids() -> usize {
 }
 
 /// Number of CPUs the host has configured (`_SC_NPROCESSORS_CONF`), at least 1.
+/// Read once: glibc reads `/sys/devices/system/cpu/possible` for it, three
+/// system calls that the boot asked for four times, and the possible CPUs
+/// do not change while the host runs.
 pub fn host_nr_cpus() -> usize {
+    static NR: AtomicUsize = AtomicUsize::new(0);
+    let cached = NR.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    if n < 1 {
-        1
-    } else {
-        n as usize
-    }
+    let n = if n < 1 { 1 } else { n as usize };
+    NR.store(n, Ordering::Relaxed);
+    n
 }
 
 std::thread_local! {

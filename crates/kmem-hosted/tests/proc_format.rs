@@ -917,3 +917,70 @@ fn zoneinfo_values_are_the_zone_fields() {
         }
     }
 }
+
+/// The `(start, end)` byte ranges of a `memblock/memory` or `memblock/reserved` file
+/// ("   0: 0x0000000000001000..0x000000000009efff    0 NONE", ends inclusive).
+fn memblock_ranges(text: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .map(|l| {
+            let (a, b) = l[6..].split_once("..").expect("a range");
+            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex");
+            (hex(a), hex(&b[..18]) + 1)
+        })
+        .collect()
+}
+
+/// The boot's reserved pages (`memmap_init_reserved_pages`): a page is
+/// reserved if a reserved region covers part of it and its start lies in a
+/// memory region. The boot intersects the ranges; this checks it against
+/// the definition, page by page, on machines whose reserved regions straddle
+/// the holes (the first MiB, the 3 GiB hole) and the memmap, and the count
+/// that `show_mem` prints.
+#[test]
+fn reserved_pages_are_the_reserved_regions_inside_memory() {
+    for cmdline in ["quiet mem=4G nr_cpus=2", "quiet mem=1G nr_cpus=2 numa=fake=2"] {
+        let m = boot(cmdline);
+        let memory = memblock_ranges(&read(&m, "memblock/memory"));
+        let reserved = memblock_ranges(&read(&m, "memblock/reserved"));
+        let in_memory = |pfn: usize| {
+            let a = (pfn as u64) << 12;
+            memory.iter().any(|&(s, e)| s <= a && a < e)
+        };
+        let mut expected = 0;
+        for &(s, e) in &reserved {
+            let (first, end) = ((s >> 12) as usize, (e.div_ceil(4096) as usize).min(m.max_pfn()));
+            for pfn in first..end {
+                let want = in_memory(pfn);
+                expected += usize::from(want);
+                assert_eq!(
+                    m.page_is_reserved(pfn),
+                    want,
+                    "{cmdline}: pfn {pfn:#x} in [{s:#x}, {e:#x})"
+                );
+            }
+            // The pages around a region are not reserved unless another region covers them.
+            for pfn in [first.wrapping_sub(1), end] {
+                let covered = reserved
+                    .iter()
+                    .any(|&(s, e)| (s >> 12) as usize <= pfn && pfn < e.div_ceil(4096) as usize);
+                if pfn < m.max_pfn() && !covered {
+                    assert!(
+                        !m.page_is_reserved(pfn),
+                        "{cmdline}: pfn {pfn:#x} next to [{s:#x}, {e:#x})"
+                    );
+                }
+            }
+        }
+        println!(
+            "{cmdline}: {expected} reserved pages in {} regions",
+            reserved.len()
+        );
+        let since = m.dmesg_len();
+        m.kmem().show_mem();
+        let log = m.dmesg_since(since);
+        assert!(
+            log.contains(&format!("\n{expected} pages reserved\n")),
+            "{cmdline}: {expected} expected:\n{log}"
+        );
+    }
+}
