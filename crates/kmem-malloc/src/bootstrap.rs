@@ -23,10 +23,11 @@
 //! and the process aborts: there is no other allocator to fall back on.
 //!
 //! **Defaults** for what `KMEM_CMDLINE` leaves unset: `mem=4G`, the hosted
-//! default (the memfd is sparse, but the machine is not free: booting touches
-//! the memmap of every free 4 MiB block and a fork copies what is touched,
-//! about 1.2 MiB of host memory and 1.5 ms of start-up per GiB of machine
-//! RAM — a program that needs more than 4 GiB asks with `mem=`), no kswapd
+//! default (the memfd is sparse, and the boot leaves the memmap of free
+//! memory untouched, so a larger machine costs little: the first `malloc`
+//! boots in 0.43 ms at `mem=1G`, 0.46 at 4G and 0.67 at 64G, and a small
+//! program's peak RSS is 1.88 MB at 4G and 1.94 at 64G; a program that
+//! needs more than 4 GiB asks with `mem=`), no kswapd
 //! thread (a library must not add a thread to every program: it would make
 //! single-threaded programs multi-threaded, and a forked child would not have
 //! it), and the boot log kept in the machine's log only (later warnings and
