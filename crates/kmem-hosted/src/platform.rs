@@ -271,10 +271,11 @@ pub fn rseq_available() -> bool {
 /// allocation: the malloc override boots through here).
 pub fn host_cpu_ids() -> usize {
     static IDS: AtomicUsize = AtomicUsize::new(0);
-    let cached = IDS.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
-    }
+    read_once(&IDS, read_cpu_ids)
+}
+
+/// `host_cpu_ids`, read from the host.
+fn read_cpu_ids() -> usize {
     let mut buf = [0u8; 256];
     // SAFETY: a NUL-terminated path; `buf` is writable for its length; the
     // descriptor is closed once.
@@ -306,9 +307,7 @@ pub fn host_cpu_ids() -> usize {
                 .ok()
         })
         .flatten();
-    let ids = last.map_or(0, |l| l + 1).max(host_nr_cpus());
-    IDS.store(ids, Ordering::Relaxed);
-    ids
+    last.map_or(0, |l| l + 1).max(host_nr_cpus())
 }
 
 /// Number of CPUs the host has configured (`_SC_NPROCESSORS_CONF`), at least 1.
@@ -317,15 +316,29 @@ pub fn host_cpu_ids() -> usize {
 /// do not change while the host runs.
 pub fn host_nr_cpus() -> usize {
     static NR: AtomicUsize = AtomicUsize::new(0);
-    let cached = NR.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
+    read_once(&NR, || {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        if n < 1 {
+            1
+        } else {
+            n as usize
+        }
+    })
+}
+
+/// A fact about the host that does not change while it runs: `read` (which
+/// returns at least 1) the first time, `cache` afterwards (0: not read yet;
+/// two threads that race both read, with the same result).
+fn read_once(cache: &AtomicUsize, read: impl FnOnce() -> usize) -> usize {
+    match cache.load(Ordering::Relaxed) {
+        0 => {
+            let v = read();
+            cache.store(v, Ordering::Relaxed);
+            v
+        }
+        v => v,
     }
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    let n = if n < 1 { 1 } else { n as usize };
-    NR.store(n, Ordering::Relaxed);
-    n
 }
 
 std::thread_local! {
