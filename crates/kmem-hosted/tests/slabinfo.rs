@@ -204,6 +204,67 @@ fn slub_orders_match_the_kernel_on_two_cpus() {
     }
 }
 
+/// `kmem.kmalloc_min_objects=N` is `slub_min_objects=N` for the kmalloc
+/// caches (all three types) alone: other caches keep the kernel's order.
+#[test]
+fn kmalloc_min_objects_raises_the_kmalloc_orders_alone() {
+    let default = boot("quiet mem=256M nr_cpus=2");
+    let m = boot("quiet mem=256M nr_cpus=2 kmem.kmalloc_min_objects=128");
+    for (size, objs, pages) in [
+        ("8", 512, 1),
+        ("32", 128, 1),
+        ("64", 128, 2),
+        ("96", 170, 4),
+        ("128", 128, 4),
+        ("192", 170, 8),
+        ("256", 128, 8),
+        ("512", 64, 8),
+        ("1k", 32, 8),
+        ("8k", 4, 8),
+    ] {
+        for prefix in ["kmalloc-", "kmalloc-rcl-", "dma-kmalloc-"] {
+            let name = format!("{prefix}{size}");
+            let (_, _, _, per, pps, _, _) = numbers(&m, &name);
+            assert_eq!((per, pps), (objs, pages), "{name}");
+        }
+    }
+    let (_, _, _, per, pps, _, _) = numbers(&m, "kmem_cache");
+    let (_, _, _, dper, dpps, _, _) = numbers(&default, "kmem_cache");
+    assert_eq!((per, pps), (dper, dpps), "kmem_cache keeps its order");
+    let s = m
+        .kmem_cache_create("t_vm_area", 176, 64, kmem::slab::SlabFlags(0), None)
+        .unwrap();
+    assert_eq!(numbers(&m, "t_vm_area").3, 21, "a created cache keeps its order");
+    // SAFETY: created above, no objects.
+    unsafe { m.kmem_cache_destroy(s) };
+    // The objects of the larger slabs are all usable and all counted.
+    let objs: Vec<NonNull<u8>> = (0..1000).map(|_| m.kmalloc(150, GFP_KERNEL).unwrap()).collect();
+    for (i, o) in objs.iter().enumerate() {
+        // SAFETY: 150 bytes of ours.
+        unsafe { o.as_ptr().write_bytes(i as u8, 150) };
+    }
+    for (i, o) in objs.iter().enumerate() {
+        // SAFETY: as above.
+        assert!(unsafe { core::slice::from_raw_parts(o.as_ptr(), 150) }.iter().all(|&b| b == i as u8));
+    }
+    let i = info_of(&m, "kmalloc-192");
+    assert!(i.active_objs >= 1000, "{i:?}");
+    assert_eq!(i.num_objs, i.num_slabs * 170, "{i:?}");
+    for o in objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { m.kfree(o.as_ptr()) };
+    }
+    // `slub_min_objects` alone applies to every cache, as in the kernel.
+    let m = boot("quiet mem=256M nr_cpus=2 slub_min_objects=128");
+    assert_eq!(numbers(&m, "kmalloc-192").3, 170);
+    let s = m
+        .kmem_cache_create("t_vm_area", 176, 64, kmem::slab::SlabFlags(0), None)
+        .unwrap();
+    assert_eq!(numbers(&m, "t_vm_area").3, 170);
+    // SAFETY: created above, no objects.
+    unsafe { m.kmem_cache_destroy(s) };
+}
+
 #[test]
 fn a_created_cache_shows_stride_objects_and_pages() {
     let m = boot("quiet mem=256M nr_cpus=2");

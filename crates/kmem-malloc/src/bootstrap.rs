@@ -48,6 +48,10 @@ static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 /// Thread id of the booting thread.
 static BOOT_TID: AtomicI32 = AtomicI32::new(0);
 
+/// `kmem.kmalloc_min_objects` unless `KMEM_CMDLINE` sets it or
+/// `slub_min_objects`: see "Defaults" above.
+const KMALLOC_MIN_OBJECTS: u32 = 128;
+
 /// Size of the bootstrap arena.
 pub const ARENA_SIZE: usize = 1 << 20;
 /// Header before each arena block (its size), and the arena's minimum alignment.
@@ -176,6 +180,9 @@ extern "C" fn boot() {
     let r = kmem_hosted::machine::boot_default_machine(|p| {
         if p.kswapd.is_none() {
             p.kswapd = Some(false);
+        }
+        if p.kmem_kmalloc_min_objects.is_none() && p.slub_min_objects.is_none() {
+            p.kmem_kmalloc_min_objects = Some(KMALLOC_MIN_OBJECTS);
         }
         user_quiet = p.quiet;
         p.quiet = true;

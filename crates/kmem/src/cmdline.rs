@@ -550,6 +550,11 @@ pub struct BootParams {
     /// `kmem.sheaves=on|off` (kmem's own): whether caches get per-CPU
     /// sheaves of free objects in rseq mode (default on; `slab/sheaf.rs`).
     pub kmem_sheaves: Option<bool>,
+    /// `kmem.kmalloc_min_objects=N` (kmem's own): `slub_min_objects` for the
+    /// kmalloc caches alone (`SLAB_KMALLOC`); the other caches keep
+    /// `slub_min_objects` (libkmalloc sets 128, see `crate::slab`'s
+    /// `slab_min_objects`).
+    pub kmem_kmalloc_min_objects: Option<u32>,
     /// `kmem.pcp_hot=on|off` (kmem's own): whether the page allocator keeps
     /// per-CPU hot arrays of order-0 pages in rseq mode (default on;
     /// `page_alloc/pcp_hot.rs`).
@@ -596,6 +601,7 @@ impl BootParams {
             kswapd: None,
             kmem_rseq: None,
             kmem_sheaves: None,
+            kmem_kmalloc_min_objects: None,
             kmem_pcp_hot: None,
             vmalloc: None,
             percpu_alloc: None,
@@ -743,6 +749,9 @@ impl BootParams {
         } else if is("kmem.rseq") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_rseq = Some(v));
+        } else if is("kmem.kmalloc_min_objects") {
+            let v = val.and_then(parse_num).and_then(|v| u32::try_from(v).ok());
+            self.set_late(param, val, v, |p, v| p.kmem_kmalloc_min_objects = Some(v));
         } else if is("kmem.sheaves") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_sheaves = Some(v));
@@ -868,6 +877,7 @@ impl fmt::Debug for BootParams {
             .field("kswapd", &self.kswapd)
             .field("kmem_rseq", &self.kmem_rseq)
             .field("kmem_sheaves", &self.kmem_sheaves)
+            .field("kmem_kmalloc_min_objects", &self.kmem_kmalloc_min_objects)
             .field("kmem_pcp_hot", &self.kmem_pcp_hot)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
@@ -1263,7 +1273,15 @@ mod tests {
         assert_eq!(p.vmalloc, Some(256 << 20));
         assert_eq!(p.percpu_alloc, Some(PercpuAlloc::Page));
         assert_eq!(p.loglevel, Some(4));
+        assert_eq!(p.kmem_kmalloc_min_objects, None);
         assert!(errors(&p).is_empty());
+        let p = parse("kmem.kmalloc_min_objects=128");
+        assert_eq!(p.kmem_kmalloc_min_objects, Some(128));
+        assert_eq!(p.slub_min_objects, None);
+        assert!(errors(&p).is_empty());
+        let p = parse("kmem.kmalloc_min_objects=lots");
+        assert_eq!(p.kmem_kmalloc_min_objects, None);
+        assert_eq!(errors(&p).len(), 1);
         let p = parse("highmem=512M nr_cpus=0");
         assert_eq!(p.highmem, Some(512 << 20));
         assert_eq!(p.nr_cpus, None);

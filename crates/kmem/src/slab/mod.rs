@@ -1131,13 +1131,11 @@ impl<P: Platform> Kmem<P> {
             .unwrap_or(SLUB_MAX_ORDER)
             .min(crate::page::MAX_PAGE_ORDER);
         let min_order = p.slub_min_order.unwrap_or(0).min(max_order);
-        let order = calculate_order(
-            sz,
-            self.nr_cpus,
-            p.slub_min_objects.unwrap_or(0),
-            min_order,
-            max_order,
-        );
+        let min_objects = match p.kmem_kmalloc_min_objects {
+            Some(n) if flags.intersects(SLAB_KMALLOC) => n,
+            _ => p.slub_min_objects.unwrap_or(0),
+        };
+        let order = calculate_order(sz, self.nr_cpus, min_objects, min_order, max_order);
         if order > crate::page::MAX_PAGE_ORDER {
             return Err(CacheError::Invalid("object too large"));
         }
