@@ -27,7 +27,12 @@
 //! memory untouched, so a larger machine costs little: the first `malloc`
 //! boots in 0.43 ms at `mem=1G`, 0.46 at 4G and 0.67 at 64G, and a small
 //! program's peak RSS is 1.88 MB at 4G and 1.94 at 64G; a program that
-//! needs more than 4 GiB asks with `mem=`), no kswapd
+//! needs more than 4 GiB asks with `mem=`), `kmem.kmalloc_min_objects=128`
+//! unless `slub_min_objects` is given (the kmalloc caches' slabs hold at
+//! least 128 objects, up to `slub_max_order`, where the kernel's rule for
+//! two CPUs asks for 12: a program that keeps many objects alive takes
+//! the slab slow paths a slab at a time, and a larger slab takes them
+//! fewer times; the other caches keep the kernel's orders), no kswapd
 //! thread (a library must not add a thread to every program: it would make
 //! single-threaded programs multi-threaded, and a forked child would not have
 //! it), and the boot log kept in the machine's log only (later warnings and

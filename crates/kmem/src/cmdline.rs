@@ -551,9 +551,8 @@ pub struct BootParams {
     /// sheaves of free objects in rseq mode (default on; `slab/sheaf.rs`).
     pub kmem_sheaves: Option<bool>,
     /// `kmem.kmalloc_min_objects=N` (kmem's own): `slub_min_objects` for the
-    /// kmalloc caches alone (`SLAB_KMALLOC`); the other caches keep
-    /// `slub_min_objects` (libkmalloc sets 128, see `crate::slab`'s
-    /// `slab_min_objects`).
+    /// kmalloc caches alone (`SLAB_KMALLOC`), the other caches keeping
+    /// `slub_min_objects` or the kernel's default (libkmalloc boots with 128).
     pub kmem_kmalloc_min_objects: Option<u32>,
     /// `kmem.pcp_hot=on|off` (kmem's own): whether the page allocator keeps
     /// per-CPU hot arrays of order-0 pages in rseq mode (default on;
