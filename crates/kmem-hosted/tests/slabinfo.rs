@@ -245,7 +245,9 @@ fn kmalloc_min_objects_raises_the_kmalloc_orders_alone() {
     }
     for (i, o) in objs.iter().enumerate() {
         // SAFETY: as above.
-        assert!(unsafe { core::slice::from_raw_parts(o.as_ptr(), 150) }.iter().all(|&b| b == i as u8));
+        assert!(unsafe { core::slice::from_raw_parts(o.as_ptr(), 150) }
+            .iter()
+            .all(|&b| b == i as u8));
     }
     let i = info_of(&m, "kmalloc-192");
     assert!(i.active_objs >= 1000, "{i:?}");
