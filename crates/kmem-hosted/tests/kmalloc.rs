@@ -529,6 +529,91 @@ fn kmalloc_types_dma_and_reclaimable() {
     assert!(!m.dmesg().contains("BUG"), "{}", m.dmesg());
 }
 
+/// `kmem.kmalloc_lazy`: the boot makes the normal caches only; the first
+/// allocation of a DMA or reclaimable size class makes its cache (each
+/// once, whatever the race), from an atomic caller too, and
+/// the objects are what the eager caches give.
+#[test]
+fn kmalloc_lazy_types_are_created_on_first_use() {
+    let m = Machine::boot("quiet mem=256M nr_cpus=2 kswapd=off kmem.kmalloc_lazy=1").unwrap();
+    let listed = |prefix: &str| {
+        let text = m.proc_read("slabinfo").unwrap();
+        let mut names: Vec<String> = text
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(prefix))
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listed("kmalloc-").len(), 13, "every normal cache at boot");
+    assert!(listed("dma-kmalloc-").is_empty() && listed("kmalloc-rcl-").is_empty());
+    let p = m.kmalloc(100, GFP_KERNEL | GFP_DMA).unwrap();
+    assert_eq!(cache_of(&m, p).name(), "dma-kmalloc-128");
+    assert!(m.virt_to_phys(p.as_ptr()) < 16 << 20, "DMA memory below 16 MiB");
+    assert_eq!(listed("dma-kmalloc-"), ["dma-kmalloc-128"]);
+    assert_eq!(active(&m, "dma-kmalloc-128"), 1);
+    let r = m.kmalloc(100, GFP_KERNEL | __GFP_RECLAIMABLE).unwrap();
+    assert_eq!(cache_of(&m, r).name(), "kmalloc-rcl-128");
+    // kmalloc_slab and kmalloc_node make them too.
+    let s = m.kmalloc_slab(3000, GFP_KERNEL | GFP_DMA).unwrap();
+    // SAFETY: kmalloc caches live as long as the machine.
+    assert_eq!(unsafe { s.as_ref() }.name(), "dma-kmalloc-4k");
+    let n = m.kmalloc_node(20, GFP_KERNEL | __GFP_RECLAIMABLE, 0).unwrap();
+    assert_eq!(cache_of(&m, n).name(), "kmalloc-rcl-32");
+    // An atomic caller (the cache is made with GFP_ATOMIC).
+    let mut a = None;
+    m.run_in_hardirq(|| a = Some(m.kmalloc(600, GFP_ATOMIC | GFP_DMA).unwrap()));
+    let a = a.unwrap();
+    assert_eq!(cache_of(&m, a).name(), "dma-kmalloc-1k");
+    // Eight threads race for one new cache: one cache, every object from it.
+    let barrier = std::sync::Barrier::new(8);
+    let objs: Vec<usize> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(|| {
+                    barrier.wait();
+                    (0..50)
+                        .map(|_| m.kmalloc(200, GFP_KERNEL | GFP_DMA).unwrap().as_ptr() as usize)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(objs.iter().collect::<HashSet<_>>().len(), 400);
+    for &o in &objs {
+        let o = NonNull::new(o as *mut u8).unwrap();
+        assert_eq!(cache_of(&m, o).name(), "dma-kmalloc-256");
+        assert!(m.virt_to_phys(o.as_ptr()) < 16 << 20);
+    }
+    assert_eq!(active(&m, "dma-kmalloc-256"), 400);
+    assert_eq!(
+        listed("dma-kmalloc-"),
+        [
+            "dma-kmalloc-128",
+            "dma-kmalloc-1k",
+            "dma-kmalloc-256",
+            "dma-kmalloc-4k"
+        ]
+    );
+    // SAFETY: allocated above, each freed once.
+    unsafe {
+        for o in objs {
+            m.kfree(o as *const u8);
+        }
+        m.kfree_bulk(&[p.as_ptr(), r.as_ptr(), n.as_ptr(), a.as_ptr()]);
+    }
+    assert_eq!(active(&m, "dma-kmalloc-256"), 0);
+    let d = m.dmesg();
+    assert!(
+        !d.contains("BUG") && !d.contains("duplicate") && !d.contains("WARNING"),
+        "{d}"
+    );
+}
+
 #[test]
 fn dma32_and_highmem_bits_are_stripped_with_a_warning() {
     let m = boot();

@@ -32,7 +32,11 @@
 //! least 128 objects, up to `slub_max_order`, where the kernel's rule for
 //! two CPUs asks for 12: a program that keeps many objects alive takes
 //! the slab slow paths a slab at a time, and a larger slab takes them
-//! fewer times; the other caches keep the kernel's orders), no kswapd
+//! fewer times; the other caches keep the kernel's orders),
+//! `kmem.kmalloc_lazy=1` (`malloc` uses the normal kmalloc caches only; the
+//! 26 `dma-kmalloc-N` and `kmalloc-rcl-N` caches are made if something asks
+//! for one, and making them at boot cost every program 28 kB and 7 % of the
+//! boot's instructions), no kswapd
 //! thread (a library must not add a thread to every program: it would make
 //! single-threaded programs multi-threaded, and a forked child would not have
 //! it), and the boot log kept in the machine's log only (later warnings and
@@ -188,6 +192,9 @@ extern "C" fn boot() {
         }
         if p.kmem_kmalloc_min_objects.is_none() && p.slub_min_objects.is_none() {
             p.kmem_kmalloc_min_objects = Some(KMALLOC_MIN_OBJECTS);
+        }
+        if p.kmem_kmalloc_lazy.is_none() {
+            p.kmem_kmalloc_lazy = Some(true);
         }
         user_quiet = p.quiet;
         p.quiet = true;

@@ -554,6 +554,10 @@ pub struct BootParams {
     /// kmalloc caches alone (`SLAB_KMALLOC`), the other caches keeping
     /// `slub_min_objects` or the kernel's default (libkmalloc boots with 128).
     pub kmem_kmalloc_min_objects: Option<u32>,
+    /// `kmem.kmalloc_lazy=on|off` (kmem's own): create the `dma-kmalloc-N`
+    /// and `kmalloc-rcl-N` caches on their first use instead of at boot
+    /// (default off; libkmalloc boots with it on).
+    pub kmem_kmalloc_lazy: Option<bool>,
     /// `kmem.pcp_hot=on|off` (kmem's own): whether the page allocator keeps
     /// per-CPU hot arrays of order-0 pages in rseq mode (default on;
     /// `page_alloc/pcp_hot.rs`).
@@ -601,6 +605,7 @@ impl BootParams {
             kmem_rseq: None,
             kmem_sheaves: None,
             kmem_kmalloc_min_objects: None,
+            kmem_kmalloc_lazy: None,
             kmem_pcp_hot: None,
             vmalloc: None,
             percpu_alloc: None,
@@ -751,6 +756,9 @@ impl BootParams {
         } else if is("kmem.kmalloc_min_objects") {
             let v = val.and_then(parse_num).and_then(|v| u32::try_from(v).ok());
             self.set_late(param, val, v, |p, v| p.kmem_kmalloc_min_objects = Some(v));
+        } else if is("kmem.kmalloc_lazy") {
+            let v = val.and_then(kstrtobool);
+            self.set_late(param, val, v, |p, v| p.kmem_kmalloc_lazy = Some(v));
         } else if is("kmem.sheaves") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_sheaves = Some(v));
@@ -877,6 +885,7 @@ impl fmt::Debug for BootParams {
             .field("kmem_rseq", &self.kmem_rseq)
             .field("kmem_sheaves", &self.kmem_sheaves)
             .field("kmem_kmalloc_min_objects", &self.kmem_kmalloc_min_objects)
+            .field("kmem_kmalloc_lazy", &self.kmem_kmalloc_lazy)
             .field("kmem_pcp_hot", &self.kmem_pcp_hot)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
@@ -1278,6 +1287,8 @@ mod tests {
         assert_eq!(p.kmem_kmalloc_min_objects, Some(128));
         assert_eq!(p.slub_min_objects, None);
         assert!(errors(&p).is_empty());
+        let p = parse("kmem.kmalloc_lazy=1");
+        assert_eq!(p.kmem_kmalloc_lazy, Some(true));
         let p = parse("kmem.kmalloc_min_objects=lots");
         assert_eq!(p.kmem_kmalloc_min_objects, None);
         assert_eq!(errors(&p).len(), 1);

@@ -99,53 +99,127 @@ impl<P: Platform> Kmem<P> {
     /// `create_kmalloc_caches`: every size class of every type, or an
     /// error naming the first that could not be created (the kernel panics
     /// with "Out of memory when creating slab"; kmem fails the boot). A
-    /// booted machine thus has all of them, and `kmalloc` tests none.
+    /// booted machine thus has all of them, and `kmalloc` tests none;
+    /// except that with `kmem.kmalloc_lazy` the `dma-kmalloc-N` and
+    /// `kmalloc-rcl-N` caches are made on their first use
+    /// ([`Kmem::kmalloc_cache_lazy`]).
     pub(crate) fn create_kmalloc_caches(&self) -> Result<(), crate::machine::BootError> {
-        for ty in 0..NR_KMALLOC_TYPES {
-            for (idx, &(suffix, size)) in KMALLOC_INFO.iter().enumerate() {
+        let types = if self.params.kmem_kmalloc_lazy == Some(true) {
+            1
+        } else {
+            NR_KMALLOC_TYPES
+        };
+        for ty in 0..types {
+            for (idx, &(_, size)) in KMALLOC_INFO.iter().enumerate() {
                 if size == 0 {
                     continue;
                 }
-                let mut name = crate::printk::FixedBuf::<32>::new();
-                let (prefix, flags) = match ty {
-                    KMALLOC_NORMAL => ("kmalloc-", SlabFlags(0)),
-                    KMALLOC_RECLAIM => ("kmalloc-rcl-", SLAB_RECLAIM_ACCOUNT),
-                    _ => ("dma-kmalloc-", SLAB_CACHE_DMA),
-                };
-                let _ = core::fmt::Write::write_fmt(&mut name, format_args!("{prefix}{suffix}"));
-                let align = if size.is_power_of_two() {
-                    size.min(crate::page::PAGE_SIZE)
-                } else {
-                    8
-                };
-                let Some(s) = self.kmem_cache_create(
-                    name.as_str(),
-                    size,
-                    align,
-                    flags | SLAB_KMALLOC | SLAB_NO_MERGE,
-                    None,
-                ) else {
-                    crate::pr!(self, "Out of memory when creating slab {}", name.as_str());
+                let Some(s) = self.create_kmalloc_cache(ty, idx, GFP_KERNEL) else {
                     return Err(crate::machine::BootError::OutOfBootMemory("the kmalloc caches"));
                 };
-                // SAFETY: just created.
-                unsafe { (*s.as_ptr()).refcount.store(-1, Ordering::Relaxed) };
                 self.slab.kmalloc[ty][idx].store(s.as_ptr(), Ordering::Release);
             }
         }
         Ok(())
     }
 
-    /// The kmalloc cache for a size and flags, if any (`kmalloc_slab`).
+    /// `new_kmalloc_cache`: create the kmalloc cache of type `ty` and index
+    /// `idx` (not yet published), its `struct kmem_cache` allocated with
+    /// `gfp`; None (and the kernel's message) if there is no memory for it.
+    fn create_kmalloc_cache(&self, ty: usize, idx: usize, gfp: Gfp) -> Option<NonNull<KmemCache>> {
+        let (suffix, size) = KMALLOC_INFO[idx];
+        let mut name = crate::printk::FixedBuf::<32>::new();
+        let (prefix, flags) = match ty {
+            KMALLOC_NORMAL => ("kmalloc-", SlabFlags(0)),
+            KMALLOC_RECLAIM => ("kmalloc-rcl-", SLAB_RECLAIM_ACCOUNT),
+            _ => ("dma-kmalloc-", SLAB_CACHE_DMA),
+        };
+        let _ = core::fmt::Write::write_fmt(&mut name, format_args!("{prefix}{suffix}"));
+        let align = if size.is_power_of_two() {
+            size.min(crate::page::PAGE_SIZE)
+        } else {
+            8
+        };
+        let args = KmemCacheArgs {
+            align,
+            ..Default::default()
+        };
+        let flags = flags | SLAB_KMALLOC | SLAB_NO_MERGE;
+        let Ok(s) = self.try_cache_create(name.as_str(), size, &args, flags, gfp) else {
+            crate::pr!(self, "Out of memory when creating slab {}", name.as_str());
+            return None;
+        };
+        // SAFETY: just created; kmalloc caches are never destroyed.
+        unsafe { (*s.as_ptr()).refcount.store(-1, Ordering::Relaxed) };
+        Some(s)
+    }
+
+    /// The kmalloc cache of type `ty` and index `idx` when its slot was
+    /// empty: with `kmem.kmalloc_lazy`, a `dma-kmalloc-N` or
+    /// `kmalloc-rcl-N` cache is created by the first allocation that needs
+    /// it, as SLUB created its DMA caches until Linux 2.6.36
+    /// (`dma_kmalloc_cache`), with the caller's `gfp` (so an atomic
+    /// caller does not sleep). One caller creates it, marking the slot
+    /// [`LAZY_CREATING`]; the others wait for the slot to be published.
+    /// None if the cache could not be created (no memory: the allocation
+    /// fails, and a later one tries again).
+    #[cold]
+    #[inline(never)]
+    fn kmalloc_cache_lazy(&self, ty: usize, idx: usize, gfp: Gfp) -> Option<NonNull<KmemCache>> {
+        let slot = &self.slab.kmalloc[ty][idx];
+        loop {
+            let s = slot.load(Ordering::Acquire);
+            if s == LAZY_CREATING {
+                self.platform.cpu_relax();
+                continue;
+            }
+            if !s.is_null() || self.params.kmem_kmalloc_lazy != Some(true) {
+                return NonNull::new(s);
+            }
+            if slot
+                .compare_exchange(s, LAZY_CREATING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                // The caller's reclaim and warning modifiers, not its zone.
+                let gfp = if gfp.allows_blocking() {
+                    GFP_KERNEL
+                } else {
+                    GFP_ATOMIC
+                } | (gfp & __GFP_NOWARN);
+                let made = self.create_kmalloc_cache(ty, idx, gfp);
+                slot.store(made.map_or(ptr::null_mut(), NonNull::as_ptr), Ordering::Release);
+                return made;
+            }
+        }
+    }
+
+    /// The kmalloc cache for a size and flags, if any (`kmalloc_slab`):
+    /// None above `KMALLOC_MAX_CACHE_SIZE`, or if a lazily created cache
+    /// could not be made.
     #[inline(always)]
     pub fn kmalloc_slab(&self, size: usize, gfp: Gfp) -> Option<core::ptr::NonNull<KmemCache>> {
         if size > KMALLOC_MAX_CACHE_SIZE {
             return None;
         }
-        core::ptr::NonNull::new(
-            self.slab.kmalloc[kmalloc_type(gfp)][kmalloc_index(size)].load(Ordering::Relaxed),
-        )
+        let (ty, idx) = (kmalloc_type(gfp), kmalloc_index(size));
+        let s = self.slab.kmalloc[ty][idx].load(Ordering::Acquire);
+        if lazy_slot_empty(s) {
+            return self.kmalloc_cache_lazy(ty, idx, gfp);
+        }
+        // SAFETY: checked above.
+        Some(unsafe { NonNull::new_unchecked(s) })
     }
+}
+
+/// What a lazily created kmalloc cache's slot holds while one caller
+/// creates the cache: a dangling address below any cache's (never
+/// dereferenced).
+const LAZY_CREATING: *mut KmemCache = ptr::dangling_mut();
+
+/// Whether a kmalloc slot holds no cache yet (empty, or being created).
+#[inline(always)]
+fn lazy_slot_empty(s: *mut KmemCache) -> bool {
+    (s as usize) <= LAZY_CREATING as usize
 }
 
 /// `ARCH_KMALLOC_MINALIGN`: every kmalloc address is aligned at least this much.
@@ -232,10 +306,16 @@ impl<P: Platform> Kmem<P> {
             if size == 0 {
                 return Ok(zero_size_ptr());
             }
-            let s = self.slab.kmalloc[kmalloc_type(gfp)][kmalloc_index(size)].load(Ordering::Relaxed);
+            let ty = kmalloc_type(gfp);
+            let s = self.slab.kmalloc[ty][kmalloc_index(size)].load(Ordering::Acquire);
+            if ty != KMALLOC_NORMAL && lazy_slot_empty(s) {
+                // `kmem.kmalloc_lazy`: the DMA or reclaimable cache comes first.
+                return self.kmalloc_lazy_type(size, gfp);
+            }
             debug_assert!(!s.is_null());
-            // SAFETY: a booted machine has every kmalloc cache of sizes 1..=8192
-            // (`create_kmalloc_caches` fails the boot otherwise).
+            // SAFETY: a booted machine has every normal kmalloc cache of sizes
+            // 1..=8192 (`create_kmalloc_caches` fails the boot otherwise), and
+            // the other types' caches where the slot is not empty.
             let s = unsafe { NonNull::new_unchecked(s) };
             // The sheaf first, the order of `kfree`; then as `kmem_cache_alloc`.
             // The machine's rseq offset, as `kfree` takes it: its load does not
@@ -250,6 +330,18 @@ impl<P: Platform> Kmem<P> {
             self.kmem_cache_alloc(s, gfp)
         } else {
             self.kmalloc_large_node(size, gfp, -1)
+        }
+    }
+
+    /// `kmalloc` whose DMA or reclaimable cache does not exist yet
+    /// (`kmem.kmalloc_lazy`): create it, then allocate from it.
+    #[cold]
+    #[inline(never)]
+    #[track_caller]
+    fn kmalloc_lazy_type(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+        match self.kmalloc_slab(size, gfp) {
+            Some(s) => self.kmem_cache_alloc(s, gfp),
+            None => Err(AllocError),
         }
     }
 

@@ -912,7 +912,7 @@ impl<P: Platform> Kmem<P> {
         args: &KmemCacheArgs,
         flags: SlabFlags,
     ) -> Option<NonNull<KmemCache>> {
-        match self.try_cache_create(name, size, args, flags) {
+        match self.try_cache_create(name, size, args, flags, GFP_KERNEL) {
             Ok(s) => Some(s),
             Err(e) => {
                 crate::pr!(
@@ -933,12 +933,15 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    fn try_cache_create(
+    /// `__kmem_cache_create_args`, its `struct kmem_cache` allocated with
+    /// `gfp` (`GFP_KERNEL`, or a lazily created kmalloc cache's caller's).
+    pub(crate) fn try_cache_create(
         &self,
         name: &str,
         size: usize,
         args: &KmemCacheArgs,
         flags: SlabFlags,
+        gfp: Gfp,
     ) -> Result<NonNull<KmemCache>, CacheError> {
         if name.is_empty() {
             return Err(CacheError::Invalid("no name"));
@@ -990,7 +993,7 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: the cache of caches is up.
         let mem = self
             // SAFETY: `kc` is the live cache of caches (checked non-null above).
-            .kmem_cache_alloc(unsafe { NonNull::new_unchecked(kc) }, GFP_KERNEL | __GFP_ZERO)
+            .kmem_cache_alloc(unsafe { NonNull::new_unchecked(kc) }, gfp | __GFP_ZERO)
             .map_err(|_| CacheError::NoMemory)?;
         let s = mem.as_ptr() as *mut KmemCache;
         // SAFETY: zeroed object of the right size, owned by us.
