@@ -981,6 +981,20 @@ pub fn parse(cmdline: &str) -> BootParams {
     p
 }
 
+impl BootParams {
+    /// Parse `more` as if it followed the command line parsed so far, into
+    /// these parameters (not reset first; the recorded command line stays
+    /// as it was): for a host that adds defaults of its own.
+    pub fn parse_more(&mut self, more: &str) {
+        let mut rest = skip_spaces(more);
+        while !rest.is_empty() {
+            let (param, val, next) = next_arg(rest);
+            self.handle(param, val);
+            rest = next;
+        }
+    }
+}
+
 /// [`parse`] into `p`, which is reset first: for a caller that keeps the
 /// parameters somewhere other than its stack (they are over 6 KiB).
 pub fn parse_into(p: &mut BootParams, cmdline: &str) {
@@ -1287,6 +1301,10 @@ mod tests {
         assert_eq!(p.kmem_kmalloc_min_objects, Some(128));
         assert_eq!(p.slub_min_objects, None);
         assert!(errors(&p).is_empty());
+        let mut p = parse("mem=8G quiet");
+        p.parse_more("memmap=exactmap memmap=4M$0 kmem.kmalloc_lazy=1");
+        assert_eq!((p.mem, p.quiet, p.memmap().len()), (Some(8 << 30), true, 2));
+        assert_eq!(p.cmdline(), "mem=8G quiet");
         let p = parse("kmem.kmalloc_lazy=1");
         assert_eq!(p.kmem_kmalloc_lazy, Some(true));
         let p = parse("kmem.kmalloc_min_objects=lots");
