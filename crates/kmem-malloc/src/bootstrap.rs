@@ -22,31 +22,34 @@
 //! If the machine cannot boot (a bad `KMEM_CMDLINE`), the reason is printed
 //! and the process aborts: there is no other allocator to fall back on.
 //!
-//! **Defaults** for what `KMEM_CMDLINE` leaves unset: `mem=4G`, the hosted
-//! default, with a flat firmware map unless `memmap=` gives one: RAM from
-//! 4 MiB up to `mem=`, the first 4 MiB reserved, where the hosted default
-//! is a PC's (RAM below 640 KiB and from 1 MiB, a hole below 4 GiB). Every
-//! free block of a flat map is a max-order block, whose page descriptors
-//! the boot leaves unwritten; the PC map's odd ranges made the boot write
-//! the heads of some twenty smaller blocks, on ten pages of the memmap
-//! (the memfd is sparse, and the boot leaves the memmap of free
-//! memory untouched, so a larger machine costs little: the first `malloc`
-//! boots in 0.43 ms at `mem=1G`, 0.46 at 4G and 0.67 at 64G, and a small
-//! program's peak RSS is 1.88 MB at 4G and 1.94 at 64G; a program that
-//! needs more than 4 GiB asks with `mem=`), `kmem.kmalloc_min_objects=128`
-//! unless `slub_min_objects` is given (the kmalloc caches' slabs hold at
-//! least 128 objects, up to `slub_max_order`, where the kernel's rule for
-//! two CPUs asks for 12: a program that keeps many objects alive takes
-//! the slab slow paths a slab at a time, and a larger slab takes them
-//! fewer times; the other caches keep the kernel's orders),
-//! `kmem.kmalloc_lazy=1` (`malloc` uses the normal kmalloc caches only; the
-//! 26 `dma-kmalloc-N` and `kmalloc-rcl-N` caches are made if something asks
-//! for one, and making them at boot cost every program 28 kB and 7 % of the
-//! boot's instructions), no kswapd
-//! thread (a library must not add a thread to every program: it would make
-//! single-threaded programs multi-threaded, and a forked child would not have
-//! it), and the boot log kept in the machine's log only (later warnings and
-//! `slub_debug` reports still go to stderr unless `quiet` is given).
+//! **Defaults** for what `KMEM_CMDLINE` leaves unset:
+//! * `mem=4G`, the hosted default. The memfd is sparse and the boot leaves
+//!   the memmap of free memory untouched, so a larger machine costs little:
+//!   the first `malloc` boots in 0.44 ms at `mem=1G` and at 4G and 0.65 at
+//!   64G, and a small program's peak RSS is 1.82 MB at 4G and 1.86 at 64G.
+//!   A program that needs more than 4 GiB asks with `mem=`.
+//! * A flat firmware map unless `memmap=` gives one ([`flat_memory_map`]):
+//!   RAM from 4 MiB up to `mem=`, the first 4 MiB reserved, where the
+//!   hosted default is a PC's (RAM below 640 KiB and from 1 MiB, a hole
+//!   below 4 GiB). Every free block of a flat map is a max-order block,
+//!   whose page descriptors the boot leaves unwritten; the PC map's odd
+//!   ranges made the boot write the heads of some twenty smaller blocks, on
+//!   ten pages of the memmap.
+//! * `kmem.kmalloc_min_objects=128` unless `slub_min_objects` is given: the
+//!   kmalloc caches' slabs hold at least 128 objects, up to
+//!   `slub_max_order`, where the kernel's rule for two CPUs asks for 12. A
+//!   program that keeps many objects alive takes the slab slow paths a slab
+//!   at a time, and a larger slab takes them fewer times; the other caches
+//!   keep the kernel's orders.
+//! * `kmem.kmalloc_lazy=1`: `malloc` uses the normal kmalloc caches only; the
+//!   26 `dma-kmalloc-N` and `kmalloc-rcl-N` caches are made if something
+//!   asks for one. Making them at boot cost every program 28 kB and 9 % of
+//!   the boot's instructions.
+//! * No kswapd thread: a library must not add a thread to every program (it
+//!   would make single-threaded programs multi-threaded, and a forked child
+//!   would not have it).
+//! * The boot log kept in the machine's log only (later warnings and
+//!   `slub_debug` reports still go to stderr unless `quiet` is given).
 
 use core::ptr;
 use core::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
@@ -69,8 +72,8 @@ const FLAT_RAM_START: u64 = 4 << 20;
 /// The default machine's firmware map unless `KMEM_CMDLINE` gives one
 /// (`memmap=`): RAM from 4 MiB up to `mem=` (4 GiB by default), below it a
 /// reserved range, as `memmap=exactmap memmap=4M$0 memmap=<mem - 4M>@4M`
-/// would say; see "Defaults" above. A `mem=` too small for it keeps the PC
-/// layout (and its errors).
+/// would say; see "Defaults" in the module's documentation. A `mem=` below
+/// 16 MiB keeps the PC layout (and its errors, such as `mem=1M`'s).
 fn flat_memory_map(p: &mut kmem::cmdline::BootParams) {
     let mem = p.mem.unwrap_or(kmem_hosted::machine::DEFAULT_MEM);
     if !p.memmap().is_empty() || mem < 4 * FLAT_RAM_START {
