@@ -103,6 +103,38 @@ fn slub_debug_finds_a_heap_overflow() {
     assert!(err.contains("First byte 0x78 instead of 0xcc"), "{err}");
 }
 
+/// The default machine's firmware map: flat (RAM from 4 MiB up to `mem=`,
+/// so the RAM memfd ends at `mem=`) unless `KMEM_CMDLINE` gives a
+/// `memmap=`, which keeps the PC layout (RAM above 4 GiB for the hole).
+#[test]
+fn the_default_machine_has_a_flat_memory_map() {
+    let dir = scratch("rammap");
+    let Some(exe) = compile("ram_map.c", &dir, &[]) else {
+        return;
+    };
+    for (cmdline, mib) in [
+        ("", 4096),
+        ("mem=1G", 1024),
+        ("mem=8G", 8192),
+        ("memmap=exactmap memmap=1M$0 memmap=511M@1M", 512),
+    ] {
+        assert_eq!(
+            run_ok(Command::new(&exe), cmdline),
+            format!("ram {mib} MiB\n"),
+            "{cmdline:?}"
+        );
+    }
+    // A reservation alone keeps the PC layout of mem=4G: 3 GiB below the
+    // hole, the rest above 4 GiB.
+    let out = run_ok(Command::new(&exe), "memmap=64K$0x20000000");
+    let mib: u64 = out
+        .trim_start_matches("ram ")
+        .trim_end_matches(" MiB\n")
+        .parse()
+        .unwrap();
+    assert!((5120..5200).contains(&mib), "{out}");
+}
+
 #[test]
 fn bad_kmem_cmdline_says_why() {
     let dir = scratch("badcmd");
