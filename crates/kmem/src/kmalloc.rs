@@ -173,7 +173,9 @@ impl<P: Platform> Kmem<P> {
                 self.platform.cpu_relax();
                 continue;
             }
-            if !s.is_null() || self.params.kmem_kmalloc_lazy != Some(true) {
+            // Only the other types' caches are lazy; index 0 (size 0) has none.
+            let lazy = self.params.kmem_kmalloc_lazy == Some(true) && ty != KMALLOC_NORMAL && idx != 0;
+            if !s.is_null() || !lazy {
                 return NonNull::new(s);
             }
             if slot
