@@ -66,7 +66,8 @@ static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 /// Thread id of the booting thread.
 static BOOT_TID: AtomicI32 = AtomicI32::new(0);
 
-/// Where the flat memory map's RAM starts: the first 4 MiB are reserved.
+/// Where the flat memory map's RAM starts (the `4M` of [`flat_memory_map`]'s
+/// line): the first 4 MiB are reserved.
 const FLAT_RAM_START: u64 = 4 << 20;
 
 /// The default machine's firmware map unless `KMEM_CMDLINE` gives one
@@ -79,40 +80,29 @@ fn flat_memory_map(p: &mut kmem::cmdline::BootParams) {
     if !p.memmap().is_empty() || mem < 4 * FLAT_RAM_START {
         return;
     }
-    // Written by hand: `core::fmt` here would fault in a page of code
-    // outside the boot's (see `hot-text.ld`).
-    let mut buf = [0u8; 96];
-    let mut n = 0;
-    let mut put = |bytes: &[u8]| {
-        buf[n..n + bytes.len()].copy_from_slice(bytes);
-        n += bytes.len();
-    };
-    let kib = |v: u64| {
-        let mut d = [0u8; 20];
-        let mut i = d.len();
-        let mut v = v >> 10;
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
+    const HEAD: &[u8] = b"memmap=exactmap memmap=4M$0 memmap=";
+    const TAIL: &[u8] = b"K@4M";
+    // The RAM's size in KiB, in decimal, written by hand: `core::fmt` here
+    // would fault in a page of code outside the boot's (see `hot-text.ld`).
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut kib = (mem - FLAT_RAM_START) >> 10;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (kib % 10) as u8;
+        kib /= 10;
+        if kib == 0 {
+            break;
         }
-        (d, i)
-    };
-    let (start, i) = kib(FLAT_RAM_START);
-    let (size, j) = kib(mem - FLAT_RAM_START);
-    put(b"memmap=exactmap memmap=");
-    put(&start[i..]);
-    put(b"K$0 memmap=");
-    put(&size[j..]);
-    put(b"K@");
-    put(&start[i..]);
-    put(b"K");
-    // SAFETY: ASCII text and digits.
-    let line = unsafe { core::str::from_utf8_unchecked(&buf[..n]) };
-    p.parse_more(line);
+    }
+    let mut line = [0u8; HEAD.len() + 20 + TAIL.len()];
+    let n = HEAD.len() + digits.len() - i;
+    line[..HEAD.len()].copy_from_slice(HEAD);
+    line[HEAD.len()..n].copy_from_slice(&digits[i..]);
+    line[n..n + TAIL.len()].copy_from_slice(TAIL);
+    if let Ok(line) = core::str::from_utf8(&line[..n + TAIL.len()]) {
+        p.parse_more(line);
+    }
 }
 
 /// `kmem.kmalloc_min_objects` unless `KMEM_CMDLINE` sets it or

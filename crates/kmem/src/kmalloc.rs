@@ -315,9 +315,9 @@ impl<P: Platform> Kmem<P> {
                 return self.kmalloc_lazy_type(size, gfp);
             }
             debug_assert!(!s.is_null());
-            // SAFETY: a booted machine has every normal kmalloc cache of sizes
-            // 1..=8192 (`create_kmalloc_caches` fails the boot otherwise), and
-            // the other types' caches where the slot is not empty.
+            // A booted machine has every normal kmalloc cache of sizes 1..=8192
+            // (`create_kmalloc_caches` fails the boot otherwise).
+            // SAFETY: non-null: a normal cache, or another type's whose slot is not empty.
             let s = unsafe { NonNull::new_unchecked(s) };
             // The sheaf first, the order of `kfree`; then as `kmem_cache_alloc`.
             // The machine's rseq offset, as `kfree` takes it: its load does not
