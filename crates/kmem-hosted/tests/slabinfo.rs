@@ -10,6 +10,8 @@ use kmem::GFP_KERNEL;
 use kmem_hosted::Machine;
 use std::ptr::NonNull;
 
+mod common;
+
 fn boot(cmdline: &str) -> Machine {
     Machine::boot(cmdline).expect("boot")
 }
@@ -489,6 +491,9 @@ fn slabinfo_pages(m: &Machine) -> (usize, usize) {
 
 #[test]
 fn meminfo_zoneinfo_and_vmstat_agree_with_the_slabs() {
+    // One CPU throughout: a thread that migrates halfway through `alloc_n`
+    // leaves a partial slab on each CPU, one slab more than counted below.
+    let _pin = common::pin_to_current_cpu();
     let m = boot("quiet mem=256M nr_cpus=2");
     let check = |m: &Machine| {
         let (rec, unrec) = slabinfo_pages(m);
@@ -538,6 +543,8 @@ fn meminfo_zoneinfo_and_vmstat_agree_with_the_slabs() {
 fn node_pages_of_a_high_order_cache() {
     // A cache whose preferred order is above its smallest: pages come from the
     // per-node counters (the mixed-order arithmetic is unit-tested in proc.rs).
+    // Pinned, so that the objects fill whole slabs on one CPU.
+    let _pin = common::pin_to_current_cpu();
     let m = boot("quiet mem=256M nr_cpus=2");
     let s = m
         .kmem_cache_create("t_high_order", 2000, 8, kmem::slab::SlabFlags(0), None)
