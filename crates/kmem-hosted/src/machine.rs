@@ -325,17 +325,19 @@ pub fn default_machine() -> &'static Machine {
 pub fn boot_default_machine(
     defaults: impl FnOnce(&mut BootParams),
 ) -> Result<&'static Machine, MachineError> {
-    // The parameters live here rather than on the boot's stack: over 6 KiB
-    // that, in a frame, would stay resident in every program that preloads
-    // the malloc override. The lock is also what makes one thread boot.
-    static BOOT: std::sync::Mutex<BootParams> = std::sync::Mutex::new(BootParams::new());
+    // One thread boots. The parameters (over 6 KiB) are in this frame, not
+    // in a static: the malloc override boots on a stack of its own that it
+    // unmaps afterwards, where a static's pages, written once, would stay
+    // resident in every program that preloads it.
+    static BOOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     if let Some(m) = DEFAULT.get() {
         return Ok(m);
     }
-    let mut params = BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let _booting = BOOT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(m) = DEFAULT.get() {
         return Ok(m);
     }
+    let mut params = BootParams::new();
     cmdline::parse_into(&mut params, env_cmdline());
     defaults(&mut params);
     let m = Machine::boot_params(&params)?;
