@@ -188,33 +188,49 @@ pub struct VmEvents {
 }
 
 /// One booted machine.
+///
+/// `#[repr(C)]`, in an order chosen for the host's memory: the machine is
+/// 65 kB of boot memory, most of it tables that stay zero (the kmap state,
+/// the iomem tree's free slots, the zone lists of absent nodes), and a
+/// hosted machine gives the pages that stay zero back (`Kmem::boot` places
+/// it on a page boundary). The parts that the boot writes sit together: the
+/// zone table's head beside the boot parameters, the memblock and the slab
+/// state beside the iomem tree's root, the per-CPU allocator's written tail
+/// beside the boot free counts and the small fields, then the heads of the
+/// zone lists. On libkmalloc's default machine the written bytes lie on 5
+/// of its 17 pages, where the compiler's order spread them over 8
+/// (BENCHMARKS.md). The fast paths' read-mostly fields (`zone_table`,
+/// `platform`, `map`, the kmalloc caches in `slab`) sit beside fields that
+/// are rarely written after the boot: the boot allocator's and the cache
+/// list's locks, counters of rare events.
+#[repr(C)]
 pub struct Kmem<P: Platform> {
+    /// Zone by pageblock zone id (null for holes and unused ids).
+    pub(crate) zone_table: [*const Zone; 256],
+    /// The command line the machine booted with.
+    pub params: BootParams,
+    /// The vmalloc layer's state.
+    pub vmalloc: crate::vmalloc::VmallocState,
+    /// The boot allocator, kept after boot (`ARCH_KEEP_MEMBLOCK`).
+    pub memblock: SpinLock<Memblock>,
+    /// The slab allocator's state.
+    pub slab: crate::slab::SlabState,
+    /// The iomem resource tree (`iomem_resource`).
+    pub iomem: crate::ioremap::IomemState,
+    /// The per-CPU allocator's state.
+    pub percpu: crate::percpu::PercpuState,
+    pub(crate) boot_free_pages: [[AtomicUsize; NR_PAGE_ORDERS]; MAX_NUMNODES * MAX_NR_ZONES],
     /// The platform the machine runs on.
     pub platform: P,
     pub(crate) map: MemMap,
     pub(crate) page_offset: usize,
     /// End of RAM with a permanent kernel mapping, as a pfn (`max_low_pfn`).
     pub(crate) max_low_pfn: usize,
-    pub(crate) highmem: bool,
     pub(crate) nr_nodes: usize,
     pub(crate) nodes: [*mut PgData; MAX_NUMNODES],
-    /// `node_zonelists`: `zonelists[preferred node][highest zone]`.
-    pub(crate) zonelists: [[ZoneList; MAX_NR_ZONES]; MAX_NUMNODES],
-    /// `preferred_zone[node][highest zone]`: the first zone of each zonelist
-    /// (null if the list is empty), for the allocation fast path.
-    pub(crate) preferred_zone: [[*const Zone; MAX_NR_ZONES]; MAX_NUMNODES],
-    /// Zone by pageblock zone id (null for holes and unused ids).
-    pub(crate) zone_table: [*const Zone; 256],
-    /// `gfp_zone` of the four zone bits; `NO_ZONE` for the invalid combinations.
-    pub(crate) gfp_zone_table: [u8; 16],
     /// `cpu_to_node` for every possible CPU.
     pub(crate) cpu_node: *const u8,
     pub(crate) nr_cpus: usize,
-    pub(crate) state: AtomicU8,
-    /// The boot allocator, kept after boot (`ARCH_KEEP_MEMBLOCK`).
-    pub memblock: SpinLock<Memblock>,
-    /// The command line the machine booted with.
-    pub params: BootParams,
     /// Tunables.
     pub vm: VmTunables,
     /// Counters.
@@ -226,29 +242,29 @@ pub struct Kmem<P: Platform> {
     /// Pages reserved at boot (memblock reservations inside RAM).
     pub(crate) reserved_pages: usize,
     pub(crate) reclaim: Reclaim,
-    /// The slab allocator's state.
-    pub slab: crate::slab::SlabState,
     /// Background reclaim state.
     pub kswapd: crate::kswapd::Kswapd,
-    /// The per-CPU allocator's state.
-    pub percpu: crate::percpu::PercpuState,
-    /// The vmalloc layer's state.
-    pub vmalloc: crate::vmalloc::VmallocState,
-    /// The iomem resource tree (`iomem_resource`).
-    pub iomem: crate::ioremap::IomemState,
-    /// HighMem mappings (the pkmap pool and kmap_local slots).
-    pub kmap: crate::highmem::KmapState,
     pub(crate) log: SpinLock<LogRing>,
     pub(crate) warn_once: AtomicU64,
     pub(crate) ratelimit_alloc: RateLimit,
     pub(crate) ratelimit_bad_page: RateLimit,
-    pub(crate) boot_free_pages: [[AtomicUsize; NR_PAGE_ORDERS]; MAX_NUMNODES * MAX_NR_ZONES],
-    pub(crate) tainted_bad_page: AtomicBool,
     pub(crate) boot_allocated: AtomicUsize,
+    /// `gfp_zone` of the four zone bits; `NO_ZONE` for the invalid combinations.
+    pub(crate) gfp_zone_table: [u8; 16],
+    pub(crate) highmem: bool,
     /// `init_on_alloc=1`: zero every page allocation.
     pub(crate) init_on_alloc: bool,
     /// `init_on_free=1`: zero every page when it is freed.
     pub(crate) init_on_free: bool,
+    pub(crate) state: AtomicU8,
+    pub(crate) tainted_bad_page: AtomicBool,
+    /// `preferred_zone[node][highest zone]`: the first zone of each zonelist
+    /// (null if the list is empty), for the allocation fast path.
+    pub(crate) preferred_zone: [[*const Zone; MAX_NR_ZONES]; MAX_NUMNODES],
+    /// `node_zonelists`: `zonelists[preferred node][highest zone]`.
+    pub(crate) zonelists: [[ZoneList; MAX_NR_ZONES]; MAX_NUMNODES],
+    /// HighMem mappings (the pkmap pool and kmap_local slots).
+    pub kmap: crate::highmem::KmapState,
 }
 
 // SAFETY: all shared mutable state is behind locks or atomics; raw pointers
@@ -391,7 +407,8 @@ impl<P: Platform> Kmem<P> {
             log.line(format_args!("{u}"));
         }
 
-        let kmem_ptr = mb.alloc(core::mem::size_of::<Kmem<P>>() as u64, 64) as *mut Kmem<P>;
+        // On a page boundary, for the layout's sake (see `Kmem`).
+        let kmem_ptr = mb.alloc(core::mem::size_of::<Kmem<P>>() as u64, PAGE_SIZE as u64) as *mut Kmem<P>;
         if kmem_ptr.is_null() {
             return Err(BootError::OutOfBootMemory("the machine structure"));
         }
