@@ -240,18 +240,22 @@ impl Drop for Machine {
 
 /// Give the host back the pages of `[addr, addr + len)` in RAM that hold
 /// nothing but zeroes: they read as zeroes all the same (`HostRam::discard`).
-/// The boot writes the machine structure (`Kmem`, 65 kB, in boot memory) as
-/// one value, zero-filled state tables included: its tables for absent
-/// nodes, the highmem kmap state, the I/O resource tree. Those of its pages
-/// that stayed zero need no host memory until written (8 of its 17 pages on
-/// a one-node machine).
+/// The boot writes the machine structure (`Kmem`, 65 kB, in boot memory)
+/// from its boot parameters to its tables of zone lists; the pages of the
+/// tables at either end stay holes, and of those it writes, the tables that
+/// stay zero (of absent nodes, the iomem tree's free slots, the per-CPU
+/// allocator's) fill some. Only the pages the memfd backs are read: reading
+/// a hole would make the host allocate it.
 fn discard_zero_pages(ram: &HostRam, addr: usize, len: usize) {
     const PAGE: usize = 4096;
     let first = addr.next_multiple_of(PAGE);
     let end = (addr + len) & !(PAGE - 1);
+    if end <= first {
+        return;
+    }
     // A run of zero pages goes back in one call.
     let mut run = first..first;
-    for page in (first..end).step_by(PAGE) {
+    let mut check = |page: usize| {
         // SAFETY: the page lies inside the machine structure the boot just
         // wrote, in mapped RAM; nothing else runs on the machine yet.
         let words = unsafe { core::slice::from_raw_parts(page as *const u64, PAGE / 8) };
@@ -262,6 +266,16 @@ fn discard_zero_pages(ram: &HostRam, addr: usize, len: usize) {
             }
             run.end = page + PAGE;
         }
+    };
+    // SAFETY: `[first, end)` is page-aligned and lies in the linear map of the RAM memfd.
+    let backed = unsafe {
+        crate::ram::for_each_backed_run(first, (end - first) / PAGE, |start, pages| {
+            (start..start + pages * PAGE).step_by(PAGE).for_each(&mut check)
+        })
+    };
+    if backed.is_err() {
+        // The host would not say which pages it backs: read them all.
+        (first..end).step_by(PAGE).for_each(&mut check);
     }
     discard_run(ram, &run);
 }

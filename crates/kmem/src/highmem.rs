@@ -532,3 +532,41 @@ impl<P: Platform> Kmem<P> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Kmem::setup_arch` leaves the kmap state as the boot memory's zero
+    /// bytes instead of writing `KmapState::new()`: the two must agree.
+    #[test]
+    fn the_initial_state_is_all_zeroes() {
+        // Every field by name, so that a new one must be added here too.
+        let mut k = KmapState::new();
+        assert!(!k.lock.is_locked());
+        let KmapState {
+            lock,
+            wait_seq,
+            pkmap_base,
+            fixmap_top,
+            local,
+            nr_local,
+        } = &mut k;
+        let PkmapInner {
+            count,
+            pfn,
+            htable,
+            next,
+            last_pkmap_nr,
+            waiters,
+        } = lock.get_mut();
+        assert!(count.iter().all(|&c| c == 0));
+        assert!(pfn.iter().all(|&p| p == 0));
+        assert!(htable.iter().chain(next.iter()).all(|&s| s == 0));
+        assert_eq!((*last_pkmap_nr, *waiters), (0, 0));
+        assert_eq!(wait_seq.load(Ordering::Relaxed), 0);
+        for a in [pkmap_base, fixmap_top, local, nr_local] {
+            assert_eq!(a.load(Ordering::Relaxed), 0);
+        }
+    }
+}

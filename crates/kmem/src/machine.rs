@@ -407,8 +407,14 @@ impl<P: Platform> Kmem<P> {
             log.line(format_args!("{u}"));
         }
 
-        // On a page boundary, for the layout's sake (see `Kmem`).
-        let kmem_ptr = mb.alloc(core::mem::size_of::<Kmem<P>>() as u64, PAGE_SIZE as u64) as *mut Kmem<P>;
+        // On a page boundary, for the layout's sake (see `Kmem`). Zeroed RAM
+        // needs no memset: the tables at the ends stay unwritten (below).
+        let kmem_size = core::mem::size_of::<Kmem<P>>() as u64;
+        let kmem_ptr = if info.ram_zeroed {
+            mb.alloc_raw(kmem_size, PAGE_SIZE as u64)
+        } else {
+            mb.alloc(kmem_size, PAGE_SIZE as u64)
+        } as *mut Kmem<P>;
         if kmem_ptr.is_null() {
             return Err(BootError::OutOfBootMemory("the machine structure"));
         }
@@ -670,59 +676,78 @@ impl<P: Platform> Kmem<P> {
         let oom_wait_ms = params.oom_wait_ms.unwrap_or(DEFAULT_OOM_WAIT_MS);
         let wsf = params.watermark_scale_factor.unwrap_or(10) as usize;
         let _ = log;
-        // SAFETY: kmem_ptr is zeroed, aligned memory of the right size reserved in memblock;
-        // `mb` is moved into it by a copy of its bytes and never used again.
+        // The machine is built here, then copied in from `params` up to
+        // `preferred_zone`. The tables before and after that range (the zone
+        // table, the preferred zones, the zone lists, the kmap state) start
+        // as all-zero bytes, which is what `kmem_ptr` holds: on a host they
+        // are pages the boot never touches (see `Kmem`).
+        const {
+            assert!(core::mem::offset_of!(Kmem<P>, zone_table) == 0);
+            assert!(core::mem::offset_of!(Kmem<P>, params) == core::mem::size_of::<[*const Zone; 256]>());
+            assert!(
+                core::mem::offset_of!(Kmem<P>, preferred_zone) < core::mem::offset_of!(Kmem<P>, zonelists)
+            );
+            assert!(core::mem::offset_of!(Kmem<P>, zonelists) < core::mem::offset_of!(Kmem<P>, kmap));
+        };
+        let machine = core::mem::ManuallyDrop::new(Kmem {
+            platform,
+            map,
+            page_offset: info.page_offset,
+            max_low_pfn,
+            highmem,
+            nr_nodes,
+            nodes,
+            zonelists: [[ZoneList::EMPTY; MAX_NR_ZONES]; MAX_NUMNODES],
+            preferred_zone: [[ptr::null(); MAX_NR_ZONES]; MAX_NUMNODES],
+            zone_table: [ptr::null(); 256],
+            gfp_zone_table: [NO_ZONE; 16],
+            cpu_node,
+            nr_cpus,
+            state: AtomicU8::new(MachineState::Boot as u8),
+            // `mb` itself is copied in below, straight from this
+            // frame: as a field of the value written here it would
+            // take a second 6 KiB copy on the boot's stack.
+            memblock: SpinLock::new(Memblock::new()),
+            params: *params,
+            vm: VmTunables {
+                min_free_kbytes: AtomicUsize::new(0),
+                watermark_scale_factor: AtomicUsize::new(wsf),
+                lowmem_reserve_ratio: DEFAULT_LOWMEM_RESERVE_RATIO.map(AtomicUsize::new),
+                oom_wait_ms: AtomicU64::new(oom_wait_ms),
+            },
+            events: VmEvents::default(),
+            totalram_pages: AtomicUsize::new(0),
+            totalreserve_pages: AtomicUsize::new(0),
+            reserved_pages: 0,
+            reclaim: Reclaim::new(),
+            slab: crate::slab::SlabState::new(),
+            kswapd: crate::kswapd::Kswapd::new(),
+            percpu: crate::percpu::PercpuState::new(),
+            vmalloc: crate::vmalloc::VmallocState::new(),
+            iomem: crate::ioremap::IomemState::new(),
+            kmap: crate::highmem::KmapState::new(),
+            log: SpinLock::new(ring),
+            warn_once: AtomicU64::new(0),
+            ratelimit_alloc: RateLimit::new(10_000, 1),
+            ratelimit_bad_page: RateLimit::new(60_000, 60),
+            boot_free_pages: [const { [const { AtomicUsize::new(0) }; NR_PAGE_ORDERS] };
+                MAX_NUMNODES * MAX_NR_ZONES],
+            tainted_bad_page: AtomicBool::new(false),
+            boot_allocated: AtomicUsize::new(0),
+            init_on_alloc: params.init_on_alloc == Some(true),
+            init_on_free: params.init_on_free == Some(true),
+        });
+        let copied = core::mem::offset_of!(Kmem<P>, params)..core::mem::offset_of!(Kmem<P>, preferred_zone);
+        // SAFETY: kmem_ptr is zeroed, aligned memory of the right size reserved in memblock, and
+        // all-zero bytes are the value of the fields outside `copied` (`ZoneList::EMPTY`, null
+        // pointers, `KmapState::new()`: `highmem.rs` tests it); `machine` is forgotten, so its
+        // bytes now belong to `kmem_ptr` alone. `mb` is moved in by a copy of its bytes and never
+        // used again.
         unsafe {
-            ptr::write(
-                kmem_ptr,
-                Kmem {
-                    platform,
-                    map,
-                    page_offset: info.page_offset,
-                    max_low_pfn,
-                    highmem,
-                    nr_nodes,
-                    nodes,
-                    zonelists: [[ZoneList::EMPTY; MAX_NR_ZONES]; MAX_NUMNODES],
-                    preferred_zone: [[ptr::null(); MAX_NR_ZONES]; MAX_NUMNODES],
-                    zone_table: [ptr::null(); 256],
-                    gfp_zone_table: [NO_ZONE; 16],
-                    cpu_node,
-                    nr_cpus,
-                    state: AtomicU8::new(MachineState::Boot as u8),
-                    // `mb` itself is copied in below, straight from this
-                    // frame: as a field of the value written here it would
-                    // take a second 6 KiB copy on the boot's stack.
-                    memblock: SpinLock::new(Memblock::new()),
-                    params: *params,
-                    vm: VmTunables {
-                        min_free_kbytes: AtomicUsize::new(0),
-                        watermark_scale_factor: AtomicUsize::new(wsf),
-                        lowmem_reserve_ratio: DEFAULT_LOWMEM_RESERVE_RATIO.map(AtomicUsize::new),
-                        oom_wait_ms: AtomicU64::new(oom_wait_ms),
-                    },
-                    events: VmEvents::default(),
-                    totalram_pages: AtomicUsize::new(0),
-                    totalreserve_pages: AtomicUsize::new(0),
-                    reserved_pages: 0,
-                    reclaim: Reclaim::new(),
-                    slab: crate::slab::SlabState::new(),
-                    kswapd: crate::kswapd::Kswapd::new(),
-                    percpu: crate::percpu::PercpuState::new(),
-                    vmalloc: crate::vmalloc::VmallocState::new(),
-                    iomem: crate::ioremap::IomemState::new(),
-                    kmap: crate::highmem::KmapState::new(),
-                    log: SpinLock::new(ring),
-                    warn_once: AtomicU64::new(0),
-                    ratelimit_alloc: RateLimit::new(10_000, 1),
-                    ratelimit_bad_page: RateLimit::new(60_000, 60),
-                    boot_free_pages: [const { [const { AtomicUsize::new(0) }; NR_PAGE_ORDERS] };
-                        MAX_NUMNODES * MAX_NR_ZONES],
-                    tainted_bad_page: AtomicBool::new(false),
-                    boot_allocated: AtomicUsize::new(0),
-                    init_on_alloc: params.init_on_alloc == Some(true),
-                    init_on_free: params.init_on_free == Some(true),
-                },
+            ptr::copy_nonoverlapping(
+                (&*machine as *const Kmem<P> as *const u8).add(copied.start),
+                (kmem_ptr as *mut u8).add(copied.start),
+                copied.len(),
             );
             Reclaim::init(ptr::addr_of_mut!((*kmem_ptr).reclaim));
             // The machine owns the memblock from here on.
