@@ -199,7 +199,9 @@ pub struct VmEvents {
 /// beside the boot free counts and the small fields, then the heads of the
 /// zone lists. On libkmalloc's default machine the written bytes lie on 5
 /// of its 17 pages, where the compiler's order spread them over 8
-/// (BENCHMARKS.md). The fast paths' read-mostly fields (`zone_table`,
+/// (BENCHMARKS.md). The tables at the two ends (`zone_table` first;
+/// `preferred_zone`, `zonelists` and `kmap` last) start as zero bytes, and
+/// on zeroed RAM the boot leaves them unwritten (`setup_arch`). The fast paths' read-mostly fields (`zone_table`,
 /// `platform`, `map`, the kmalloc caches in `slab`) sit beside fields that
 /// are rarely written after the boot: the boot allocator's and the cache
 /// list's locks, counters of rare events.
