@@ -125,7 +125,8 @@ pub struct BootInfo<'a> {
     /// of `PAGE_SIZE` (as every mapping's address is).
     pub page_offset: usize,
     /// Whether RAM nobody wrote reads as zero (a fresh memfd), so the memmap
-    /// need not be cleared.
+    /// and the machine structure's zero tables need not be cleared (while
+    /// memblock has given nothing back: `Memblock::nothing_freed`).
     pub ram_zeroed: bool,
     /// Physical ranges already in use (kernel image, page tables, boot data).
     pub reserved: &'a [(u64, u64)],
@@ -412,7 +413,10 @@ impl<P: Platform> Kmem<P> {
         // On a page boundary, for the layout's sake (see `Kmem`). Zeroed RAM
         // needs no memset: the tables at the ends stay unwritten (below).
         let kmem_size = core::mem::size_of::<Kmem<P>>() as u64;
-        let kmem_ptr = if info.ram_zeroed {
+        // RAM that starts zeroed still reads as zero where memblock never
+        // handed it out before (as the memmap below, which is not cleared).
+        let fresh_zeroes = info.ram_zeroed && mb.nothing_freed();
+        let kmem_ptr = if fresh_zeroes {
             mb.alloc_raw(kmem_size, PAGE_SIZE as u64)
         } else {
             mb.alloc(kmem_size, PAGE_SIZE as u64)
@@ -425,7 +429,7 @@ impl<P: Platform> Kmem<P> {
         if mem_map.is_null() {
             return Err(BootError::OutOfBootMemory("the memmap"));
         }
-        if !info.ram_zeroed {
+        if !(info.ram_zeroed && mb.nothing_freed()) {
             // SAFETY: memblock gave us memmap_bytes writable bytes.
             unsafe { ptr::write_bytes(mem_map as *mut u8, 0, memmap_bytes as usize) };
         }
@@ -740,7 +744,8 @@ impl<P: Platform> Kmem<P> {
             init_on_free: params.init_on_free == Some(true),
         });
         let copied = core::mem::offset_of!(Kmem<P>, params)..core::mem::offset_of!(Kmem<P>, preferred_zone);
-        // SAFETY: kmem_ptr is zeroed, aligned memory of the right size reserved in memblock, and
+        // SAFETY: kmem_ptr is zeroed (`fresh_zeroes`, or memblock's memset), aligned memory of the
+        // right size reserved in memblock, and
         // all-zero bytes are the value of the fields outside `copied` (`ZoneList::EMPTY`, null
         // pointers, `KmapState::new()`: `highmem.rs` tests it); `machine` is forgotten, so its
         // bytes now belong to `kmem_ptr` alone. `mb` is moved in by a copy of its bytes and never

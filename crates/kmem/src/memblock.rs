@@ -629,6 +629,10 @@ pub struct Memblock {
     can_resize: bool,
     system_has_some_mirror: bool,
     movable_node: bool,
+    /// Whether a reservation was ever given back (`memblock_free`, the old
+    /// array of a doubling): memory handed out after that may have been
+    /// written (`Memblock::nothing_freed`).
+    freed: bool,
 }
 
 impl Default for Memblock {
@@ -691,7 +695,15 @@ impl Memblock {
             can_resize: false,
             system_has_some_mirror: false,
             movable_node: false,
+            freed: false,
         }
+    }
+
+    /// True while no reservation has been given back: every byte handed
+    /// out so far had never been handed out before, so on RAM that starts
+    /// zeroed, the next allocation reads as zero without a memset.
+    pub fn nothing_freed(&self) -> bool {
+        !self.freed
     }
 
     /// Declares the direct map: physical address `p` is reachable at virtual
@@ -999,6 +1011,7 @@ impl Memblock {
     /// `memblock_remove_range`.
     fn remove_range(&mut self, which: Which, base: PhysAddr, size: PhysAddr) -> Result<(), MemblockError> {
         let (start_rgn, end_rgn) = self.isolate_range(which, base, size)?;
+        self.freed |= matches!(which, Which::Reserved) && end_rgn > start_rgn;
         let t = self.ty_mut(which);
         for i in (start_rgn..end_rgn).rev() {
             t.remove_region(i);
@@ -1791,6 +1804,37 @@ mod tests {
         mb.free(q, 1);
         mb.free(core::ptr::null_mut(), 1);
         assert_eq!(mb.reserved.cnt(), 1);
+    }
+
+    #[test]
+    fn nothing_freed_until_a_reservation_goes_back() {
+        let mut ram = Ram::new(0x10_0000, 0x2_0000);
+        let mut mb = Memblock::new();
+        ram.attach(&mut mb);
+        let p = mb.alloc_raw(100, 64);
+        assert!(!p.is_null());
+        mb.reserve(0x10_0000, PAGE_SIZE).unwrap();
+        // Removing nothing (a range with no reservation) frees nothing.
+        mb.phys_free(0x11_0000, PAGE_SIZE).unwrap();
+        assert!(mb.nothing_freed());
+        mb.free(p, 100);
+        assert!(!mb.nothing_freed());
+        // A doubling that gives an old array back counts too.
+        let mut ram = Ram::new(0x10_0000, 0x100_0000);
+        let mut mb = Memblock::new();
+        ram.attach(&mut mb);
+        mb.allow_resize();
+        for i in 0..300 {
+            mb.reserve(0x10_0000 + i * 2 * PAGE_SIZE, PAGE_SIZE).unwrap();
+            assert!(
+                mb.nothing_freed() || mb.reserved.cnt() > INIT_MEMBLOCK_REGIONS,
+                "{i}"
+            );
+        }
+        assert!(
+            !mb.nothing_freed(),
+            "the second doubling gave the first array back"
+        );
     }
 
     #[test]
