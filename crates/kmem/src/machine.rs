@@ -202,10 +202,11 @@ pub struct VmEvents {
 /// of its 17 pages, where the compiler's order spread them over 8
 /// (BENCHMARKS.md). The tables at the two ends (`zone_table` first;
 /// `preferred_zone`, `zonelists` and `kmap` last) start as zero bytes, and
-/// on zeroed RAM the boot leaves them unwritten (`setup_arch`). The fast paths' read-mostly fields (`zone_table`,
-/// `platform`, `map`, the kmalloc caches in `slab`) sit beside fields that
-/// are rarely written after the boot: the boot allocator's and the cache
-/// list's locks, counters of rare events.
+/// on zeroed RAM the boot leaves them unwritten (`setup_arch`). The fast
+/// paths' read-mostly fields (`zone_table`, `platform`, `map`, the kmalloc
+/// caches in `slab`) sit beside fields that are rarely written after the
+/// boot: the boot allocator's and the cache list's locks, counters of rare
+/// events.
 #[repr(C)]
 pub struct Kmem<P: Platform> {
     /// Zone by pageblock zone id (null for holes and unused ids).
@@ -745,11 +746,10 @@ impl<P: Platform> Kmem<P> {
         });
         let copied = core::mem::offset_of!(Kmem<P>, params)..core::mem::offset_of!(Kmem<P>, preferred_zone);
         // SAFETY: kmem_ptr is zeroed (`fresh_zeroes`, or memblock's memset), aligned memory of the
-        // right size reserved in memblock, and
-        // all-zero bytes are the value of the fields outside `copied` (`ZoneList::EMPTY`, null
-        // pointers, `KmapState::new()`: `highmem.rs` tests it); `machine` is forgotten, so its
-        // bytes now belong to `kmem_ptr` alone. `mb` is moved in by a copy of its bytes and never
-        // used again.
+        // right size reserved in memblock, and all-zero bytes are the value of the fields outside
+        // `copied` (`ZoneList::EMPTY`, null pointers, `KmapState::new()`: `highmem.rs` tests it);
+        // `machine` is forgotten, so its bytes now belong to `kmem_ptr` alone. `mb` is moved in by
+        // a copy of its bytes and never used again.
         unsafe {
             ptr::copy_nonoverlapping(
                 (&*machine as *const Kmem<P> as *const u8).add(copied.start),
