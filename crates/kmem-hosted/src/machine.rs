@@ -256,8 +256,7 @@ fn discard_zero_pages(ram: &HostRam, addr: usize, len: usize) {
     // A run of zero pages goes back in one call.
     let mut run = first..first;
     let mut check = |page: usize| {
-        // SAFETY: the page lies inside the machine structure the boot just
-        // wrote, in mapped RAM; nothing else runs on the machine yet.
+        // SAFETY: a page of the machine structure in mapped RAM; nothing else runs on it yet.
         let words = unsafe { core::slice::from_raw_parts(page as *const u64, PAGE / 8) };
         if words.iter().all(|&w| w == 0) {
             if run.end != page {

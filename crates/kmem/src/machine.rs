@@ -745,11 +745,11 @@ impl<P: Platform> Kmem<P> {
             init_on_free: params.init_on_free == Some(true),
         });
         let copied = core::mem::offset_of!(Kmem<P>, params)..core::mem::offset_of!(Kmem<P>, preferred_zone);
-        // SAFETY: kmem_ptr is zeroed (`fresh_zeroes`, or memblock's memset), aligned memory of the
-        // right size reserved in memblock, and all-zero bytes are the value of the fields outside
-        // `copied` (`ZoneList::EMPTY`, null pointers, `KmapState::new()`: `highmem.rs` tests it);
-        // `machine` is forgotten, so its bytes now belong to `kmem_ptr` alone. `mb` is moved in by
-        // a copy of its bytes and never used again.
+        // `kmem_ptr` is zeroed (`fresh_zeroes`, or memblock's memset), aligned memory of the right
+        // size reserved in memblock, and all-zero bytes are the value of the fields outside
+        // `copied` (`ZoneList::EMPTY`, null pointers, `KmapState::new()`: `highmem.rs` tests it).
+        // SAFETY: as just said; `machine` is forgotten, so its bytes belong to `kmem_ptr` alone,
+        // and `mb` is moved in by a copy of its bytes and never used again.
         unsafe {
             ptr::copy_nonoverlapping(
                 (&*machine as *const Kmem<P> as *const u8).add(copied.start),
