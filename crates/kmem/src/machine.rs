@@ -430,6 +430,8 @@ impl<P: Platform> Kmem<P> {
         if mem_map.is_null() {
             return Err(BootError::OutOfBootMemory("the memmap"));
         }
+        // Asked again, not `fresh_zeroes`: reserving the machine structure may
+        // have doubled memblock's array and given the old one back.
         if !(info.ram_zeroed && mb.nothing_freed()) {
             // SAFETY: memblock gave us memmap_bytes writable bytes.
             unsafe { ptr::write_bytes(mem_map as *mut u8, 0, memmap_bytes as usize) };
