@@ -16,9 +16,11 @@
 //!   (`SEEK_DATA` / `SEEK_HOLE`, then `copy_file_range`, or `pread`/`pwrite`);
 //!   replace every mapping of the old file — the linear map and the vmalloc
 //!   window's aliases, found in `/proc/self/maps` by device and inode — with
-//!   the same range of the new file (`MAP_FIXED`), and every descriptor of the
-//!   old file (the `HostRam`'s and the platform's duplicate, found in
-//!   `/proc/self/fd`) with a duplicate of the new one (`dup3`, same number).
+//!   the same range of the new file (`MAP_FIXED`), and the registry's
+//!   descriptor of the old file, the only one kmem holds (`crate::ram`), with
+//!   a duplicate of the new one (`dup3`, same number). The registry's
+//!   descriptor is checked first: if the program closed or replaced it, the
+//!   RAM is opened again through the linear map (`RamRef::fd`).
 //!   Then reset what threads that do not exist in the child held: the CPU
 //!   owner locks of `preempt_disable` and the gate, and give the child its
 //!   own phase page (below). Finally write a byte to the pipe. A child that
@@ -1134,7 +1136,7 @@ extern "C" fn prepare() {
             unsafe { libc::sched_yield() };
         }
     }
-    if crate::ram::registered_fds().next().is_some() {
+    if crate::ram::registered().next().is_some() {
         // The parent waits on this pipe until the child has copied the RAM.
         let mut fds = [-1i32; 2];
         // SAFETY: `fds` has room for two descriptors.
@@ -1209,8 +1211,8 @@ extern "C" fn child() {
         }
     }
     close(&PIPE_R);
-    for fd in crate::ram::registered_fds() {
-        if let Err(what) = private_copy(fd) {
+    for ram in crate::ram::registered() {
+        if let Err(what) = private_copy(ram) {
             let mut buf = [0u8; 160];
             let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             let n = fmt_into(
@@ -1260,21 +1262,11 @@ fn fmt_into(buf: &mut [u8], args: core::fmt::Arguments<'_>) -> usize {
     w.1
 }
 
-/// (device, inode) of an open descriptor.
-fn file_id(fd: i32) -> Option<(u64, u64, i64)> {
-    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `st` is writable.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return None;
-    }
-    Some((st.st_dev, st.st_ino, st.st_size))
-}
-
-/// Gives this (child) process its own copy of the RAM memfd `old`; see the
-/// module documentation. Uses no heap: it runs right after `fork`.
-fn private_copy(old: i32) -> Result<(), &'static str> {
-    let (dev, ino, size) = file_id(old).ok_or("fstat")?;
+/// Gives this (child) process its own copy of the registered RAM `ram`; see
+/// the module documentation. Uses no heap: it runs right after `fork`.
+fn private_copy(ram: crate::ram::RamRef) -> Result<(), &'static str> {
+    let old = ram.fd().map_err(|_| "reaching the RAM's memfd")?;
+    let (dev, ino, size) = crate::ram::file_id(old).ok_or("fstat")?;
     // SAFETY: a NUL-terminated name and valid flags.
     let new = unsafe { libc::memfd_create(c"kmem-ram".as_ptr(), libc::MFD_CLOEXEC) };
     if new < 0 {
@@ -1287,9 +1279,9 @@ fn private_copy(old: i32) -> Result<(), &'static str> {
         }
         copy_data(old, new, size)?;
         remap_mappings(dev, ino, new)?;
-        replace_fds(dev, ino, new)
+        ram.replace_file(new).map_err(|_| "dup3")
     })();
-    // SAFETY: our descriptor; the duplicates and mappings keep the file.
+    // SAFETY: our descriptor; the registry's duplicate and the mappings keep the file.
     unsafe { libc::close(new) };
     result
 }
@@ -1514,46 +1506,6 @@ fn remap_mappings(dev: u64, ino: u64, new: i32) -> Result<(), &'static str> {
 
 /// Replaces every descriptor of the file (dev, ino) with a duplicate of `new`,
 /// keeping its number and close-on-exec flag.
-fn replace_fds(dev: u64, ino: u64, new: i32) -> Result<(), &'static str> {
-    // SAFETY: a NUL-terminated path.
-    let dir = unsafe {
-        libc::open(
-            c"/proc/self/fd".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if dir < 0 {
-        return Err("opening /proc/self/fd");
-    }
-    let mut result = Ok(());
-    let read = for_each_dirent(dir, |name| {
-        let Some(fd) = parse_dec(name).and_then(|v| i32::try_from(v).ok()) else {
-            return true;
-        };
-        if fd == dir || fd == new {
-            return true;
-        }
-        if matches!(file_id(fd), Some((d, i, _)) if d == dev && i == ino) {
-            // SAFETY: querying the flags of an open descriptor.
-            let cloexec = unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
-            let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
-            // SAFETY: `fd` refers to the old RAM file, which the child no
-            // longer uses; replacing it atomically keeps its number.
-            if unsafe { libc::dup3(new, fd, flags) } < 0 {
-                result = Err("dup3");
-                return false;
-            }
-        }
-        true
-    });
-    if !read {
-        result = Err("reading /proc/self/fd");
-    }
-    // SAFETY: our descriptor.
-    unsafe { libc::close(dir) };
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

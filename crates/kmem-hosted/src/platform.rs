@@ -55,11 +55,10 @@ use core::cell::Cell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicUsize, Ordering};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 
 use kmem::platform::{Platform, PREEMPT_OFFSET};
 
-use crate::ram::HostRam;
+use crate::ram::{HostRam, RamRef};
 
 /// Whether this target can read CPU ids from glibc's rseq area.
 macro_rules! if_rseq {
@@ -374,9 +373,8 @@ const OWNER_SPINS: u32 = 64;
 /// The Linux-process platform. See the module documentation.
 ///
 /// # Invariants
-/// `nr_cpus >= 1`. `rseq_offset` is `RSEQ_OFFSET` after probing, `rseq_area` `RSEQ_AREA`. `ram_fd`,
-/// if present, is the machine's RAM memfd (or a duplicate of it) and stays
-/// open as long as the platform lives.
+/// `nr_cpus >= 1`. `rseq_offset` is `RSEQ_OFFSET` after probing, `rseq_area` `RSEQ_AREA`. `ram`,
+/// if present, is the registry entry of the machine's RAM (`crate::ram`).
 #[derive(Debug)]
 pub struct HostedPlatform {
     nr_cpus: usize,
@@ -387,7 +385,7 @@ pub struct HostedPlatform {
     /// Copy of `RSEQ_AREA` (never 0).
     #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
     rseq_area: isize,
-    ram_fd: Option<OwnedFd>,
+    ram: Option<RamRef>,
     quiet: AtomicBool,
     /// Whether spinlock holders are counted for fork (`enable_fork_gate`).
     fork_gate: AtomicBool,
@@ -396,13 +394,14 @@ pub struct HostedPlatform {
 }
 
 impl HostedPlatform {
-    /// A platform for a machine of `nr_cpus` CPUs whose RAM is the memfd
-    /// `ram_fd` (used to give discarded RAM back to the host; `None`: discard
-    /// is a no-op). `quiet` suppresses printk output to stderr.
+    /// A platform for a machine of `nr_cpus` CPUs whose RAM is `ram` (used to
+    /// give discarded RAM back to the host and to map vmalloc's aliases;
+    /// `None`: discard is a no-op and vmalloc cannot map). `quiet`
+    /// suppresses printk output to stderr.
     ///
     /// # Panics
     /// If `nr_cpus` is 0.
-    pub fn new(nr_cpus: usize, ram_fd: Option<OwnedFd>, quiet: bool) -> Self {
+    pub fn new(nr_cpus: usize, ram: Option<RamRef>, quiet: bool) -> Self {
         assert!(nr_cpus >= 1, "a machine needs at least one CPU");
         Self {
             nr_cpus,
@@ -416,7 +415,7 @@ impl HostedPlatform {
                 assert!(area != 0, "glibc gave no rseq area offset");
                 area
             },
-            ram_fd,
+            ram,
             quiet: AtomicBool::new(quiet),
             fork_gate: AtomicBool::new(false),
             iomem: crate::iomem::IomemRegistry::new(),
@@ -428,12 +427,12 @@ impl HostedPlatform {
         &self.iomem
     }
 
-    /// A platform for a machine of `nr_cpus` CPUs whose RAM is `ram`. The
-    /// platform keeps its own duplicate of the memfd, so it does not borrow
-    /// `ram` and may outlive it.
+    /// A platform for a machine of `nr_cpus` CPUs whose RAM is `ram`. It
+    /// reaches the memfd through the RAM's registry entry, so it does not
+    /// borrow `ram`; once `ram` is dropped, discarding does nothing and
+    /// vmalloc cannot map.
     pub fn with_ram(nr_cpus: usize, ram: &HostRam, quiet: bool) -> io::Result<Self> {
-        let fd = ram.fd().try_clone_to_owned()?;
-        Ok(Self::new(nr_cpus, Some(fd), quiet))
+        Ok(Self::new(nr_cpus, Some(ram.ram_ref()), quiet))
     }
 
     /// Whether printk output is suppressed.
@@ -794,28 +793,33 @@ impl Platform for HostedPlatform {
     }
 
     fn discard_ram(&self, phys: u64, len: u64) {
-        let Some(fd) = &self.ram_fd else { return };
+        let Some(ram) = &self.ram else { return };
         if len == 0 {
             return;
         }
-        // SAFETY: `fd` is the RAM memfd (invariant). Punching a hole only makes
-        // the range read as zeroes; the caller declared it free.
-        unsafe {
-            libc::fallocate(
-                fd.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                phys as libc::off_t,
-                len as libc::off_t,
-            );
-        }
+        // Punching a hole only makes the range read as zeroes; the caller
+        // declared it free. If the host refuses, the pages stay.
+        let _ = ram.discard(phys, len);
     }
 
     fn discard_zeroes(&self) -> bool {
-        self.ram_fd.is_some()
+        self.ram.is_some()
     }
 
     unsafe fn map_pages(&self, virt: usize, phys: &[u64]) -> bool {
-        let Some(fd) = &self.ram_fd else { return false };
+        let Some(ram) = &self.ram else { return false };
+        let fd = match ram.fd() {
+            Ok(fd) => fd,
+            Err(err) => {
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    self.printk(format_args!(
+                        "kmem: cannot reach the RAM's memfd to map vmalloc pages ({err})"
+                    ));
+                }
+                return false;
+            }
+        };
         let page = kmem::PAGE_SIZE;
         let mut i = 0;
         while i < phys.len() {
@@ -835,7 +839,7 @@ impl Platform for HostedPlatform {
                     n * page,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_SHARED | libc::MAP_FIXED,
-                    fd.as_raw_fd(),
+                    fd,
                     off,
                 )
             };

@@ -18,32 +18,83 @@
 //! pointing at one physical page do. `unmap_alias` puts the reservation back
 //! (`PROT_NONE`), so the window keeps its addresses.
 //!
+//! **The registry.** Every live `HostRam` has a slot in a small process-wide
+//! registry (`RAMS`, a fixed array, so registering never allocates): its
+//! memfd's descriptor, the file's identity (device and inode), and where the
+//! linear map is. The `HostRam` and its machine's platform both reach the
+//! memfd through the slot ([`RamRef`]); nothing else holds a descriptor of it.
+//!
 //! **fork.** Because the mappings are `MAP_SHARED`, a child created by `fork`
-//! would share the machine's RAM with its parent. So every live `HostRam`
-//! is recorded in a small process-wide registry (`RAM_FDS`, a fixed array of
-//! descriptors, so recording never allocates), and the fork handlers of
+//! would share the machine's RAM with its parent. So the fork handlers of
 //! `crate::fork` give the child a private copy of each registered memfd,
-//! mapped where the old one was (see `fork.rs`). `registry_lock` freezes the
-//! registry across a fork.
+//! mapped where the old one was, and record the copy in the slot (see
+//! `fork.rs`). `registry_lock` freezes the registry across a fork.
+//!
+//! **The descriptor is the program's business too.** A process's descriptor
+//! numbers are shared with the program, which may `dup2` its own files onto
+//! any number (`exec 3>file` in a shell) or close every descriptor it did
+//! not open (`closefrom(3)` in a daemon). A memfd on a low number would then
+//! be replaced under kmem's feet, and a `fallocate` meant for the RAM would
+//! punch holes in the program's file (a preloaded `bash` running
+//! `exec 3>file` lost its own heap at its next `fork` that way). So:
+//! * the memfd moves to a number far above those programs pick
+//!   ([`FD_FLOOR`], below the usual soft limit of 1024);
+//! * every use checks first that the number still names the RAM's file
+//!   (`fstat`: same device and inode, [`RamRef::fd`]); if the program closed
+//!   or replaced it, the RAM is opened again through the linear map
+//!   (`/proc/self/map_files`), and the number the program now owns is left
+//!   alone;
+//! * giving memory back goes through the mapping (`madvise(MADV_REMOVE)`),
+//!   not a descriptor, where the caller owns the mapping (`HostRam::discard`).
 
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-/// Most `HostRam`s alive at once that a fork copies; more still work, but a
-/// child created while they live shares them with its parent (a warning says so).
+/// Most `HostRam`s alive at once (the registry's size): a process that
+/// creates more gets an error from `HostRam::new`.
 pub const MAX_FORK_RAMS: usize = 256;
 
-/// Descriptors of the live `HostRam`s (-1: free slot).
-static RAM_FDS: [AtomicI32; MAX_FORK_RAMS] = [const { AtomicI32::new(-1) }; MAX_FORK_RAMS];
+/// The lowest descriptor number a RAM memfd takes (or 64 below a lower soft
+/// `RLIMIT_NOFILE`). Shells give `exec N>file` the numbers 0-9 and keep their
+/// own from 10 up, `open` returns the lowest free number, and `select`'s
+/// sets end at 1024: programs rarely reach this high.
+pub const FD_FLOOR: i32 = 960;
 
-/// Serialises changes to `RAM_FDS` against a fork (a spinning lock: held only
+/// One registered RAM (see "The registry" above). Written under the
+/// registry lock, except `fd`, which a recovery (`RamRef::fd`) swaps.
+struct RamSlot {
+    /// The memfd's descriptor; -1: a free slot.
+    fd: AtomicI32,
+    /// Bumped each time the slot is taken, so that a `RamRef` of an earlier
+    /// RAM finds it gone.
+    gen: AtomicU64,
+    /// The memfd's device and inode (`fstat`).
+    dev: AtomicU64,
+    ino: AtomicU64,
+    /// The linear map: `[base, base + size)`.
+    base: AtomicUsize,
+    size: AtomicUsize,
+}
+
+static RAMS: [RamSlot; MAX_FORK_RAMS] = [const {
+    RamSlot {
+        fd: AtomicI32::new(-1),
+        gen: AtomicU64::new(0),
+        dev: AtomicU64::new(0),
+        ino: AtomicU64::new(0),
+        base: AtomicUsize::new(0),
+        size: AtomicUsize::new(0),
+    }
+}; MAX_FORK_RAMS];
+
+/// Serialises changes to `RAMS` against a fork (a spinning lock: held only
 /// for a slot update, or by a fork from its prepare to its parent/child handler).
-static RAM_FDS_LOCK: AtomicBool = AtomicBool::new(false);
+static RAMS_LOCK: AtomicBool = AtomicBool::new(false);
 
 /// Take the registry lock.
 pub(crate) fn registry_lock() {
-    while RAM_FDS_LOCK
+    while RAMS_LOCK
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
@@ -53,38 +104,204 @@ pub(crate) fn registry_lock() {
 
 /// Release the registry lock.
 pub(crate) fn registry_unlock() {
-    RAM_FDS_LOCK.store(false, Ordering::Release);
+    RAMS_LOCK.store(false, Ordering::Release);
 }
 
-/// The registered RAM descriptors (call with the registry lock held).
-pub(crate) fn registered_fds() -> impl Iterator<Item = i32> {
-    RAM_FDS
-        .iter()
-        .map(|f| f.load(Ordering::Relaxed))
-        .filter(|&fd| fd >= 0)
+/// The registered RAMs (call with the registry lock held).
+pub(crate) fn registered() -> impl Iterator<Item = RamRef> {
+    RAMS.iter()
+        .enumerate()
+        .filter(|(_, s)| s.fd.load(Ordering::Relaxed) >= 0)
+        .map(|(idx, s)| RamRef {
+            idx,
+            gen: s.gen.load(Ordering::Relaxed),
+        })
 }
 
-fn register(fd: i32) {
+/// Records a RAM; None if the registry is full.
+fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize) -> Option<RamRef> {
     crate::fork::install_handlers();
     registry_lock();
-    let slot = RAM_FDS.iter().find(|f| f.load(Ordering::Relaxed) < 0);
-    if let Some(slot) = slot {
-        slot.store(fd, Ordering::Relaxed);
+    let found = RAMS
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.fd.load(Ordering::Relaxed) < 0);
+    let r = found.map(|(idx, s)| {
+        let gen = s.gen.load(Ordering::Relaxed) + 1;
+        s.gen.store(gen, Ordering::Relaxed);
+        s.dev.store(dev, Ordering::Relaxed);
+        s.ino.store(ino, Ordering::Relaxed);
+        s.base.store(base, Ordering::Relaxed);
+        s.size.store(size, Ordering::Relaxed);
+        s.fd.store(fd, Ordering::Release);
+        RamRef { idx, gen }
+    });
+    registry_unlock();
+    r
+}
+
+/// Frees `ram`'s slot and closes its descriptor, if that still names the
+/// RAM's file (else the number is the program's now).
+fn unregister(ram: RamRef) {
+    registry_lock();
+    if let Some(s) = ram.slot() {
+        let fd = s.fd.swap(-1, Ordering::Relaxed);
+        if names(fd, (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed))) {
+            // SAFETY: the registry's descriptor of this RAM, used by nobody once the slot is free.
+            unsafe { libc::close(fd) };
+        }
     }
     registry_unlock();
-    if slot.is_none() {
-        crate::platform::write_stderr(
-            b"kmem: more than 256 machines: a fork child will share this one's RAM\n",
-        );
+}
+
+/// (device, inode, size) of an open descriptor; None if it is not open.
+pub(crate) fn file_id(fd: i32) -> Option<(u64, u64, i64)> {
+    // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is writable.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some((st.st_dev, st.st_ino, st.st_size))
+}
+
+/// Whether `fd` is open on the file `(dev, ino)`.
+fn names(fd: i32, (dev, ino): (u64, u64)) -> bool {
+    matches!(file_id(fd), Some((d, i, _)) if (d, i) == (dev, ino))
+}
+
+/// Moves `fd` (ours) to the lowest free number from [`FD_FLOOR`] (64 below
+/// a lower soft limit), close-on-exec; returns the number it ends on (`fd`
+/// itself if the host refuses).
+pub(crate) fn out_of_the_way(fd: i32) -> i32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is writable.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(FD_FLOOR as libc::rlim_t + 64) as i32
+    } else {
+        FD_FLOOR + 64
+    };
+    let floor = (soft - 64).min(FD_FLOOR);
+    if fd >= floor {
+        return fd;
+    }
+    // SAFETY: duplicating a descriptor we own.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+    if high < 0 {
+        return fd;
+    }
+    // SAFETY: `fd` is ours and now has a duplicate; nobody else uses it.
+    unsafe { libc::close(fd) };
+    high
+}
+
+/// A registered RAM: the way to its memfd for the `HostRam` and its
+/// machine's platform.
+#[derive(Clone, Copy, Debug)]
+pub struct RamRef {
+    idx: usize,
+    gen: u64,
+}
+
+impl RamRef {
+    fn slot(&self) -> Option<&'static RamSlot> {
+        let s = &RAMS[self.idx];
+        (s.gen.load(Ordering::Acquire) == self.gen && s.fd.load(Ordering::Acquire) >= 0).then_some(s)
+    }
+
+    /// The memfd's descriptor, checked to still name the RAM's file. If the
+    /// program closed it or put another file on its number, the RAM is
+    /// opened again through its linear map (`/proc/self/map_files`) on a
+    /// new number, and the old number is left to the program. Err if the
+    /// RAM is gone (its `HostRam` dropped) or cannot be opened again.
+    pub fn fd(&self) -> io::Result<i32> {
+        let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
+        let fd = s.fd.load(Ordering::Acquire);
+        let id = (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed));
+        if names(fd, id) {
+            return Ok(fd);
+        }
+        let again = reopen(s.base.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed), id)?;
+        match s
+            .fd
+            .compare_exchange(fd, again, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(again),
+            Err(theirs) => {
+                // Another thread reopened it first.
+                // SAFETY: `again` is ours alone.
+                unsafe { libc::close(again) };
+                Ok(theirs)
+            }
+        }
+    }
+
+    /// Makes the registry's descriptor of this RAM name `new` instead (a
+    /// fork child's copy, `crate::fork`), on the same number. Call with the
+    /// registry lock held.
+    pub(crate) fn replace_file(&self, new: i32) -> io::Result<()> {
+        let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
+        let (dev, ino, _) = file_id(new).ok_or_else(io::Error::last_os_error)?;
+        // SAFETY: the slot's descriptor is the registry's (the caller checked it with `fd`); dup3
+        // replaces it atomically, keeping its number.
+        if unsafe { libc::dup3(new, s.fd.load(Ordering::Relaxed), libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        s.dev.store(dev, Ordering::Relaxed);
+        s.ino.store(ino, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives RAM `[phys, phys + len)` back to the host through the linear
+    /// map (`MADV_REMOVE`, which punches the range out of the memfd as
+    /// `fallocate(PUNCH_HOLE)` does, without a descriptor): it reads as
+    /// zeroes from now on, through every mapping. Err if the RAM is gone or
+    /// the range is not page-aligned inside it.
+    pub fn discard(&self, phys: u64, len: u64) -> io::Result<()> {
+        let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
+        let (base, size) = (s.base.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed));
+        let page = host_page_size() as u64;
+        let end = phys.checked_add(len).filter(|&e| e <= size as u64);
+        if end.is_none() || !phys.is_multiple_of(page) || !len.is_multiple_of(page) {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        // SAFETY: the slot is live, so `[base, base + size)` is its HostRam's shared mapping of the
+        // memfd, and the range lies inside it; the caller declared the memory free.
+        if unsafe {
+            libc::madvise(
+                (base + phys as usize) as *mut libc::c_void,
+                len as usize,
+                libc::MADV_REMOVE,
+            )
+        } != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
-fn unregister(fd: i32) {
-    registry_lock();
-    if let Some(slot) = RAM_FDS.iter().find(|f| f.load(Ordering::Relaxed) == fd) {
-        slot.store(-1, Ordering::Relaxed);
+/// Opens the file mapped at `[base, base + size)` again, out of the way,
+/// if it is the file `id`.
+fn reopen(base: usize, size: usize, id: (u64, u64)) -> io::Result<i32> {
+    use std::io::Write;
+    let mut path = [0u8; 64];
+    let mut w = &mut path[..];
+    write!(w, "/proc/self/map_files/{:x}-{:x}\0", base, base + size)?;
+    // SAFETY: `path` holds a NUL-terminated string.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
-    registry_unlock();
+    if !names(fd, id) {
+        // SAFETY: ours.
+        unsafe { libc::close(fd) };
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    Ok(out_of_the_way(fd))
 }
 
 /// Alignment of the linear map and of reserved windows.
@@ -146,14 +363,14 @@ fn reserve(size: usize) -> io::Result<usize> {
 /// The machine's physical RAM: a sparse memfd mapped as the linear map.
 ///
 /// # Invariants
-/// `[base, base + size)` is a shared read/write mapping of the whole of `fd`,
-/// owned by this value until it drops; `size` is a nonzero multiple of the
-/// host page size and the length of `fd`.
+/// `[base, base + size)` is a shared read/write mapping of the whole of the
+/// memfd registered as `ram`, owned by this value until it drops; `size` is
+/// a nonzero multiple of the host page size and the memfd's length.
 #[derive(Debug)]
 pub struct HostRam {
     base: usize,
     size: usize,
-    fd: OwnedFd,
+    ram: RamRef,
 }
 
 impl HostRam {
@@ -177,12 +394,13 @@ impl HostRam {
         if raw_fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: memfd_create returned a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw_fd) };
+        // SAFETY: memfd_create returned a new descriptor nobody else owns; it closes on drop.
+        let fd = unsafe { OwnedFd::from_raw_fd(out_of_the_way(raw_fd)) };
         // SAFETY: `fd` is an open memfd; growing it only records the length.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        let (dev, ino, _) = file_id(fd.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
 
         let base = reserve(size)?;
         // SAFETY: `[base, base + size)` is the reservation made just above,
@@ -203,8 +421,14 @@ impl HostRam {
             unsafe { libc::munmap(base as *mut libc::c_void, size) };
             return Err(err);
         }
-        register(fd.as_raw_fd());
-        Ok(HostRam { base, size, fd })
+        let Some(ram) = register(fd.as_raw_fd(), (dev, ino), base, size) else {
+            // SAFETY: the mapping is ours and unused.
+            unsafe { libc::munmap(base as *mut libc::c_void, size) };
+            return Err(io::Error::other("more than 256 HostRams alive at once"));
+        };
+        // The registry owns the descriptor from here on (`HostRam::drop`).
+        let _ = fd.into_raw_fd();
+        Ok(HostRam { base, size, ram })
     }
 
     /// Start of the linear map: the virtual address of physical address 0
@@ -220,10 +444,15 @@ impl HostRam {
         self.size
     }
 
-    /// The memfd holding the RAM.
-    #[inline]
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The descriptor of the memfd holding the RAM, checked ([`RamRef::fd`]).
+    pub fn fd(&self) -> io::Result<RawFd> {
+        self.ram.fd()
+    }
+
+    /// The RAM's registry entry, through which its machine's platform
+    /// reaches the memfd.
+    pub fn ram_ref(&self) -> RamRef {
+        self.ram
     }
 
     /// Checks that `[phys, phys + len)` is a nonempty page-aligned range of RAM.
@@ -261,21 +490,9 @@ impl HostRam {
     /// references into RAM, only addresses; whoever turns them into
     /// references (the core) must not discard memory it has lent out.
     pub fn discard(&self, phys: u64, len: u64) -> io::Result<()> {
-        let len = usize::try_from(len).map_err(|_| invalid("range beyond RAM"))?;
-        let phys = self.check_phys(phys, len)?;
-        // SAFETY: `fd` is our memfd and the range is inside it.
-        let r = unsafe {
-            libc::fallocate(
-                self.fd.as_raw_fd(),
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                phys as libc::off_t,
-                len as libc::off_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        let n = usize::try_from(len).map_err(|_| invalid("range beyond RAM"))?;
+        self.check_phys(phys, n)?;
+        self.ram.discard(phys, len)
     }
 
     /// Reserves `size` bytes (rounded up to the page size) of inaccessible
@@ -318,15 +535,16 @@ impl HostRam {
     pub unsafe fn map_alias(&self, phys: u64, len: usize, at_virt: usize) -> io::Result<()> {
         let phys = self.check_phys(phys, len)?;
         self.check_window(at_virt, len)?;
+        let fd = self.ram.fd()?;
         // SAFETY: the caller promises the target lies in a reserved window we
-        // may replace; the source range is inside the memfd.
+        // may replace; `fd` is the memfd (checked) and the source range is inside it.
         let r = unsafe {
             libc::mmap(
                 at_virt as *mut libc::c_void,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_FIXED,
-                self.fd.as_raw_fd(),
+                fd,
                 phys as libc::off_t,
             )
         };
@@ -368,8 +586,9 @@ impl HostRam {
     pub fn ram_resident_bytes(&self) -> io::Result<u64> {
         // SAFETY: an all-zero `stat` is a valid value to be overwritten.
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        let fd = self.ram.fd()?;
         // SAFETY: `fd` is open and `st` is a writable `stat`.
-        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(st.st_blocks as u64 * 512)
@@ -378,13 +597,12 @@ impl HostRam {
 
 impl Drop for HostRam {
     fn drop(&mut self) {
-        unregister(self.fd.as_raw_fd());
+        unregister(self.ram);
         // SAFETY: the linear map is ours (invariant); aliases made from it in other windows stay valid
         // mappings of the memfd, which the kernel keeps alive while they exist.
         unsafe {
             libc::munmap(self.base as *mut libc::c_void, self.size);
         }
-        // `fd` closes itself.
     }
 }
 
@@ -484,6 +702,80 @@ mod tests {
         // SAFETY: the linear map is readable for `size` bytes.
         let s = unsafe { core::slice::from_raw_parts(ram.base() as *const u8, ram.size()) };
         assert!(s.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn the_descriptor_sits_out_of_the_programs_way() {
+        let ram = HostRam::new(1 << 20).unwrap();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is writable.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        if lim.rlim_cur >= (FD_FLOOR + 64) as libc::rlim_t {
+            assert!(ram.fd().unwrap() >= FD_FLOOR, "{}", ram.fd().unwrap());
+        }
+    }
+
+    /// The program puts its own file on the RAM's descriptor number, then
+    /// closes it: kmem notices each time, reaches the RAM again through the
+    /// linear map, and never touches the program's file.
+    #[test]
+    fn a_replaced_or_closed_descriptor_is_noticed() {
+        let page = host_page_size();
+        let ram = HostRam::new(1 << 20).unwrap();
+        let num = ram.fd().unwrap();
+        let theirs = std::env::temp_dir().join(format!("kmem-ram-fd-{}", std::process::id()));
+        std::fs::write(&theirs, vec![b'x'; 2 * page]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&theirs)
+            .unwrap();
+        // SAFETY: `num` is the RAM's descriptor, which this test takes over as the program would.
+        assert_eq!(unsafe { libc::dup2(file.as_raw_fd(), num) }, num);
+
+        // Written through the linear map, read through an alias: the alias
+        // must map the RAM, not the program's file.
+        // SAFETY: the first page of the linear map.
+        unsafe { (ram.base() as *mut u8).write_volatile(7) };
+        let window = ram.reserve_window(page).unwrap();
+        // SAFETY: the window was just reserved and is unused.
+        unsafe { ram.map_alias(0, page, window).unwrap() };
+        // SAFETY: the alias maps one readable page.
+        assert_eq!(unsafe { (window as *const u8).read_volatile() }, 7);
+        let again = ram.fd().unwrap();
+        assert_ne!(again, num);
+        ram.discard(0, page as u64).unwrap();
+        // SAFETY: both still map the discarded page.
+        unsafe {
+            assert_eq!((ram.base() as *const u8).read_volatile(), 0);
+            assert_eq!((window as *const u8).read_volatile(), 0);
+        }
+        assert!(ram.ram_resident_bytes().is_ok());
+
+        // Closed behind kmem's back: opened again, on another number.
+        // SAFETY: the RAM's current descriptor, taken over by the test.
+        unsafe { libc::close(again) };
+        // (Reading the hole above made its page resident again, as reads of a
+        // shared memfd mapping's holes do.)
+        assert!(ram.ram_resident_bytes().unwrap() <= page as u64);
+        let third = ram.fd().unwrap();
+        assert!(third >= 0 && file_id(third).is_some());
+
+        // SAFETY: the window is ours and nothing refers into it.
+        unsafe { ram.release_window(window, page).unwrap() };
+        drop(ram);
+        // The program's file kept its bytes, and its number is still open on it.
+        assert_eq!(std::fs::read(&theirs).unwrap(), vec![b'x'; 2 * page]);
+        assert_eq!(
+            file_id(num).map(|f| (f.0, f.1)),
+            file_id(file.as_raw_fd()).map(|f| (f.0, f.1))
+        );
+        // SAFETY: `num` is the test's now.
+        unsafe { libc::close(num) };
+        let _ = std::fs::remove_file(&theirs);
     }
 
     #[test]

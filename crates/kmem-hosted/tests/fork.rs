@@ -11,7 +11,6 @@
 
 use kmem::{GFP_KERNEL, PAGE_SIZE};
 use kmem_hosted::{default_machine, Machine};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -121,7 +120,7 @@ fn child_writes_stay_in_the_child() {
     fill(small, 64, b'P');
     fill(large, 64 << 10, b'P');
     fill(vbuf, 8 << 20, b'P');
-    let parent_ram = file_id(m.ram().fd().as_raw_fd());
+    let parent_ram = file_id(m.ram().fd().unwrap());
 
     let (code, msg) = fork_with(|out| {
         fill(small, 64, b'C');
@@ -130,7 +129,7 @@ fn child_writes_stay_in_the_child() {
         let own = all(small, 64, b'C') && all(large, 64 << 10, b'C') && all(vbuf, 8 << 20, b'C');
         let churned = churn(&m, b'c', 50);
         // The child's RAM is another file than the parent's.
-        let new_file = file_id(m.ram().fd().as_raw_fd()) != parent_ram;
+        let new_file = file_id(m.ram().fd().unwrap()) != parent_ram;
         send(out, if own { b"own-writes " } else { b"LOST-writes " });
         send(out, if churned { b"churn-ok " } else { b"CHURN-BAD " });
         send(out, if new_file { b"private-ram" } else { b"SHARED-RAM" });

@@ -1,6 +1,7 @@
 //! C programs under libkmalloc: the allocator's contract, fork (with and
 //! without exec, single- and multi-threaded), signals during allocation,
-//! thousands of threads, and `slub_debug` finding a heap overflow.
+//! thousands of threads, programs that take over descriptor numbers, and
+//! `slub_debug` finding a heap overflow.
 
 mod common;
 use common::*;
@@ -81,6 +82,31 @@ fn thousands_of_threads() {
         String::from_utf8_lossy(&out.stdout),
         "2000 of 2000 threads saw their memory intact\n"
     );
+}
+
+/// The program's descriptors are its own: files on 3-9 (a shell's
+/// `exec 3>file`), a file on the very number of the RAM memfd, and a
+/// daemon's closefrom(3); see `fds.c`. Before the RAM's descriptor moved out
+/// of the way and was checked before each use, the first put holes in the
+/// program's files and the second died of SIGBUS.
+#[test]
+fn the_programs_descriptors_are_left_alone() {
+    let dir = scratch("fds");
+    let Some(exe) = compile("fds.c", &dir, &[]) else {
+        return;
+    };
+    let out = same_output("fds.c", || {
+        let mut c = Command::new(&exe);
+        c.env("FDS_DIR", &dir);
+        c
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("BAD") && !text.contains("DAMAGED"), "{text}");
+    assert!(
+        text.contains("on the memfd's number: churn ok, fork ok, file ok\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("done\n"), "{text}");
 }
 
 #[test]

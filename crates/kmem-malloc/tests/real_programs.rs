@@ -1,6 +1,7 @@
 //! Real programs under libkmalloc, compared with the same run on the C
 //! library's malloc: Python running a workload of its own, sqlite3 on a
-//! generated database, git on a scratch repository, and a C++ program with
+//! generated database, git on a scratch repository, a bash script that
+//! forks and writes through its own descriptors, and a C++ program with
 //! `new`/`delete`, containers and threads.
 //!
 //! CI needs the tools: `apt-get install -y python3 sqlite3 git g++`.
@@ -186,6 +187,43 @@ fn git_scratch_repository() {
     let kmem = git_session(&dir.join("kmem"), true);
     assert_eq!(plain, kmem);
     assert!(plain.contains("commit 11"));
+}
+
+/// A shell script that writes through descriptors 3 and 4 (`exec 3>file`)
+/// while it forks for every command substitution and runs other programs.
+/// The RAM memfd used to sit on 3, where the script's file replaced it: the
+/// next fork's child copied the file as its heap and bash broke.
+const SH_SCRIPT: &str = r#"
+exec 3>"$1/three" 4>"$1/four"
+for i in $(seq 300); do
+    echo "line $i" >&3
+    x=$(echo "sub $i")
+    echo "$x $(printf '%05d' "$i")" >&4
+done
+exec 3>&- 4>&-
+words=()
+for i in $(seq 3000); do words+=("word$((i * 7919 % 1000))"); done
+printf '%s\n' "${words[@]}" | sort | uniq -c | sort -rn | head -3
+wc -l < "$1/three"
+cksum < "$1/three"
+cksum < "$1/four"
+"#;
+
+#[test]
+fn bash_script_with_its_own_descriptors() {
+    if !need("bash") {
+        return;
+    }
+    let dir = scratch("bash");
+    let script = dir.join("script.sh");
+    std::fs::write(&script, SH_SCRIPT).unwrap();
+    let out = same_output("bash script.sh", || {
+        let mut c = Command::new("bash");
+        c.arg(&script).arg(&dir);
+        c
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\n300\n"), "{text}");
 }
 
 #[test]
