@@ -15,8 +15,10 @@
 //!   of the same length and copy the old one's populated ranges into it
 //!   (`SEEK_DATA` / `SEEK_HOLE`, then `copy_file_range`, or `pread`/`pwrite`);
 //!   replace every mapping of the old file — the linear map and the vmalloc
-//!   window's aliases, found in `/proc/self/maps` by device and inode — with
-//!   the same range of the new file (`MAP_FIXED`), and the registry's
+//!   window's aliases, found in `/proc/self/maps` by device and inode; the
+//!   linear map alone, without reading that file, while the RAM has never
+//!   been mapped anywhere else (`RamRef::aliased`) — with the same range of
+//!   the new file (`MAP_FIXED`), and the registry's
 //!   descriptor of the old file, the only one kmem holds (`crate::ram`), with
 //!   a duplicate of the new one (`dup3`, same number). The registry's
 //!   descriptor is checked first: if the program closed or replaced it, the
@@ -1278,7 +1280,13 @@ fn private_copy(ram: crate::ram::RamRef) -> Result<(), &'static str> {
             return Err("ftruncate");
         }
         copy_data(old, new, size)?;
-        remap_mappings(dev, ino, new)?;
+        match ram.linear_map() {
+            // Only the linear map maps the file: no need to look for aliases.
+            Some((base, len)) if !ram.aliased() => {
+                remap(base, len, libc::PROT_READ | libc::PROT_WRITE, new, 0)?
+            }
+            _ => remap_mappings(dev, ino, new)?,
+        }
         ram.replace_file(new).map_err(|_| "dup3")
     })();
     // SAFETY: our descriptor; the registry's duplicate and the mappings keep the file.
@@ -1461,6 +1469,29 @@ fn parse_maps_line(line: &[u8]) -> Option<(usize, usize, i32, u64, u64, u64)> {
 }
 
 /// Replaces every mapping of the file (dev, ino) with the same range of `new`.
+/// Maps `[start, start + len)`, a mapping of the old RAM file at `off`, to
+/// the same range of `new` instead, with protection `prot`.
+fn remap(start: usize, len: usize, prot: i32, new: i32, off: u64) -> Result<(), &'static str> {
+    // SAFETY: `[start, start + len)` maps the old RAM file at `off`; the same range of the new file (a
+    // copy of the old one) replaces it, so every address keeps its contents.
+    let r = unsafe {
+        libc::mmap(
+            start as *mut libc::c_void,
+            len,
+            prot,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            new,
+            off as libc::off_t,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err("mmap");
+    }
+    Ok(())
+}
+
+/// Replaces every mapping of the file (dev, ino), found in
+/// `/proc/self/maps`, with the same range of `new`.
 fn remap_mappings(dev: u64, ino: u64, new: i32) -> Result<(), &'static str> {
     // Remapping may merge or split areas while the file is read, which can
     // make a reader skip one: read again until a pass finds nothing to do.
@@ -1475,21 +1506,7 @@ fn remap_mappings(dev: u64, ino: u64, new: i32) -> Result<(), &'static str> {
                 return;
             }
             found += 1;
-            // SAFETY: `[start, end)` maps the old RAM file at `off`; the same range of the new file (a copy
-            // of the old one) replaces it, so every address keeps its contents.
-            let r = unsafe {
-                libc::mmap(
-                    start as *mut libc::c_void,
-                    end - start,
-                    prot,
-                    libc::MAP_SHARED | libc::MAP_FIXED,
-                    new,
-                    off as libc::off_t,
-                )
-            };
-            if r == libc::MAP_FAILED {
-                failed = true;
-            }
+            failed |= remap(start, end - start, prot, new, off).is_err();
         });
         if !ok {
             return Err("reading /proc/self/maps");
@@ -1504,8 +1521,6 @@ fn remap_mappings(dev: u64, ino: u64, new: i32) -> Result<(), &'static str> {
     Err("mappings kept changing")
 }
 
-/// Replaces every descriptor of the file (dev, ino) with a duplicate of `new`,
-/// keeping its number and close-on-exec flag.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -820,6 +820,7 @@ impl Platform for HostedPlatform {
                 return false;
             }
         };
+        ram.note_alias();
         let page = kmem::PAGE_SIZE;
         let mut i = 0;
         while i < phys.len() {

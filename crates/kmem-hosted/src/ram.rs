@@ -75,6 +75,10 @@ struct RamSlot {
     /// The linear map: `[base, base + size)`.
     base: AtomicUsize,
     size: AtomicUsize,
+    /// Whether the memfd was ever mapped anywhere else (a vmalloc alias):
+    /// if not, a fork child replaces the linear map alone and need not
+    /// read `/proc/self/maps`.
+    aliased: AtomicBool,
 }
 
 static RAMS: [RamSlot; MAX_FORK_RAMS] = [const {
@@ -85,6 +89,7 @@ static RAMS: [RamSlot; MAX_FORK_RAMS] = [const {
         ino: AtomicU64::new(0),
         base: AtomicUsize::new(0),
         size: AtomicUsize::new(0),
+        aliased: AtomicBool::new(false),
     }
 }; MAX_FORK_RAMS];
 
@@ -133,6 +138,7 @@ fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize) -> Option
         s.ino.store(ino, Ordering::Relaxed);
         s.base.store(base, Ordering::Relaxed);
         s.size.store(size, Ordering::Relaxed);
+        s.aliased.store(false, Ordering::Relaxed);
         s.fd.store(fd, Ordering::Release);
         RamRef { idx, gen }
     });
@@ -237,6 +243,25 @@ impl RamRef {
                 Ok(theirs)
             }
         }
+    }
+
+    /// The linear map, `(base, size)`; None if the RAM is gone.
+    pub(crate) fn linear_map(&self) -> Option<(usize, usize)> {
+        let s = self.slot()?;
+        Some((s.base.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed)))
+    }
+
+    /// Records that the memfd is about to be mapped outside the linear map.
+    pub(crate) fn note_alias(&self) {
+        if let Some(s) = self.slot() {
+            s.aliased.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the memfd was ever mapped outside the linear map (else the
+    /// RAM is gone, or only the linear map maps it).
+    pub(crate) fn aliased(&self) -> bool {
+        self.slot().is_some_and(|s| s.aliased.load(Ordering::Relaxed))
     }
 
     /// Makes the registry's descriptor of this RAM name `new` instead (a
@@ -536,6 +561,7 @@ impl HostRam {
         let phys = self.check_phys(phys, len)?;
         self.check_window(at_virt, len)?;
         let fd = self.ram.fd()?;
+        self.ram.note_alias();
         // SAFETY: the caller promises the target lies in a reserved window we
         // may replace; `fd` is the memfd (checked) and the source range is inside it.
         let r = unsafe {
