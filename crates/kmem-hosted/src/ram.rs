@@ -55,10 +55,11 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 /// creates more gets an error from `HostRam::new`.
 pub const MAX_FORK_RAMS: usize = 256;
 
-/// The lowest descriptor number a RAM memfd takes (or 64 below a lower soft
-/// `RLIMIT_NOFILE`). Shells give `exec N>file` the numbers 0-9 and keep their
-/// own from 10 up, `open` returns the lowest free number, and `select`'s
-/// sets end at 1024: programs rarely reach this high.
+/// The lowest descriptor number a RAM memfd takes (below a soft
+/// `RLIMIT_NOFILE` under 1024: 64 below it, or half of it if it is under
+/// 128). Shells give `exec N>file` the numbers 0-9 and keep their own from 10
+/// up, `open` returns the lowest free number, and `select`'s sets end at
+/// 1024: programs rarely reach this high.
 pub const FD_FLOOR: i32 = 960;
 
 /// One registered RAM (see "The registry" above). Written under the
@@ -176,9 +177,9 @@ fn names(fd: i32, (dev, ino): (u64, u64)) -> bool {
     matches!(file_id(fd), Some((d, i, _)) if (d, i) == (dev, ino))
 }
 
-/// Moves `fd` (ours) to the lowest free number from [`FD_FLOOR`] (64 below
-/// a lower soft limit), close-on-exec; returns the number it ends on (`fd`
-/// itself if the host refuses).
+/// Moves `fd` (ours) to the lowest free number from [`FD_FLOOR`] (or lower
+/// under a low soft limit, see there), close-on-exec; returns the number it
+/// ends on (`fd` itself if the host refuses).
 pub(crate) fn out_of_the_way(fd: i32) -> i32 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -190,7 +191,11 @@ pub(crate) fn out_of_the_way(fd: i32) -> i32 {
     } else {
         FD_FLOOR + 64
     };
-    let floor = (soft - 64).min(FD_FLOOR);
+    let floor = if soft < 128 {
+        soft / 2
+    } else {
+        (soft - 64).min(FD_FLOOR)
+    };
     if fd >= floor {
         return fd;
     }
