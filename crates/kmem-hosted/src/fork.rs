@@ -1468,7 +1468,6 @@ fn parse_maps_line(line: &[u8]) -> Option<(usize, usize, i32, u64, u64, u64)> {
     Some((start, end, prot, offset, dev, inode))
 }
 
-/// Replaces every mapping of the file (dev, ino) with the same range of `new`.
 /// Maps `[start, start + len)`, a mapping of the old RAM file at `off`, to
 /// the same range of `new` instead, with protection `prot`.
 fn remap(start: usize, len: usize, prot: i32, new: i32, off: u64) -> Result<(), &'static str> {

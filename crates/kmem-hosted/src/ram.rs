@@ -2,8 +2,9 @@
 //!
 //! The machine's RAM is one memfd of `size` bytes. `ftruncate` makes it that
 //! long without giving it any memory: a page of the memfd costs host memory
-//! only once it is written, and punching a hole (`fallocate(PUNCH_HOLE)`)
-//! gives it back, after which it reads as zeroes. The holes of the machine's
+//! only once it is written, and punching a hole (`fallocate(PUNCH_HOLE)`, or
+//! `madvise(MADV_REMOVE)` through a mapping) gives it back, after which it
+//! reads as zeroes. The holes of the machine's
 //! memory map are simply offsets nobody touches.
 //!
 //! The whole memfd is mapped once, read/write and shared, at `base()`: the
@@ -44,8 +45,8 @@
 //!   or replaced it, the RAM is opened again through the linear map
 //!   (`/proc/self/map_files`), and the number the program now owns is left
 //!   alone;
-//! * giving memory back goes through the mapping (`madvise(MADV_REMOVE)`),
-//!   not a descriptor, where the caller owns the mapping (`HostRam::discard`).
+//! * giving memory back goes through the linear map (`madvise(MADV_REMOVE)`,
+//!   [`RamRef::discard`]), not a descriptor.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::io;
