@@ -27,7 +27,8 @@
 //!   too. Linked with `hot-text.ld` (an `INSERT` script too), and left out
 //!   with it.
 //! - `cold-bss.ld`: the large zeroed statics (the bootstrap arena, 1 MiB,
-//!   and the fork gate's stop tables, 180 kB), which name their section
+//!   the fork gate's stop tables, 180 kB, and the RAM registry, 12 kB),
+//!   which name their section
 //!   `.bss.kmem_cold`, after the rest of `.bss`. Among them, the small
 //!   statics every process writes were split into four groups, and seven
 //!   pages of `.bss` were resident in a small program; together they take

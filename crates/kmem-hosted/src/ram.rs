@@ -64,9 +64,12 @@ pub const MAX_FORK_RAMS: usize = 256;
 pub const FD_FLOOR: i32 = 960;
 
 /// One registered RAM (see "The registry" above). Written under the
-/// registry lock, except `fd`, which a recovery (`RamRef::fd`) swaps.
+/// registry lock, except `fd`, which a recovery (`RamRef::fd`) swaps, and
+/// `aliased`.
 struct RamSlot {
-    /// The memfd's descriptor; -1: a free slot.
+    /// Whether a RAM holds the slot.
+    live: AtomicBool,
+    /// The memfd's descriptor.
     fd: AtomicI32,
     /// Bumped each time the slot is taken, so that a `RamRef` of an earlier
     /// RAM finds it gone.
@@ -83,9 +86,13 @@ struct RamSlot {
     aliased: AtomicBool,
 }
 
+/// Zeroed, and but for its first slots never written: after the small
+/// statics (`cold-bss.ld` of libkmalloc).
+#[link_section = ".bss.kmem_cold"]
 static RAMS: [RamSlot; MAX_FORK_RAMS] = [const {
     RamSlot {
-        fd: AtomicI32::new(-1),
+        live: AtomicBool::new(false),
+        fd: AtomicI32::new(0),
         gen: AtomicU64::new(0),
         dev: AtomicU64::new(0),
         ino: AtomicU64::new(0),
@@ -94,6 +101,10 @@ static RAMS: [RamSlot; MAX_FORK_RAMS] = [const {
         aliased: AtomicBool::new(false),
     }
 }; MAX_FORK_RAMS];
+
+/// One more than the highest slot ever taken: the registry is all zero
+/// bytes (`.bss`, whose untouched pages cost nothing) and a scan stops here.
+static RAMS_END: AtomicUsize = AtomicUsize::new(0);
 
 /// Serialises changes to `RAMS` against a fork (a spinning lock: held only
 /// for a slot update, or by a fork from its prepare to its parent/child handler).
@@ -116,9 +127,10 @@ pub(crate) fn registry_unlock() {
 
 /// The registered RAMs (call with the registry lock held).
 pub(crate) fn registered() -> impl Iterator<Item = RamRef> {
-    RAMS.iter()
+    RAMS[..RAMS_END.load(Ordering::Relaxed)]
+        .iter()
         .enumerate()
-        .filter(|(_, s)| s.fd.load(Ordering::Relaxed) >= 0)
+        .filter(|(_, s)| s.live.load(Ordering::Relaxed))
         .map(|(idx, s)| RamRef {
             idx,
             gen: s.gen.load(Ordering::Relaxed),
@@ -132,8 +144,9 @@ fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize) -> Option
     let found = RAMS
         .iter()
         .enumerate()
-        .find(|(_, s)| s.fd.load(Ordering::Relaxed) < 0);
+        .find(|(_, s)| !s.live.load(Ordering::Relaxed));
     let r = found.map(|(idx, s)| {
+        RAMS_END.fetch_max(idx + 1, Ordering::Relaxed);
         let gen = s.gen.load(Ordering::Relaxed) + 1;
         s.gen.store(gen, Ordering::Relaxed);
         s.dev.store(dev, Ordering::Relaxed);
@@ -141,7 +154,8 @@ fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize) -> Option
         s.base.store(base, Ordering::Relaxed);
         s.size.store(size, Ordering::Relaxed);
         s.aliased.store(false, Ordering::Relaxed);
-        s.fd.store(fd, Ordering::Release);
+        s.fd.store(fd, Ordering::Relaxed);
+        s.live.store(true, Ordering::Release);
         RamRef { idx, gen }
     });
     registry_unlock();
@@ -153,7 +167,8 @@ fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize) -> Option
 fn unregister(ram: RamRef) {
     registry_lock();
     if let Some(s) = ram.slot() {
-        let fd = s.fd.swap(-1, Ordering::Relaxed);
+        s.live.store(false, Ordering::Relaxed);
+        let fd = s.fd.load(Ordering::Relaxed);
         if names(fd, (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed))) {
             // SAFETY: the registry's descriptor of this RAM, used by nobody once the slot is free.
             unsafe { libc::close(fd) };
@@ -221,7 +236,7 @@ pub struct RamRef {
 impl RamRef {
     fn slot(&self) -> Option<&'static RamSlot> {
         let s = &RAMS[self.idx];
-        (s.gen.load(Ordering::Acquire) == self.gen && s.fd.load(Ordering::Acquire) >= 0).then_some(s)
+        (s.gen.load(Ordering::Acquire) == self.gen && s.live.load(Ordering::Acquire)).then_some(s)
     }
 
     /// The memfd's descriptor, checked to still name the RAM's file. If the

@@ -79,7 +79,7 @@ mod initmem;
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use kmem::kmalloc::{KfreeDeclined, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
+use kmem::kmalloc::{kmalloc_index, kmalloc_size, KfreeDeclined, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use kmem::slab::KmemCache;
 use kmem::{Gfp, Kmem, __GFP_ZERO, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE};
 use kmem_hosted::HostedPlatform;
@@ -688,6 +688,12 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let want = match kind {
         // Grow huge blocks geometrically.
         Owner::Huge(_) if size > usable => size.max(usable.saturating_add(usable / 4)),
+        // A small block that grows takes kmalloc's class for its new size (a
+        // power of two, or 96 or 192), not one of malloc's middle classes
+        // (`bootstrap::MALLOC_MID_CLASSES`): room to grow in place again, and
+        // a string grown a few bytes at a time passes through no more
+        // caches than before they existed.
+        _ if size > usable && size <= KMALLOC_MAX_CACHE_SIZE => kmalloc_size(kmalloc_index(size)),
         _ => size,
     };
     // SAFETY: plain malloc.

@@ -109,6 +109,25 @@ fn the_programs_descriptors_are_left_alone() {
     assert!(text.ends_with("done\n"), "{text}");
 }
 
+/// malloc's size classes: kmalloc's, and between its powers of two above
+/// 256 bytes malloc's own (`bootstrap::MALLOC_MID_CLASSES`); a block that
+/// `realloc` grows takes kmalloc's class.
+#[test]
+fn malloc_has_middle_size_classes() {
+    let dir = scratch("classes");
+    let Some(exe) = compile("classes.c", &dir, &[]) else {
+        return;
+    };
+    let o = run(Command::new(&exe), true, "");
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "16:16 100:128 200:256 257:384 300:384 384:384 385:512 700:768 769:1024 1100:1536 \
+         1537:2048 2100:3072 3073:4096 4104:6144 6144:6144 6145:8192 8192:8192 \n\
+         realloc 300 -> 400: 512\n"
+    );
+}
+
 #[test]
 fn slub_debug_finds_a_heap_overflow() {
     let dir = scratch("overflow");

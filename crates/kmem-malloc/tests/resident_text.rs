@@ -189,6 +189,7 @@ fn the_large_zeroed_statics_lie_after_the_small_ones() {
         "4fork5TASKS",
         "4fork10IN_HANDLER",
         "4fork10GATE_SLOTS",
+        "3ram4RAMS",
     ] {
         let a = address(name);
         assert!(
@@ -211,7 +212,8 @@ fn the_large_zeroed_statics_lie_after_the_small_ones() {
     // The small statics (9 kB, mostly malloc's table of caches) take three
     // pages, the first shared with .data; among the arena and the fork
     // tables they took seven. Of the cold ones, a program that does not
-    // fork writes the arena's first page (the boot's own allocations).
+    // fork writes the arena's first page (the boot's own allocations) and
+    // the RAM registry's first slot.
     let (resident, pages) = pages_line(&out, "bss ");
     assert!(
         pages <= 4 && resident <= 4,
