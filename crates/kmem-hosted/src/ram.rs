@@ -304,14 +304,14 @@ impl RamRef {
     /// Gives RAM `[phys, phys + len)` back to the host through the linear
     /// map (`MADV_REMOVE`, which punches the range out of the memfd as
     /// `fallocate(PUNCH_HOLE)` does, without a descriptor): it reads as
-    /// zeroes from now on, through every mapping. Err if the RAM is gone or
-    /// the range is not page-aligned inside it.
+    /// zeroes from now on, through every mapping. Err if the RAM is gone (`NotFound`) or
+    /// the range is not a nonempty page-aligned range inside it (`InvalidInput`).
     pub fn discard(&self, phys: u64, len: u64) -> io::Result<()> {
         let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
         let (base, size) = (s.base.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed));
         let page = host_page_size() as u64;
         let end = phys.checked_add(len).filter(|&e| e <= size as u64);
-        if end.is_none() || !phys.is_multiple_of(page) || !len.is_multiple_of(page) {
+        if end.is_none() || len == 0 || !phys.is_multiple_of(page) || !len.is_multiple_of(page) {
             return Err(io::ErrorKind::InvalidInput.into());
         }
         // SAFETY: the slot is live, so `[base, base + size)` is its HostRam's shared mapping of the
@@ -530,14 +530,13 @@ impl HostRam {
 
     /// Gives `[phys, phys + len)` back to the host: its memory is freed and
     /// it reads as zeroes from now on, through every mapping. The range must
-    /// be page-aligned and inside RAM (else `InvalidInput`).
+    /// be nonempty, page-aligned and inside RAM (else `InvalidInput`): see
+    /// [`RamRef::discard`], which does the work.
     ///
     /// This is safe in Rust's sense because this crate hands out no
     /// references into RAM, only addresses; whoever turns them into
     /// references (the core) must not discard memory it has lent out.
     pub fn discard(&self, phys: u64, len: u64) -> io::Result<()> {
-        let n = usize::try_from(len).map_err(|_| invalid("range beyond RAM"))?;
-        self.check_phys(phys, n)?;
         self.ram.discard(phys, len)
     }
 
