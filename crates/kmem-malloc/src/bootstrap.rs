@@ -303,16 +303,24 @@ extern "C" fn boot() {
 }
 
 /// `malloc`'s own size classes, between kmalloc's powers of two above 256
-/// bytes: 1.5 times a power of two, as kmalloc-96 and kmalloc-192 are below.
-/// Sizes just above a power of two are common (a 4,096-byte buffer and its
-/// header: sqlite's page cache asks for 4,104 bytes), and kmalloc would give
-/// them twice the memory; here the waste is at most a third.
-const MALLOC_MID_CLASSES: [(&str, usize); 5] = [
+/// bytes: 1.5 times a power of two up to 1 KiB, as kmalloc-96 and
+/// kmalloc-192 are below, then quarter steps (1.25, 1.5 and 1.75 times), as
+/// jemalloc's and mimalloc's classes go. Sizes just above a power of two are
+/// common (a 4,096-byte buffer and its header: sqlite's page cache asks for
+/// 4,104 bytes), and kmalloc would give them twice the memory; here the
+/// waste is at most a third up to 1 KiB and a fifth above.
+const MALLOC_MID_CLASSES: [(&str, usize); 11] = [
     ("malloc-384", 384),
     ("malloc-768", 768),
+    ("malloc-1280", 1280),
     ("malloc-1536", 1536),
+    ("malloc-1792", 1792),
+    ("malloc-2560", 2560),
     ("malloc-3072", 3072),
+    ("malloc-3584", 3584),
+    ("malloc-5120", 5120),
     ("malloc-6144", 6144),
+    ("malloc-7168", 7168),
 ];
 
 /// Creates the cache of a middle class (see [`MALLOC_MID_CLASSES`]), made
