@@ -45,6 +45,14 @@
 //!   26 `dma-kmalloc-N` and `kmalloc-rcl-N` caches are made if something
 //!   asks for one. Making them at boot cost every program 28 kB and 9 % of
 //!   the boot's instructions.
+//! * `kmem.kmalloc_freeptr_start=1`: a free object of `malloc`'s caches
+//!   keeps its free pointer in its first word, as glibc's and mimalloc's
+//!   do, not in its middle one as the kernel's do. A program touches the
+//!   start of its objects last before freeing them, so when the sheaves
+//!   give objects back to their slabs the pointer's store finds the line
+//!   still cached: in `mallocbench frag 48` (cachegrind, 512 KiB last
+//!   level) the store's last-level misses went from 161,000 to 41,000, and
+//!   the run's from 1.59 to 1.44 million (mimalloc 1.41 million).
 //! * No kswapd thread: a library must not add a thread to every program (it
 //!   would make single-threaded programs multi-threaded, and a forked child
 //!   would not have it).
@@ -243,6 +251,9 @@ extern "C" fn boot() {
         }
         if p.kmem_kmalloc_lazy.is_none() {
             p.kmem_kmalloc_lazy = Some(true);
+        }
+        if p.kmem_kmalloc_freeptr_start.is_none() {
+            p.kmem_kmalloc_freeptr_start = Some(true);
         }
         flat_memory_map(p);
         user_quiet = p.quiet;

@@ -558,6 +558,12 @@ pub struct BootParams {
     /// and `kmalloc-rcl-N` caches on their first use instead of at boot
     /// (default off; libkmalloc boots with it on).
     pub kmem_kmalloc_lazy: Option<bool>,
+    /// `kmem.kmalloc_freeptr_start=on|off` (kmem's own): the kmalloc caches
+    /// (`SLAB_KMALLOC`) keep a free object's free pointer in its first word
+    /// instead of its middle word, where the object's first cache line is
+    /// the one its user last touched (default off, the kernel's layout;
+    /// libkmalloc boots with it on).
+    pub kmem_kmalloc_freeptr_start: Option<bool>,
     /// `kmem.pcp_hot=on|off` (kmem's own): whether the page allocator keeps
     /// per-CPU hot arrays of order-0 pages in rseq mode (default on;
     /// `page_alloc/pcp_hot.rs`).
@@ -606,6 +612,7 @@ impl BootParams {
             kmem_sheaves: None,
             kmem_kmalloc_min_objects: None,
             kmem_kmalloc_lazy: None,
+            kmem_kmalloc_freeptr_start: None,
             kmem_pcp_hot: None,
             vmalloc: None,
             percpu_alloc: None,
@@ -759,6 +766,9 @@ impl BootParams {
         } else if is("kmem.kmalloc_lazy") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_kmalloc_lazy = Some(v));
+        } else if is("kmem.kmalloc_freeptr_start") {
+            let v = val.and_then(kstrtobool);
+            self.set_late(param, val, v, |p, v| p.kmem_kmalloc_freeptr_start = Some(v));
         } else if is("kmem.sheaves") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_sheaves = Some(v));
@@ -886,6 +896,7 @@ impl fmt::Debug for BootParams {
             .field("kmem_sheaves", &self.kmem_sheaves)
             .field("kmem_kmalloc_min_objects", &self.kmem_kmalloc_min_objects)
             .field("kmem_kmalloc_lazy", &self.kmem_kmalloc_lazy)
+            .field("kmem_kmalloc_freeptr_start", &self.kmem_kmalloc_freeptr_start)
             .field("kmem_pcp_hot", &self.kmem_pcp_hot)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
@@ -1307,6 +1318,10 @@ mod tests {
         assert_eq!(p.cmdline(), "mem=8G quiet");
         let p = parse("kmem.kmalloc_lazy=1");
         assert_eq!(p.kmem_kmalloc_lazy, Some(true));
+        let p = parse("kmem.kmalloc_freeptr_start=on");
+        assert_eq!(p.kmem_kmalloc_freeptr_start, Some(true));
+        let p = parse("kmem.kmalloc_freeptr_start=maybe");
+        assert_eq!((p.kmem_kmalloc_freeptr_start, errors(&p).len()), (None, 1));
         let p = parse("kmem.kmalloc_min_objects=lots");
         assert_eq!(p.kmem_kmalloc_min_objects, None);
         assert_eq!(errors(&p).len(), 1);

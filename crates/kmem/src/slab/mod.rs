@@ -1112,6 +1112,8 @@ impl<P: Platform> Kmem<P> {
             sz += 8;
         } else if let Some(off) = args.freeptr_offset {
             offset = off;
+        } else if flags.intersects(SLAB_KMALLOC) && self.params.kmem_kmalloc_freeptr_start == Some(true) {
+            offset = 0;
         } else {
             offset = (object_size / 2) & !7;
         }
