@@ -270,11 +270,42 @@ pub fn rseq_available() -> bool {
 /// allocation: the malloc override boots through here).
 pub fn host_cpu_ids() -> usize {
     static IDS: AtomicUsize = AtomicUsize::new(0);
-    read_once(&IDS, read_cpu_ids)
+    read_once(&IDS, || {
+        possible_cpus().map_or(0, |(_, ids)| ids).max(host_nr_cpus())
+    })
 }
 
-/// `host_cpu_ids`, read from the host.
-fn read_cpu_ids() -> usize {
+/// Number of CPUs the host has configured (`_SC_NPROCESSORS_CONF`), at least 1:
+/// the CPUs of `/sys/devices/system/cpu/possible`, as glibc counts them, or
+/// glibc's answer if that file cannot be read. The boot asks for it and for
+/// [`host_cpu_ids`]; both come from one reading of the file (three system
+/// calls), and the possible CPUs do not change while the host runs.
+pub fn host_nr_cpus() -> usize {
+    static NR: AtomicUsize = AtomicUsize::new(0);
+    read_once(&NR, || match possible_cpus() {
+        Some((n, _)) => n,
+        None => {
+            // SAFETY: sysconf has no preconditions.
+            let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+            n.max(1) as usize
+        }
+    })
+}
+
+/// `/sys/devices/system/cpu/possible`, read once: how many CPUs it lists
+/// and one more than the last; `None` if it cannot be read or parsed.
+fn possible_cpus() -> Option<(usize, usize)> {
+    // 0: not read yet; 1: unreadable; else `ids << 32 | count`.
+    static POSSIBLE: AtomicUsize = AtomicUsize::new(0);
+    let v = read_once(&POSSIBLE, || match read_possible_cpus() {
+        Some((n, ids)) if n > 0 && ids < 1 << 31 => ids << 32 | n,
+        _ => 1,
+    });
+    (v != 1).then_some((v & 0xffff_ffff, v >> 32))
+}
+
+/// Reads and parses `/sys/devices/system/cpu/possible`.
+fn read_possible_cpus() -> Option<(usize, usize)> {
     let mut buf = [0u8; 256];
     // SAFETY: a NUL-terminated path; `buf` is writable for its length; the
     // descriptor is closed once.
@@ -284,46 +315,30 @@ fn read_cpu_ids() -> usize {
             libc::O_RDONLY | libc::O_CLOEXEC,
         );
         if fd < 0 {
-            -1
-        } else {
-            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-            libc::close(fd);
-            n
+            return None;
         }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
     };
-    // "0-3,8-11\n": the number after the last separator is the last CPU.
-    let last = (len > 0)
-        .then(|| {
-            let text = &buf[..len as usize];
-            let digits = text.iter().rposition(u8::is_ascii_digit)?;
-            let start = text[..=digits]
-                .iter()
-                .rposition(|b| !b.is_ascii_digit())
-                .map_or(0, |i| i + 1);
-            core::str::from_utf8(&text[start..=digits])
-                .ok()?
-                .parse::<usize>()
-                .ok()
-        })
-        .flatten();
-    last.map_or(0, |l| l + 1).max(host_nr_cpus())
+    parse_cpu_list(buf.get(..usize::try_from(len).ok()?)?)
 }
 
-/// Number of CPUs the host has configured (`_SC_NPROCESSORS_CONF`), at least 1.
-/// Read once: glibc reads `/sys/devices/system/cpu/possible` for it, three
-/// system calls that the boot asked for four times, and the possible CPUs
-/// do not change while the host runs.
-pub fn host_nr_cpus() -> usize {
-    static NR: AtomicUsize = AtomicUsize::new(0);
-    read_once(&NR, || {
-        // SAFETY: sysconf has no preconditions.
-        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-        if n < 1 {
-            1
-        } else {
-            n as usize
+/// A kernel CPU list ("0-3,8-11\n"): how many CPUs, and one more than the
+/// last; `None` if empty or malformed.
+fn parse_cpu_list(text: &[u8]) -> Option<(usize, usize)> {
+    let text = core::str::from_utf8(text).ok()?.trim_end();
+    let (mut count, mut ids) = (0usize, 0usize);
+    for range in text.split(',') {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        let (a, b) = (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?);
+        if b < a || b >= 1 << 20 {
+            return None;
         }
-    })
+        count += b - a + 1;
+        ids = ids.max(b + 1);
+    }
+    Some((count, ids))
 }
 
 /// A fact about the host that does not change while it runs: `read` (which
@@ -1079,6 +1094,21 @@ unsafe fn populate_resident(virt: usize, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_are_counted_as_glibc_counts_them() {
+        assert_eq!(parse_cpu_list(b"0-1\n"), Some((2, 2)));
+        assert_eq!(parse_cpu_list(b"0\n"), Some((1, 1)));
+        assert_eq!(parse_cpu_list(b"0-3,8-11\n"), Some((8, 12)));
+        assert_eq!(parse_cpu_list(b""), None);
+        assert_eq!(parse_cpu_list(b"3-1\n"), None);
+        assert_eq!(parse_cpu_list(b"0-x\n"), None);
+        // glibc's `_SC_NPROCESSORS_CONF` counts the same file's CPUs.
+        // SAFETY: sysconf has no preconditions.
+        let glibc = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        assert_eq!(host_nr_cpus(), glibc as usize);
+        assert!(host_cpu_ids() >= host_nr_cpus());
+    }
 
     #[test]
     fn line_is_cut_and_terminated() {
