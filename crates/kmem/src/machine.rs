@@ -337,6 +337,9 @@ impl<P: Platform> Kmem<P> {
         let mut mb = Memblock::new();
         // SAFETY: the caller guarantees RAM is mapped at page_offset + phys.
         unsafe { mb.set_direct_map(info.page_offset) };
+        // SAFETY: the caller says whether RAM nobody wrote reads as zero, and
+        // nothing but memblock hands RAM out before the buddy allocator.
+        unsafe { mb.set_ram_zeroed(info.ram_zeroed) };
         for e in info.e820.entries() {
             if e.kind == E820Type::Ram {
                 let start = page_align(e.addr as usize) as u64;
@@ -411,30 +414,19 @@ impl<P: Platform> Kmem<P> {
             log.line(format_args!("{u}"));
         }
 
-        // On a page boundary, for the layout's sake (see `Kmem`). Zeroed RAM
-        // needs no memset: the tables at the ends stay unwritten (below).
+        // On a page boundary, for the layout's sake (see `Kmem`). On RAM that
+        // starts zeroed memblock does not clear it (`Memblock::set_ram_zeroed`):
+        // the tables at the ends stay unwritten, as does the memmap of free
+        // memory below.
         let kmem_size = core::mem::size_of::<Kmem<P>>() as u64;
-        // RAM that starts zeroed still reads as zero where memblock never
-        // handed it out before (as the memmap below, which is not cleared).
-        let fresh_zeroes = info.ram_zeroed && mb.nothing_freed();
-        let kmem_ptr = if fresh_zeroes {
-            mb.alloc_raw(kmem_size, PAGE_SIZE as u64)
-        } else {
-            mb.alloc(kmem_size, PAGE_SIZE as u64)
-        } as *mut Kmem<P>;
+        let kmem_ptr = mb.alloc(kmem_size, PAGE_SIZE as u64) as *mut Kmem<P>;
         if kmem_ptr.is_null() {
             return Err(BootError::OutOfBootMemory("the machine structure"));
         }
         let memmap_bytes = (max_pfn * core::mem::size_of::<Page>()) as u64;
-        let mem_map = mb.alloc_raw(page_align(memmap_bytes as usize) as u64, PAGE_SIZE as u64) as *mut Page;
+        let mem_map = mb.alloc(page_align(memmap_bytes as usize) as u64, PAGE_SIZE as u64) as *mut Page;
         if mem_map.is_null() {
             return Err(BootError::OutOfBootMemory("the memmap"));
-        }
-        // Asked again, not `fresh_zeroes`: reserving the machine structure may
-        // have doubled memblock's array and given the old one back.
-        if !(info.ram_zeroed && mb.nothing_freed()) {
-            // SAFETY: memblock gave us memmap_bytes writable bytes.
-            unsafe { ptr::write_bytes(mem_map as *mut u8, 0, memmap_bytes as usize) };
         }
         let nr_pageblocks = (max_pfn >> PAGEBLOCK_ORDER) + 1;
         let pageblocks = mb.alloc((nr_pageblocks * core::mem::size_of::<PageblockInfo>()) as u64, 64)
@@ -747,7 +739,7 @@ impl<P: Platform> Kmem<P> {
             init_on_free: params.init_on_free == Some(true),
         });
         let copied = core::mem::offset_of!(Kmem<P>, params)..core::mem::offset_of!(Kmem<P>, preferred_zone);
-        // `kmem_ptr` is zeroed (`fresh_zeroes`, or memblock's memset), aligned memory of the right
+        // `kmem_ptr` is zeroed (fresh zeroed RAM, or memblock's memset), aligned memory of the right
         // size reserved in memblock, and all-zero bytes are the value of the fields outside
         // `copied` (`ZoneList::EMPTY`, null pointers, `KmapState::new()`: `highmem.rs` tests it).
         // SAFETY: as just said; `machine` is forgotten, so its bytes belong to `kmem_ptr` alone,
@@ -783,7 +775,11 @@ impl<P: Platform> Kmem<P> {
         k.build_zonelists();
         // RAM that started zeroed and that memblock never handed out twice
         // still reads as zero wherever memblock left it free.
-        let fresh = info.ram_zeroed && k.memblock.get_mut().nothing_freed();
+        let mb = k.memblock.get_mut();
+        let fresh = mb.fresh_reads_zero();
+        // SAFETY: `false` promises nothing. From here on the buddy allocator
+        // hands RAM out.
+        unsafe { mb.set_ram_zeroed(false) };
         k.mem_init(fresh);
         k.kmem_cache_init()?;
         k.pcp_hot_init();

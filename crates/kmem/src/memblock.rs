@@ -633,6 +633,8 @@ pub struct Memblock {
     /// array of a doubling): memory handed out after that may have been
     /// written (`Memblock::nothing_freed`).
     freed: bool,
+    /// Whether RAM nobody wrote reads as zero (`Memblock::set_ram_zeroed`).
+    ram_zeroed: bool,
 }
 
 impl Default for Memblock {
@@ -696,6 +698,7 @@ impl Memblock {
             system_has_some_mirror: false,
             movable_node: false,
             freed: false,
+            ram_zeroed: false,
         }
     }
 
@@ -704,6 +707,29 @@ impl Memblock {
     /// zeroed, the next allocation reads as zero without a memset.
     pub fn nothing_freed(&self) -> bool {
         !self.freed
+    }
+
+    /// Declares whether the registered memory that nobody has written reads
+    /// as zero (a fresh memfd, pages a hypervisor has just given). While that
+    /// holds and no reservation has been given back ([`Memblock::nothing_freed`]),
+    /// the zeroing allocators skip their memset: what they hand out was
+    /// never handed out before. The pages a memset would only have zeroed
+    /// then stay unwritten, which on a host that backs RAM on first touch
+    /// keeps them out of memory. The machine turns this off when it hands
+    /// memory to the buddy allocator.
+    ///
+    /// # Safety
+    ///
+    /// With `true`: every part of the registered memory that is not reserved
+    /// reads as zero, and stays so until memblock hands it out.
+    pub unsafe fn set_ram_zeroed(&mut self, zeroed: bool) {
+        self.ram_zeroed = zeroed;
+    }
+
+    /// Whether what memblock hands out next reads as zero without a memset
+    /// (see [`Memblock::set_ram_zeroed`]).
+    pub fn fresh_reads_zero(&self) -> bool {
+        self.ram_zeroed && !self.freed
     }
 
     /// Declares the direct map: physical address `p` is reachable at virtual
@@ -1498,7 +1524,8 @@ impl Memblock {
 
     /// `memblock_alloc_try_nid`: zeroed memory, node `nid` preferred,
     /// `[min_addr, max_addr]` preferred (the lower bound is dropped if it
-    /// cannot be met). Null without a direct map or on failure.
+    /// cannot be met). Null without a direct map or on failure. Fresh memory
+    /// of zeroed RAM is not cleared again ([`Memblock::set_ram_zeroed`]).
     pub fn alloc_try_nid(
         &mut self,
         size: PhysAddr,
@@ -1508,7 +1535,7 @@ impl Memblock {
         nid: i32,
     ) -> *mut u8 {
         let ptr = self.alloc_internal(size, align, min_addr, max_addr, nid, false);
-        if !ptr.is_null() {
+        if !ptr.is_null() && !self.fresh_reads_zero() {
             // `ptr` is the direct-map address of `size` bytes of registered
             // memory, just reserved for this allocation.
             // SAFETY: by the `set_direct_map` contract they are valid for
@@ -1804,6 +1831,45 @@ mod tests {
         mb.free(q, 1);
         mb.free(core::ptr::null_mut(), 1);
         assert_eq!(mb.reserved.cnt(), 1);
+    }
+
+    /// On RAM declared zeroed, fresh memory is handed out as it is; once a
+    /// reservation went back (its bytes written), the zeroing allocators
+    /// clear again.
+    #[test]
+    fn zeroed_ram_is_not_cleared_until_something_is_freed() {
+        let mut ram = Ram::new(0x10_0000, 0x2_0000);
+        // The buffer holds 0xa5 bytes: "zeroed" RAM that is not, so that a
+        // skipped memset shows.
+        let mut mb = Memblock::new();
+        ram.attach(&mut mb);
+        // SAFETY: not so here, on purpose (the test reads bytes only).
+        unsafe { mb.set_ram_zeroed(true) };
+        assert!(mb.fresh_reads_zero());
+        let p = mb.alloc(256, 64);
+        // SAFETY: 256 bytes memblock gave us.
+        assert!(unsafe { core::slice::from_raw_parts(p, 256) }
+            .iter()
+            .all(|&b| b == 0xa5));
+        mb.free(p, 256);
+        assert!(!mb.fresh_reads_zero());
+        let q = mb.alloc(256, 64);
+        assert_eq!(q, p, "top-down: the same range again");
+        // SAFETY: as above.
+        assert!(unsafe { core::slice::from_raw_parts(q, 256) }
+            .iter()
+            .all(|&b| b == 0));
+        // SAFETY: `false` promises nothing.
+        unsafe { mb.set_ram_zeroed(false) };
+        ram.buf.fill(0xa5);
+        let mut mb = Memblock::new();
+        ram.attach(&mut mb);
+        assert!(!mb.fresh_reads_zero(), "not declared: cleared");
+        let r = mb.alloc(64, 64);
+        // SAFETY: as above.
+        assert!(unsafe { core::slice::from_raw_parts(r, 64) }
+            .iter()
+            .all(|&b| b == 0));
     }
 
     #[test]
