@@ -288,13 +288,20 @@ extern "C" fn boot() {
     }
     let mid = MALLOC_MID_CLASSES.map(|(name, size)| (size, mid_cache(k, name, size)));
     let mut fast = crate::MALLOC_CACHES.len();
+    // The middle classes from the first at least as large as the slot's size
+    // (they are sorted, and so are the slots).
+    let mut first_mid = 0;
     for (i, slot) in crate::MALLOC_CACHES.iter().enumerate() {
         let size = i * 8 + 8;
         let idx = kmalloc_index(size);
+        while first_mid < mid.len() && mid[first_mid].0 < size {
+            first_mid += 1;
+        }
         // A middle class between this size and its kmalloc class, if any.
-        let c = match mid
+        let c = match mid[first_mid..]
             .iter()
-            .find(|&&(m, c)| size <= m && m < kmalloc_size(idx) && !c.is_null())
+            .take_while(|&&(m, _)| m < kmalloc_size(idx))
+            .find(|&&(_, c)| !c.is_null())
         {
             Some(&(_, c)) => c,
             None => caches[idx],

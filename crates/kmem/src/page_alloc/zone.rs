@@ -297,31 +297,26 @@ impl ZoneFree {
         }
     }
 
-    /// Count the free max-order Movable block at `pfn` (its descriptors
-    /// never written) without writing it: it joins the last untouched range
-    /// if it follows it, else takes a new one. False if no range can take it
-    /// (the caller lists it). The zone lock is held; boot only.
-    pub fn add_untouched(&mut self, pfn: usize) -> bool {
-        let Some(i) = self.untouched.iter().rposition(|r| r.0 != r.1) else {
-            self.untouched[0] = (pfn, pfn + MAX_BLOCK);
-            return self.counted_untouched();
-        };
-        if self.untouched[i].1 == pfn {
-            self.untouched[i].1 += MAX_BLOCK;
-        } else if i + 1 < UNTOUCHED_RANGES && self.untouched[i].1 < pfn {
-            self.untouched[i + 1] = (pfn, pfn + MAX_BLOCK);
-        } else {
-            return false;
+    /// Count the `blocks` free max-order Movable blocks from `pfn` (their
+    /// descriptors never written) without writing them: they join the last
+    /// untouched range if they follow it, else take a new one. False if no
+    /// range can take them (the caller lists them). The zone lock is held;
+    /// boot only.
+    pub fn add_untouched(&mut self, pfn: usize, blocks: usize) -> bool {
+        let end = pfn + blocks * MAX_BLOCK;
+        match self.untouched.iter().rposition(|r| r.0 != r.1) {
+            None => self.untouched[0] = (pfn, end),
+            Some(i) if self.untouched[i].1 == pfn => self.untouched[i].1 = end,
+            Some(i) if i + 1 < UNTOUCHED_RANGES && self.untouched[i].1 < pfn => {
+                self.untouched[i + 1] = (pfn, end)
+            }
+            Some(_) => return false,
         }
-        self.counted_untouched()
-    }
-
-    fn counted_untouched(&mut self) -> bool {
         let area = &mut self.free_area[MAX_PAGE_ORDER as usize];
-        area.nr_free += 1;
-        if area.nr_free == 1 {
+        if area.nr_free == 0 {
             self.mark_order(MAX_PAGE_ORDER as usize, true);
         }
+        self.free_area[MAX_PAGE_ORDER as usize].nr_free += blocks;
         true
     }
 
