@@ -53,7 +53,7 @@
 
 use core::cell::Cell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::io;
 
 use kmem::platform::{Platform, PREEMPT_OFFSET};
@@ -295,13 +295,18 @@ pub fn host_nr_cpus() -> usize {
 /// `/sys/devices/system/cpu/possible`, read once: how many CPUs it lists
 /// and one more than the last; `None` if it cannot be read or parsed.
 fn possible_cpus() -> Option<(usize, usize)> {
-    // 0: not read yet; 1: unreadable; else `ids << 32 | count`.
-    static POSSIBLE: AtomicUsize = AtomicUsize::new(0);
-    let v = read_once(&POSSIBLE, || match read_possible_cpus() {
-        Some((n, ids)) if n > 0 && ids < 1 << 31 => ids << 32 | n,
-        _ => 1,
-    });
-    (v != 1).then_some((v & 0xffff_ffff, v >> 32))
+    // 0: not read yet; 1: unreadable; else `ids << 32 | count` (both below
+    // 2^20: `parse_cpu_list`). Two threads that race both read.
+    static POSSIBLE: AtomicU64 = AtomicU64::new(0);
+    let mut v = POSSIBLE.load(Ordering::Relaxed);
+    if v == 0 {
+        v = match read_possible_cpus() {
+            Some((n, ids)) if n > 0 => (ids as u64) << 32 | n as u64,
+            _ => 1,
+        };
+        POSSIBLE.store(v, Ordering::Relaxed);
+    }
+    (v != 1).then_some(((v & 0xffff_ffff) as usize, (v >> 32) as usize))
 }
 
 /// Reads and parses `/sys/devices/system/cpu/possible`.

@@ -514,3 +514,41 @@ fn untouched_max_order_blocks_cost_no_memmap_until_used() {
     assert_eq!(m.proc_read("buddyinfo").unwrap(), buddyinfo);
     assert_boot_state(&m);
 }
+
+/// More free ranges in one zone than it keeps untouched ranges for (four):
+/// the hand-over counts the first ranges' max-order blocks untouched and
+/// lists the others, and every block is there, is handed out and comes
+/// back.
+#[test]
+fn more_free_ranges_than_untouched_ranges() {
+    // Six 16 MiB ranges of RAM in DMA32, 4 MiB apart, and 64 MiB on top for
+    // the boot's allocations.
+    let mut cmdline = String::from("quiet nr_cpus=2 memmap=exactmap");
+    for i in 0..6 {
+        cmdline += &format!(" memmap=16M@{}M", 64 + 20 * i);
+    }
+    cmdline += " memmap=64M@256M";
+    let m = boot(&cmdline);
+    let max_blocks = m
+        .proc_read("buddyinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("DMA32"))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse::<usize>()
+        .unwrap();
+    assert!(max_blocks >= 6 * 4, "{max_blocks} max-order blocks");
+    let free = m.nr_free_pages();
+    let held = exhaust(&m, GFP_KERNEL | __GFP_MEMALLOC);
+    assert_accounting(&m, held_pages(&held));
+    assert!(
+        held_pages(&held) >= free,
+        "{} of {free} free pages handed out",
+        held_pages(&held)
+    );
+    free_all(&m, held);
+    assert_boot_state(&m);
+}

@@ -952,6 +952,9 @@ impl<P: Platform> Kmem<P> {
     /// `__free_pages_memory`: release `[start, end)` in the largest aligned chunks.
     fn free_pages_memory(&self, mut start: usize, end: usize) -> usize {
         let mut count = 0;
+        // Set once a zone has no untouched range left for a run: the rest
+        // of the range is listed block by block, without looking again.
+        let mut untouched_full = false;
         while start < end {
             let mut order = MAX_PAGE_ORDER.min(start.trailing_zeros());
             while start + (1 << order) > end {
@@ -964,18 +967,21 @@ impl<P: Platform> Kmem<P> {
             // A run of max-order Movable blocks is counted, not written
             // (untouched, `zone.rs`): 1,023 blocks on a 4 GiB machine, one
             // lock and one range.
-            let blocks = if order == MAX_PAGE_ORDER {
+            let blocks = if order == MAX_PAGE_ORDER && !untouched_full {
                 self.untouched_run(start, end)
             } else {
                 0
             };
-            let pages = blocks << MAX_PAGE_ORDER;
-            if blocks > 0 && zone.lock.lock(&self.platform).add_untouched(start, blocks) {
-                zone.managed_pages.fetch_add(pages, Ordering::Relaxed);
-                zone.free_pages.fetch_add(pages as isize, Ordering::Relaxed);
-                count += pages;
-                start += pages;
-                continue;
+            if blocks > 0 {
+                if zone.lock.lock(&self.platform).add_untouched(start, blocks) {
+                    let pages = blocks << MAX_PAGE_ORDER;
+                    zone.managed_pages.fetch_add(pages, Ordering::Relaxed);
+                    zone.free_pages.fetch_add(pages as isize, Ordering::Relaxed);
+                    count += pages;
+                    start += pages;
+                    continue;
+                }
+                untouched_full = true;
             }
             zone.managed_pages.fetch_add(1 << order, Ordering::Relaxed);
             // SAFETY: the chunk is free RAM of this zone (memblock says so) that nobody uses.

@@ -1,6 +1,7 @@
 /* malloc's size classes under libkmalloc: kmalloc's (powers of two, 96 and
  * 192) and malloc's own middle classes above 256 bytes (1.5 times a power
- * of two up to 1 KiB, then 1.25, 1.5 and 1.75 times); a block that realloc grows takes kmalloc's class. */
+ * of two up to 1 KiB, then 1.25, 1.5 and 1.75 times); a block that realloc
+ * grows takes kmalloc's class. */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -312,8 +312,7 @@ impl ZoneFree {
             }
             Some(_) => return false,
         }
-        let area = &mut self.free_area[MAX_PAGE_ORDER as usize];
-        if area.nr_free == 0 {
+        if self.free_area[MAX_PAGE_ORDER as usize].nr_free == 0 {
             self.mark_order(MAX_PAGE_ORDER as usize, true);
         }
         self.free_area[MAX_PAGE_ORDER as usize].nr_free += blocks;
