@@ -457,6 +457,20 @@ fn resident_memmap_pages(m: &Machine, lo: usize, hi: usize) -> usize {
     vec.iter().filter(|&&b| b & 1 != 0).count()
 }
 
+/// DMA32's free max-order blocks, from `/proc/buddyinfo` (its last column).
+fn dma32_max_order_blocks(m: &Machine) -> usize {
+    m.proc_read("buddyinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("DMA32"))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse::<usize>()
+        .unwrap()
+}
+
 /// The boot hand-over does not write the descriptors of the max-order blocks
 /// it frees (they stay untouched until first needed), yet every count and
 /// the allocation order are those of listed blocks.
@@ -475,18 +489,7 @@ fn untouched_max_order_blocks_cost_no_memmap_until_used() {
     );
     let buddyinfo = m.proc_read("buddyinfo").unwrap();
     let z = zone(&m, ZoneType::Dma32);
-    let max_blocks = |m: &Machine| {
-        m.proc_read("buddyinfo")
-            .unwrap()
-            .lines()
-            .find(|l| l.contains("DMA32"))
-            .unwrap()
-            .split_whitespace()
-            .last()
-            .unwrap()
-            .parse::<usize>()
-            .unwrap()
-    };
+    let max_blocks = dma32_max_order_blocks;
     let before = max_blocks(&m);
     assert!(before >= 512, "{buddyinfo}");
     // Max-order allocations from DMA32 (all but 64 blocks, to stay clear of
@@ -529,17 +532,7 @@ fn more_free_ranges_than_untouched_ranges() {
     }
     cmdline += " memmap=64M@256M";
     let m = boot(&cmdline);
-    let max_blocks = m
-        .proc_read("buddyinfo")
-        .unwrap()
-        .lines()
-        .find(|l| l.contains("DMA32"))
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .parse::<usize>()
-        .unwrap();
+    let max_blocks = dma32_max_order_blocks(&m);
     assert!(max_blocks >= 6 * 4, "{max_blocks} max-order blocks");
     let free = m.nr_free_pages();
     let held = exhaust(&m, GFP_KERNEL | __GFP_MEMALLOC);
