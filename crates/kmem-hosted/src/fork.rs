@@ -13,6 +13,8 @@
 //! * **child**: mark the stop as copying (so the parent's stopped threads
 //!   stay stopped), then, for every registered RAM memfd, create a new memfd
 //!   of the same length and copy the old one's populated ranges into it
+//!   (a RAM's private lowmem, `ram.rs`, is not in the memfd: `fork` made
+//!   the child's copy-on-write copy of it)
 //!   (`SEEK_DATA` / `SEEK_HOLE`, then `copy_file_range`, or `pread`/`pwrite`);
 //!   replace every mapping of the old file — the linear map and the vmalloc
 //!   window's aliases, found in `/proc/self/maps` by device and inode; the
@@ -1280,10 +1282,14 @@ fn private_copy(ram: crate::ram::RamRef) -> Result<(), &'static str> {
             return Err("ftruncate");
         }
         copy_data(old, new, size)?;
-        match ram.linear_map() {
-            // Only the linear map maps the file: no need to look for aliases.
-            Some((base, len)) if !ram.aliased() => {
-                remap(base, len, libc::PROT_READ | libc::PROT_WRITE, new, 0)?
+        match ram.shared_map() {
+            // Only the linear map maps the file: no need to look for aliases. Its private lowmem, if
+            // any, is the child's copy-on-write copy already.
+            Some((start, len)) if !ram.aliased() => {
+                if len != 0 {
+                    let off = ram.private() as u64;
+                    remap(start, len, libc::PROT_READ | libc::PROT_WRITE, new, off)?
+                }
             }
             _ => remap_mappings(dev, ino, new)?,
         }

@@ -99,7 +99,16 @@ impl Machine {
         if phys_size == 0 {
             return Err(MachineError::MemoryMap("no RAM"));
         }
-        let ram = HostRam::new(phys_size).map_err(MachineError::Io)?;
+        // `kmem.private_lowmem`: lowmem as private anonymous memory (`ram.rs`), exactly the RAM
+        // below the boundary the boot will draw.
+        // With no HighMem page at all, every page stays in the memfd: vmalloc would have none to map.
+        let private = match (params.kmem_private_lowmem, e820::max_low_pfn(&e820, params)) {
+            (Some(true), Some(low)) if low << kmem::PAGE_SHIFT < e820.end_of_ram() => {
+                (low << kmem::PAGE_SHIFT) as usize
+            }
+            _ => 0,
+        };
+        let ram = HostRam::with_private_lowmem(phys_size, private).map_err(MachineError::Io)?;
         let nr_cpus = params
             .nr_cpus
             .unwrap_or_else(crate::platform::host_nr_cpus)
@@ -127,6 +136,8 @@ impl Machine {
                 return Err(MachineError::Boot(e));
             }
         };
+        // SAFETY: just booted; the machine lives until `Machine` drops.
+        debug_assert!(ram.private() <= unsafe { kmem.as_ref() }.max_low_pfn() << kmem::PAGE_SHIFT);
         discard_zero_pages(
             &ram,
             kmem.as_ptr() as usize,

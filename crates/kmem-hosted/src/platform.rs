@@ -840,6 +840,16 @@ impl Platform for HostedPlatform {
                 return false;
             }
         };
+        if phys.iter().any(|&p| p < ram.private() as u64) {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                self.printk(format_args!(
+                    "kmem: lowmem is private (kmem.private_lowmem): only HighMem pages can be mapped in the \
+                     vmalloc window"
+                ));
+            }
+            return false;
+        }
         ram.note_alias();
         let page = kmem::PAGE_SIZE;
         let mut i = 0;

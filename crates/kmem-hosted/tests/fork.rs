@@ -157,6 +157,58 @@ fn child_writes_stay_in_the_child() {
     m.vfree(vbuf);
 }
 
+/// With private lowmem (`kmem.private_lowmem=1`, libkmalloc's default) the
+/// child gets lowmem copy-on-write from `fork` itself, and a copy of the
+/// memfd (HighMem, where vmalloc's pages are) as before.
+#[test]
+fn private_lowmem_is_copy_on_write() {
+    let m = Machine::boot("quiet mem=256M kmem.lowmem=128M kmem.private_lowmem=1 kswapd=off").unwrap();
+    assert_eq!(m.ram().private(), 128 << 20);
+    let small = m.kmalloc(64, GFP_KERNEL).unwrap().as_ptr();
+    let large = m.kmalloc(64 << 10, GFP_KERNEL).unwrap().as_ptr();
+    let vbuf = m.vmalloc(8 << 20).unwrap().as_ptr();
+    let base = m.ram().base();
+    assert!(
+        (small as usize) < base + m.ram().private(),
+        "kmalloc memory is lowmem"
+    );
+    fill(small, 64, b'P');
+    fill(large, 64 << 10, b'P');
+    fill(vbuf, 8 << 20, b'P');
+    let (code, msg) = fork_with(|out| {
+        let seen = all(small, 64, b'P') && all(large, 64 << 10, b'P') && all(vbuf, 8 << 20, b'P');
+        fill(small, 64, b'C');
+        fill(large, 64 << 10, b'C');
+        fill(vbuf, 8 << 20, b'C');
+        let own = all(small, 64, b'C') && all(large, 64 << 10, b'C') && all(vbuf, 8 << 20, b'C');
+        let churned = churn(&m, b'c', 50);
+        let v2 = m.vmalloc(4 << 20);
+        let vmalloc_ok = v2.is_ok_and(|v| {
+            fill(v.as_ptr(), 4 << 20, b'v');
+            let ok = all(v.as_ptr(), 4 << 20, b'v');
+            m.vfree(v.as_ptr());
+            ok
+        });
+        send(out, if seen { b"snapshot " } else { b"NO-SNAPSHOT " });
+        send(out, if own { b"own-writes " } else { b"LOST-writes " });
+        send(out, if churned { b"churn-ok " } else { b"CHURN-BAD " });
+        send(out, if vmalloc_ok { b"vmalloc-ok" } else { b"VMALLOC-BAD" });
+        0
+    });
+    assert_eq!(
+        (code, msg.as_str()),
+        (0, "snapshot own-writes churn-ok vmalloc-ok")
+    );
+    assert!(all(small, 64, b'P') && all(large, 64 << 10, b'P') && all(vbuf, 8 << 20, b'P'));
+    assert!(churn(&m, b'p', 50));
+    // SAFETY: allocated above.
+    unsafe {
+        m.kfree(small);
+        m.kfree(large);
+    }
+    m.vfree(vbuf);
+}
+
 #[test]
 fn parent_and_child_allocate_at_the_same_time() {
     let m = Machine::boot("quiet mem=256M kswapd=off").unwrap();

@@ -288,6 +288,51 @@ fn page_ptr(ram: &HostRam, phys: usize) -> *mut u8 {
     (ram.base() + phys) as *mut u8
 }
 
+/// Private lowmem (`HostRam::with_private_lowmem`): the linear map's first
+/// part is private anonymous memory, which cannot be aliased and is
+/// discarded with `MADV_DONTNEED`; the rest is the memfd's, as before, and
+/// a fork child gets the private part copy-on-write without any copy.
+#[test]
+fn private_lowmem_is_not_the_memfds() {
+    let page = host_page_size();
+    let ram = HostRam::with_private_lowmem(16 * MIB as u64, 8 * MIB).unwrap();
+    assert_eq!(ram.private(), 8 * MIB);
+    let window = ram.reserve_window(MIB).unwrap();
+    // SAFETY: the targets lie in `window`, reserved above and unused.
+    unsafe {
+        let err = ram.map_alias(page as u64, page, window).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        ram.map_alias((8 * MIB) as u64, page, window).unwrap();
+        page_ptr(&ram, 8 * MIB).write_volatile(0x11);
+        assert_eq!((window as *const u8).read_volatile(), 0x11);
+    }
+    // Writes to the private part are not the file's, and count as resident.
+    assert_eq!(ram.ram_resident_bytes().unwrap(), page as u64);
+    let p = page_ptr(&ram, 2 * page);
+    // SAFETY: a page of our linear map.
+    unsafe { core::ptr::write_bytes(p, 0x22, 2 * page) };
+    assert_eq!(ram.ram_resident_bytes().unwrap(), 3 * page as u64);
+    let mut buf = [0u8; 1];
+    // SAFETY: reading one byte of the memfd into `buf`.
+    let n = unsafe { libc::pread(ram.fd().unwrap(), buf.as_mut_ptr().cast(), 1, 2 * page as i64) };
+    assert_eq!((n, buf[0]), (1, 0), "private lowmem reached the memfd");
+    // A discard across the boundary takes both parts back (checked before
+    // reading them: a read would map them again).
+    ram.discard((7 * MIB) as u64, (2 * MIB) as u64).unwrap();
+    assert_eq!(ram.ram_resident_bytes().unwrap(), 2 * page as u64);
+    // SAFETY: reading our mappings.
+    unsafe {
+        assert_eq!((window as *const u8).read_volatile(), 0);
+        assert_eq!(p.read_volatile(), 0x22);
+    }
+    ram.discard(2 * page as u64, 2 * page as u64).unwrap();
+    assert!(ram.ram_resident_bytes().unwrap() <= page as u64);
+    // SAFETY: as above.
+    assert_eq!(unsafe { p.read_volatile() }, 0);
+    // SAFETY: `window` is ours; nothing refers into it.
+    unsafe { ram.release_window(window, MIB).unwrap() };
+}
+
 #[test]
 fn alias_shares_pages_with_linear_map() {
     let page = host_page_size();

@@ -150,35 +150,42 @@ fn slub_debug_finds_a_heap_overflow() {
 }
 
 /// The default machine's firmware map: flat (RAM from 4 MiB up to `mem=`,
-/// so the RAM memfd ends at `mem=`) unless `KMEM_CMDLINE` gives a
-/// `memmap=`, which keeps the PC layout (RAM above 4 GiB for the hole).
+/// so the RAM ends at `mem=`; 8 GiB by default) unless `KMEM_CMDLINE` gives
+/// a `memmap=`, which keeps the PC layout (RAM above 4 GiB for the hole).
+/// Lowmem, half of `mem=` unless `kmem.lowmem=` or `highmem=` says
+/// otherwise, is private anonymous memory right below the memfd's mapping,
+/// if there is HighMem above it.
 #[test]
 fn the_default_machine_has_a_flat_memory_map() {
     let dir = scratch("rammap");
     let Some(exe) = compile("ram_map.c", &dir, &[]) else {
         return;
     };
-    for (cmdline, mib) in [
-        ("", 4096),
-        ("mem=1G", 1024),
-        ("mem=8G", 8192),
-        ("memmap=exactmap memmap=1M$0 memmap=511M@1M", 512),
+    for (cmdline, mib, private) in [
+        ("", 8192, 4096),
+        ("mem=1G", 1024, 512),
+        ("mem=4G kmem.lowmem=3G", 4096, 3072),
+        ("mem=2G kmem.private_lowmem=0", 2048, 0),
+        ("mem=2G kmem.lowmem=2G", 2048, 0),
+        ("memmap=exactmap memmap=1M$0 memmap=511M@1M", 512, 0),
     ] {
         assert_eq!(
             run_ok(Command::new(&exe), cmdline),
-            format!("ram {mib} MiB\n"),
+            format!("ram {mib} MiB, private {private} MiB\n"),
             "{cmdline:?}"
         );
     }
-    // A reservation alone keeps the PC layout of mem=4G: 3 GiB below the
-    // hole, the rest above 4 GiB.
+    // A reservation alone keeps the PC layout of the hosted default mem=4G:
+    // 3 GiB below the hole, the rest above 4 GiB; lowmem the first 4 GiB.
     let out = run_ok(Command::new(&exe), "memmap=64K$0x20000000");
-    let mib: u64 = out
+    let (ram, private) = out
+        .trim_end()
         .trim_start_matches("ram ")
-        .trim_end_matches(" MiB\n")
-        .parse()
+        .split_once(" MiB, private ")
         .unwrap();
-    assert!((5120..5200).contains(&mib), "{out}");
+    let ram: u64 = ram.parse().unwrap();
+    assert!((5120..5200).contains(&ram), "{out}");
+    assert_eq!(private, "4096 MiB", "{out}");
 }
 
 #[test]

@@ -568,6 +568,16 @@ pub struct BootParams {
     /// per-CPU hot arrays of order-0 pages in rseq mode (default on;
     /// `page_alloc/pcp_hot.rs`).
     pub kmem_pcp_hot: Option<bool>,
+    /// `kmem.lowmem=nn[KMG]` (kmem's own, at least 64 MiB): x86-32's zone
+    /// layout (DMA, Normal, HighMem) with lowmem ending here instead of at
+    /// 896 MiB; RAM above it is HighMem (`e820::max_low_pfn`).
+    pub kmem_lowmem: Option<u64>,
+    /// `kmem.private_lowmem=on|off` (kmem's own; hosted machines with a
+    /// HighMem zone): lowmem is private anonymous memory of the process, so
+    /// a forked child gets it copy-on-write, and only HighMem can be mapped
+    /// a second time (vmalloc, kmap); default off, libkmalloc boots with it
+    /// on (`kmem-hosted/src/ram.rs`).
+    pub kmem_private_lowmem: Option<bool>,
     /// `vmalloc=nn[KMG]`: size of the vmalloc area.
     pub vmalloc: Option<u64>,
     /// `percpu_alloc=embed|page`.
@@ -614,6 +624,8 @@ impl BootParams {
             kmem_kmalloc_lazy: None,
             kmem_kmalloc_freeptr_start: None,
             kmem_pcp_hot: None,
+            kmem_lowmem: None,
+            kmem_private_lowmem: None,
             vmalloc: None,
             percpu_alloc: None,
             init_args_offset: None,
@@ -775,6 +787,12 @@ impl BootParams {
         } else if is("kmem.pcp_hot") {
             let v = val.and_then(kstrtobool);
             self.set_late(param, val, v, |p, v| p.kmem_pcp_hot = Some(v));
+        } else if is("kmem.lowmem") {
+            let v = val.and_then(parse_size).filter(|&v| v >= crate::e820::MIN_LOWMEM);
+            self.set_late(param, val, v, |p, v| p.kmem_lowmem = Some(v));
+        } else if is("kmem.private_lowmem") {
+            let v = val.and_then(kstrtobool);
+            self.set_late(param, val, v, |p, v| p.kmem_private_lowmem = Some(v));
         } else if is("page_alloc.shuffle") {
             let v = match val {
                 None => Some(true),
@@ -898,6 +916,8 @@ impl fmt::Debug for BootParams {
             .field("kmem_kmalloc_lazy", &self.kmem_kmalloc_lazy)
             .field("kmem_kmalloc_freeptr_start", &self.kmem_kmalloc_freeptr_start)
             .field("kmem_pcp_hot", &self.kmem_pcp_hot)
+            .field("kmem_lowmem", &self.kmem_lowmem)
+            .field("kmem_private_lowmem", &self.kmem_private_lowmem)
             .field("vmalloc", &self.vmalloc)
             .field("percpu_alloc", &self.percpu_alloc)
             .field("init_args_offset", &self.init_args_offset)
@@ -1322,6 +1342,17 @@ mod tests {
         assert_eq!(p.kmem_kmalloc_freeptr_start, Some(true));
         let p = parse("kmem.kmalloc_freeptr_start=maybe");
         assert_eq!((p.kmem_kmalloc_freeptr_start, errors(&p).len()), (None, 1));
+        let p = parse("kmem.lowmem=4G kmem.private_lowmem=1");
+        assert_eq!(
+            (p.kmem_lowmem, p.kmem_private_lowmem),
+            (Some(4 << 30), Some(true))
+        );
+        assert!(errors(&p).is_empty());
+        let p = parse("kmem.lowmem=32M kmem.private_lowmem=perhaps");
+        assert_eq!(
+            (p.kmem_lowmem, p.kmem_private_lowmem, errors(&p).len()),
+            (None, None, 2)
+        );
         let p = parse("kmem.kmalloc_min_objects=lots");
         assert_eq!(p.kmem_kmalloc_min_objects, None);
         assert_eq!(errors(&p).len(), 1);

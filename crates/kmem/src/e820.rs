@@ -604,6 +604,28 @@ pub fn pc_layout(ram: u64) -> E820Table {
     t
 }
 
+/// The least lowmem [`max_low_pfn_for_highmem`] leaves, and the least
+/// `kmem.lowmem=` takes: 64 MiB.
+pub const MIN_LOWMEM: u64 = 64 * MIB;
+
+/// The end of lowmem of a machine with RAM `table` booted with `params`, as
+/// a page frame number aligned to the largest buddy block (so that no block
+/// straddles Normal and HighMem); None if the machine has no HighMem zone
+/// (neither `highmem=` nor `kmem.lowmem=` given). `kmem.lowmem=` gives the
+/// boundary itself (above the end of RAM, lowmem is all of it); `highmem=`
+/// follows x86-32 ([`max_low_pfn_for_highmem`]). The boot uses it, and so
+/// does a platform that backs lowmem and HighMem differently.
+pub fn max_low_pfn(table: &E820Table, params: &crate::cmdline::BootParams) -> Option<u64> {
+    const MAX_ORDER_PAGES: u64 = 1 << crate::page::MAX_PAGE_ORDER;
+    let max_pfn = table.end_of_ram() >> PAGE_SHIFT;
+    let low = match (params.kmem_lowmem, params.highmem) {
+        (Some(bytes), _) => bytes >> PAGE_SHIFT,
+        (None, Some(_)) => max_low_pfn_for_highmem(table, params.highmem),
+        (None, None) => return None,
+    };
+    Some((low & !(MAX_ORDER_PAGES - 1)).min(max_pfn))
+}
+
 /// x86-32's `MAXMEM` with the default 128 MiB vmalloc area: the top of the
 /// direct mapping, 896 MiB.
 pub const MAXMEM_32: u64 = 896 * MIB;
@@ -623,7 +645,7 @@ pub const MAXMEM_32: u64 = 896 * MIB;
 ///   whatever `highmem=` says (there `highmem=` only trims the top of RAM).
 pub fn max_low_pfn_for_highmem(table: &E820Table, highmem_bytes: Option<u64>) -> u64 {
     const MAXMEM_PFN: u64 = MAXMEM_32 >> PAGE_SHIFT;
-    const MIN_LOWMEM_PFN: u64 = (64 * MIB) >> PAGE_SHIFT;
+    const MIN_LOWMEM_PFN: u64 = MIN_LOWMEM >> PAGE_SHIFT;
     let max_pfn = (table.end_of_ram() >> PAGE_SHIFT).min(1 << (36 - PAGE_SHIFT));
     if max_pfn > MAXMEM_PFN {
         return MAXMEM_PFN;

@@ -363,14 +363,9 @@ impl<P: Platform> Kmem<P> {
         let max_pfn = (end_of_ram >> PAGE_SHIFT) as usize;
 
         // 2. Lowmem, nodes.
-        let highmem = params.highmem.is_some();
-        let max_low_pfn = if highmem {
-            // Aligned to the largest buddy block so no block straddles Normal and HighMem.
-            let low = crate::e820::max_low_pfn_for_highmem(info.e820, params.highmem) as usize;
-            (low & !((1usize << MAX_PAGE_ORDER) - 1)).min(max_pfn)
-        } else {
-            max_pfn
-        };
+        let low = crate::e820::max_low_pfn(info.e820, params);
+        let highmem = low.is_some();
+        let max_low_pfn = low.map_or(max_pfn, |low| (low as usize).min(max_pfn));
         mb.set_current_limit((max_low_pfn as u64) << PAGE_SHIFT);
         let mut node_ranges = [(0u64, 0u64); MAX_NUMNODES];
         let mut nr_nodes = 1;

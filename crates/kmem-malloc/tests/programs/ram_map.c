@@ -1,5 +1,7 @@
-/* Prints the size of the default machine's RAM memfd mapping in MiB: the
- * end of its physical address space, which tells its firmware map. */
+/* Prints the size of the default machine's RAM in MiB, the end of its
+ * physical address space, which tells its firmware map: the RAM memfd's
+ * mapping and the private lowmem mapped right below it (an anonymous
+ * mapping), whose size it prints too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,14 +10,23 @@ int main(void)
 {
     void *volatile p = malloc(64);
     char line[512];
+    unsigned long long prev_a = 0, prev_b = 0, shared = 0, private = 0;
+    int prev_anon = 0;
     FILE *f = fopen("/proc/self/maps", "r");
-    unsigned long long total = 0;
     while (f && fgets(line, sizeof line, f)) {
-        unsigned long long a, b;
-        if (strstr(line, "memfd:kmem-ram") && sscanf(line, "%llx-%llx", &a, &b) == 2) total += b - a;
+        unsigned long long a, b, off, inode;
+        char perms[8], dev[16];
+        if (sscanf(line, "%llx-%llx %7s %llx %15s %llu", &a, &b, perms, &off, dev, &inode) != 6) continue;
+        if (strstr(line, "memfd:kmem-ram")) {
+            shared += b - a;
+            if (prev_anon && prev_b == a) private = prev_b - prev_a;
+        }
+        prev_a = a;
+        prev_b = b;
+        prev_anon = inode == 0 && !strcmp(perms, "rw-p");
     }
     if (f) fclose(f);
     free(p);
-    printf("ram %llu MiB\n", total >> 20);
+    printf("ram %llu MiB, private %llu MiB\n", (shared + private) >> 20, private >> 20);
     return 0;
 }
