@@ -13,9 +13,9 @@
 //! * **child**: mark the stop as copying (so the parent's stopped threads
 //!   stay stopped), then, for every registered RAM memfd, create a new memfd
 //!   of the same length and copy the old one's populated ranges into it
-//!   (a RAM's private lowmem, `ram.rs`, is not in the memfd: `fork` made
-//!   the child's copy-on-write copy of it)
-//!   (`SEEK_DATA` / `SEEK_HOLE`, then `copy_file_range`, or `pread`/`pwrite`);
+//!   (`SEEK_DATA` / `SEEK_HOLE`, then `copy_file_range`, or `pread`/`pwrite`;
+//!   a RAM's private lowmem, `ram.rs`, is not in the memfd: `fork` itself
+//!   made the child's copy-on-write copy of it);
 //!   replace every mapping of the old file — the linear map and the vmalloc
 //!   window's aliases, found in `/proc/self/maps` by device and inode; the
 //!   linear map alone, without reading that file, while the RAM has never

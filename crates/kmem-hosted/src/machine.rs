@@ -100,8 +100,8 @@ impl Machine {
             return Err(MachineError::MemoryMap("no RAM"));
         }
         // `kmem.private_lowmem`: lowmem as private anonymous memory (`ram.rs`), exactly the RAM
-        // below the boundary the boot will draw.
-        // With no HighMem page at all, every page stays in the memfd: vmalloc would have none to map.
+        // below the boundary the boot will draw. With no HighMem page at all, every page stays in
+        // the memfd: vmalloc would have none to map.
         let private = match (params.kmem_private_lowmem, e820::max_low_pfn(&e820, params)) {
             (Some(true), Some(low)) if low << kmem::PAGE_SHIFT < e820.end_of_ram() => {
                 (low << kmem::PAGE_SHIFT) as usize

@@ -514,24 +514,34 @@ impl HostRam {
             return Err(err);
         }
         let private = private.min(size) & !(page - 1);
-        // SAFETY: `[base, base + private)` is the start of the mapping just made, ours alone; MAP_FIXED
-        // replaces exactly it.
-        let private = if private != 0
-            && unsafe {
+        let map = |flags, fd| {
+            // SAFETY: `[base, base + private)` is the start of the mapping just made, ours alone and
+            // unused; MAP_FIXED replaces exactly it.
+            unsafe {
                 libc::mmap(
                     base as *mut libc::c_void,
                     private,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-                    -1,
+                    flags | libc::MAP_FIXED,
+                    fd,
                     0,
-                )
-            } != libc::MAP_FAILED
-        {
-            private
-        } else {
-            0
+                ) != libc::MAP_FAILED
+            }
         };
+        let private =
+            if private == 0 || map(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1) {
+                private
+            } else {
+                // A failed MAP_FIXED may have unmapped the range (kernels before 6.12): map the memfd
+                // there again.
+                if !map(libc::MAP_SHARED, fd.as_raw_fd()) {
+                    let err = io::Error::last_os_error();
+                    // SAFETY: the mapping is ours and unused.
+                    unsafe { libc::munmap(base as *mut libc::c_void, size) };
+                    return Err(err);
+                }
+                0
+            };
         let Some(ram) = register(fd.as_raw_fd(), (dev, ino), base, size, private) else {
             // SAFETY: the mapping is ours and unused.
             unsafe { libc::munmap(base as *mut libc::c_void, size) };
