@@ -33,6 +33,10 @@
 //! * **parent**: wait for the child's byte (or end of file, if the child
 //!   died), then let the stopped threads go, open the gate and release the
 //!   locks. Nothing in the parent changes the RAM while the child copies it.
+//!   A single-threaded parent whose memfds hold no data (their lowmem
+//!   private, `ram.rs`, and no HighMem page written) gives the child
+//!   nothing to copy, and neither waits nor stops anything: the child only
+//!   makes its empty memfds and maps them where the old ones were.
 //!
 //! **The fork gate.** The core's locks are spinlocks; one held by another
 //! thread at the instant of `fork` would be held forever in the child, where
@@ -202,6 +206,9 @@ static FORK_MUTEX: AtomicBool = AtomicBool::new(false);
 /// The pipe through which the child tells the parent its copy is made.
 static PIPE_R: AtomicI32 = AtomicI32::new(-1);
 static PIPE_W: AtomicI32 = AtomicI32::new(-1);
+/// Set by prepare when the child has nothing to copy (see **parent** above):
+/// the child then copies nothing, whatever the parent writes meanwhile.
+static NOTHING_TO_COPY: AtomicBool = AtomicBool::new(false);
 
 /// The fork gate's per-thread state, in static TLS (see the module
 /// documentation). Written by its thread and by the stop signal's handler
@@ -1140,7 +1147,11 @@ extern "C" fn prepare() {
             unsafe { libc::sched_yield() };
         }
     }
-    if crate::ram::registered().next().is_some() {
+    // A single-threaded parent whose RAMs' memfds hold nothing (lowmem private, no HighMem page
+    // written) gives the child nothing to copy: it need not wait, nor stop anyone.
+    let nothing_to_copy = single_threaded() && crate::ram::registered().all(|r| r.memfd_empty());
+    NOTHING_TO_COPY.store(nothing_to_copy, Ordering::Relaxed);
+    if !nothing_to_copy && crate::ram::registered().next().is_some() {
         // The parent waits on this pipe until the child has copied the RAM.
         let mut fds = [-1i32; 2];
         // SAFETY: `fds` has room for two descriptors.
@@ -1281,7 +1292,9 @@ fn private_copy(ram: crate::ram::RamRef) -> Result<(), &'static str> {
         if unsafe { libc::ftruncate(new, size) } != 0 {
             return Err("ftruncate");
         }
-        copy_data(old, new, size)?;
+        if !NOTHING_TO_COPY.load(Ordering::Relaxed) {
+            copy_data(old, new, size)?;
+        }
         match ram.shared_map() {
             // Only the linear map maps the file: no need to look for aliases. Its private lowmem, if
             // any, is the child's copy-on-write copy already.

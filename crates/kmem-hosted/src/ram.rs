@@ -318,6 +318,18 @@ impl RamRef {
         self.slot().is_some_and(|s| s.aliased.load(Ordering::Relaxed))
     }
 
+    /// Whether the memfd holds no data: the RAM has private lowmem and no
+    /// page above it was ever written (or all were discarded since). False
+    /// if the RAM is gone or the host cannot tell (`SEEK_DATA`).
+    pub(crate) fn memfd_empty(&self) -> bool {
+        let private = self.private();
+        let Ok(fd) = self.fd() else { return false };
+        // SAFETY: seeking our open descriptor changes nothing but its offset, which nobody uses.
+        private != 0
+            && unsafe { libc::lseek(fd, private as libc::off_t, libc::SEEK_DATA) } < 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO)
+    }
+
     /// Makes the registry's descriptor of this RAM name `new` instead (a
     /// fork child's copy, `crate::fork`), on the same number. Call with the
     /// registry lock held.

@@ -1,5 +1,7 @@
 /* fork under libkmalloc: the child's heap is a private copy. Run with
- * argument "mt" to fork while other threads allocate. */
+ * argument "mt" to fork while other threads allocate, "small" to fork with
+ * no huge block (above 4 MiB) alive: then the parent does not wait for the
+ * child's copy, and writes a huge block while the child starts. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,12 +45,14 @@ static int churn_and_check(char tag)
 int main(int argc, char **argv)
 {
     int mt = argc > 1 && strcmp(argv[1], "mt") == 0;
+    int no_huge = argc > 1 && strcmp(argv[1], "small") == 0;
+    enum { HUGE = 6 << 20 };
     pthread_t th[3];
     if (mt)
         for (long i = 0; i < 3; i++) pthread_create(&th[i], NULL, churn, (void *)i);
 
     char *small = malloc(64);
-    char *big = malloc(12 << 20);
+    char *big = malloc(no_huge ? 64 : 12 << 20);
     strcpy(small, "parent");
     strcpy(big, "parent-big");
     int pipefd[2];
@@ -61,6 +65,13 @@ int main(int argc, char **argv)
             strcpy(small, "child");
             strcpy(big, "child-big");
             int bad = churn_and_check('c');
+            if (no_huge) {
+                /* None of the parent's huge block shows here. */
+                unsigned char *z = calloc(HUGE, 1);
+                for (size_t j = 0; j < HUGE; j += 512) bad |= z[j] != 0;
+                memset(z, 'c', HUGE);
+                free(z);
+            }
             char *again = malloc(100);
             strcpy(again, "child-alloc");
             printf("child %d: %s %s %s bad=%d\n", round, small, big, again, bad);
@@ -69,11 +80,20 @@ int main(int argc, char **argv)
             if (write(pipefd[1], "x", 1) != 1) _exit(3);
             _exit(bad ? 2 : 0);
         }
+        char *late = NULL;
+        if (no_huge) {
+            late = malloc(HUGE);
+            memset(late, 'p', HUGE);
+        }
         int bad = churn_and_check('p');
         char c;
         if (read(pipefd[0], &c, 1) != 1) return 1;
         int st;
         waitpid(pid, &st, 0);
+        if (late) {
+            for (size_t j = 0; j < HUGE; j += 512) bad |= late[j] != 'p';
+            free(late);
+        }
         printf("parent %d: %s %s bad=%d child-exit=%d\n", round, small, big, bad, WEXITSTATUS(st));
     }
 
