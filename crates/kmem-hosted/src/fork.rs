@@ -33,10 +33,12 @@
 //! * **parent**: wait for the child's byte (or end of file, if the child
 //!   died), then let the stopped threads go, open the gate and release the
 //!   locks. Nothing in the parent changes the RAM while the child copies it.
-//!   A single-threaded parent whose memfds hold no data (their lowmem
-//!   private, `ram.rs`, and no HighMem page written) gives the child
-//!   nothing to copy, and neither waits nor stops anything: the child only
-//!   makes its empty memfds and maps them where the old ones were.
+//!   A parent whose memfds hold no data once its other threads are stopped
+//!   (their lowmem private, `ram.rs`, and no HighMem page written) gives
+//!   the child nothing to copy: it does not wait, and lets its threads go
+//!   as soon as `fork` returns (they stayed stopped through it, which copies
+//!   the private lowmem); the child only makes its empty memfds and maps
+//!   them where the old ones were.
 //!
 //! **The fork gate.** The core's locks are spinlocks; one held by another
 //! thread at the instant of `fork` would be held forever in the child, where
@@ -1147,26 +1149,31 @@ extern "C" fn prepare() {
             unsafe { libc::sched_yield() };
         }
     }
-    // A single-threaded parent whose RAMs' memfds hold nothing (lowmem private, no HighMem page
-    // written) gives the child nothing to copy: it need not wait, nor stop anyone.
-    let nothing_to_copy = single_threaded() && crate::ram::registered().all(|r| r.memfd_empty());
-    NOTHING_TO_COPY.store(nothing_to_copy, Ordering::Relaxed);
-    if !nothing_to_copy && crate::ram::registered().next().is_some() {
-        // The parent waits on this pipe until the child has copied the RAM.
-        let mut fds = [-1i32; 2];
-        // SAFETY: `fds` has room for two descriptors.
-        let piped = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0;
-        if piped {
-            PIPE_R.store(fds[0], Ordering::Relaxed);
-            PIPE_W.store(fds[1], Ordering::Relaxed);
-        }
-        // Stopping also brings every other thread out of the gated spinlocks.
-        if !single_threaded() && stop_other_threads() && !piped {
-            // Without the pipe the parent could not wait for the copy: let
-            // the threads go now (the gate keeps them out of the spinlocks).
-            let w = STOPPED_W.swap(0, Ordering::Relaxed);
-            if let Some(phase) = phase() {
-                release(phase, w);
+    if crate::ram::registered().next().is_some() {
+        // Stopping brings every other thread out of the gated spinlocks, and keeps them still
+        // through the `fork` itself (which copies private lowmem) and the child's copy of the
+        // memfds.
+        let stopped = !single_threaded() && stop_other_threads();
+        // With no other thread running, nothing writes the memfds: if they hold no data (lowmem
+        // private, no HighMem page written) the child has nothing to copy, and the parent need not
+        // wait for it.
+        let nothing_to_copy =
+            (stopped || single_threaded()) && crate::ram::registered().all(|r| r.memfd_empty());
+        NOTHING_TO_COPY.store(nothing_to_copy, Ordering::Relaxed);
+        if !nothing_to_copy {
+            // The parent waits on this pipe until the child has copied the RAM.
+            let mut fds = [-1i32; 2];
+            // SAFETY: `fds` has room for two descriptors.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+                PIPE_R.store(fds[0], Ordering::Relaxed);
+                PIPE_W.store(fds[1], Ordering::Relaxed);
+            } else if stopped {
+                // Without the pipe the parent could not wait for the copy: let the threads go
+                // now (the gate keeps them out of the spinlocks).
+                let w = STOPPED_W.swap(0, Ordering::Relaxed);
+                if let Some(phase) = phase() {
+                    release(phase, w);
+                }
             }
         }
     }
@@ -1211,9 +1218,10 @@ extern "C" fn parent() {
 }
 
 extern "C" fn child() {
-    // Keep the parent's stopped threads stopped until the copy is made.
+    // Keep the parent's stopped threads stopped until the copy is made (with nothing to copy, the
+    // parent lets them go at once).
     let w = STOPPED_W.swap(0, Ordering::Relaxed);
-    if let (true, Some(phase)) = (w != 0, phase()) {
+    if let (true, false, Some(phase)) = (w != 0, NOTHING_TO_COPY.load(Ordering::Relaxed), phase()) {
         let copying = (w & !PHASE_STATE) | PHASE_COPYING;
         if phase
             .compare_exchange(w, copying, Ordering::SeqCst, Ordering::SeqCst)

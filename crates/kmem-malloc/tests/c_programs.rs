@@ -60,19 +60,22 @@ fn fork_while_other_threads_allocate() {
 
 /// With no huge block alive the parent does not wait for the child (its
 /// RAM memfd is empty: lowmem is private); it writes a huge block while the
-/// child starts, and the child's own huge block must not show it.
+/// child starts, and the child's own huge block must not show it. Alone,
+/// and while other threads allocate (stopped through the `fork` itself).
 #[test]
 fn fork_without_huge_blocks() {
     let dir = scratch("fork-small");
     let Some(exe) = compile("fork.c", &dir, &[]) else {
         return;
     };
-    let out = same_output("fork.c small", || {
-        let mut c = Command::new(&exe);
-        c.arg("small");
-        c
-    });
-    check_fork_output(&String::from_utf8_lossy(&out.stdout));
+    for args in [&["small"][..], &["mt", "small"]] {
+        let out = same_output(&format!("fork.c {}", args.join(" ")), || {
+            let mut c = Command::new(&exe);
+            c.args(args);
+            c
+        });
+        check_fork_output(&String::from_utf8_lossy(&out.stdout));
+    }
 }
 
 #[test]

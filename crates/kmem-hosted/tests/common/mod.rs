@@ -4,6 +4,8 @@
 //! independent and may run in parallel.
 #![allow(dead_code)]
 
+pub mod forking;
+
 use core::ptr::NonNull;
 use kmem::page::{Page, MAX_PAGE_ORDER, PAGE_SIZE};
 use kmem::page_alloc::zone::Zone;

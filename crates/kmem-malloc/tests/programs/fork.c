@@ -1,7 +1,7 @@
 /* fork under libkmalloc: the child's heap is a private copy. Run with
  * argument "mt" to fork while other threads allocate, "small" to fork with
  * no huge block (above 4 MiB) alive: then the parent does not wait for the
- * child's copy, and writes a huge block while the child starts. */
+ * child's copy, and writes a huge block while the child starts; or both. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +44,11 @@ static int churn_and_check(char tag)
 
 int main(int argc, char **argv)
 {
-    int mt = argc > 1 && strcmp(argv[1], "mt") == 0;
-    int no_huge = argc > 1 && strcmp(argv[1], "small") == 0;
+    int mt = 0, no_huge = 0;
+    for (int i = 1; i < argc; i++) {
+        mt |= strcmp(argv[i], "mt") == 0;
+        no_huge |= strcmp(argv[i], "small") == 0;
+    }
     enum { HUGE = 6 << 20 };
     pthread_t th[3];
     if (mt)
