@@ -30,7 +30,9 @@
 //! its pages from HighMem first (`__GFP_HIGHMEM`) and kmap maps only
 //! HighMem; a lowmem page asked for an alias (vmalloc falling back to lowmem
 //! once HighMem is full, `vmap` of lowmem pages) is refused, and that
-//! mapping fails. Discards of lowmem use `MADV_DONTNEED`. The memfd keeps
+//! mapping fails. Discards of lowmem use `MADV_DONTNEED`, and lowmem is
+//! `MADV_NOHUGEPAGE` (the machine touches it sparsely: with transparent
+//! huge pages always on, each touch would cost 2 MiB). The memfd keeps
 //! the whole length, its lowmem part a hole that no mapping writes.
 //!
 //! **The registry.** Every live `HostRam` has a slot in a small process-wide
@@ -540,20 +542,25 @@ impl HostRam {
                 ) != libc::MAP_FAILED
             }
         };
-        let private =
-            if private == 0 || map(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1) {
-                private
-            } else {
-                // A failed MAP_FIXED may have unmapped the range (kernels before 6.12): map the memfd
-                // there again.
-                if !map(libc::MAP_SHARED, fd.as_raw_fd()) {
-                    let err = io::Error::last_os_error();
-                    // SAFETY: the mapping is ours and unused.
-                    unsafe { libc::munmap(base as *mut libc::c_void, size) };
-                    return Err(err);
-                }
-                0
-            };
+        let private = if private == 0 {
+            0
+        } else if map(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1) {
+            // The machine touches lowmem sparsely (the memmap's pages, slabs here and there): on a
+            // host with transparent huge pages always on, each touch would take 2 MiB.
+            // SAFETY: advice on our own mapping; best effort.
+            unsafe { libc::madvise(base as *mut libc::c_void, private, libc::MADV_NOHUGEPAGE) };
+            private
+        } else {
+            // A failed MAP_FIXED may have unmapped the range (kernels before 6.12): map the memfd
+            // there again.
+            if !map(libc::MAP_SHARED, fd.as_raw_fd()) {
+                let err = io::Error::last_os_error();
+                // SAFETY: the mapping is ours and unused.
+                unsafe { libc::munmap(base as *mut libc::c_void, size) };
+                return Err(err);
+            }
+            0
+        };
         let Some(ram) = register(fd.as_raw_fd(), (dev, ino), base, size, private) else {
             // SAFETY: the mapping is ours and unused.
             unsafe { libc::munmap(base as *mut libc::c_void, size) };

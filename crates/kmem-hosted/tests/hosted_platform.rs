@@ -297,6 +297,13 @@ fn private_lowmem_is_not_the_memfds() {
     let page = host_page_size();
     let ram = HostRam::with_private_lowmem(16 * MIB as u64, 8 * MIB).unwrap();
     assert_eq!(ram.private(), 8 * MIB);
+    // Lowmem is never backed by transparent huge pages (`nh`).
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let at = smaps
+        .find(&format!("{:x}-{:x} ", ram.base(), ram.base() + 8 * MIB))
+        .unwrap();
+    let flags = smaps[at..].lines().find(|l| l.starts_with("VmFlags:")).unwrap();
+    assert!(flags.split_whitespace().any(|f| f == "nh"), "{flags}");
     let window = ram.reserve_window(MIB).unwrap();
     // SAFETY: the targets lie in `window`, reserved above and unused.
     unsafe {
