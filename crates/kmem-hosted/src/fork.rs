@@ -22,9 +22,11 @@
 //!   been mapped anywhere else (`RamRef::aliased`) — with the same range of
 //!   the new file (`MAP_FIXED`), and the registry's
 //!   descriptor of the old file, the only one kmem holds (`crate::ram`), with
-//!   a duplicate of the new one (`dup3`, same number). The registry's
-//!   descriptor is checked first: if the program closed or replaced it, the
-//!   RAM is opened again through the linear map (`RamRef::fd`).
+//!   a duplicate of the new one (`dup3`, same number), if it holds one and
+//!   the number still names the old file (else the child holds none either;
+//!   `RamRef::fd` opens the new file through the linear map when needed).
+//!   A copy reaches the old file through `RamRef::fd`, which opens it again
+//!   through the linear map if the program closed or replaced it.
 //!   Then reset what threads that do not exist in the child held: the CPU
 //!   owner locks of `preempt_disable` and the gate, and give the child its
 //!   own phase page (below). Finally write a byte to the pipe. A child that
@@ -1288,8 +1290,7 @@ fn fmt_into(buf: &mut [u8], args: core::fmt::Arguments<'_>) -> usize {
 /// Gives this (child) process its own copy of the registered RAM `ram`; see
 /// the module documentation. Uses no heap: it runs right after `fork`.
 fn private_copy(ram: crate::ram::RamRef) -> Result<(), &'static str> {
-    let old = ram.fd().map_err(|_| "reaching the RAM's memfd")?;
-    let (dev, ino, size) = crate::ram::file_id(old).ok_or("fstat")?;
+    let (dev, ino, size) = ram.file().ok_or("reaching the RAM's memfd")?;
     // SAFETY: a NUL-terminated name and valid flags.
     let new = unsafe { libc::memfd_create(c"kmem-ram".as_ptr(), libc::MFD_CLOEXEC) };
     if new < 0 {
@@ -1301,6 +1302,7 @@ fn private_copy(ram: crate::ram::RamRef) -> Result<(), &'static str> {
             return Err("ftruncate");
         }
         if !NOTHING_TO_COPY.load(Ordering::Relaxed) {
+            let old = ram.fd().map_err(|_| "reaching the RAM's memfd")?;
             copy_data(old, new, size)?;
         }
         match ram.shared_map() {

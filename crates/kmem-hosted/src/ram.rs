@@ -62,7 +62,10 @@
 //!   (`/proc/self/map_files`), and the number the program now owns is left
 //!   alone;
 //! * giving memory back goes through the linear map (`madvise(MADV_REMOVE)`,
-//!   [`RamRef::discard`]), not a descriptor.
+//!   [`RamRef::discard`]), not a descriptor;
+//! * a RAM with private lowmem holds no descriptor at all while it needs
+//!   none ([`RamRef::let_go_of_fd`]): its mapping keeps the memfd, and the
+//!   first HighMem alias or `fork` with data to copy opens it again.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::io;
@@ -325,6 +328,10 @@ impl RamRef {
     /// if the RAM is gone or the host cannot tell (`SEEK_DATA`).
     pub(crate) fn memfd_empty(&self) -> bool {
         let private = self.private();
+        // HighMem is written only through its aliases (vmalloc, kmap): never aliased, never written.
+        if private != 0 && !self.aliased() {
+            return true;
+        }
         let Ok(fd) = self.fd() else { return false };
         // SAFETY: seeking our open descriptor changes nothing but its offset, which nobody uses.
         private != 0
@@ -333,19 +340,61 @@ impl RamRef {
     }
 
     /// Makes the registry's descriptor of this RAM name `new` instead (a
-    /// fork child's copy, `crate::fork`), on the same number. Call with the
-    /// registry lock held.
+    /// fork child's copy, `crate::fork`), on the same number, if it holds
+    /// one. Call with the registry lock held.
     pub(crate) fn replace_file(&self, new: i32) -> io::Result<()> {
         let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
         let (dev, ino, _) = file_id(new).ok_or_else(io::Error::last_os_error)?;
-        // SAFETY: the slot's descriptor is the registry's (the caller checked it with `fd`); dup3
-        // replaces it atomically, keeping its number.
-        if unsafe { libc::dup3(new, s.fd.load(Ordering::Relaxed), libc::O_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
+        let held = s.fd.load(Ordering::Relaxed);
+        if held >= 0
+            && names(
+                held,
+                (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed)),
+            )
+        {
+            // SAFETY: the slot's descriptor is the registry's (it names the old file); dup3 replaces
+            // it atomically, keeping its number.
+            if unsafe { libc::dup3(new, held, libc::O_CLOEXEC) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        } else {
+            // None held (`let_go_of_fd`), or the number is the program's now: keep none. The
+            // mappings keep the new file, and `fd` opens it again through them.
+            s.fd.store(-1, Ordering::Relaxed);
         }
         s.dev.store(dev, Ordering::Relaxed);
         s.ino.store(ino, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The memfd's (device, inode) and length as recorded, without a
+    /// descriptor; None if the RAM is gone.
+    pub(crate) fn file(&self) -> Option<(u64, u64, i64)> {
+        let s = self.slot()?;
+        let size = s.size.load(Ordering::Relaxed) as i64;
+        Some((s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed), size))
+    }
+
+    /// Closes the registry's descriptor of the memfd if the RAM can open it
+    /// again through its linear map (`/proc/self/map_files` readable), so
+    /// that the process holds none until `fd` is next needed (a HighMem
+    /// alias, a `fork` with data to copy). Lowmem private, that is never
+    /// for a program with no block above 4 MiB: its descriptors are all its
+    /// own (a test that lists a child's open descriptors sees no extra one).
+    pub(crate) fn let_go_of_fd(&self) {
+        let Some(s) = self.slot() else { return };
+        let private = s.private.load(Ordering::Relaxed);
+        let (base, size) = (s.base.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed));
+        let path = map_files_path(base + private, size - private);
+        // SAFETY: `path` holds a NUL-terminated string.
+        if private == size || unsafe { libc::access(path.as_ptr().cast(), libc::R_OK | libc::W_OK) } != 0 {
+            return;
+        }
+        let fd = s.fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 && names(fd, (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed))) {
+            // SAFETY: the registry's descriptor, which nobody uses once the slot holds -1.
+            unsafe { libc::close(fd) };
+        }
     }
 
     /// Gives RAM `[phys, phys + len)` back to the host through the linear
@@ -385,10 +434,7 @@ impl RamRef {
 /// Opens the file mapped at `[base, base + size)` again, out of the way,
 /// if it is the file `id`.
 fn reopen(base: usize, size: usize, id: (u64, u64)) -> io::Result<i32> {
-    use std::io::Write;
-    let mut path = [0u8; 64];
-    let mut w = &mut path[..];
-    write!(w, "/proc/self/map_files/{:x}-{:x}\0", base, base + size)?;
+    let path = map_files_path(base, size);
     // SAFETY: `path` holds a NUL-terminated string.
     let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
     if fd < 0 {
@@ -400,6 +446,28 @@ fn reopen(base: usize, size: usize, id: (u64, u64)) -> io::Result<i32> {
         return Err(io::ErrorKind::NotFound.into());
     }
     Ok(out_of_the_way(fd))
+}
+
+/// `/proc/self/map_files/<start>-<end>` of the mapping `[base, base + size)`,
+/// NUL-terminated. Written by hand: `core::fmt` here would fault in code
+/// outside libkmalloc's boot (`hot-text.ld`).
+fn map_files_path(base: usize, size: usize) -> [u8; 64] {
+    const PREFIX: &[u8] = b"/proc/self/map_files/";
+    let mut path = [0u8; 64];
+    path[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut n = PREFIX.len();
+    for (i, v) in [base, base + size].into_iter().enumerate() {
+        if i == 1 {
+            path[n] = b'-';
+            n += 1;
+        }
+        let digits = (usize::BITS - v.leading_zeros()).div_ceil(4).max(1) as usize;
+        for d in (0..digits).rev() {
+            path[n] = b"0123456789abcdef"[(v >> (4 * d)) & 15];
+            n += 1;
+        }
+    }
+    path
 }
 
 /// Alignment of the linear map and of reserved windows.
@@ -568,6 +636,9 @@ impl HostRam {
         };
         // The registry owns the descriptor from here on (`HostRam::drop`).
         let _ = fd.into_raw_fd();
+        if private != 0 {
+            ram.let_go_of_fd();
+        }
         Ok(HostRam { base, size, ram })
     }
 
@@ -829,6 +900,16 @@ pub fn rss_bytes() -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn map_files_paths_are_the_kernels() {
+        let p = map_files_path(0x7f00_1234_5000, 0x1000);
+        let end = p.iter().position(|&b| b == 0).unwrap();
+        assert_eq!(&p[..end], b"/proc/self/map_files/7f0012345000-7f0012346000");
+        let p = map_files_path(0, 0xff);
+        let end = p.iter().position(|&b| b == 0).unwrap();
+        assert_eq!(&p[..end], b"/proc/self/map_files/0-ff");
+    }
 
     #[test]
     fn rejects_bad_ranges() {
