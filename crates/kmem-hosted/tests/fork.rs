@@ -12,7 +12,7 @@
 mod common;
 
 use common::forking::*;
-use kmem::{GFP_KERNEL, PAGE_SIZE};
+use kmem::GFP_KERNEL;
 use kmem_hosted::{default_machine, Machine};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -192,25 +192,7 @@ fn fork_then_exec() {
 #[test]
 fn fork_while_other_threads_allocate() {
     let m: &'static Machine = default_machine();
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..3)
-        .map(|t| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    assert!(churn(m, b'a' + t as u8, 1));
-                    // Page allocator and vmalloc paths take the zone and vmap locks.
-                    let pages = m.alloc_pages(GFP_KERNEL, (n % 4) as u32).unwrap();
-                    let v = m.vmalloc(PAGE_SIZE * (1 + n % 16)).unwrap();
-                    // SAFETY: allocated just above.
-                    unsafe { m.__free_pages(pages, (n % 4) as u32) };
-                    m.vfree(v.as_ptr());
-                    n += 1;
-                }
-            })
-        })
-        .collect();
+    let workers = AllocatingThreads::start(m, true);
     // Many short rounds: each fork lands at another point of the workers' loops.
     for round in 0..150 {
         let (code, msg) = fork_with(|out| {
@@ -226,10 +208,7 @@ fn fork_while_other_threads_allocate() {
         });
         assert_eq!((code, msg.as_str()), (0, "ok"), "round {round}");
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
+    workers.stop();
 }
 
 /// Appends the decimal digits of `v` to `buf` at `*len` (no allocation).

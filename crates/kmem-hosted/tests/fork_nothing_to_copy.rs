@@ -9,8 +9,6 @@ mod common;
 use common::forking::*;
 use kmem::GFP_KERNEL;
 use kmem_hosted::Machine;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 #[test]
 fn fork_with_nothing_to_copy_while_other_threads_allocate() {
@@ -19,22 +17,7 @@ fn fork_with_nothing_to_copy_while_other_threads_allocate() {
     ));
     m.platform.enable_fork_gate();
     assert_eq!(m.ram().private(), 128 << 20);
-    let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..3)
-        .map(|t| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut n = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    assert!(churn(m, b'a' + t as u8, 1));
-                    let pages = m.alloc_pages(GFP_KERNEL, (n % 4) as u32).unwrap();
-                    // SAFETY: allocated just above.
-                    unsafe { m.__free_pages(pages, (n % 4) as u32) };
-                    n += 1;
-                }
-            })
-        })
-        .collect();
+    let workers = AllocatingThreads::start(m, false);
     let mine = m.kmalloc(4096, GFP_KERNEL).unwrap().as_ptr();
     fill(mine, 4096, b'P');
     for round in 0..100 {
@@ -51,10 +34,7 @@ fn fork_with_nothing_to_copy_while_other_threads_allocate() {
             "round {round}: the child's write reached the parent"
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
+    workers.stop();
     // SAFETY: allocated above.
     unsafe { m.kfree(mine) };
 }

@@ -3,7 +3,11 @@
 //! raw system calls and `_exit`: no Rust allocation, no stdout (the test
 //! harness's threads do not exist there).
 
-use kmem::GFP_KERNEL;
+use kmem::{GFP_KERNEL, PAGE_SIZE};
+use kmem_hosted::Machine;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// Writes `msg` to `fd` (a pipe) without allocating.
 pub fn send(fd: i32, msg: &[u8]) {
@@ -91,4 +95,45 @@ pub fn churn(m: &kmem::Kmem<kmem_hosted::HostedPlatform>, tag: u8, rounds: usize
         }
     }
     ok
+}
+
+/// Three threads that allocate and free from `m` until stopped: kmalloc of
+/// mixed sizes, pages of orders 0-3 (the zone locks) and, with `vmalloc`,
+/// vmalloc areas (the vmap locks).
+pub struct AllocatingThreads {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl AllocatingThreads {
+    pub fn start(m: &'static Machine, vmalloc: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..3)
+            .map(|t| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        assert!(churn(m, b'a' + t as u8, 1));
+                        let pages = m.alloc_pages(GFP_KERNEL, (n % 4) as u32).unwrap();
+                        let v = vmalloc.then(|| m.vmalloc(PAGE_SIZE * (1 + n % 16)).unwrap());
+                        // SAFETY: allocated just above.
+                        unsafe { m.__free_pages(pages, (n % 4) as u32) };
+                        if let Some(v) = v {
+                            m.vfree(v.as_ptr());
+                        }
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        AllocatingThreads { stop, threads }
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+    }
 }
