@@ -378,9 +378,10 @@ impl RamRef {
     /// Closes the registry's descriptor of the memfd if the RAM can open it
     /// again through its linear map (`/proc/self/map_files` readable), so
     /// that the process holds none until `fd` is next needed (a HighMem
-    /// alias, a `fork` with data to copy). Lowmem private, that is never
-    /// for a program with no block above 4 MiB: its descriptors are all its
-    /// own (a test that lists a child's open descriptors sees no extra one).
+    /// alias, a `fork` with data to copy). With lowmem private, a program
+    /// that uses no block above 4 MiB never needs it: all its descriptors
+    /// are its own (a test that lists a child's open descriptors sees no
+    /// extra one).
     pub(crate) fn let_go_of_fd(&self) {
         let Some(s) = self.slot() else { return };
         let private = s.private.load(Ordering::Relaxed);
