@@ -1363,7 +1363,10 @@ fn copy_range(old: i32, new: i32, start: i64, end: i64) -> Result<(), &'static s
     Ok(())
 }
 
-/// `pread`/`pwrite` fallback of `copy_range`.
+/// `pread`/`pwrite` fallback of `copy_range`. Out of line, as `for_each_line`: its 16 KiB buffer
+/// in `child`'s frame would make every fork child fault in four more stack pages.
+#[cold]
+#[inline(never)]
 fn copy_range_rw(old: i32, new: i32, mut pos: i64, end: i64) -> Result<(), &'static str> {
     let mut buf = [0u8; 16384];
     while pos < end {
@@ -1402,6 +1405,7 @@ fn copy_range_rw(old: i32, new: i32, mut pos: i64, end: i64) -> Result<(), &'sta
 
 /// Reads a /proc file line by line without allocating, calling `f` on each
 /// complete line. Returns false if the file cannot be read.
+#[inline(never)]
 fn for_each_line(path: &core::ffi::CStr, mut f: impl FnMut(&[u8])) -> bool {
     // SAFETY: a NUL-terminated path.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
