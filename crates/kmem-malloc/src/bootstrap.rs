@@ -23,7 +23,9 @@
 //! and the process aborts: there is no other allocator to fall back on.
 //!
 //! **Defaults** for what `KMEM_CMDLINE` leaves unset:
-//! * `mem=8G` unless `memmap=` is given. The RAM is sparse and the boot
+//! * `mem=8G` unless `memmap=` is given, or less under an address-space
+//!   limit (`ulimit -v`): RAM and vmalloc window within half of it
+//!   ([`default_mem`]; at 14 GB, 2 GiB). The RAM is sparse and the boot
 //!   leaves the memmap of free memory untouched, so a larger machine costs
 //!   little (at 4G, the first `malloc` booted in 0.44 ms at `mem=1G` and at
 //!   4G and 0.65 at 64G). A program that needs more asks with `mem=`.
@@ -124,15 +126,38 @@ fn flat_memory_map(p: &mut kmem::cmdline::BootParams) {
 }
 
 /// The default machine's RAM unless `KMEM_CMDLINE` gives `mem=` or
-/// `memmap=`: 8 GiB, half of it lowmem (see "Defaults" above).
+/// `memmap=`: 8 GiB, half of it lowmem (see "Defaults" above), or less
+/// under an address-space limit ([`default_mem`]).
 const MEM: u64 = 8 << 30;
+
+/// [`MEM`], or under an address-space limit (`ulimit -v`, `RLIMIT_AS`) the
+/// largest power-of-two fraction of it whose RAM and vmalloc window (twice
+/// the RAM, at least 1 GiB) take at most half of the limit, leaving the
+/// rest to the program; never below 16 MiB, the flat map's least (a limit
+/// too small for that fails the boot, saying so).
+fn default_mem() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is writable.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return MEM;
+    }
+    let budget = lim.rlim_cur / 2;
+    let mut mem = MEM;
+    while mem > 4 * FLAT_RAM_START && mem + kmem_hosted::machine::vmalloc_window_size(mem) as u64 > budget {
+        mem /= 2;
+    }
+    mem
+}
 
 /// Lowmem and HighMem, lowmem private: `mem=8G kmem.lowmem=<half of mem=>
 /// kmem.private_lowmem=1` for what `KMEM_CMDLINE` leaves unset (see
 /// "Defaults" above).
 fn lowmem_and_highmem(p: &mut kmem::cmdline::BootParams) {
     if p.mem.is_none() && p.memmap().is_empty() {
-        p.mem = Some(MEM);
+        p.mem = Some(default_mem());
     }
     if p.highmem.is_none() && p.kmem_lowmem.is_none() {
         let mem = p.mem.unwrap_or(MEM);

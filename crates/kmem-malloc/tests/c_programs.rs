@@ -174,7 +174,8 @@ fn slub_debug_finds_a_heap_overflow() {
 /// a `memmap=`, which keeps the PC layout (RAM above 4 GiB for the hole).
 /// Lowmem, half of `mem=` unless `kmem.lowmem=` or `highmem=` says
 /// otherwise, is private anonymous memory right below the memfd's mapping,
-/// if there is HighMem above it.
+/// if there is HighMem above it. An address-space limit makes the default
+/// smaller.
 #[test]
 fn the_default_machine_has_a_flat_memory_map() {
     let dir = scratch("rammap");
@@ -206,6 +207,11 @@ fn the_default_machine_has_a_flat_memory_map() {
     let ram: u64 = ram.parse().unwrap();
     assert!((5120..5200).contains(&ram), "{out}");
     assert_eq!(private, "4096 MiB", "{out}");
+    // Under an address-space limit the RAM and its vmalloc window take at
+    // most half of it (8 GB: 1 GiB of RAM and a 2 GiB window).
+    let mut limited = Command::new("sh");
+    limited.args(["-c", "ulimit -v 8000000 && exec \"$0\""]).arg(&exe);
+    assert_eq!(run_ok(limited, ""), "ram 1024 MiB, private 512 MiB\n");
 }
 
 #[test]
