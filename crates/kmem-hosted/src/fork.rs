@@ -1165,17 +1165,12 @@ extern "C" fn prepare() {
         if !nothing_to_copy {
             // The parent waits on this pipe until the child has copied the RAM.
             let mut fds = [-1i32; 2];
-            // SAFETY: `fds` has room for two descriptors.
+            // SAFETY: `fds` has room for two descriptors. Without the pipe the parent cannot wait
+            // for the copy; its threads still stay stopped through the `fork` (the child warns
+            // that its copy of the memfds may mix instants).
             if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
                 PIPE_R.store(fds[0], Ordering::Relaxed);
                 PIPE_W.store(fds[1], Ordering::Relaxed);
-            } else if stopped {
-                // Without the pipe the parent could not wait for the copy: let the threads go
-                // now (the gate keeps them out of the spinlocks).
-                let w = STOPPED_W.swap(0, Ordering::Relaxed);
-                if let Some(phase) = phase() {
-                    release(phase, w);
-                }
             }
         }
     }
