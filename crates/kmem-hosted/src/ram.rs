@@ -332,11 +332,13 @@ impl RamRef {
         if private != 0 && !self.aliased() {
             return true;
         }
+        if private == 0 {
+            return false;
+        }
         let Ok(fd) = self.fd() else { return false };
         // SAFETY: seeking our open descriptor changes nothing but its offset, which nobody uses.
-        private != 0
-            && unsafe { libc::lseek(fd, private as libc::off_t, libc::SEEK_DATA) } < 0
-            && io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO)
+        let data = unsafe { libc::lseek(fd, private as libc::off_t, libc::SEEK_DATA) };
+        data < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO)
     }
 
     /// Makes the registry's descriptor of this RAM name `new` instead (a
@@ -419,12 +421,13 @@ impl RamRef {
             (phys.max(private), end, libc::MADV_REMOVE),
         ];
         for (start, end, advice) in parts {
+            if start >= end {
+                continue;
+            }
             // SAFETY: the slot is live, so `[base, base + size)` is its HostRam's linear map (private
             // anonymous memory below `private`, the memfd's shared mapping above), and the range lies
             // inside it, on one side; the caller declared the memory free.
-            if start < end
-                && unsafe { libc::madvise((base + start) as *mut libc::c_void, end - start, advice) } != 0
-            {
+            if unsafe { libc::madvise((base + start) as *mut libc::c_void, end - start, advice) } != 0 {
                 return Err(io::Error::last_os_error());
             }
         }
