@@ -840,7 +840,8 @@ impl Platform for HostedPlatform {
                 return false;
             }
         };
-        if phys.iter().any(|&p| p < ram.private() as u64) {
+        let private = ram.private() as u64;
+        if phys.iter().any(|&p| p < private) {
             static WARNED: AtomicBool = AtomicBool::new(false);
             if !WARNED.swap(true, Ordering::Relaxed) {
                 self.printk(format_args!(

@@ -108,6 +108,18 @@ struct RamSlot {
     aliased: AtomicBool,
 }
 
+impl RamSlot {
+    /// The part of the linear map that maps the memfd (see
+    /// [`RamRef::shared_map`]).
+    fn shared_map(&self) -> (usize, usize) {
+        let private = self.private.load(Ordering::Relaxed);
+        (
+            self.base.load(Ordering::Relaxed) + private,
+            self.size.load(Ordering::Relaxed) - private,
+        )
+    }
+}
+
 /// Zeroed, and but for its first slots never written: after the small
 /// statics (`cold-bss.ld` of libkmalloc).
 #[link_section = ".bss.kmem_cold"]
@@ -275,9 +287,8 @@ impl RamRef {
         if names(fd, id) {
             return Ok(fd);
         }
-        let private = s.private.load(Ordering::Relaxed);
-        let (base, size) = (s.base.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed));
-        let again = reopen(base + private, size - private, id)?;
+        let (start, len) = s.shared_map();
+        let again = reopen(start, len, id)?;
         match s
             .fd
             .compare_exchange(fd, again, Ordering::AcqRel, Ordering::Acquire)
@@ -296,12 +307,7 @@ impl RamRef {
     /// the file offset `private()` (all of it but the private lowmem); None
     /// if the RAM is gone.
     pub(crate) fn shared_map(&self) -> Option<(usize, usize)> {
-        let s = self.slot()?;
-        let private = s.private.load(Ordering::Relaxed);
-        Some((
-            s.base.load(Ordering::Relaxed) + private,
-            s.size.load(Ordering::Relaxed) - private,
-        ))
+        Some(self.slot()?.shared_map())
     }
 
     /// Bytes of private lowmem at the start of RAM (physical addresses
@@ -386,11 +392,13 @@ impl RamRef {
     /// extra one).
     pub(crate) fn let_go_of_fd(&self) {
         let Some(s) = self.slot() else { return };
-        let private = s.private.load(Ordering::Relaxed);
-        let (base, size) = (s.base.load(Ordering::Relaxed), s.size.load(Ordering::Relaxed));
-        let path = map_files_path(base + private, size - private);
+        let (start, len) = s.shared_map();
+        if len == 0 {
+            return;
+        }
+        let path = map_files_path(start, len);
         // SAFETY: `path` holds a NUL-terminated string.
-        if private == size || unsafe { libc::access(path.as_ptr().cast(), libc::R_OK | libc::W_OK) } != 0 {
+        if unsafe { libc::access(path.as_ptr().cast(), libc::R_OK | libc::W_OK) } != 0 {
             return;
         }
         let fd = s.fd.swap(-1, Ordering::AcqRel);
