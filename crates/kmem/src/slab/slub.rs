@@ -909,13 +909,11 @@ impl<P: Platform> Kmem<P> {
     /// linking them writes) lie in the page of object `from`'s (at least
     /// one object; at most `objects`).
     fn first_page_end(s: &KmemCache, base: *mut u8, from: usize, objects: usize) -> usize {
-        let fp = |i| s.object_at(base, i) as usize + s.offset;
-        let page_end = (fp(from) & !(PAGE_SIZE - 1)) + PAGE_SIZE;
-        let mut to = from + 1;
-        while to < objects && fp(to) < page_end {
-            to += 1;
-        }
-        to
+        let fp = s.object_at(base, from) as usize + s.offset;
+        let page_end = (fp & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+        // Object `from + k`'s free pointer is `fp + k * size`: below the
+        // page's end for k < ceil((page_end - fp) / size), at least one.
+        (from + (page_end - fp).div_ceil(s.size)).min(objects)
     }
 
     /// Link the objects `[from, to)` of the slab at `base` into a chain in
@@ -938,19 +936,18 @@ impl<P: Platform> Kmem<P> {
         if from >= to {
             return (next, 0);
         }
-        for i in from..to {
-            let link = if i + 1 < to {
-                s.object_at(base, i + 1)
-            } else {
-                next as *mut u8
-            };
+        let first = s.object_at(base, from);
+        let last = s.object_at(base, to - 1);
+        let mut obj = first;
+        while obj != last {
+            let link = obj.wrapping_add(s.size);
             // SAFETY: caller contract.
-            unsafe { s.set_freepointer(s.object_at(base, i), link) };
+            unsafe { s.set_freepointer(obj, link) };
+            obj = link;
         }
-        (
-            s.object_at(base, from) as usize,
-            s.object_at(base, to - 1) as usize,
-        )
+        // SAFETY: caller contract.
+        unsafe { s.set_freepointer(last, next as *mut u8) };
+        (first as usize, last as usize)
     }
 
     /// `setup_object`: debug initialisation, then the constructor.
