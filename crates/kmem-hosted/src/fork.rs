@@ -28,8 +28,8 @@
 //!   A copy reaches the old file through `RamRef::fd`, which opens it again
 //!   through the linear map if the program closed or replaced it.
 //!   Then reset what threads that do not exist in the child held: the CPU
-//!   owner locks of `preempt_disable` and the gate, and give the child its
-//!   own phase page (below). Finally write a byte to the pipe. A child that
+//!   owner locks of `preempt_disable` and the gate, and note that its phase
+//!   page is still its parent's (below). Finally write a byte to the pipe. A child that
 //!   cannot make its copy says why and exits with status 127: it would
 //!   otherwise corrupt its parent.
 //! * **parent**: wait for the child's byte (or end of file, if the child
@@ -93,7 +93,10 @@
 //! * A *phase word* says what the stopped threads do: idle, stopped,
 //!   copying, or abandoned, with a count of stops above the state. It lives
 //!   in a page mapped `MAP_SHARED | MAP_ANONYMOUS`, which parent and child
-//!   share; the child remaps a fresh page for its own forks.
+//!   share; the child remaps a fresh page in its place before its first
+//!   stop (`own_phase_page`). Most children never stop threads (they exec,
+//!   or fork single-threaded): a fork then costs no page (some 15 µs: the
+//!   mapping, its first write's fault, and its teardown at exit).
 //! * The forker sets the phase to "stopped", lists the threads
 //!   (`/proc/self/task` read with `getdents64` into a stack buffer — no
 //!   allocation: this also runs inside the `LD_PRELOAD` malloc) and sends
@@ -513,6 +516,10 @@ const PHASE_ONE_STOP: u32 = 4;
 /// word for the stopped threads.
 static PHASE: AtomicPtr<AtomicU32> = AtomicPtr::new(core::ptr::null_mut());
 
+/// Whether the phase page is still the parent's: set in a fork's child,
+/// cleared when `own_phase_page` replaces it.
+static PHASE_INHERITED: AtomicBool = AtomicBool::new(false);
+
 /// Most threads one stop handles; a process with more forks without stopping.
 const MAX_STOPPED: usize = 4096;
 
@@ -626,12 +633,26 @@ fn try_install_stop_handler() -> bool {
     r == 0
 }
 
+/// In a fork's child, before its first stop: replace the phase page, still
+/// shared with the parent, by a fresh one in place (with none, forks do not
+/// stop). Nothing reads the word before: the child's other threads use it
+/// only once this process's forker has signalled them, which it does after
+/// this, and the `child` handler writes the parent's word on purpose.
+fn own_phase_page() {
+    if PHASE_INHERITED.swap(false, Ordering::Relaxed) {
+        let page = PHASE.load(Ordering::Relaxed);
+        if !page.is_null() && new_phase_page(page).is_none() {
+            PHASE.store(core::ptr::null_mut(), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Maps a zeroed shared anonymous page for the phase word, at `at` if not
 /// null (replacing what is there).
 fn new_phase_page(at: *mut AtomicU32) -> Option<*mut AtomicU32> {
     let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | if at.is_null() { 0 } else { libc::MAP_FIXED };
     // SAFETY: a fresh anonymous mapping; with MAP_FIXED it replaces only the
-    // old phase page, which nothing else uses in this (single-threaded) child.
+    // old phase page, which nothing in this process uses (`own_phase_page`).
     let p = unsafe {
         libc::mmap(
             at.cast(),
@@ -906,6 +927,7 @@ fn task_state(tid: i32, sig: i32) -> (bool, bool, bool) {
 /// Stops every other thread of the process (see the module documentation);
 /// on success records the stop in `STOPPED_W`. Returns whether it did.
 fn stop_other_threads() -> bool {
+    own_phase_page();
     let Some(phase) = phase() else {
         return false;
     };
@@ -1250,11 +1272,8 @@ extern "C" fn child() {
     }
     gate_tls().pending.store(0, Ordering::Relaxed);
     crate::platform::reset_cpu_owners();
-    // The phase page is shared with the parent: this process gets its own.
-    let page = PHASE.load(Ordering::Relaxed);
-    if !page.is_null() && new_phase_page(page).is_none() {
-        PHASE.store(core::ptr::null_mut(), Ordering::Relaxed);
-    }
+    // The phase page is shared with the parent: this process maps its own before it first stops.
+    PHASE_INHERITED.store(true, Ordering::Relaxed);
     let w = PIPE_W.load(Ordering::Relaxed);
     if w >= 0 {
         // SAFETY: writing one byte from a local.

@@ -419,3 +419,86 @@ fn program_handler_of_the_stop_signal_is_kept() {
     });
     assert_eq!((code, msg.as_str()), (0, "forked warned handler-kept"));
 }
+
+/// The shared anonymous mappings of this process (`/dev/zero (deleted)`,
+/// `rw-s`), by start address and inode.
+fn shared_anonymous_pages() -> Vec<(usize, u64)> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" rw-s ") && l.ends_with("/dev/zero (deleted)"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let start = usize::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap();
+            (start, f[4].parse().unwrap())
+        })
+        .collect()
+}
+
+/// A child stops its own threads on a phase word of its own, which it maps
+/// in place of its parent's before its first stop (`fork.rs`,
+/// `own_phase_page`), while the parent keeps forking and stopping its
+/// threads at the same time: neither process's stop wakes or parks the
+/// other's threads.
+#[test]
+fn child_stops_its_threads_while_its_parent_stops_its_own() {
+    let m: &'static Machine = default_machine();
+    let workers = AllocatingThreads::start(m, false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let parent_forks = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut forks = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (code, msg) = fork_with(|out| {
+                    send(out, if churn(m, b'p', 1) { b"ok" } else { b"BAD" });
+                    0
+                });
+                assert_eq!((code, msg.as_str()), (0, "ok"), "parent's fork {forks}");
+                forks += 1;
+            }
+            forks
+        })
+    };
+    // The phase page: the one shared anonymous page of this process (its
+    // inode tells the mapping), mapped when the stop handler is installed.
+    let _ = fork_with(|_| 0);
+    let inherited = shared_anonymous_pages();
+    assert_eq!(inherited.len(), 1, "{inherited:?}");
+    for round in 0..4 {
+        let (code, msg) = fork_with(|out| {
+            // Not replaced yet: the parent's page.
+            send(
+                out,
+                if shared_anonymous_pages() == inherited {
+                    b"lazy "
+                } else {
+                    b"EAGER "
+                },
+            );
+            // This process's own threads, which its forks below stop.
+            let threads = AllocatingThreads::start(m, false);
+            let mut ok = true;
+            for i in 0..20 {
+                let (c, msg) = fork_with(|o| {
+                    send(o, if churn(m, b'g', 1) { b"ok" } else { b"BAD" });
+                    0
+                });
+                ok &= c == 0 && msg == "ok";
+                if i == 0 {
+                    // Its first stop mapped a page of its own at the same address.
+                    let own = shared_anonymous_pages();
+                    let replaced = own.len() == 1 && own[0].0 == inherited[0].0 && own[0].1 != inherited[0].1;
+                    send(out, if replaced { b"own " } else { b"SHARED " });
+                }
+            }
+            threads.stop();
+            send(out, if ok { b"ok" } else { b"BAD" });
+            0
+        });
+        assert_eq!((code, msg.as_str()), (0, "lazy own ok"), "round {round}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(parent_forks.join().unwrap() > 0);
+    workers.stop();
+}
