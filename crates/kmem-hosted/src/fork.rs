@@ -1199,6 +1199,10 @@ extern "C" fn prepare() {
 }
 
 fn close(fd: &AtomicI32) -> i32 {
+    // Not written when already closed: a `fork`'s child would take a copy-on-write fault on its page.
+    if fd.load(Ordering::Relaxed) < 0 {
+        return -1;
+    }
     let fd = fd.swap(-1, Ordering::Relaxed);
     if fd >= 0 {
         // SAFETY: a descriptor this module opened and nobody else uses.
@@ -1266,9 +1270,13 @@ extern "C" fn child() {
             unsafe { libc::_exit(127) };
         }
     }
-    // Threads that held gate slots or CPU owner locks do not exist here.
-    for s in &GATE_SLOTS {
-        s.0.store(0, Ordering::Relaxed);
+    // Threads that held gate slots or CPU owner locks do not exist here. The slots are used only
+    // in counting mode, and each word is written only if set: a page this process shares with its
+    // parent copy-on-write costs a fault to write.
+    if GATE_FLAGS.0.load(Ordering::Relaxed) & GATE_COUNTING != 0 {
+        for s in GATE_SLOTS.iter().filter(|s| s.0.load(Ordering::Relaxed) != 0) {
+            s.0.store(0, Ordering::Relaxed);
+        }
     }
     gate_tls().pending.store(0, Ordering::Relaxed);
     crate::platform::reset_cpu_owners();

@@ -377,12 +377,17 @@ pub const MAX_PINNED_CPUS: usize = 1024;
 /// Owner locks of the machine CPUs, for `preempt_disable` (0: free, 1: held,
 /// 2: held with waiters). A fixed static array, so pinning never allocates.
 /// Process-wide: a thread pinned to CPU `n` owns CPU `n` of every machine.
+/// Zeroed, and a page of its own: after the small statics (`cold-bss.ld` of
+/// libkmalloc), which it would otherwise split (the fork handlers' words on
+/// one side, the gate's flags on the other: two pages for a `fork` to copy).
+#[link_section = ".bss.kmem_cold"]
 static CPU_OWNER: [AtomicU32; MAX_PINNED_CPUS] = [const { AtomicU32::new(0) }; MAX_PINNED_CPUS];
 
 /// Frees every CPU owner lock: in a child after `fork`, the threads that
-/// held them do not exist.
+/// held them do not exist. Writes only the locks that are held (the page is
+/// the parent's until written: a copy-on-write fault).
 pub(crate) fn reset_cpu_owners() {
-    for w in &CPU_OWNER {
+    for w in CPU_OWNER.iter().filter(|w| w.load(Ordering::Relaxed) != 0) {
         w.store(0, Ordering::Relaxed);
     }
 }
