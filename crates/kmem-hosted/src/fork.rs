@@ -925,7 +925,12 @@ fn task_state(tid: i32, sig: i32) -> (bool, bool, bool) {
 }
 
 /// Stops every other thread of the process (see the module documentation);
-/// on success records the stop in `STOPPED_W`. Returns whether it did.
+/// on success records the stop in `STOPPED_W`. Returns whether it did. Out
+/// of line: its 4 KiB listing buffer would otherwise be in `prepare`'s
+/// frame, whose stack probe then wrote a page below the caller's on every
+/// `fork`, a copy-on-write fault since the previous one shared the stack
+/// with its child.
+#[inline(never)]
 fn stop_other_threads() -> bool {
     own_phase_page();
     let Some(phase) = phase() else {
