@@ -45,7 +45,11 @@
 //! would share the machine's RAM with its parent. So the fork handlers of
 //! `crate::fork` give the child a private copy of each registered memfd,
 //! mapped where the old one was, and record the copy in the slot (see
-//! `fork.rs`). `registry_lock` freezes the registry across a fork.
+//! `fork.rs`). `registry_lock` freezes the registry across a fork. A RAM
+//! with private lowmem whose memfd holds no data and was never mapped
+//! anywhere else gives its child nothing to copy: the child's linear map
+//! gets an inaccessible reservation where the memfd was, and the RAM no
+//! file, until a use needs one (`RamRef::detach_file`, [`RamRef::fd`]).
 //!
 //! **The descriptor is the program's business too.** A process's descriptor
 //! numbers are shared with the program, which may `dup2` its own files onto
@@ -64,10 +68,10 @@
 //! * giving memory back goes through the linear map (`madvise(MADV_REMOVE)`,
 //!   [`RamRef::discard`]), not a descriptor;
 //! * a RAM with private lowmem holds no descriptor at all while it needs
-//!   none ([`RamRef::let_go_of_fd`]): its mapping keeps the memfd, and the
+//!   none (`RamRef::let_go_of_fd`): its mapping keeps the memfd, and the
 //!   first HighMem alias or `fork` with data to copy opens it again.
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
@@ -106,7 +110,18 @@ struct RamSlot {
     /// if not, a fork child replaces the linear map alone and need not
     /// read `/proc/self/maps`.
     aliased: AtomicBool,
+    /// [`ATTACHED`], [`DETACHED`] (a fork child's linear map has a
+    /// reservation where its parent's memfd was, and no file yet:
+    /// [`RamRef::detach_file`]) or [`ATTACHING`] (a thread is making it one).
+    file_state: AtomicU8,
 }
+
+/// `RamSlot::file_state`: the memfd is mapped in the linear map.
+const ATTACHED: u8 = 0;
+/// `RamSlot::file_state`: no file yet; the first use makes one.
+const DETACHED: u8 = 1;
+/// `RamSlot::file_state`: a thread is making the file.
+const ATTACHING: u8 = 2;
 
 impl RamSlot {
     /// The part of the linear map that maps the memfd (see
@@ -134,6 +149,7 @@ static RAMS: [RamSlot; MAX_FORK_RAMS] = [const {
         size: AtomicUsize::new(0),
         private: AtomicUsize::new(0),
         aliased: AtomicBool::new(false),
+        file_state: AtomicU8::new(ATTACHED),
     }
 }; MAX_FORK_RAMS];
 
@@ -190,6 +206,7 @@ fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize, private: 
         s.size.store(size, Ordering::Relaxed);
         s.private.store(private, Ordering::Relaxed);
         s.aliased.store(false, Ordering::Relaxed);
+        s.file_state.store(ATTACHED, Ordering::Relaxed);
         s.fd.store(fd, Ordering::Relaxed);
         s.live.store(true, Ordering::Release);
         RamRef { idx, gen }
@@ -282,6 +299,11 @@ impl RamRef {
     /// RAM is gone (its `HostRam` dropped) or cannot be opened again.
     pub fn fd(&self) -> io::Result<i32> {
         let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
+        if s.file_state.load(Ordering::Acquire) != ATTACHED {
+            if let Some(made) = attach_file(s) {
+                return made;
+            }
+        }
         let fd = s.fd.load(Ordering::Acquire);
         let id = (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed));
         if names(fd, id) {
@@ -314,6 +336,58 @@ impl RamRef {
     /// below it cannot be mapped twice); 0 if the RAM is gone.
     pub fn private(&self) -> usize {
         self.slot().map_or(0, |s| s.private.load(Ordering::Relaxed))
+    }
+
+    /// In a fork's child whose parent's memfd holds no data and was never
+    /// aliased (so this child has nothing of it to copy): puts an
+    /// inaccessible reservation where the linear map mapped the parent's
+    /// memfd, and lets go of the registry's descriptor of it. The child makes
+    /// a file of its own when it first needs one ([`RamRef::fd`]: a HighMem
+    /// alias, a `fork` with data to copy); most children never do (they
+    /// `exec`, or `_exit`), and a `fork` saves the `memfd_create`,
+    /// `ftruncate` and mapping it took before (some 20 µs). Nothing reads or
+    /// writes HighMem but through aliases, so nothing touches the
+    /// reservation meanwhile; a discard skips it. Call with the registry lock
+    /// held, in a child that is still single-threaded.
+    pub(crate) fn detach_file(&self) -> io::Result<()> {
+        let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
+        let (start, len) = s.shared_map();
+        if len != 0 {
+            // SAFETY: `[start, start + len)` is the part of our linear map that maps the memfd, which
+            // nothing uses (see above); an anonymous PROT_NONE mapping replaces it atomically.
+            let r = unsafe {
+                libc::mmap(
+                    start as *mut libc::c_void,
+                    len,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if r == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let held = s.fd.swap(-1, Ordering::AcqRel);
+        if held >= 0
+            && names(
+                held,
+                (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed)),
+            )
+        {
+            // SAFETY: the registry's descriptor of the parent's memfd, which this child no longer maps.
+            unsafe { libc::close(held) };
+        }
+        // A thread of the parent that was making a file does not exist here.
+        s.file_state.store(DETACHED, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the RAM has no file yet ([`RamRef::detach_file`]).
+    pub(crate) fn detached(&self) -> bool {
+        self.slot()
+            .is_some_and(|s| s.file_state.load(Ordering::Acquire) != ATTACHED)
     }
 
     /// Records that the memfd is about to be mapped outside the linear map.
@@ -392,6 +466,9 @@ impl RamRef {
     /// extra one).
     pub(crate) fn let_go_of_fd(&self) {
         let Some(s) = self.slot() else { return };
+        if s.file_state.load(Ordering::Acquire) != ATTACHED {
+            return;
+        }
         let (start, len) = s.shared_map();
         if len == 0 {
             return;
@@ -424,9 +501,15 @@ impl RamRef {
             return Err(io::ErrorKind::InvalidInput.into());
         }
         let (phys, end) = (phys as usize, (phys + len) as usize);
+        // A detached RAM has nothing above `private` to give back.
+        let shared_end = if s.file_state.load(Ordering::Acquire) == ATTACHED {
+            end
+        } else {
+            private
+        };
         let parts = [
             (phys, end.min(private), libc::MADV_DONTNEED),
-            (phys.max(private), end, libc::MADV_REMOVE),
+            (phys.max(private), shared_end, libc::MADV_REMOVE),
         ];
         for (start, end, advice) in parts {
             if start >= end {
@@ -441,6 +524,70 @@ impl RamRef {
         }
         Ok(())
     }
+}
+
+/// Makes a detached RAM (`RamRef::detach_file`) a memfd of its own, mapped
+/// where the reservation was, and records it: Some(its descriptor, or the
+/// error that left the RAM detached); None if another thread made it
+/// meanwhile (the caller goes on as for an attached RAM).
+fn attach_file(s: &RamSlot) -> Option<io::Result<i32>> {
+    loop {
+        match s
+            .file_state
+            .compare_exchange(DETACHED, ATTACHING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(ATTACHED) => return None,
+            // Another thread is making it.
+            Err(_) => std::thread::yield_now(),
+        }
+    }
+    let made = (|| {
+        // SAFETY: a NUL-terminated name and valid flags.
+        let fd = unsafe { libc::memfd_create(c"kmem-ram".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor of ours; the OwnedFd closes it on an error.
+        let file = unsafe { OwnedFd::from_raw_fd(out_of_the_way(fd)) };
+        let size = s.size.load(Ordering::Relaxed);
+        // SAFETY: our fresh memfd.
+        if unsafe { libc::ftruncate(file.as_raw_fd(), size as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (start, len) = s.shared_map();
+        let offset = s.private.load(Ordering::Relaxed) as libc::off_t;
+        // SAFETY: `[start, start + len)` is the linear map's reservation for the memfd (detached, so
+        // nothing uses it); the new file is at least `offset + len` long.
+        let r = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if r == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let (dev, ino, _) = file_id(file.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
+        Ok((file.into_raw_fd(), dev, ino))
+    })();
+    Some(match made {
+        Ok((fd, dev, ino)) => {
+            s.dev.store(dev, Ordering::Relaxed);
+            s.ino.store(ino, Ordering::Relaxed);
+            s.fd.store(fd, Ordering::Release);
+            s.file_state.store(ATTACHED, Ordering::Release);
+            Ok(fd)
+        }
+        Err(e) => {
+            s.file_state.store(DETACHED, Ordering::Release);
+            Err(e)
+        }
+    })
 }
 
 /// Opens the file mapped at `[base, base + size)` again, out of the way,
