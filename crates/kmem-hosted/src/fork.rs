@@ -31,8 +31,8 @@
 //!   (the parent has nothing to copy, below) gets no new file: the child
 //!   puts an inaccessible reservation where the linear map mapped the old
 //!   one and makes a file of its own when it first needs one
-//!   (`RamRef::detach_file`; a `fork` that neither `exec`s nor uses HighMem
-//!   saves some 20 µs, a third of what the child's handler cost).
+//!   (`RamRef::detach_file`: the `memfd_create`, `ftruncate`, `fstat` and
+//!   `close` saved are some 20 µs per `fork`).
 //!   Then reset what threads that do not exist in the child held: the CPU
 //!   owner locks of `preempt_disable` and the gate, and note that its phase
 //!   page is still its parent's (below). Finally write a byte to the pipe. A child that
