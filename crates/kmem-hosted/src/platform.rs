@@ -917,16 +917,7 @@ impl Platform for HostedPlatform {
         }
         // SAFETY: the caller owns the range inside the vmalloc window and no longer uses it; an inaccessible
         // reservation replaces it, so the window keeps its addresses (as `HostRam::unmap_alias`).
-        unsafe {
-            libc::mmap(
-                virt as *mut libc::c_void,
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-                -1,
-                0,
-            );
-        }
+        let _ = unsafe { crate::ram::reserve_in_place(virt, len) };
     }
 
     fn printk(&self, args: fmt::Arguments<'_>) {

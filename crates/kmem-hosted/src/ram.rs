@@ -356,20 +356,8 @@ impl RamRef {
         let (start, len) = s.shared_map();
         if len != 0 {
             // SAFETY: `[start, start + len)` is the part of our linear map that maps the memfd, which
-            // nothing uses (see above); an anonymous PROT_NONE mapping replaces it atomically.
-            let r = unsafe {
-                libc::mmap(
-                    start as *mut libc::c_void,
-                    len,
-                    libc::PROT_NONE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-                    -1,
-                    0,
-                )
-            };
-            if r == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
+            // nothing uses (see above).
+            unsafe { reserve_in_place(start, len)? };
         }
         let held = s.fd.swap(-1, Ordering::AcqRel);
         if held >= 0
@@ -647,6 +635,30 @@ pub fn host_page_size() -> usize {
 
 fn invalid(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Replaces `[start, start + len)` (page-aligned) with an inaccessible
+/// reservation, atomically (an anonymous `PROT_NONE` mapping, `MAP_FIXED`):
+/// the addresses stay ours, and whatever was mapped there is gone.
+///
+/// # Safety
+/// The range is ours (a window or the linear map) and nothing uses it.
+pub(crate) unsafe fn reserve_in_place(start: usize, len: usize) -> io::Result<()> {
+    // SAFETY: caller contract.
+    let r = unsafe {
+        libc::mmap(
+            start as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Reserves `size` bytes (a multiple of the page size) of address space,
@@ -944,22 +956,8 @@ impl HostRam {
     /// `reserve_window`, and no reference into it may be used afterwards.
     pub unsafe fn unmap_alias(&self, virt: usize, len: usize) -> io::Result<()> {
         self.check_window(virt, len)?;
-        // SAFETY: the caller promises the range is in one of our windows and
-        // unused; an anonymous PROT_NONE mapping replaces it atomically.
-        let r = unsafe {
-            libc::mmap(
-                virt as *mut libc::c_void,
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
-                -1,
-                0,
-            )
-        };
-        if r == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        // SAFETY: the caller promises the range is in one of our windows and unused.
+        unsafe { reserve_in_place(virt, len) }
     }
 
     /// Bytes of RAM that hold host memory (pages written and not discarded
