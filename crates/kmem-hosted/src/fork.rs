@@ -1543,20 +1543,7 @@ fn parse_maps_line(line: &[u8]) -> Option<(usize, usize, i32, u64, u64, u64)> {
 fn remap(start: usize, len: usize, prot: i32, new: i32, off: u64) -> Result<(), &'static str> {
     // SAFETY: `[start, start + len)` maps the old RAM file at `off`; the same range of the new file (a
     // copy of the old one) replaces it, so every address keeps its contents.
-    let r = unsafe {
-        libc::mmap(
-            start as *mut libc::c_void,
-            len,
-            prot,
-            libc::MAP_SHARED | libc::MAP_FIXED,
-            new,
-            off as libc::off_t,
-        )
-    };
-    if r == libc::MAP_FAILED {
-        return Err("mmap");
-    }
-    Ok(())
+    unsafe { crate::ram::map_file_in_place(start, len, prot, new, off as usize) }.map_err(|_| "mmap")
 }
 
 /// Replaces every mapping of the file (dev, ino), found in

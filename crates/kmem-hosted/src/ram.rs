@@ -533,36 +533,20 @@ fn attach_file(s: &RamSlot) -> Option<io::Result<i32>> {
         }
     }
     let made = (|| {
-        // SAFETY: a NUL-terminated name and valid flags.
-        let fd = unsafe { libc::memfd_create(c"kmem-ram".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor of ours; the OwnedFd closes it on an error.
-        let file = unsafe { OwnedFd::from_raw_fd(out_of_the_way(fd)) };
-        let size = s.size.load(Ordering::Relaxed);
-        // SAFETY: our fresh memfd.
-        if unsafe { libc::ftruncate(file.as_raw_fd(), size as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (file, (dev, ino)) = new_ram_file(s.size.load(Ordering::Relaxed))?;
         let (start, len) = s.shared_map();
-        let offset = s.private.load(Ordering::Relaxed) as libc::off_t;
+        let offset = s.private.load(Ordering::Relaxed);
         // SAFETY: `[start, start + len)` is the linear map's reservation for the memfd (detached, so
-        // nothing uses it); the new file is at least `offset + len` long.
-        let r = unsafe {
-            libc::mmap(
-                start as *mut libc::c_void,
+        // nothing uses it); the new file is `offset + len` long.
+        unsafe {
+            map_file_in_place(
+                start,
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
                 file.as_raw_fd(),
                 offset,
-            )
+            )?
         };
-        if r == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let (dev, ino, _) = file_id(file.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
         Ok((file.into_raw_fd(), dev, ino))
     })();
     Some(match made {
@@ -661,6 +645,55 @@ pub(crate) unsafe fn reserve_in_place(start: usize, len: usize) -> io::Result<()
     Ok(())
 }
 
+/// Maps `[start, start + len)` to the range of file `fd` at `offset`,
+/// shared, with protection `prot`, replacing what was mapped there
+/// (`MAP_FIXED`).
+///
+/// # Safety
+/// The range is ours (a window or the linear map), and nothing uses what it
+/// mapped before unless the file's range holds the same contents.
+pub(crate) unsafe fn map_file_in_place(
+    start: usize,
+    len: usize,
+    prot: i32,
+    fd: i32,
+    offset: usize,
+) -> io::Result<()> {
+    // SAFETY: caller contract.
+    let r = unsafe {
+        libc::mmap(
+            start as *mut libc::c_void,
+            len,
+            prot,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if r == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A new RAM memfd of `size` bytes (read as zeroes, costing no memory),
+/// on a number out of the way (`out_of_the_way`), with its (device, inode).
+fn new_ram_file(size: usize) -> io::Result<(OwnedFd, (u64, u64))> {
+    // SAFETY: the name is a NUL-terminated string; the flags are valid.
+    let raw_fd = unsafe { libc::memfd_create(c"kmem-ram".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw_fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new descriptor nobody else owns; it closes on drop.
+    let fd = unsafe { OwnedFd::from_raw_fd(out_of_the_way(raw_fd)) };
+    // SAFETY: `fd` is an open memfd; growing it only records the length.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (dev, ino, _) = file_id(fd.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
+    Ok((fd, (dev, ino)))
+}
+
 /// Reserves `size` bytes (a multiple of the page size) of address space,
 /// aligned to `WINDOW_ALIGN`, inaccessible and costing no memory.
 fn reserve(size: usize) -> io::Result<usize> {
@@ -736,34 +769,14 @@ impl HostRam {
             .filter(|&s| libc::off_t::try_from(s).is_ok())
             .ok_or_else(|| invalid("RAM size too large"))?;
 
-        // SAFETY: the name is a NUL-terminated string; the flags are valid.
-        let raw_fd = unsafe { libc::memfd_create(c"kmem-ram".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw_fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create returned a new descriptor nobody else owns; it closes on drop.
-        let fd = unsafe { OwnedFd::from_raw_fd(out_of_the_way(raw_fd)) };
-        // SAFETY: `fd` is an open memfd; growing it only records the length.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let (dev, ino, _) = file_id(fd.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
+        let (fd, (dev, ino)) = new_ram_file(size)?;
 
         let base = reserve(size)?;
         // SAFETY: `[base, base + size)` is the reservation made just above,
         // owned by nobody else; MAP_FIXED replaces exactly it.
-        let mapped = unsafe {
-            libc::mmap(
-                base as *mut libc::c_void,
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if mapped == libc::MAP_FAILED {
-            let err = io::Error::last_os_error();
+        if let Err(err) =
+            unsafe { map_file_in_place(base, size, libc::PROT_READ | libc::PROT_WRITE, fd.as_raw_fd(), 0) }
+        {
             // SAFETY: the reservation is ours and unused.
             unsafe { libc::munmap(base as *mut libc::c_void, size) };
             return Err(err);
@@ -931,20 +944,7 @@ impl HostRam {
         self.ram.note_alias();
         // SAFETY: the caller promises the target lies in a reserved window we
         // may replace; `fd` is the memfd (checked) and the source range is inside it.
-        let r = unsafe {
-            libc::mmap(
-                at_virt as *mut libc::c_void,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                fd,
-                phys as libc::off_t,
-            )
-        };
-        if r == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        unsafe { map_file_in_place(at_virt, len, libc::PROT_READ | libc::PROT_WRITE, fd, phys) }
     }
 
     /// Removes the alias at `[virt, virt + len)`, turning the range back into
