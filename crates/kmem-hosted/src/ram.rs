@@ -192,15 +192,21 @@ pub(crate) fn registered() -> impl Iterator<Item = RamRef> {
 fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize, private: usize) -> Option<RamRef> {
     crate::fork::install_handlers();
     registry_lock();
-    let found = RAMS
+    // A dead slot below `RAMS_END`, else the first never taken: the slots
+    // from `RAMS_END` on are unread zero pages, and reading one before its
+    // first write would fault it in twice.
+    let end = RAMS_END.load(Ordering::Relaxed);
+    let found = RAMS[..end]
         .iter()
-        .enumerate()
-        .find(|(_, s)| !s.live.load(Ordering::Relaxed));
-    let r = found.map(|(idx, s)| {
+        .position(|s| !s.live.load(Ordering::Relaxed))
+        .or((end < MAX_FORK_RAMS).then_some(end));
+    let r = found.map(|idx| {
+        let s = &RAMS[idx];
         RAMS_END.fetch_max(idx + 1, Ordering::Relaxed);
+        // A store first (see above), then the generation's increment.
+        s.dev.store(dev, Ordering::Relaxed);
         let gen = s.gen.load(Ordering::Relaxed) + 1;
         s.gen.store(gen, Ordering::Relaxed);
-        s.dev.store(dev, Ordering::Relaxed);
         s.ino.store(ino, Ordering::Relaxed);
         s.base.store(base, Ordering::Relaxed);
         s.size.store(size, Ordering::Relaxed);

@@ -344,28 +344,34 @@ extern "C" fn boot() {
     }
     let mid = MALLOC_MID_CLASSES.map(|(name, size)| (size, mid_cache(k, name, size)));
     let mut fast = crate::MALLOC_CACHES.len();
-    // The middle classes from the first at least as large as the slot's size
-    // (they are sorted, and so are the slots).
+    // The slots in runs: a slot takes the first middle class at least as
+    // large as its size and below its kmalloc class, if any, else that
+    // kmalloc class; every slot up to the chosen class's size takes the
+    // same one (the classes are sorted, and so are the slots).
     let mut first_mid = 0;
-    for (i, slot) in crate::MALLOC_CACHES.iter().enumerate() {
+    let mut i = 0;
+    while i < crate::MALLOC_CACHES.len() {
         let size = i * 8 + 8;
         let idx = kmalloc_index(size);
         while first_mid < mid.len() && mid[first_mid].0 < size {
             first_mid += 1;
         }
-        // A middle class between this size and its kmalloc class, if any.
-        let c = match mid[first_mid..]
+        let (bound, c) = match mid[first_mid..]
             .iter()
             .take_while(|&&(m, _)| m < kmalloc_size(idx))
             .find(|&&(_, c)| !c.is_null())
         {
-            Some(&(_, c)) => c,
-            None => caches[idx],
+            Some(&(m, c)) => (m, c),
+            None => (kmalloc_size(idx), caches[idx]),
         };
+        let end = (bound / 8).min(crate::MALLOC_CACHES.len());
         if c.is_null() {
             fast = fast.min(i);
         }
-        slot.store(c, Ordering::Relaxed);
+        for slot in &crate::MALLOC_CACHES[i..end] {
+            slot.store(c, Ordering::Relaxed);
+        }
+        i = end;
     }
     crate::MALLOC_FAST_BYTES.store(fast * 8, Ordering::Release);
     STATE.store(READY, Ordering::Release);

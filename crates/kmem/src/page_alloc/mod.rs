@@ -1465,7 +1465,7 @@ impl<P: Platform> Kmem<P> {
             report,
         };
         // SAFETY: zone lock held; the block is free.
-        unsafe { b.free_one_page(page, order, mt, false) };
+        unsafe { b.free_one_page(page, order, mt, false, false) };
         zone.stats.pgfree.fetch_add(1 << order, Ordering::Relaxed);
         let unreported = guard.unreported;
         drop(guard);
@@ -1529,7 +1529,7 @@ impl<P: Platform> Kmem<P> {
                     ListHead::del(l);
                     let pfn = self.map.page_to_pfn(page);
                     let mt = self.map.pageblock_mt(pfn);
-                    b.free_one_page(page, order, mt, false);
+                    b.free_one_page(page, order, mt, false, false);
                 }
                 g.count -= 1 << order;
                 left -= 1 << order;
@@ -1588,7 +1588,9 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    /// Free a block straight into the buddy (boot hand-over, and helpers).
+    /// Free a block straight into the buddy (boot hand-over, and helpers):
+    /// `__free_pages_core`, whose blocks go to their lists' tails
+    /// (`FPI_TO_TAIL`).
     ///
     /// # Safety
     /// The block is free RAM of `zone` that nobody uses.
@@ -1612,7 +1614,7 @@ impl<P: Platform> Kmem<P> {
         unsafe {
             (*page).refcount.store(0, Ordering::Relaxed);
             (*page).flags.store(0, Ordering::Relaxed);
-            b.free_one_page(page, order, mt, false)
+            b.free_one_page(page, order, mt, false, true)
         };
     }
 

@@ -477,10 +477,20 @@ impl Buddy<'_> {
     }
 
     /// `__free_one_page`: free a block and merge it with its buddies.
+    /// `to_tail` is `FPI_TO_TAIL` (the boot's hand-over of memory): the
+    /// block goes to its list's tail without a look at the next-order
+    /// buddy.
     ///
     /// # Safety
     /// `page` heads a block of `order` pages of this zone that nobody uses.
-    pub unsafe fn free_one_page(&mut self, page: *mut Page, order: u32, mt: MigrateType, reported: bool) {
+    pub unsafe fn free_one_page(
+        &mut self,
+        page: *mut Page,
+        order: u32,
+        mt: MigrateType,
+        reported: bool,
+        to_tail: bool,
+    ) {
         let mut pfn = self.map.page_to_pfn(page);
         let nr_pages = 1isize << order;
         let mut order = order;
@@ -515,8 +525,8 @@ impl Buddy<'_> {
                 order += 1;
             }
             // Merging is likely if the next-order buddy is free: queue at the tail.
-            let mut tail = false;
-            if order < max - 1 {
+            let mut tail = to_tail;
+            if !to_tail && order < max - 1 {
                 let higher_buddy = (pfn & !((1usize << (order + 1)) - 1)) ^ (1 << (order + 1));
                 tail = self.page_is_buddy(higher_buddy, order + 1);
             }
