@@ -60,7 +60,9 @@
 //! pointer), so even inside `libkmalloc.so` it costs no `__tls_get_addr`
 //! call. The outermost acquisition also reads `GATE_FLAGS`, a process-wide
 //! word that is 0 except while a fork is in progress: then the thread waits
-//! on its futex before taking the lock (the forking thread passes). A
+//! on its futex before taking the lock (the forking thread passes), having
+//! said so in the word, so that a fork nobody waited for ends without a
+//! wake-up call. A
 //! process that never created a thread (`__libc_single_threaded`) skips all
 //! of it: no other thread can hold a lock.
 //!
@@ -175,6 +177,9 @@ const GATE_FORKING: u32 = 1;
 /// `GATE_FLAGS` bit: the gate counts lock holders in `GATE_SLOTS` (the stop
 /// signal is not available).
 const GATE_COUNTING: u32 = 2;
+/// `GATE_FLAGS` bit, set only with `GATE_FORKING`: a thread waits (on the
+/// futex) for the fork to end.
+const GATE_WAITERS: u32 = 4;
 
 /// A read-mostly word on a cache line of its own.
 #[repr(C, align(64))]
@@ -384,7 +389,20 @@ fn gate_enter_slow(t: &GateTls) {
         } else if f & GATE_FORKING == 0 || FORKER.load(Ordering::Relaxed) == me {
             break;
         }
-        futex_wait(flags, f | GATE_FORKING);
+        // Announce the wait first: the gate's opener wakes waiters only if
+        // one did (most forks have none, and the wake is a system call).
+        let forking = f | GATE_FORKING;
+        if flags
+            .compare_exchange(
+                forking,
+                forking | GATE_WAITERS,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+        {
+            futex_wait(flags, forking | GATE_WAITERS);
+        }
     }
     t.depth.store(1, Ordering::Relaxed);
 }
@@ -566,6 +584,15 @@ const TASK_SUSPECT: u64 = 3;
 /// The phase word of the stop in force between prepare and the parent
 /// handler (0: the other threads were not stopped).
 static STOPPED_W: AtomicU32 = AtomicU32::new(0);
+
+/// Takes `STOPPED_W`, leaving 0; not written when it is 0 already (as in
+/// `close`: a child writing its parent's page takes a copy-on-write fault).
+fn take_stopped_w() -> u32 {
+    if STOPPED_W.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    STOPPED_W.swap(0, Ordering::Relaxed)
+}
 
 /// How long a stopped thread waits for the child to start copying before it
 /// concludes that the fork cannot proceed (the forking thread may need a C
@@ -1224,8 +1251,12 @@ fn close(fd: &AtomicI32) -> i32 {
 
 fn open_gate() {
     FORKER.store(0, Ordering::Relaxed);
-    GATE_FLAGS.0.fetch_and(!GATE_FORKING, Ordering::SeqCst);
-    futex_wake_all(&GATE_FLAGS.0);
+    let flags = GATE_FLAGS
+        .0
+        .fetch_and(!(GATE_FORKING | GATE_WAITERS), Ordering::SeqCst);
+    if flags & GATE_WAITERS != 0 {
+        futex_wake_all(&GATE_FLAGS.0);
+    }
 }
 
 extern "C" fn parent() {
@@ -1242,7 +1273,7 @@ extern "C" fn parent() {
         }
     }
     close(&PIPE_R);
-    let w = STOPPED_W.swap(0, Ordering::Relaxed);
+    let w = take_stopped_w();
     if let (true, Some(phase)) = (w != 0, phase()) {
         release(phase, w);
     }
@@ -1254,7 +1285,7 @@ extern "C" fn parent() {
 extern "C" fn child() {
     // Keep the parent's stopped threads stopped until the copy is made (with nothing to copy, the
     // parent lets them go at once).
-    let w = STOPPED_W.swap(0, Ordering::Relaxed);
+    let w = take_stopped_w();
     if let (true, false, Some(phase)) = (w != 0, NOTHING_TO_COPY.load(Ordering::Relaxed), phase()) {
         let copying = (w & !PHASE_STATE) | PHASE_COPYING;
         if phase
@@ -1289,7 +1320,10 @@ extern "C" fn child() {
             s.0.store(0, Ordering::Relaxed);
         }
     }
-    gate_tls().pending.store(0, Ordering::Relaxed);
+    let pending = &gate_tls().pending;
+    if pending.load(Ordering::Relaxed) != 0 {
+        pending.store(0, Ordering::Relaxed);
+    }
     crate::platform::reset_cpu_owners();
     // The phase page is shared with the parent: this process maps its own before it first stops.
     PHASE_INHERITED.store(true, Ordering::Relaxed);

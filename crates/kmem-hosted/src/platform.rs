@@ -383,10 +383,19 @@ pub const MAX_PINNED_CPUS: usize = 1024;
 #[link_section = ".bss.kmem_cold"]
 static CPU_OWNER: [AtomicU32; MAX_PINNED_CPUS] = [const { AtomicU32::new(0) }; MAX_PINNED_CPUS];
 
+/// Whether any owner lock was ever taken in this process or its parents:
+/// until then `CPU_OWNER`'s pages were never touched, and reading them would
+/// fault them in.
+static CPU_OWNER_USED: AtomicBool = AtomicBool::new(false);
+
 /// Frees every CPU owner lock: in a child after `fork`, the threads that
 /// held them do not exist. Writes only the locks that are held (the page is
-/// the parent's until written: a copy-on-write fault).
+/// the parent's until written: a copy-on-write fault), and reads none if
+/// none was ever taken (two page faults in every child otherwise).
 pub(crate) fn reset_cpu_owners() {
+    if !CPU_OWNER_USED.load(Ordering::Relaxed) {
+        return;
+    }
     for w in CPU_OWNER.iter().filter(|w| w.load(Ordering::Relaxed) != 0) {
         w.store(0, Ordering::Relaxed);
     }
@@ -539,6 +548,9 @@ impl HostedPlatform {
 
     /// Take owner lock `i` (a futex mutex: spin a little, then sleep).
     fn owner_lock(&self, i: usize) {
+        if !CPU_OWNER_USED.load(Ordering::Relaxed) {
+            CPU_OWNER_USED.store(true, Ordering::Relaxed);
+        }
         let w = &CPU_OWNER[i];
         if w.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
