@@ -845,6 +845,18 @@ impl Platform for HostedPlatform {
 
     unsafe fn map_pages(&self, virt: usize, phys: &[u64]) -> bool {
         let Some(ram) = &self.ram else { return false };
+        // Lowmem pages are refused before the file is reached (a RAM with no file yet makes it).
+        let private = ram.private() as u64;
+        if phys.iter().any(|&p| p < private) {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                self.printk(format_args!(
+                    "kmem: lowmem is private (kmem.private_lowmem): only HighMem pages can be mapped in the \
+                     vmalloc window"
+                ));
+            }
+            return false;
+        }
         let fd = match ram.fd() {
             Ok(fd) => fd,
             Err(err) => {
@@ -857,17 +869,6 @@ impl Platform for HostedPlatform {
                 return false;
             }
         };
-        let private = ram.private() as u64;
-        if phys.iter().any(|&p| p < private) {
-            static WARNED: AtomicBool = AtomicBool::new(false);
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                self.printk(format_args!(
-                    "kmem: lowmem is private (kmem.private_lowmem): only HighMem pages can be mapped in the \
-                     vmalloc window"
-                ));
-            }
-            return false;
-        }
         ram.note_alias();
         let page = kmem::PAGE_SIZE;
         let mut i = 0;

@@ -32,8 +32,15 @@
 //! once HighMem is full, `vmap` of lowmem pages) is refused, and that
 //! mapping fails. Discards of lowmem use `MADV_DONTNEED`, and lowmem is
 //! `MADV_NOHUGEPAGE` (the machine touches it sparsely: with transparent
-//! huge pages always on, each touch would cost 2 MiB). The memfd keeps
-//! the whole length, its lowmem part a hole that no mapping writes.
+//! huge pages always on, each touch would cost 2 MiB). Such a RAM boots
+//! with no memfd: HighMem is an inaccessible reservation in the linear map
+//! until the first use that needs the file makes it ([`RamRef::fd`]: a
+//! HighMem alias, which vmalloc makes for blocks above 4 MiB, or a `fork`
+//! with data to copy), mapped where the reservation was. A program that
+//! never uses HighMem never has one: libkmalloc's boot saves the
+//! `memfd_create`, `ftruncate`, shared mapping and the checks of the
+//! descriptor, some ten system calls. The memfd keeps the whole length, its
+//! lowmem part a hole that no mapping writes.
 //!
 //! **The registry.** Every live `HostRam` has a slot in a small process-wide
 //! registry (`RAMS`, a fixed array, so registering never allocates): its
@@ -67,9 +74,8 @@
 //!   alone;
 //! * giving memory back goes through the linear map (`madvise(MADV_REMOVE)`,
 //!   [`RamRef::discard`]), not a descriptor;
-//! * a RAM with private lowmem holds no descriptor at all while it needs
-//!   none (`RamRef::let_go_of_fd`): its mapping keeps the memfd, and the
-//!   first HighMem alias or `fork` with data to copy opens it again.
+//! * a RAM with private lowmem has no file, and so holds no descriptor,
+//!   until it needs one (see "Private lowmem").
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::io;
@@ -188,8 +194,14 @@ pub(crate) fn registered() -> impl Iterator<Item = RamRef> {
         })
 }
 
-/// Records a RAM; None if the registry is full.
-fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize, private: usize) -> Option<RamRef> {
+/// Records a RAM with its memfd's descriptor and identity, or with none
+/// (detached: no file yet, see [`HostRam::with_private_lowmem`]); None if
+/// the registry is full.
+fn register(file: Option<(i32, (u64, u64))>, base: usize, size: usize, private: usize) -> Option<RamRef> {
+    let (fd, (dev, ino), file_state) = match file {
+        Some((fd, id)) => (fd, id, ATTACHED),
+        None => (-1, (0, 0), DETACHED),
+    };
     crate::fork::install_handlers();
     registry_lock();
     // A dead slot below `RAMS_END`, else the first never taken: the slots
@@ -212,7 +224,7 @@ fn register(fd: i32, (dev, ino): (u64, u64), base: usize, size: usize, private: 
         s.size.store(size, Ordering::Relaxed);
         s.private.store(private, Ordering::Relaxed);
         s.aliased.store(false, Ordering::Relaxed);
-        s.file_state.store(ATTACHED, Ordering::Relaxed);
+        s.file_state.store(file_state, Ordering::Relaxed);
         s.fd.store(fd, Ordering::Relaxed);
         s.live.store(true, Ordering::Release);
         RamRef { idx, gen }
@@ -355,10 +367,15 @@ impl RamRef {
     /// `exec`, or `_exit`), and a `fork` saves the `memfd_create`,
     /// `ftruncate` and mapping it took before (some 20 µs). Nothing reads or
     /// writes HighMem but through aliases, so nothing touches the
-    /// reservation meanwhile; a discard skips it. Call with the registry lock
-    /// held, in a child that is still single-threaded.
+    /// reservation meanwhile; a discard skips it. A RAM that had no file in
+    /// the parent (not even one half made) has the reservation already, and
+    /// nothing is done. Call with the registry lock held, in a child that is
+    /// still single-threaded.
     pub(crate) fn detach_file(&self) -> io::Result<()> {
         let s = self.slot().ok_or(io::ErrorKind::NotFound)?;
+        if s.file_state.load(Ordering::Acquire) == DETACHED {
+            return Ok(());
+        }
         let (start, len) = s.shared_map();
         if len != 0 {
             // SAFETY: `[start, start + len)` is the part of our linear map that maps the memfd, which
@@ -436,7 +453,7 @@ impl RamRef {
                 return Err(io::Error::last_os_error());
             }
         } else {
-            // None held (`let_go_of_fd`), or the number is the program's now: keep none. The
+            // None held, or the number is the program's now: keep none. The
             // mappings keep the new file, and `fd` opens it again through them.
             s.fd.store(-1, Ordering::Relaxed);
         }
@@ -451,34 +468,6 @@ impl RamRef {
         let s = self.slot()?;
         let size = s.size.load(Ordering::Relaxed) as i64;
         Some((s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed), size))
-    }
-
-    /// Closes the registry's descriptor of the memfd if the RAM can open it
-    /// again through its linear map (`/proc/self/map_files` readable), so
-    /// that the process holds none until `fd` is next needed (a HighMem
-    /// alias, a `fork` with data to copy). With lowmem private, a program
-    /// that uses no block above 4 MiB never needs it: all its descriptors
-    /// are its own (a test that lists a child's open descriptors sees no
-    /// extra one).
-    pub(crate) fn let_go_of_fd(&self) {
-        let Some(s) = self.slot() else { return };
-        if s.file_state.load(Ordering::Acquire) != ATTACHED {
-            return;
-        }
-        let (start, len) = s.shared_map();
-        if len == 0 {
-            return;
-        }
-        let path = map_files_path(start, len);
-        // SAFETY: `path` holds a NUL-terminated string.
-        if unsafe { libc::access(path.as_ptr().cast(), libc::R_OK | libc::W_OK) } != 0 {
-            return;
-        }
-        let fd = s.fd.swap(-1, Ordering::AcqRel);
-        if fd >= 0 && names(fd, (s.dev.load(Ordering::Relaxed), s.ino.load(Ordering::Relaxed))) {
-            // SAFETY: the registry's descriptor, which nobody uses once the slot holds -1.
-            unsafe { libc::close(fd) };
-        }
     }
 
     /// Gives RAM `[phys, phys + len)` back to the host through the linear
@@ -542,17 +531,19 @@ fn attach_file(s: &RamSlot) -> Option<io::Result<i32>> {
         let (file, (dev, ino)) = new_ram_file(s.size.load(Ordering::Relaxed))?;
         let (start, len) = s.shared_map();
         let offset = s.private.load(Ordering::Relaxed);
-        // SAFETY: `[start, start + len)` is the linear map's reservation for the memfd (detached, so
-        // nothing uses it); the new file is `offset + len` long.
-        unsafe {
-            map_file_in_place(
-                start,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                file.as_raw_fd(),
-                offset,
-            )?
-        };
+        if len != 0 {
+            // SAFETY: `[start, start + len)` is the linear map's reservation for the memfd (detached,
+            // so nothing uses it); the new file is `offset + len` long.
+            unsafe {
+                map_file_in_place(
+                    start,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    file.as_raw_fd(),
+                    offset,
+                )?
+            };
+        }
         Ok((file.into_raw_fd(), dev, ino))
     })();
     Some(match made {
@@ -741,9 +732,12 @@ fn reserve(size: usize) -> io::Result<usize> {
 /// The machine's physical RAM: a sparse memfd mapped as the linear map.
 ///
 /// # Invariants
-/// `[base, base + size)` is a shared read/write mapping of the whole of the
-/// memfd registered as `ram`, owned by this value until it drops; `size` is
-/// a nonzero multiple of the host page size and the memfd's length.
+/// `[base, base + size)` is the linear map of the RAM registered as `ram`,
+/// owned by this value until it drops: private anonymous memory below
+/// `ram.private()`, above it a shared read/write mapping of the memfd at
+/// the same offsets, or an inaccessible reservation while the RAM has no
+/// file. `size` is a nonzero multiple of the host page size and the
+/// memfd's length.
 #[derive(Debug)]
 pub struct HostRam {
     base: usize,
@@ -761,8 +755,12 @@ impl HostRam {
 
     /// [`HostRam::new`] whose first `private` bytes (rounded down to the
     /// host page size) are private anonymous memory (see "Private lowmem"
-    /// above). If the host refuses that mapping (strict overcommit), all of
-    /// the RAM is the memfd's, as with `new`.
+    /// above). The rest, HighMem, has no memfd yet: an inaccessible
+    /// reservation stands in the linear map where the file will be mapped,
+    /// and the first use that needs the file makes it ([`RamRef::fd`]: a
+    /// HighMem alias, a `fork` with data to copy). If the host refuses the
+    /// private mapping (strict overcommit), all of the RAM is a memfd, as
+    /// with `new`.
     pub fn with_private_lowmem(phys_size: u64, private: usize) -> io::Result<HostRam> {
         let page = host_page_size();
         if phys_size == 0 {
@@ -774,63 +772,60 @@ impl HostRam {
             .map(|s| s & !(page - 1))
             .filter(|&s| libc::off_t::try_from(s).is_ok())
             .ok_or_else(|| invalid("RAM size too large"))?;
-
-        let (fd, (dev, ino)) = new_ram_file(size)?;
-
-        let base = reserve(size)?;
-        // SAFETY: `[base, base + size)` is the reservation made just above,
-        // owned by nobody else; MAP_FIXED replaces exactly it.
-        if let Err(err) =
-            unsafe { map_file_in_place(base, size, libc::PROT_READ | libc::PROT_WRITE, fd.as_raw_fd(), 0) }
-        {
-            // SAFETY: the reservation is ours and unused.
-            unsafe { libc::munmap(base as *mut libc::c_void, size) };
-            return Err(err);
-        }
         let private = private.min(size) & !(page - 1);
-        let map = |flags, fd| {
-            // SAFETY: `[base, base + private)` is the start of the mapping just made, ours alone and
-            // unused; MAP_FIXED replaces exactly it.
-            unsafe {
+        let base = reserve(size)?;
+        let unmap = || {
+            // SAFETY: the reservation and what was mapped over it are ours and unused.
+            unsafe { libc::munmap(base as *mut libc::c_void, size) };
+        };
+        if private != 0 {
+            // SAFETY: `[base, base + private)` is the start of the reservation made just above, ours
+            // alone and unused; MAP_FIXED replaces exactly it.
+            let mapped = unsafe {
                 libc::mmap(
                     base as *mut libc::c_void,
                     private,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    flags | libc::MAP_FIXED,
-                    fd,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                    -1,
                     0,
                 ) != libc::MAP_FAILED
+            };
+            if mapped {
+                // The machine touches lowmem sparsely (the memmap's pages, slabs here and there): on a
+                // host with transparent huge pages always on, each touch would take 2 MiB.
+                // SAFETY: advice on our own mapping; best effort.
+                unsafe { libc::madvise(base as *mut libc::c_void, private, libc::MADV_NOHUGEPAGE) };
+                let Some(ram) = register(None, base, size, private) else {
+                    unmap();
+                    return Err(io::Error::other("more than 256 HostRams alive at once"));
+                };
+                return Ok(HostRam { base, size, ram });
             }
-        };
-        let private = if private == 0 {
-            0
-        } else if map(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1) {
-            // The machine touches lowmem sparsely (the memmap's pages, slabs here and there): on a
-            // host with transparent huge pages always on, each touch would take 2 MiB.
-            // SAFETY: advice on our own mapping; best effort.
-            unsafe { libc::madvise(base as *mut libc::c_void, private, libc::MADV_NOHUGEPAGE) };
-            private
-        } else {
-            // A failed MAP_FIXED may have unmapped the range (kernels before 6.12): map the memfd
-            // there again.
-            if !map(libc::MAP_SHARED, fd.as_raw_fd()) {
-                let err = io::Error::last_os_error();
-                // SAFETY: the mapping is ours and unused.
-                unsafe { libc::munmap(base as *mut libc::c_void, size) };
+            // Refused: all of it a memfd. (A failed MAP_FIXED may have unmapped the range on kernels
+            // before 6.12; the file's MAP_FIXED mapping below covers it again.)
+        }
+        let (fd, (dev, ino)) = match new_ram_file(size) {
+            Ok(file) => file,
+            Err(err) => {
+                unmap();
                 return Err(err);
             }
-            0
         };
-        let Some(ram) = register(fd.as_raw_fd(), (dev, ino), base, size, private) else {
-            // SAFETY: the mapping is ours and unused.
-            unsafe { libc::munmap(base as *mut libc::c_void, size) };
+        // SAFETY: `[base, base + size)` is the reservation made above, owned by nobody else;
+        // MAP_FIXED replaces exactly it.
+        if let Err(err) =
+            unsafe { map_file_in_place(base, size, libc::PROT_READ | libc::PROT_WRITE, fd.as_raw_fd(), 0) }
+        {
+            unmap();
+            return Err(err);
+        }
+        let Some(ram) = register(Some((fd.as_raw_fd(), (dev, ino))), base, size, 0) else {
+            unmap();
             return Err(io::Error::other("more than 256 HostRams alive at once"));
         };
         // The registry owns the descriptor from here on (`HostRam::drop`).
         let _ = fd.into_raw_fd();
-        if private != 0 {
-            ram.let_go_of_fd();
-        }
         Ok(HostRam { base, size, ram })
     }
 
@@ -970,13 +965,19 @@ impl HostRam {
     /// since): the memfd's block count, plus the resident pages of the
     /// private lowmem (`mincore`).
     pub fn ram_resident_bytes(&self) -> io::Result<u64> {
-        // SAFETY: an all-zero `stat` is a valid value to be overwritten.
-        let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        let fd = self.ram.fd()?;
-        // SAFETY: `fd` is open and `st` is a writable `stat`.
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // A RAM with no file yet has nothing in one (and this does not make one).
+        let shared = if self.ram.detached() {
+            0
+        } else {
+            // SAFETY: an all-zero `stat` is a valid value to be overwritten.
+            let mut st: libc::stat = unsafe { core::mem::zeroed() };
+            let fd = self.ram.fd()?;
+            // SAFETY: `fd` is open and `st` is a writable `stat`.
+            if unsafe { libc::fstat(fd, &mut st) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            st.st_blocks as u64 * 512
+        };
         let mut private = 0;
         // SAFETY: the private lowmem is the page-aligned start of our linear map.
         unsafe {
@@ -984,7 +985,7 @@ impl HostRam {
                 private += pages * kmem::PAGE_SIZE
             })?
         };
-        Ok(st.st_blocks as u64 * 512 + private as u64)
+        Ok(shared + private as u64)
     }
 }
 

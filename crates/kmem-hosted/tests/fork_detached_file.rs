@@ -2,7 +2,8 @@
 //! process (so that no other test's machine is registered and the parent
 //! has nothing to copy): the child gets no copy of the memfd but a
 //! reservation in its place, and makes a file of its own when it first
-//! needs one (`kmem_hosted::ram`, `RamRef::detach_file`).
+//! needs one (`kmem_hosted::ram`, `RamRef::detach_file`). A machine with
+//! private lowmem boots that way too: no file until one is needed.
 
 mod common;
 
@@ -47,8 +48,29 @@ fn child_of_a_parent_without_highmem_data_makes_its_own_file() {
     let small = m.kmalloc(64, GFP_KERNEL).unwrap().as_ptr();
     fill(small, 64, b'P');
     let highmem = m.ram().base() + m.ram().private();
-    assert!(mapping_at(highmem).contains("/memfd:kmem-ram"));
+    // The machine boots with no file: a reservation where it will be mapped.
+    let line = mapping_at(highmem);
+    assert!(line.contains(" ---p ") && !line.contains("memfd"), "{line}");
+    // A child of the parent that has no file makes its own, and the parent still has none.
+    let (c0, m0) = fork_with(|o| {
+        let v = m.vmalloc(1 << 20).unwrap().as_ptr();
+        fill(v, 1 << 20, b'0');
+        let own = mapping_at(highmem).contains("/memfd:kmem-ram");
+        send(
+            o,
+            if own && all(v, 1 << 20, b'0') {
+                b"ok"
+            } else {
+                b"BAD"
+            },
+        );
+        0
+    });
+    assert_eq!((c0, m0.as_str()), (0, "ok"));
+    assert!(!mapping_at(highmem).contains("memfd"));
+    // The first use that needs the file makes it, where the reservation was.
     let parent_fd = m.ram().fd().unwrap();
+    assert!(mapping_at(highmem).contains("/memfd:kmem-ram"));
     let parent_file = file_id(parent_fd);
     let (code, msg) = fork_with(|out| {
         let line = mapping_at(highmem);

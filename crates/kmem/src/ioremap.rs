@@ -171,8 +171,20 @@ impl Default for IomemState {
 }
 
 impl IomemState {
-    /// An empty tree (the root only).
+    /// An empty tree (the root only). The machine's starts as zero bytes
+    /// instead, in place (`Kmem::setup_arch`), and `iomem_init` writes its
+    /// root: all of this but the root is zero bytes.
     pub const fn new() -> Self {
+        Self {
+            inner: SpinLock::new(IomemInner {
+                root: Self::root(),
+                boot: [const { Resource::empty() }; E820_MAX_ENTRIES],
+            }),
+        }
+    }
+
+    /// `iomem_resource`, the root of an empty tree.
+    const fn root() -> Resource {
         let mut root = Resource::empty();
         root.end = (1u64 << PHYS_ADDR_BITS) - 1;
         root.flags = IORESOURCE_MEM;
@@ -183,12 +195,7 @@ impl IomemState {
             i += 1;
         }
         root.name_len = name.len() as u8;
-        Self {
-            inner: SpinLock::new(IomemInner {
-                root,
-                boot: [const { Resource::empty() }; E820_MAX_ENTRIES],
-            }),
-        }
+        root
     }
 }
 
@@ -287,6 +294,8 @@ impl<P: Platform> Kmem<P> {
     /// the iomem tree. Called once at boot, after the slab allocator is up.
     pub(crate) fn iomem_init(&self, e820: &E820Table) {
         let mut inner = self.iomem.inner.lock(&self.platform);
+        // The tree starts as zero bytes (see `IomemState::new`).
+        inner.root = IomemState::root();
         let root = Self::iomem_root(&mut inner);
         for (i, e) in e820.entries().iter().enumerate().take(E820_MAX_ENTRIES) {
             if e.size == 0 {
@@ -949,6 +958,38 @@ pub unsafe fn memset_io(dst: *mut u8, c: u8, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Kmem::setup_arch` leaves the iomem tree as the boot memory's zero
+    /// bytes instead of writing `IomemState::new()`, and `iomem_init`
+    /// writes the root: everything else must be zero.
+    #[test]
+    fn the_initial_state_is_zero_but_for_the_root() {
+        // Every field by name, so that a new one must be added here too.
+        let mut st = IomemState::new();
+        assert!(!st.inner.is_locked());
+        let IomemInner { root, boot } = st.inner.get_mut();
+        let zero = |r: &Resource| {
+            let Resource {
+                start,
+                end,
+                flags,
+                device,
+                name_len,
+                name,
+                parent,
+                sibling,
+                child,
+            } = r;
+            (*start, *end, *flags, *device, *name_len) == (0, 0, 0, false, 0)
+                && name.iter().all(|&b| b == 0)
+                && parent.is_null()
+                && sibling.is_null()
+                && child.is_null()
+        };
+        assert!(boot.iter().all(zero));
+        assert_eq!(root.name(), "PCI mem");
+        assert!(!zero(root));
+    }
 
     #[test]
     fn accessors_are_little_endian_and_handle_misalignment() {

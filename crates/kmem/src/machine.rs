@@ -196,13 +196,12 @@ pub struct VmEvents {
 /// hosted machine gives the pages that stay zero back (`Kmem::boot` places
 /// it on a page boundary). The parts that the boot writes sit together: the
 /// zone table's head beside the boot parameters, the memblock and the slab
-/// state beside the iomem tree's root, the per-CPU allocator's written tail
-/// beside the boot free counts and the small fields, then the heads of the
-/// zone lists. On libkmalloc's default machine the written bytes lie on 5
-/// of its 17 pages, where the compiler's order spread them over 8
-/// (BENCHMARKS.md). The tables at the two ends (`zone_table` first;
-/// `preferred_zone`, `zonelists` and `kmap` last) start as zero bytes, and
-/// on zeroed RAM the boot leaves them unwritten (`setup_arch`). The fast
+/// state, the boot free counts and the small fields, then the heads of the
+/// zone lists, the per-CPU allocator's first chunk and the iomem tree's
+/// root. The tables at the two ends (`zone_table` first; `preferred_zone`,
+/// `zonelists`, `percpu`, `iomem` and `kmap` last) start as zero bytes, and
+/// on zeroed RAM the boot leaves them unwritten (`setup_arch`; `percpu_init`
+/// and `iomem_init` write what they need later). The fast
 /// paths' read-mostly fields (`zone_table`, `platform`, `map`, the kmalloc
 /// caches in `slab`) sit beside fields that are rarely written after the
 /// boot: the boot allocator's and the cache list's locks, counters of rare
@@ -219,10 +218,6 @@ pub struct Kmem<P: Platform> {
     pub memblock: SpinLock<Memblock>,
     /// The slab allocator's state.
     pub slab: crate::slab::SlabState,
-    /// The iomem resource tree (`iomem_resource`).
-    pub iomem: crate::ioremap::IomemState,
-    /// The per-CPU allocator's state.
-    pub percpu: crate::percpu::PercpuState,
     pub(crate) boot_free_pages: [[AtomicUsize; NR_PAGE_ORDERS]; MAX_NUMNODES * MAX_NR_ZONES],
     /// The platform the machine runs on.
     pub platform: P,
@@ -267,6 +262,12 @@ pub struct Kmem<P: Platform> {
     pub(crate) preferred_zone: [[*const Zone; MAX_NR_ZONES]; MAX_NUMNODES],
     /// `node_zonelists`: `zonelists[preferred node][highest zone]`.
     pub(crate) zonelists: [[ZoneList; MAX_NR_ZONES]; MAX_NUMNODES],
+    /// The per-CPU allocator's state: zero bytes until `percpu_init`.
+    pub percpu: crate::percpu::PercpuState,
+    /// The iomem resource tree (`iomem_resource`): zero bytes until
+    /// `iomem_init` writes its root and the e820 records, most of its 12 kB
+    /// (the free record slots) zero for good.
+    pub iomem: crate::ioremap::IomemState,
     /// HighMem mappings (the pkmap pool and kmap_local slots).
     pub kmap: crate::highmem::KmapState,
 }
@@ -674,16 +675,18 @@ impl<P: Platform> Kmem<P> {
         let _ = log;
         // The machine is built here, then copied in from `params` up to
         // `preferred_zone`. The tables before and after that range (the zone
-        // table, the preferred zones, the zone lists, the kmap state) start
-        // as all-zero bytes, which is what `kmem_ptr` holds: on a host they
-        // are pages the boot never touches (see `Kmem`).
+        // table, the preferred zones, the zone lists, the per-CPU allocator,
+        // the iomem tree, the kmap state) start as all-zero bytes, which is what `kmem_ptr`
+        // holds: on a host they are pages the boot never touches (see `Kmem`).
         const {
             assert!(core::mem::offset_of!(Kmem<P>, zone_table) == 0);
             assert!(core::mem::offset_of!(Kmem<P>, params) == core::mem::size_of::<[*const Zone; 256]>());
             assert!(
                 core::mem::offset_of!(Kmem<P>, preferred_zone) < core::mem::offset_of!(Kmem<P>, zonelists)
             );
-            assert!(core::mem::offset_of!(Kmem<P>, zonelists) < core::mem::offset_of!(Kmem<P>, kmap));
+            assert!(core::mem::offset_of!(Kmem<P>, zonelists) < core::mem::offset_of!(Kmem<P>, percpu));
+            assert!(core::mem::offset_of!(Kmem<P>, percpu) < core::mem::offset_of!(Kmem<P>, iomem));
+            assert!(core::mem::offset_of!(Kmem<P>, iomem) < core::mem::offset_of!(Kmem<P>, kmap));
         };
         let machine = core::mem::ManuallyDrop::new(Kmem {
             platform,
@@ -736,7 +739,9 @@ impl<P: Platform> Kmem<P> {
         let copied = core::mem::offset_of!(Kmem<P>, params)..core::mem::offset_of!(Kmem<P>, preferred_zone);
         // `kmem_ptr` is zeroed (fresh zeroed RAM, or memblock's memset), aligned memory of the right
         // size reserved in memblock, and all-zero bytes are the value of the fields outside
-        // `copied` (`ZoneList::EMPTY`, null pointers, `KmapState::new()`: `highmem.rs` tests it).
+        // `copied` (`ZoneList::EMPTY`, null pointers, `KmapState::new()` and `PercpuState::new()`:
+        // `highmem.rs` and `percpu.rs` test them; `IomemState::new()` but for its root, which
+        // `iomem_init` writes: `ioremap.rs` tests it).
         // SAFETY: as just said; `machine` is forgotten, so its bytes belong to `kmem_ptr` alone,
         // and `mb` is moved in by a copy of its bytes and never used again.
         unsafe {

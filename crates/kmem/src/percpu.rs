@@ -1589,6 +1589,70 @@ mod tests {
     use std::boxed::Box;
     use std::vec::Vec;
 
+    /// `Kmem::setup_arch` leaves the per-CPU state as the boot memory's zero
+    /// bytes instead of writing `PercpuState::new()`: the two must agree.
+    #[test]
+    fn the_initial_state_is_all_zeroes() {
+        // Every field by name, so that a new one must be added here too.
+        let mut st = PercpuState::new();
+        assert!(!st.inner.is_locked());
+        let PercpuState {
+            inner,
+            nr_pages,
+            first_base,
+            static_keys,
+            static_offs,
+        } = &mut st;
+        let PcpuInner {
+            first,
+            heads,
+            tails,
+            hash,
+            stats,
+            static_used,
+            alloc_warnings,
+        } = inner.get_mut();
+        let PcpuStats {
+            nr_alloc,
+            nr_dealloc,
+            nr_cur_alloc,
+            nr_max_alloc,
+            nr_chunks,
+            nr_max_chunks,
+            min_alloc_size,
+            max_alloc_size,
+        } = stats;
+        assert_eq!((*first, *static_used, *alloc_warnings), (0, 0, 0));
+        assert!(heads
+            .iter()
+            .chain(tails.iter())
+            .chain(hash.iter())
+            .all(|&x| x == 0));
+        assert_eq!(
+            [
+                *nr_alloc,
+                *nr_dealloc,
+                *nr_cur_alloc,
+                *nr_max_alloc,
+                *nr_chunks,
+                *nr_max_chunks
+            ],
+            [0; 6]
+        );
+        assert_eq!((*min_alloc_size, *max_alloc_size), (0, 0));
+        assert_eq!(
+            (
+                nr_pages.load(Ordering::Relaxed),
+                first_base.load(Ordering::Relaxed)
+            ),
+            (0, 0)
+        );
+        assert!(static_keys
+            .iter()
+            .chain(static_offs.iter())
+            .all(|x| x.load(Ordering::Relaxed) == 0));
+    }
+
     /// A fresh chunk's metadata on the heap.
     fn chunk() -> Box<ChunkMeta> {
         // SAFETY: every field of ChunkMeta is an integer or an array of them: all-zero is valid.
