@@ -585,13 +585,14 @@ const TASK_SUSPECT: u64 = 3;
 /// handler (0: the other threads were not stopped).
 static STOPPED_W: AtomicU32 = AtomicU32::new(0);
 
-/// Takes `STOPPED_W`, leaving 0; not written when it is 0 already (as in
-/// `close`: a child writing its parent's page takes a copy-on-write fault).
-fn take_stopped_w() -> u32 {
-    if STOPPED_W.load(Ordering::Relaxed) == 0 {
+/// Takes the value of `w`, leaving 0; not written when it is 0 already: a
+/// fork child writing a page it shares with its parent takes a
+/// copy-on-write fault (as `close` avoids for a descriptor).
+pub(crate) fn take_unshared(w: &AtomicU32) -> u32 {
+    if w.load(Ordering::Relaxed) == 0 {
         return 0;
     }
-    STOPPED_W.swap(0, Ordering::Relaxed)
+    w.swap(0, Ordering::Relaxed)
 }
 
 /// How long a stopped thread waits for the child to start copying before it
@@ -1273,7 +1274,7 @@ extern "C" fn parent() {
         }
     }
     close(&PIPE_R);
-    let w = take_stopped_w();
+    let w = take_unshared(&STOPPED_W);
     if let (true, Some(phase)) = (w != 0, phase()) {
         release(phase, w);
     }
@@ -1285,7 +1286,7 @@ extern "C" fn parent() {
 extern "C" fn child() {
     // Keep the parent's stopped threads stopped until the copy is made (with nothing to copy, the
     // parent lets them go at once).
-    let w = take_stopped_w();
+    let w = take_unshared(&STOPPED_W);
     if let (true, false, Some(phase)) = (w != 0, NOTHING_TO_COPY.load(Ordering::Relaxed), phase()) {
         let copying = (w & !PHASE_STATE) | PHASE_COPYING;
         if phase
@@ -1320,10 +1321,7 @@ extern "C" fn child() {
             s.0.store(0, Ordering::Relaxed);
         }
     }
-    let pending = &gate_tls().pending;
-    if pending.load(Ordering::Relaxed) != 0 {
-        pending.store(0, Ordering::Relaxed);
-    }
+    take_unshared(&gate_tls().pending);
     crate::platform::reset_cpu_owners();
     // The phase page is shared with the parent: this process maps its own before it first stops.
     PHASE_INHERITED.store(true, Ordering::Relaxed);

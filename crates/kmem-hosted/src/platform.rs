@@ -396,8 +396,8 @@ pub(crate) fn reset_cpu_owners() {
     if !CPU_OWNER_USED.load(Ordering::Relaxed) {
         return;
     }
-    for w in CPU_OWNER.iter().filter(|w| w.load(Ordering::Relaxed) != 0) {
-        w.store(0, Ordering::Relaxed);
+    for w in &CPU_OWNER {
+        crate::fork::take_unshared(w);
     }
 }
 

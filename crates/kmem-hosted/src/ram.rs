@@ -812,11 +812,11 @@ impl HostRam {
                 return Err(err);
             }
         };
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
         // SAFETY: `[base, base + size)` is the reservation made above, owned by nobody else;
         // MAP_FIXED replaces exactly it.
-        if let Err(err) =
-            unsafe { map_file_in_place(base, size, libc::PROT_READ | libc::PROT_WRITE, fd.as_raw_fd(), 0) }
-        {
+        let mapped = unsafe { map_file_in_place(base, size, rw, fd.as_raw_fd(), 0) };
+        if let Err(err) = mapped {
             unmap();
             return Err(err);
         }
