@@ -100,11 +100,12 @@
 //!   warning, and the gate counts from then on) if not.
 //! * A *phase word* says what the stopped threads do: idle, stopped,
 //!   copying, or abandoned, with a count of stops above the state. It lives
-//!   in a page mapped `MAP_SHARED | MAP_ANONYMOUS`, which parent and child
-//!   share; the child remaps a fresh page in its place before its first
-//!   stop (`own_phase_page`). Most children never stop threads (they exec,
-//!   or fork single-threaded): a fork then costs no page (some 15 µs: the
-//!   mapping, its first write's fault, and its teardown at exit).
+//!   in a page mapped `MAP_SHARED | MAP_ANONYMOUS` by the first fork that
+//!   stops threads (a process that never does has none), which parent and
+//!   child share; the child remaps a fresh page in its place before its
+//!   first stop (`own_phase_page`). Most children never stop threads (they
+//!   exec, or fork single-threaded): a fork then costs no page (some 15 µs:
+//!   the mapping, its first write's fault, and its teardown at exit).
 //! * The forker sets the phase to "stopped", lists the threads
 //!   (`/proc/self/task` read with `getdents64` into a stack buffer — no
 //!   allocation: this also runs inside the `LD_PRELOAD` malloc) and sends
@@ -627,9 +628,12 @@ fn phase() -> Option<&'static AtomicU32> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// Maps the phase page and installs the stop signal's handler, unless the
-/// signal already has one; if that cannot be done, the gate counts lock
-/// holders instead (forks cannot stop the other threads then).
+/// Installs the stop signal's handler, unless the signal already has one;
+/// if that cannot be done, the gate counts lock holders instead (forks
+/// cannot stop the other threads then). The phase page is mapped by the
+/// first fork that stops threads (`stop_other_threads`), not here: most
+/// programs never fork with threads, and the mapping, its first write and
+/// its teardown at exit took some 10 µs of every boot.
 fn install_stop_handler() {
     if !try_install_stop_handler() {
         GATE_FLAGS.0.fetch_or(GATE_COUNTING, Ordering::SeqCst);
@@ -648,9 +652,6 @@ fn try_install_stop_handler() -> bool {
     {
         return false; // The program's: forks will say so and not stop.
     }
-    let Some(page) = new_phase_page(core::ptr::null_mut()) else {
-        return false;
-    };
     // SAFETY: a zeroed sigaction is a valid value to fill in.
     let mut sa: libc::sigaction = unsafe { core::mem::zeroed() };
     sa.sa_sigaction = stop_handler as StopHandler as libc::sighandler_t;
@@ -662,9 +663,36 @@ fn try_install_stop_handler() -> bool {
         libc::sigaction(sig, &sa, core::ptr::null_mut())
     };
     if r == 0 {
-        PHASE.store(page, Ordering::Release);
+        STOP_HANDLER_OURS.store(true, Ordering::Relaxed);
     }
     r == 0
+}
+
+/// Whether `install_stop_handler` installed the stop signal's handler
+/// (forks may stop the other threads).
+static STOP_HANDLER_OURS: AtomicBool = AtomicBool::new(false);
+
+/// The phase word, its page mapped now if this is the first stop; None if
+/// forks do not stop threads (the handler is not ours), or the page cannot
+/// be mapped (the gate counts lock holders from then on).
+fn phase_or_map() -> Option<&'static AtomicU32> {
+    if !STOP_HANDLER_OURS.load(Ordering::Relaxed) {
+        return None;
+    }
+    if let Some(p) = phase() {
+        return Some(p);
+    }
+    match new_phase_page(core::ptr::null_mut()) {
+        Some(page) => {
+            // Stored before any thread is signalled, which then reads it.
+            PHASE.store(page, Ordering::Release);
+            phase()
+        }
+        None => {
+            GATE_FLAGS.0.fetch_or(GATE_COUNTING, Ordering::SeqCst);
+            None
+        }
+    }
 }
 
 /// In a fork's child, before its first stop: replace the phase page, still
@@ -967,7 +995,7 @@ fn task_state(tid: i32, sig: i32) -> (bool, bool, bool) {
 #[inline(never)]
 fn stop_other_threads() -> bool {
     own_phase_page();
-    let Some(phase) = phase() else {
+    let Some(phase) = phase_or_map() else {
         return false;
     };
     find_libc_text();
@@ -1323,8 +1351,11 @@ extern "C" fn child() {
     }
     take_unshared(&gate_tls().pending);
     crate::platform::reset_cpu_owners();
-    // The phase page is shared with the parent: this process maps its own before it first stops.
-    PHASE_INHERITED.store(true, Ordering::Relaxed);
+    // The phase page, if the parent has one, is shared with it: this process maps its own before it
+    // first stops.
+    if !PHASE.load(Ordering::Relaxed).is_null() {
+        PHASE_INHERITED.store(true, Ordering::Relaxed);
+    }
     let w = PIPE_W.load(Ordering::Relaxed);
     if w >= 0 {
         // SAFETY: writing one byte from a local.

@@ -138,11 +138,6 @@ impl Machine {
         };
         // SAFETY: just booted; the machine lives until `Machine` drops.
         debug_assert!(ram.private() <= unsafe { kmem.as_ref() }.max_low_pfn() << kmem::PAGE_SHIFT);
-        discard_zero_pages(
-            &ram,
-            kmem.as_ptr() as usize,
-            core::mem::size_of::<Kmem<HostedPlatform>>(),
-        );
         let mut m = Machine {
             kmem,
             kswapd: Vec::new(),
@@ -246,55 +241,6 @@ impl Drop for Machine {
         // SAFETY: the window was reserved at boot and the machine that used
         // it is gone.
         let _ = unsafe { self.ram.release_window(start, size) };
-    }
-}
-
-/// Give the host back the pages of `[addr, addr + len)` in RAM that hold
-/// nothing but zeroes: they read as zeroes all the same (`HostRam::discard`).
-/// The boot writes the machine structure (`Kmem`, 65 kB, in boot memory)
-/// from its boot parameters to its tables of zone lists; the pages of the
-/// tables at either end stay holes, and of those it writes, the tables that
-/// stay zero (of absent nodes, the iomem tree's free slots, the per-CPU
-/// allocator's) fill some. Only the pages the memfd backs are read: reading
-/// a hole would make the host allocate it.
-fn discard_zero_pages(ram: &HostRam, addr: usize, len: usize) {
-    const PAGE: usize = 4096;
-    let first = addr.next_multiple_of(PAGE);
-    let end = (addr + len) & !(PAGE - 1);
-    if end <= first {
-        return;
-    }
-    // A run of zero pages goes back in one call.
-    let mut run = first..first;
-    let mut check = |page: usize| {
-        // SAFETY: a page of the machine structure in mapped RAM; nothing else runs on it yet.
-        let words = unsafe { core::slice::from_raw_parts(page as *const u64, PAGE / 8) };
-        if words.iter().all(|&w| w == 0) {
-            if run.end != page {
-                discard_run(ram, &run);
-                run.start = page;
-            }
-            run.end = page + PAGE;
-        }
-    };
-    // SAFETY: `[first, end)` is page-aligned and lies in the linear map of the RAM memfd.
-    let backed = unsafe {
-        crate::ram::for_each_backed_run(first, (end - first) / PAGE, |start, pages| {
-            (start..start + pages * PAGE).step_by(PAGE).for_each(&mut check)
-        })
-    };
-    if backed.is_err() {
-        // The host would not say which pages it backs: read them all.
-        (first..end).step_by(PAGE).for_each(&mut check);
-    }
-    discard_run(ram, &run);
-}
-
-/// Gives the pages of `run` back to the host (best effort: pages that are
-/// not given back just stay).
-fn discard_run(ram: &HostRam, run: &core::ops::Range<usize>) {
-    if !run.is_empty() {
-        let _ = ram.discard((run.start - ram.base()) as u64, run.len() as u64);
     }
 }
 

@@ -693,7 +693,35 @@ fn new_ram_file(size: usize) -> io::Result<(OwnedFd, (u64, u64))> {
 
 /// Reserves `size` bytes (a multiple of the page size) of address space,
 /// aligned to `WINDOW_ALIGN`, inaccessible and costing no memory.
+///
+/// First as it is: the kernel places a mapping right below the previous
+/// one, and aligns large anonymous ones itself where transparent huge
+/// pages are on, so a size that is a multiple of the alignment mostly comes
+/// back aligned. Only if it does not is it made again with room to align
+/// it, and the ends cut off (two more system calls, the cut some 3 µs).
 fn reserve(size: usize) -> io::Result<usize> {
+    if size.is_multiple_of(WINDOW_ALIGN) {
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's
+        // choosing touches nothing that exists.
+        let raw = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                size,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if (raw as usize).is_multiple_of(WINDOW_ALIGN) {
+            return Ok(raw as usize);
+        }
+        // SAFETY: the reservation just made, unused.
+        unsafe { libc::munmap(raw, size) };
+    }
     let padded = size
         .checked_add(WINDOW_ALIGN)
         .ok_or_else(|| invalid("window too large"))?;

@@ -106,3 +106,39 @@ fn discarded_private_lowmem_reads_zero_and_leaves_the_host() {
     // SAFETY: allocated above.
     unsafe { m.__free_pages(p, 4) };
 }
+
+/// The machine structure (`Kmem`, 65 kB of boot memory) is written only
+/// where it holds something: its tables that stay zero (the zone lists of
+/// absent nodes, the iomem tree's free records, the kmap state, the boot
+/// parameters' empty lists, memblock's free region slots) are left as the
+/// RAM's zero bytes, so the host never backs their pages. No page of it
+/// that the host backs after the boot is all zero bytes (those took a
+/// fault and a page of the process for nothing).
+#[test]
+fn the_boot_backs_no_page_of_the_machine_structure_that_holds_only_zero_bytes() {
+    for cmdline in [
+        CMDLINE,
+        "quiet mem=256M nr_cpus=2 kswapd=off",
+        "quiet mem=256M kmem.lowmem=128M kmem.private_lowmem=1 kswapd=off slub_debug=FZ,kmalloc-64 no_such_param=1",
+    ] {
+        let m = boot(cmdline);
+        let k: &Kmem<kmem_hosted::HostedPlatform> = &m;
+        let start = k as *const Kmem<kmem_hosted::HostedPlatform> as usize;
+        let first = start.next_multiple_of(PAGE_SIZE);
+        let end = (start + core::mem::size_of_val(k)) & !(PAGE_SIZE - 1);
+        let mut resident = vec![0u8; (end - first) / PAGE_SIZE];
+        // SAFETY: a page-aligned range of the machine's mapped RAM; mincore only reports.
+        let r = unsafe { libc::mincore(first as *mut libc::c_void, end - first, resident.as_mut_ptr()) };
+        assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+        let backed: Vec<usize> = (0..resident.len()).filter(|&i| resident[i] & 1 != 0).collect();
+        assert!(!backed.is_empty(), "{cmdline}: the boot wrote no page of the machine structure?");
+        for i in backed {
+            // SAFETY: a backed page of the machine structure, read only.
+            let words = unsafe { core::slice::from_raw_parts((first + i * PAGE_SIZE) as *const u64, PAGE_SIZE / 8) };
+            assert!(
+                words.iter().any(|&w| w != 0),
+                "{cmdline}: page {i} of the machine structure is backed and holds only zero bytes"
+            );
+        }
+    }
+}

@@ -178,7 +178,7 @@ impl<P: Platform> Kmem<P> {
                     continue;
                 };
                 zone.managed_pages.fetch_add(1, Ordering::Relaxed);
-                self.free_one_page_locked(zone, p, pfn, 0, false);
+                self.free_one_page_locked(zone, p, pfn, 0, false, false);
             }
             freed += 1;
         }

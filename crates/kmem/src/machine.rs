@@ -188,13 +188,79 @@ pub struct VmEvents {
     pub warnings: AtomicUsize,
 }
 
+/// Copy `len` bytes from `src` to `dst`, which holds zero bytes, but for
+/// the pieces of `dst` within one page that would receive zero bytes alone:
+/// those pages stay unwritten. The boot parameters keep lists that mostly
+/// stay empty (unknown parameters, error messages, `memmap=` items); a host
+/// that backs RAM at its first write (a hosted machine, libkmalloc's) then
+/// never backs a page of them.
+///
+/// # Safety
+/// `src` is readable and `dst` writable for `len` bytes, they do not
+/// overlap, `dst` holds zero bytes, and `src`, `dst` and `len` are
+/// multiples of 8.
+unsafe fn copy_to_zeroed(src: *const u8, dst: *mut u8, len: usize) {
+    let mut done = 0;
+    while done < len {
+        let page_end = ((dst as usize + done) | (PAGE_SIZE - 1)) + 1 - dst as usize;
+        let n = page_end.min(len) - done;
+        // SAFETY: caller contract; `done + n <= len`, and the page boundaries
+        // and `len` keep `done` and `n` multiples of 8.
+        unsafe {
+            if !words_are_zero(src.add(done), n / 8) {
+                ptr::copy_nonoverlapping(src.add(done), dst.add(done), n);
+            }
+        }
+        done += n;
+    }
+}
+
+/// Whether the `words` 8-byte words at `p` are all zero, read as the
+/// machine's memory: a struct's padding, which Rust leaves uninitialised
+/// and must not read as integers, is compared like any other byte (a
+/// padding byte that is not zero only costs the copy of its page).
+///
+/// # Safety
+/// `p` is 8-byte aligned and readable for `words * 8` bytes.
+unsafe fn words_are_zero(p: *const u8, words: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let nonzero: usize;
+        // `repe scasq` compares %rax (0) with the words from %rdi on, %rcx of
+        // them, and stops after the first that differs: its compare leaves
+        // ZF clear (with `words` zero it compares nothing: not used then).
+        // SAFETY: caller contract; the instruction reads `[p, p + 8 * words)` at most.
+        unsafe {
+            core::arch::asm!(
+                "repe scasq",
+                "setne {ne}",
+                "movzx {nonzero}, {ne}",
+                ne = out(reg_byte) _,
+                nonzero = out(reg) nonzero,
+                inout("rdi") p => _,
+                inout("rcx") words => _,
+                in("rax") 0usize,
+                options(nostack, readonly),
+            );
+        }
+        words == 0 || nonzero == 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, words);
+        false // Copy: a reading of padding would need the same care.
+    }
+}
+
 /// One booted machine.
 ///
 /// `#[repr(C)]`, in an order chosen for the host's memory: the machine is
 /// 65 kB of boot memory, most of it tables that stay zero (the kmap state,
-/// the iomem tree's free slots, the zone lists of absent nodes), and a
-/// hosted machine gives the pages that stay zero back (`Kmem::boot` places
-/// it on a page boundary). The parts that the boot writes sit together: the
+/// the iomem tree's free slots, the zone lists of absent nodes), and the
+/// boot writes no page that holds only zero bytes (`Kmem::boot` places it
+/// on a page boundary, and `copy_to_zeroed` leaves out the empty lists of
+/// the boot parameters), so a hosted machine's host never
+/// backs those pages. The parts that the boot writes sit together: the
 /// zone table's head beside the boot parameters, the memblock and the slab
 /// state, the boot free counts and the small fields, then the heads of the
 /// zone lists, the per-CPU allocator's first chunk and the iomem tree's
@@ -736,12 +802,17 @@ impl<P: Platform> Kmem<P> {
             init_on_alloc: params.init_on_alloc == Some(true),
             init_on_free: params.init_on_free == Some(true),
         });
-        let copied = core::mem::offset_of!(Kmem<P>, params)..core::mem::offset_of!(Kmem<P>, preferred_zone);
+        // The boot parameters go in from `params` by `copy_to_zeroed` (their
+        // lists of unknown parameters, errors and `memmap=` items are mostly
+        // empty, a page of zero bytes), the other fields written here by a
+        // copy of one exact range (the compiler builds just that range on
+        // the stack, not the whole 65 kB value).
+        let copied = core::mem::offset_of!(Kmem<P>, vmalloc)..core::mem::offset_of!(Kmem<P>, preferred_zone);
         // `kmem_ptr` is zeroed (fresh zeroed RAM, or memblock's memset), aligned memory of the right
         // size reserved in memblock, and all-zero bytes are the value of the fields outside
-        // `copied` (`ZoneList::EMPTY`, null pointers, `KmapState::new()` and `PercpuState::new()`:
-        // `highmem.rs` and `percpu.rs` test them; `IomemState::new()` but for its root, which
-        // `iomem_init` writes: `ioremap.rs` tests it).
+        // `copied` and `params` (`ZoneList::EMPTY`, null pointers, `KmapState::new()` and
+        // `PercpuState::new()`: `highmem.rs` and `percpu.rs` test them; `IomemState::new()` but
+        // for its root, which `iomem_init` writes: `ioremap.rs` tests it).
         // SAFETY: as just said; `machine` is forgotten, so its bytes belong to `kmem_ptr` alone,
         // and `mb` is moved in by a copy of its bytes and never used again.
         unsafe {
@@ -749,6 +820,17 @@ impl<P: Platform> Kmem<P> {
                 (&*machine as *const Kmem<P> as *const u8).add(copied.start),
                 (kmem_ptr as *mut u8).add(copied.start),
                 copied.len(),
+            );
+            const {
+                assert!(
+                    core::mem::size_of::<BootParams>().is_multiple_of(8)
+                        && core::mem::align_of::<BootParams>() >= 8
+                )
+            };
+            copy_to_zeroed(
+                params as *const BootParams as *const u8,
+                ptr::addr_of_mut!((*kmem_ptr).params) as *mut u8,
+                core::mem::size_of::<BootParams>(),
             );
             Reclaim::init(ptr::addr_of_mut!((*kmem_ptr).reclaim));
             // The machine owns the memblock from here on.
@@ -915,7 +997,7 @@ impl<P: Platform> Kmem<P> {
             let spfn = ((s + PAGE_SIZE as u64 - 1) >> PAGE_SHIFT) as usize;
             let epfn = ((e >> PAGE_SHIFT) as usize).min(self.map.max_pfn);
             if epfn > spfn {
-                total += self.free_pages_memory(spfn, epfn);
+                total += self.free_pages_memory(spfn, epfn, fresh);
             }
         }
         self.totalram_pages.store(total, Ordering::Relaxed);
@@ -958,8 +1040,10 @@ impl<P: Platform> Kmem<P> {
     /// from the top down: every buddy read is of a descriptor already
     /// written or of one never written (reserved memory), not of one about
     /// to be written. On a host, a read of a descriptor page before its first
-    /// write maps the zero page and the write then faults again.
-    fn free_pages_memory(&self, mut start: usize, end: usize) -> usize {
+    /// write maps the zero page and the write then faults again. `zeroed`:
+    /// the range reads as zero, untouched since the RAM was made (the
+    /// chunks are listed as reported, see `free_one_page_locked`).
+    fn free_pages_memory(&self, mut start: usize, end: usize, zeroed: bool) -> usize {
         if start >= end {
             return 0;
         }
@@ -993,7 +1077,7 @@ impl<P: Platform> Kmem<P> {
                     }
                 }
             }
-            count += self.free_boot_chunk(start, order);
+            count += self.free_boot_chunk(start, order, zeroed);
             start += 1 << order;
         }
         let mut top = end;
@@ -1003,20 +1087,22 @@ impl<P: Platform> Kmem<P> {
                 order -= 1;
             }
             top -= 1 << order;
-            count += self.free_boot_chunk(top, order);
+            count += self.free_boot_chunk(top, order, zeroed);
         }
         count
     }
 
     /// Frees the boot chunk of `order` pages at `pfn` to its zone's buddy
-    /// lists (none outside every zone); the pages it freed.
-    fn free_boot_chunk(&self, pfn: usize, order: u32) -> usize {
+    /// lists (none outside every zone), as reported if `zeroed` (it reads
+    /// as zero); the pages it freed.
+    fn free_boot_chunk(&self, pfn: usize, order: u32, zeroed: bool) -> usize {
         let Some(zone) = self.page_zone_by_pfn(pfn) else {
             return 0;
         };
         zone.managed_pages.fetch_add(1 << order, Ordering::Relaxed);
-        // SAFETY: the chunk is free RAM of this zone (memblock says so) that nobody uses.
-        unsafe { self.free_one_page_locked(zone, self.map.pfn_to_page(pfn), pfn, order, true) };
+        // SAFETY: the chunk is free RAM of this zone (memblock says so) that nobody uses, and reads
+        // as zero if `zeroed` (the caller's contract).
+        unsafe { self.free_one_page_locked(zone, self.map.pfn_to_page(pfn), pfn, order, true, zeroed) };
         1 << order
     }
 
@@ -1477,5 +1563,40 @@ mod tests {
         assert_eq!(int_sqrt(16 * 1024 * 16), 512);
         assert_eq!(int_sqrt(1024 * 1024 * 16), 4096);
         assert_eq!(int_sqrt(16 * 1024 * 1024 * 16), 16384);
+    }
+
+    #[test]
+    fn copy_to_zeroed_copies_everything_but_writes_no_all_zero_page_piece() {
+        #[repr(C, align(4096))]
+        struct Pages([u64; 3 * 512]);
+        let mut src = Pages([0; 3 * 512]);
+        // Page 0: one word set at its end; page 1: zero; page 2: the first word set.
+        src.0[511] = 7;
+        src.0[1024] = 9;
+        // The destination holds zero bytes, but for a marker in page 1 that a
+        // write of that page (zero bytes) would wipe out.
+        let mut dst = Pages([0; 3 * 512]);
+        dst.0[600] = 0xdead;
+        // From the middle of page 0 to the middle of page 2.
+        let (from, words) = (256, 1024);
+        // SAFETY: both buffers hold `from + words` words; the destination is zero but for the marker.
+        unsafe {
+            copy_to_zeroed(
+                src.0.as_ptr().add(from) as *const u8,
+                dst.0.as_mut_ptr().add(from) as *mut u8,
+                words * 8,
+            );
+        }
+        assert_eq!((dst.0[511], dst.0[1024]), (7, 9));
+        assert_eq!(dst.0[600], 0xdead, "the all-zero piece of page 1 was written");
+        let ones = [1u64, 0, 0];
+        let zeros = [0u64; 3];
+        // SAFETY: 8-byte aligned arrays of the lengths given.
+        unsafe {
+            assert!(words_are_zero(zeros.as_ptr() as *const u8, 3));
+            assert!(words_are_zero(ones.as_ptr() as *const u8, 0));
+            assert!(!words_are_zero(ones.as_ptr() as *const u8, 3));
+            assert!(words_are_zero(ones.as_ptr().add(1) as *const u8, 2));
+        }
     }
 }

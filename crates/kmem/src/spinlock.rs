@@ -13,7 +13,12 @@ use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// A spinlock protecting a `T`.
+/// A spinlock protecting a `T`. The lock word comes first (`repr(C)`),
+/// beside the start of the data a holder usually reads first, not after
+/// its end: a lock around a large table whose tail stays zero (the iomem
+/// tree's free records) would otherwise make taking it write a page of the
+/// machine structure that holds nothing but zero bytes (`Kmem`'s layout).
+#[repr(C)]
 pub struct SpinLock<T> {
     locked: AtomicBool,
     data: UnsafeCell<T>,

@@ -1590,10 +1590,14 @@ impl<P: Platform> Kmem<P> {
 
     /// Free a block straight into the buddy (boot hand-over, and helpers):
     /// `__free_pages_core`, whose blocks go to their lists' tails
-    /// (`FPI_TO_TAIL`).
+    /// (`FPI_TO_TAIL`). `zeroed`: the block reads as zero and the host does
+    /// not back it (RAM the boot never wrote), so it is listed as reported
+    /// (`PG_reported`), as the untouched blocks are (`zone.rs`): no report
+    /// discards it, and `__GFP_ZERO` does not clear it.
     ///
     /// # Safety
-    /// The block is free RAM of `zone` that nobody uses.
+    /// The block is free RAM of `zone` that nobody uses, and reads as zero
+    /// if `zeroed`.
     pub(crate) unsafe fn free_one_page_locked(
         &self,
         zone: &Zone,
@@ -1601,6 +1605,7 @@ impl<P: Platform> Kmem<P> {
         pfn: usize,
         order: u32,
         boot: bool,
+        zeroed: bool,
     ) {
         let mt = self.map.pageblock_mt(pfn);
         let mut guard = zone.lock.lock(&self.platform);
@@ -1614,7 +1619,7 @@ impl<P: Platform> Kmem<P> {
         unsafe {
             (*page).refcount.store(0, Ordering::Relaxed);
             (*page).flags.store(0, Ordering::Relaxed);
-            b.free_one_page(page, order, mt, false, true)
+            b.free_one_page(page, order, mt, zeroed, true)
         };
     }
 
