@@ -8,8 +8,10 @@
 #
 # For each workload and allocator: the median wall time of R runs (default 3)
 # and the peak RSS (/usr/bin/time's maximum resident set size) of the median
-# run; then the ratios kmem/other (below 1.00 kmem is faster). The
-# allocators' runs are interleaved (run 1 of each, then run 2 of each). mimalloc and
+# run; then the ratios kmem/other (below 1.00 kmem is faster), each the
+# median over the rounds of kmem's time over the other's. The allocators'
+# runs are interleaved (round 1 runs each once, then round 2; each round
+# starts with the next allocator). mimalloc and
 # jemalloc come from Debian's libmimalloc2.0 and libjemalloc2 packages
 # (apt-get install -y libmimalloc2.0 libjemalloc2); a missing one is skipped.
 #
@@ -75,11 +77,15 @@ if [ "$INSTR_ONLY" = 0 ]; then
         n=${N[$w]}
         [ "$QUICK" = 1 ] && n=$(( n / 10 > 1 ? n / 10 : 1 ))
         declare -A T=() R=()
-        # Run r of every allocator, then run r + 1: a slow period of the
-        # host falls on all of them alike.
+        # Round r runs every allocator once, back to back, starting with a
+        # different one each round: a slow period of the host falls on all
+        # of them alike. A ratio is the median of the rounds' ratios (kmem's
+        # run of round r over the other's), which cancels most of such a
+        # period; the times are each allocator's median.
         for a in "${NAMES[@]}"; do : > "$OUT/runs.$a"; done
-        for _ in $(seq "$RUNS"); do
-            for a in "${NAMES[@]}"; do
+        for r in $(seq "$RUNS"); do
+            k=$(( (r - 1) % ${#NAMES[@]} ))
+            for a in "${NAMES[@]:k}" "${NAMES[@]:0:k}"; do
                 LD_PRELOAD=${LIB[$a]} /usr/bin/time -f '%M' -o "$OUT/rss" "$BIN" "$w" "$n" "$THREADS" > "$OUT/out"
                 echo "$(awk '{print $2}' "$OUT/out") $(cat "$OUT/rss")" >> "$OUT/runs.$a"
             done
@@ -91,7 +97,9 @@ if [ "$INSTR_ONLY" = 0 ]; then
         printf '%-11s' "$w"
         for a in "${NAMES[@]}"; do printf ' %10.3f' "${T[$a]}"; done
         for a in "${NAMES[@]:1}"; do
-            awk -v k="${T[kmem]}" -v o="${T[$a]}" 'BEGIN { printf " %12s", (o > 0 ? sprintf("%.2f", k / o) : "-") }'
+            paste -d' ' "$OUT/runs.kmem" "$OUT/runs.$a" |
+                awk '$3 > 0 { print $1 / $3 }' | sort -g |
+                awk '{ v[NR] = $1 } END { printf " %12s", (NR ? sprintf("%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) : "-") }'
         done
         for a in "${NAMES[@]}"; do awk -v r="${R[$a]}" 'BEGIN { printf " %10.1f", r / 1024 }'; done
         echo
