@@ -701,46 +701,17 @@ fn new_ram_file(size: usize) -> io::Result<(OwnedFd, (u64, u64))> {
 /// it, and the ends cut off (two more system calls, the cut some 3 µs).
 fn reserve(size: usize) -> io::Result<usize> {
     if size.is_multiple_of(WINDOW_ALIGN) {
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's
-        // choosing touches nothing that exists.
-        let raw = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                size,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        if (raw as usize).is_multiple_of(WINDOW_ALIGN) {
-            return Ok(raw as usize);
+        let raw = reserve_anywhere(size)?;
+        if raw.is_multiple_of(WINDOW_ALIGN) {
+            return Ok(raw);
         }
         // SAFETY: the reservation just made, unused.
-        unsafe { libc::munmap(raw, size) };
+        unsafe { libc::munmap(raw as *mut libc::c_void, size) };
     }
     let padded = size
         .checked_add(WINDOW_ALIGN)
         .ok_or_else(|| invalid("window too large"))?;
-    // SAFETY: a fresh anonymous mapping at an address of the kernel's
-    // choosing touches nothing that exists.
-    let raw = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            padded,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if raw == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let raw = raw as usize;
+    let raw = reserve_anywhere(padded)?;
     let start = (raw + WINDOW_ALIGN - 1) & !(WINDOW_ALIGN - 1);
     let head = start - raw;
     let tail = padded - head - size;
@@ -755,6 +726,26 @@ fn reserve(size: usize) -> io::Result<usize> {
         }
     }
     Ok(start)
+}
+
+/// An inaccessible reservation of `len` bytes where the kernel chooses.
+fn reserve_anywhere(len: usize) -> io::Result<usize> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's
+    // choosing touches nothing that exists.
+    let raw = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(raw as usize)
 }
 
 /// The machine's physical RAM: a sparse memfd mapped as the linear map.

@@ -110,8 +110,8 @@ fn discarded_private_lowmem_reads_zero_and_leaves_the_host() {
 /// The machine structure (`Kmem`, 65 kB of boot memory) is written only
 /// where it holds something: its tables that stay zero (the zone lists of
 /// absent nodes, the iomem tree's free records, the kmap state, the boot
-/// parameters' empty lists, memblock's free region slots) are left as the
-/// RAM's zero bytes, so the host never backs their pages. No page of it
+/// parameters' empty lists) are left as the RAM's zero bytes, so the host
+/// never backs their pages. No page of it
 /// that the host backs after the boot is all zero bytes (those took a
 /// fault and a page of the process for nothing).
 #[test]
