@@ -461,7 +461,8 @@ fn child_stops_its_threads_while_its_parent_stops_its_own() {
         })
     };
     // The phase page: the one shared anonymous page of this process (its
-    // inode tells the mapping), mapped when the stop handler is installed.
+    // inode tells the mapping), mapped by the first fork that stops threads
+    // (this one, with the workers running, if no test forked before).
     let _ = fork_with(|_| 0);
     let inherited = shared_anonymous_pages();
     assert_eq!(inherited.len(), 1, "{inherited:?}");

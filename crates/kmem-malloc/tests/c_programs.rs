@@ -129,6 +129,26 @@ fn the_programs_descriptors_are_left_alone() {
     assert!(text.ends_with("done\n"), "{text}");
 }
 
+/// The fork gate's phase page is mapped by the first fork that stops other
+/// threads, not at the boot (`kmem_hosted::fork`, `phase_or_map`): a
+/// preloaded program that never forks with threads never maps it, and a
+/// child maps its own in place of its parent's at its first stop.
+#[test]
+fn the_phase_page_waits_for_a_fork_with_threads() {
+    let dir = scratch("phase");
+    let Some(exe) = compile("phase_page.c", &dir, &[]) else {
+        return;
+    };
+    assert_eq!(
+        run_ok(Command::new(&exe), ""),
+        "after boot 0\n\
+         after a one-thread fork 0 (status 0)\n\
+         after a fork with a thread 1 (status 0)\n\
+         child after a fork with a thread 1 (status 0)\n\
+         done (status 0)\n"
+    );
+}
+
 /// malloc's size classes: kmalloc's, and between its powers of two above
 /// 256 bytes malloc's own (`bootstrap::MALLOC_MID_CLASSES`); a block that
 /// `realloc` grows takes kmalloc's class.
