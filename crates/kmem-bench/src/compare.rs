@@ -15,7 +15,8 @@
 //!   through `LD_PRELOAD`, on the workloads of
 //!   `crates/kmem-malloc/bench/mallocbench.c` (shorter runs of
 //!   `scripts/bench-malloc.sh`): milliseconds per run and peak RSS, each
-//!   workload run in a process of its own.
+//!   workload run in a process of its own; kmem's ratios of time are the
+//!   median of the rounds' ratios (`Table::round_ratios`).
 //!
 //! Every figure is the median of a few repetitions after a warm-up, in
 //! nanoseconds of wall time; the competitors' repetitions of a case are
@@ -104,6 +105,10 @@ pub struct Table {
     pub kmem_columns: usize,
     /// Rows: case name and ns per operation per column (`None`: not measured).
     pub rows: Vec<(String, Vec<Option<f64>>)>,
+    /// Ratios measured round by round, for the rows that have them: (row
+    /// index, kmem's ratio to each column after kmem's, the median of the
+    /// rounds' ratios). The other rows' ratios are those of their figures.
+    pub round_ratios: Vec<(usize, Vec<Option<f64>>)>,
 }
 
 /// Median ns per operation of `run`, which performs `ops` operations.
@@ -190,6 +195,7 @@ fn pages(s: Scale) -> Table {
         columns: vec!["kmem".into(), "bsa Heap".into()],
         kmem_columns: 1,
         rows: names.iter().map(|n| n.to_string()).zip(rows).collect(),
+        round_ratios: Vec::new(),
     }
 }
 
@@ -238,6 +244,7 @@ fn objects(s: Scale) -> Table {
         ],
         kmem_columns: 2,
         rows: names.iter().map(|n| n.to_string()).zip(rows).collect(),
+        round_ratios: Vec::new(),
     }
 }
 
@@ -306,6 +313,7 @@ fn vmalloc(s: Scale) -> Table {
                 vec![Some(mp), Some(slab)],
             ),
         ],
+        round_ratios: Vec::new(),
     }
 }
 
@@ -394,26 +402,39 @@ fn malloc(s: Scale) -> Table {
         .status()
         .is_ok_and(|st| st.success());
     let mut rows = Vec::new();
+    let mut round_ratios = Vec::new();
     if built && libs[0].is_some() {
         for (w, full_n) in MALLOC_WORKLOADS {
             let n = (full_n / div).max(1);
             let mut times = vec![Vec::new(); libs.len()];
             let mut rss = vec![Vec::new(); libs.len()];
-            // Run r of every allocator, then run r + 1 (see `measure_interleaved`).
-            for _ in 0..runs {
-                for (i, lib) in libs.iter().enumerate() {
-                    if let Some(preload) = lib {
+            // Round r runs every allocator once, back to back, starting with
+            // the r-th (see `measure_interleaved`); kmem's ratio to another is
+            // the median of the rounds' ratios, as `scripts/bench-malloc.sh`
+            // reports it: a slow period of the host falls on one round.
+            for r in 0..runs {
+                for k in 0..libs.len() {
+                    let i = (r + k) % libs.len();
+                    if let Some(preload) = &libs[i] {
                         let (ms, mb) = mallocbench_run(&bin, w, n, preload.as_deref());
                         times[i].push(ms);
                         rss[i].push(mb);
                     }
                 }
             }
+            let ratios = times[1..]
+                .iter()
+                .map(|other| {
+                    (!other.is_empty())
+                        .then(|| median(times[0].iter().zip(other).map(|(k, o)| k / o).collect()))
+                })
+                .collect();
             let medians = |v: Vec<Vec<f64>>| -> Vec<Option<f64>> {
                 v.into_iter()
                     .map(|x| (!x.is_empty()).then(|| median(x)))
                     .collect()
             };
+            round_ratios.push((rows.len(), ratios));
             rows.push((format!("{w} {n}, ms"), medians(times)));
             rows.push((format!("{w} {n}, peak RSS MB"), medians(rss)));
         }
@@ -431,5 +452,6 @@ fn malloc(s: Scale) -> Table {
         columns,
         kmem_columns: 1,
         rows,
+        round_ratios,
     }
 }

@@ -33,7 +33,9 @@ OPTIONS:
 
 Figures are wall-clock nanoseconds per operation (the malloc suite: milliseconds per run
 and MB; the median of a few runs, the allocators' runs interleaved); ratios
-divide kmem's figure by the other allocator's (below 1.00: kmem is faster). The full
+divide kmem's figure by the other allocator's (below 1.00: kmem is faster), in the malloc
+suite's time rows round by round (each round runs every allocator once; the median of
+the rounds' ratios). The full
 tables, instruction counts and the machine they were measured on are in BENCHMARKS.md
 (cargo run --release -p kmem-bench --bin kmem-bench-slab, and -pages, -vmalloc;
 scripts/bench-malloc.sh).
@@ -97,15 +99,22 @@ fn print_table(t: &compare::Table) {
     }
     println!();
     println!("|---|{}", "---:|".repeat(t.columns.len() + pairs.len()));
-    for (name, v) in &t.rows {
+    for (row, (name, v)) in t.rows.iter().enumerate() {
         print!("| {name} |");
         for x in v {
             print!(" {} |", cell(*x));
         }
+        let measured = t.round_ratios.iter().find(|(r, _)| *r == row).map(|(_, q)| q);
         for &(i, j) in &pairs {
-            match (v[i], v[j]) {
-                (Some(a), Some(b)) if b > 0.0 => print!(" {:.2} |", a / b),
-                _ => print!(" – |"),
+            let ratio = match (measured, v[i], v[j]) {
+                // Round by round (one kmem column): kmem's ratio to column j.
+                (Some(q), ..) => q.get(j - k).copied().flatten(),
+                (None, Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            match ratio {
+                Some(r) => print!(" {r:.2} |"),
+                None => print!(" – |"),
             }
         }
         println!();
