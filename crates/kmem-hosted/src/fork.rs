@@ -672,13 +672,10 @@ fn try_install_stop_handler() -> bool {
 /// (forks may stop the other threads).
 static STOP_HANDLER_OURS: AtomicBool = AtomicBool::new(false);
 
-/// The phase word, its page mapped now if this is the first stop; None if
-/// forks do not stop threads (the handler is not ours), or the page cannot
-/// be mapped (the gate counts lock holders from then on).
+/// The phase word for a stop (the stop handler is ours), its page mapped
+/// now if this is the first stop; None if the page cannot be mapped (the
+/// gate counts lock holders from then on).
 fn phase_or_map() -> Option<&'static AtomicU32> {
-    if !STOP_HANDLER_OURS.load(Ordering::Relaxed) {
-        return None;
-    }
     if let Some(p) = phase() {
         return Some(p);
     }
@@ -995,9 +992,9 @@ fn task_state(tid: i32, sig: i32) -> (bool, bool, bool) {
 #[inline(never)]
 fn stop_other_threads() -> bool {
     own_phase_page();
-    let Some(phase) = phase_or_map() else {
+    if !STOP_HANDLER_OURS.load(Ordering::Relaxed) {
         return false;
-    };
+    }
     find_libc_text();
     let sig = stop_signal();
     if !stop_handler_installed(sig) {
@@ -1014,6 +1011,10 @@ fn stop_other_threads() -> bool {
         );
         return false;
     }
+    // The page is mapped only once the stop will happen.
+    let Some(phase) = phase_or_map() else {
+        return false;
+    };
     let w = ((phase.load(Ordering::SeqCst) & !PHASE_STATE).wrapping_add(PHASE_ONE_STOP)) | PHASE_STOPPED;
     ACK_N.store(0, Ordering::SeqCst);
     phase.store(w, Ordering::SeqCst);
