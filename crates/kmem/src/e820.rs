@@ -15,6 +15,7 @@
 use core::fmt;
 
 use crate::cmdline::{BootParams, MemmapKind};
+use crate::printk::Hex18;
 
 /// Capacity of an [`E820Table`] (`E820_MAX_ENTRIES_ZEROPAGE`, the size of the
 /// table the boot protocol hands over).
@@ -455,9 +456,9 @@ impl E820Table {
         for e in self.entries() {
             writeln!(
                 out,
-                "{who}: [mem {:#018x}-{:#018x}] {}",
-                e.addr,
-                e.addr.wrapping_add(e.size).wrapping_sub(1),
+                "{who}: [mem {}-{}] {}",
+                Hex18(e.addr),
+                Hex18(e.addr.wrapping_add(e.size).wrapping_sub(1)),
                 e.kind
             )?;
         }

@@ -32,7 +32,7 @@ use crate::page_alloc::zone::{
     MemMap, Zone, ZoneFree, ZoneStats, WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO,
 };
 use crate::platform::Platform;
-use crate::printk::{LogRing, RateLimit};
+use crate::printk::{Hex18, LogRing, RateLimit};
 use crate::spinlock::SpinLock;
 use crate::vmscan::Reclaim;
 use core::fmt::{self, Write};
@@ -692,10 +692,10 @@ impl<P: Platform> Kmem<P> {
                     log.line(format_args!("  {:<8} empty", zt.name()));
                 } else {
                     log.line(format_args!(
-                        "  {:<8} [mem {:#018x}-{:#018x}]",
+                        "  {:<8} [mem {}-{}]",
                         zt.name(),
-                        lo,
-                        hi - 1
+                        Hex18(lo),
+                        Hex18(hi - 1)
                     ));
                 }
             }
@@ -704,19 +704,19 @@ impl<P: Platform> Kmem<P> {
         log.line(format_args!("Early memory node ranges"));
         for (s, e, nid) in mb.memory_ranges(NUMA_NO_NODE) {
             log.line(format_args!(
-                "  node {:>3}: [mem {:#018x}-{:#018x}]",
+                "  node {:>3}: [mem {}-{}]",
                 nid.max(0),
-                s,
-                e - 1
+                Hex18(s),
+                Hex18(e - 1)
             ));
         }
         if nr_nodes > 1 {
             for (nid, &(s, e)) in node_ranges[..nr_nodes].iter().enumerate() {
                 log.line(format_args!(
-                    "Faking node {} at [mem {:#018x}-{:#018x}] ({}MB)",
+                    "Faking node {} at [mem {}-{}] ({}MB)",
                     nid,
-                    s,
-                    e - 1,
+                    Hex18(s),
+                    Hex18(e - 1),
                     (e - s) >> 20
                 ));
             }
