@@ -107,8 +107,8 @@ const BOOT_STACK_BYTES: usize = 1 << 20;
 #[repr(C, align(4096))]
 struct BootStack(core::cell::UnsafeCell<[u8; BOOT_STACK_BYTES]>);
 
-// SAFETY: only the booting thread uses it, once (`run_on_boot_stack`).
 #[cfg(target_arch = "x86_64")]
+// SAFETY: only the booting thread uses it, once (`run_on_boot_stack`).
 unsafe impl Sync for BootStack {}
 
 #[cfg(target_arch = "x86_64")]
