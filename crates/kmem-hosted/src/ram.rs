@@ -730,8 +730,8 @@ fn reserve(size: usize) -> io::Result<usize> {
 
 /// An inaccessible reservation of `len` bytes where the kernel chooses.
 fn reserve_anywhere(len: usize) -> io::Result<usize> {
-    // SAFETY: a fresh anonymous mapping at an address of the kernel's
-    // choosing touches nothing that exists.
+    // A fresh anonymous mapping at an address of the kernel's choosing.
+    // SAFETY: it touches nothing that exists.
     let raw = unsafe {
         libc::mmap(
             core::ptr::null_mut(),

@@ -151,8 +151,8 @@ pub(crate) fn run_on_boot_stack(f: extern "C" fn()) {
             clobber_abi("C"),
         );
     }
-    // SAFETY: the boot has returned; nothing points into its stack, whose
-    // pages read as zero again afterwards, as the static started.
+    // The stack's pages read as zero again afterwards, as the static started.
+    // SAFETY: the boot has returned; nothing points into its stack.
     unsafe { libc::madvise(base as *mut libc::c_void, BOOT_STACK_BYTES, libc::MADV_DONTNEED) };
 }
 

@@ -204,8 +204,8 @@ unsafe fn copy_to_zeroed(src: *const u8, dst: *mut u8, len: usize) {
     while done < len {
         let page_end = ((dst as usize + done) | (PAGE_SIZE - 1)) + 1 - dst as usize;
         let n = page_end.min(len) - done;
-        // SAFETY: caller contract; `done + n <= len`, and the page boundaries
-        // and `len` keep `done` and `n` multiples of 8.
+        // The page boundaries and `len` keep `done` and `n` multiples of 8.
+        // SAFETY: caller contract; `done + n <= len`.
         unsafe {
             if !words_are_zero(src.add(done), n / 8) {
                 ptr::copy_nonoverlapping(src.add(done), dst.add(done), n);
@@ -1100,8 +1100,8 @@ impl<P: Platform> Kmem<P> {
             return 0;
         };
         zone.managed_pages.fetch_add(1 << order, Ordering::Relaxed);
-        // SAFETY: the chunk is free RAM of this zone (memblock says so) that nobody uses, and reads
-        // as zero if `zeroed` (the caller's contract).
+        // Memblock says the chunk is free RAM of this zone; the caller, that it reads as zero if `zeroed`.
+        // SAFETY: as just said; nobody uses the chunk.
         unsafe { self.free_one_page_locked(zone, self.map.pfn_to_page(pfn), pfn, order, true, zeroed) };
         1 << order
     }
