@@ -64,7 +64,8 @@
 //!
 //! **realloc** keeps the block when the new size fits its usable size
 //! (`ksize`) and is more than half of it; otherwise it moves (so shrinking
-//! a big block gives memory back). A huge block that must grow is given
+//! a big block gives memory back). A slab object's usable size is found
+//! inline, as `free` finds its cache (`Kmem::ksize_fast`). A huge block that must grow is given
 //! a quarter more than asked, so a buffer grown a little at a time is copied
 //! O(log n) times.
 //!
@@ -683,6 +684,29 @@ unsafe fn usable_size(p: *const u8, what: &str) -> usize {
 #[no_mangle]
 #[inline(never)] // One copy of the fast path: see "One copy" above.
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // A slab object that keeps its place, found as `free` finds it (NULL is
+    // not in the linear map; size 0 frees).
+    if let Some((lm, pfn)) = kmalloc_map(p as *const u8) {
+        // SAFETY: `p` lies in the linear map, on the page `mem_map + pfn`.
+        if let Some(usable) =
+            unsafe { Kmem::<HostedPlatform>::ksize_fast(p as *const u8, lm.mem_map.add(pfn)) }
+        {
+            if size != 0 && stays_in_place(size, usable) {
+                return p;
+            }
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { realloc_slow(p, size) }
+}
+
+/// `realloc` of anything but a slab object that keeps its place.
+///
+/// # Safety
+/// As `realloc`.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_slow(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
         // SAFETY: plain malloc.
         return unsafe { malloc(size) };
@@ -710,7 +734,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         // ksize already warned: not a live kmalloc block.
         return enomem();
     }
-    if size <= usable && (size > usable / 2 || usable <= MALLOC_ALIGN) && !matches!(kind, Owner::Arena) {
+    if stays_in_place(size, usable) && !matches!(kind, Owner::Arena) {
         return p;
     }
     let want = match kind {
@@ -739,6 +763,14 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         free(p);
     }
     new
+}
+
+/// Whether `realloc` to `size` (not 0) keeps a block of `usable` bytes:
+/// if it fits and would not fit a class half the size (a shrink to less
+/// than half moves, so the rest is not held for good).
+#[inline(always)]
+fn stays_in_place(size: usize, usable: usize) -> bool {
+    size <= usable && (size > usable / 2 || usable <= MALLOC_ALIGN)
 }
 
 /// `reallocarray`: `realloc` to `n * size` bytes; `ENOMEM` (and `p`

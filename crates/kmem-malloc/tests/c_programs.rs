@@ -151,7 +151,8 @@ fn the_phase_page_waits_for_a_fork_with_threads() {
 
 /// malloc's size classes: kmalloc's, and between its powers of two above
 /// 256 bytes malloc's own (`bootstrap::MALLOC_MID_CLASSES`); a block that
-/// `realloc` grows takes kmalloc's class.
+/// `realloc` grows takes kmalloc's class; one shrunk below half its class
+/// moves, one that fits stays.
 #[test]
 fn malloc_has_middle_size_classes() {
     let dir = scratch("classes");
@@ -165,7 +166,8 @@ fn malloc_has_middle_size_classes() {
         "16:16 100:128 200:256 257:384 300:384 384:384 385:512 700:768 769:1024 1025:1280 \
          1100:1280 1281:1536 1537:1792 1793:2048 2100:2560 2561:3072 3073:3584 3585:4096 \
          4104:5120 5121:6144 6144:6144 6145:7168 7169:8192 8192:8192 \n\
-         realloc 300 -> 400: 512\n"
+         realloc 300 -> 400: 512\n\
+         realloc 100 -> 128 -> 65 -> 64: kept kept moved 64\n"
     );
 }
 

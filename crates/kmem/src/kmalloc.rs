@@ -621,6 +621,19 @@ impl<P: Platform> Kmem<P> {
         unsafe { Self::kfree_slab_fast(s, p as *mut u8, rseq_area) }
     }
 
+    /// [`Kmem::ksize`] of an object that [`Kmem::kfree_fast`] would take,
+    /// found as that does (a realloc that stays in place needs no more);
+    /// None says nothing about `p`: `ksize` tells the rest.
+    ///
+    /// # Safety
+    /// As [`Kmem::kfree_fast`]: `p` lies in the linear map and `page` is the
+    /// descriptor of its page.
+    #[inline(always)]
+    pub unsafe fn ksize_fast(p: *const u8, page: *mut Page) -> Option<usize> {
+        // SAFETY: forwarded.
+        unsafe { slab_object_inline(p, page) }.map(slab_ksize)
+    }
+
     /// Everything [`Kmem::kfree_fast`] declined: `p` and the reason it gave.
     ///
     /// # Safety

@@ -152,6 +152,16 @@ int main(void)
     CHECK(moves < 64);
     free(g);
 
+    /* A block keeps its place up to its usable size and when shrunk a
+     * little; shrunk more, it keeps its contents. */
+    char *q = malloc(100);
+    size_t qu = malloc_usable_size(q);
+    memset(q, 'q', qu);
+    CHECK(qu >= 100 && realloc(q, qu) == q && realloc(q, qu / 2 + 1) == q);
+    char *q2 = realloc(q, 20);
+    CHECK(q2 != NULL && memcmp(q2, "qqqqqqqqqqqqqqqqqqqq", 20) == 0);
+    free(q2);
+
     /* realloc(p, 0) frees and returns NULL (glibc); realloc(NULL, n) is malloc. */
     CHECK(realloc(malloc(10), 0) == NULL);
     void *rn = realloc(NULL, 40);

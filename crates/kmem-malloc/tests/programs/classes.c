@@ -3,6 +3,7 @@
  * of two up to 1 KiB, then 1.25, 1.5 and 1.75 times); a block that realloc
  * grows takes kmalloc's class. */
 #include <malloc.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,5 +22,17 @@ int main(void)
     q = realloc(q, 400);
     printf("\nrealloc 300 -> 400: %zu\n", malloc_usable_size(q));
     free(q);
+    /* A block stays while the new size fits its class and is more than
+     * half of it; below half, it moves to the smaller class. */
+    char *r = malloc(100);
+    uintptr_t at = (uintptr_t)r;
+    r = realloc(r, 128);
+    int kept128 = (uintptr_t)r == at;
+    r = realloc(r, 65);
+    int kept65 = (uintptr_t)r == at;
+    r = realloc(r, 64);
+    printf("realloc 100 -> 128 -> 65 -> 64: %s %s %s %zu\n", kept128 ? "kept" : "moved",
+           kept65 ? "kept" : "moved", (uintptr_t)r == at ? "kept" : "moved", malloc_usable_size(r));
+    free(r);
     return 0;
 }
