@@ -603,11 +603,11 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         // `mem_map + pfn`; the machine's rseq offset.
         match unsafe { Kmem::<HostedPlatform>::kfree_fast(p, lm.mem_map.add(pfn), lm.rseq_area) } {
             Ok(()) => return,
-            // SAFETY: as above; the fast path did nothing (a double free is not tried again: on another
-            // CPU the sequence would not see it).
-            Err(why @ KfreeDeclined::DoubleFree(_)) => return unsafe { free_declined(p, why) },
-            // Declined (not a fast object, or the sheaf full): `free_slow` starts over with the full `kfree`.
-            Err(_) => {}
+            // Not an object the fast path can tell: `free_slow` starts over with the full `kfree`.
+            Err(KfreeDeclined::Checks) => {}
+            // SAFETY: as above; the fast path did nothing. A double free is not tried again (on another
+            // CPU the sequence would not see it); the object of a full sheaf goes to the sheaf's slow path.
+            Err(why) => return unsafe { free_declined(p, why) },
         }
     }
     // SAFETY: forwarded.
