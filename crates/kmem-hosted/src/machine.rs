@@ -296,9 +296,9 @@ pub fn boot_default_machine(
     defaults: impl FnOnce(&mut BootParams),
 ) -> Result<&'static Machine, MachineError> {
     // One thread boots. The parameters (over 6 KiB) are in this frame, not
-    // in a static: the malloc override boots on a stack of its own that it
-    // unmaps afterwards, where a static's pages, written once, would stay
-    // resident in every program that preloads it.
+    // in a static: the malloc override boots on a stack of its own whose
+    // pages it drops afterwards, where a static's pages, written once, would
+    // stay resident in every program that preloads it.
     static BOOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     if let Some(m) = DEFAULT.get() {
         return Ok(m);
