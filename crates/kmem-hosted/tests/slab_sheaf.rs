@@ -335,6 +335,50 @@ fn a_full_sheaf_with_a_full_barn_gives_its_oldest_half_back() {
     destroy_clean(&m, s);
 }
 
+/// Frees in a shuffled order past a full barn, for a cache whose slabs span
+/// several pages: the halves given back mix objects of many slabs, and of
+/// pages of one slab, in any order (`free_to_slabs` ends a run at the first
+/// object outside its slab's pages). Nothing is lost or doubled, and every
+/// slab empties.
+#[test]
+fn shuffled_frees_past_a_full_barn_reach_every_slab() {
+    let Some(m) = boot_rseq(CMDLINE) else { return };
+    let _pin = pin_to_current_cpu();
+    for size in [64, 700] {
+        let s = m
+            .kmem_cache_create("sheaf-shuffled", size, 0, SlabFlags(0), None)
+            .unwrap();
+        // SAFETY: a live cache.
+        let (cap, order) = unsafe { (s.as_ref().sheaf_capacity, s.as_ref().oo.order) };
+        assert!(
+            size == 64 || order > 0,
+            "700-byte objects take slabs of more than a page"
+        );
+        let mut objs = alloc_n(&m, s, 24 * cap);
+        // Fisher-Yates with a fixed xorshift: the same order every run.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in (1..objs.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            objs.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let (gone, kept) = objs.split_at(objs.len() * 3 / 4);
+        free_all(&m, s, gone);
+        assert_eq!(barn_full(s), 10, "the barn filled");
+        assert_eq!(active(&m, s), kept.len());
+        let back = alloc_n(&m, s, gone.len());
+        let seen: std::collections::HashSet<_> = back.iter().copied().collect();
+        assert_eq!(seen.len(), back.len(), "an object handed out twice");
+        assert!(kept.iter().all(|o| !seen.contains(o)), "a live object handed out");
+        free_all(&m, s, &back);
+        free_all(&m, s, kept);
+        assert_eq!(active(&m, s), 0);
+        assert_eq!(m.kmem_cache_shrink(s), 0, "a slab kept objects");
+        destroy_clean(&m, s);
+    }
+}
+
 /// Destroying a cache whose barn holds sheaves, and the shrinker under
 /// memory pressure, give the barn's objects back to their slabs.
 #[test]

@@ -550,36 +550,42 @@ impl<P: Platform> Kmem<P> {
 
     /// Give objects of `s` back to their slabs: one `__slab_free` per run of
     /// consecutive objects of one slab, chained through their free pointers
-    /// (`build_detached_freelist`).
+    /// (`build_detached_freelist`). A run ends at the first object outside
+    /// its slab's pages; that object's slab is found without a check
+    /// (`slab_head_of`: it was checked when it was freed).
     ///
     /// # Safety
     /// Every object is an allocated object of `s`, owned by the caller.
     unsafe fn free_to_slabs(&self, s: &KmemCache, objs: &[*mut u8]) {
-        let mut i = 0;
-        while i < objs.len() {
-            let head = objs[i];
-            let Some(slab) = self.virt_to_slab(head) else {
-                // Checked when it was freed; cannot happen.
-                self.free_invalid(s, head);
-                i += 1;
+        let Some((&first, rest)) = objs.split_first() else {
+            return;
+        };
+        // The address and length of the pages of the slab headed by `slab`.
+        let pages = |slab: *mut Page| {
+            let start = self.lowmem_or_direct_address(self.map.page_to_pfn(slab)) as usize;
+            // SAFETY: the head page of a live slab, which records the slab's order.
+            (start, PAGE_SIZE << unsafe { (*slab).order })
+        };
+        // SAFETY: an object of a slab of `s` (caller contract).
+        let mut slab = unsafe { self.slab_head_of(first) };
+        let (mut start, mut len) = pages(slab);
+        let (mut head, mut tail, mut cnt) = (first, first, 1);
+        for &obj in rest {
+            if (obj as usize).wrapping_sub(start) >= len {
+                // SAFETY: a chain of `cnt` objects of `slab`, ours.
+                unsafe { self.slab_free_chain(s, slab, head, tail, cnt) };
+                // SAFETY: as above.
+                slab = unsafe { self.slab_head_of(obj) };
+                (start, len) = pages(slab);
+                (head, tail, cnt) = (obj, obj, 1);
                 continue;
-            };
-            let slab = slab.as_ptr();
-            let start = self.slab_base(slab) as usize;
-            // SAFETY: a live slab of `s`.
-            let bytes = Counters(unsafe { slab_fl(slab) }.hi.load(Ordering::Acquire)).objects() * s.size;
-            let mut tail = head;
-            let mut cnt = 1;
-            i += 1;
-            while i < objs.len() && (objs[i] as usize).wrapping_sub(start) < bytes {
-                // SAFETY: both are our objects.
-                unsafe { s.set_freepointer(tail, objs[i]) };
-                tail = objs[i];
-                cnt += 1;
-                i += 1;
             }
-            // SAFETY: a chain of `cnt` objects of `slab`, ours.
-            unsafe { self.slab_free_chain(s, slab, head, tail, cnt) };
+            // SAFETY: both are our objects.
+            unsafe { s.set_freepointer(tail, obj) };
+            tail = obj;
+            cnt += 1;
         }
+        // SAFETY: as above.
+        unsafe { self.slab_free_chain(s, slab, head, tail, cnt) };
     }
 }

@@ -1328,7 +1328,7 @@ impl<P: Platform> Kmem<P> {
     /// # Safety
     /// `obj` is an object of a slab, in the linear map.
     #[inline(always)]
-    unsafe fn slab_head_of(&self, obj: *const u8) -> *mut Page {
+    pub(super) unsafe fn slab_head_of(&self, obj: *const u8) -> *mut Page {
         let page = self
             .map
             .pfn_to_page((obj as usize).wrapping_sub(self.page_offset) >> crate::page::PAGE_SHIFT);
