@@ -605,8 +605,9 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
             Ok(()) => return,
             // Not an object the fast path can tell: `free_slow` starts over with the full `kfree`.
             Err(KfreeDeclined::Checks) => {}
-            // SAFETY: as above; the fast path did nothing. A double free is not tried again (on another
-            // CPU the sequence would not see it); the object of a full sheaf goes to the sheaf's slow path.
+            // A double free is not tried again (on another CPU the sequence would not see it); the object
+            // of a full sheaf goes to the sheaf's slow path.
+            // SAFETY: as above; the fast path did nothing.
             Err(why) => return unsafe { free_declined(p, why) },
         }
     }
@@ -688,12 +689,9 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     // not in the linear map; size 0 frees).
     if let Some((lm, pfn)) = kmalloc_map(p as *const u8) {
         // SAFETY: `p` lies in the linear map, on the page `mem_map + pfn`.
-        if let Some(usable) =
-            unsafe { Kmem::<HostedPlatform>::ksize_fast(p as *const u8, lm.mem_map.add(pfn)) }
-        {
-            if size != 0 && stays_in_place(size, usable) {
-                return p;
-            }
+        let usable = unsafe { Kmem::<HostedPlatform>::ksize_fast(p as *const u8, lm.mem_map.add(pfn)) };
+        if usable.is_some_and(|u| size != 0 && stays_in_place(size, u)) {
+            return p;
         }
     }
     // SAFETY: forwarded.
