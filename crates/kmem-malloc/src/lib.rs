@@ -65,9 +65,9 @@
 //! **realloc** keeps the block when the new size fits its usable size
 //! (`ksize`) and is more than half of it; otherwise it moves (so shrinking
 //! a big block gives memory back). A slab object's usable size is found
-//! inline, as `free` finds its cache (`Kmem::ksize_fast`). A huge block that must grow is given
-//! a quarter more than asked, so a buffer grown a little at a time is copied
-//! O(log n) times.
+//! inline, as `free` finds its cache (`Kmem::ksize_fast`). A huge block
+//! that must grow is given a quarter more than asked, so a buffer grown a
+//! little at a time is copied O(log n) times.
 //!
 //! **fork** is handled below, in `kmem-hosted` (`fork.rs`): the child gets a
 //! private copy of the machine's RAM.
