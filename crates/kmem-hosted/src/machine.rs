@@ -126,8 +126,8 @@ impl Machine {
             params,
             vmalloc_window: Some(vmalloc_window),
         };
-        // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the
-        // machine (it is dropped after `drop_in_place` in `Drop`).
+        // `ram` is dropped after `drop_in_place` in `Drop`.
+        // SAFETY: `ram` maps all of e820's RAM at base + phys and outlives the machine.
         let kmem = match unsafe { Kmem::boot(platform, &info) } {
             Ok(k) => k,
             Err(e) => {
@@ -234,12 +234,11 @@ impl Drop for Machine {
         for h in self.kswapd.drain(..) {
             let _ = h.join();
         }
-        // SAFETY: the machine was initialised by boot and is not used after this;
-        // its memory is unmapped when `ram` drops right after.
+        // Its memory is unmapped when `ram` drops right after.
+        // SAFETY: the machine was initialised by boot and is not used after this.
         unsafe { core::ptr::drop_in_place(self.kmem.as_ptr()) };
         let (start, size) = self.vmalloc_window;
-        // SAFETY: the window was reserved at boot and the machine that used
-        // it is gone.
+        // SAFETY: the window was reserved at boot and the machine that used it is gone.
         let _ = unsafe { self.ram.release_window(start, size) };
     }
 }
@@ -257,8 +256,8 @@ pub fn vmalloc_window_size(phys_size: u64) -> usize {
 /// The boot command line of the default machine (`KMEM_CMDLINE`), read
 /// without allocating.
 pub fn env_cmdline() -> &'static str {
-    // SAFETY: getenv with a NUL-terminated name; the result is a C string
-    // owned by the environment that lives for the process (we never setenv it).
+    // The result is owned by the environment, which lives for the process (we never setenv it).
+    // SAFETY: getenv with a NUL-terminated name returns null or such a C string.
     unsafe {
         let p = libc::getenv(c"KMEM_CMDLINE".as_ptr());
         if p.is_null() {

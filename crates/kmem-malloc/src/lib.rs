@@ -128,8 +128,8 @@ fn small_cache(size: usize) -> Option<NonNull<KmemCache>> {
     if !below_fast_bytes(i) {
         return None;
     }
-    // SAFETY: `i / 8 < MALLOC_FAST_BYTES / 8 <= SIZE_STEPS`, and the entries
-    // below `MALLOC_FAST_BYTES / 8` were non-null before it was published.
+    // The entries below `MALLOC_FAST_BYTES / 8` were non-null before it was published.
+    // SAFETY: `i / 8 < MALLOC_FAST_BYTES / 8 <= SIZE_STEPS`, and those entries are non-null.
     unsafe {
         let c = MALLOC_CACHES.get_unchecked(i >> 3).load(Ordering::Relaxed);
         Some(NonNull::new_unchecked(c))
@@ -184,8 +184,7 @@ pub(crate) static VMALLOC_LEN: AtomicUsize = AtomicUsize::new(0);
 /// The default machine if booted.
 #[inline(always)]
 fn machine() -> Option<&'static Kmem<HostedPlatform>> {
-    // SAFETY: KMEM is null or the default machine, published complete
-    // (Release) and never freed.
+    // SAFETY: KMEM is null or the default machine, published complete (Release) and never freed.
     unsafe { KMEM.load(Ordering::Acquire).as_ref() }
 }
 
@@ -257,8 +256,7 @@ impl LinearMap {
 
 /// Publish the booted machine `k` for `free` (once, from the boot).
 pub(crate) fn publish_linear_map(k: &'static Kmem<HostedPlatform>) {
-    // SAFETY: the boot runs once; nothing reads BOOTED_LINEAR_MAP before
-    // its address is stored below.
+    // SAFETY: the boot runs once; nothing reads BOOTED_LINEAR_MAP before its address is stored below.
     unsafe {
         *BOOTED_LINEAR_MAP.0.get() = LinearMap {
             start: k.page_offset(),
@@ -599,8 +597,8 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     let p = p as *const u8;
     if let Some((lm, pfn)) = kmalloc_map(p) {
         // `Kmem::kfree_page`, with nothing loaded from the machine on the fast path.
-        // SAFETY: kmalloc memory of the default machine (caller contract; kfree reports misuse), on the page
-        // `mem_map + pfn`; the machine's rseq offset.
+        // `p` is kmalloc memory of the default machine (caller contract; kfree reports misuse).
+        // SAFETY: `p` is on the page `mem_map + pfn`; `lm.rseq_area` is the machine's rseq offset.
         match unsafe { Kmem::<HostedPlatform>::kfree_fast(p, lm.mem_map.add(pfn), lm.rseq_area) } {
             Ok(()) => return,
             // Not an object the fast path can tell: `free_slow` starts over with the full `kfree`.

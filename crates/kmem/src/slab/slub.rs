@@ -156,8 +156,8 @@ impl<P: Platform> Kmem<P> {
         // it whenever the cpu slab is used up. Debug caches never get a cpu
         // freelist or a sheaf, so they fall through to the slow path.
         let mut obj = if sheaf_first {
-            // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids;
-            // the machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
+            // The machine is in rseq mode or its cpu structures are stopped for good (STOP_CAS).
+            // SAFETY: RSEQ_AREA: every thread has an area and the cache's cpu array covers its CPU ids.
             unsafe { rseq::sheaf_pop(rseq_area, c) }
         } else {
             ptr::null_mut()
@@ -388,8 +388,8 @@ impl<P: Platform> Kmem<P> {
                 drop(guard);
                 let (slab, linked) = self.new_slab(s, gfp, nid, true)?;
                 let g2 = self.cpu_lock(c, cpu);
-                // SAFETY: a new slab, frozen, all objects free (the unlinked
-                // ones counted in use: they are ours).
+                // The unlinked objects are counted in use: they are ours.
+                // SAFETY: a new slab, frozen, all objects free.
                 let fl = unsafe { self.freeze_slab(slab) };
                 CpuStats::inc(&c.stat.alloc_slab);
                 // SAFETY: our frozen slab.
@@ -485,8 +485,7 @@ impl<P: Platform> Kmem<P> {
         let slab = c.slab.swap(ptr::null_mut(), Ordering::AcqRel);
         let unbuilt = c.unbuilt.swap(0, Ordering::Relaxed) as usize;
         if unbuilt != 0 {
-            // SAFETY: our frozen cpu slab; its objects from `unbuilt` on are
-            // free and on no freelist.
+            // SAFETY: our frozen cpu slab; its objects from `unbuilt` on are free and on no freelist.
             unsafe {
                 let objects = Counters(slab_fl(slab).hi.load(Ordering::Acquire)).objects();
                 fl = Self::link_objects(s, self.slab_base(slab), unbuilt, objects, fl).0;
@@ -1086,8 +1085,7 @@ impl<P: Platform> Kmem<P> {
             return;
         };
         if s.sheaf_capacity != 0 {
-            // SAFETY: as in `kmem_cache_alloc`; `obj` is a checked object of
-            // `s` (its slab was found and checked).
+            // SAFETY: as in `kmem_cache_alloc`; `obj` is a checked object of `s` (slab found, checked).
             match unsafe { rseq::sheaf_push(s.rseq_area, s, obj) } {
                 rseq::Push::Done => return,
                 rseq::Push::DoubleFree => return self.double_free(s, obj),
@@ -1291,8 +1289,7 @@ impl<P: Platform> Kmem<P> {
         // is the slow path's (`sheaf_free_slow`); a cache without sheaves
         // (`no_sheaf()`, full) pushes onto the cpu freelist if `obj` is in
         // the cpu slab.
-        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an
-        // object of `s`.
+        // SAFETY: as in `kmem_cache_alloc`; the caller owns `obj`, an object of `s`.
         let pushed = match unsafe { rseq::sheaf_push(rseq_area, s, obj) } {
             // SAFETY: as above.
             rseq::Push::Fallback if s.sheaf_capacity == 0 => unsafe { rseq::push(rseq_area, s, obj) },
