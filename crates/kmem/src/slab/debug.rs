@@ -666,12 +666,6 @@ impl<P: Platform> Kmem<P> {
         unsafe { (obj.add(s.info_end() + item as usize * TRACK_SIZE) as *const Track).read_unaligned() }
     }
 
-    /// Bytes of a slab (`slab_size`).
-    fn slab_bytes(&self, slab: *mut Page) -> usize {
-        // SAFETY: a slab head page records its allocation order.
-        PAGE_SIZE << unsafe { (*slab).order }
-    }
-
     /// `check_valid_pointer`: null, or an object boundary of this slab.
     fn check_valid_pointer(&self, s: &KmemCache, slab: *mut Page, obj: *const u8) -> bool {
         if obj.is_null() {

@@ -1539,6 +1539,12 @@ impl<P: Platform> Kmem<P> {
         crate::pr!(self, "");
     }
 
+    /// Bytes of a slab (`slab_size`): its pages, from its head page's order.
+    pub(crate) fn slab_bytes(&self, slab: *mut Page) -> usize {
+        // SAFETY: callers pass slab head pages, which record their allocation order.
+        PAGE_SIZE << unsafe { (*slab).order }
+    }
+
     /// Where a slab's objects start: the slab's memory plus its colour
     /// offset (`slab_colour`).
     #[inline(always)]

@@ -563,8 +563,7 @@ impl<P: Platform> Kmem<P> {
         // The address and length of the pages of the slab headed by `slab`.
         let pages = |slab: *mut Page| {
             let start = self.lowmem_or_direct_address(self.map.page_to_pfn(slab)) as usize;
-            // SAFETY: the head page of a live slab, which records the slab's order.
-            (start, PAGE_SIZE << unsafe { (*slab).order })
+            (start, self.slab_bytes(slab))
         };
         // SAFETY: an object of a slab of `s` (caller contract).
         let mut slab = unsafe { self.slab_head_of(first) };
