@@ -70,12 +70,13 @@ impl<'a> Args<'a> {
         Ok(Some(a.as_str()))
     }
 
-    /// The value of option `name`.
+    /// The value of option `name`. The next argument is taken unless it is
+    /// another long option (`--suite --quick` is a missing value).
     pub fn value(&mut self, name: &str) -> Result<&'a str, ArgError> {
         if let Some(v) = self.inline.take() {
             return Ok(v);
         }
-        match self.args.get(self.pos) {
+        match self.args.get(self.pos).filter(|v| !v.starts_with("--")) {
             Some(v) => {
                 self.pos += 1;
                 Ok(v)
@@ -111,6 +112,27 @@ impl<'a> Args<'a> {
             None => Ok(()),
         }
     }
+}
+
+/// A boot command line the machine takes as given: no parameter with a bad
+/// value and none it does not know. (The kernel logs both and boots on; a
+/// typo on the command line of a tool would go unnoticed in the boot log.)
+/// `what` names where the line came from, for the message.
+pub fn check_cmdline(cmdline: &str, what: &str) -> Result<kmem::cmdline::BootParams, ArgError> {
+    let p = kmem::cmdline::parse(cmdline);
+    if let Some(e) = p.errors().next() {
+        return bad(format!("{what}: {e}"));
+    }
+    if let Some(u) = p.unknown().next() {
+        return bad(format!("{what}: unknown boot parameter {u:?}"));
+    }
+    if let Some(n) = p.nr_cpus.filter(|&n| n > kmem::percpu::PCPU_MAX_CPUS) {
+        return bad(format!(
+            "{what}: nr_cpus={n}: the per-CPU allocator serves at most {} CPUs",
+            kmem::percpu::PCPU_MAX_CPUS
+        ));
+    }
+    Ok(p)
 }
 
 /// An unknown argument.

@@ -55,7 +55,13 @@ fn parse(args: &[String]) -> Result<Opts, ArgError> {
     while let Some(opt) = a.next_opt()? {
         match opt {
             "--suite" => {
-                for name in a.value(opt)?.split(',').filter(|s| !s.is_empty()) {
+                let names = a.value(opt)?;
+                if names.split(',').all(str::is_empty) {
+                    return Err(ArgError::Bad(format!(
+                        "{opt} needs a suite name (pages, objects, vmalloc, malloc)"
+                    )));
+                }
+                for name in names.split(',').filter(|s| !s.is_empty()) {
                     let s = Suite::from_name(name).ok_or_else(|| {
                         ArgError::Bad(format!(
                             "--suite: no suite {name:?} (pages, objects, vmalloc, malloc)"
@@ -134,8 +140,19 @@ pub fn main(args: &[String]) -> ExitCode {
         if o.quick { " (--quick)" } else { "" }
     );
     let scale = if o.quick { Scale::QUICK } else { Scale::FULL };
+    let mut ran_all = true;
     for s in o.suites {
-        print_table(&compare::run(s, scale));
+        let t = compare::run(s, scale);
+        print_table(&t);
+        // A suite that could not run says why in its one row, with no figure.
+        if t.rows.iter().all(|(_, v)| v.iter().all(Option::is_none)) {
+            eprintln!("kmem bench: the {} suite did not run", s.name());
+            ran_all = false;
+        }
     }
-    ExitCode::SUCCESS
+    if ran_all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

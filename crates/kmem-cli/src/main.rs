@@ -33,6 +33,10 @@ kernel-style parameters in KMEM_CMDLINE (or --cmdline), e.g. \"mem=1G nr_cpus=4\
 ";
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like: end quietly when the reader goes away, as C tools do,
+    // instead of panicking on the failed write (Rust starts programs with SIGPIPE ignored).
+    // SAFETY: restores the default disposition of one signal before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (cmd, rest) = match args.first().map(String::as_str) {
         None => ("sim", &args[..]),

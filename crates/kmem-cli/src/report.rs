@@ -235,7 +235,11 @@ impl Report {
         }
         if !quiet {
             for (name, text) in &self.proc_files {
-                let _ = writeln!(s, "\n==== /proc/{name} ====\n{}", text.trim_end());
+                // The file as the kernel prints it, trailing blanks included.
+                let _ = write!(s, "\n==== /proc/{name} ====\n{text}");
+                if !text.ends_with('\n') {
+                    s.push('\n');
+                }
             }
         }
         let _ = write!(s, "\n==== check ====\n{}", self.check_text());

@@ -3,7 +3,7 @@
 //! terminal, then print the report of [`crate::report`] and exit 0 only if
 //! every page came back and the counters add up.
 
-use crate::args::{unknown, ArgError, Args};
+use crate::args::{check_cmdline, unknown, ArgError, Args};
 use crate::report::Report;
 use crate::workload::Workload;
 use kmem_hosted::Machine;
@@ -26,15 +26,23 @@ GFP_NOFS, unused objects kept on LRUs that shrinkers reclaim under pressure); bl
 memory hog repeatedly takes every page it can); module loads (vmalloc/vfree); per-CPU
 statistics counters and per-CPU objects. Then prints the boot log, the report (calls per
 second by API, failures by GFP class, reclaim and mempool events), the /proc files, and
-checks that every page came back. Exit status 0 if the check passes, 1 if not.
+checks that every page came back. Exit status 0 if the check passes, 1 if not (or if the
+machine cannot boot), 2 for a bad argument.
 
 OPTIONS:
-    --duration SECS    how long the workload runs (default 2; fractions allowed)
+    --duration SECS    how long the workload runs (default 2; fractions allowed); the boot,
+                       stopping every thread and the check come on top (seconds with
+                       thousands of threads or init_on_free=1, which zeroes every page
+                       the memory hog gives back)
     --threads N        worker threads (default: one per machine CPU)
     --cmdline STR      boot parameters (default: $KMEM_CMDLINE), e.g. \"mem=1G nr_cpus=4\"
     --json             print the report as one JSON document instead of text
     --quiet            no progress bar, boot log or /proc files: the report and the check
     -h, --help         this text
+
+The machine's console is quiet (nothing on stderr): the boot log in the report is its dmesg.
+A boot parameter kmem does not know or with a bad value is an error (the kernel would log it
+and boot on).
 ";
 
 /// The options of `kmem sim`.
@@ -54,12 +62,16 @@ fn parse(args: &[String]) -> Result<SimOpts, ArgError> {
         json: false,
         quiet: false,
     };
+    let mut from = "KMEM_CMDLINE";
     let mut a = Args::new(args);
     while let Some(opt) = a.next_opt()? {
         match opt {
             "--duration" => o.duration = a.seconds(opt)?,
             "--threads" => o.threads = Some(a.number(opt, 1, 4096)?),
-            "--cmdline" => o.cmdline = a.value(opt)?.to_string(),
+            "--cmdline" => {
+                o.cmdline = a.value(opt)?.to_string();
+                from = "--cmdline";
+            }
             "--json" => {
                 a.flag(opt)?;
                 o.json = true;
@@ -71,12 +83,17 @@ fn parse(args: &[String]) -> Result<SimOpts, ArgError> {
             _ => return unknown(opt),
         }
     }
+    check_cmdline(&o.cmdline, from)?;
     Ok(o)
 }
 
-/// Boot the machine of `cmdline` for the rest of the process.
+/// Boot the machine of `cmdline` (checked by `check_cmdline`) for the rest
+/// of the process. Its console stays quiet: the tools print the kernel log
+/// themselves (the report's boot log is the machine's `dmesg`).
 pub fn boot(cmdline: &str) -> Result<&'static Machine, String> {
-    let m = Machine::boot(cmdline).map_err(|e| format!("cannot boot {cmdline:?}: {e}"))?;
+    let mut params = kmem::cmdline::parse(cmdline);
+    params.quiet = true;
+    let m = Machine::boot_params(&params).map_err(|e| format!("cannot boot {cmdline:?}: {e}"))?;
     Ok(Box::leak(Box::new(m)))
 }
 

@@ -4,13 +4,14 @@
 //! seconds the screen shows slabtop's header (active/total objects, slabs,
 //! caches, size; smallest, average and largest object), the caches sorted
 //! by one of slabtop's criteria, a status line of the workload, and
-//! /proc/buddyinfo below. On a terminal, stdin is put in raw mode
-//! (termios, no echo, no line buffering) so single keys act at once, as in
-//! slabtop: `q` quits, `o` `a` `c` `s` `l` `v` `n` `p` `b` `u` change the
+//! /proc/buddyinfo beside the header (below, on a narrow terminal). On a
+//! terminal, stdin is put in raw mode (termios: no echo, no line buffering,
+//! no signal keys) so single keys act at once, as in slabtop: `q` (or ^C)
+//! quits, `o` `a` `c` `s` `l` `v` `n` `p` `b` `u` change the
 //! sort order, space refreshes. When stdout is not a terminal, frames are
 //! printed one after another without escape codes.
 
-use crate::args::{unknown, ArgError, Args};
+use crate::args::{check_cmdline, unknown, ArgError, Args};
 use crate::sim::boot;
 use crate::workload::Workload;
 use kmem::proc::{slabinfo_snapshots, SlabInfo};
@@ -28,9 +29,9 @@ USAGE:
     kmem top [--delay SECS] [--sort KEY] [--once] [--duration SECS] [--threads N] [--cmdline STR]
 
 Runs the workload of `kmem sim` in the background and shows, refreshed every --delay
-seconds: slabtop's summary (objects, slabs, caches, memory), the slab caches sorted by the
-chosen key, and /proc/buddyinfo. Keys while it runs (as in slabtop):
-    q  quit                          o  number of objects (default)
+seconds: slabtop's summary (objects, slabs, caches, memory) with /proc/buddyinfo beside it,
+and the slab caches sorted by the chosen key. Keys while it runs (as in slabtop):
+    q  quit (also ^C)                o  number of objects (default)
     a  active objects                c  cache size
     s  object size                   l  number of slabs
     v  active slabs                  n  name
@@ -69,6 +70,7 @@ fn parse(args: &[String]) -> Result<Opts, ArgError> {
         threads: None,
         cmdline: kmem_hosted::machine::env_cmdline().to_string(),
     };
+    let mut from = "KMEM_CMDLINE";
     let mut a = Args::new(args);
     while let Some(opt) = a.next_opt()? {
         match opt {
@@ -91,10 +93,14 @@ fn parse(args: &[String]) -> Result<Opts, ArgError> {
             }
             "--duration" => o.duration = Some(a.seconds(opt)?),
             "--threads" => o.threads = Some(a.number(opt, 1, 4096)?),
-            "--cmdline" => o.cmdline = a.value(opt)?.to_string(),
+            "--cmdline" => {
+                o.cmdline = a.value(opt)?.to_string();
+                from = "--cmdline";
+            }
             _ => return unknown(opt),
         }
     }
+    check_cmdline(&o.cmdline, from)?;
     Ok(o)
 }
 
@@ -128,9 +134,10 @@ fn pct(a: usize, b: usize) -> f64 {
     }
 }
 
-/// One screen: slabtop's header and table (at most `rows` caches), the
-/// workload's status and buddyinfo.
-fn frame(w: &Workload, key: char, rows: usize) -> String {
+/// One screen: slabtop's header with buddyinfo beside it (below it when
+/// the terminal is narrower than both, `cols`, or its width is unknown), the
+/// table (at most `rows` caches) and the workload's status.
+fn frame(w: &Workload, key: char, rows: usize, cols: Option<usize>) -> String {
     let m = w.sh.m;
     let mut caches = Vec::new();
     slabinfo_snapshots(&**m, |s| caches.push(*s));
@@ -181,6 +188,11 @@ fn frame(w: &Workload, key: char, rows: usize) -> String {
         k(avg),
         k(max)
     );
+    let buddyinfo = m.proc_read("buddyinfo").unwrap_or_default();
+    let beside = beside(&out, &buddyinfo, cols);
+    if let Some(header) = &beside {
+        out.clone_from(header);
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME");
     sort(&mut caches, key);
@@ -206,8 +218,34 @@ fn frame(w: &Workload, key: char, rows: usize) -> String {
         w.sh.stats.total_calls() as f64 / secs.max(1e-3) / 1e6,
         w.sh.events.hog_pages.load(Ordering::Relaxed)
     );
-    let _ = write!(out, "\n{}", m.proc_read("buddyinfo").unwrap_or_default());
+    if beside.is_none() {
+        let _ = write!(out, "\n{buddyinfo}");
+    }
     out
+}
+
+/// The lines of `left` with those of `right` beside them, if both fit in
+/// `cols` columns with three blanks between.
+fn beside(left: &str, right: &str, cols: Option<usize>) -> Option<String> {
+    let width = |t: &str| t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let (lw, rw) = (width(left), width(right));
+    if cols? < lw + 3 + rw {
+        return None;
+    }
+    let (mut l, mut r) = (left.lines(), right.lines());
+    let mut out = String::new();
+    loop {
+        match (l.next(), r.next()) {
+            (None, None) => return Some(out),
+            (a, b) => {
+                let a = a.unwrap_or("");
+                let _ = match b {
+                    Some(b) => writeln!(out, "{a}{:pad$}   {b}", "", pad = lw - a.chars().count()),
+                    None => writeln!(out, "{a}"),
+                };
+            }
+        }
+    }
 }
 
 /// Raw terminal mode on stdin for the life of the value.
@@ -222,7 +260,9 @@ impl RawMode {
                 return None;
             }
             let saved = t;
-            t.c_lflag &= !(libc::ICANON | libc::ECHO);
+            // ISIG off as well: ^C and ^\ arrive as keys and quit through the
+            // path that restores these settings.
+            t.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG);
             t.c_cc[libc::VMIN] = 0;
             t.c_cc[libc::VTIME] = 0;
             (libc::tcsetattr(0, libc::TCSANOW, &t) == 0).then_some(RawMode(saved))
@@ -254,12 +294,13 @@ fn wait_key(d: Duration) -> Option<u8> {
     (unsafe { libc::read(0, (&mut b) as *mut u8 as *mut libc::c_void, 1) } == 1).then_some(b)
 }
 
-/// Rows of the terminal on stdout, if it is one.
-fn term_rows() -> Option<usize> {
+/// Rows and columns of the terminal on stdout, if it is one.
+fn term_size() -> Option<(usize, usize)> {
     // SAFETY: TIOCGWINSZ fills a winsize we own.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
-        (libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0).then_some(ws.ws_row as usize)
+        (libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_row > 0)
+            .then_some((ws.ws_row as usize, ws.ws_col as usize))
     }
 }
 
@@ -271,7 +312,7 @@ fn run(o: Opts) -> Result<bool, String> {
     let mut out = std::io::stdout();
     if o.once {
         std::thread::sleep(o.delay.min(Duration::from_millis(300)));
-        let _ = write!(out, "{}", frame(&w, o.sort, usize::MAX));
+        let _ = write!(out, "{}", frame(&w, o.sort, usize::MAX, None));
     } else {
         let raw = if std::io::stdin().is_terminal() {
             RawMode::enter()
@@ -281,11 +322,11 @@ fn run(o: Opts) -> Result<bool, String> {
         let mut key = o.sort;
         let end = o.duration.map(|d| Instant::now() + d);
         loop {
-            // The header, blank line and table head, the status and buddyinfo take about 12 rows.
-            let rows = term_rows()
-                .filter(|_| tty_out)
-                .map_or(usize::MAX, |r| r.saturating_sub(12 + m.zones().count()));
-            let f = frame(&w, key, rows);
+            // The header, blank line and table head, the status and buddyinfo (if it does not fit
+            // beside the header) take about 12 rows.
+            let size = term_size().filter(|_| tty_out);
+            let rows = size.map_or(usize::MAX, |(r, _)| r.saturating_sub(12 + m.zones().count()));
+            let f = frame(&w, key, rows, size.map(|(_, c)| c));
             if tty_out {
                 let _ = write!(out, "\x1b[H\x1b[2J{f}");
             } else {
@@ -307,7 +348,8 @@ fn run(o: Opts) -> Result<bool, String> {
                     None
                 };
                 match k.map(|b| b.to_ascii_lowercase() as char) {
-                    Some('q') => {
+                    // q, ^C, ^\
+                    Some('q' | '\x03' | '\x1c') => {
                         quit = true;
                         break;
                     }
@@ -350,5 +392,26 @@ pub fn main(args: &[String]) -> ExitCode {
             eprintln!("kmem top: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::beside;
+
+    #[test]
+    fn buddyinfo_goes_beside_the_header_when_both_fit() {
+        let left = "ab\nabcd\n";
+        let right = "x\ny\nz\n";
+        assert_eq!(
+            beside(left, right, Some(10)).as_deref(),
+            Some("ab     x\nabcd   y\n       z\n")
+        );
+        assert_eq!(beside(left, right, Some(7)), None, "too narrow");
+        assert_eq!(beside(left, right, None), None, "width unknown");
+        assert_eq!(
+            beside("a\nb\nc\n", "x\n", Some(80)).as_deref(),
+            Some("a   x\nb\nc\n")
+        );
     }
 }

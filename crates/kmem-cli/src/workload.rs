@@ -350,7 +350,7 @@ pub struct Outcome {
 }
 
 /// The /proc files the report shows.
-pub const PROC_FILES: [&str; 8] = [
+pub const PROC_FILES: [&str; 9] = [
     "slabinfo",
     "buddyinfo",
     "pagetypeinfo",
@@ -359,6 +359,7 @@ pub const PROC_FILES: [&str; 8] = [
     "vmstat",
     "vmallocinfo",
     "percpu_stats",
+    "iomem",
 ];
 
 /// Give back what the machine caches: lazily freed vmalloc ranges, empty

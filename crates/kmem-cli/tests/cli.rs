@@ -71,6 +71,24 @@ fn bad_arguments_exit_2_with_a_message() {
         (&["proc", "nosuchfile"], "no such file: nosuchfile"),
         (&["proc", "slabinfo", "extra"], "unexpected argument: extra"),
         (&["bench", "--suite", "nope"], "no suite \"nope\""),
+        (&["bench", "--suite", "--quick"], "--suite needs a value"),
+        (&["bench", "--suite="], "--suite needs a suite name"),
+        (
+            &["sim", "--cmdline", "mem=1x"],
+            "--cmdline: Malformed early option 'mem'",
+        ),
+        (
+            &["sim", "--cmdline", "mem=256M slub_debug=Q"],
+            "--cmdline: slab_debug option 'Q' unknown",
+        ),
+        (
+            &["top", "--cmdline", "mem=256M nr-cpu=2"],
+            "--cmdline: unknown boot parameter \"nr-cpu\"",
+        ),
+        (
+            &["sim", "--cmdline", "nr_cpus=129"],
+            "the per-CPU allocator serves at most 128 CPUs",
+        ),
         (&["help", "nope"], "unknown command: nope"),
     ] {
         let o = kmem(args);
@@ -212,6 +230,55 @@ fn top_once_prints_one_slabtop_frame() {
     sorted.sort();
     assert_eq!(names, sorted, "--sort n sorts by name");
     assert!(out.contains("\nNode 0, zone"), "no buddyinfo:\n{out}");
+}
+
+#[test]
+fn a_bad_kmem_cmdline_is_an_error_not_a_panic() {
+    for (cmdline, code, says) in [
+        ("mem=1x", 2, "KMEM_CMDLINE: Malformed early option 'mem'"),
+        ("mem=1", 1, "kmem proc: cannot boot \"mem=1\""),
+    ] {
+        for args in [&["proc", "meminfo"][..], &["sim", "-q", "--duration", "0.1"]] {
+            let o = Command::new(env!("CARGO_BIN_EXE_kmem"))
+                .args(args)
+                .env("KMEM_CMDLINE", cmdline)
+                .output()
+                .expect("run kmem");
+            let err = stderr(&o);
+            assert!(!err.contains("panicked"), "{cmdline}, {args:?}: {err}");
+            if args[0] == "proc" {
+                assert_eq!(o.status.code(), Some(code), "{cmdline}: {err}");
+                assert!(err.contains(says), "{cmdline}: expected {says:?} in:\n{err}");
+            } else {
+                assert!(!o.status.success(), "{cmdline}, {args:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_console_stays_quiet_and_the_proc_files_are_whole() {
+    let o = kmem(&["sim", "--duration", "0.3", "--cmdline", "mem=256M nr_cpus=2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "",
+        "the boot log went to stderr as well as into the report"
+    );
+    let out = stdout(&o);
+    assert!(out.contains("==== /proc/iomem ====\n"), "{out}");
+    // buddyinfo's lines end in a blank, as the kernel prints them.
+    assert!(out.contains(" \n\n==== /proc/pagetypeinfo ====\n"), "{out}");
+    for (name, says) in [
+        ("iomem", " : System RAM\n"),
+        ("vmallocinfo", " vmalloc N0="),
+        ("vmstat", "\nnuma_miss 0\n"),
+    ] {
+        let o = kmem(&["proc", name]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(stdout(&o).contains(says), "{name}:\n{}", stdout(&o));
+        assert_eq!(stderr(&o), "", "{name}");
+    }
 }
 
 #[test]

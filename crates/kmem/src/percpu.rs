@@ -60,8 +60,9 @@
 //!   dynamic chunk (the balance work run with nothing kept back).
 //! * **Memory is zeroed on every CPU** when it is allocated.
 //! * **Size of a chunk**: `nr_cpu_ids * PCPU_UNIT_SIZE` rounded up to a
-//!   power-of-two block of pages, so machines of more than 128 CPUs (an order
-//!   above `MAX_PAGE_ORDER`) have no per-CPU memory.
+//!   power-of-two block of pages, so machines of more than
+//!   [`PCPU_MAX_CPUS`] (128) CPUs (an order above `MAX_PAGE_ORDER`) have no
+//!   per-CPU memory; the boot log says so, and `kmem sim` refuses them.
 //! * **Limits**: `size == 0`, `size > PCPU_MIN_UNIT_SIZE` (32 KiB),
 //!   `align > PAGE_SIZE` or a non-power-of-two `align` give the kernel's
 //!   warning and a failure.
@@ -104,6 +105,9 @@ pub const PCPU_MIN_ALLOC_SIZE: usize = 4;
 pub const PCPU_MIN_UNIT_SIZE: usize = 32 << 10;
 /// Unit size of our chunks: the kernel's minimum, so chunks stay small.
 pub const PCPU_UNIT_SIZE: usize = PCPU_MIN_UNIT_SIZE;
+/// Most CPUs a machine can have per-CPU memory for: a chunk (a unit per CPU)
+/// is one block of the page allocator, at most `MAX_PAGE_ORDER` (4 MiB).
+pub const PCPU_MAX_CPUS: usize = (PAGE_SIZE << crate::page::MAX_PAGE_ORDER) / PCPU_UNIT_SIZE;
 /// Static area at the start of the first chunk, for `DEFINE_PER_CPU`.
 pub const PCPU_STATIC_SIZE: usize = 8 << 10;
 /// Most `DEFINE_PER_CPU` variables a machine can use.
@@ -774,7 +778,17 @@ impl<P: Platform> Kmem<P> {
     /// Create the first chunk (boot, after `kmem_cache_init`).
     pub(crate) fn percpu_init(&self) {
         let Some(m) = self.pcpu_create_chunk(GFP_KERNEL) else {
-            crate::pr!(self, "percpu: failed to allocate the first chunk");
+            if self.nr_cpus > PCPU_MAX_CPUS {
+                crate::pr!(
+                    self,
+                    "percpu: failed to allocate the first chunk: {} CPUs of {} KiB is more than the largest block (at most {} CPUs)",
+                    self.nr_cpus,
+                    PCPU_UNIT_SIZE >> 10,
+                    PCPU_MAX_CPUS
+                );
+            } else {
+                crate::pr!(self, "percpu: failed to allocate the first chunk");
+            }
             return;
         };
         // SAFETY: a new chunk nobody else sees yet.

@@ -1040,9 +1040,9 @@ fn memmap_boot_pages<P: Platform>(k: &Kmem<P>) -> usize {
 /// kernel's order:
 ///
 /// * `nr_free_pages`, `nr_free_pages_blocks`: exact.
-/// * `numa_hit`, `numa_local`: allocations served by any zone (we do not
-///   know which node an allocation preferred, so `numa_miss` and friends are
-///   left out).
+/// * `numa_hit`, `numa_local`: allocations served by any zone; `numa_miss`,
+///   `numa_foreign`, `numa_interleave`, `numa_other`: 0, as in zoneinfo (we
+///   do not know which node an allocation preferred).
 /// * `nr_slab_reclaimable`, `nr_slab_unreclaimable`: from [`slab_pages`].
 /// * `nr_memmap_boot_pages`: the memmap allocated from memblock.
 /// * `pgalloc_<zone>`, `pgfree`: allocations and frees, per zone type. The
@@ -1079,7 +1079,11 @@ pub fn vmstat_show<P: Platform>(k: &Kmem<P>, out: &mut dyn Write) -> fmt::Result
     writeln!(out, "nr_free_pages {free}")?;
     writeln!(out, "nr_free_pages_blocks {blocks}")?;
     writeln!(out, "numa_hit {allocs_total}")?;
+    writeln!(out, "numa_miss 0")?;
+    writeln!(out, "numa_foreign 0")?;
+    writeln!(out, "numa_interleave 0")?;
     writeln!(out, "numa_local {allocs_total}")?;
+    writeln!(out, "numa_other 0")?;
     writeln!(out, "nr_slab_reclaimable {}", slab.reclaimable)?;
     writeln!(out, "nr_slab_unreclaimable {}", slab.unreclaimable)?;
     writeln!(out, "nr_memmap_boot_pages {}", memmap_boot_pages(k))?;
