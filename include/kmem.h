@@ -44,9 +44,13 @@ void kmem_printk(const char *msg);
 unsigned long kmem_warnings(void);
 
 /* Call fn(arg) in simulated hardirq / softirq context on the current CPU:
- * in_interrupt() is true, and sleeping allocations are reported ("BUG:
- * sleeping function called from invalid context") and fail rather than
- * sleep - use GFP_ATOMIC there, as in an interrupt handler. */
+ * in_interrupt() is true, and a sleeping allocation that would have to wait
+ * (the slab slow path, reclaim) is reported ("BUG: sleeping function called
+ * from invalid context", once per call site) and does not sleep: it takes
+ * free pages only, and fails if there are none - use GFP_ATOMIC there, as in
+ * an interrupt handler. One the per-CPU fast
+ * paths serve at once is not checked (the kernel checks every one only with
+ * CONFIG_DEBUG_ATOMIC_SLEEP). */
 void kmem_run_in_hardirq(void (*fn)(void *), void *arg);
 void kmem_run_in_softirq(void (*fn)(void *), void *arg);
 

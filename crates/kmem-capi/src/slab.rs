@@ -197,7 +197,8 @@ pub unsafe extern "C" fn kmem_cache_create_legacy(
 
 /// `int kmem_cache_destroy(kmem_cache_t *cache)`: 0 once the cache is gone;
 /// 1 if objects remained (the kernel's report is printed and the cache is
-/// leaked, as the kernel does). NULL is ignored.
+/// leaked, as the kernel does), and 1 with a warning for a cache destroyed
+/// already. NULL is ignored.
 ///
 /// # Safety
 /// `s` is NULL or a live cache from `kmem_cache_create` not used afterwards.
@@ -208,7 +209,12 @@ pub unsafe extern "C" fn kmem_cache_destroy(s: *mut KmemCache) -> c_int {
     };
     let k = k();
     let _g = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: a live cache (caller's contract).
+    if !k.kmem_cache_is_live(s) {
+        // SAFETY: reads nothing of `s`: reports it and returns.
+        unsafe { k.kmem_cache_destroy(s) };
+        return 1;
+    }
+    // SAFETY: a live cache (just checked; creation and destruction are serialised by CREATE_LOCK).
     let last = unsafe { s.as_ref() }
         .refcount
         .load(core::sync::atomic::Ordering::Relaxed)

@@ -399,6 +399,17 @@ fn destroyed_caches_disappear() {
     assert!(line_of(&text, "staying").is_some());
     // SAFETY: no objects.
     unsafe { m.kmem_cache_destroy(b) };
+    // A second destroy is reported and does nothing (`b`'s memory is not reused meanwhile).
+    assert!(!m.kmem_cache_is_live(b));
+    let warnings = m.dmesg().matches("is not a live cache").count();
+    // SAFETY: the call reads nothing of a cache it does not find.
+    unsafe { m.kmem_cache_destroy(b) };
+    assert_eq!(
+        m.dmesg()
+            .matches("is not a live cache (destroyed already?)")
+            .count(),
+        warnings + 1
+    );
     // Back to the boot caches with the same numbers (kmem_cache itself may differ).
     let strip = |t: &str| {
         t.lines()

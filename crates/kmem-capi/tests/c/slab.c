@@ -158,6 +158,9 @@ static void modern_cache(void)
 	/* Destroying a cache with an object left: the kernel's report, and 1. */
 	CHECK_EQ(kmem_cache_destroy(k), 1);
 	CHECK(dmesg_contains("kmem_cache_destroy inode_like: Slab cache still has objects"));
+	/* Destroyed twice: reported, and 1 (the kernel would use freed memory). */
+	CHECK_EQ(kmem_cache_destroy(k), 1);
+	CHECK(dmesg_contains("is not a live cache (destroyed already?)"));
 
 	/* Bad arguments: NULL (and the kernel's message), never ERR_PTR. */
 	CHECK(kmem_cache_create("too_big", (size_t)1 << 40, 0, 0, NULL) == NULL);

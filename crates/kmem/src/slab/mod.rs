@@ -1358,13 +1358,33 @@ impl<P: Platform> Kmem<P> {
         unsafe { s.as_ref().object_size }
     }
 
+    /// Whether `s` is a cache of this machine that is not destroyed: on the
+    /// cache list (`slab_caches`), which only a destroy takes it off. Reads
+    /// nothing of `s` itself.
+    pub fn kmem_cache_is_live(&self, s: NonNull<KmemCache>) -> bool {
+        let mut live = false;
+        self.for_each_cache(|c| live |= ptr::eq(c, s.as_ptr()));
+        live
+    }
+
     /// `kmem_cache_destroy`: free the cache. If objects remain, report each
-    /// one and leave the cache's memory alone, as the kernel does.
+    /// one and leave the cache's memory alone, as the kernel does. A cache
+    /// destroyed already (or any pointer that is not a live cache) is
+    /// reported and left alone, where the kernel would use freed memory.
     ///
     /// # Safety
-    /// `s` came from `kmem_cache_create` of this machine and is not used afterwards.
+    /// `s` came from `kmem_cache_create` of this machine and is not used
+    /// afterwards (a second destroy is caught as long as no new cache took
+    /// the old one's memory).
     pub unsafe fn kmem_cache_destroy(&self, s: NonNull<KmemCache>) {
-        // SAFETY: caller contract.
+        if !self.kmem_cache_is_live(s) {
+            self.warn(format_args!(
+                "kmem_cache_destroy: {:p} is not a live cache (destroyed already?)",
+                s.as_ptr()
+            ));
+            return;
+        }
+        // SAFETY: a live cache (just checked).
         let c = unsafe { s.as_ref() };
         if c.refcount.load(Ordering::Relaxed) < 0 {
             self.warn(format_args!(
