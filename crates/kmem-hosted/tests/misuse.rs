@@ -94,6 +94,9 @@ fn double_free_is_reported_and_harmless() {
         unsafe { m.__free_pages(p, 0) };
     });
     assert!(m.dmesg().contains("BUG: Bad page state in process"));
+    // The reports show the count the bad put left, never a "nonzero" count of 0.
+    assert!(m.dmesg().contains("page: refcount:-1 "), "{}", m.dmesg());
+    assert!(!m.dmesg().contains("page: refcount:0 "), "{}", m.dmesg());
     assert_healthy(&m);
 }
 

@@ -76,9 +76,13 @@ impl<P: Platform> Kmem<P> {
 
     /// `memblock_phys_alloc`: the physical address of uninitialised boot
     /// memory (the kernel does not clear physical allocations); 0 on failure.
+    /// After the boot, a zeroed `GFP_NOWAIT` page allocation's, as the kernel
+    /// falls back to `kzalloc_node` (`memblock_phys_free` gives it back).
     pub fn memblock_phys_alloc(&self, size: usize, align: usize) -> PhysAddr {
         if self.boot_allocator_gone("memblock_phys_alloc") {
-            return 0;
+            return self
+                .alloc_pages_exact(size, GFP_NOWAIT | __GFP_ZERO)
+                .map_or(0, |p| self.virt_to_phys(p.as_ptr()));
         }
         self.memblock
             .lock(&self.platform)

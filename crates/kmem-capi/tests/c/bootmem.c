@@ -66,9 +66,11 @@ int main(void)
 	p = memblock_alloc_try_nid_raw(256, 8, 0, MEMBLOCK_ALLOC_ACCESSIBLE, NUMA_NO_NODE);
 	CHECK(p != NULL);
 	memblock_free(p, 256);
-	/* A physical boot allocation has no fallback after boot: 0. */
-	phys = memblock_phys_alloc(PAGE_SIZE, PAGE_SIZE);
-	CHECK_EQ(phys, 0);
+	/* A physical boot allocation after boot: zeroed pages, as the kernel's
+	 * kzalloc_node fallback; memblock_phys_free gives them back. */
+	phys = memblock_phys_alloc(3 * PAGE_SIZE, PAGE_SIZE);
+	CHECK(phys != 0 && zeroed(__va(phys), 3 * PAGE_SIZE));
+	memblock_phys_free(phys, 3 * PAGE_SIZE);
 
 	CHECK(memblock_phys_mem_size() > (250ULL << 20) && memblock_phys_mem_size() <= (256ULL << 20));
 	CHECK(memblock_reserved_size() > 0);

@@ -1335,8 +1335,10 @@ impl<P: Platform> Kmem<P> {
             } else {
                 "nonzero _refcount"
             };
+            // The report shows the count the put left (-1 for a page nobody held, as the kernel's
+            // check_new_page would find it); the page keeps the count it had.
             // SAFETY: the descriptor is valid.
-            unsafe { self.bad_page(page, reason) };
+            unsafe { self.bad_page_counted(page, reason, old - 1) };
             return;
         }
         // Someone else holds a reference. A non-compound high-order block
@@ -1686,6 +1688,18 @@ impl<P: Platform> Kmem<P> {
     /// `page` is a descriptor of this memmap.
     #[cold]
     pub(crate) unsafe fn bad_page(&self, page: *mut Page, reason: &str) {
+        // SAFETY: caller contract.
+        let refcount = unsafe { (*page).ref_count() };
+        // SAFETY: forwarded.
+        unsafe { self.bad_page_counted(page, reason, refcount) }
+    }
+
+    /// `bad_page` showing `refcount` as the page's count.
+    ///
+    /// # Safety
+    /// As `bad_page`.
+    #[cold]
+    unsafe fn bad_page_counted(&self, page: *mut Page, reason: &str, refcount: i32) {
         self.events.bad_pages.fetch_add(1, Ordering::Relaxed);
         self.tainted_bad_page.store(true, Ordering::Relaxed);
         if !self.ratelimit_bad_page.allow(self.platform.now_ns()) {
@@ -1701,7 +1715,7 @@ impl<P: Platform> Kmem<P> {
         crate::pr!(
             self,
             "page: refcount:{} mapcount:0 mapping:{:016x} index:{:#x} pfn:{:#x}",
-            p.ref_count(),
+            refcount,
             p.mapping,
             p.index,
             pfn
