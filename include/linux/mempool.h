@@ -35,6 +35,21 @@ extern "C" {
 
 mempool_t *mempool_create(int min_nr, mempool_alloc_t *alloc_fn, mempool_free_t *free_fn,
 			  void *pool_data);
+#if !defined(__cplusplus) && (defined(__GNUC__) || __STDC_VERSION__ >= 201112L)
+/* Pool allocators of the seeds' era (2.6) take the GFP mask as an int
+ * (void *alloc(int gfp_mask, void *pool_data)): mempool_create takes them as
+ * they are, and any other function type is still checked. (_Generic is C11;
+ * GCC and Clang have it in every -std, as an __extension__ before C11.) */
+#ifdef __GNUC__
+#define __kmem_generic __extension__ _Generic
+#else
+#define __kmem_generic _Generic
+#endif
+#define __kmem_mempool_alloc_fn(fn) \
+	__kmem_generic((fn), void *(*)(int, void *): (mempool_alloc_t *)(fn), default: (fn))
+#define mempool_create(min_nr, alloc_fn, free_fn, pool_data) \
+	mempool_create((min_nr), __kmem_mempool_alloc_fn(alloc_fn), (free_fn), (pool_data))
+#endif
 mempool_t *mempool_create_node(int min_nr, mempool_alloc_t *alloc_fn, mempool_free_t *free_fn,
 			       void *pool_data, gfp_t gfp_mask, int nid);
 void mempool_destroy(mempool_t *pool);

@@ -38,7 +38,8 @@ static void seed_ctor(void *obj, kmem_cache_t *cache, unsigned long flags)
 		atomic_ctors++;
 }
 
-static void *seed_alloc(gfp_t gfp_mask, void *pool_data)
+/* As LDD3 writes a pool's allocator: the GFP mask is an int. */
+static void *seed_alloc(int gfp_mask, void *pool_data)
 {
 	return kmalloc((size_t)pool_data, gfp_mask);
 }
