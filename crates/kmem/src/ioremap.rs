@@ -55,6 +55,9 @@ use core::fmt::{self, Write};
 use core::panic::Location;
 use core::ptr::{self, NonNull};
 
+/// End of the ISA and BIOS range of the first MiB (x86 `ISA_END_ADDRESS`).
+const ISA_END_ADDRESS: u64 = 0x10_0000;
+
 /// `IORESOURCE_MEM`.
 pub const IORESOURCE_MEM: u32 = 0x0000_0200;
 /// `IORESOURCE_SYSRAM`.
@@ -443,42 +446,58 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// Whether some page touched by `[start, last]` is RAM the page allocator
-    /// may own: inside a busy System RAM resource and not `PageReserved`
-    /// (`__ioremap_check_ram`, over every page touched).
+    /// may own: inside a busy System RAM resource, in memblock's memory and
+    /// not `PageReserved` (`__ioremap_check_ram`, over every page touched).
+    /// (The kernel marks the pages outside memblock's memory reserved,
+    /// `init_unavailable_range`; we leave their descriptors alone and ask
+    /// memblock, as a page that straddles the end of a RAM range, such as
+    /// 0x9f000 below the EBDA, is never given to the buddy.)
     fn ioremap_touches_ram(&self, start: u64, last: u64) -> bool {
         let first_pfn = start >> PAGE_SHIFT;
         let last_pfn = last >> PAGE_SHIFT;
-        let mut inner = self.iomem.inner.lock(&self.platform);
-        let root = Self::iomem_root(&mut inner);
-        // SAFETY: live records; we hold the lock.
-        unsafe {
-            let mut p = (*root).child;
-            while !p.is_null() {
-                let r = &*p;
-                if r.flags & (IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY)
-                    == IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY
-                    && r.end >= start
-                    && r.start <= last
-                {
-                    let lo = first_pfn.max(r.start >> PAGE_SHIFT);
-                    let hi = last_pfn.min(r.end >> PAGE_SHIFT);
-                    for pfn in lo..=hi {
-                        if self.pfn_to_page(pfn as usize).is_some() && !self.page_is_reserved(pfn as usize) {
-                            return true;
-                        }
+        // The System RAM resources' pages in the range, gathered under the resource lock.
+        let mut runs = [(0u64, 0u64); E820_MAX_ENTRIES];
+        let mut nr = 0;
+        {
+            let mut inner = self.iomem.inner.lock(&self.platform);
+            let root = Self::iomem_root(&mut inner);
+            // SAFETY: live records; we hold the lock.
+            unsafe {
+                let mut p = (*root).child;
+                while !p.is_null() && nr < runs.len() {
+                    let r = &*p;
+                    if r.flags & (IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY)
+                        == IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY
+                        && r.end >= start
+                        && r.start <= last
+                    {
+                        runs[nr] = (
+                            first_pfn.max(r.start >> PAGE_SHIFT),
+                            last_pfn.min(r.end >> PAGE_SHIFT),
+                        );
+                        nr += 1;
                     }
+                    p = next_resource(p);
                 }
-                p = next_resource(p);
             }
         }
-        false
+        runs[..nr].iter().any(|&(lo, hi)| {
+            (lo..=hi).any(|pfn| {
+                self.pfn_to_page(pfn as usize).is_some()
+                    && !self.page_is_reserved(pfn as usize)
+                    && self.memblock.lock(&self.platform).is_memory(pfn << PAGE_SHIFT)
+            })
+        })
     }
 
-    /// Whether the page at `phys` is RAM of this machine (a reserved page
-    /// ioremap may map through `map_pages`).
+    /// Whether the page at `phys` is backed by this machine's RAM, for
+    /// `map_pages`: reserved RAM, and every page of the first MiB (the ISA
+    /// and BIOS range, which x86 maps whatever the firmware map says there:
+    /// `ISA_START_ADDRESS`..`ISA_END_ADDRESS`).
     fn ioremap_page_is_ram(&self, phys: u64) -> bool {
         let pfn = (phys >> PAGE_SHIFT) as usize;
-        self.pfn_to_page(pfn).is_some() && self.memblock.lock(&self.platform).is_memory(phys)
+        self.pfn_to_page(pfn).is_some()
+            && (phys < ISA_END_ADDRESS || self.memblock.lock(&self.platform).is_memory(phys))
     }
 
     /// `ioremap_page_range`: map `[phys, phys + size)` at `virt`, RAM pages

@@ -91,6 +91,20 @@ int main(void)
 	writel(0x600dcafe, regs + 8);
 	CHECK_EQ(*(volatile uint32_t *)__va(0x2008), 0x600dcafe);
 	iounmap(regs);
+	/* So do the EBDA page (straddling the end of the low RAM range, never the
+	 * page allocator's), the VGA window and the BIOS ROM: the first MiB maps
+	 * whatever the firmware map says. */
+	regs = ioremap(0x9f000, 4096);
+	CHECK(regs != NULL);
+	iounmap(regs);
+	regs = ioremap(0xa0000, 0x20000);
+	CHECK(regs != NULL);
+	writeb(0x5a, regs + 0x100);
+	CHECK_EQ(readb(regs + 0x100), 0x5a);
+	iounmap(regs);
+	regs = ioremap(0xf0000, 0x10000);
+	CHECK(regs != NULL);
+	iounmap(regs);
 
 	/* iounmap of something ioremap did not return: outside the window, and
 	 * inside a mapping but not its start. Both reported, nothing unmapped. */
