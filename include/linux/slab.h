@@ -19,7 +19,8 @@
  *
  * Flag values are the kernel's (6.12), the same constants as the Rust
  * core's kmem::slab::flags. SLAB_NO_REAP (2.6; its old value is SLAB_KMALLOC
- * today) lives on the unused bit 0x40000000.
+ * today) lives on the unused bit 0x40000000; as in 2.6, it keeps the cache
+ * from the reaper (the memory-pressure shrinker), not from kmem_cache_shrink.
  */
 #ifndef _KMEM_LINUX_SLAB_H
 #define _KMEM_LINUX_SLAB_H

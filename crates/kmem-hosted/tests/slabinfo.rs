@@ -577,3 +577,32 @@ fn print_slabinfo_of_a_fresh_machine() {
     let m = boot("quiet mem=256M nr_cpus=2");
     print!("{}", slabinfo(&m));
 }
+
+/// `SLAB_NO_REAP` as 2.6 had it: the reaper (here the memory-pressure
+/// shrinker) leaves the cache alone; `kmem_cache_shrink` frees its empty
+/// slabs as for any cache (it used to keep them).
+#[test]
+fn no_reap_caches_escape_the_reaper_not_kmem_cache_shrink() {
+    let m = boot("quiet mem=256M nr_cpus=2");
+    let s = m
+        .kmem_cache_create("no_reap", 200, 0, kmem::slab::SLAB_NO_REAP, None)
+        .unwrap();
+    let objs = alloc_n(&m, s, 400);
+    free_all(&m, s, objs);
+    // SAFETY: a live cache of this machine.
+    let counts = || m.cache_counts(unsafe { s.as_ref() });
+    let before = counts();
+    assert!(before.3 > 0);
+    for _ in 0..4 {
+        m.shrink_slab(GFP_KERNEL, 0, 0);
+    }
+    assert_eq!(counts(), before, "the shrinker reaped a SLAB_NO_REAP cache");
+    m.kmem_cache_shrink(s);
+    assert_eq!(
+        counts().3,
+        0,
+        "kmem_cache_shrink left a SLAB_NO_REAP cache's empty slabs"
+    );
+    // SAFETY: no objects left.
+    unsafe { m.kmem_cache_destroy(s) };
+}

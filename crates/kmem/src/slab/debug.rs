@@ -326,7 +326,7 @@ impl<P: Platform> Kmem<P> {
                 ListHead::del(ptr::addr_of_mut!((*slab).lru));
                 Self::add_partial(&mut nl, slab, true);
             }
-            if nc.inuse() == 0 && nl.nr_partial >= s.min_partial && !s.flags.intersects(SLAB_NO_REAP) {
+            if nc.inuse() == 0 && nl.nr_partial >= s.min_partial {
                 Self::remove_partial(&mut nl, slab);
                 drop(nl);
                 self.discard_slab(s, slab);

@@ -51,9 +51,11 @@ pub const SLAB_KASAN: SlabFlags = SlabFlags(0x0800_0000);
 pub const SLAB_NO_USER_FLAGS: SlabFlags = SlabFlags(0x1000_0000);
 /// Skip KFENCE.
 pub const SLAB_SKIP_KFENCE: SlabFlags = SlabFlags(0x2000_0000);
-/// The 2.6-era `SLAB_NO_REAP`: empty slabs are never reaped (not returned to
-/// the page allocator by shrinking). Its old value (0x1000) is `SLAB_KMALLOC`
-/// today, so kmem gives it a bit the kernel does not use.
+/// The 2.6-era `SLAB_NO_REAP`: the cache's empty slabs are not reaped, as
+/// 2.6's `cache_reap` skipped it: here the memory-pressure shrinker leaves it
+/// alone, while `kmem_cache_shrink` and frees treat it as any cache, as 2.6
+/// did. Its old value (0x1000) is `SLAB_KMALLOC` today, so kmem gives it a
+/// bit the kernel does not use.
 pub const SLAB_NO_REAP: SlabFlags = SlabFlags(0x4000_0000);
 /// 2.6-era `SLAB_MUST_HWCACHE_ALIGN`: accepted, same as `SLAB_HWCACHE_ALIGN`.
 pub const SLAB_MUST_HWCACHE_ALIGN: SlabFlags = SLAB_HWCACHE_ALIGN;

@@ -1614,9 +1614,6 @@ impl<P: Platform> Kmem<P> {
     /// Free the empty partial slabs of every node beyond `keep` (the kernel's
     /// `__kmem_cache_do_shrink` uses 0); returns the slabs freed.
     pub(crate) fn shrink_node_partials(&self, s: &KmemCache, max: usize, all: bool) -> usize {
-        if s.flags.intersects(SLAB_NO_REAP) {
-            return 0;
-        }
         let mut freed = 0;
         for nid in 0..self.nr_nodes {
             let n = s.node(nid);
@@ -1748,6 +1745,8 @@ impl<P: Platform> Kmem<P> {
 fn slab_shrink_count<P: Platform>(sh: &Shrinker, _sc: &ShrinkControl) -> usize {
     // SAFETY: private_data is the cache, machine its machine; both outlive the registration.
     let s = unsafe { &*(sh.private_data as *const KmemCache) };
+    // This shrinker is the 2.6 reaper's part (`cache_reap`), which skipped SLAB_NO_REAP caches;
+    // kmem_cache_shrink and frees treat them as any cache, as 2.6 did.
     if s.flags.intersects(SLAB_NO_REAP) {
         return 0;
     }

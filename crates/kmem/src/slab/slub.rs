@@ -667,7 +667,7 @@ impl<P: Platform> Kmem<P> {
         let (new_fl, nc) = new;
         if nc.inuse() == 0 {
             let mut nl = n.list_lock.lock(&self.platform);
-            if nl.nr_partial >= s.min_partial && !s.flags.intersects(SLAB_NO_REAP) {
+            if nl.nr_partial >= s.min_partial {
                 drop(nl);
                 // SAFETY: an empty, unfrozen slab on no list.
                 unsafe { self.discard_slab(s, slab) };
@@ -730,7 +730,7 @@ impl<P: Platform> Kmem<P> {
         let mut nl = n.list_lock.lock(&self.platform);
         // SAFETY: caller contract.
         let c = Counters(unsafe { slab_fl(slab).hi.load(Ordering::Acquire) });
-        if c.inuse() == 0 && nl.nr_partial >= s.min_partial && !s.flags.intersects(SLAB_NO_REAP) {
+        if c.inuse() == 0 && nl.nr_partial >= s.min_partial {
             drop(nl);
             // SAFETY: empty and off every list.
             unsafe { self.discard_slab(s, slab) };
@@ -1514,7 +1514,7 @@ impl<P: Platform> Kmem<P> {
         if prior != 0 && !on_node_partial {
             return; // On a cpu partial list: its owner deals with it.
         }
-        if new.inuse() == 0 && nl.nr_partial >= s.min_partial && !s.flags.intersects(SLAB_NO_REAP) {
+        if new.inuse() == 0 && nl.nr_partial >= s.min_partial {
             if prior != 0 {
                 // SAFETY: on the node partial list, which we hold.
                 unsafe { Self::remove_partial(&mut nl, slab) };
