@@ -15,7 +15,9 @@
 //! takes) and the usable bytes. The pointer is the first multiple of the
 //! alignment (at least 16) at or after `start + 16`, so the area is
 //! `size + align` bytes rounded up to pages. `free` recognises huge blocks
-//! by address (`is_vmalloc_addr`): O(1), before reading the header.
+//! by address (`is_vmalloc_addr`): O(1); before it reads the header, it
+//! makes sure the header's page belongs to a live area (`vmalloc_to_page`),
+//! so a double free is reported, not a fault.
 //!
 //! vmalloc's pages come back to the page allocator on `vfree` and, in
 //! pageblocks, to the host (free page reporting punches them out of the memfd).
@@ -64,20 +66,22 @@ pub unsafe fn huge_usable_size(p: *const u8) -> usize {
     unsafe { ptr::read((p as usize - HDR + 8) as *const usize) }
 }
 
-/// Frees huge block `p`. A pointer whose header does not name a vmalloc
-/// area (not from `huge_alloc`, or freed already) gets vfree's warning.
+/// Frees huge block `p`. A pointer whose header does not lie in a live
+/// vmalloc area, or does not name one (not from `huge_alloc`, or freed
+/// already: a double free), gets vfree's warning and nothing is freed.
 ///
 /// # Safety
 /// `p` is inside the vmalloc window; if it came from `huge_alloc` it is not
 /// used afterwards.
 pub unsafe fn huge_free(k: &Kmem<HostedPlatform>, p: *const u8) {
     let a = p as usize;
-    if a & (HDR - 1) != 0 || !k.is_vmalloc_addr((a - HDR) as *const u8) {
+    // The header must be on a page of a live area: a block freed already is unmapped (its range
+    // may even be another block's by now, whose header then does not name this pointer's area).
+    if a & (HDR - 1) != 0 || k.vmalloc_to_page((a - HDR) as *const u8).is_none() {
         k.vfree(p);
         return;
     }
-    // SAFETY: the header's page is mapped if `p` came from huge_alloc; a foreign pointer in the window is the
-    // caller's bug (it faults like a wild pointer would in glibc).
+    // SAFETY: the header's page is mapped: it is a page of a live vmalloc area (checked above).
     let base = unsafe { ptr::read((a - HDR) as *const usize) };
     if base > a || !k.is_vmalloc_addr(base as *const u8) {
         k.vfree(p);

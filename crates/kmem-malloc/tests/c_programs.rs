@@ -236,6 +236,28 @@ fn the_default_machine_has_a_flat_memory_map() {
     assert_eq!(run_ok(limited, ""), "ram 1024 MiB, private 512 MiB\n");
 }
 
+/// A double free of a huge block (above 4 MiB, a vmalloc area) is reported
+/// and frees nothing (it read the unmapped header and faulted).
+#[test]
+fn a_huge_block_freed_twice_is_reported() {
+    let dir = scratch("hugedf");
+    let Some(exe) = compile("huge_double_free.c", &dir, &[]) else {
+        return;
+    };
+    let o = run(Command::new(&exe), true, "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "q[0] 2, q[last] 2\nprogram finished\n"
+    );
+    assert_eq!(
+        err.matches("Trying to vfree() nonexistent vm area").count(),
+        1,
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_kmem_cmdline_says_why() {
     let dir = scratch("badcmd");
