@@ -115,7 +115,9 @@ impl Machine {
             .max(1);
         let platform = HostedPlatform::with_ram(nr_cpus, &ram, params.quiet).map_err(MachineError::Io)?;
         let reserved = [(0u64, 1u64 << 20)];
-        let vmalloc_size = vmalloc_window_size(phys_size);
+        let vmalloc_size = params
+            .vmalloc
+            .map_or_else(|| vmalloc_window_size(phys_size), vmalloc_param_size);
         let vmalloc_start = ram.reserve_window(vmalloc_size).map_err(MachineError::Io)?;
         let vmalloc_window = (vmalloc_start, vmalloc_size);
         let info = BootInfo {
@@ -251,6 +253,15 @@ pub fn vmalloc_window_size(phys_size: u64) -> usize {
         .unwrap_or(usize::MAX / 4)
         .saturating_mul(2);
     two.max(1 << 30).next_multiple_of(2 << 20)
+}
+
+/// Size of the vmalloc window that `vmalloc=` asks for (the kernel's
+/// "exact size of the vmalloc area"): rounded up to 2 MiB, at least 8 MiB.
+pub fn vmalloc_param_size(bytes: u64) -> usize {
+    usize::try_from(bytes)
+        .unwrap_or(usize::MAX / 4)
+        .clamp(8 << 20, usize::MAX / 4)
+        .next_multiple_of(2 << 20)
 }
 
 /// The boot command line of the default machine (`KMEM_CMDLINE`), read

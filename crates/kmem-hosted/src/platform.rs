@@ -469,6 +469,12 @@ impl HostedPlatform {
         Ok(Self::new(nr_cpus, Some(ram.ram_ref()), quiet))
     }
 
+    /// Bytes of private lowmem at the start of the RAM (`kmem.private_lowmem`):
+    /// pages below it cannot be mapped in the vmalloc window. 0 without RAM.
+    pub fn private_lowmem(&self) -> usize {
+        self.ram.as_ref().map_or(0, |r| r.private())
+    }
+
     /// Whether printk output is suppressed.
     pub fn is_quiet(&self) -> bool {
         self.quiet.load(Ordering::Relaxed)

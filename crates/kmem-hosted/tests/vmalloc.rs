@@ -635,3 +635,13 @@ fn vmalloc_node_with_alignment() {
     );
     assert_vmalloc_boot_state(&m);
 }
+
+/// `vmalloc=` sizes the hosted vmalloc window (rounded up to 2 MiB).
+#[test]
+fn vmalloc_param_sizes_the_window() {
+    let m = kmem_hosted::Machine::boot("quiet mem=64M nr_cpus=2 vmalloc=33M").unwrap();
+    assert_eq!(m.vmalloc_end() - m.vmalloc_start(), 34 << 20);
+    let p = m.vmalloc(16 << 20).unwrap();
+    assert!(m.vmalloc(32 << 20).is_err(), "more than the window holds");
+    m.vfree(p.as_ptr());
+}

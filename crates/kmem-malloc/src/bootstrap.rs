@@ -25,7 +25,7 @@
 //! **Defaults** for what `KMEM_CMDLINE` leaves unset:
 //! * `mem=8G` unless `memmap=` is given, or less under an address-space
 //!   limit (`ulimit -v`): RAM and vmalloc window within half of it
-//!   ([`default_mem`]; at 14 GB, 2 GiB). The RAM is sparse and the boot
+//!   ([`default_mem`]; at 14 GB, 3.5 GB). The RAM is sparse and the boot
 //!   leaves the memmap of free memory untouched, so a larger machine costs
 //!   little (at 4G, the first `malloc` booted in 0.44 ms at `mem=1G` and at
 //!   4G and 0.65 at 64G). A program that needs more asks with `mem=`.
@@ -131,26 +131,30 @@ fn flat_memory_map(p: &mut kmem::cmdline::BootParams) {
 /// under an address-space limit ([`default_mem`]).
 const MEM: u64 = 8 << 30;
 
-/// [`MEM`], or under an address-space limit (`ulimit -v`, `RLIMIT_AS`) the
-/// largest power-of-two fraction of it whose RAM and vmalloc window (twice
-/// the RAM, at least 1 GiB) take at most half of the limit, leaving the
-/// rest to the program; never below 16 MiB, the flat map's least (a limit
-/// too small for that fails the boot, saying so).
-fn default_mem() -> u64 {
+/// The address-space limit (`ulimit -v`, `RLIMIT_AS`), if there is one.
+fn address_space_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `lim` is writable.
-    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
-        return MEM;
-    }
-    let budget = lim.rlim_cur / 2;
-    let mut mem = MEM;
-    while mem > 4 * FLAT_RAM_START && mem + kmem_hosted::machine::vmalloc_window_size(mem) as u64 > budget {
-        mem /= 2;
-    }
-    mem
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// `mem=` and `vmalloc=`: [`MEM`] and the hosted default window, or under
+/// an address-space limit RAM (a multiple of 16 MiB, at most [`MEM`]) and a
+/// vmalloc window as large (`vmalloc=`, below the hosted default's 1 GiB
+/// least: the window maps HighMem, half the RAM) that together take at most
+/// half of the limit, leaving the rest to the program; never below 16 MiB,
+/// the flat map's least (a limit under about 70 MB fails the boot, saying
+/// so).
+fn default_mem() -> (u64, Option<u64>) {
+    let Some(limit) = address_space_limit() else {
+        return (MEM, None);
+    };
+    let mem = (limit / 4 / (16 << 20) * (16 << 20)).clamp(4 * FLAT_RAM_START, MEM);
+    (mem, Some(mem))
 }
 
 /// Lowmem and HighMem, lowmem private: `mem=8G kmem.lowmem=<half of mem=>
@@ -158,7 +162,11 @@ fn default_mem() -> u64 {
 /// "Defaults" above).
 fn lowmem_and_highmem(p: &mut kmem::cmdline::BootParams) {
     if p.mem.is_none() && p.memmap().is_empty() {
-        p.mem = Some(default_mem());
+        let (mem, vmalloc) = default_mem();
+        p.mem = Some(mem);
+        p.vmalloc = p.vmalloc.or(vmalloc);
+    } else if p.vmalloc.is_none() && address_space_limit().is_some() {
+        p.vmalloc = p.mem;
     }
     if p.highmem.is_none() && p.kmem_lowmem.is_none() {
         let mem = p.mem.unwrap_or(MEM);
@@ -323,8 +331,14 @@ extern "C" fn boot() {
             let n = crate::fmt_into(
                 &mut buf,
                 format_args!(
-                    "kmem: libkmalloc cannot boot the default machine (KMEM_CMDLINE={:?}): {e}\n",
-                    kmem_hosted::machine::env_cmdline()
+                    "kmem: libkmalloc cannot boot the default machine (KMEM_CMDLINE={:?}): {e}{}\n",
+                    kmem_hosted::machine::env_cmdline(),
+                    if address_space_limit().is_some() {
+                        " (under an address-space limit, ulimit -v: the machine's RAM and its \
+                         vmalloc window take up to half of it, at least 32 MiB)"
+                    } else {
+                        ""
+                    }
                 ),
             );
             crate::write_stderr(&buf[..n]);

@@ -4,7 +4,8 @@
 //! contiguous memory from `vmalloc`, scattered RAM pages mapped into the
 //! machine's vmalloc window (which the hosted platform makes real with
 //! `mmap` aliases of the RAM memfd). Requests larger than the machine's RAM
-//! fail at once with `ENOMEM` and no kernel warning, as an overcommit-heuristic
+//! (with private lowmem, than HighMem's free pages, the only ones the window
+//! can map) fail at once with `ENOMEM` and no kernel warning, as an overcommit-heuristic
 //! Linux refuses an `mmap` larger than RAM plus swap; the machine never
 //! falls back to host memory behind kmem's back, so every byte a program
 //! uses shows up in the machine's statistics (`VmallocUsed`).
@@ -36,7 +37,7 @@ pub fn huge_alloc(k: &Kmem<HostedPlatform>, size: usize, align: usize, zero: boo
     let Some(total) = size.checked_add(align) else {
         return ptr::null_mut();
     };
-    if total / PAGE_SIZE >= k.totalram_pages() {
+    if total / PAGE_SIZE >= mappable_pages(k) {
         return ptr::null_mut();
     }
     let Ok(base) = k.__vmalloc(total, kmem::GFP_KERNEL | kmem::__GFP_NOWARN) else {
@@ -55,6 +56,20 @@ pub fn huge_alloc(k: &Kmem<HostedPlatform>, size: usize, align: usize, zero: boo
         }
     }
     p as *mut u8
+}
+
+/// Pages a huge block could be given: the RAM's, or with private lowmem
+/// (libkmalloc's default) HighMem's free pages, the only ones the vmalloc
+/// window can map (a request beyond them fails at once with `ENOMEM`,
+/// instead of taking lowmem pages vmalloc cannot map).
+fn mappable_pages(k: &Kmem<HostedPlatform>) -> usize {
+    if k.platform.private_lowmem() == 0 {
+        return k.totalram_pages();
+    }
+    k.zones()
+        .filter(|z| z.zone_type == kmem::ZoneType::HighMem)
+        .map(|z| z.nr_free())
+        .sum()
 }
 
 /// The usable size of huge block `p`.

@@ -229,11 +229,21 @@ fn the_default_machine_has_a_flat_memory_map() {
     let ram: u64 = ram.parse().unwrap();
     assert!((5120..5200).contains(&ram), "{out}");
     assert_eq!(private, "4096 MiB", "{out}");
-    // Under an address-space limit the RAM and its vmalloc window take at
-    // most half of it (8 GB: 1 GiB of RAM and a 2 GiB window).
-    let mut limited = Command::new("sh");
-    limited.args(["-c", "ulimit -v 8000000 && exec \"$0\""]).arg(&exe);
-    assert_eq!(run_ok(limited, ""), "ram 1024 MiB, private 512 MiB\n");
+    // Under an address-space limit the RAM and its vmalloc window, as large,
+    // take at most half of it (8,192,000,000 bytes: 1,952 MiB of RAM, a
+    // multiple of 16 MiB), down to about 70 MB (a limit of 200,000 kB: 48 MiB,
+    // all of it lowmem, which is at least 64 MiB, so none private).
+    for (kib, mib, private) in [(8_000_000, 1952, 976), (200_000, 48, 0)] {
+        let mut limited = Command::new("sh");
+        limited
+            .args(["-c", &format!("ulimit -v {kib} && exec \"$0\"")])
+            .arg(&exe);
+        assert_eq!(
+            run_ok(limited, ""),
+            format!("ram {mib} MiB, private {private} MiB\n"),
+            "ulimit -v {kib}"
+        );
+    }
 }
 
 /// A double free of a huge block (above 4 MiB, a vmalloc area) is reported
