@@ -993,6 +993,19 @@ fn task_state(tid: i32, sig: i32) -> (bool, bool, bool) {
 fn stop_other_threads() -> bool {
     own_phase_page();
     if !STOP_HANDLER_OURS.load(Ordering::Relaxed) {
+        // The program had the signal (a handler, or ignored) before the machine booted. Said
+        // when there is something to copy: a private-lowmem process without HighMem data has
+        // nothing that could mix.
+        if !crate::ram::registered().all(|r| r.memfd_empty()) {
+            warn_once(
+                &WARNED_FOREIGN,
+                format_args!(
+                    "kmem: fork: signal {} is the program's (its handler, or ignored), so other threads \
+                     keep running while a fork child copies the RAM (its copy may mix instants)\n",
+                    stop_signal()
+                ),
+            );
+        }
         return false;
     }
     find_libc_text();

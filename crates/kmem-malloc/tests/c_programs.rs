@@ -268,6 +268,26 @@ fn a_huge_block_freed_twice_is_reported() {
     );
 }
 
+/// A program that took the stop signal before libkmalloc booted forks with a
+/// thread running: the fork cannot stop it, and says so once.
+#[test]
+fn a_fork_that_cannot_stop_the_threads_says_so() {
+    let dir = scratch("forkforeign");
+    let Some(exe) = compile("fork_foreign_signal.c", &dir, &["-pthread"]) else {
+        return;
+    };
+    let o = run(Command::new(&exe), true, "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "children ok\n");
+    assert_eq!(
+        err.matches("is the program's (its handler, or ignored), so other threads keep running")
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_kmem_cmdline_says_why() {
     let dir = scratch("badcmd");
