@@ -701,3 +701,32 @@ fn debug_caches_under_threads() {
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
 }
+
+/// `kmalloc` itself records the size asked for (it used to take only
+/// `kmem_cache_alloc_trace`): a write just past it is a "kmalloc Redzone"
+/// report at `kfree`, and after `ksize` the whole object is the caller's.
+#[test]
+fn kmalloc_records_the_size_it_was_asked_for() {
+    let m = boot("quiet mem=128M nr_cpus=2 kswapd=off slub_debug=FZPU");
+    let p = m.kmalloc(100, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: test code on memory this machine allocated; the overflow is the behaviour under test.
+    unsafe { *p.add(101) = b'x' };
+    let (n, log) = during(&m, || {
+        // SAFETY: as above.
+        unsafe { m.kfree(p) };
+    });
+    assert!(n >= 1, "{log}");
+    assert!(
+        log.contains("BUG kmalloc-128 ") && log.contains("[kmalloc Redzone overwritten]"),
+        "{log}"
+    );
+    let q = m.kmalloc(100, GFP_KERNEL).unwrap().as_ptr();
+    assert_eq!(m.ksize(q), 128);
+    // SAFETY: ksize gave the caller all 128 bytes.
+    unsafe { std::ptr::write_bytes(q, 0x77, 128) };
+    let (n, log) = during(&m, || {
+        // SAFETY: our allocation.
+        unsafe { m.kfree(q) };
+    });
+    assert_eq!(n, 0, "{log}");
+}

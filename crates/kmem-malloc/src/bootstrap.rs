@@ -380,7 +380,10 @@ extern "C" fn boot() {
             None => (kmalloc_size(idx), caches[idx]),
         };
         let end = (bound / 8).min(crate::MALLOC_CACHES.len());
-        if c.is_null() {
+        // A debug cache (`slub_debug`) has no fast path, and only `kmalloc` tells it the size
+        // asked for (its "kmalloc Redzone"): from there up, `malloc` goes through `kmalloc`.
+        // SAFETY: a non-null slot holds a live cache of the machine.
+        if c.is_null() || unsafe { (*c).debug() } {
             fast = fast.min(i);
         }
         for slot in &crate::MALLOC_CACHES[i..end] {

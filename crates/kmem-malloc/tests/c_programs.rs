@@ -191,6 +191,30 @@ fn slub_debug_finds_a_heap_overflow() {
     assert!(err.contains("First byte 0x78 instead of 0xcc"), "{err}");
 }
 
+/// With `U`, kmalloc remembers the size asked for: `slub_debug=FZPU` finds
+/// a write just past it that stays inside the slab object (as the kernel
+/// does since 6.1), and nothing in the program's legitimate uses of the
+/// usable size and of `realloc`.
+#[test]
+fn slub_debug_with_u_finds_an_overflow_into_the_slack() {
+    let dir = scratch("overflow_slack");
+    let Some(exe) = compile("overflow_slack.c", &dir, &[]) else {
+        return;
+    };
+    for (cmdline, reports) in [("", 0), ("slub_debug=FZP", 0), ("slub_debug=FZPU", 1)] {
+        let o = run(Command::new(&exe), true, cmdline);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{cmdline}: {err}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "program finished\n");
+        assert_eq!(err.matches("BUG kmalloc-").count(), reports, "{cmdline}: {err}");
+        assert_eq!(
+            err.matches("[kmalloc Redzone overwritten]").count(),
+            reports,
+            "{cmdline}: {err}"
+        );
+    }
+}
+
 /// The default machine's firmware map: flat (RAM from 4 MiB up to `mem=`,
 /// so the RAM ends at `mem=`; 8 GiB by default) unless `KMEM_CMDLINE` gives
 /// a `memmap=`, which keeps the PC layout (RAM above 4 GiB for the hole).

@@ -326,13 +326,40 @@ impl<P: Platform> Kmem<P> {
             if let Some(obj) = unsafe { Self::kmalloc_alloc_rseq_area(s, self.platform.rseq_offset(), gfp) } {
                 return Ok(obj);
             }
-            if P::RSEQ_AREA {
-                return self.__slab_alloc(s, gfp);
-            }
-            self.kmem_cache_alloc(s, gfp)
+            let r = if P::RSEQ_AREA {
+                self.__slab_alloc(s, gfp)
+            } else {
+                self.kmem_cache_alloc(s, gfp)
+            };
+            self.kmalloc_orig_size(s, r, size, gfp)
         } else {
             self.kmalloc_large_node(size, gfp, -1)
         }
+    }
+
+    /// A kmalloc of `size` bytes from `s` that gave `r`: a debug cache that
+    /// tracks kmalloc sizes (`slub_debug` with `Z` and `U`) records the size
+    /// and red-zones the bytes after it ("kmalloc Redzone"), as the kernel's
+    /// kmalloc does through `alloc_debug_processing`. Debug caches have no
+    /// fast path, so only the slow paths come here.
+    #[inline(always)]
+    fn kmalloc_orig_size(
+        &self,
+        s: NonNull<KmemCache>,
+        r: Result<NonNull<u8>, AllocError>,
+        size: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
+        // SAFETY: kmalloc caches live as long as the machine.
+        let c = unsafe { s.as_ref() };
+        if let Ok(p) = r {
+            if c.debug_orig_size() {
+                let zeroed = gfp.intersects(__GFP_ZERO) || self.debug_want_init_on_alloc(c);
+                // SAFETY: `p` was just allocated from `c` for the caller.
+                unsafe { self.debug_set_orig_size(c, p.as_ptr(), size, zeroed) };
+            }
+        }
+        r
     }
 
     /// `kmalloc` whose DMA or reclaimable cache does not exist yet
@@ -342,7 +369,7 @@ impl<P: Platform> Kmem<P> {
     #[track_caller]
     fn kmalloc_lazy_type(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         match self.kmalloc_slab(size, gfp) {
-            Some(s) => self.kmem_cache_alloc(s, gfp),
+            Some(s) => self.kmalloc_orig_size(s, self.kmem_cache_alloc(s, gfp), size, gfp),
             None => Err(AllocError),
         }
     }
@@ -495,7 +522,7 @@ impl<P: Platform> Kmem<P> {
                 if let Some(s) = self.kmalloc_slab(candidate, gfp) {
                     // SAFETY: kmalloc caches live as long as the machine.
                     if self.cache_objects_aligned(unsafe { s.as_ref() }, align) {
-                        return self.kmem_cache_alloc(s, gfp);
+                        return self.kmalloc_orig_size(s, self.kmem_cache_alloc(s, gfp), size, gfp);
                     }
                 }
             }
@@ -790,7 +817,12 @@ impl<P: Platform> Kmem<P> {
         let f = unsafe { (*page).flags.load(Ordering::Relaxed) };
         if f & PG_SLAB != 0 {
             // SAFETY: slab pages record their live cache.
-            return slab_ksize(unsafe { &*((*page).mapping as *const KmemCache) });
+            let s = unsafe { &*((*page).mapping as *const KmemCache) };
+            // The caller may now use every usable byte: the kmalloc red zone after the size it
+            // asked for is no longer checked (`skip_orig_size_check`, as the kernel's ksize).
+            // SAFETY: `p` is a live allocation of `s` (caller contract of a ksize that finds one).
+            unsafe { self.skip_orig_size_check(s, p as *mut u8) };
+            return slab_ksize(s);
         }
         if f & PG_LARGE_KMALLOC != 0 && ptr::eq(p, self.lowmem_or_direct_address(self.map.page_to_pfn(page)))
         {

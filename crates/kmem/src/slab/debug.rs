@@ -601,7 +601,7 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `slab_want_init_on_alloc` without `__GFP_ZERO`.
-    fn debug_want_init_on_alloc(&self, s: &KmemCache) -> bool {
+    pub(crate) fn debug_want_init_on_alloc(&self, s: &KmemCache) -> bool {
         self.params.init_on_alloc == Some(true)
             && matches!(s.ctor, CtorKind::None)
             && !s.flags.intersects(SLAB_TYPESAFE_BY_RCU | SLAB_POISON)
