@@ -39,14 +39,14 @@ void memset_io(volatile void __iomem *dst, int c, size_t count);
 }
 #endif
 
-static inline u8 readb(const volatile void __iomem *addr) { return *(const volatile u8 *)addr; }
-static inline u16 readw(const volatile void __iomem *addr) { return *(const volatile u16 *)addr; }
-static inline u32 readl(const volatile void __iomem *addr) { return *(const volatile u32 *)addr; }
-static inline u64 readq(const volatile void __iomem *addr) { return *(const volatile u64 *)addr; }
-static inline void writeb(u8 val, volatile void __iomem *addr) { *(volatile u8 *)addr = val; }
-static inline void writew(u16 val, volatile void __iomem *addr) { *(volatile u16 *)addr = val; }
-static inline void writel(u32 val, volatile void __iomem *addr) { *(volatile u32 *)addr = val; }
-static inline void writeq(u64 val, volatile void __iomem *addr) { *(volatile u64 *)addr = val; }
+static __inline__ u8 readb(const volatile void __iomem *addr) { return *(const volatile u8 *)addr; }
+static __inline__ u16 readw(const volatile void __iomem *addr) { return *(const volatile u16 *)addr; }
+static __inline__ u32 readl(const volatile void __iomem *addr) { return *(const volatile u32 *)addr; }
+static __inline__ u64 readq(const volatile void __iomem *addr) { return *(const volatile u64 *)addr; }
+static __inline__ void writeb(u8 val, volatile void __iomem *addr) { *(volatile u8 *)addr = val; }
+static __inline__ void writew(u16 val, volatile void __iomem *addr) { *(volatile u16 *)addr = val; }
+static __inline__ void writel(u32 val, volatile void __iomem *addr) { *(volatile u32 *)addr = val; }
+static __inline__ void writeq(u64 val, volatile void __iomem *addr) { *(volatile u64 *)addr = val; }
 
 #define readb_relaxed(a)	readb(a)
 #define readw_relaxed(a)	readw(a)
@@ -59,11 +59,11 @@ static inline void writeq(u64 val, volatile void __iomem *addr) { *(volatile u64
 #define __raw_readl(a)		readl(a)
 #define __raw_writel(v, a)	writel(v, a)
 
-static inline unsigned int ioread8(const volatile void __iomem *addr) { return readb(addr); }
-static inline unsigned int ioread16(const volatile void __iomem *addr) { return readw(addr); }
-static inline unsigned int ioread32(const volatile void __iomem *addr) { return readl(addr); }
-static inline void iowrite8(u8 val, volatile void __iomem *addr) { writeb(val, addr); }
-static inline void iowrite16(u16 val, volatile void __iomem *addr) { writew(val, addr); }
-static inline void iowrite32(u32 val, volatile void __iomem *addr) { writel(val, addr); }
+static __inline__ unsigned int ioread8(const volatile void __iomem *addr) { return readb(addr); }
+static __inline__ unsigned int ioread16(const volatile void __iomem *addr) { return readw(addr); }
+static __inline__ unsigned int ioread32(const volatile void __iomem *addr) { return readl(addr); }
+static __inline__ void iowrite8(u8 val, volatile void __iomem *addr) { writeb(val, addr); }
+static __inline__ void iowrite16(u16 val, volatile void __iomem *addr) { writew(val, addr); }
+static __inline__ void iowrite32(u32 val, volatile void __iomem *addr) { writel(val, addr); }
 
 #endif /* _KMEM_ASM_IO_H */

@@ -47,7 +47,7 @@ void *page_address(const struct page *page);
  * get_order(size): the allocation order for size bytes (asm-generic/getorder.h):
  * the smallest order with PAGE_SIZE << order >= size.
  */
-static inline __attribute__((__const__)) int get_order(unsigned long size)
+static __inline__ __attribute__((__const__)) int get_order(unsigned long size)
 {
 	int order = 0;
 

@@ -84,7 +84,7 @@
 #define PAGE_ALLOC_COSTLY_ORDER	3
 
 /* gfpflags_allow_blocking(): may an allocation with these flags sleep? */
-static inline bool gfpflags_allow_blocking(const gfp_t gfp_flags)
+static __inline__ bool gfpflags_allow_blocking(const gfp_t gfp_flags)
 {
 	return !!(gfp_flags & __GFP_DIRECT_RECLAIM);
 }

@@ -209,7 +209,12 @@ fn headers_compile_standalone() {
     let dir = out_dir().join("headers");
     std::fs::create_dir_all(&dir).unwrap();
     for (i, h) in headers.iter().enumerate() {
-        for (lang, ext, compiler) in [("c", "c", "cc"), ("c++", "cc", "c++")] {
+        // C as the seeds' code was written (C89), as today (the compiler's default), and C++.
+        for (lang, std, ext, compiler) in [
+            ("c", Some("-std=c89"), "c", "cc"),
+            ("c", None, "c", "cc"),
+            ("c++", None, "cc", "c++"),
+        ] {
             let src = dir.join(format!("h{i}.{ext}"));
             std::fs::write(
                 &src,
@@ -220,13 +225,14 @@ fn headers_compile_standalone() {
                 .arg("-I")
                 .arg(&inc)
                 .args(["-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-x", lang])
+                .args(std)
                 .arg(&src)
                 .output()
                 .expect("compiler");
             assert!(
                 out.status.success(),
                 "{}",
-                show(&format!("{} as {lang}", h.display()), &out)
+                show(&format!("{} as {lang} {std:?}", h.display()), &out)
             );
         }
     }
