@@ -398,6 +398,32 @@ extern "C" fn boot() {
     if !user_quiet {
         m.platform.set_quiet(false);
     }
+    if k.params.errors().next().is_some() || (!user_quiet && k.params.unknown().next().is_some()) {
+        cmdline_complaints(k, user_quiet);
+    }
+}
+
+/// The boot log's complaints about `KMEM_CMDLINE`, on stderr: the machine
+/// booted quietly, so a mistyped parameter would otherwise go unseen. A bad
+/// value is said always (the kernel's `pr_warn`), an unknown parameter
+/// unless the command line says `quiet` (its `pr_notice`).
+#[cold]
+#[inline(never)]
+fn cmdline_complaints(k: &Kmem<HostedPlatform>, quiet: bool) {
+    let mut buf = [0u8; 256];
+    for e in k.params.errors() {
+        let n = crate::fmt_into(&mut buf, format_args!("kmem: KMEM_CMDLINE: {e}\n"));
+        crate::write_stderr(&buf[..n]);
+    }
+    if !quiet {
+        for u in k.params.unknown() {
+            let n = crate::fmt_into(
+                &mut buf,
+                format_args!("kmem: KMEM_CMDLINE: unknown parameter \"{u}\", ignored\n"),
+            );
+            crate::write_stderr(&buf[..n]);
+        }
+    }
 }
 
 /// `malloc`'s own size classes, between kmalloc's powers of two above 256

@@ -318,6 +318,32 @@ fn bad_kmem_cmdline_says_why() {
     let Some(exe) = compile("overflow.c", &dir, &[]) else {
         return;
     };
+    // A bad value or an unknown name: the program runs, and the boot log's complaint, which a
+    // quiet boot keeps in the log, is on stderr too (an unknown name not under `quiet`).
+    for (cmdline, says) in [
+        (
+            "mem=abc",
+            Some("kmem: KMEM_CMDLINE: Malformed early option 'mem'\n"),
+        ),
+        (
+            "slub_debug=X",
+            Some("kmem: KMEM_CMDLINE: slab_debug option 'X' unknown. skipped\n"),
+        ),
+        (
+            "nosuch=1",
+            Some("kmem: KMEM_CMDLINE: unknown parameter \"nosuch\", ignored\n"),
+        ),
+        ("quiet nosuch=1", None),
+    ] {
+        let o = run(Command::new(&exe), true, cmdline);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{cmdline}: {err}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "program finished\n");
+        match says {
+            Some(line) => assert_eq!(err.matches(line).count(), 1, "{cmdline}: {err}"),
+            None => assert!(!err.contains("KMEM_CMDLINE"), "{cmdline}: {err}"),
+        }
+    }
     let o = run(Command::new(&exe), true, "mem=1M");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
