@@ -246,7 +246,27 @@ static NOTHING_TO_COPY: AtomicBool = AtomicBool::new(false);
 struct GateTls {
     depth: AtomicU32,
     pending: AtomicU32,
+    /// Not the gate's: the crate's one block of static TLS also holds the
+    /// code address an `LD_PRELOAD` malloc records as the caller of the
+    /// allocation or free in progress ([`set_caller_ip`]), 0 for none.
+    caller_ip: AtomicUsize,
 }
+
+/// The code address to record as the caller of this thread's allocation or
+/// free in progress (`Platform::caller_ip`), 0 for none.
+pub(crate) fn caller_ip() -> usize {
+    gate_tls().caller_ip.load(Ordering::Relaxed)
+}
+
+/// Set (or with 0 clear) the code address `slub_debug`'s `U` tracks record
+/// as the caller of this thread's allocations and frees, instead of the
+/// Rust call site: libkmalloc's `malloc` and `free` record the program's.
+pub fn set_caller_ip(ip: usize) {
+    gate_tls().caller_ip.store(ip, Ordering::Relaxed);
+}
+
+// The asm block below reserves exactly this much.
+const _: () = assert!(core::mem::size_of::<GateTls>() == 16);
 
 /// `GateTls::pending` bit: a stop signal found the thread inside a spinlock.
 const PENDING_DEFER: u32 = 1;
@@ -260,9 +280,9 @@ core::arch::global_asm!(
     ".globl kmem_hosted_fork_gate_tls",
     ".hidden kmem_hosted_fork_gate_tls",
     ".type kmem_hosted_fork_gate_tls,@object",
-    ".size kmem_hosted_fork_gate_tls,8",
+    ".size kmem_hosted_fork_gate_tls,16",
     "kmem_hosted_fork_gate_tls:",
-    ".zero 8",
+    ".zero 16",
     ".popsection",
 );
 
@@ -290,14 +310,16 @@ fn gate_tls() -> &'static GateTls {
     }
     // Nothing else refers to it but through this function. `'static` stands for "as long as the calling
     // thread": the reference is never sent.
-    // SAFETY: `p` is this thread's 8-byte, 8-aligned, zero-initialised block, valid while the thread runs
+    // SAFETY: `p` is this thread's 16-byte, 8-aligned, zero-initialised block, valid while the thread runs
     // (static TLS is freed only after the thread has ended), and `GateTls` is atomics (valid for all bits).
     unsafe { &*(p as *const GateTls) }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 std::thread_local! {
-    static GATE_TLS: GateTls = const { GateTls { depth: AtomicU32::new(0), pending: AtomicU32::new(0) } };
+    static GATE_TLS: GateTls = const {
+        GateTls { depth: AtomicU32::new(0), pending: AtomicU32::new(0), caller_ip: AtomicUsize::new(0) }
+    };
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -306,6 +328,7 @@ fn gate_tls() -> &'static GateTls {
     static TEARDOWN: GateTls = GateTls {
         depth: AtomicU32::new(0),
         pending: AtomicU32::new(0),
+        caller_ip: AtomicUsize::new(0),
     };
     GATE_TLS
         .try_with(|t| {

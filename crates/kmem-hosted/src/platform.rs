@@ -948,6 +948,14 @@ impl Platform for HostedPlatform {
         write_stderr(&buf[..len]);
     }
 
+    fn caller_ip(&self) -> usize {
+        crate::fork::caller_ip()
+    }
+
+    fn write_symbol(&self, addr: usize, out: &mut dyn fmt::Write) -> fmt::Result {
+        write_symbol(addr, out)
+    }
+
     fn dump_stack(&self) {
         if self.is_quiet() {
             return;
@@ -1041,9 +1049,27 @@ pub(crate) fn write_stderr(mut bytes: &[u8]) {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[inline(never)]
 fn write_backtrace() {
-    const MAX_FRAMES: usize = 48;
-    struct Frames {
-        ips: [*mut libc::c_void; MAX_FRAMES],
+    let mut ips = [core::ptr::null_mut(); 48];
+    let n = backtrace(&mut ips);
+    write_stderr(b"Call Trace:\n");
+    // Skip this function's own frame.
+    if n > 1 {
+        // backtrace_symbols_fd reads exactly the first `n` entries and writes to the fd without allocating.
+        // SAFETY: the first `n` entries are filled.
+        unsafe {
+            libc::backtrace_symbols_fd(ips.as_ptr().add(1), (n - 1) as libc::c_int, libc::STDERR_FILENO)
+        };
+    }
+}
+
+/// The return addresses of the calling thread's frames, innermost first
+/// (this function's own caller first), through the unwinder's
+/// `_Unwind_Backtrace` (libgcc's, linked into the program or into
+/// libkmalloc itself): how many it wrote.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn backtrace(ips: &mut [*mut libc::c_void]) -> usize {
+    struct Frames<'a> {
+        ips: &'a mut [*mut libc::c_void],
         n: usize,
     }
     extern "C" {
@@ -1058,8 +1084,8 @@ fn write_backtrace() {
     const URC_END_OF_STACK: libc::c_int = 5;
     extern "C" fn trace(ctx: *mut libc::c_void, arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` is the `Frames` passed below, alive for the walk.
-        let f = unsafe { &mut *(arg as *mut Frames) };
-        if f.n == MAX_FRAMES {
+        let f = unsafe { &mut *(arg as *mut Frames<'_>) };
+        if f.n == f.ips.len() {
             return URC_END_OF_STACK;
         }
         // SAFETY: `ctx` is the unwinder's context of the current frame.
@@ -1071,25 +1097,68 @@ fn write_backtrace() {
         f.n += 1;
         URC_NO_REASON
     }
-    let mut f = Frames {
-        ips: [core::ptr::null_mut(); MAX_FRAMES],
-        n: 0,
-    };
+    let mut f = Frames { ips, n: 0 };
     // SAFETY: `trace` only writes into `f`, which outlives the call.
-    unsafe { _Unwind_Backtrace(trace, &mut f as *mut Frames as *mut libc::c_void) };
-    write_stderr(b"Call Trace:\n");
-    // Skip this function's own frame.
-    if f.n > 1 {
-        // SAFETY: the first `n` entries are filled; backtrace_symbols_fd
-        // reads exactly those and writes to the fd without allocating.
-        unsafe {
-            libc::backtrace_symbols_fd(
-                f.ips.as_ptr().add(1),
-                (f.n - 1) as libc::c_int,
-                libc::STDERR_FILENO,
-            )
-        };
+    unsafe { _Unwind_Backtrace(trace, &mut f as *mut Frames<'_> as *mut libc::c_void) };
+    f.n
+}
+
+/// The return address of the innermost frame outside the loaded object
+/// (executable or shared library) that contains `own`: where a program
+/// called into that library (libkmalloc's `malloc`, say); 0 if none is found.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn caller_outside(own: usize) -> usize {
+    let base = |a: usize| {
+        // SAFETY: a zeroed Dl_info is a valid value to fill in; dladdr only reads the loader's tables.
+        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+        // SAFETY: `info` is writable; any address may be asked about.
+        (unsafe { libc::dladdr(a as *const libc::c_void, &mut info) } != 0).then_some(info.dli_fbase as usize)
+    };
+    let Some(own_base) = base(own) else { return 0 };
+    let mut ips = [core::ptr::null_mut(); 32];
+    let n = backtrace(&mut ips);
+    ips[..n]
+        .iter()
+        .map(|&ip| ip as usize)
+        .find(|&ip| base(ip.saturating_sub(1)).is_some_and(|b| b != own_base))
+        .unwrap_or(0)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn caller_outside(_own: usize) -> usize {
+    0
+}
+
+/// `%pS` of a code address: `symbol+0xoff [object]`, or `object+0xoff`
+/// when the loader knows no symbol there (static functions), or hex.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn write_symbol(addr: usize, out: &mut dyn fmt::Write) -> fmt::Result {
+    // SAFETY: a zeroed Dl_info is a valid value to fill in.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // A return address may be one past its call's function: look up the byte before it.
+    // SAFETY: `info` is writable; any address may be asked about.
+    if unsafe { libc::dladdr(addr.wrapping_sub(1) as *const libc::c_void, &mut info) } == 0
+        || info.dli_fname.is_null()
+    {
+        return write!(out, "0x{addr:x}");
     }
+    // Nothing here allocates: a report may be written from inside `malloc`.
+    // SAFETY: dladdr gave NUL-terminated strings owned by the loader (or null).
+    let file = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
+    let file = core::str::from_utf8(file).unwrap_or("?");
+    let file = file.rsplit('/').next().unwrap_or("?");
+    if info.dli_sname.is_null() {
+        return write!(out, "{file}+0x{:x}", addr - info.dli_fbase as usize);
+    }
+    // SAFETY: as above.
+    let sym = unsafe { core::ffi::CStr::from_ptr(info.dli_sname) }.to_bytes();
+    let sym = core::str::from_utf8(sym).unwrap_or("?");
+    write!(out, "{sym}+0x{:x} [{file}]", addr - info.dli_saddr as usize)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn write_symbol(addr: usize, out: &mut dyn fmt::Write) -> fmt::Result {
+    write!(out, "0x{addr:x}")
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -386,6 +386,10 @@ extern "C" fn boot() {
         if c.is_null() || unsafe { (*c).debug() } {
             fast = fast.min(i);
         }
+        // SAFETY: as above.
+        if !c.is_null() && unsafe { (*c).flags.intersects(kmem::slab::SLAB_STORE_USER) } {
+            crate::TRACK_CALLERS.store(true, Ordering::Relaxed);
+        }
         for slot in &crate::MALLOC_CACHES[i..end] {
             slot.store(c, Ordering::Relaxed);
         }

@@ -79,7 +79,7 @@ mod initmem;
 
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use kmem::kmalloc::{kmalloc_index, kmalloc_size, KfreeDeclined, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE};
 use kmem::slab::KmemCache;
 use kmem::{Gfp, Kmem, __GFP_ZERO, GFP_KERNEL, PAGE_SHIFT, PAGE_SIZE};
@@ -401,6 +401,37 @@ fn cache_alloc_slow(s: NonNull<KmemCache>, gfp: Gfp) -> *mut c_void {
     }
 }
 
+/// `slub_debug`'s `U` under libkmalloc: set at boot when a malloc cache
+/// stores its users, so that the tracks ("Allocated in", "Freed in") name
+/// the program's call, not libkmalloc's own source lines.
+pub(crate) static TRACK_CALLERS: AtomicBool = AtomicBool::new(false);
+
+/// While alive, the tracks of this thread's allocations and frees record
+/// the program's call: the innermost frame outside libkmalloc
+/// (`caller_outside`, an unwind: only with `TRACK_CALLERS`).
+struct ProgramCaller(bool);
+
+impl ProgramCaller {
+    #[inline(always)]
+    fn enter() -> Self {
+        if !TRACK_CALLERS.load(Ordering::Relaxed) {
+            return ProgramCaller(false);
+        }
+        kmem_hosted::fork::set_caller_ip(kmem_hosted::platform::caller_outside(
+            malloc as *const () as usize,
+        ));
+        ProgramCaller(true)
+    }
+}
+
+impl Drop for ProgramCaller {
+    fn drop(&mut self) {
+        if self.0 {
+            kmem_hosted::fork::set_caller_ip(0);
+        }
+    }
+}
+
 /// Everything but a small allocation on a booted machine: size 0, large and
 /// huge sizes, alignments, zeroing, the boot. `align` is a power of two.
 #[cold]
@@ -414,6 +445,8 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
             return if p.is_null() { enomem() } else { p.cast() };
         }
     };
+    // After the boot, which decides whether callers are tracked.
+    let _caller = ProgramCaller::enter();
     let gfp = if zero { GFP_KERNEL | __GFP_ZERO } else { GFP_KERNEL };
     if size <= KMALLOC_MAX_SIZE && align <= KMALLOC_MAX_SIZE {
         // A small size whose cache was not usable (a debug layout), or a
@@ -634,6 +667,7 @@ unsafe fn free_declined(p: *const u8, why: KfreeDeclined) {
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(p: *const u8) {
+    let _caller = ProgramCaller::enter();
     match owner(p) {
         Owner::Null | Owner::Arena => {}
         // SAFETY: forwarded.

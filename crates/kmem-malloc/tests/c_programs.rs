@@ -215,6 +215,30 @@ fn slub_debug_with_u_finds_an_overflow_into_the_slack() {
     }
 }
 
+/// Under libkmalloc, `slub_debug`'s `U` tracks record the program's call
+/// sites (the innermost frame outside the library), printed as the kernel's
+/// `%pS` does, not libkmalloc's own source lines.
+#[test]
+fn slub_debug_tracks_name_the_programs_call_sites() {
+    let dir = scratch("double_free_sites");
+    let Some(exe) = compile("double_free_sites.c", &dir, &["-rdynamic"]) else {
+        return;
+    };
+    let o = run(Command::new(&exe), true, "slub_debug=FZPU");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "program finished\n");
+    assert!(err.contains("Object already free"), "{err}");
+    for (what, site) in [("Allocated in ", "main+0x"), ("Freed in ", "release+0x")] {
+        let line = err.lines().find(|l| l.starts_with(what)).unwrap_or("");
+        assert!(
+            line.starts_with(&format!("{what}{site}")) && line.contains(" [double_free_sites] age="),
+            "{what}: {err}"
+        );
+    }
+    assert!(!err.contains(" in crates/"), "{err}");
+}
+
 /// The default machine's firmware map: flat (RAM from 4 MiB up to `mem=`,
 /// so the RAM ends at `mem=`; 8 GiB by default) unless `KMEM_CMDLINE` gives
 /// a `memmap=`, which keeps the PC layout (RAM above 4 GiB for the hole).

@@ -273,4 +273,19 @@ pub trait Platform: Sync {
 
     /// Print the caller's stack, after a warning.
     fn dump_stack(&self) {}
+
+    /// The code address to record as the caller of the allocation or free
+    /// in progress on this thread (`slub_debug`'s `U` tracks), when the
+    /// platform knows a better one than the Rust call site; 0 when not. An
+    /// `LD_PRELOAD` malloc, whose Rust call sites are its own, records the
+    /// program's call.
+    fn caller_ip(&self) -> usize {
+        0
+    }
+
+    /// Write `addr`, a code address from [`Platform::caller_ip`], as the
+    /// kernel's `%pS` does (`symbol+0xoff`), or in hex.
+    fn write_symbol(&self, addr: usize, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(out, "0x{addr:x}")
+    }
 }

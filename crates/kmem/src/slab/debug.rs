@@ -67,17 +67,29 @@ pub enum TrackItem {
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Track {
-    /// The caller (`&'static Location`), or 0.
+    /// The caller (`&'static Location`, or with [`TRACK_IP`] in `cpu` the
+    /// platform's code address, `Platform::caller_ip`), or 0.
     addr: usize,
     /// `platform.now_ns()` when recorded.
     when: u64,
-    /// CPU.
+    /// CPU, and [`TRACK_IP`].
     cpu: u32,
     /// Task id.
     pid: u32,
     /// `Track::seal` of the fields above: a track damaged by a stray write
     /// is not followed as a pointer.
     seal: u64,
+}
+
+/// `Track::cpu` bit: `addr` is a code address, not a `Location`.
+const TRACK_IP: u32 = 1 << 31;
+
+/// Who a track names.
+enum Caller {
+    /// A Rust call site.
+    Location(&'static Location<'static>),
+    /// A code address (`Platform::caller_ip`).
+    Ip(usize),
 }
 
 impl Track {
@@ -91,17 +103,35 @@ impl Track {
     }
 
     /// The recorded caller, if the track is intact.
-    fn caller(&self) -> Option<&'static Location<'static>> {
+    fn caller(&self) -> Option<Caller> {
         if self.addr == 0 || self.seal != self.seal() {
             return None;
         }
-        // SAFETY: an intact track holds the address of a `&'static Location`
-        // written by `set_track`.
-        Some(unsafe { &*(self.addr as *const Location<'static>) })
+        if self.cpu & TRACK_IP != 0 {
+            return Some(Caller::Ip(self.addr));
+        }
+        // An intact track without TRACK_IP holds the address of a `&'static Location` from `set_track`.
+        // SAFETY: as said.
+        Some(Caller::Location(unsafe {
+            &*(self.addr as *const Location<'static>)
+        }))
     }
 }
 
 const _: () = assert!(core::mem::size_of::<Track>() == TRACK_SIZE);
+
+/// A track's caller as the report prints it: `file:line:col`, or the
+/// platform's symbol for a code address.
+struct CallerDisplay<'a, P>(&'a P, Caller);
+
+impl<P: Platform> core::fmt::Display for CallerDisplay<'_, P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.1 {
+            Caller::Location(loc) => write!(f, "{loc}"),
+            Caller::Ip(ip) => self.0.write_symbol(ip, f),
+        }
+    }
+}
 
 /// Bitmap of the free objects of one slab (`__fill_map`).
 type ObjMap = [u64; MAX_OBJS_PER_PAGE.div_ceil(64)];
@@ -647,10 +677,16 @@ impl<P: Platform> Kmem<P> {
         item: TrackItem,
         caller: &'static Location<'static>,
     ) {
+        let ip = self.platform.caller_ip();
+        let (addr, flag) = if ip != 0 {
+            (ip, TRACK_IP)
+        } else {
+            (caller as *const Location<'static> as usize, 0)
+        };
         let mut t = Track {
-            addr: caller as *const Location<'static> as usize,
+            addr,
             when: self.platform.now_ns(),
-            cpu: self.platform.smp_processor_id() as u32,
+            cpu: self.platform.smp_processor_id() as u32 | flag,
             pid: self.platform.current_pid(),
             seal: 0,
         };
@@ -1098,17 +1134,18 @@ impl<P: Platform> Kmem<P> {
             if t.addr == 0 {
                 continue;
             }
-            let Some(loc) = t.caller() else {
+            let Some(caller) = t.caller() else {
                 crate::pr!(self, "{} in 0x{:016x} (track corrupt)", what, t.addr);
                 continue;
             };
+            let at = CallerDisplay(&self.platform, caller);
             crate::pr!(
                 self,
                 "{} in {} age={} cpu={} pid={}",
                 what,
-                loc,
+                at,
                 now.saturating_sub(t.when) / 1_000_000,
-                t.cpu,
+                t.cpu & !TRACK_IP,
                 t.pid
             );
         }
