@@ -68,8 +68,8 @@ fn callbacks_of(s: *const KmemCache) -> Option<Callbacks> {
 /// The core's constructor for every C cache with callbacks.
 fn ctor_trampoline(obj: *mut u8, s: *const KmemCache, flags: u64) {
     match callbacks_of(s) {
-        // SAFETY: the creator of the cache promised the constructor may be
-        // called on its objects; `obj` is one, being set up.
+        // The creator of the cache promised the constructor may be called on its objects.
+        // SAFETY: `obj` is one, being set up.
         Some(Callbacks::Modern(f)) => unsafe { f(obj as *mut c_void) },
         // SAFETY: as above.
         Some(Callbacks::Legacy { ctor: Some(f), .. }) => unsafe {
@@ -82,8 +82,8 @@ fn ctor_trampoline(obj: *mut u8, s: *const KmemCache, flags: u64) {
 /// The core's destructor for every C cache with a 2.6-era destructor.
 fn dtor_trampoline(obj: *mut u8, s: *const KmemCache, flags: u64) {
     if let Some(Callbacks::Legacy { dtor: Some(d), .. }) = callbacks_of(s) {
-        // SAFETY: the creator promised the destructor may be called on the
-        // objects of a slab being freed; `obj` is one.
+        // The creator promised the destructor may be called on the objects of a slab being freed.
+        // SAFETY: `obj` is one.
         unsafe { d(obj as *mut c_void, s as *mut KmemCache, flags as c_ulong) }
     }
 }

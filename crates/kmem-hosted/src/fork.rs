@@ -310,8 +310,9 @@ fn gate_tls() -> &'static GateTls {
     }
     // Nothing else refers to it but through this function. `'static` stands for "as long as the calling
     // thread": the reference is never sent.
-    // SAFETY: `p` is this thread's 16-byte, 8-aligned, zero-initialised block, valid while the thread runs
-    // (static TLS is freed only after the thread has ended), and `GateTls` is atomics (valid for all bits).
+    // `p` is this thread's 16-byte, 8-aligned, zero-initialised block, valid while the thread runs (static
+    // TLS is freed only after the thread has ended), and `GateTls` is atomics (valid for all bits).
+    // SAFETY: as said.
     unsafe { &*(p as *const GateTls) }
 }
 
