@@ -1108,12 +1108,7 @@ fn backtrace(ips: &mut [*mut libc::c_void]) -> usize {
 /// called into that library (libkmalloc's `malloc`, say); 0 if none is found.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn caller_outside(own: usize) -> usize {
-    let base = |a: usize| {
-        // SAFETY: a zeroed Dl_info is a valid value to fill in; dladdr only reads the loader's tables.
-        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-        // SAFETY: `info` is writable; any address may be asked about.
-        (unsafe { libc::dladdr(a as *const libc::c_void, &mut info) } != 0).then_some(info.dli_fbase as usize)
-    };
+    let base = |a: usize| dladdr(a).map(|info| info.dli_fbase as usize);
     let Some(own_base) = base(own) else { return 0 };
     let mut ips = [core::ptr::null_mut(); 32];
     let n = backtrace(&mut ips);
@@ -1129,19 +1124,24 @@ pub fn caller_outside(_own: usize) -> usize {
     0
 }
 
+/// What the dynamic loader knows of the object and symbol around `addr`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn dladdr(addr: usize) -> Option<libc::Dl_info> {
+    // SAFETY: a zeroed Dl_info is a valid value to fill in.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // dladdr only reads the loader's tables; any address may be asked about.
+    // SAFETY: `info` is writable.
+    (unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) } != 0).then_some(info)
+}
+
 /// `%pS` of a code address: `symbol+0xoff [object]`, or `object+0xoff`
 /// when the loader knows no symbol there (static functions), or hex.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn write_symbol(addr: usize, out: &mut dyn fmt::Write) -> fmt::Result {
-    // SAFETY: a zeroed Dl_info is a valid value to fill in.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // A return address may be one past its call's function: look up the byte before it.
-    // SAFETY: `info` is writable; any address may be asked about.
-    if unsafe { libc::dladdr(addr.wrapping_sub(1) as *const libc::c_void, &mut info) } == 0
-        || info.dli_fname.is_null()
-    {
+    let Some(info) = dladdr(addr.wrapping_sub(1)).filter(|i| !i.dli_fname.is_null()) else {
         return write!(out, "0x{addr:x}");
-    }
+    };
     // Nothing here allocates: a report may be written from inside `malloc`.
     // SAFETY: dladdr gave NUL-terminated strings owned by the loader (or null).
     let file = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();

@@ -142,31 +142,28 @@ fn address_space_limit() -> Option<u64> {
     (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
-/// `mem=` and `vmalloc=`: [`MEM`] and the hosted default window, or under
-/// an address-space limit RAM (a multiple of 16 MiB, at most [`MEM`]) and a
-/// vmalloc window as large (`vmalloc=`, below the hosted default's 1 GiB
-/// least: the window maps HighMem, half the RAM) that together take at most
-/// half of the limit, leaving the rest to the program; never below 16 MiB,
-/// the flat map's least (a limit under about 70 MB fails the boot, saying
-/// so).
-fn default_mem() -> (u64, Option<u64>) {
-    let Some(limit) = address_space_limit() else {
-        return (MEM, None);
-    };
-    let mem = (limit / 4 / (16 << 20) * (16 << 20)).clamp(4 * FLAT_RAM_START, MEM);
-    (mem, Some(mem))
+/// `mem=`: [`MEM`], or under an address-space limit RAM of a quarter of it
+/// (a multiple of 16 MiB, at most [`MEM`]): with a vmalloc window as large
+/// (below), the two take at most half of the limit, leaving the rest to the
+/// program; never below 16 MiB, the flat map's least (a limit under about
+/// 70 MB fails the boot, saying so).
+fn default_mem() -> u64 {
+    address_space_limit().map_or(MEM, |limit| {
+        (limit / 4 / (16 << 20) * (16 << 20)).clamp(4 * FLAT_RAM_START, MEM)
+    })
 }
 
 /// Lowmem and HighMem, lowmem private: `mem=8G kmem.lowmem=<half of mem=>
 /// kmem.private_lowmem=1` for what `KMEM_CMDLINE` leaves unset (see
-/// "Defaults" above).
+/// "Defaults" above). Under an address-space limit, also `vmalloc=` as large
+/// as the RAM (below the hosted default's 1 GiB least: the window maps
+/// HighMem, half the RAM).
 fn lowmem_and_highmem(p: &mut kmem::cmdline::BootParams) {
     if p.mem.is_none() && p.memmap().is_empty() {
-        let (mem, vmalloc) = default_mem();
-        p.mem = Some(mem);
-        p.vmalloc = p.vmalloc.or(vmalloc);
-    } else if p.vmalloc.is_none() && address_space_limit().is_some() {
-        p.vmalloc = p.mem;
+        p.mem = Some(default_mem());
+    }
+    if p.vmalloc.is_none() && address_space_limit().is_some() {
+        p.vmalloc = Some(p.mem.unwrap_or(MEM));
     }
     if p.highmem.is_none() && p.kmem_lowmem.is_none() {
         let mem = p.mem.unwrap_or(MEM);
