@@ -83,7 +83,7 @@ fn bad_arguments_exit_2_with_a_message() {
         ),
         (
             &["top", "--cmdline", "mem=256M nr-cpu=2"],
-            "--cmdline: unknown boot parameter \"nr-cpu\"",
+            "--cmdline: unknown boot parameter \"nr-cpu=2\"",
         ),
         (
             &["sim", "--cmdline", "nr_cpus=129"],

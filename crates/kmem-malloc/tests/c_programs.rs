@@ -355,7 +355,7 @@ fn bad_kmem_cmdline_says_why() {
         ),
         (
             "nosuch=1",
-            Some("kmem: KMEM_CMDLINE: unknown parameter \"nosuch\", ignored\n"),
+            Some("kmem: KMEM_CMDLINE: unknown parameter \"nosuch=1\", ignored\n"),
         ),
         ("quiet nosuch=1", None),
     ] {

@@ -11,8 +11,9 @@
 //! `memparse()`.
 //!
 //! The result, [`BootParams`], is plain `Copy` data with fixed capacity: it does
-//! not borrow from the command line. Parameter names the parser does not know
-//! are kept (truncated) in [`BootParams::unknown`]; known parameters with a bad
+//! not borrow from the command line. Parameters the parser does not know are
+//! kept as written (`foo=bar`, or `foo` alone; truncated) in
+//! [`BootParams::unknown`]; known parameters with a bad
 //! value produce a kernel-style message in [`BootParams::errors`], for example
 //! `Malformed early option 'mem'` for an early parameter, or
 //! ``Booting kernel: `x' invalid for parameter `slub_min_order'`` for a normal
@@ -30,9 +31,9 @@ use crate::e820::E820Type;
 pub const COMMAND_LINE_SIZE: usize = 2048;
 /// Capacity of [`BootParams::memmap`].
 pub const MAX_MEMMAP: usize = 32;
-/// How many unknown parameter names are kept.
+/// How many unknown parameters are kept.
 pub const MAX_UNKNOWN: usize = 16;
-/// Bytes kept of each unknown parameter name.
+/// Bytes kept of each unknown parameter (`name=value`).
 pub const UNKNOWN_LEN: usize = 64;
 /// How many error messages are kept.
 pub const MAX_ERRORS: usize = 16;
@@ -648,9 +649,10 @@ impl BootParams {
         &self.memmap[..self.memmap_count]
     }
 
-    /// Names of parameters that were not recognised (the kernel passes these to
-    /// init), in order; at most [`MAX_UNKNOWN`], each truncated to
-    /// [`UNKNOWN_LEN`] bytes.
+    /// Parameters that were not recognised, as written (`foo=bar`, or `foo`;
+    /// the kernel passes these to init, in its environment or its arguments),
+    /// in order; at most [`MAX_UNKNOWN`], each truncated to [`UNKNOWN_LEN`]
+    /// bytes.
     pub fn unknown(&self) -> impl Iterator<Item = &str> + Clone + '_ {
         self.unknown[..self.nr_unknown].iter().map(FixedStr::as_str)
     }
@@ -661,9 +663,15 @@ impl BootParams {
         self.errors[..self.nr_errors].iter().map(FixedStr::as_str)
     }
 
-    fn push_unknown(&mut self, name: &str) {
+    fn push_unknown(&mut self, name: &str, val: Option<&str>) {
         if self.nr_unknown < MAX_UNKNOWN {
-            self.unknown[self.nr_unknown] = FixedStr::new(name);
+            let mut s = FixedStr::EMPTY;
+            // FixedStr's write_str never fails.
+            let _ = match val {
+                Some(v) => write!(s, "{name}={v}"),
+                None => s.write_str(name),
+            };
+            self.unknown[self.nr_unknown] = s;
             self.nr_unknown += 1;
         }
     }
@@ -800,7 +808,7 @@ impl BootParams {
             };
             self.set_late(param, val, v, |p, v| p.page_alloc_shuffle = Some(v));
         } else {
-            self.push_unknown(param);
+            self.push_unknown(param, val);
         }
     }
 
@@ -1004,7 +1012,7 @@ fn next_arg(args: &str) -> (&str, Option<&str>, &str) {
 /// let p = parse("mem=256M nr_cpus=4 foo=bar");
 /// assert_eq!(p.mem, Some(256 << 20));
 /// assert_eq!(p.nr_cpus, Some(4));
-/// assert!(p.unknown().eq(["foo"]));
+/// assert!(p.unknown().eq(["foo=bar"]));
 /// ```
 pub fn parse(cmdline: &str) -> BootParams {
     let mut p = BootParams::new();
@@ -1118,7 +1126,7 @@ mod tests {
             }]
         );
         assert_eq!(p.numa_fake, Some(2));
-        assert_eq!(unknown(&p), ["foo", "baz"]);
+        assert_eq!(unknown(&p), ["foo=bar", "baz"]);
         assert!(errors(&p).is_empty(), "{:?}", errors(&p));
         assert_eq!(p.init_args_offset, None);
         assert!(p.cmdline().starts_with("mem=256M nr_cpus=4 "));
@@ -1166,7 +1174,7 @@ mod tests {
     #[test]
     fn quoting() {
         let p = parse(r#"foo="a b c" mem="1G" "bar=x y" "nr_cpus=2" baz="#);
-        assert_eq!(unknown(&p), ["foo", "bar", "baz"]);
+        assert_eq!(unknown(&p), ["foo=a b c", "bar=x y", "baz="]);
         assert_eq!(p.mem, Some(1 << 30));
         assert_eq!(p.nr_cpus, Some(2));
         assert!(errors(&p).is_empty());
@@ -1191,7 +1199,7 @@ mod tests {
         assert_eq!(init_args(line), Some("mem=1G init=/bin/sh"));
         assert_eq!(init_args("quiet"), None);
         // `--=x` is a parameter, not the separator.
-        assert_eq!(unknown(&parse("--=x y")), ["--", "y"]);
+        assert_eq!(unknown(&parse("--=x y")), ["--=x", "y"]);
         assert!(parse("").unknown().next().is_none());
     }
 

@@ -350,6 +350,33 @@ macro_rules! pr {
     ($k:expr, $($arg:tt)*) => { $k.printk(format_args!($($arg)*)) };
 }
 
+/// Whether an unknown parameter names a module's (`name.param`): the
+/// kernel's `unknown_bootoption` drops those silently ("Unused module
+/// parameter") instead of passing them to init.
+fn is_module_param(u: &str) -> bool {
+    u.split('=').next().is_some_and(|name| name.contains('.'))
+}
+
+/// The parameters the kernel passes to init, as `print_unknown_bootoptions`
+/// lists them on one line: init's arguments (no value) first, then its
+/// environment (`name=value`), each group in command-line order.
+struct UnknownBootoptions<'a>(&'a crate::cmdline::BootParams);
+
+impl fmt::Display for UnknownBootoptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let passed = self.0.unknown().filter(|u| !is_module_param(u));
+        let args = passed.clone().filter(|u| !u.contains('='));
+        let env = passed.filter(|u| u.contains('='));
+        for (i, u) in args.chain(env).enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(u)?;
+        }
+        Ok(())
+    }
+}
+
 struct BootLog<'a, P: Platform> {
     platform: &'a P,
     ring: &'a mut LogRing,
@@ -728,10 +755,10 @@ impl<P: Platform> Kmem<P> {
             nr_cpus,
             nr_nodes
         ));
-        for u in params.unknown() {
-            // Collected and printed as one line by the kernel; one per line here.
+        if params.unknown().any(|u| !is_module_param(u)) {
             log.line(format_args!(
-                "Unknown kernel command line parameters \"{u}\", will be passed to user space."
+                "Unknown kernel command line parameters \"{}\", will be passed to user space.",
+                UnknownBootoptions(params)
             ));
         }
 
