@@ -525,6 +525,41 @@ fn highmem_pages_have_no_address() {
 // ---------------------------------------------------------------------------
 // Nodes.
 
+/// A node the machine lacks: the page allocator warns once (the kernel has a
+/// `VM_BUG_ON` there) and serves the local node, or fails under
+/// `__GFP_THISNODE`; a slab allocation treats it as `NUMA_NO_NODE`, as
+/// `___slab_alloc` treats a node without slabs, without a word.
+#[test]
+fn offline_node_warns_and_falls_back() {
+    let m = boot("quiet mem=256M numa=fake=2 nr_cpus=2 kswapd=off");
+    let warnings = || m.events.warnings.load(Ordering::Relaxed);
+    let w0 = warnings();
+    let p = m
+        .alloc_pages_node(5, GFP_KERNEL, 0)
+        .expect("the local node serves");
+    assert_eq!(warnings(), w0 + 1);
+    assert!(
+        m.dmesg().contains("GFP_KERNEL allocation from offline node 5"),
+        "{}",
+        m.dmesg()
+    );
+    assert!(m.alloc_pages_node(-7, GFP_KERNEL | __GFP_THISNODE, 0).is_err());
+    assert_eq!(warnings(), w0 + 1, "a WARN_ON_ONCE");
+    let q = m.alloc_pages_node(0, GFP_KERNEL, 0).unwrap();
+    let obj = m
+        .kmalloc_node(64, GFP_KERNEL, 9)
+        .expect("kmalloc_node of a missing node");
+    assert_eq!(warnings(), w0 + 1);
+    // SAFETY: test code; the pages and the object are ours.
+    unsafe {
+        m.kfree(obj.as_ptr());
+        m.__free_pages(p, 0);
+        m.__free_pages(q, 0);
+    }
+    m.kmem_cache_shrink_all();
+    assert_boot_state(&m);
+}
+
 /// `__GFP_THISNODE` selects the no-fallback zonelist: with node 1 exhausted,
 /// a THISNODE request for node 1 fails (without OOM) while a normal one falls
 /// back to node 0.

@@ -121,8 +121,7 @@ pub type MempoolFreeFn = unsafe fn(element: *mut u8, pool_data: *mut ());
 /// allocator again (`io_schedule_timeout(5*HZ)`).
 pub const MEMPOOL_WAIT_NS: u64 = 5_000_000_000;
 
-/// `NUMA_NO_NODE`.
-pub const NUMA_NO_NODE: i32 = -1;
+pub use crate::memblock::NUMA_NO_NODE;
 
 /// `WARN_ON_ONCE` sites of this file (bits of the machine's warn-once mask).
 const WARN_MEMPOOL_ZERO: u32 = 48;

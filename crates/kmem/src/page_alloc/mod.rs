@@ -40,6 +40,7 @@ pub mod zone;
 use crate::gfp::*;
 use crate::list::ListHead;
 use crate::machine::{Kmem, MachineState, SWAP_CLUSTER_MAX};
+use crate::memblock::NUMA_NO_NODE;
 use crate::page::{flags::*, *};
 use crate::platform::task_flags::PF_MEMALLOC;
 use crate::platform::{Platform, HARDIRQ_MASK, NMI_MASK};
@@ -89,6 +90,7 @@ const WARN_NOFAIL_ORDER: u32 = 1;
 const WARN_NOFAIL_NOBLOCK: u32 = 2;
 const WARN_BAD_ZONE: u32 = 3;
 const WARN_NOFAIL_MEMALLOC: u32 = 4;
+const WARN_OFFLINE_NODE: u32 = 5;
 
 /// Where an allocation may come from (`struct alloc_context`).
 #[derive(Clone, Copy)]
@@ -302,10 +304,12 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `alloc_pages_node`: prefer node `nid` (`-1`, `NUMA_NO_NODE`: the local node).
+    /// A node the machine lacks gets a warning (once, where the kernel has a
+    /// `VM_BUG_ON`), then the local node; with `__GFP_THISNODE` it fails.
     #[inline(always)]
     #[track_caller]
     pub fn alloc_pages_node(&self, nid: i32, gfp: Gfp, order: u32) -> Result<NonNull<Page>, AllocError> {
-        if order <= PAGE_ALLOC_COSTLY_ORDER && nid < 0 {
+        if order <= PAGE_ALLOC_COSTLY_ORDER && nid == NUMA_NO_NODE {
             if let Some(page) = self.alloc_pages_fast(gfp, order) {
                 return Ok(page);
             }
@@ -402,10 +406,22 @@ impl<P: Platform> Kmem<P> {
                 return Err(AllocError);
             }
         };
-        let preferred_nid = if nid < 0 || nid as usize >= self.nr_nodes {
-            self.numa_node_id()
-        } else {
-            nid as usize
+        let preferred_nid = match usize::try_from(nid) {
+            Ok(nid) if nid < self.nr_nodes => nid,
+            _ if nid == NUMA_NO_NODE => self.numa_node_id(),
+            _ => {
+                // No such node: the kernel's `VM_BUG_ON` (or, for a node that
+                // is only offline, `warn_if_node_offline`). Here a warning,
+                // then the local node, or nothing for `__GFP_THISNODE`.
+                self.warn_once(
+                    WARN_OFFLINE_NODE,
+                    format_args!("{gfp} allocation from offline node {nid}"),
+                );
+                if gfp.intersects(__GFP_THISNODE) {
+                    return Err(AllocError);
+                }
+                self.numa_node_id()
+            }
         };
         let ac = AllocContext {
             preferred_nid,

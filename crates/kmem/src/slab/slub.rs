@@ -243,7 +243,9 @@ impl<P: Platform> Kmem<P> {
         gfp: Gfp,
         nid: i32,
     ) -> Result<NonNull<u8>, AllocError> {
-        if nid < 0 || self.nr_nodes == 1 {
+        // A node with no memory for slabs (here: one the machine lacks) is
+        // `NUMA_NO_NODE`, as `___slab_alloc` treats a node not in `slab_nodes`.
+        if nid < 0 || nid as usize >= self.nr_nodes || self.nr_nodes == 1 {
             return self.kmem_cache_alloc(s, gfp);
         }
         // SAFETY: the caller holds a live cache.
