@@ -72,6 +72,8 @@ impl Platform for BareMetal {
         }
     }
 
+    const TRACKS_PREEMPT_COUNT: bool = true;
+
     #[inline(always)]
     fn preempt_count(&self) -> u32 {
         percpu::preempt_count()

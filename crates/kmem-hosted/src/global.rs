@@ -25,8 +25,8 @@
 //! goes to the C library's `malloc`. Frees tell the two apart by address:
 //! kmalloc memory is inside the machine's linear map, anything else is the C
 //! library's, so those early blocks go back to `free`. If the machine cannot
-//! boot, the boot panics (with the reason) and the process keeps using
-//! `malloc`.
+//! boot, the reason goes to stderr (`kmem: default machine (KMEM_CMDLINE=...):
+//! ...; allocating with malloc`) and the process keeps using `malloc`.
 //!
 //! Allocations use `GFP_KERNEL`: they may reclaim, and fail (returning
 //! null, which Rust turns into `handle_alloc_error`) only when the machine
@@ -41,6 +41,31 @@ use kmem::{Kmem, __GFP_ZERO, GFP_KERNEL};
 /// `KBox<T>` on the default machine: `kmem_hosted::KBox::new(x, GFP_KERNEL)?`.
 pub type KBox<T> = kmem::KBox<'static, T, HostedPlatform>;
 /// A typed slab cache on a hosted machine.
+///
+/// Its objects outlive any one allocation, so the compiler refuses to use a
+/// cache of `&'static str` as one of a shorter-lived `&str` (the cache is
+/// invariant in `T`):
+///
+/// ```compile_fail
+/// use kmem_hosted::{KmemCache, Machine};
+/// let m = Machine::boot("quiet mem=64M").unwrap();
+/// let cache: KmemCache<'_, &'static str> = KmemCache::new(&m, "strs").unwrap();
+/// let s = String::from("short-lived");
+/// let short: &KmemCache<'_, &str> = &cache;
+/// *short.alloc(kmem::GFP_KERNEL).unwrap() = s.as_str();
+/// ```
+///
+/// and `T` must be `Send`, since whichever thread frees a slab drops its
+/// objects' `T`s:
+///
+/// ```compile_fail
+/// use kmem_hosted::{KmemCache, Machine};
+/// let m = Machine::boot("quiet mem=64M").unwrap();
+/// let cache: KmemCache<'_, std::rc::Rc<u8>> = KmemCache::new(&m, "rcs").unwrap();
+/// ```
+///
+/// (Both compile with a `String` or a `&'static str` in place of the
+/// offending type.)
 pub type KmemCache<'k, T> = kmem::kbox::KmemCache<'k, T, HostedPlatform>;
 /// An object of a hosted typed slab cache.
 pub type CacheBox<'a, T> = kmem::CacheBox<'a, T, HostedPlatform>;
@@ -62,6 +87,8 @@ pub struct KmemAlloc;
 const UNINIT: u8 = 0;
 const BOOTING: u8 = 1;
 const READY: u8 = 2;
+/// The default machine could not boot: `malloc` serves for good.
+const FAILED: u8 = 3;
 
 /// UNINIT → BOOTING (one thread boots) → READY.
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
@@ -98,7 +125,19 @@ fn boot() -> Option<&'static Kmem<HostedPlatform>> {
             None
         };
     }
-    let m = crate::default_machine();
+    let m = match crate::machine::boot_default_machine(|_| {}) {
+        Ok(m) => m,
+        Err(e) => {
+            // A panic here would abort the process (an allocator must not
+            // unwind); allocations while printing go to `malloc` (BOOTING).
+            eprintln!(
+                "kmem: default machine (KMEM_CMDLINE={:?}): {e}; allocating with malloc",
+                crate::machine::env_cmdline()
+            );
+            STATE.store(FAILED, Ordering::Release);
+            return None;
+        }
+    };
     KMEM.store(
         m.kmem() as *const Kmem<HostedPlatform> as *mut _,
         Ordering::Relaxed,

@@ -628,6 +628,8 @@ impl Platform for HostedPlatform {
         }
     }
 
+    const TRACKS_PREEMPT_COUNT: bool = true;
+
     const RSEQ_AREA: bool = cfg!(all(
         target_arch = "x86_64",
         target_os = "linux",

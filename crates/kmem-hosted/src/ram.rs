@@ -315,7 +315,7 @@ impl RamRef {
     /// opened again through its linear map (`/proc/self/map_files`) on a
     /// new number, and the old number is left to the program. Err if the
     /// RAM is gone (its `HostRam` dropped) or cannot be opened again. A
-    /// RAM without a file yet (a fork child's, [`RamRef::detach_file`])
+    /// RAM without a file yet (a fork child's, `RamRef::detach_file`)
     /// makes one first.
     pub fn fd(&self) -> io::Result<i32> {
         let s = self.slot().ok_or(io::ErrorKind::NotFound)?;

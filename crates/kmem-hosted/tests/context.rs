@@ -205,3 +205,30 @@ fn sleeping_allocation_in_atomic_context_reports_and_does_not_sleep() {
         unsafe { m.__free_pages(p, o) };
     }
 }
+
+/// An unbalanced `put_cpu()` / `preempt_enable()` / `local_bh_enable()` is
+/// reported once, as `DEBUG_PREEMPT`'s `DEBUG_LOCKS_WARN_ON` reports it,
+/// and leaves the count alone; balanced pairs still work afterwards.
+#[test]
+fn unbalanced_preempt_enable_warns_once() {
+    let m = kmem_hosted::Machine::boot("quiet mem=64M nr_cpus=2").unwrap();
+    let w0 = m.events.warnings.load(std::sync::atomic::Ordering::Relaxed);
+    m.put_cpu();
+    m.preempt_enable();
+    m.local_bh_enable();
+    assert_eq!(m.platform.preempt_count(), 0);
+    assert_eq!(
+        m.events.warnings.load(std::sync::atomic::Ordering::Relaxed),
+        w0 + 1
+    );
+    assert!(
+        m.dmesg().contains("DEBUG_LOCKS_WARN_ON(val > preempt_count())"),
+        "{}",
+        m.dmesg()
+    );
+    let cpu = m.get_cpu();
+    assert!(cpu < 2);
+    assert_eq!(m.platform.preempt_count(), 1);
+    m.put_cpu();
+    assert_eq!(m.platform.preempt_count(), 0);
+}

@@ -668,6 +668,32 @@ fn vmstat_uses_kernel_names() {
         assert!(pos("allocstall_device") < pos("pgfree"));
         assert!(pos("pgfree") < pos("slabs_scanned") && pos("slabs_scanned") < pos("oom_kill"));
         assert_eq!(*names.last().unwrap(), "nr_unstable");
+        // Every line 6.18 prints, those kmem has no use for as 0: a sample of each group, in order.
+        let order = [
+            "nr_zone_inactive_anon",
+            "nr_free_cma",
+            "numa_hit",
+            "nr_inactive_anon",
+            "nr_kernel_file_pages",
+            "nr_dirty_threshold",
+            "nr_dirty_background_threshold",
+            "nr_memmap_pages",
+            "nr_memmap_boot_pages",
+            "pgpgin",
+            "pswpout",
+            "pgalloc_dma",
+            "pgskip_device",
+            "pgfree",
+            "pgscan_kswapd",
+            "kswapd_high_wmark_hit_quickly",
+            "compact_stall",
+            "thp_fault_alloc",
+            "zswpwb",
+            "direct_map_level3_collapses",
+            "nr_unstable",
+        ];
+        assert!(order.windows(2).all(|w| pos(w[0]) < pos(w[1])), "{names:?}");
+        assert_eq!(names.len(), 192 - 3 * 5 + 3 * zones.len(), "{names:?}");
     }
 }
 
@@ -728,6 +754,41 @@ fn numbers_move_with_allocations() {
     let v3 = vmstat(&m);
     assert_eq!(vm(&v3, "nr_free_pages"), vm(&v0, "nr_free_pages"));
     assert_eq!(vm(&v3, "nr_free_pages_blocks"), vm(&v0, "nr_free_pages_blocks"));
+}
+
+/// `pgalloc_*` and `pgfree` count pages, `numa_hit` and `numa_local`
+/// allocations (the kernel's `__count_zid_vm_events(PGALLOC, ..., 1 <<
+/// order)` against `zone_statistics(..., 1)`), through the pcp lists
+/// (order 3) and the buddy path (order 5); `pgfree` starts with the boot's
+/// hand-over of every managed page.
+#[test]
+fn numa_hit_counts_allocations_and_pgalloc_pages() {
+    let m = boot("quiet mem=256M nr_cpus=1");
+    let v0 = vmstat(&m);
+    let managed: usize = meminfo_values(&read(&m, "meminfo"))
+        .into_iter()
+        .find(|(l, _)| l == "MemTotal")
+        .unwrap()
+        .1
+        / 4;
+    assert!(
+        vm(&v0, "pgfree") >= managed,
+        "pgfree {} < managed {managed}",
+        vm(&v0, "pgfree")
+    );
+    let a = m.alloc_pages(GFP_KERNEL, 3).unwrap();
+    let b = m.alloc_pages(GFP_KERNEL, 5).unwrap();
+    let v1 = vmstat(&m);
+    let pgalloc = |v: &_| vm(v, "pgalloc_dma32") + vm(v, "pgalloc_normal");
+    assert_eq!(pgalloc(&v1) - pgalloc(&v0), 8 + 32);
+    assert_eq!(vm(&v1, "numa_hit") - vm(&v0, "numa_hit"), 2);
+    assert_eq!(vm(&v1, "numa_local") - vm(&v0, "numa_local"), 2);
+    // SAFETY: allocated above with these orders, freed once.
+    unsafe {
+        m.__free_pages(a, 3);
+        m.__free_pages(b, 5);
+    }
+    assert_eq!(vm(&vmstat(&m), "pgfree") - vm(&v1, "pgfree"), 8 + 32);
 }
 
 #[test]

@@ -538,3 +538,32 @@ fn backtraces_resolve_on_the_global_allocator() {
     let bt = std::backtrace::Backtrace::force_capture().to_string();
     assert!(bt.contains("backtraces_resolve_on_the_global_allocator"), "{bt}");
 }
+
+/// A default machine that cannot boot (`KMEM_CMDLINE=mem=1M`): `KmemAlloc`
+/// says why once on stderr and the program runs on `malloc` (here a copy of
+/// this test binary, whose harness allocates first).
+#[test]
+fn global_allocator_falls_back_to_malloc_when_the_machine_cannot_boot() {
+    const NAME: &str = "global_allocator_falls_back_to_malloc_when_the_machine_cannot_boot";
+    if std::env::var_os("KMEM_GLOBAL_CHILD").is_some() {
+        assert!(!kmem_hosted::global::kmem_alloc_ready());
+        let v: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        assert_eq!(v[999], "999");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--test-threads=1"])
+        .env("KMEM_CMDLINE", "mem=1M quiet")
+        .env("KMEM_GLOBAL_CHILD", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{err}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    assert_eq!(err.matches("; allocating with malloc").count(), 1, "{err}");
+    assert!(err.contains("mem= must be at least 2M"), "{err}");
+}

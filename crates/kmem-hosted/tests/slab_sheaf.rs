@@ -167,8 +167,7 @@ fn kmem_cache_free_outside_the_cpu_slab_checks_the_object() {
         .dmesg()
         .contains("Wrong slab cache. sheaf-check-700 but object is from sheaf-check-64"));
     // A pointer into the middle of a 96-byte object outside the cpu slab
-    // (inside it, the cpu freelist takes what lies in its range without a
-    // check, as SLUB's without `slub_debug`): reported, nothing freed.
+    // (inside it too: `misuse.rs`): reported, nothing freed.
     let inside = live[1][0].wrapping_add(8);
     let errors = m.slab.errors.load(Ordering::Relaxed);
     // SAFETY: the misaligned pointer is the misuse under test.

@@ -24,7 +24,13 @@ use core::panic::Location;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::machine::Kmem;
-use crate::platform::{Platform, HARDIRQ_MASK, HARDIRQ_OFFSET, NMI_MASK, SOFTIRQ_MASK, SOFTIRQ_OFFSET};
+use crate::platform::{
+    Platform, HARDIRQ_MASK, HARDIRQ_OFFSET, NMI_MASK, PREEMPT_MASK, PREEMPT_OFFSET, SOFTIRQ_MASK,
+    SOFTIRQ_OFFSET,
+};
+
+/// `WARN_ON_ONCE` site of this file (a bit of the machine's warn-once mask).
+const WARN_PREEMPT_COUNT: u32 = 12;
 
 /// `SOFTIRQ_DISABLE_OFFSET`: `local_bh_disable` raises the count by this.
 pub const SOFTIRQ_DISABLE_OFFSET: u32 = 2 * SOFTIRQ_OFFSET;
@@ -120,10 +126,32 @@ impl<P: Platform> Kmem<P> {
         self.platform.preempt_disable()
     }
 
-    /// `preempt_enable()`.
+    /// `preempt_enable()`. One without its `preempt_disable()` is reported
+    /// as `DEBUG_PREEMPT` reports it, and leaves the count alone.
     #[inline]
     pub fn preempt_enable(&self) {
-        self.platform.preempt_enable()
+        if self.preempt_count_sub_ok(PREEMPT_OFFSET) {
+            self.platform.preempt_enable()
+        }
+    }
+
+    /// `preempt_count_sub`'s `DEBUG_PREEMPT` checks: lowering the count by
+    /// `val` must not take it below zero, nor take a preemption level that
+    /// is not there (a warning, once, and nothing lowered).
+    fn preempt_count_sub_ok(&self, val: u32) -> bool {
+        if !P::TRACKS_PREEMPT_COUNT {
+            return true;
+        }
+        let count = self.platform.preempt_count();
+        let bad = if val > count {
+            "DEBUG_LOCKS_WARN_ON(val > preempt_count())"
+        } else if val < PREEMPT_MASK && count & PREEMPT_MASK == 0 {
+            "DEBUG_LOCKS_WARN_ON((val < PREEMPT_MASK) && !(preempt_count() & PREEMPT_MASK))"
+        } else {
+            return true;
+        };
+        self.warn_once(WARN_PREEMPT_COUNT, format_args!("{bad}"));
+        false
     }
 
     /// `get_cpu()`: disable preemption and return the CPU the caller is now
@@ -133,10 +161,10 @@ impl<P: Platform> Kmem<P> {
         self.platform.preempt_disable()
     }
 
-    /// `put_cpu()`.
+    /// `put_cpu()` (`preempt_enable()`).
     #[inline]
     pub fn put_cpu(&self) {
-        self.platform.preempt_enable()
+        self.preempt_enable()
     }
 
     /// `local_bh_disable()`.
@@ -144,9 +172,11 @@ impl<P: Platform> Kmem<P> {
         self.platform.preempt_count_add(SOFTIRQ_DISABLE_OFFSET);
     }
 
-    /// `local_bh_enable()`.
+    /// `local_bh_enable()` (checked as `preempt_enable`).
     pub fn local_bh_enable(&self) {
-        self.platform.preempt_count_sub(SOFTIRQ_DISABLE_OFFSET);
+        if self.preempt_count_sub_ok(SOFTIRQ_DISABLE_OFFSET) {
+            self.platform.preempt_count_sub(SOFTIRQ_DISABLE_OFFSET);
+        }
     }
 
     /// Run `f` in simulated hardirq context on the current CPU

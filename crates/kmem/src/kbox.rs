@@ -318,6 +318,11 @@ fn dtor_drop<T>(obj: *mut u8, _s: *const slab::KmemCache, _flags: u64) {
 /// allocated then (only possible by leaking a `CacheBox`) are reported the
 /// kernel's way and their slabs leaked.
 ///
+/// `T` must be `Send`: a free object's `T` stays in the cache, and whichever
+/// thread frees its slab (a shrinker under memory pressure, say) drops it.
+/// The cache is invariant in `T`: a free object keeps the `T` it had, so a
+/// cache of `&'static str` must not be usable as one of shorter-lived `&str`.
+///
 /// # Invariants
 /// `cache` is a live cache of `kmem` whose objects are sized and aligned for
 /// `T`, and every object holds a constructed `T` from slab population until
@@ -325,7 +330,8 @@ fn dtor_drop<T>(obj: *mut u8, _s: *const slab::KmemCache, _flags: u64) {
 pub struct KmemCache<'k, T, P: Platform> {
     kmem: &'k Kmem<P>,
     cache: NonNull<slab::KmemCache>,
-    _t: PhantomData<T>,
+    // Owns `T`s (drop check) and is invariant in `T` (`*mut T`).
+    _t: PhantomData<(T, *mut T)>,
 }
 
 // SAFETY: the cache hands out Ts to whichever thread allocates; the slab
@@ -334,7 +340,7 @@ unsafe impl<T: Send, P: Platform> Send for KmemCache<'_, T, P> {}
 // SAFETY: as above: allocation through &self moves Ts between threads.
 unsafe impl<T: Send, P: Platform> Sync for KmemCache<'_, T, P> {}
 
-impl<'k, T: Default, P: Platform> KmemCache<'k, T, P> {
+impl<'k, T: Default + Send, P: Platform> KmemCache<'k, T, P> {
     /// `kmem_cache_create(name, size_of::<T>(), align_of::<T>(), 0, ctor)`
     /// with `T::default()` as the constructor.
     pub fn new(kmem: &'k Kmem<P>, name: &str) -> Result<Self, AllocError> {
@@ -375,7 +381,10 @@ impl<'k, T, P: Platform> KmemCache<'k, T, P> {
         name: &str,
         flags: SlabFlags,
         ctor: slab::LegacyCtor,
-    ) -> Result<Self, AllocError> {
+    ) -> Result<Self, AllocError>
+    where
+        T: Send,
+    {
         let dtor: Option<slab::LegacyCtor> = if mem::needs_drop::<T>() {
             Some(dtor_drop::<T>)
         } else {
@@ -481,7 +490,8 @@ pub struct CacheBox<'a, T, P: Platform> {
     obj: NonNull<T>,
     kmem: &'a Kmem<P>,
     cache: NonNull<slab::KmemCache>,
-    _t: PhantomData<&'a T>,
+    // Owns a `T` and, as its cache, is invariant in `T`.
+    _t: PhantomData<(T, *mut T)>,
 }
 
 // SAFETY: owns its T; the cache (which it borrows) is thread-safe.

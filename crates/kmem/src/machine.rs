@@ -350,6 +350,18 @@ macro_rules! pr {
     ($k:expr, $($arg:tt)*) => { $k.printk(format_args!($($arg)*)) };
 }
 
+/// `, NNNK highmem`, which `mem_init_print_info` adds under `CONFIG_HIGHMEM`.
+struct HighmemSuffix(Option<usize>);
+
+impl fmt::Display for HighmemSuffix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(k) => write!(f, ", {k}K highmem"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Whether an unknown parameter names a module's (`name.param`): the
 /// kernel's `unknown_bootoption` drops those silently ("Unused module
 /// parameter") instead of passing them to init.
@@ -1043,12 +1055,19 @@ impl<P: Platform> Kmem<P> {
         self.report_all_free_pages();
 
         let present: usize = self.zones().map(|z| z.present_pages).sum();
+        // `CONFIG_HIGHMEM` adds the HighMem zones' managed pages.
+        let high: usize = self
+            .zones()
+            .filter(|z| z.zone_type == ZoneType::HighMem)
+            .map(|z| z.managed())
+            .sum();
         pr!(
             self,
-            "Memory: {}K/{}K available (0K kernel code, 0K rwdata, 0K rodata, 0K init, 0K bss, {}K reserved, 0K cma-reserved)",
+            "Memory: {}K/{}K available (0K kernel code, 0K rwdata, 0K rodata, 0K init, 0K bss, {}K reserved, 0K cma-reserved{})",
             total << (PAGE_SHIFT - 10),
             present << (PAGE_SHIFT - 10),
-            (present - total.min(present)) << (PAGE_SHIFT - 10)
+            (present - total.min(present)) << (PAGE_SHIFT - 10),
+            HighmemSuffix(self.highmem.then_some(high << (PAGE_SHIFT - 10)))
         );
         pr!(
             self,
@@ -1096,6 +1115,7 @@ impl<P: Platform> Kmem<P> {
                             let pages = blocks << MAX_PAGE_ORDER;
                             zone.managed_pages.fetch_add(pages, Ordering::Relaxed);
                             zone.free_pages.fetch_add(pages as isize, Ordering::Relaxed);
+                            zone.stats.pgfree.fetch_add(pages, Ordering::Relaxed);
                             count += pages;
                             start += pages;
                             continue;
@@ -1448,8 +1468,9 @@ impl<P: Platform> Kmem<P> {
         pr!(self, "------------[ cut here ]------------");
         pr!(
             self,
-            "WARNING: CPU: {} PID: 0 Comm: {}: {}",
+            "WARNING: CPU: {} PID: {} Comm: {}: {}",
             self.platform.smp_processor_id(),
+            self.platform.current_pid(),
             comm,
             args
         );

@@ -71,7 +71,7 @@
 //! **The fast path.** The kernel's fast path (the allocator succeeds; a free
 //! finds the reserve full) has no counter and no lock, only two indirect
 //! calls. Ours has no indirect call either for the ready-made slab, kmalloc
-//! and page pools of a machine: a [`Backing`] tag is checked before the
+//! and page pools of a machine: a `Backing` tag is checked before the
 //! function pointers (which remain for pools with callbacks of their own), so
 //! the cache, kmalloc or the page allocator is called inline.
 //!
@@ -981,7 +981,7 @@ impl<P: Platform> Kmem<P> {
     /// `__GFP_ZERO` is not supported (WARN once).
     ///
     /// The fast path (the allocator serves the first try) is inlined into
-    /// the caller; the rest is [`Kmem::mempool_alloc_slow`]. A sleeping mask
+    /// the caller; the rest is `Kmem::mempool_alloc_slow`. A sleeping mask
     /// from atomic context is reported there, before anything that could
     /// sleep (the first try cannot: it neither reclaims nor waits), as the
     /// slab allocator reports it on its slow path.

@@ -12,7 +12,7 @@
 //!   marks what is allocated (`alloc_map`), and `bound_map` (one bit more)
 //!   marks where each allocation starts and where it ends, as the kernel's:
 //!   freeing finds the end as the next boundary bit. All of a chunk's
-//!   metadata lives in one page of its own ([`ChunkMeta`]).
+//!   metadata lives in one page of its own (`ChunkMeta`).
 //! * **Hints, as the kernel's.** Each page-sized block of the bitmap
 //!   (`PCPU_BITMAP_BLOCK_SIZE`) has a `pcpu_block_md`: the largest free run
 //!   (`contig_hint` and its start), the free run touching its start
@@ -85,8 +85,9 @@
 //! ## Statistics
 //! [`Kmem::percpu_stats`] and [`Kmem::percpu_stats_show`] (the text of
 //! debugfs `percpu_stats`, `CONFIG_PERCPU_STATS`); `Percpu:` in meminfo is
-//! [`Kmem::pcpu_nr_pages`]: populated unit pages of every chunk plus one
-//! metadata page per chunk.
+//! [`Kmem::pcpu_nr_pages`]: the populated unit pages of every chunk, without
+//! the chunks' metadata pages (as the kernel's `pcpu_nr_pages` leaves them
+//! out).
 
 use core::fmt::{self, Write};
 use core::marker::PhantomData;
@@ -679,7 +680,7 @@ impl PcpuInner {
 /// A machine's per-CPU allocator state (a field of [`Kmem`]).
 pub struct PercpuState {
     inner: SpinLock<PcpuInner>,
-    /// Populated pages, unit pages and metadata pages (`pcpu_nr_pages`).
+    /// Populated unit pages (`pcpu_nr_pages`; not the metadata pages).
     nr_pages: AtomicUsize,
     /// Unit 0 of the first chunk (0 before `percpu_init`).
     first_base: AtomicUsize,
@@ -831,9 +832,7 @@ impl<P: Platform> Kmem<P> {
                 return None;
             }
         };
-        self.percpu
-            .nr_pages
-            .fetch_add((1 << order) + 1, Ordering::Relaxed);
+        self.percpu.nr_pages.fetch_add(1 << order, Ordering::Relaxed);
         // SAFETY: a zeroed page of ours, page aligned, big enough (asserted).
         let c = unsafe { meta(m) };
         c.base = base.as_ptr() as usize;
@@ -853,9 +852,7 @@ impl<P: Platform> Kmem<P> {
             let c = meta(m);
             (c.base, c.order)
         };
-        self.percpu
-            .nr_pages
-            .fetch_sub((1 << order) + 1, Ordering::Relaxed);
+        self.percpu.nr_pages.fetch_sub(1 << order, Ordering::Relaxed);
         // SAFETY: both blocks were allocated by `pcpu_create_chunk` with these
         // orders and the chunk is unreachable, so nothing uses them.
         unsafe {
@@ -1154,7 +1151,9 @@ impl<P: Platform> Kmem<P> {
                 m = c.next;
             }
         }
-        let alloc_size = (PAGE_SIZE << get_order(self.nr_cpus * PCPU_UNIT_SIZE)) as u64;
+        // `pcpu_build_alloc_info`: the unit size rounded up to the atom (a
+        // page here, where chunks are pages of the buddy allocator).
+        let alloc_size = PCPU_UNIT_SIZE.next_multiple_of(PAGE_SIZE) as u64;
         writeln!(out, "Percpu Memory Statistics")?;
         writeln!(out, "Allocation Info:")?;
         writeln!(out, "{DASHES}")?;
@@ -1173,7 +1172,14 @@ impl<P: Platform> Kmem<P> {
         p(out, "nr_max_alloc", s.nr_max_alloc)?;
         p(out, "nr_chunks", s.nr_chunks)?;
         p(out, "nr_max_chunks", s.nr_max_chunks)?;
-        p(out, "min_alloc_size", s.min_alloc_size)?;
+        // `pcpu_stats_save_ai` starts the minimum at the unit size (kept as
+        // 0 here, so the state starts as zero bytes).
+        let min_alloc_size = if s.min_alloc_size == 0 {
+            PCPU_UNIT_SIZE as u64
+        } else {
+            s.min_alloc_size
+        };
+        p(out, "min_alloc_size", min_alloc_size)?;
         p(out, "max_alloc_size", s.max_alloc_size)?;
         p(out, "empty_pop_pages", empty_total as u64)?;
         writeln!(out)?;

@@ -147,6 +147,11 @@ pub trait Platform: Sync {
     /// Restore the interrupt state saved by `local_irq_save`.
     fn local_irq_restore(&self, _flags: usize) {}
 
+    /// Whether the platform keeps a real `preempt_count()` (the three
+    /// functions below): then an unbalanced `preempt_enable()` is reported
+    /// (`DEBUG_PREEMPT`'s check). Default: false (a count that stays 0).
+    const TRACKS_PREEMPT_COUNT: bool = false;
+
     /// The caller's `preempt_count()` (see the `*_MASK` constants).
     fn preempt_count(&self) -> u32 {
         0

@@ -212,6 +212,7 @@ struct PcpSnap {
     high_min: usize,
     high_max: usize,
     pgalloc: usize,
+    numa_hit: usize,
     pgfree: usize,
 }
 
@@ -231,14 +232,17 @@ fn pcp_snapshot<P: Platform>(k: &Kmem<P>, zone: &Zone, cpu: usize) -> PcpSnap {
         high_min: g.high_min,
         high_max: g.high_max,
         pgalloc: g.pgalloc + pops,
+        numa_hit: g.numa_hit + pops,
         pgfree: g.pgfree + pushes,
     }
 }
 
-/// Allocations and frees a zone served (pcp lists plus the buddy path).
-/// These count calls, not pages: an order-n allocation counts once.
+/// Pages a zone's allocations and frees moved (pcp lists plus the buddy
+/// path: an order-n block counts 2^n, as `PGALLOC` and `PGFREE` do), and its
+/// allocations (`numa_hit`: one per call).
 struct ZoneEvents {
     allocs: usize,
+    numa_hit: usize,
     frees: usize,
     pcp_count: usize,
 }
@@ -246,6 +250,7 @@ struct ZoneEvents {
 fn zone_events<P: Platform>(k: &Kmem<P>, zone: &Zone) -> ZoneEvents {
     let mut e = ZoneEvents {
         allocs: zone.stats.pgalloc.load(Ordering::Relaxed),
+        numa_hit: zone.stats.numa_hit.load(Ordering::Relaxed),
         frees: zone.stats.pgfree.load(Ordering::Relaxed),
         pcp_count: 0,
     };
@@ -253,6 +258,7 @@ fn zone_events<P: Platform>(k: &Kmem<P>, zone: &Zone) -> ZoneEvents {
         for cpu in 0..k.nr_cpus {
             let s = pcp_snapshot(k, zone, cpu);
             e.allocs += s.pgalloc;
+            e.numa_hit += s.numa_hit;
             e.frees += s.pgfree;
             e.pcp_count += s.count;
         }
@@ -840,7 +846,7 @@ fn zoneinfo_zone<P: Platform>(
             "nr_free_pages_blocks" => blocks,
             // Every allocation is counted as local: we do not track which node
             // an allocation preferred, so misses are not known.
-            "numa_hit" | "numa_local" => ev.allocs,
+            "numa_hit" | "numa_local" => ev.numa_hit,
             _ => 0,
         };
         write!(out, "\n      {name:<12} {v}")?;
@@ -1036,29 +1042,173 @@ fn memmap_boot_pages<P: Platform>(k: &Kmem<P>) -> usize {
     bytes.div_ceil(PAGE_SIZE)
 }
 
-/// `/proc/vmstat`: the counters we keep, with the kernel's names and in the
-/// kernel's order:
+/// The vm events after the zone and node counters, in 6.18's order
+/// (`vmstat_text`, x86-64 with NUMA, THP, compaction, balloon, KSM and
+/// zswap, as the sample kernel is configured). `pgalloc_`, `allocstall_`
+/// and `pgskip_` stand for one line per zone type of the layout.
+const VM_EVENT_NAMES: &[&str] = &[
+    "pgpgin",
+    "pgpgout",
+    "pswpin",
+    "pswpout",
+    "pgalloc_",
+    "allocstall_",
+    "pgskip_",
+    "pgfree",
+    "pgactivate",
+    "pgdeactivate",
+    "pglazyfree",
+    "pgfault",
+    "pgmajfault",
+    "pglazyfreed",
+    "pgrefill",
+    "pgreuse",
+    "pgsteal_kswapd",
+    "pgsteal_direct",
+    "pgsteal_khugepaged",
+    "pgsteal_proactive",
+    "pgscan_kswapd",
+    "pgscan_direct",
+    "pgscan_khugepaged",
+    "pgscan_proactive",
+    "pgscan_direct_throttle",
+    "pgscan_anon",
+    "pgscan_file",
+    "pgsteal_anon",
+    "pgsteal_file",
+    "zone_reclaim_success",
+    "zone_reclaim_failed",
+    "pginodesteal",
+    "slabs_scanned",
+    "kswapd_inodesteal",
+    "kswapd_low_wmark_hit_quickly",
+    "kswapd_high_wmark_hit_quickly",
+    "pageoutrun",
+    "pgrotated",
+    "drop_pagecache",
+    "drop_slab",
+    "oom_kill",
+    "numa_pte_updates",
+    "numa_huge_pte_updates",
+    "numa_hint_faults",
+    "numa_hint_faults_local",
+    "numa_pages_migrated",
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "thp_migration_success",
+    "thp_migration_fail",
+    "thp_migration_split",
+    "compact_migrate_scanned",
+    "compact_free_scanned",
+    "compact_isolated",
+    "compact_stall",
+    "compact_fail",
+    "compact_success",
+    "compact_daemon_wake",
+    "compact_daemon_migrate_scanned",
+    "compact_daemon_free_scanned",
+    "htlb_buddy_alloc_success",
+    "htlb_buddy_alloc_fail",
+    "unevictable_pgs_culled",
+    "unevictable_pgs_scanned",
+    "unevictable_pgs_rescued",
+    "unevictable_pgs_mlocked",
+    "unevictable_pgs_munlocked",
+    "unevictable_pgs_cleared",
+    "unevictable_pgs_stranded",
+    "thp_fault_alloc",
+    "thp_fault_fallback",
+    "thp_fault_fallback_charge",
+    "thp_collapse_alloc",
+    "thp_collapse_alloc_failed",
+    "thp_file_alloc",
+    "thp_file_fallback",
+    "thp_file_fallback_charge",
+    "thp_file_mapped",
+    "thp_split_page",
+    "thp_split_page_failed",
+    "thp_deferred_split_page",
+    "thp_underused_split_page",
+    "thp_split_pmd",
+    "thp_scan_exceed_none_pte",
+    "thp_scan_exceed_swap_pte",
+    "thp_scan_exceed_share_pte",
+    "thp_split_pud",
+    "thp_zero_page_alloc",
+    "thp_zero_page_alloc_failed",
+    "thp_swpout",
+    "thp_swpout_fallback",
+    "balloon_inflate",
+    "balloon_deflate",
+    "balloon_migrate",
+    "swap_ra",
+    "swap_ra_hit",
+    "swpin_zero",
+    "swpout_zero",
+    "ksm_swpin_copy",
+    "cow_ksm",
+    "zswpin",
+    "zswpout",
+    "zswpwb",
+    "direct_map_level2_splits",
+    "direct_map_level3_splits",
+    "direct_map_level2_collapses",
+    "direct_map_level3_collapses",
+];
+
+/// `global_dirty_limits` with the default ratios (`vm.dirty_ratio` 20,
+/// `vm.dirty_background_ratio` 10) of `global_dirtyable_memory`: free pages
+/// less `totalreserve_pages` (no page cache here), less what HighMem and
+/// Movable hold above their high watermarks. Returns (background, dirty).
+fn dirty_limits<P: Platform>(k: &Kmem<P>) -> (usize, usize) {
+    let mut x = k.nr_free_pages();
+    x -= x.min(k.totalreserve_pages());
+    let high: usize = nodes(k)
+        .flat_map(populated_zones)
+        .filter(|z| z.zone_type as usize > ZoneType::Normal as usize)
+        .map(|z| z.nr_free().saturating_sub(z.wmark(WMARK_HIGH)))
+        .sum();
+    let available = x - high.min(x) + 1;
+    let ratio = 20 * PAGE_SIZE / 100;
+    let bg_ratio = 10 * PAGE_SIZE / 100;
+    let thresh = ratio * available / PAGE_SIZE;
+    let mut bg = bg_ratio * available / PAGE_SIZE;
+    if bg >= thresh {
+        bg = thresh / 2;
+    }
+    (bg, thresh)
+}
+
+/// `/proc/vmstat`: every line 6.18 prints, in its order (the zone counters,
+/// the node counters, the dirty limits, the memmap, the vm events, and the
+/// deprecated `nr_unstable 0`). The ones kmem keeps:
 ///
 /// * `nr_free_pages`, `nr_free_pages_blocks`: exact.
-/// * `numa_hit`, `numa_local`: allocations served by any zone; `numa_miss`,
+/// * `numa_hit`, `numa_local`: allocations served by any zone (one per
+///   call, whatever its order); `numa_miss`,
 ///   `numa_foreign`, `numa_interleave`, `numa_other`: 0, as in zoneinfo (we
 ///   do not know which node an allocation preferred).
 /// * `nr_slab_reclaimable`, `nr_slab_unreclaimable`: from [`slab_pages`].
+/// * `nr_dirty_threshold`, `nr_dirty_background_threshold`: the kernel's
+///   default ratios of the free memory, as `global_dirty_limits` computes
+///   them without a page cache.
 /// * `nr_memmap_boot_pages`: the memmap allocated from memblock.
-/// * `pgalloc_<zone>`, `pgfree`: allocations and frees, per zone type. The
-///   kernel counts *pages* (2^order per call); our counters count calls, which
-///   is the same for order-0 pages and less for larger blocks.
+/// * `pgalloc_<zone>`, `pgfree`: pages allocated and freed (2^order per
+///   call), per zone type; `pgfree` includes the boot's hand-over of memory
+///   to the buddy allocator, as the kernel's does.
 /// * `allocstall_<zone>`: direct reclaim entries. The kernel files them under
 ///   the highest zone the allocation could use; we keep one total and file it
 ///   under `normal` (GFP_KERNEL's zone).
 /// * `slabs_scanned`: objects shrinkers were asked to scan.
 /// * `oom_kill`: OOM invocations (we never kill; notifiers free memory).
-/// * `nr_unstable 0`: the deprecated line the kernel always appends.
+///
+/// Everything else counts what kmem does not have (LRU lists, page cache,
+/// swap, page faults, compaction, THP, migration) and is 0, as in zoneinfo.
 pub fn vmstat_show<P: Platform>(k: &Kmem<P>, out: &mut dyn Write) -> fmt::Result {
     let layout = zone_layout(k);
     let mut free = 0;
     let mut blocks = 0;
-    let mut allocs_total = 0;
+    let mut numa_hit = 0;
     let mut frees_total = 0;
     let mut pgalloc = [0usize; KERNEL_NR_ZONES];
     for pg in nodes(k) {
@@ -1066,46 +1216,55 @@ pub fn vmstat_show<P: Platform>(k: &Kmem<P>, out: &mut dyn Write) -> fmt::Result
             free += zone.nr_free();
             blocks += free_pages_blocks(k, zone);
             let ev = zone_events(k, zone);
-            allocs_total += ev.allocs;
+            numa_hit += ev.numa_hit;
             frees_total += ev.frees;
             if let Some(i) = layout.iter().position(|kz| *kz == KZone::Ours(zone.zone_type)) {
                 pgalloc[i] += ev.allocs;
             }
         }
     }
-    let slab = slab_pages(k, None);
     let events = &k.events;
-
-    writeln!(out, "nr_free_pages {free}")?;
-    writeln!(out, "nr_free_pages_blocks {blocks}")?;
-    writeln!(out, "numa_hit {allocs_total}")?;
-    writeln!(out, "numa_miss 0")?;
-    writeln!(out, "numa_foreign 0")?;
-    writeln!(out, "numa_interleave 0")?;
-    writeln!(out, "numa_local {allocs_total}")?;
-    writeln!(out, "numa_other 0")?;
-    writeln!(out, "nr_slab_reclaimable {}", slab.reclaimable)?;
-    writeln!(out, "nr_slab_unreclaimable {}", slab.unreclaimable)?;
-    writeln!(out, "nr_memmap_boot_pages {}", memmap_boot_pages(k))?;
-    for (kz, n) in layout.iter().zip(pgalloc) {
-        writeln!(out, "pgalloc_{} {n}", kz.vmstat_suffix())?;
-    }
-    let stalls = events.allocstall.load(Ordering::Relaxed);
-    for kz in layout {
-        let n = if kz == KZone::Ours(ZoneType::Normal) {
-            stalls
-        } else {
-            0
+    for name in ZONE_STAT_NAMES {
+        let v = match *name {
+            "nr_free_pages" => free,
+            "nr_free_pages_blocks" => blocks,
+            "numa_hit" | "numa_local" => numa_hit,
+            _ => 0,
         };
-        writeln!(out, "allocstall_{} {n}", kz.vmstat_suffix())?;
+        writeln!(out, "{name} {v}")?;
     }
-    writeln!(out, "pgfree {frees_total}")?;
-    writeln!(
-        out,
-        "slabs_scanned {}",
-        events.slabs_scanned.load(Ordering::Relaxed)
-    )?;
-    writeln!(out, "oom_kill {}", events.oom.load(Ordering::Relaxed))?;
+    for name in NODE_STAT_NAMES {
+        let v: usize = nodes(k).map(|pg| node_stat(k, pg.node_id, name)).sum();
+        writeln!(out, "{name} {v}")?;
+    }
+    let (bg, thresh) = dirty_limits(k);
+    writeln!(out, "nr_dirty_threshold {thresh}")?;
+    writeln!(out, "nr_dirty_background_threshold {bg}")?;
+    writeln!(out, "nr_memmap_pages 0")?;
+    writeln!(out, "nr_memmap_boot_pages {}", memmap_boot_pages(k))?;
+    let stalls = events.allocstall.load(Ordering::Relaxed);
+    for name in VM_EVENT_NAMES {
+        match *name {
+            "pgalloc_" | "allocstall_" | "pgskip_" => {
+                for (i, kz) in layout.iter().enumerate() {
+                    let v = match *name {
+                        "pgalloc_" => pgalloc[i],
+                        "allocstall_" if *kz == KZone::Ours(ZoneType::Normal) => stalls,
+                        _ => 0,
+                    };
+                    writeln!(out, "{name}{} {v}", kz.vmstat_suffix())?;
+                }
+            }
+            "pgfree" => writeln!(out, "pgfree {frees_total}")?,
+            "slabs_scanned" => writeln!(
+                out,
+                "slabs_scanned {}",
+                events.slabs_scanned.load(Ordering::Relaxed)
+            )?,
+            "oom_kill" => writeln!(out, "oom_kill {}", events.oom.load(Ordering::Relaxed))?,
+            _ => writeln!(out, "{name} 0")?,
+        }
+    }
     writeln!(out, "nr_unstable 0")
 }
 

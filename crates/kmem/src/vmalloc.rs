@@ -1064,18 +1064,17 @@ impl<P: Platform> Kmem<P> {
             self.warn(format_args!("vmalloc: size 0 at {caller}"));
             return Err(AllocError);
         }
-        let size = match size.checked_add(PAGE_SIZE - 1) {
-            Some(s) => s & !(PAGE_SIZE - 1),
-            None => return Err(AllocError),
-        };
-        let nr_pages = size >> PAGE_SHIFT;
-        let nowarn = gfp.contains(__GFP_NOWARN);
-        if nr_pages > self.totalram_pages() {
-            if !nowarn {
-                crate::pr!(self, "vmalloc error: size {size}, exceeds total pages");
-            }
+        // Checked before the size is rounded up, as the kernel does (so
+        // `usize::MAX` is reported here, not lost to an overflow).
+        if (size >> PAGE_SHIFT) > self.totalram_pages() {
+            self.warn_alloc(
+                gfp,
+                format_args!("vmalloc error: size {size}, exceeds total pages"),
+            );
             return Err(AllocError);
         }
+        let size = (size + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let nr_pages = size >> PAGE_SHIFT;
         let align = align.max(PAGE_SIZE).next_power_of_two();
         let mut page_gfp = gfp | __GFP_NOWARN;
         if !gfp.intersects(GFP_ZONEMASK) && self.has_highmem() {
@@ -1110,12 +1109,10 @@ impl<P: Platform> Kmem<P> {
             }
         };
         if pages.is_null() {
-            if !nowarn {
-                crate::pr!(
-                    self,
-                    "vmalloc error: size {size}, failed to allocated page array size {array_size}"
-                );
-            }
+            self.warn_alloc(
+                gfp,
+                format_args!("vmalloc error: size {size}, failed to allocated page array size {array_size}"),
+            );
             self.setup_vmalloc_vm(va, 0, 0, ptr::null_mut(), 0, None);
             if let Some(va) = self.remove_vm_area(self.va_start_of(va)) {
                 // SAFETY: just unlinked, never handed out.
@@ -1148,14 +1145,12 @@ impl<P: Platform> Kmem<P> {
             mapped = self.vmap_pages_range(self.va_start_of(va), slice);
         }
         if !mapped {
-            if !nowarn {
-                let what = if ok {
-                    "failed to map pages"
-                } else {
-                    "failed to allocate pages"
-                };
-                crate::pr!(self, "vmalloc error: size {size}, {what}");
-            }
+            let what = if ok {
+                "failed to map pages"
+            } else {
+                "failed to allocate pages"
+            };
+            self.warn_alloc(gfp, format_args!("vmalloc error: size {size}, {what}"));
             // Map nothing we did not map: unmapping the whole range is harmless.
             self.setup_vmalloc_vm(va, got, if ok { nr_pages } else { 0 }, pages, extra, None);
             if let Some(va) = self.remove_vm_area(self.va_start_of(va)) {

@@ -101,6 +101,18 @@ struct AllocContext {
     thisnode: bool,
 }
 
+/// A node mask of nodes `0..n` as `%*pbl` prints it (`0`, `0-1`).
+struct NodeList(usize);
+
+impl core::fmt::Display for NodeList {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 | 1 => f.write_str("0"),
+            n => write!(f, "0-{}", n - 1),
+        }
+    }
+}
+
 /// `__zone_watermark_ok`.
 #[inline]
 pub fn zone_watermark_ok(
@@ -491,9 +503,44 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
-    /// `split_page`: turn an order-`order` allocation into 2^order order-0 allocations.
+    /// The pfn of `page` if it is a descriptor of this memmap: its offset is
+    /// a multiple of the descriptor size, 64, and rotating it right by 6
+    /// gives its pfn; any other offset rotates its low bits to the top,
+    /// beyond every pfn.
+    #[inline(always)]
+    fn memmap_pfn(&self, page: *const Page) -> Option<usize> {
+        const _: () = assert!(core::mem::size_of::<Page>() == 64);
+        let pfn = (page as usize)
+            .wrapping_sub(self.map.pages as usize)
+            .rotate_right(6);
+        (pfn < self.map.max_pfn).then_some(pfn)
+    }
+
+    /// `split_page`: turn an order-`order` allocation into 2^order order-0
+    /// allocations. A page that is not the head of such a live, non-compound
+    /// allocation (the kernel's `VM_BUG_ON_PAGE`s) is reported and left
+    /// alone.
     pub fn split_page(&self, page: NonNull<Page>, order: u32) {
-        let pfn = self.page_to_pfn(page);
+        let Some(pfn) = self.memmap_pfn(page.as_ptr()) else {
+            self.bad_address("split_page", page.as_ptr() as usize, order);
+            return;
+        };
+        // SAFETY: a descriptor of this memmap.
+        let p = unsafe { page.as_ref() };
+        let bad = if p.ref_count() <= 0 {
+            "VM_BUG_ON_PAGE(!page_count(page))"
+        } else if p.test(PG_HEAD | PG_TAIL_BIT) {
+            "VM_BUG_ON_PAGE(PageCompound(page))"
+        } else if p.order as u32 != order {
+            "split_page: order differs from the allocation's"
+        } else {
+            ""
+        };
+        if !bad.is_empty() {
+            // SAFETY: a descriptor of this memmap.
+            unsafe { self.bad_page(page.as_ptr(), bad) };
+            return;
+        }
         for i in 0..(1usize << order) {
             let p = self.map.pfn_to_page(pfn + i);
             // SAFETY: the pages belong to the caller's allocation.
@@ -715,6 +762,7 @@ impl<P: Platform> Kmem<P> {
         g.count -= 1 << order;
         g.free_count >>= 1;
         g.pgalloc += 1 << order;
+        g.numa_hit += 1;
         Some(lru_to_page(l))
     }
 
@@ -777,6 +825,7 @@ impl<P: Platform> Kmem<P> {
         };
         if page.is_some() {
             zone.stats.pgalloc.fetch_add(1 << order, Ordering::Relaxed);
+            zone.stats.numa_hit.fetch_add(1, Ordering::Relaxed);
         }
         page
     }
@@ -951,9 +1000,7 @@ impl<P: Platform> Kmem<P> {
             }
         }
         self.events.alloc_fail.fetch_add(1, Ordering::Relaxed);
-        if !gfp.intersects(__GFP_NOWARN) {
-            self.warn_alloc(gfp, order);
-        }
+        self.warn_alloc(gfp, format_args!("page allocation failure: order:{order}"));
         Err(AllocError)
     }
 
@@ -1024,10 +1071,15 @@ impl<P: Platform> Kmem<P> {
         OomOutcome::Progress
     }
 
-    /// `warn_alloc`: the page allocation failure report.
+    /// `warn_alloc`: an allocation failure report (`what`: "page allocation
+    /// failure: order:N", "vmalloc error: ..."), then the stack and the free
+    /// memory; nothing under `__GFP_NOWARN`, nor for `__GFP_DMA` on a machine
+    /// without a DMA zone, and rate limited.
     #[cold]
-    fn warn_alloc(&self, gfp: Gfp, order: u32) {
-        if gfp.intersects(__GFP_DMA) && self.zones().all(|z| z.zone_type != ZoneType::Dma) {
+    pub(crate) fn warn_alloc(&self, gfp: Gfp, what: core::fmt::Arguments<'_>) {
+        if gfp.intersects(__GFP_NOWARN)
+            || (gfp.intersects(__GFP_DMA) && self.zones().all(|z| z.zone_type != ZoneType::Dma))
+        {
             return;
         }
         if !self.ratelimit_alloc.allow(self.platform.now_ns()) {
@@ -1038,13 +1090,13 @@ impl<P: Platform> Kmem<P> {
         let comm = core::str::from_utf8(&comm[..n]).unwrap_or("?");
         crate::pr!(
             self,
-            "{}: page allocation failure: order:{}, mode:{:#x}({}), nodemask=(null)",
+            "{}: {}, mode:{:#x}({}), nodemask=(null),cpuset=/,mems_allowed={}",
             comm,
-            order,
+            what,
             gfp.bits(),
-            gfp
+            gfp,
+            NodeList(self.nr_nodes)
         );
-        crate::pr!(self, "cpuset=/ mems_allowed=0");
         self.platform.dump_stack();
         self.show_mem();
     }
@@ -1155,7 +1207,8 @@ impl<P: Platform> Kmem<P> {
         if addr == 0 {
             return;
         }
-        if addr & (PAGE_SIZE - 1) != 0 || !self.virt_addr_valid(addr as *const u8) {
+        // The page holding `addr` (the kernel's `virt_to_page` rounds down).
+        if !self.virt_addr_valid(addr as *const u8) {
             self.bad_address("free_pages", addr, order);
             return;
         }
@@ -1176,10 +1229,27 @@ impl<P: Platform> Kmem<P> {
         unsafe { self.free_pages(addr, 0) }
     }
 
-    /// `get_page`: take an extra reference.
+    /// `get_page`: take an extra reference. Something that is not a page
+    /// of this machine, or a page nobody holds (the kernel's
+    /// `VM_BUG_ON_PAGE`), is reported and gets no reference.
     pub fn get_page(&self, page: NonNull<Page>) {
-        // SAFETY: the caller holds a reference, so the descriptor is live.
-        unsafe { page.as_ref().get_page() };
+        if self.memmap_pfn(page.as_ptr()).is_none() {
+            self.bad_address("get_page", page.as_ptr() as usize, 0);
+            return;
+        }
+        // SAFETY: a descriptor of this memmap, which lives as long as the machine.
+        let p = unsafe { page.as_ref() };
+        if p.ref_count() <= 0 {
+            // SAFETY: as above.
+            unsafe {
+                self.bad_page(
+                    page.as_ptr(),
+                    "VM_BUG_ON_PAGE(page_ref_zero_or_close_to_overflow(page))",
+                )
+            };
+            return;
+        }
+        p.get_page();
     }
 
     /// `put_page`: drop a reference; the last one frees the allocation with
@@ -1209,17 +1279,10 @@ impl<P: Platform> Kmem<P> {
     /// CPU's list; everything else to `free_pages_general`.
     #[inline(always)]
     unsafe fn free_pages_common(&self, page: *mut Page, order: u32, cold: bool) {
-        // A descriptor of this memmap: its offset is a multiple of the
-        // descriptor size, 64, and rotating it right by 6 gives its pfn; any
-        // other offset rotates its low bits to the top, beyond every pfn.
-        const _: () = assert!(core::mem::size_of::<Page>() == 64);
-        let pfn = (page as usize)
-            .wrapping_sub(self.map.pages as usize)
-            .rotate_right(6);
-        if pfn >= self.map.max_pfn {
+        let Some(pfn) = self.memmap_pfn(page) else {
             self.bad_address("__free_pages", page as usize, order);
             return;
-        }
+        };
         // SAFETY: `page` is a descriptor of this memmap (checked above).
         let p = unsafe { &*page };
         let f = p.flags.load(Ordering::Relaxed);
@@ -1312,12 +1375,17 @@ impl<P: Platform> Kmem<P> {
     /// As `__free_pages`.
     #[inline(never)]
     unsafe fn free_pages_general(&self, page: *mut Page, order: u32, cold: bool) {
-        if order > MAX_PAGE_ORDER {
-            self.bad_address("__free_pages", page as usize, order);
-            return;
-        }
         // SAFETY: the caller checked `page` is a descriptor of this memmap.
         let p = unsafe { &*page };
+        // No block has an order above MAX_PAGE_ORDER: a wrong-order free,
+        // reported as one, of the block the page heads.
+        let order = if order > MAX_PAGE_ORDER {
+            // SAFETY: as above.
+            unsafe { self.bad_order(page, order) };
+            p.order as u32
+        } else {
+            order
+        };
         let old = p.refcount.fetch_sub(1, Ordering::Release);
         if old != 1 {
             // SAFETY: forwarded.
@@ -1348,8 +1416,13 @@ impl<P: Platform> Kmem<P> {
             p.refcount.fetch_add(1, Ordering::Relaxed);
             let reason = if p.is_buddy() || p.test(PG_PCP) {
                 "page already free (double free)"
+            } else if p.test(PG_TAIL_BIT) {
+                "freeing a tail page of a compound page"
+            } else if p.test(PG_RESERVED) {
+                "PAGE_FLAGS_CHECK_AT_FREE flag(s) set: reserved page"
             } else {
-                "nonzero _refcount"
+                // `put_page_testzero`'s check of a page nobody holds.
+                "VM_BUG_ON_PAGE(page_ref_count(page) == 0)"
             };
             // The report shows the count the put left (-1 for a page nobody held, as the kernel's
             // check_new_page would find it); the page keeps the count it had.
@@ -1403,14 +1476,7 @@ impl<P: Platform> Kmem<P> {
                 return false;
             }
             if (*page).order as u32 != order {
-                let mut msg = crate::printk::FixedBuf::<96>::new();
-                let _ = write!(
-                    msg,
-                    "freed with order {} but allocated with order {}",
-                    order,
-                    (*page).order
-                );
-                self.bad_page(page, msg.as_str());
+                self.bad_order(page, order);
                 // Better than the kernel: free what was really allocated.
             }
             let order = (*page).order as u32;
@@ -1633,6 +1699,9 @@ impl<P: Platform> Kmem<P> {
             map: self.map,
             report: !boot && self.platform.discard_zeroes(),
         };
+        // A free like any other for `pgfree` (the kernel's `__free_pages_ok`
+        // counts the boot hand-over too).
+        zone.stats.pgfree.fetch_add(1 << order, Ordering::Relaxed);
         // SAFETY: forwarded.
         unsafe {
             (*page).refcount.store(0, Ordering::Relaxed);
@@ -1708,6 +1777,20 @@ impl<P: Platform> Kmem<P> {
         let refcount = unsafe { (*page).ref_count() };
         // SAFETY: forwarded.
         unsafe { self.bad_page_counted(page, reason, refcount) }
+    }
+
+    /// `bad_page` for a free with the wrong `order`.
+    ///
+    /// # Safety
+    /// As `bad_page`.
+    #[cold]
+    unsafe fn bad_order(&self, page: *mut Page, order: u32) {
+        let mut msg = crate::printk::FixedBuf::<96>::new();
+        // SAFETY: caller contract.
+        let real = unsafe { (*page).order };
+        let _ = write!(msg, "freed with order {order} but allocated with order {real}");
+        // SAFETY: forwarded.
+        unsafe { self.bad_page(page, msg.as_str()) };
     }
 
     /// `bad_page` showing `refcount` as the page's count.

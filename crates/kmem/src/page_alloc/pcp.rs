@@ -66,6 +66,8 @@ pub struct PcpLists {
     pub lists: [ListHead; NR_PCP_LISTS],
     /// Pages allocated from these lists (exact: updated under the lock).
     pub pgalloc: usize,
+    /// Allocations served from these lists (`numa_hit`: one per call).
+    pub numa_hit: usize,
     /// Pages freed into these lists.
     pub pgfree: usize,
     /// Refills from the buddy lists.

@@ -332,6 +332,7 @@ impl<P: Platform> Kmem<P> {
         }
         let pops = (w >> POPS_SHIFT) as usize;
         g.pgalloc += pops;
+        g.numa_hit += pops;
         g.pgfree += pops + nr;
         g.count += nr;
         // Empty, counts folded, started again.

@@ -150,6 +150,8 @@ unsafe impl Send for Zone {}
 pub struct ZoneStats {
     /// Pages allocated straight from the buddy lists (orders above the pcp range, or pcp busy).
     pub pgalloc: AtomicUsize,
+    /// Allocations served straight from the buddy lists (one per call).
+    pub numa_hit: AtomicUsize,
     /// Pages freed straight into the buddy lists.
     pub pgfree: AtomicUsize,
     /// Pageblocks claimed by another migrate type.

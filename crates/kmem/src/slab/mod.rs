@@ -242,7 +242,7 @@ const _: () = {
 /// Slow-path counters of one CPU (the kernel's `CONFIG_SLUB_STATS` subset,
 /// `unsigned int` as there).
 /// Writers hold the CPU structure's `lock`, so an increment is a plain load
-/// and store ([`CpuStats::inc`]); readers may see a slightly old value.
+/// and store (`CpuStats::inc`); readers may see a slightly old value.
 #[derive(Default, Debug)]
 pub struct CpuStats {
     /// `ALLOC_SLOWPATH`.
@@ -698,6 +698,24 @@ pub fn calculate_alignment(flags: SlabFlags, align: usize, size: usize) -> usize
 }
 
 /// `calc_slab_order`.
+/// The slab orders `slub_min_order=` and `slub_max_order=` leave:
+/// `setup_slub_max_order` caps the largest at `MAX_PAGE_ORDER` and lowers
+/// the smallest to it, `setup_slub_min_order` raises the largest to the
+/// smallest (the kernel applies them in command-line order; here an explicit
+/// `slub_max_order` wins, and the smallest is capped at `MAX_PAGE_ORDER` too,
+/// where the kernel would ask for slabs it cannot allocate).
+fn slub_orders(p: &crate::cmdline::BootParams) -> (u32, u32) {
+    let cap = crate::page::MAX_PAGE_ORDER;
+    let min = p.slub_min_order.unwrap_or(0).min(cap);
+    match p.slub_max_order {
+        Some(max) => {
+            let max = max.min(cap);
+            (min.min(max), max)
+        }
+        None => (min, SLUB_MAX_ORDER.max(min)),
+    }
+}
+
 fn calc_slab_order(size: usize, min_order: u32, max_order: u32, fract_leftover: usize) -> u32 {
     let mut order = min_order;
     while order <= max_order {
@@ -775,12 +793,26 @@ impl<P: Platform> Kmem<P> {
         }
         self.slab.up.store(true, Ordering::Release);
         let p = &self.params;
+        // `report_meminit` (kmem has no stacks to initialise).
+        let on_off = |b: bool| if b { "on" } else { "off" };
+        crate::pr!(
+            self,
+            "mem auto-init: stack:off, heap alloc:{}, heap free:{}",
+            on_off(self.init_on_alloc),
+            on_off(self.init_on_free)
+        );
+        if self.init_on_free {
+            crate::pr!(
+                self,
+                "mem auto-init: clearing system memory may take some time..."
+            );
+        }
         crate::pr!(
             self,
             "SLUB: HWalign={}, Order={}-{}, MinObjects={}, CPUs={}, Nodes={}",
             CACHE_LINE,
-            p.slub_min_order.unwrap_or(0),
-            p.slub_max_order.unwrap_or(SLUB_MAX_ORDER),
+            slub_orders(p).0,
+            slub_orders(p).1,
             p.slub_min_objects.unwrap_or(0),
             self.nr_cpus,
             self.nr_nodes
@@ -1131,11 +1163,7 @@ impl<P: Platform> Kmem<P> {
         }
         let sz = (sz + align - 1) & !(align - 1);
         let p = &self.params;
-        let max_order = p
-            .slub_max_order
-            .unwrap_or(SLUB_MAX_ORDER)
-            .min(crate::page::MAX_PAGE_ORDER);
-        let min_order = p.slub_min_order.unwrap_or(0).min(max_order);
+        let (min_order, max_order) = slub_orders(p);
         let min_objects = match p.kmem_kmalloc_min_objects {
             Some(n) if flags.intersects(SLAB_KMALLOC) => n,
             _ => p.slub_min_objects.unwrap_or(0),

@@ -456,8 +456,9 @@ pub(crate) unsafe fn sheaf_push(area: isize, s: *const KmemCache, obj: *mut u8) 
     Push::Done
 }
 
-/// `kmem_cache_free`'s sequence: [`push`] if `obj` lies in the calling
-/// CPU's cpu slab of `s`; otherwise [`sheaf_push`] once `kfree`'s inline
+/// `kmem_cache_free`'s sequence: [`push`] if `obj` is an object start of
+/// the calling CPU's cpu slab of `s` (`s.kfree_test` of its offset, as
+/// below); otherwise [`sheaf_push`] once `kfree`'s inline
 /// check (`kmalloc::slab_object_inline`) says `obj` is an object of `s`:
 /// its page in `k`'s linear map is a slab page of `s` (its `mapping`), and
 /// its offset from the slab's first object (the page's `private`) passes
@@ -483,7 +484,8 @@ pub(crate) unsafe fn free<P: crate::platform::Platform>(
     use crate::page_alloc::zone::MemMap;
     use crate::reciprocal_div::MultipleTest;
     // Reads as `push` and `sheaf_push` do, and the machine's linear-map bounds, the object's page descriptor
-    // (the memmap stays) and the cache's test; writes the object's free pointer or the sheaf's first free slot
+    // (the memmap stays) and the cache's test (`kfree_test`, which an object of the cpu slab passes too: a
+    // pointer inside an object goes to the slow path, which reports it); writes the object's free pointer or the sheaf's first free slot
     // (neither is read before the commit), and commits with one store: the new freelist head or the new sheaf
     // top, whose address is in %rax and value in %rdx at label 9. Labels as in `pop`, 12 the freelist's case;
     // fixed scratch registers as in `sheaf_push`.
@@ -516,6 +518,11 @@ pub(crate) unsafe fn free<P: crate::platform::Platform>(
                 "leaq {top}({cache},%rcx), %rax",
                 "jmp 9f",
                 "12:",
+                "negq %rdx",
+                "imulq {neg_inv}({cache}), %rdx",
+                "rorq ${rot}, %rdx",
+                "cmpq {max}({cache}), %rdx",
+                "ja 7f",
                 freelist_link!(),
                 "movq {obj}, %rdx",
                 "leaq {fl}({cache},%rcx), %rax",

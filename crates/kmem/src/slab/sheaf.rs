@@ -139,7 +139,7 @@ pub fn no_sheaf() -> *mut Sheaf {
 
 /// Most objects a sheaf holds (SLAB's largest `limit`).
 pub(crate) const MAX_SHEAF_CAPACITY: usize = 120;
-/// Bytes of a sheaf of [`MAX_SHEAF_CAPACITY`], the `slab_sheaf` cache's
+/// Bytes of a sheaf of `MAX_SHEAF_CAPACITY`, the `slab_sheaf` cache's
 /// object size (a sheaf of a smaller capacity leaves the rest unused).
 pub const SHEAF_BYTES: usize =
     core::mem::size_of::<Sheaf>() + MAX_SHEAF_CAPACITY * core::mem::size_of::<usize>();

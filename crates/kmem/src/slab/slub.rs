@@ -1170,7 +1170,11 @@ impl<P: Platform> Kmem<P> {
     unsafe fn cas_free_try(&self, s: &KmemCache, c: &KmemCacheCpu, obj: *mut u8) -> Option<bool> {
         let (fl, tid) = c.fl.load();
         let start = c.slab_start.load(Ordering::Acquire);
-        if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire) {
+        if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire)
+            || !s.kfree_test.test_at(start as u64, obj as u64)
+        {
+            // Not in the cpu slab, or not an object start there (the slow
+            // path reports "Invalid object pointer").
             return Some(false);
         }
         if obj as usize == fl {
