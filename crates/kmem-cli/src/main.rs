@@ -27,6 +27,7 @@ USAGE:
     kmem proc NAME            print /proc/NAME of the default machine after a short workload
     kmem bench [OPTIONS]      kmem against glibc, mimalloc, jemalloc and buddy_system_allocator
     kmem help [COMMAND]       this text, or a command's
+    kmem --version            the version
 
 `kmem COMMAND --help` describes a command's options. The machine boots from the
 kernel-style parameters in KMEM_CMDLINE (or --cmdline), e.g. \"mem=1G nr_cpus=4\".
@@ -42,6 +43,10 @@ fn main() -> ExitCode {
         None => ("sim", &args[..]),
         Some("-h" | "--help") => {
             print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("kmem {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Some("help") => {

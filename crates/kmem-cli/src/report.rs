@@ -246,8 +246,8 @@ impl Report {
         s
     }
 
-    /// The report as JSON.
-    pub fn json(&self) -> Value {
+    /// The report as JSON (without the /proc files if `quiet`).
+    pub fn json(&self, quiet: bool) -> Value {
         let secs = self.seconds.max(1e-9);
         let pairs = |v: &[(&'static str, u64)]| {
             Value::Object(
@@ -256,7 +256,7 @@ impl Report {
                     .collect::<Map<_, _>>(),
             )
         };
-        json!({
+        let mut doc = json!({
             "boot_parameters": self.cmdline,
             "nr_cpus": self.nr_cpus,
             "threads": self.threads,
@@ -287,6 +287,13 @@ impl Report {
                 "objects_not_constructed": self.ctor_bad,
                 "text": self.check_text(),
             },
-        })
+        });
+        // `--quiet`: no /proc files, as in the text report.
+        if quiet {
+            if let Some(o) = doc.as_object_mut() {
+                o.remove("proc");
+            }
+        }
+        doc
     }
 }

@@ -146,7 +146,7 @@ fn run(o: SimOpts) -> Result<bool, String> {
     if o.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&r.json()).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(&r.json(o.quiet)).map_err(|e| e.to_string())?
         );
     } else {
         print!("{}", r.text(o.quiet));

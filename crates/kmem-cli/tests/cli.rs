@@ -35,6 +35,15 @@ fn help_lists_every_command() {
 }
 
 #[test]
+fn version() {
+    for args in [&["--version"][..], &["-V"]] {
+        let o = kmem(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), format!("kmem {}\n", env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[test]
 fn every_command_has_help() {
     for (cmd, says) in [
         ("sim", "--duration SECS"),
@@ -101,6 +110,24 @@ fn bad_arguments_exit_2_with_a_message() {
         );
         assert!(o.stdout.is_empty(), "{args:?} printed to stdout");
     }
+}
+
+/// `--json --quiet`: the report without the /proc files, as the text one.
+#[test]
+fn quiet_json_has_no_proc_files() {
+    let o = kmem(&[
+        "sim",
+        "--duration",
+        "0.2",
+        "--cmdline",
+        SMALL,
+        "--json",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["check"]["ok"], true, "{}", v["check"]["text"]);
+    assert!(v.get("proc").is_none());
 }
 
 #[test]
