@@ -477,7 +477,11 @@ fn split_page_and_get_page_check_the_page() {
     let slab = m.virt_to_page(obj.as_ptr()).unwrap();
     m.split_page(slab, 3);
     assert_eq!(bad_pages(&m), before + 3);
-    assert!(m.dmesg().contains("VM_BUG_ON_PAGE(PageCompound(page))"), "{}", m.dmesg());
+    assert!(
+        m.dmesg().contains("VM_BUG_ON_PAGE(PageCompound(page))"),
+        "{}",
+        m.dmesg()
+    );
     m.get_page(NonNull::dangling());
     let free = m.alloc_pages(GFP_KERNEL, 0).unwrap();
     // SAFETY: our page, freed once.

@@ -69,6 +69,9 @@ pub struct MultipleTest {
     /// negated offset, so the caller subtracts into the loaded base.
     pub(crate) neg_inv: u64,
     pub(crate) max: u64,
+    /// `-neg_inv`, for an offset already taken from the base
+    /// ([`MultipleTest::test_offset`]).
+    pub(crate) inv: u64,
 }
 
 impl MultipleTest {
@@ -80,6 +83,7 @@ impl MultipleTest {
     pub const NEVER: Self = MultipleTest {
         neg_inv: u64::MAX,
         max: 0,
+        inv: 1,
     };
 
     /// The test for multiples of `d` below `n * d`, for `d` and `n` nonzero
@@ -99,9 +103,11 @@ impl MultipleTest {
             inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
             i += 1;
         }
+        let inv = inv << (Self::ROT - k);
         Some(MultipleTest {
-            neg_inv: (inv << (Self::ROT - k)).wrapping_neg(),
+            neg_inv: inv.wrapping_neg(),
             max: n - 1,
+            inv,
         })
     }
 
@@ -109,6 +115,13 @@ impl MultipleTest {
     #[inline(always)]
     pub const fn test(self, x: u64) -> bool {
         self.test_at(0, x)
+    }
+
+    /// Whether the offset `x` is `i * d` for some `i < n` (`test`, with the
+    /// positive multiplier: no negation where the offset is at hand).
+    #[inline(always)]
+    pub const fn test_offset(self, x: u64) -> bool {
+        x.wrapping_mul(self.inv).rotate_right(Self::ROT) <= self.max
     }
 
     /// Whether `x - base` is `i * d` for some `i < n` (an object start of a
@@ -146,6 +159,7 @@ mod tests {
             let exact = |x: u64| x.is_multiple_of(d) && x / d < n;
             for x in 0..(1u64 << 16) {
                 assert_eq!(t.test(x), exact(x), "{x} against {d} x {n}");
+                assert_eq!(t.test_offset(x), exact(x), "{x} against {d} x {n}");
             }
             // Offsets up to 2^40 either side: around the multiples, the
             // slab's end, powers of two, and negative ones.
@@ -158,8 +172,10 @@ mod tests {
             }
             for x in xs {
                 assert_eq!(t.test(x), exact(x), "{x} against {d} x {n}");
+                assert_eq!(t.test_offset(x), exact(x), "{x} against {d} x {n}");
                 let neg = x.wrapping_neg();
                 assert_eq!(t.test(neg), neg == 0, "-{x} against {d} x {n}");
+                assert_eq!(t.test_offset(neg), neg == 0, "-{x} against {d} x {n}");
             }
         }
         assert_eq!(MultipleTest::new(1 << 21, 2), None);
@@ -167,6 +183,8 @@ mod tests {
             assert!(!MultipleTest::NEVER.test(x));
             assert!(!MultipleTest::NEVER.test(x.wrapping_neg()));
             assert!(!MultipleTest::NEVER.test(x << 40));
+            assert!(!MultipleTest::NEVER.test_offset(x));
+            assert!(!MultipleTest::NEVER.test_offset(x.wrapping_neg()));
         }
     }
 

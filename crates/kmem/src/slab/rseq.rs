@@ -518,8 +518,7 @@ pub(crate) unsafe fn free<P: crate::platform::Platform>(
                 "leaq {top}({cache},%rcx), %rax",
                 "jmp 9f",
                 "12:",
-                "negq %rdx",
-                "imulq {neg_inv}({cache}), %rdx",
+                "imulq {inv}({cache}), %rdx",
                 "rorq ${rot}, %rdx",
                 "cmpq {max}({cache}), %rdx",
                 "ja 7f",
@@ -553,6 +552,7 @@ pub(crate) unsafe fn free<P: crate::platform::Platform>(
             mapping = const offset_of!(Page, mapping),
             private = const offset_of!(Page, private),
             neg_inv = const offset_of!(KmemCache, kfree_test) + offset_of!(MultipleTest, neg_inv),
+            inv = const offset_of!(KmemCache, kfree_test) + offset_of!(MultipleTest, inv),
             max = const offset_of!(KmemCache, kfree_test) + offset_of!(MultipleTest, max),
             rot = const MultipleTest::ROT,
             fallback = label {

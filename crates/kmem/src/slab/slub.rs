@@ -1171,7 +1171,9 @@ impl<P: Platform> Kmem<P> {
         let (fl, tid) = c.fl.load();
         let start = c.slab_start.load(Ordering::Acquire);
         if (obj as usize).wrapping_sub(start) >= c.slab_bytes.load(Ordering::Acquire)
-            || !s.kfree_test.test_at(start as u64, obj as u64)
+            || !s
+                .kfree_test
+                .test_offset((obj as usize).wrapping_sub(start) as u64)
         {
             // Not in the cpu slab, or not an object start there (the slow
             // path reports "Invalid object pointer").
