@@ -32,36 +32,42 @@ fn ptr_or_null(p: Option<core::ptr::NonNull<u8>>) -> *mut c_void {
 /// uncached (UC-); NULL for size 0, RAM, or a range with nothing behind it.
 #[no_mangle]
 pub extern "C" fn ioremap(offset: u64, size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().ioremap(offset, size as usize))
 }
 
 /// `ioremap_nocache` (removed in 5.6): `ioremap`.
 #[no_mangle]
 pub extern "C" fn ioremap_nocache(offset: u64, size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().ioremap(offset, size as usize))
 }
 
 /// `void __iomem *ioremap_uc(resource_size_t offset, unsigned long size)`: strongly uncached.
 #[no_mangle]
 pub extern "C" fn ioremap_uc(offset: u64, size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().ioremap_uc(offset, size as usize))
 }
 
 /// `void __iomem *ioremap_wc(resource_size_t offset, unsigned long size)`: write-combining.
 #[no_mangle]
 pub extern "C" fn ioremap_wc(offset: u64, size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().ioremap_wc(offset, size as usize))
 }
 
 /// `void __iomem *ioremap_wt(resource_size_t offset, unsigned long size)`: write-through.
 #[no_mangle]
 pub extern "C" fn ioremap_wt(offset: u64, size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().ioremap_wt(offset, size as usize))
 }
 
 /// `void __iomem *ioremap_cache(resource_size_t offset, unsigned long size)`: write-back.
 #[no_mangle]
 pub extern "C" fn ioremap_cache(offset: u64, size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().ioremap_cache(offset, size as usize))
 }
 

@@ -89,6 +89,32 @@ pub fn k() -> &'static K {
     machine().kmem()
 }
 
+/// While alive, kmem records this thread's calls as made from `ip` when it
+/// is not 0, else from the innermost frame outside libkmem (an unwind), so
+/// that `/proc/vmallocinfo` names the C function that called `vmalloc`,
+/// `vmap` or `ioremap`, as the kernel's `%pS` of the caller does, instead of
+/// this library's own source line. (Linked statically, libkmem shares the
+/// program's object and no frame is outside it: the Rust call site stays.)
+pub(crate) struct CCaller;
+
+impl CCaller {
+    pub(crate) fn enter(ip: usize) -> Self {
+        let ip = if ip != 0 {
+            ip
+        } else {
+            kmem_hosted::platform::caller_outside(CCaller::enter as *const () as usize)
+        };
+        kmem_hosted::fork::set_caller_ip(ip);
+        CCaller
+    }
+}
+
+impl Drop for CCaller {
+    fn drop(&mut self) {
+        kmem_hosted::fork::set_caller_ip(0);
+    }
+}
+
 #[cold]
 fn machine_slow() -> &'static Machine {
     let m = {

@@ -23,61 +23,70 @@ fn ptr_or_null(r: Result<NonNull<u8>, kmem_core::AllocError>) -> *mut c_void {
 /// `void *vmalloc(unsigned long size)`.
 #[no_mangle]
 pub extern "C" fn vmalloc(size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().vmalloc(size as usize))
 }
 
 /// `void *vzalloc(unsigned long size)`.
 #[no_mangle]
 pub extern "C" fn vzalloc(size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().vzalloc(size as usize))
 }
 
 /// `void *__vmalloc(unsigned long size, gfp_t gfp_mask)`.
 #[no_mangle]
 pub extern "C" fn __vmalloc(size: c_ulong, gfp_mask: c_uint) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().__vmalloc(size as usize, gfp(gfp_mask)))
 }
 
 /// `void *__vmalloc_node(unsigned long size, unsigned long align, gfp_t gfp_mask, int node, const void *caller)`.
-/// `caller` is not used: `/proc/vmallocinfo` names the Rust call site of this function.
+/// `/proc/vmallocinfo` names `caller` (else this function's caller).
 #[no_mangle]
 pub extern "C" fn __vmalloc_node(
     size: c_ulong,
     align: c_ulong,
     gfp_mask: c_uint,
     node: c_int,
-    _caller: *const c_void,
+    caller: *const c_void,
 ) -> *mut c_void {
+    let _caller = crate::CCaller::enter(caller as usize);
     ptr_or_null(k().__vmalloc_node(size as usize, align as usize, gfp(gfp_mask), node))
 }
 
 /// `void *vmalloc_node(unsigned long size, int node)`.
 #[no_mangle]
 pub extern "C" fn vmalloc_node(size: c_ulong, node: c_int) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().vmalloc_node(size as usize, node))
 }
 
 /// `void *vzalloc_node(unsigned long size, int node)`.
 #[no_mangle]
 pub extern "C" fn vzalloc_node(size: c_ulong, node: c_int) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().vzalloc_node(size as usize, node))
 }
 
 /// `void *vmalloc_32(unsigned long size)`: pages below 4 GiB.
 #[no_mangle]
 pub extern "C" fn vmalloc_32(size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().vmalloc_32(size as usize))
 }
 
 /// `void *vmalloc_user(unsigned long size)`: zeroed, for mapping to user space.
 #[no_mangle]
 pub extern "C" fn vmalloc_user(size: c_ulong) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     ptr_or_null(k().vmalloc_user(size as usize))
 }
 
 /// `void *vmalloc_array(size_t n, size_t size)`: NULL on overflow.
 #[no_mangle]
 pub extern "C" fn vmalloc_array(n: usize, size: usize) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     match n.checked_mul(size) {
         Some(bytes) => ptr_or_null(k().vmalloc(bytes)),
         None => ptr::null_mut(),
@@ -87,6 +96,7 @@ pub extern "C" fn vmalloc_array(n: usize, size: usize) -> *mut c_void {
 /// `void *vcalloc(size_t n, size_t size)`: zeroed, NULL on overflow.
 #[no_mangle]
 pub extern "C" fn vcalloc(n: usize, size: usize) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     match n.checked_mul(size) {
         Some(bytes) => ptr_or_null(k().vzalloc(bytes)),
         None => ptr::null_mut(),
@@ -117,6 +127,7 @@ pub unsafe extern "C" fn vmap(
     _flags: c_ulong,
     _prot: c_ulong,
 ) -> *mut c_void {
+    let _caller = crate::CCaller::enter(0);
     if pages.is_null() || count == 0 {
         return ptr::null_mut();
     }

@@ -108,6 +108,7 @@ fn compile(src: &Path, exe: &Path, static_link: bool) {
     cmd.args(extra_sources(src));
     cmd.arg("-o").arg(exe);
     if static_link {
+        cmd.arg("-DKMEM_TEST_STATIC");
         cmd.arg(lib.join("libkmem.a")).args(STATIC_LIBS);
     } else {
         cmd.arg("-L")

@@ -144,6 +144,9 @@ pub struct VmapArea {
     nr_mapped: usize,
     pages: *mut *mut Page,
     caller: Option<&'static Location<'static>>,
+    /// The caller's code address when the platform knows one
+    /// (`Platform::caller_ip`: a C program's call into libkmem), else 0.
+    caller_ip: usize,
     /// Physical address an ioremap area maps (`vm->phys_addr`), else 0.
     phys_addr: u64,
     /// A complete vmalloc area (every page allocated and mapped): the zone
@@ -166,6 +169,7 @@ impl VmapArea {
             nr_mapped: 0,
             pages: ptr::null_mut(),
             caller: None,
+            caller_ip: 0,
             phys_addr: 0,
             page_req: None,
         }
@@ -288,6 +292,7 @@ struct AreaInfo {
     flags: u32,
     nr_pages: usize,
     caller: Option<&'static Location<'static>>,
+    caller_ip: usize,
     phys_addr: u64,
     per_node: [usize; MAX_NUMNODES],
 }
@@ -746,6 +751,7 @@ impl<P: Platform> Kmem<P> {
             (*va).nr_mapped = 0;
             (*va).pages = ptr::null_mut();
             (*va).caller = None;
+            (*va).caller_ip = 0;
             (*va).phys_addr = 0;
             (*va).page_req = None;
             nr_pages
@@ -805,6 +811,7 @@ impl<P: Platform> Kmem<P> {
                         (*va).next = ptr::null_mut();
                         inner.lazy_nr -= size >> PAGE_SHIFT;
                         (*va).caller = Some(caller);
+                        (*va).caller_ip = self.platform.caller_ip();
                         insert_vmap_area::<NoAugment>(&mut inner.busy, va);
                         found = Some(((*va).va_start, (*va).nr_pages));
                         break;
@@ -882,6 +889,7 @@ impl<P: Platform> Kmem<P> {
                         (*va).va_end = end;
                         (*va).flags = flags | VM_UNINITIALIZED;
                         (*va).caller = Some(caller);
+                        (*va).caller_ip = self.platform.caller_ip();
                         insert_vmap_area::<NoAugment>(&mut inner.busy, va);
                         found = Some(addr);
                     }
@@ -969,7 +977,10 @@ impl<P: Platform> Kmem<P> {
             // and their array's own area is then freed as `vfree` frees it.)
             self.vmalloc.lazy_pages.fetch_add(nr_pages, Ordering::Relaxed);
             // SAFETY: our record.
-            unsafe { (*va).caller = None };
+            unsafe {
+                (*va).caller = None;
+                (*va).caller_ip = 0;
+            }
         } else {
             if nr_mapped != 0 {
                 // SAFETY: the range is ours and mapped by us; its users are gone.
@@ -1548,6 +1559,7 @@ impl<P: Platform> Kmem<P> {
                 flags: v.flags,
                 nr_pages: v.nr_pages,
                 caller: v.caller,
+                caller_ip: v.caller_ip,
                 phys_addr: v.phys_addr,
                 per_node,
             })
@@ -1555,14 +1567,20 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `/proc/vmallocinfo`: one line per busy area in address order, then
-    /// the lazily freed ones. The caller prints as `file:line` where the
-    /// kernel prints `symbol+off/len` (`%pS`); addresses are not hashed.
+    /// the lazily freed ones. The caller prints as the platform names a code
+    /// address (`Platform::write_symbol`: `symbol+0xoff [object]` on a host,
+    /// where the kernel's `%pS` prints `symbol+0xoff/0xlen`) when it gave
+    /// one, else as the Rust call site's `file:line`; addresses are not
+    /// hashed.
     pub fn vmallocinfo_show(&self, out: &mut dyn Write) -> fmt::Result {
         let mut from = 0;
         while let Some(a) = self.next_area_info(from) {
             from = a.end;
             write!(out, "0x{:016x}-0x{:016x} {:7}", a.start, a.end, a.end - a.start)?;
-            if let Some(c) = a.caller {
+            if a.caller_ip != 0 {
+                out.write_char(' ')?;
+                self.platform.write_symbol(a.caller_ip, out)?;
+            } else if let Some(c) = a.caller {
                 write!(out, " {}:{}", c.file(), c.line())?;
             }
             if a.nr_pages != 0 {

@@ -10,6 +10,27 @@
 #include <stdint.h>
 #include "check.h"
 
+#ifndef KMEM_TEST_STATIC
+/* The line of /proc/vmallocinfo text `info` that contains `what`. */
+static const char *line_of(const char *info, const char *what, char *line, size_t size)
+{
+	const char *at = strstr(info, what), *start, *end;
+
+	if (!at)
+		return NULL;
+	for (start = at; start > info && start[-1] != '\n'; start--)
+		;
+	end = strchr(at, '\n');
+	if (!end)
+		end = at + strlen(at);
+	if ((size_t)(end - start) >= size)
+		return NULL;
+	memcpy(line, start, end - start);
+	line[end - start] = 0;
+	return line;
+}
+#endif
+
 /* A round of vmalloc work that frees everything it allocates. */
 static void workload(void)
 {
@@ -57,6 +78,18 @@ int main(void)
 	CHECK(kmem_proc_read("vmallocinfo", info, sizeof(info)) > 0);
 	CHECK(strstr(info, "pages=11 vmalloc") != NULL);
 	CHECK(strstr(info, "pages=256 vmalloc") != NULL);
+#ifndef KMEM_TEST_STATIC
+	/* The area names its caller in this program (symbol+0xoff, or the
+	 * program's file+0xoff), as the kernel's %pS does, not libkmem's own
+	 * source line. (Linked statically, libkmem is part of the program.) */
+	{
+		char line[256];
+
+		CHECK(line_of(info, "pages=11 vmalloc", line, sizeof(line)) != NULL);
+		CHECK(strstr(line, "+0x") != NULL);
+		CHECK(strstr(line, ".rs:") == NULL);
+	}
+#endif
 	vfree(w);
 	vfree(v);
 	vfree(NULL);
