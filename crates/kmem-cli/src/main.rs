@@ -4,7 +4,7 @@
 //!   for a set time, then a report and a check that every page came back.
 //! * `kmem top` ([`top`]): a slabtop-style live view of that workload.
 //! * `kmem proc NAME` ([`proc`]): a /proc file of the default machine.
-//! * `kmem bench` ([`bench`]): kmem against other allocators, as ratios.
+//! * `kmem bench` ([`bench`](mod@bench)): kmem against other allocators, as ratios.
 //!
 //! Every subcommand has `--help`; bad arguments print a message and exit 2.
 
