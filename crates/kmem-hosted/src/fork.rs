@@ -109,7 +109,11 @@
 //! * The forker sets the phase to "stopped", lists the threads
 //!   (`/proc/self/task` read with `getdents64` into a stack buffer — no
 //!   allocation: this also runs inside the `LD_PRELOAD` malloc) and sends
-//!   each the signal (`tgkill`). The handler (or, for a thread inside a
+//!   each the signal (`tgkill`), but for a thread whose status shows the
+//!   signal blocked, or that sleeps in `rt_sigtimedwait` (whose status
+//!   shows the signals it waits for unblocked): the signal would stay
+//!   pending and reach the program's `sigwait` or `signalfd` as its own, so
+//!   such a thread is signalled only once found unblocking it. The handler (or, for a thread inside a
 //!   spinlock, its outermost unlock) writes (phase, tid) into an
 //!   acknowledgement table and sleeps on the phase futex while it reads
 //!   "stopped" or "copying". Once every signalled thread has acknowledged,
@@ -605,6 +609,10 @@ const TASK_SKIPPED: u64 = 2;
 /// Signalled, and found sleeping with the signal blocked at the last check
 /// (threads that glibc creates or ends do so for a few microseconds).
 const TASK_SUSPECT: u64 = 3;
+/// Not signalled: it blocked the signal when found. A signal sent to it
+/// would stay pending and reach the program (its `sigwait`, its
+/// `signalfd`), so it is sent only once the thread is found unblocking it.
+const TASK_UNSENT: u64 = 4;
 
 /// The phase word of the stop in force between prepare and the parent
 /// handler (0: the other threads were not stopped).
@@ -988,8 +996,39 @@ fn for_each_dirent(dir: i32, mut f: impl FnMut(&[u8]) -> bool) -> bool {
 
 /// What `/proc/self/task/<tid>/status` says of a thread that has not
 /// acknowledged the stop signal: whether it has exited, whether it is
-/// runnable, and whether it blocks `sig`.
+/// runnable, and whether it blocks `sig`. A thread sleeping in
+/// `rt_sigtimedwait` (`sigwait`, `sigwaitinfo`) counts as blocking it: the
+/// call unblocks the signals it waits for while it waits (the status shows
+/// them unblocked), and would take the stop signal as the program's own.
 fn task_state(tid: i32, sig: i32) -> (bool, bool, bool) {
+    let (gone, runnable, blocked) = task_status_file(tid, sig);
+    (
+        gone,
+        runnable,
+        blocked || (!gone && !runnable && in_sigtimedwait(tid)),
+    )
+}
+
+/// Whether `/proc/self/task/<tid>/syscall` says the thread sleeps in
+/// `rt_sigtimedwait` (the first field is the system call's number).
+fn in_sigtimedwait(tid: i32) -> bool {
+    let mut path = [0u8; 64];
+    let n = fmt_into(&mut path[..63], format_args!("/proc/self/task/{tid}/syscall"));
+    let Ok(path) = core::ffi::CStr::from_bytes_until_nul(&path[..n + 1]) else {
+        return false;
+    };
+    let mut nr = None;
+    for_each_line(path, |line| {
+        let field = line.split(|&b| b == b' ').next().unwrap_or(b"");
+        nr = core::str::from_utf8(field)
+            .ok()
+            .and_then(|f| f.parse::<i64>().ok());
+    });
+    nr == Some(libc::SYS_rt_sigtimedwait)
+}
+
+/// The status file's part of [`task_state`].
+fn task_status_file(tid: i32, sig: i32) -> (bool, bool, bool) {
     let mut path = [0u8; 64];
     let n = fmt_into(&mut path[..63], format_args!("/proc/self/task/{tid}/status"));
     let Ok(path) = core::ffi::CStr::from_bytes_until_nul(&path[..n + 1]) else {
@@ -1117,6 +1156,20 @@ fn stop_all(phase: &AtomicU32, w: u32, sig: i32) -> Result<(), &'static str> {
                 error = Some("more than 4096 threads");
                 return;
             }
+            // A thread that blocks the signal (or waits for signals in
+            // `sigwait`) is signalled only once found unblocking it
+            // (`wait_for_acks`): the signal would stay pending and reach
+            // the program. Ours, leaving the handler of the last stop, take it.
+            let (gone, _, blocked) = task_state(tid, sig);
+            if gone {
+                return;
+            }
+            if blocked && !in_handler(tid) {
+                set_task_refusals(&TASKS[n], tid, TASK_UNSENT, 0);
+                n += 1;
+                new += 1;
+                return;
+            }
             match send_stop(tid, sig) {
                 0 => {
                     set_task_refusals(&TASKS[n], tid, TASK_SIGNALLED, 0);
@@ -1174,9 +1227,13 @@ fn wait_for_acks(
         let mut pending = 0usize;
         for t in tasks
             .iter()
-            .filter(|t| matches!(task_status(t), TASK_SIGNALLED | TASK_SUSPECT))
+            .filter(|t| matches!(task_status(t), TASK_SIGNALLED | TASK_SUSPECT | TASK_UNSENT))
         {
             let tid = task_tid(t);
+            if task_status(t) == TASK_UNSENT {
+                pending += 1;
+                continue;
+            }
             let (mut stopped, mut refusals) = (false, 0);
             for a in acks {
                 let a = a.load(Ordering::SeqCst);
@@ -1211,7 +1268,7 @@ fn wait_for_acks(
             last_check = now;
             for t in tasks
                 .iter()
-                .filter(|t| matches!(task_status(t), TASK_SIGNALLED | TASK_SUSPECT))
+                .filter(|t| matches!(task_status(t), TASK_SIGNALLED | TASK_SUSPECT | TASK_UNSENT))
             {
                 let tid = task_tid(t);
                 let (gone, runnable, blocked) = task_state(tid, sig);
@@ -1225,6 +1282,15 @@ fn wait_for_acks(
                     in_handler(tid) || runnable && now.wrapping_sub(scan_start) < RUNNABLE_WAIT_NS;
                 if gone || tgkill(tid, 0) == libc::ESRCH {
                     set_task(t, tid, TASK_SKIPPED);
+                } else if task_status(t) == TASK_UNSENT && (!blocked || in_handler(tid)) {
+                    // It takes the signal now.
+                    match send_stop(tid, sig) {
+                        0 => set_task(t, tid, TASK_SIGNALLED),
+                        libc::ESRCH => set_task(t, tid, TASK_SKIPPED),
+                        _ => return Err("tgkill"),
+                    }
+                } else if task_status(t) == TASK_UNSENT && transient {
+                    // Blocking for a moment (glibc starting or ending it): look again.
                 } else if !blocked || transient {
                     set_task(t, tid, TASK_SIGNALLED);
                 } else if task_status(t) == TASK_SIGNALLED {

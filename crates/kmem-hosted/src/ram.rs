@@ -600,8 +600,11 @@ fn map_files_path(base: usize, size: usize) -> [u8; 64] {
     path
 }
 
-/// Alignment of the linear map and of reserved windows.
-const WINDOW_ALIGN: usize = 2 << 20;
+/// Alignment of the linear map and of reserved windows: kmalloc's largest
+/// block (4 MiB, order 10), so that a block, aligned physically to its
+/// size, is aligned so in the linear map too (`kmalloc_aligned` gives up to
+/// 4 MiB alignment), and large pages can back the map where the host allows.
+const WINDOW_ALIGN: usize = 4 << 20;
 
 /// The host's page size (the granularity of every mapping here).
 pub fn host_page_size() -> usize {

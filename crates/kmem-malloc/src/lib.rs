@@ -466,7 +466,9 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut c_void {
         if let Ok(p) = r {
             return p.as_ptr().cast();
         }
-        if size <= KMALLOC_MAX_CACHE_SIZE {
+        // A small block kmalloc could not give fails; one whose alignment
+        // only whole pages give may still be had from vmalloc.
+        if size <= KMALLOC_MAX_CACHE_SIZE && align <= PAGE_SIZE {
             return enomem();
         }
     }

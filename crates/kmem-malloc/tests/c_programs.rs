@@ -336,6 +336,52 @@ fn a_fork_that_cannot_stop_the_threads_says_so() {
     );
 }
 
+/// Threads that take signals with `sigwait` or a `signalfd`: libkmalloc
+/// never signals a thread that blocks its stop signal (nor one sleeping in
+/// `sigwait`), so the program never sees it, and the fork goes on without
+/// those threads at once, saying so once.
+#[test]
+fn sigwait_and_signalfd_threads_never_see_the_stop_signal() {
+    let dir = scratch("forksigwait");
+    let Some(exe) = compile("fork_sigwait.c", &dir, &["-pthread"]) else {
+        return;
+    };
+    let o = run(Command::new(&exe), true, "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "children ok, foreign signal 0, slowest fork under 0.5 s\n",
+        "{err}"
+    );
+    assert_eq!(err.matches("blocks signal").count(), 1, "{err}");
+}
+
+/// `numa=fake=N`: blocks above 4 MiB succeed on every CPU (vmalloc takes
+/// HighMem node by node).
+#[test]
+fn huge_blocks_on_every_node() {
+    let dir = scratch("numahuge");
+    let Some(exe) = compile("numa_huge.c", &dir, &[]) else {
+        return;
+    };
+    for cmdline in ["numa=fake=2", "numa=fake=4"] {
+        let o = run(Command::new(&exe), true, cmdline);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{cmdline}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!out.is_empty() && !out.contains("FAILED"), "{cmdline}: {out}");
+        assert!(
+            o.stderr.is_empty(),
+            "{cmdline}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
 #[test]
 fn bad_kmem_cmdline_says_why() {
     let dir = scratch("badcmd");

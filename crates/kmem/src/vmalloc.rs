@@ -1061,6 +1061,32 @@ impl<P: Platform> Kmem<P> {
         }
     }
 
+    /// A HighMem page for a vmalloc area of a machine whose lowmem cannot
+    /// be mapped twice: from node `*next` on (the local node first, then
+    /// the others in order) with `__GFP_THISNODE`; a node whose allocation
+    /// falls back to its lowmem is done (the page goes back).
+    fn alloc_highmem_page(&self, gfp: Gfp, next: &mut usize) -> Option<NonNull<Page>> {
+        let local = self.numa_node_id();
+        while *next < self.nr_nodes {
+            // The order: local, then 0, 1, ... without the local one.
+            let nid = match *next {
+                0 => local,
+                i if i <= local => i - 1,
+                i => i,
+            };
+            if let Ok(p) = self.alloc_pages_node(nid as i32, gfp | __GFP_THISNODE, 0) {
+                let zone = self.page_zone_by_pfn(self.page_to_pfn(p));
+                if zone.is_some_and(|z| z.zone_type == ZoneType::HighMem) {
+                    return Some(p);
+                }
+                // SAFETY: just allocated with order 0, never handed out.
+                unsafe { self.__free_pages(p, 0) };
+            }
+            *next += 1;
+        }
+        None
+    }
+
     /// `__vmalloc_node_range` over the whole window.
     fn __vmalloc_node_range(
         &self,
@@ -1091,6 +1117,13 @@ impl<P: Platform> Kmem<P> {
         if !gfp.intersects(GFP_ZONEMASK) && self.has_highmem() {
             page_gfp |= __GFP_HIGHMEM;
         }
+        // A hosted machine with private lowmem maps only HighMem pages a
+        // second time, and a node's zonelist (`numa=fake`) gives its own
+        // lowmem before another node's HighMem: take HighMem node by node.
+        let highmem_only = node == crate::memblock::NUMA_NO_NODE
+            && page_gfp.intersects(__GFP_HIGHMEM)
+            && self.params.kmem_private_lowmem == Some(true)
+            && self.nr_nodes > 1;
         {
             let req = (page_gfp.bits() & GFP_ZONEMASK.bits(), node);
             if let Some(addr) =
@@ -1133,11 +1166,17 @@ impl<P: Platform> Kmem<P> {
         }
         // The pages: order 0, one by one.
         let mut got = 0;
+        let mut next_node = 0;
         while got < nr_pages {
-            match self.alloc_pages_node(node, page_gfp, 0) {
+            let page = if highmem_only {
+                self.alloc_highmem_page(page_gfp, &mut next_node)
+            } else {
+                self.alloc_pages_node(node, page_gfp, 0).ok()
+            };
+            match page {
                 // SAFETY: the array holds nr_pages entries.
-                Ok(p) => unsafe { *pages.add(got) = p.as_ptr() },
-                Err(_) => break,
+                Some(p) => unsafe { *pages.add(got) = p.as_ptr() },
+                None => break,
             }
             got += 1;
         }

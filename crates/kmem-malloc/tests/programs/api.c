@@ -100,7 +100,7 @@ int main(void)
     CHECK(posix_memalign(&pm, 24, 100) == EINVAL && pm == (void *)1);
     CHECK(posix_memalign(&pm, 4, 100) == EINVAL);
     CHECK(errno == 1234);
-    size_t aligns[] = { 8, 16, 32, 64, 256, 4096, 65536, 1 << 21 };
+    size_t aligns[] = { 8, 16, 32, 64, 256, 4096, 65536, 1 << 21, 1 << 22, 1 << 23 };
     int bad = 0;
     for (unsigned i = 0; i < sizeof aligns / sizeof aligns[0]; i++) {
         size_t sizes[] = { 1, 100, 5000, 100000, 5 << 20 };
