@@ -281,7 +281,8 @@ fn stress(cpu: usize, nr_online: usize) {
                         BAD.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                k.vfree(v.as_ptr());
+                // SAFETY: the area allocated above, unused afterwards.
+                unsafe { k.vfree(v.as_ptr()) };
                 VMALLOCS.fetch_add(1, Ordering::Relaxed);
                 counter.this_cpu_inc();
                 OPS.fetch_add(1, Ordering::Relaxed);
@@ -386,7 +387,8 @@ fn tlb_shootdown_test(v: &mut Verdict, nr_aps: usize) {
     run_phase(PHASE_TLB_READ1, nr_aps);
     let first = TLB_SEEN.load(Ordering::Acquire);
     let flushes_before = percpu::area(1).tlb_flushes.load(Ordering::Relaxed);
-    k.vunmap(x.as_ptr());
+    // SAFETY: the mapping made above; the other CPUs are done reading it (their phase is over).
+    unsafe { k.vunmap(x.as_ptr()) };
     k.vm_unmap_aliases();
     // Map the other page until it lands at the same address (lowest fit).
     let mut extra: [Option<NonNull<u8>>; 256] = [None; 256];
@@ -408,10 +410,12 @@ fn tlb_shootdown_test(v: &mut Verdict, nr_aps: usize) {
     }
     let flushes_after = percpu::area(1).tlb_flushes.load(Ordering::Relaxed);
     if let Some(a) = y {
-        k.vunmap(a.as_ptr());
+        // SAFETY: the mapping made above; the phase that read it is over.
+        unsafe { k.vunmap(a.as_ptr()) };
     }
     for a in extra.iter().flatten() {
-        k.vunmap(a.as_ptr());
+        // SAFETY: mappings made above that nothing read.
+        unsafe { k.vunmap(a.as_ptr()) };
     }
     // SAFETY: unmapped everywhere above.
     unsafe {

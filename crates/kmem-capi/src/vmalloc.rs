@@ -110,7 +110,8 @@ pub extern "C" fn vcalloc(n: usize, size: usize) -> *mut c_void {
 /// `addr` is NULL or a vmalloc allocation the caller gives up.
 #[no_mangle]
 pub unsafe extern "C" fn vfree(addr: *const c_void) {
-    k().vfree(addr as *const u8)
+    // SAFETY: forwarded (the caller's contract).
+    unsafe { k().vfree(addr as *const u8) }
 }
 
 /// `void *vmap(struct page **pages, unsigned int count, unsigned long flags,
@@ -149,7 +150,8 @@ pub unsafe extern "C" fn vmap(
 /// `addr` is NULL or a `vmap` address the caller gives up.
 #[no_mangle]
 pub unsafe extern "C" fn vunmap(addr: *const c_void) {
-    k().vunmap(addr as *const u8)
+    // SAFETY: forwarded (the caller's contract).
+    unsafe { k().vunmap(addr as *const u8) }
 }
 
 /// `struct page *vmalloc_to_page(const void *addr)`.

@@ -650,7 +650,8 @@ fn worker(sh: &'static Shared, t: usize) {
         l.call(Api::FreePercpu, true);
     }
     for p in held.modules {
-        m.vfree(p as *const u8);
+        // SAFETY: a module's area, allocated by this thread and no longer held.
+        unsafe { m.vfree(p as *const u8) };
         l.call(Api::Vfree, true);
     }
     l.publish(&sh.stats);
@@ -826,7 +827,8 @@ fn module_load(sh: &Shared, rng: &mut Rng, l: &mut Local, held: &mut Held) {
     let m = sh.m;
     if held.modules.len() >= 4 {
         let p = held.modules.pop_front().unwrap();
-        m.vfree(p as *const u8);
+        // SAFETY: a module's area, allocated by this thread and no longer held.
+        unsafe { m.vfree(p as *const u8) };
         l.call(Api::Vfree, true);
     }
     let size = (4 + rng.below(61)) * PAGE_SIZE;

@@ -69,7 +69,8 @@ fn child_writes_stay_in_the_child() {
         m.kfree(small);
         m.kfree(large);
     }
-    m.vfree(vbuf);
+    // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+    unsafe { m.vfree(vbuf) };
 }
 
 /// With private lowmem (`kmem.private_lowmem=1`, libkmalloc's default) the
@@ -101,7 +102,8 @@ fn private_lowmem_is_copy_on_write() {
         let vmalloc_ok = v2.is_ok_and(|v| {
             fill(v.as_ptr(), 4 << 20, b'v');
             let ok = all(v.as_ptr(), 4 << 20, b'v');
-            m.vfree(v.as_ptr());
+            // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+            unsafe { m.vfree(v.as_ptr()) };
             ok
         });
         send(out, if seen { b"snapshot " } else { b"NO-SNAPSHOT " });
@@ -121,7 +123,8 @@ fn private_lowmem_is_copy_on_write() {
         m.kfree(small);
         m.kfree(large);
     }
-    m.vfree(vbuf);
+    // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+    unsafe { m.vfree(vbuf) };
 }
 
 #[test]
@@ -201,7 +204,8 @@ fn fork_while_other_threads_allocate() {
             let vok = v.is_ok();
             if let Ok(v) = v {
                 fill(v.as_ptr(), 1 << 20, 1);
-                m.vfree(v.as_ptr());
+                // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+                unsafe { m.vfree(v.as_ptr()) };
             }
             send(out, if ok && vok { b"ok" } else { b"BAD" });
             0
@@ -300,7 +304,8 @@ fn fork_copies_other_threads_writes_at_one_instant() {
                 }
                 for &(p, _) in &objs {
                     if p == v {
-                        m.vfree(v as *const u8);
+                        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+                        unsafe { m.vfree(v as *const u8) };
                     } else {
                         // SAFETY: allocated above.
                         unsafe { m.kfree(p as *const u8) };

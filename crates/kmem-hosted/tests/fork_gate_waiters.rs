@@ -51,7 +51,8 @@ fn a_thread_at_the_gate_waits_for_the_fork_and_is_woken() {
         }
         let v = m.vmalloc(1 << 20).unwrap();
         DONE.store(true, Ordering::SeqCst);
-        m.vfree(v.as_ptr());
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { m.vfree(v.as_ptr()) };
     });
     // SAFETY: the child only `_exit`s.
     let pid = unsafe { libc::fork() };

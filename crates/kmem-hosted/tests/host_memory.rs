@@ -135,7 +135,8 @@ fn vmalloc_maps_resident_pages_at_once_and_holes_on_first_touch() {
     // SAFETY: the area is ours.
     unsafe { std::ptr::write_bytes(p, 0x5a, size) };
     assert!(m.ram().ram_resident_bytes().unwrap() - base >= size as u64);
-    m.vfree(p);
+    // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+    unsafe { m.vfree(p) };
     m.vm_unmap_aliases();
     // Its pages are resident free memory now (below the reporting threshold):
     // the next area gets them mapped at once, as the kernel writes its PTEs
@@ -143,7 +144,8 @@ fn vmalloc_maps_resident_pages_at_once_and_holes_on_first_touch() {
     let q = m.vmalloc(size).unwrap().as_ptr();
     let present = (0..pages).filter(|i| page_present(q as usize + i * 4096)).count();
     assert!(present >= pages / 2, "{present} of {pages} resident pages mapped");
-    m.vfree(q);
+    // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+    unsafe { m.vfree(q) };
 }
 
 /// A fresh slab gets its objects linked a page at a time: one object of a

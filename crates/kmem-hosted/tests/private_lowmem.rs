@@ -62,7 +62,8 @@ fn vmalloc_maps_highmem_and_refuses_lowmem_aliases() {
         core::ptr::write_bytes(v, 0x5a, len);
         assert!(core::slice::from_raw_parts(v, len).iter().all(|&b| b == 0x5a));
     }
-    m.vfree(v);
+    // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+    unsafe { m.vfree(v) };
     // vmap of a lowmem page cannot alias private memory: it fails (the
     // platform warns once, on stderr).
     let page = m.alloc_pages(GFP_KERNEL, 0).unwrap();
@@ -82,7 +83,8 @@ fn vmalloc_maps_highmem_and_refuses_lowmem_aliases() {
         m.nr_free_pages()
     );
     let again = m.vmalloc(len).unwrap();
-    m.vfree(again.as_ptr());
+    // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+    unsafe { m.vfree(again.as_ptr()) };
     assert_eq!(m.events.warnings.load(Ordering::Relaxed), 0);
 }
 

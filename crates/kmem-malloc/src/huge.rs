@@ -93,14 +93,19 @@ pub unsafe fn huge_free(k: &Kmem<HostedPlatform>, p: *const u8) {
     // The header must be on a page of a live area: a block freed already is unmapped (its range
     // may even be another block's by now, whose header then does not name this pointer's area).
     if a & (HDR - 1) != 0 || k.vmalloc_to_page((a - HDR) as *const u8).is_none() {
-        k.vfree(p);
+        // Not a huge block (or freed already): vfree reports it and frees nothing.
+        // SAFETY: as said.
+        unsafe { k.vfree(p) };
         return;
     }
     // SAFETY: the header's page is mapped: it is a page of a live vmalloc area (checked above).
     let base = unsafe { ptr::read((a - HDR) as *const usize) };
     if base > a || !k.is_vmalloc_addr(base as *const u8) {
-        k.vfree(p);
+        // The header names no area: vfree reports `p` and frees nothing.
+        // SAFETY: as said.
+        unsafe { k.vfree(p) };
         return;
     }
-    k.vfree(base as *const u8);
+    // SAFETY: the block's area (its header names it); the caller gives the block up.
+    unsafe { k.vfree(base as *const u8) };
 }

@@ -19,7 +19,8 @@ pub const SLEEP_REPORT: &str = "BUG: sleeping function called from invalid conte
 /// like.
 pub fn warm_up<P: Platform>(k: &Kmem<P>) {
     if let Ok(v) = k.vmalloc(3 * PAGE_SIZE) {
-        k.vfree(v.as_ptr());
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { k.vfree(v.as_ptr()) };
     }
     k.vm_unmap_aliases();
 }
@@ -554,7 +555,8 @@ pub fn vmalloc_aliasing<P: Platform>(k: &Kmem<P>) -> TestResult {
         }
     }
     let _ = contiguous; // pages need not be contiguous; nothing to assert
-    k.vfree(v);
+                        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+    unsafe { k.vfree(v) };
     let after = quiesce(k);
     r?;
     ensure!(after == before, "{before} free pages before, {after} after");
@@ -591,7 +593,8 @@ pub fn vmap_pages<P: Platform>(k: &Kmem<P>) -> TestResult {
                         }
                     }
                 }
-                k.vunmap(v.as_ptr());
+                // SAFETY: our mapping, unused afterwards.
+                unsafe { k.vunmap(v.as_ptr()) };
             }
             Err(_) => r = Err(fail("vmap")),
         }

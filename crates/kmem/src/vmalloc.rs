@@ -1310,7 +1310,11 @@ impl<P: Platform> Kmem<P> {
     /// `vfree`: free a vmalloc area; NULL is a no-op. Any other address
     /// (an ioremap area included) gives `WARN "Trying to vfree() nonexistent
     /// vm area"` and does nothing.
-    pub fn vfree(&self, addr: *const u8) {
+    ///
+    /// # Safety
+    /// `addr` is null or an address the caller may free: if it is a live
+    /// vmalloc area, nothing uses the area afterwards.
+    pub unsafe fn vfree(&self, addr: *const u8) {
         if addr.is_null() {
             return;
         }
@@ -1360,7 +1364,10 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `vunmap`: undo `vmap` (the pages are not freed).
-    pub fn vunmap(&self, addr: *const u8) {
+    ///
+    /// # Safety
+    /// As [`Kmem::vfree`]: nothing uses the mapping afterwards.
+    pub unsafe fn vunmap(&self, addr: *const u8) {
         if addr.is_null() {
             return;
         }
@@ -1535,7 +1542,8 @@ impl<P: Platform> Kmem<P> {
     /// machine and is not used afterwards.
     pub unsafe fn kvfree(&self, p: *const u8) {
         if self.is_vmalloc_addr(p) {
-            self.vfree(p);
+            // SAFETY: the caller's contract (kvfree's), forwarded.
+            unsafe { self.vfree(p) };
         } else {
             // SAFETY: forwarded.
             unsafe { self.kfree(p) };

@@ -233,7 +233,8 @@ fn vmalloc_touch(m: &Machine, size: usize, byte: u8) -> Result<NonNull<u8>, ()> 
 fn fix_size_alloc_test(c: &mut Ctx) -> Result<(), ()> {
     for _ in 0..c.p.loops {
         let p = vmalloc_touch(c.m, c.p.nr_pages * PAGE_SIZE, 0)?;
-        c.m.vfree(black_box(p.as_ptr()));
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { c.m.vfree(black_box(p.as_ptr())) };
     }
     Ok(())
 }
@@ -264,12 +265,14 @@ fn full_fit_alloc_test(c: &mut Ctx) -> Result<(), ()> {
         }
     }
     for j in junk {
-        m.vfree(j.as_ptr());
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { m.vfree(j.as_ptr()) };
     }
     if rv.is_ok() {
         for _ in 0..c.p.loops {
             match vmalloc_touch(m, PAGE_SIZE, 1) {
-                Ok(t) => m.vfree(black_box(t.as_ptr())),
+                // SAFETY: the area just allocated and touched, unused afterwards.
+                Ok(t) => unsafe { m.vfree(black_box(t.as_ptr())) },
                 Err(()) => {
                     rv = Err(());
                     break;
@@ -278,7 +281,8 @@ fn full_fit_alloc_test(c: &mut Ctx) -> Result<(), ()> {
         }
     }
     for p in ptr {
-        m.vfree(p.as_ptr());
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { m.vfree(p.as_ptr()) };
     }
     rv
 }
@@ -300,16 +304,20 @@ fn long_busy_list_alloc_test(c: &mut Ctx) -> Result<(), ()> {
                 break;
             };
             let Ok(p2) = vmalloc_touch(m, PAGE_SIZE, 1) else {
-                m.vfree(p1.as_ptr());
+                // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+                unsafe { m.vfree(p1.as_ptr()) };
                 rv = Err(());
                 break;
             };
-            m.vfree(black_box(p1.as_ptr()));
-            m.vfree(black_box(p2.as_ptr()));
+            // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+            unsafe { m.vfree(black_box(p1.as_ptr())) };
+            // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+            unsafe { m.vfree(black_box(p2.as_ptr())) };
         }
     }
     for p in ptr {
-        m.vfree(p.as_ptr());
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { m.vfree(p.as_ptr()) };
     }
     rv
 }
@@ -318,7 +326,8 @@ fn random_size_alloc_test(c: &mut Ctx) -> Result<(), ()> {
     for _ in 0..c.p.loops {
         let n = 1 + c.rng.below(100);
         let p = vmalloc_touch(c.m, n * PAGE_SIZE, 1)?;
-        c.m.vfree(black_box(p.as_ptr()));
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { c.m.vfree(black_box(p.as_ptr())) };
     }
     Ok(())
 }
@@ -331,7 +340,8 @@ fn fix_align_alloc_test(c: &mut Ctx) -> Result<(), ()> {
         let p =
             c.m.__vmalloc_node(5 * PAGE_SIZE, THREAD_ALIGN << 1, GFP_KERNEL | __GFP_ZERO, 0)
                 .map_err(|_| ())?;
-        c.m.vfree(black_box(p.as_ptr()));
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { c.m.vfree(black_box(p.as_ptr())) };
     }
     Ok(())
 }
@@ -345,7 +355,8 @@ fn random_size_align_alloc_test(c: &mut Ctx) -> Result<(), ()> {
         let p =
             c.m.__vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, 0)
                 .map_err(|_| ())?;
-        c.m.vfree(black_box(p.as_ptr()));
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { c.m.vfree(black_box(p.as_ptr())) };
     }
     Ok(())
 }
@@ -357,7 +368,8 @@ fn align_shift_alloc_test(c: &mut Ctx) -> Result<(), ()> {
         let p =
             c.m.__vmalloc_node(PAGE_SIZE, 1usize << i, GFP_KERNEL | __GFP_ZERO, 0)
                 .map_err(|_| ())?;
-        c.m.vfree(black_box(p.as_ptr()));
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { c.m.vfree(black_box(p.as_ptr())) };
     }
     Ok(())
 }
@@ -404,7 +416,8 @@ fn vm_map_ram_test(c: &mut Ctx) -> Result<(), ()> {
                 Ok(v) => {
                     // SAFETY: vmap mapped nr_pages pages there.
                     unsafe { v.as_ptr().write_volatile(b'a') };
-                    m.vunmap(black_box(v.as_ptr()));
+                    // SAFETY: our mapping, unused afterwards.
+                    unsafe { m.vunmap(black_box(v.as_ptr())) };
                 }
                 Err(_) => {
                     rv = Err(());
@@ -682,7 +695,8 @@ fn main() {
     // Warm-up: the first vmalloc creates the vmap free-list record and the
     // slabs it and the page arrays come from; count free pages after it.
     if let Ok(p) = m.vmalloc(PAGE_SIZE) {
-        m.vfree(p.as_ptr());
+        // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+        unsafe { m.vfree(p.as_ptr()) };
     }
     settle(&m);
     let before = m.nr_free_pages();

@@ -120,7 +120,8 @@ impl AllocatingThreads {
                         // SAFETY: allocated just above.
                         unsafe { m.__free_pages(pages, (n % 4) as u32) };
                         if let Some(v) = v {
-                            m.vfree(v.as_ptr());
+                            // SAFETY: ours to free (a live area, or an address vfree reports), unused afterwards.
+                            unsafe { m.vfree(v.as_ptr()) };
                         }
                         n += 1;
                     }
