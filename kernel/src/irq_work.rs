@@ -162,7 +162,8 @@ pub fn timer_tick() {
         }
     }
     if let Some(c) = NonNull::new(CACHE.load(Ordering::Acquire)) {
-        match k.kmem_cache_alloc(c, kmem::GFP_ATOMIC) {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        match unsafe { k.kmem_cache_alloc(c, kmem::GFP_ATOMIC) } {
             Ok(o) => {
                 // SAFETY: an object of IRQ_OBJ bytes, returned constructed.
                 unsafe {
@@ -196,7 +197,8 @@ pub fn timer_tick() {
     if SLEEP_PROBE.swap(false, Ordering::AcqRel) {
         // The bug under test: a sleeping allocation in an interrupt handler.
         if let Some(c) = NonNull::new(PROBE_CACHE.load(Ordering::Acquire)) {
-            if let Ok(p) = k.kmem_cache_alloc(c, kmem::GFP_KERNEL) {
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            if let Ok(p) = unsafe { k.kmem_cache_alloc(c, kmem::GFP_KERNEL) } {
                 // SAFETY: from this cache.
                 unsafe { k.kmem_cache_free(c, p.as_ptr()) };
             }

@@ -222,7 +222,8 @@ fn stress(cpu: usize, nr_online: usize) {
         }
         drain_inbox(cpu);
         // A constructed object from the shared cache.
-        if let Ok(o) = k.kmem_cache_alloc(cache, GFP_KERNEL) {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        if let Ok(o) = unsafe { k.kmem_cache_alloc(cache, GFP_KERNEL) } {
             // SAFETY: a 200-byte object; restored to its constructed state before the free.
             unsafe {
                 if (0..200).any(|j| *o.as_ptr().add(j) != 0x77) {

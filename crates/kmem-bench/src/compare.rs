@@ -277,12 +277,14 @@ fn vmalloc(s: Scale) -> Table {
         .expect("kmem_cache_create");
     let slab = measure(s.reps, s.pairs, || {
         for _ in 0..s.pairs {
-            let o = m.kmem_cache_alloc(cache, GFP_KERNEL).expect("kmem_cache_alloc");
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            let o = unsafe { m.kmem_cache_alloc(cache, GFP_KERNEL) }.expect("kmem_cache_alloc");
             // SAFETY: allocated just above, freed once.
             unsafe { m.kmem_cache_free(cache, black_box(o.as_ptr())) };
         }
     });
-    let pool = m.mempool_create_slab_pool(16, cache).expect("mempool");
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let pool = unsafe { m.mempool_create_slab_pool(16, cache) }.expect("mempool");
     // SAFETY: destroyed below, after its last use.
     let pr = unsafe { pool.as_ref() };
     let mp = measure(s.reps, s.pairs, || {

@@ -90,7 +90,10 @@ impl ObjAllocator for KmemCacheObjs<'_> {
 
     #[inline(always)]
     fn alloc(&self) -> Option<ObjPtr> {
-        self.m.kmem_cache_alloc(self.s, GFP_KERNEL).ok().map(ObjPtr)
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { self.m.kmem_cache_alloc(self.s, GFP_KERNEL) }
+            .ok()
+            .map(ObjPtr)
     }
 
     #[inline(always)]

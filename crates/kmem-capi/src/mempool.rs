@@ -345,8 +345,8 @@ pub unsafe extern "C" fn mempool_alloc_slab(gfp_mask: c_uint, pool_data: *mut c_
     let Some(s) = NonNull::new(pool_data as *mut KmemCache) else {
         return ptr::null_mut();
     };
-    k().kmem_cache_alloc(s, gfp(gfp_mask))
-        .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void)
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { k().kmem_cache_alloc(s, gfp(gfp_mask)) }.map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void)
 }
 
 /// `void mempool_free_slab(void *element, void *pool_data)`.

@@ -239,8 +239,8 @@ pub unsafe extern "C" fn kmem_cache_alloc(s: *mut KmemCache, flags: c_uint) -> *
     let Some(s) = NonNull::new(s) else {
         return ptr::null_mut();
     };
-    k().kmem_cache_alloc(s, gfp(flags))
-        .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void)
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { k().kmem_cache_alloc(s, gfp(flags)) }.map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void)
 }
 
 /// `void *kmem_cache_zalloc(kmem_cache_t *cache, gfp_t flags)`.
@@ -252,8 +252,8 @@ pub unsafe extern "C" fn kmem_cache_zalloc(s: *mut KmemCache, flags: c_uint) -> 
     let Some(s) = NonNull::new(s) else {
         return ptr::null_mut();
     };
-    k().kmem_cache_zalloc(s, gfp(flags))
-        .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void)
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { k().kmem_cache_zalloc(s, gfp(flags)) }.map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void)
 }
 
 /// `void *kmem_cache_alloc_node(kmem_cache_t *cache, gfp_t flags, int node)`.
@@ -265,7 +265,8 @@ pub unsafe extern "C" fn kmem_cache_alloc_node(s: *mut KmemCache, flags: c_uint,
     let Some(s) = NonNull::new(s) else {
         return ptr::null_mut();
     };
-    k().kmem_cache_alloc_node(s, gfp(flags), node)
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { k().kmem_cache_alloc_node(s, gfp(flags), node) }
         .map_or(ptr::null_mut(), |p| p.as_ptr() as *mut c_void)
 }
 
@@ -305,7 +306,8 @@ pub unsafe extern "C" fn kmem_cache_alloc_bulk(
     }
     // SAFETY: caller's contract.
     let out = unsafe { core::slice::from_raw_parts_mut(p as *mut *mut u8, size) };
-    k().kmem_cache_alloc_bulk(s, gfp(flags), out) as c_int
+    // SAFETY: the caller's contract: `s` is a live cache.
+    (unsafe { k().kmem_cache_alloc_bulk(s, gfp(flags), out) }) as c_int
 }
 
 /// `void kmem_cache_free_bulk(kmem_cache_t *s, size_t size, void **p)`.
@@ -334,7 +336,8 @@ pub unsafe extern "C" fn kmem_cache_free_bulk(s: *mut KmemCache, size: usize, p:
 #[no_mangle]
 pub unsafe extern "C" fn kmem_cache_shrink(s: *mut KmemCache) -> c_int {
     match NonNull::new(s) {
-        Some(s) => k().kmem_cache_shrink(s),
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        Some(s) => unsafe { k().kmem_cache_shrink(s) },
         None => 0,
     }
 }
@@ -346,7 +349,8 @@ pub unsafe extern "C" fn kmem_cache_shrink(s: *mut KmemCache) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn kmem_cache_size(s: *mut KmemCache) -> c_uint {
     match NonNull::new(s) {
-        Some(s) => k().kmem_cache_size(s) as c_uint,
+        // SAFETY: the caller's contract: `s` is a live cache.
+        Some(s) => (unsafe { k().kmem_cache_size(s) }) as c_uint,
         None => 0,
     }
 }

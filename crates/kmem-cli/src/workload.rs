@@ -391,8 +391,8 @@ impl Workload {
         let bio_cache = m
             .kmem_cache_create("sim-bio", BIO_SIZE, 0, kmem::slab::SlabFlags(0), None)
             .ok_or("cannot create the bio cache")?;
-        let bio_pool = m
-            .mempool_create_slab_pool(BIO_MIN_NR, bio_cache)
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let bio_pool = unsafe { m.mempool_create_slab_pool(BIO_MIN_NR, bio_cache) }
             .ok_or("cannot create the bio mempool")?;
         // SAFETY: the pool lives until `finish` destroys it.
         unsafe { (*bio_pool.as_ptr()).set_name("sim-bio") };
@@ -769,7 +769,8 @@ fn fs_lookup(sh: &Shared, rng: &mut Rng, l: &mut Local) {
     let inode = match cached_inode {
         Some(i) => i,
         None => {
-            let got = m.kmem_cache_alloc(sh.inode_cache, GFP_NOFS_TRY);
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            let got = unsafe { m.kmem_cache_alloc(sh.inode_cache, GFP_NOFS_TRY) };
             l.alloc(Api::CacheAlloc, Class::Nofs, got.is_ok());
             match got {
                 Ok(i) => i.as_ptr() as usize,
@@ -778,7 +779,8 @@ fn fs_lookup(sh: &Shared, rng: &mut Rng, l: &mut Local) {
         }
     };
     check_ctor(sh, inode, INODE_MAGIC);
-    let got = m.kmem_cache_alloc(sh.dentry_cache, GFP_NOFS_TRY);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let got = unsafe { m.kmem_cache_alloc(sh.dentry_cache, GFP_NOFS_TRY) };
     l.alloc(Api::CacheAlloc, Class::Nofs, got.is_ok());
     match got {
         Ok(d) => {

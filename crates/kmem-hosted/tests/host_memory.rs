@@ -165,7 +165,8 @@ fn a_fresh_slab_is_touched_a_page_at_a_time() {
         // SAFETY: a live cache.
         assert_eq!(unsafe { s.as_ref() }.oo.objects, 8);
         let before = m.ram().ram_resident_bytes().unwrap();
-        let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
         grown += m.ram().ram_resident_bytes().unwrap() - before;
         caches.push((s, p));
     }
@@ -182,7 +183,8 @@ fn a_fresh_slab_is_touched_a_page_at_a_time() {
     assert_eq!(counts(s).0, 1, "the objects not linked yet count as free");
     let mut objs = vec![first.as_ptr() as usize];
     for _ in 1..8 {
-        objs.push(m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr() as usize);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        objs.push(unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr() as usize);
     }
     assert!(
         objs.windows(2).all(|w| w[1] == w[0] + 4000),
@@ -201,7 +203,8 @@ fn a_fresh_slab_is_touched_a_page_at_a_time() {
             unsafe { m.kmem_cache_free(s, p.as_ptr()) };
         }
         assert_eq!(counts(s).0, 0);
-        assert_eq!(m.kmem_cache_shrink(s), 0, "slabs left after shrink");
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0, "slabs left after shrink");
         // SAFETY: empty now.
         unsafe { m.kmem_cache_destroy(s) };
     }

@@ -55,7 +55,8 @@ fn settle(m: &Machine) -> String {
     let mut caches = Vec::new();
     m.for_each_cache(|c| caches.push(NonNull::from(c)));
     for c in caches {
-        m.kmem_cache_shrink(c);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_shrink(c) };
     }
     m.drain_all_pages();
     m.proc_read("buddyinfo").unwrap()
@@ -345,7 +346,8 @@ fn ksize_values() {
     let s = m
         .kmem_cache_create("ksize-test", 20, 0, kmem::slab::SlabFlags(0), None)
         .unwrap();
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(m.ksize(p.as_ptr()), unsafe { s.as_ref() }.size);
     // SAFETY: allocated from this machine above, freed once and not used afterwards.
@@ -948,7 +950,8 @@ fn kfree_frees_kmem_cache_objects_too() {
     let s = m
         .kmem_cache_create("kfree-any", 72, 0, kmem::slab::SlabFlags(0), None)
         .unwrap();
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kfree(p.as_ptr()) };
     // SAFETY: a live descriptor or cache of this machine.
@@ -1115,6 +1118,7 @@ fn kmalloc_freeptr_start_moves_the_kmalloc_free_pointers_alone() {
             unsafe { m.kfree(p.as_ptr()) };
         }
     }
-    assert_eq!(m.kmem_cache_validate(find_cache(&m, "kmalloc-128")), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(find_cache(&m, "kmalloc-128")) }, 0);
     assert_eq!(active(&m, "kmalloc-128"), active(&default, "kmalloc-128"));
 }

@@ -580,7 +580,8 @@ fn slab_pool() {
     let c = m
         .kmem_cache_create("bio-test", 200, 8, SlabFlags(0), None)
         .expect("cache");
-    let p = m.mempool_create_slab_pool(5, c).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.mempool_create_slab_pool(5, c) }.unwrap();
     let pr = pool_ref(p);
     assert_eq!(pr.name(), "slab:bio-test");
     assert_eq!(pr.curr_nr(), 5);
@@ -621,7 +622,8 @@ fn statistics_are_exact_across_threads() {
     let c = m
         .kmem_cache_create("stats-test", 64, 8, SlabFlags(0), None)
         .expect("cache");
-    let p = m.mempool_create_slab_pool(4, c).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.mempool_create_slab_pool(4, c) }.unwrap();
     let pr = pool_ref(p);
     std::thread::scope(|s| {
         for t in 0..THREADS {
@@ -700,7 +702,8 @@ fn page_pool() {
     ];
     let settle = |m: &Machine| {
         for &c in &caches {
-            m.kmem_cache_shrink(c);
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            unsafe { m.kmem_cache_shrink(c) };
         }
         m.drain_all_pages();
         m.nr_free_pages()

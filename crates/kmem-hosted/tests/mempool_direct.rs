@@ -50,7 +50,8 @@ fn uncounted_slab_pool_keeps_the_kernel_algorithm() {
     let c = m
         .kmem_cache_create("direct-test", 200, 8, SlabFlags(0), None)
         .expect("cache");
-    let pr = uncounted(m.mempool_create_slab_pool(5, c).unwrap());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let pr = uncounted(unsafe { m.mempool_create_slab_pool(5, c) }.unwrap());
     assert!(!pr.fast_path_stats());
     assert_eq!(pr.curr_nr(), 5);
 
@@ -70,7 +71,8 @@ fn uncounted_slab_pool_keeps_the_kernel_algorithm() {
         let e = m.mempool_alloc(pr, GFP_ATOMIC);
         // SAFETY: ours.
         unsafe { m.mempool_free(e, pr) };
-        let again = m.kmem_cache_alloc(c, GFP_ATOMIC).unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let again = unsafe { m.kmem_cache_alloc(c, GFP_ATOMIC) }.unwrap().as_ptr();
         assert_eq!(again, e, "not given back to the cache");
         // SAFETY: ours.
         unsafe { m.kmem_cache_free(c, again) };
@@ -99,7 +101,8 @@ fn uncounted_slab_pool_keeps_the_kernel_algorithm() {
     // SAFETY: ours.
     unsafe { m.mempool_free(e, pr) };
     assert_eq!(pr.curr_nr(), 5);
-    let again = m.kmem_cache_alloc(c, GFP_ATOMIC).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let again = unsafe { m.kmem_cache_alloc(c, GFP_ATOMIC) }.unwrap().as_ptr();
     assert_eq!(again, e, "not given back to the cache");
     // SAFETY: ours.
     unsafe { m.kmem_cache_free(c, again) };
@@ -202,7 +205,8 @@ fn pool_of_another_machine() {
     let c = a
         .kmem_cache_create("direct-other", 64, 8, SlabFlags(0), None)
         .expect("cache");
-    let pr = uncounted(a.mempool_create_slab_pool(2, c).unwrap());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let pr = uncounted(unsafe { a.mempool_create_slab_pool(2, c) }.unwrap());
     let base = in_use(&a, c);
     let e: Vec<*mut u8> = (0..8).map(|_| b.mempool_alloc(pr, GFP_KERNEL)).collect();
     assert!(e.iter().all(|x| !x.is_null()));
@@ -228,7 +232,8 @@ fn might_alloc_on_the_slow_path() {
     let c = m
         .kmem_cache_create("direct-atomic", 64, 8, SlabFlags(0), None)
         .expect("cache");
-    let pr = uncounted(m.mempool_create_slab_pool(1, c).unwrap());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let pr = uncounted(unsafe { m.mempool_create_slab_pool(1, c) }.unwrap());
     let reports = || {
         m.dmesg()
             .matches("BUG: sleeping function called from invalid context")
@@ -271,7 +276,8 @@ fn threads_on_an_uncounted_pool_under_pressure() {
     let c = m
         .kmem_cache_create("direct-threads", 512, 8, SlabFlags(0), None)
         .expect("cache");
-    let pr = uncounted(m.mempool_create_slab_pool(4, c).unwrap());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let pr = uncounted(unsafe { m.mempool_create_slab_pool(4, c) }.unwrap());
     let base = in_use(&m, c);
     let h = hog(&m, &[c]);
     std::thread::scope(|s| {

@@ -432,7 +432,8 @@ fn kmem_cache_free_inside_an_object_is_reported() {
         let s = m
             .kmem_cache_create("interior", 40, 8, kmem::slab::SlabFlags(0), None)
             .unwrap();
-        let o = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let o = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
         let errors = m.slab.errors.load(Ordering::Relaxed);
         // SAFETY: a pointer inside a live object is the misuse under test; nothing is freed.
         unsafe { m.kmem_cache_free(s, o.wrapping_add(4)) };
@@ -442,8 +443,10 @@ fn kmem_cache_free_inside_an_object_is_reported() {
             o as usize + 4
         );
         assert!(m.dmesg().contains(&bad), "{cmdline}: {}", m.dmesg());
-        let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
-        let b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let a = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let b = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
         for p in [a, b] {
             assert!(
                 (p as usize).abs_diff(o as usize) >= 40,

@@ -125,7 +125,8 @@ fn run(ops: Vec<Op>) {
                 let c = &caches[ci];
                 let zero = zero && !c.ctor; // __GFP_ZERO with a ctor is a caller bug (warned)
                 let gfp = if zero { GFP_KERNEL | __GFP_ZERO } else { GFP_KERNEL };
-                let p = m.kmem_cache_alloc(c.s, gfp).unwrap().as_ptr();
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                let p = unsafe { m.kmem_cache_alloc(c.s, gfp) }.unwrap().as_ptr();
                 let a = p as usize;
                 assert_eq!(a % c.align, 0, "misaligned object");
                 // No overlap with any live object of any cache.
@@ -186,7 +187,8 @@ fn run(ops: Vec<Op>) {
             }
             Op::Shrink { cache } if !caches.is_empty() => {
                 let c = &caches[cache % caches.len()];
-                let r = m.kmem_cache_shrink(c.s);
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                let r = unsafe { m.kmem_cache_shrink(c.s) };
                 if c.live.is_empty() {
                     assert_eq!(r, 0, "an empty cache keeps slabs after shrink");
                 }
@@ -247,7 +249,8 @@ fn constructor_runs_once_per_object_per_slab() {
         .kmem_cache_create("ctor-once", 64, 0, SLAB_NO_MERGE, Some(ctor as Ctor))
         .unwrap();
     let before = CTOR_CALLS.load(Ordering::Relaxed);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     let after_first = CTOR_CALLS.load(Ordering::Relaxed);
     // SAFETY: just created.
     let per_slab = unsafe { s.as_ref().oo.objects } as usize;
@@ -261,7 +264,8 @@ fn constructor_runs_once_per_object_per_slab() {
         unsafe { (p.as_ptr() as *mut u32).add(1).write(i) };
         // SAFETY: allocated from this machine above, freed once and not used afterwards.
         unsafe { m.kmem_cache_free(s, p.as_ptr()) };
-        let q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let q = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
         assert_eq!(q, p, "LIFO reuse of the hot object");
         // SAFETY: ours again; the object kept its state across free.
         assert_eq!(unsafe { (q.as_ptr() as *const u32).read() }, CTOR_PATTERN);
@@ -312,7 +316,8 @@ fn cross_cpu_frees_are_all_accounted_for() {
                     rng ^= rng << 17;
                     let ci = (rng % caches.len() as u64) as usize;
                     let s = NonNull::new(caches[ci] as *mut KmemCache).unwrap();
-                    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+                    // SAFETY: a live cache of this machine (created and not destroyed).
+                    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
                     // SAFETY: our object: tag it with its cache index.
                     unsafe { p.write(ci as u8) };
                     if rng & 1 == 0 {
@@ -367,7 +372,8 @@ fn cross_cpu_frees_are_all_accounted_for() {
         assert_eq!(active, 0, "objects unaccounted for in {}", unsafe {
             s.as_ref().name()
         });
-        assert_eq!(m.kmem_cache_shrink(s), 0, "slabs left after shrink");
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0, "slabs left after shrink");
         // SAFETY: empty now.
         unsafe { m.kmem_cache_destroy(s) };
     }
@@ -385,15 +391,18 @@ fn cross_cpu_frees_are_all_accounted_for() {
 fn double_free_in_a_row_is_caught_on_the_fast_path() {
     let m = Machine::boot("quiet mem=64M nr_cpus=1 kswapd=off").unwrap();
     let s = m.kmem_cache_create("df", 64, 0, SLAB_NO_MERGE, None).unwrap();
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     // SAFETY: freed once legitimately, then misused on purpose.
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
     // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kmem_cache_free(s, p.as_ptr()) };
     assert!(m.dmesg().contains("Object already free"), "{}", m.dmesg());
     // The freelist is intact: two allocations give two different objects.
-    let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
-    let b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let a = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let b = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     assert_ne!(a, b);
     // SAFETY: ours.
     unsafe {
@@ -430,7 +439,8 @@ fn slabs_are_coloured_and_legacy_ctors_get_ctor_flags() {
     let per = unsafe { s.as_ref().oo.objects } as usize;
     let mut objs = Vec::new();
     for _ in 0..per * 4 {
-        objs.push(m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr() as usize);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        objs.push(unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr() as usize);
     }
     assert_eq!(
         CTOR_FLAGS.load(Ordering::Relaxed) as u64 & SLAB_CTOR_CONSTRUCTOR,
@@ -446,14 +456,16 @@ fn slabs_are_coloured_and_legacy_ctors_get_ctor_flags() {
     );
     // An atomic allocation that needs a new slab passes SLAB_CTOR_ATOMIC.
     for _ in 0..per {
-        objs.push(m.kmem_cache_alloc(s, GFP_ATOMIC).unwrap().as_ptr() as usize);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        objs.push(unsafe { m.kmem_cache_alloc(s, GFP_ATOMIC) }.unwrap().as_ptr() as usize);
     }
     assert_ne!(CTOR_FLAGS.load(Ordering::Relaxed) as u64 & SLAB_CTOR_ATOMIC, 0);
     for a in objs {
         // SAFETY: ours.
         unsafe { m.kmem_cache_free(s, a as *mut u8) };
     }
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     assert!(
         DTORS.load(Ordering::Relaxed) >= per * 5,
         "the destructor runs on every object of a freed slab"

@@ -74,7 +74,8 @@ fn stress_api(m: &Machine, api: Api) {
         sc.spawn(|| {
             let s = core::ptr::NonNull::new(sp as *mut KmemCache).unwrap();
             while !stop.load(Ordering::Relaxed) {
-                m.kmem_cache_shrink(s);
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                unsafe { m.kmem_cache_shrink(s) };
                 std::thread::yield_now();
             }
         });
@@ -96,7 +97,8 @@ fn stress_api(m: &Machine, api: Api) {
                     let mut mine = Vec::new();
                     for i in 0..ROUNDS {
                         let o = match api {
-                            Api::Cache => m.kmem_cache_alloc(s, GFP_KERNEL),
+                            // SAFETY: a live cache of this machine (created and not destroyed).
+                            Api::Cache => unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) },
                             Api::Kmalloc => m.kmalloc(SIZE, GFP_KERNEL),
                         }
                         .expect("alloc")
@@ -140,7 +142,8 @@ fn stress_api(m: &Machine, api: Api) {
     });
     assert!(live.lock().unwrap().is_empty());
     assert_eq!(m.slab.errors.load(Ordering::Relaxed), 0, "{}", m.dmesg());
-    assert_eq!(m.kmem_cache_shrink(s), 0, "every object was freed");
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0, "every object was freed");
     if api == Api::Cache {
         // SAFETY: no objects left.
         unsafe { m.kmem_cache_destroy(s) };
@@ -202,7 +205,8 @@ fn double_free_of_the_head_is_caught_in_both_modes() {
         let before = m.slab.errors.load(Ordering::Relaxed);
         // Pin the thread to one host CPU so both frees see the same cpu slab.
         let _pin = common::pin_to(0);
-        let o = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let o = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
         // SAFETY: allocated above; the second free is the misuse under test.
         unsafe {
             m.kmem_cache_free(s, o);
@@ -213,8 +217,10 @@ fn double_free_of_the_head_is_caught_in_both_modes() {
             "{extra}: {}",
             m.dmesg()
         );
-        let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
-        let b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let a = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let b = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
         assert_ne!(a, b, "{extra}: the freelist became a cycle");
         // SAFETY: ours.
         unsafe {
@@ -274,7 +280,8 @@ fn kfree_checks_every_object_of_a_preferred_order_slab_inline() {
     let (oo, min) = unsafe { (s.as_ref().oo, s.as_ref().min) };
     assert!(oo.order > min.order && oo.objects > min.objects, "{oo:?} {min:?}");
     let objs: Vec<_> = (0..oo.objects * 2)
-        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        .map(|_| unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr())
         .collect();
     let rseq_area = m.platform.rseq_offset();
     let mut declined = 0;

@@ -47,7 +47,8 @@ fn per_slab(s: NonNull<KmemCache>) -> usize {
 /// `n` objects of `s`.
 fn alloc_n(m: &Machine, s: NonNull<KmemCache>, n: usize) -> Vec<*mut u8> {
     (0..n)
-        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        .map(|_| unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr())
         .collect()
 }
 
@@ -113,7 +114,8 @@ fn frees_outside_the_cpu_slab_wait_in_the_sheaf() {
     free_all(&m, s, &objs[n..]);
     assert_eq!(active(&m, s), 0);
     assert_eq!(
-        m.kmem_cache_shrink(s),
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_shrink(s) },
         0,
         "shrink empties the sheaves, then the slabs"
     );
@@ -186,7 +188,8 @@ fn kmem_cache_free_outside_the_cpu_slab_checks_the_object() {
     for (&s, objs) in caches.iter().zip(&live) {
         free_all(&m, s, objs);
         assert_eq!(active(&m, s), 0);
-        assert_eq!(m.kmem_cache_shrink(s), 0);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
         destroy_clean(&m, s);
     }
 }
@@ -249,7 +252,8 @@ fn a_full_sheaf_goes_to_the_barn_and_comes_back() {
     free_all(&m, s, &back);
     free_all(&m, s, &objs[2 * cap + 1..]);
     assert_eq!(active(&m, s), 0);
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     assert_eq!(
         (barn_full(s), in_sheaves(&m, s), sheaves_installed(&m, s)),
         (0, 0, 0)
@@ -287,7 +291,8 @@ fn one_object_sheaves_stay_within_their_capacity() {
     assert_eq!(active(&m, s), back.len());
     free_all(&m, s, &back);
     assert_eq!(active(&m, s), 0);
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     destroy_clean(&m, s);
 }
 
@@ -330,7 +335,8 @@ fn a_full_sheaf_with_a_full_barn_gives_its_oldest_half_back() {
     free_all(&m, s, &back);
     free_all(&m, s, &objs[freed..]);
     assert_eq!(active(&m, s), 0);
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     destroy_clean(&m, s);
 }
 
@@ -373,7 +379,8 @@ fn shuffled_frees_past_a_full_barn_reach_every_slab() {
         free_all(&m, s, &back);
         free_all(&m, s, kept);
         assert_eq!(active(&m, s), 0);
-        assert_eq!(m.kmem_cache_shrink(s), 0, "a slab kept objects");
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0, "a slab kept objects");
         destroy_clean(&m, s);
     }
 }
@@ -429,7 +436,8 @@ fn kfree_uses_the_sheaf_too() {
         // SAFETY: ours, freed once.
         unsafe { m.kfree(o) };
     }
-    m.kmem_cache_shrink(k);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { m.kmem_cache_shrink(k) };
     assert_eq!(in_sheaves(&m, k), 0);
     assert_eq!(active(&m, k), 0);
 }
@@ -452,7 +460,8 @@ fn double_free_of_the_newest_sheaf_object_is_caught() {
     assert_eq!(in_sheaves(&m, s), 1, "the object is in the sheaf once");
     free_all(&m, s, &objs[1..]);
     assert_eq!(active(&m, s), 0);
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     destroy_clean(&m, s);
 }
 
@@ -479,7 +488,12 @@ fn cross_cpu_frees_fill_the_freeing_cpus_sheaf() {
                 let _pin = pin_to(0);
                 Objs(
                     (0..200)
-                        .map(|_| m.kmem_cache_alloc(cache(), GFP_KERNEL).unwrap().as_ptr())
+                        .map(|_| {
+                            // SAFETY: a live cache of this machine (created and not destroyed).
+                            unsafe { m.kmem_cache_alloc(cache(), GFP_KERNEL) }
+                                .unwrap()
+                                .as_ptr()
+                        })
                         .collect(),
                 )
             })
@@ -551,8 +565,10 @@ fn a_cpu_does_not_live_off_a_migrated_object_in_its_sheaf() {
         .unwrap();
     let (a, b) = {
         let _pin = pin_to(0);
-        let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
-        (a, m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let a = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        (a, unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr())
     };
     assert_eq!(b as usize - a as usize, 8, "neighbours on one cache line");
     let _pin = pin_to(1);
@@ -567,7 +583,8 @@ fn a_cpu_does_not_live_off_a_migrated_object_in_its_sheaf() {
     unsafe { m.kmem_cache_free(s, b) };
     assert_eq!(in_sheaves(&m, s), 1);
     for _ in 0..100 {
-        let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
         assert!(
             (p as usize) / PAGE_SIZE != (a as usize) / PAGE_SIZE,
             "CPU 1 reused an object of CPU 0's slab"
@@ -644,7 +661,8 @@ fn kfree_frees_to_the_sheaf_first() {
         unsafe { m.kfree(p.as_ptr()) };
     }
     assert_eq!(active(&m, s), 0);
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     destroy_clean(&m, s);
 }
 
@@ -686,7 +704,8 @@ fn kfree_without_sheaves_pushes_onto_the_cpu_freelist() {
     }
     assert_eq!(m.slab.errors.load(Ordering::Relaxed), errors + 1);
     assert_eq!(active(&m, s), 0);
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     destroy_clean(&m, s);
 }
 
@@ -735,7 +754,7 @@ fn sheaves_come_four_to_a_page_from_their_own_cache() {
     assert!(total <= (active0 + 3).div_ceil(sheaves_per_slab) * sheaves_per_slab);
     free_all(&m, s, &objs[2 * cap + 1..]);
     // SAFETY: a live cache with no objects.
-    assert_eq!(m.kmem_cache_shrink(s), 0);
+    assert_eq!(unsafe { m.kmem_cache_shrink(s) }, 0);
     let (active, total, ..) = sheaf_cache_info(&m);
     assert_eq!(active, active0, "the sheaves went back");
     if active0 == 0 {

@@ -8,7 +8,8 @@ fn cache_alloc_free_and_destroy() {
     let s = m.kmem_cache_create("test-64", 64, 0, SlabFlags(0), None).unwrap();
     let mut v = Vec::new();
     for i in 0..10000 {
-        let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
         // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { *(p.as_ptr() as *mut u64) = i };
         v.push(p);
@@ -51,7 +52,8 @@ fn threads_free_each_others_objects() {
     let prod = std::thread::spawn(move || {
         let s = std::ptr::NonNull::new(sp as *mut KmemCache).unwrap();
         for _ in 0..200_000 {
-            let p = m2.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            let p = unsafe { m2.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
             // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { std::ptr::write_bytes(p.as_ptr(), 0xab, 100) };
             tx.send(p.as_ptr() as usize).unwrap();

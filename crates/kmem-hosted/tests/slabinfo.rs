@@ -294,7 +294,8 @@ fn a_created_cache_shows_stride_objects_and_pages() {
 /// Allocate `n` objects from `s`.
 fn alloc_n(m: &Machine, s: NonNull<KmemCache>, n: usize) -> Vec<*mut u8> {
     (0..n)
-        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        .map(|_| unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr())
         .collect()
 }
 
@@ -337,7 +338,8 @@ fn active_objects_follow_allocations_exactly_once_cpus_are_flushed() {
         // count free objects of cpu slabs as active).
         assert_eq!(i.active_objs, n, "round {round}: {i:?}");
         // And still after kmem_cache_shrink flushes the CPUs.
-        m.kmem_cache_shrink(s);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_shrink(s) };
         let i = info_of(&m, "counted");
         assert_eq!(i.active_objs, n, "round {round}: {i:?}");
         assert_eq!(i.num_objs, i.num_slabs * per, "round {round}");
@@ -350,7 +352,8 @@ fn active_objects_follow_allocations_exactly_once_cpus_are_flushed() {
         live = keep.into_iter().map(|(_, &p)| p).collect();
     }
     free_all(&m, s, live);
-    m.kmem_cache_shrink(s);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { m.kmem_cache_shrink(s) };
     let i = info_of(&m, "counted");
     assert_eq!((i.active_objs, i.num_objs, i.num_slabs), (0, 0, 0), "{i:?}");
     // SAFETY: no objects left.
@@ -371,7 +374,8 @@ fn a_fresh_cache_line_after_n_allocations() {
     // Exact, better than the kernel (which would print 192: it counts the cpu
     // slab's free objects as active): the live objects.
     assert_eq!(active, 130);
-    m.kmem_cache_shrink(s);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { m.kmem_cache_shrink(s) };
     assert_eq!(numbers(&m, "fresh").0, 130);
     free_all(&m, s, objs);
     // SAFETY: no objects left.
@@ -541,8 +545,10 @@ fn meminfo_zoneinfo_and_vmstat_agree_with_the_slabs() {
     assert_eq!(meminfo_kb(&m, "SReclaimable") - r0 * 4, 80);
     free_all(&m, plain, a);
     free_all(&m, recl, b);
-    m.kmem_cache_shrink(plain);
-    m.kmem_cache_shrink(recl);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { m.kmem_cache_shrink(plain) };
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { m.kmem_cache_shrink(recl) };
     let (r2, u2) = check(&m);
     assert_eq!((r2, u2), (r0, u0));
     // SAFETY: no objects left.
@@ -568,7 +574,8 @@ fn node_pages_of_a_high_order_cache() {
     let objs = alloc_n(&m, s, 3 * c.oo.objects as usize);
     assert_eq!(proc::cache_node_pages(c, 0), 3 << c.oo.order);
     free_all(&m, s, objs);
-    m.kmem_cache_shrink(s);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { m.kmem_cache_shrink(s) };
     assert_eq!(proc::cache_node_pages(c, 0), 0);
     // SAFETY: no objects left.
     unsafe { m.kmem_cache_destroy(s) };
@@ -599,7 +606,8 @@ fn no_reap_caches_escape_the_reaper_not_kmem_cache_shrink() {
         m.shrink_slab(GFP_KERNEL, 0, 0);
     }
     assert_eq!(counts(), before, "the shrinker reaped a SLAB_NO_REAP cache");
-    m.kmem_cache_shrink(s);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { m.kmem_cache_shrink(s) };
     assert_eq!(
         counts().3,
         0,

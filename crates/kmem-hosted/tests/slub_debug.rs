@@ -68,7 +68,8 @@ fn slub_debug_fzpu_debugs_every_cache_and_stays_clean() {
     let mut live = Vec::new();
     for i in 0..3000usize {
         for c in [s, k64, k192] {
-            let p = m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr();
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            let p = unsafe { m.kmem_cache_alloc(c, GFP_KERNEL) }.unwrap().as_ptr();
             let len = cache(c).object_size;
             // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
             unsafe { std::ptr::write_bytes(p, i as u8, len) };
@@ -81,14 +82,16 @@ fn slub_debug_fzpu_debugs_every_cache_and_stays_clean() {
         }
     }
     for c in [s, k64, k192] {
-        assert_eq!(m.kmem_cache_validate(c), 0, "{}", m.dmesg());
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        assert_eq!(unsafe { m.kmem_cache_validate(c) }, 0, "{}", m.dmesg());
     }
     for (c, p) in live.drain(..) {
         // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
         unsafe { m.kmem_cache_free(c, p) };
     }
     let mut bad = 0;
-    m.for_each_cache(|c| bad += m.kmem_cache_validate(NonNull::from(c)));
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    m.for_each_cache(|c| bad += unsafe { m.kmem_cache_validate(NonNull::from(c)) });
     assert_eq!(bad, 0, "{}", m.dmesg());
     assert_eq!(active(&m, s), 0);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
@@ -111,14 +114,16 @@ fn slub_debug_for_one_cache_only() {
     let other = m.kmem_cache_create("other", 64, 0, SlabFlags(0), None).unwrap();
     assert!(!cache(other).debug());
     // A poisoned cache hands out poisoned objects (no __GFP_ZERO).
-    let p = m.kmem_cache_alloc(k64, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(k64, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let b = unsafe { std::slice::from_raw_parts(p, 64) };
     assert!(b[..63].iter().all(|&x| x == POISON_FREE), "{b:x?}");
     assert_eq!(b[63], POISON_END);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(k64, p) };
-    assert_eq!(m.kmem_cache_validate(k64), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(k64) }, 0);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(other) };
 }
@@ -139,11 +144,13 @@ fn slub_debug_named_cache_is_not_merged_away() {
     assert_ne!(mine, plain);
     assert_eq!(cache(mine).name(), "mycache");
     assert!(cache(mine).flags.contains(SLAB_RED_ZONE | SLAB_STORE_USER));
-    let p = m.kmem_cache_alloc(mine, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(mine, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(64) = 1 };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(mine);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(mine) };
     });
     assert_eq!(n, 2, "{log}");
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
@@ -159,35 +166,45 @@ fn kmalloc_caches_under_slub_debug() {
         "kmalloc caches with U track the requested size"
     );
     // Through the kmalloc-style entry: the slack is red zone.
-    let p = m.kmem_cache_alloc_trace(k32, GFP_KERNEL, 20).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc_trace(k32, GFP_KERNEL, 20) }
+        .unwrap()
+        .as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((20..32).all(|i| unsafe { *p.add(i) } == SLUB_RED_ACTIVE));
     // SAFETY: within memory this test allocated and still owns.
     unsafe { *p.add(25) = 0 };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(k32);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(k32) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[kmalloc Redzone overwritten]"), "{log}");
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(k32, p) };
     // ksize-style users take the whole object: no kmalloc red zone any more.
-    let r = m.kmem_cache_alloc_trace(k32, GFP_KERNEL, 10).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let r = unsafe { m.kmem_cache_alloc_trace(k32, GFP_KERNEL, 10) }
+        .unwrap()
+        .as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.skip_orig_size_check(cache(k32), r);
         std::ptr::write_bytes(r, 0x77, 32);
     }
-    assert_eq!(m.kmem_cache_validate(k32), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(k32) }, 0, "{}", m.dmesg());
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(k32, r) };
     // Plain kmem_cache_alloc on the same cache records the whole object.
-    let q = m.kmem_cache_alloc(k32, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { m.kmem_cache_alloc(k32, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { m.kmem_cache_orig_size(cache(k32), q) }, 32);
     // SAFETY: allocated from this machine above, freed once and not used afterwards.
     unsafe { m.kmem_cache_free(k32, q) };
-    assert_eq!(m.kmem_cache_validate(k32), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(k32) }, 0, "{}", m.dmesg());
 }
 
 // ---------------------------------------------------------------------------
@@ -202,8 +219,10 @@ fn new_objects_are_red_zoned_poisoned_and_padded() {
     assert_eq!(c.object_size, 60);
     assert_eq!(c.inuse, 64, "word padding is the right red zone");
     assert!(c.freeptr_outside_object());
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
-    let q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         let left = std::slice::from_raw_parts(p.sub(c.red_left_pad), c.red_left_pad);
@@ -222,7 +241,8 @@ fn new_objects_are_red_zoned_poisoned_and_padded() {
         assert!((meta..c.size_from_object()).all(|i| *p.add(i) == POISON_INUSE));
         m.kmem_cache_free(s, q);
     }
-    assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(s) }, 0, "{}", m.dmesg());
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
 }
@@ -239,8 +259,10 @@ fn ctor_and_rcu_caches_are_not_poisoned() {
         .unwrap();
     let b = create(&m, "rcu-p", 64, SLAB_POISON | SLAB_TYPESAFE_BY_RCU);
     assert!(!cache(a).object_poison() && !cache(b).object_poison());
-    let p = m.kmem_cache_alloc(a, GFP_KERNEL).unwrap().as_ptr();
-    let q = m.kmem_cache_alloc(b, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(a, GFP_KERNEL) }.unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { m.kmem_cache_alloc(b, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         assert_eq!((p as *const u32).read(), 0x4141_4141);
@@ -255,7 +277,8 @@ fn ctor_and_rcu_caches_are_not_poisoned() {
         assert!((0..64).all(|i| *q.add(i) == 0x33), "RCU contents survive free");
     }
     assert_eq!(
-        m.kmem_cache_validate(a) + m.kmem_cache_validate(b),
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(a) } + unsafe { m.kmem_cache_validate(b) },
         0,
         "{}",
         m.dmesg()
@@ -275,7 +298,8 @@ fn double_free_is_reported_and_not_done() {
         64,
         SLAB_CONSISTENCY_CHECKS | SLAB_POISON | SLAB_STORE_USER,
     );
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     // SAFETY: allocated from this machine above, freed once and not used afterwards.
@@ -292,15 +316,18 @@ fn double_free_is_reported_and_not_done() {
     );
     assert!(log.contains("Freed in "), "the free track is shown: {log}");
     // The object is on the freelist once: two allocations differ.
-    let a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
-    let b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let a = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let b = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     assert_ne!(a, b);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, a);
         m.kmem_cache_free(s, b);
     }
-    assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(s) }, 0, "{}", m.dmesg());
     assert_eq!(active(&m, s), 0);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
@@ -311,21 +338,24 @@ fn double_free_is_reported_and_not_done() {
 fn double_free_is_caught_without_consistency_checks_too() {
     let m = boot_plain();
     let s = create(&m, "dfree-z", 64, SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     // SAFETY: allocated from this machine above, freed once and not used afterwards.
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("Object already free"), "{log}");
-    assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(s) }, 0, "{}", m.dmesg());
 }
 
 #[test]
 fn free_of_a_pointer_inside_an_object_is_refused() {
     let m = boot_plain();
     let s = create(&m, "midptr", 64, SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     let bad = p.wrapping_add(24);
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (n, log) = during(&m, || unsafe { m.kmem_cache_free(s, bad) });
@@ -339,7 +369,8 @@ fn free_of_a_pointer_inside_an_object_is_refused() {
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     assert_eq!(active(&m, s), 0);
-    assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(s) }, 0, "{}", m.dmesg());
 }
 
 #[test]
@@ -347,7 +378,8 @@ fn free_into_the_wrong_cache_goes_to_the_right_one() {
     let m = boot_plain();
     let a = create(&m, "right-cache", 64, SLAB_RED_ZONE | SLAB_STORE_USER);
     let b = create(&m, "wrong-cache", 64, SLAB_NO_MERGE);
-    let p = m.kmem_cache_alloc(a, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(a, GFP_KERNEL) }.unwrap().as_ptr();
     let warnings = m.dmesg().matches("WARNING").count();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (_, log) = during(&m, || unsafe { m.kmem_cache_free(b, p) });
@@ -357,9 +389,11 @@ fn free_into_the_wrong_cache_goes_to_the_right_one() {
     );
     assert_eq!(m.dmesg().matches("WARNING").count(), warnings + 1);
     assert_eq!(active(&m, a), 0, "freed into the real cache");
-    assert_eq!(m.kmem_cache_validate(a), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(a) }, 0, "{}", m.dmesg());
     // And the same the other way round, into a debug cache.
-    let q = m.kmem_cache_alloc(b, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { m.kmem_cache_alloc(b, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(a, q) };
     assert_eq!(active(&m, b), 0);
@@ -374,14 +408,18 @@ fn free_into_the_wrong_cache_goes_to_the_right_one() {
 fn write_after_free_is_caught_at_the_next_allocation() {
     let m = boot_plain();
     let s = create(&m, "uaf-alloc", 64, SLAB_CONSISTENCY_CHECKS | SLAB_POISON);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         *p.add(10) = 0x11;
     }
     let mut q = std::ptr::null_mut();
-    let (n, log) = during(&m, || q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr());
+    let (n, log) = during(&m, || {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        q = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr()
+    });
     // Poison report + restore + "Marking all objects used".
     assert_eq!(n, 3, "{log}");
     assert!(log.contains("[Poison overwritten]"), "{log}");
@@ -391,7 +429,8 @@ fn write_after_free_is_caught_at_the_next_allocation() {
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, q) };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(s);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(s) };
     });
     assert_eq!(n, 0, "{log}");
 }
@@ -401,7 +440,8 @@ fn write_after_free_is_caught_by_validate() {
     let m = boot_plain();
     let s = create(&m, "uaf-validate", 128, SLAB_POISON);
     let v: Vec<_> = (0..5)
-        .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        .map(|_| unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr())
         .collect();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
@@ -409,7 +449,8 @@ fn write_after_free_is_caught_by_validate() {
         *v[2].add(127) = 0;
     }
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(s);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(s) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[End Poison overwritten]"), "{log}");
@@ -420,14 +461,16 @@ fn write_after_free_is_caught_by_validate() {
             unsafe { m.kmem_cache_free(s, p) };
         }
     }
-    assert_eq!(m.kmem_cache_validate(s), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(s) }, 0);
 }
 
 #[test]
 fn overflow_is_caught_at_free_with_consistency_checks() {
     let m = boot_plain();
     let s = create(&m, "ovf-free", 64, SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(66) = 0 };
     // SAFETY: allocated from this machine above, freed once and not used afterwards.
@@ -439,18 +482,21 @@ fn overflow_is_caught_at_free_with_consistency_checks() {
     assert!(log.contains("Object corrupt"), "{log}");
     assert!(log.contains("not freed"), "{log}");
     assert_eq!(active(&m, s), 1);
-    assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(s) }, 0, "{}", m.dmesg());
 }
 
 #[test]
 fn underflow_is_caught_in_the_left_red_zone() {
     let m = boot_plain();
     let s = create(&m, "underflow", 64, SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.sub(1) = 0x55 };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(s);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(s) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[Left Redzone overwritten]"), "{log}");
@@ -464,11 +510,13 @@ fn alignment_object_and_slab_padding_are_checked() {
     let m = boot_plain();
     // No red zone: the word padding after a 60-byte object is "Alignment padding".
     let s = create(&m, "pad-align", 60, SLAB_POISON);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(61) = 1 };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(s);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(s) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[Alignment padding overwritten]"), "{log}");
@@ -487,18 +535,21 @@ fn alignment_object_and_slab_padding_are_checked() {
         .unwrap();
     let c = cache(t);
     assert!(c.size > c.info_end(), "size {} info_end {}", c.size, c.info_end());
-    let q = m.kmem_cache_alloc(t, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { m.kmem_cache_alloc(t, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *q.add(c.size - 1) = 2 };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(t);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(t) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("[Object padding overwritten]"), "{log}");
 
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(t, q) };
-    assert_eq!(m.kmem_cache_validate(t), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(t) }, 0);
 
     // The bytes after the last object of the slab.
     let u = create(&m, "pad-slab", 100, SLAB_POISON);
@@ -506,42 +557,50 @@ fn alignment_object_and_slab_padding_are_checked() {
     let objs = c.oo.objects as usize;
     let slab_bytes = 4096usize << c.oo.order;
     assert!(objs * c.size < slab_bytes, "this cache leaves a tail");
-    let r = m.kmem_cache_alloc(u, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let r = unsafe { m.kmem_cache_alloc(u, GFP_KERNEL) }.unwrap().as_ptr();
     let base = (r as usize) & !(slab_bytes - 1);
     assert_eq!(r as usize, base, "the first object of a fresh, aligned slab");
     let tail = (base + objs * c.size) as *mut u8;
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *tail.add(3) = 9 };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(u);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(u) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("Padding overwritten."), "{log}");
     assert!(log.contains("Restoring slab padding"), "{log}");
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(u, r) };
-    assert_eq!(m.kmem_cache_validate(u), 0);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(u) }, 0);
 }
 
 #[test]
 fn corrupt_free_pointer_is_caught_at_allocation() {
     let m = boot_plain();
     let s = create(&m, "fp-alloc", 64, SLAB_CONSISTENCY_CHECKS | SLAB_POISON);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
         (p.add(cache(s).offset) as *mut usize).write(0xdead_beef);
     }
     let mut q = std::ptr::null_mut();
-    let (n, log) = during(&m, || q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr());
+    let (n, log) = during(&m, || {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        q = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr()
+    });
     // "Freepointer corrupt" + "Marking all objects used".
     assert_eq!(n, 2, "{log}");
     assert!(log.contains("Freepointer corrupt"), "{log}");
     assert!(log.contains("Marking all objects used"), "{log}");
     assert_ne!(p, q);
     // The next allocations come from a healthy slab.
-    let r = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let r = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, r);
@@ -553,7 +612,8 @@ fn corrupt_free_pointer_is_caught_at_allocation() {
 fn tracks_name_the_callers() {
     let m = boot_plain();
     let s = create(&m, "tracks", 48, SLAB_STORE_USER | SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     let alloc_line = line!() - 1;
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
@@ -561,7 +621,8 @@ fn tracks_name_the_callers() {
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(48) = 0 };
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(s);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(s) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(
@@ -585,7 +646,8 @@ fn tracks_name_the_callers() {
 fn a_smashed_track_is_not_followed() {
     let m = boot_plain();
     let s = create(&m, "smashed", 64, SLAB_STORE_USER | SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         // A wild write over the red zone and on into the alloc track.
@@ -593,7 +655,8 @@ fn a_smashed_track_is_not_followed() {
         *p.add(64) = 7;
     }
     let (n, log) = during(&m, || {
-        m.kmem_cache_validate(s);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(s) };
     });
     assert_eq!(n, 2, "{log}");
     assert!(
@@ -606,7 +669,8 @@ fn a_smashed_track_is_not_followed() {
 fn trace_logs_allocations_and_frees() {
     let m = boot_plain();
     let s = create(&m, "traced", 32, SLAB_TRACE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     let (_, log) = during(&m, || unsafe { m.kmem_cache_free(s, p) });
     assert!(
@@ -615,7 +679,8 @@ fn trace_logs_allocations_and_frees() {
     );
     assert!(log.contains("Object "), "{log}");
     let (_, log) = during(&m, || {
-        m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     });
     assert!(log.contains("TRACE traced alloc 0x"), "{log}");
 }
@@ -625,7 +690,8 @@ fn init_on_free_wipes_debug_objects() {
     let m = boot("quiet mem=128M nr_cpus=2 kswapd=off init_on_free=1");
     let s = create(&m, "iof-u", 64, SLAB_STORE_USER | SLAB_RED_ZONE);
     let c = cache(s);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         std::ptr::write_bytes(p, 0xee, 64);
@@ -636,7 +702,8 @@ fn init_on_free_wipes_debug_objects() {
             }
         }
     }
-    let q = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     assert_eq!(p, q);
     assert!(
         // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
@@ -647,14 +714,16 @@ fn init_on_free_wipes_debug_objects() {
     unsafe { m.kmem_cache_free(s, q) };
     // Poisoned caches keep their poison: POISON wins over init_on_free.
     let t = create(&m, "iof-p", 64, SLAB_POISON);
-    let r = m.kmem_cache_alloc(t, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let r = unsafe { m.kmem_cache_alloc(t, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(t, r);
         assert_eq!(*r, POISON_FREE);
     }
     assert_eq!(
-        m.kmem_cache_validate(s) + m.kmem_cache_validate(t),
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_validate(s) } + unsafe { m.kmem_cache_validate(t) },
         0,
         "{}",
         m.dmesg()
@@ -675,7 +744,8 @@ fn debug_caches_under_threads() {
                 let s = NonNull::new(sp as *mut KmemCache).unwrap();
                 let mut v = Vec::new();
                 for i in 0..5000usize {
-                    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+                    // SAFETY: a live cache of this machine (created and not destroyed).
+                    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
                     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
                     unsafe { std::ptr::write_bytes(p, (t * 31 + i) as u8, 200) };
                     v.push(p as usize);
@@ -695,7 +765,8 @@ fn debug_caches_under_threads() {
     for h in hs {
         h.join().unwrap();
     }
-    assert_eq!(m.kmem_cache_validate(s), 0, "{}", m.dmesg());
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    assert_eq!(unsafe { m.kmem_cache_validate(s) }, 0, "{}", m.dmesg());
     assert_eq!(active(&m, s), 0);
     assert_eq!(errors(&m), 0, "{}", m.dmesg());
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.

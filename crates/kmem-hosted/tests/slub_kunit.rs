@@ -32,7 +32,8 @@ fn errors(m: &Machine) -> usize {
 fn validate(m: &Machine, s: NonNull<KmemCache>) -> (usize, String) {
     let since = m.dmesg_len();
     let before = errors(m);
-    let n = m.kmem_cache_validate(s);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let n = unsafe { m.kmem_cache_validate(s) };
     assert_eq!(n, errors(m) - before);
     (n, m.dmesg_since(since))
 }
@@ -41,7 +42,8 @@ fn validate(m: &Machine, s: NonNull<KmemCache>) -> (usize, String) {
 fn test_clobber_zone() {
     let m = boot();
     let s = create(&m, "TestSlub_RZ_alloc", 64, SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { *p.add(64) = 0x12 };
     let (n, log) = validate(&m, s);
@@ -66,7 +68,8 @@ fn test_clobber_zone() {
 fn test_next_pointer() {
     let m = boot();
     let s = create(&m, "TestSlub_next_ptr_free", 64, SLAB_POISON);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_free(s, p) };
     // SAFETY: a live descriptor or cache of this machine.
@@ -108,7 +111,8 @@ fn test_next_pointer() {
 fn test_first_word() {
     let m = boot();
     let s = create(&m, "TestSlub_1th_word_free", 64, SLAB_POISON);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
@@ -130,7 +134,8 @@ fn test_first_word() {
 fn test_clobber_50th_byte() {
     let m = boot();
     let s = create(&m, "TestSlub_50th_word_free", 64, SLAB_POISON);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
@@ -148,7 +153,8 @@ fn test_clobber_50th_byte() {
 fn test_clobber_redzone_free() {
     let m = boot();
     let s = create(&m, "TestSlub_RZ_free", 64, SLAB_RED_ZONE);
-    let p = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe {
         m.kmem_cache_free(s, p);
@@ -171,7 +177,10 @@ fn test_kmalloc_redzone_access() {
         32,
         SLAB_KMALLOC | SLAB_STORE_USER | SLAB_RED_ZONE,
     );
-    let p = m.kmem_cache_alloc_trace(s, GFP_KERNEL, 18).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc_trace(s, GFP_KERNEL, 18) }
+        .unwrap()
+        .as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { m.kmem_cache_orig_size(s.as_ref(), p) }, 18);
     // The slack after the 18 requested bytes is red zone.
@@ -205,16 +214,20 @@ fn test_kmalloc_redzone_zeroed_and_full_size() {
         64,
         SLAB_KMALLOC | SLAB_STORE_USER | SLAB_RED_ZONE | SLAB_POISON,
     );
-    let p = m
-        .kmem_cache_alloc_trace(s, GFP_KERNEL | __GFP_ZERO, 40)
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc_trace(s, GFP_KERNEL | __GFP_ZERO, 40) }
         .unwrap()
         .as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert!((0..40).all(|i| unsafe { *p.add(i) } == 0));
     // SAFETY: within memory this test allocated and still owns.
     assert!((40..64).all(|i| unsafe { *p.add(i) } == 0xcc));
-    let q = m.kmem_cache_alloc_trace(s, GFP_KERNEL, 64).unwrap().as_ptr();
-    let r = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { m.kmem_cache_alloc_trace(s, GFP_KERNEL, 64) }
+        .unwrap()
+        .as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let r = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     assert_eq!(unsafe { m.kmem_cache_orig_size(s.as_ref(), r) }, 64);
     let (n, log) = validate(&m, s);
@@ -236,7 +249,8 @@ fn test_kmalloc_redzone_zeroed_and_full_size() {
 fn test_leak_destroy() {
     let m = boot();
     let s = create(&m, "TestSlub_leak_destroy", 64, SLAB_NO_MERGE);
-    let _leak = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let _leak = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     let since = m.dmesg_len();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };
@@ -253,8 +267,10 @@ fn test_leak_destroy() {
 fn test_leak_destroy_store_user_prints_tracks() {
     let m = boot();
     let s = create(&m, "TestSlub_leak_destroy_U", 64, SLAB_NO_MERGE | SLAB_STORE_USER);
-    let _a = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
-    let _b = m.kmem_cache_alloc(s, GFP_KERNEL).unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let _a = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let _b = unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap();
     let since = m.dmesg_len();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { m.kmem_cache_destroy(s) };

@@ -95,7 +95,8 @@ fn do_kmem_cache_size(
     for _ in 0..10 {
         if !rcu && !ctor {
             let mut bulk = [std::ptr::null_mut(); BULK_SIZE];
-            let n = m.kmem_cache_alloc_bulk(c, gfp, &mut bulk);
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            let n = unsafe { m.kmem_cache_alloc_bulk(c, gfp, &mut bulk) };
             if n != BULK_SIZE {
                 fail = true;
             } else {
@@ -106,7 +107,8 @@ fn do_kmem_cache_size(
                 unsafe { m.kmem_cache_free_bulk(c, &bulk) };
             }
         }
-        let buf = m.kmem_cache_alloc(c, gfp).expect("alloc").as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let buf = unsafe { m.kmem_cache_alloc(c, gfp) }.expect("alloc").as_ptr();
         fail |= check_buf(buf, size, ctor, want_zero);
         fill_with_garbage_skip(buf, size, if ctor { CTOR_BYTES } else { 0 });
         if !rcu {
@@ -137,7 +139,8 @@ fn do_kmem_cache_size_bulk(m: &Machine, size: usize, gfp: Gfp) -> bool {
     let mut fail = false;
     let mut objects = [std::ptr::null_mut(); 10];
     for _ in 0..1024 {
-        let n = m.kmem_cache_alloc_bulk(c, gfp, &mut objects);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let n = unsafe { m.kmem_cache_alloc_bulk(c, gfp, &mut objects) };
         for &p in &objects[..n] {
             fail |= nonzero(p, size) != 0;
             fill_with_garbage_skip(p, size, 0);
@@ -190,7 +193,8 @@ fn test_rcu_persistent(m: &Machine) {
     let c = m
         .kmem_cache_create("test_cache", 64, 0, SLAB_TYPESAFE_BY_RCU, None)
         .expect("cache");
-    let p = m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr();
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { m.kmem_cache_alloc(c, GFP_KERNEL) }.unwrap().as_ptr();
     // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.
     unsafe { std::ptr::write_bytes(p, 0x2a, 64) };
     // SAFETY: allocated from this machine above, freed once and not used afterwards.
@@ -198,7 +202,8 @@ fn test_rcu_persistent(m: &Machine) {
     let mut held = Vec::new();
     let mut found = false;
     for _ in 0..1024 {
-        let q = m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr();
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let q = unsafe { m.kmem_cache_alloc(c, GFP_KERNEL) }.unwrap().as_ptr();
         if q == p {
             found = true;
             assert_eq!(nonzero(q, 64), 64);
@@ -226,7 +231,8 @@ fn test_rcu_persistent(m: &Machine) {
 fn freed_garbage_does_not_leak(m: &Machine, s: NonNull<KmemCache>, size: usize) {
     for round in 0..64 {
         let v: Vec<_> = (0..16)
-            .map(|_| m.kmem_cache_alloc(s, GFP_KERNEL).unwrap().as_ptr())
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            .map(|_| unsafe { m.kmem_cache_alloc(s, GFP_KERNEL) }.unwrap().as_ptr())
             .collect();
         for &p in &v {
             assert_eq!(nonzero(p, size), 0, "round {round}: freed garbage shows through");
@@ -305,7 +311,8 @@ fn ctor_objects_stay_constructed_under_every_option() {
             .unwrap();
         for _ in 0..8 {
             let v: Vec<_> = (0..50)
-                .map(|_| m.kmem_cache_alloc(c, GFP_KERNEL).unwrap().as_ptr())
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                .map(|_| unsafe { m.kmem_cache_alloc(c, GFP_KERNEL) }.unwrap().as_ptr())
                 .collect();
             for &p in &v {
                 // SAFETY: test code on memory this machine allocated; misuse cases are the behaviour under test.

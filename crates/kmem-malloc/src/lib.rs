@@ -391,9 +391,11 @@ fn cache_alloc_slow(s: NonNull<KmemCache>, gfp: Gfp) -> *mut c_void {
     // SAFETY: the caches are published after KMEM (Release/Acquire).
     let k = unsafe { &*KMEM.load(Ordering::Relaxed) };
     let r = if <HostedPlatform as kmem::platform::Platform>::RSEQ_AREA {
-        k.__slab_alloc(s, gfp)
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { k.__slab_alloc(s, gfp) }
     } else {
-        k.kmem_cache_alloc(s, gfp) // No sequence ran: the CAS fast path first.
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { k.kmem_cache_alloc(s, gfp) } // No sequence ran: the CAS fast path first.
     };
     match r {
         Ok(p) => p.as_ptr().cast(),

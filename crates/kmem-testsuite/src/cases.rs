@@ -209,7 +209,8 @@ pub fn slab_cache_with_ctor<P: Platform>(k: &Kmem<P>) -> TestResult {
     let mut objs = [core::ptr::null_mut::<u8>(); N];
     let mut r = Ok(());
     for (i, o) in objs.iter_mut().enumerate() {
-        match k.kmem_cache_alloc(s, GFP_KERNEL) {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        match unsafe { k.kmem_cache_alloc(s, GFP_KERNEL) } {
             Ok(p) => *o = p.as_ptr(),
             Err(_) => {
                 r = Err(fail("kmem_cache_alloc failed"));
@@ -249,7 +250,8 @@ pub fn slab_cache_with_ctor<P: Platform>(k: &Kmem<P>) -> TestResult {
     }
     if r.is_ok() {
         for o in objs.iter_mut() {
-            match k.kmem_cache_alloc(s, GFP_KERNEL) {
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            match unsafe { k.kmem_cache_alloc(s, GFP_KERNEL) } {
                 Ok(p) => *o = p.as_ptr(),
                 Err(_) => {
                     *o = core::ptr::null_mut();
@@ -270,15 +272,15 @@ pub fn slab_cache_with_ctor<P: Platform>(k: &Kmem<P>) -> TestResult {
         if r.is_ok() {
             let mut reused = false;
             for _ in 0..16 {
-                let a = k
-                    .kmem_cache_alloc(s, GFP_KERNEL)
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                let a = unsafe { k.kmem_cache_alloc(s, GFP_KERNEL) }
                     .map_err(|_| fail("alloc"))?
                     .as_ptr();
                 // SAFETY: ours, constructed; freed at once.
                 unsafe { k.kmem_cache_free(s, a) };
                 let before = CTOR_CALLS.load(Ordering::Relaxed);
-                let b = k
-                    .kmem_cache_alloc(s, GFP_KERNEL)
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                let b = unsafe { k.kmem_cache_alloc(s, GFP_KERNEL) }
                     .map_err(|_| fail("alloc"))?
                     .as_ptr();
                 let after = CTOR_CALLS.load(Ordering::Relaxed);
@@ -638,8 +640,8 @@ pub fn slub_debug_detection<P: Platform>(k: &Kmem<P>) -> TestResult {
         .ok_or_else(|| fail("kmem_cache_create"))?;
     let since = k.dmesg_len();
     let errors0 = k.slab.errors.load(Ordering::Relaxed);
-    let p = k
-        .kmem_cache_alloc(s, GFP_KERNEL)
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let p = unsafe { k.kmem_cache_alloc(s, GFP_KERNEL) }
         .map_err(|_| fail("alloc"))?
         .as_ptr();
     // Overwrite the first byte of the right red zone, just past the object.
@@ -656,8 +658,8 @@ pub fn slub_debug_detection<P: Platform>(k: &Kmem<P>) -> TestResult {
     // SAFETY: `p` is still allocated (the failed free did not free it).
     unsafe { k.kmem_cache_free(s, p) };
     let left = k.cache_counts(unsafe_cache(s)).0;
-    let q = k
-        .kmem_cache_alloc(s, GFP_KERNEL)
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let q = unsafe { k.kmem_cache_alloc(s, GFP_KERNEL) }
         .map_err(|_| fail("alloc"))?
         .as_ptr();
     // SAFETY: a live object, freed once.
@@ -666,7 +668,8 @@ pub fn slub_debug_detection<P: Platform>(k: &Kmem<P>) -> TestResult {
     unsafe { k.kmem_cache_free(s, q) };
     let dfree = log_contains(k, since, "Object already free");
     let errors2 = k.slab.errors.load(Ordering::Relaxed);
-    let invalid = k.kmem_cache_validate(s);
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let invalid = unsafe { k.kmem_cache_validate(s) };
     // SAFETY: no live objects.
     unsafe { k.kmem_cache_destroy(s) };
     ensure!(redzone, "no \"Right Redzone overwritten\" report");

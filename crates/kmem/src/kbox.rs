@@ -426,7 +426,8 @@ impl<'k, T, P: Platform> KmemCache<'k, T, P> {
     /// the constructed state (the kernel warns about it).
     #[track_caller]
     pub fn alloc(&self, gfp: Gfp) -> Result<CacheBox<'_, T, P>, AllocError> {
-        let obj = self.kmem.kmem_cache_alloc(self.cache, gfp.without(__GFP_ZERO))?;
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let obj = unsafe { self.kmem.kmem_cache_alloc(self.cache, gfp.without(__GFP_ZERO)) }?;
         Ok(CacheBox {
             obj: obj.cast(),
             kmem: self.kmem,
@@ -456,7 +457,8 @@ impl<'k, T, P: Platform> KmemCache<'k, T, P> {
 
     /// `kmem_cache_shrink`: give empty slabs back (their objects' `T`s are dropped).
     pub fn shrink(&self) -> i32 {
-        self.kmem.kmem_cache_shrink(self.cache)
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { self.kmem.kmem_cache_shrink(self.cache) }
     }
 
     /// The machine.

@@ -327,9 +327,11 @@ impl<P: Platform> Kmem<P> {
                 return Ok(obj);
             }
             let r = if P::RSEQ_AREA {
-                self.__slab_alloc(s, gfp)
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                unsafe { self.__slab_alloc(s, gfp) }
             } else {
-                self.kmem_cache_alloc(s, gfp)
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                unsafe { self.kmem_cache_alloc(s, gfp) }
             };
             self.kmalloc_orig_size(s, r, size, gfp)
         } else {
@@ -369,7 +371,8 @@ impl<P: Platform> Kmem<P> {
     #[track_caller]
     fn kmalloc_lazy_type(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         match self.kmalloc_slab(size, gfp) {
-            Some(s) => self.kmalloc_orig_size(s, self.kmem_cache_alloc(s, gfp), size, gfp),
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            Some(s) => self.kmalloc_orig_size(s, unsafe { self.kmem_cache_alloc(s, gfp) }, size, gfp),
             None => Err(AllocError),
         }
     }
@@ -390,7 +393,8 @@ impl<P: Platform> Kmem<P> {
                 return Ok(zero_size_ptr());
             }
             match self.kmalloc_slab(size, gfp) {
-                Some(s) => self.kmem_cache_alloc_node(s, gfp, nid),
+                // SAFETY: a live cache of this machine (created and not destroyed).
+                Some(s) => unsafe { self.kmem_cache_alloc_node(s, gfp, nid) },
                 None => Err(AllocError),
             }
         } else {
@@ -522,7 +526,13 @@ impl<P: Platform> Kmem<P> {
                 if let Some(s) = self.kmalloc_slab(candidate, gfp) {
                     // SAFETY: kmalloc caches live as long as the machine.
                     if self.cache_objects_aligned(unsafe { s.as_ref() }, align) {
-                        return self.kmalloc_orig_size(s, self.kmem_cache_alloc(s, gfp), size, gfp);
+                        return self.kmalloc_orig_size(
+                            s,
+                            // SAFETY: a live cache of this machine (created and not destroyed).
+                            unsafe { self.kmem_cache_alloc(s, gfp) },
+                            size,
+                            gfp,
+                        );
                     }
                 }
             }

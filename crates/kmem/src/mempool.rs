@@ -606,8 +606,8 @@ pub unsafe fn mempool_alloc_slab<P: Platform>(gfp: Gfp, pool_data: *mut ()) -> *
     let (k, cache) = unsafe { ctx::<P>(pool_data) };
     // SAFETY: `data` is a non-null cache pointer (contract).
     let cache = unsafe { NonNull::new_unchecked(cache as *mut KmemCache) };
-    k.kmem_cache_alloc(cache, gfp)
-        .map_or(ptr::null_mut(), |p| p.as_ptr())
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    unsafe { k.kmem_cache_alloc(cache, gfp) }.map_or(ptr::null_mut(), |p| p.as_ptr())
 }
 
 /// `mempool_free_slab`: `kmem_cache_free(cache, element)`.
@@ -1040,8 +1040,8 @@ impl<P: Platform> Kmem<P> {
         // SAFETY: a slab pool of this machine (caller's contract):
         // `backing_arg` is its live cache (the creator's promise).
         let cache = unsafe { NonNull::new_unchecked(pool.backing_arg as *mut KmemCache) };
-        self.kmem_cache_alloc(cache, gfp)
-            .map_or(ptr::null_mut(), |p| p.as_ptr())
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { self.kmem_cache_alloc(cache, gfp) }.map_or(ptr::null_mut(), |p| p.as_ptr())
     }
 
     /// `kmem_cache_free` of a slab pool of this machine.
@@ -1442,7 +1442,10 @@ impl<P: Platform> Kmem<P> {
     /// `mempool_create_slab_pool`: elements are objects of `cache`. The
     /// cache should have no constructor (the kernel's `VM_BUG_ON`; here a
     /// WARN). The cache must outlive the pool.
-    pub fn mempool_create_slab_pool(
+    ///
+    /// # Safety
+    /// `cache` is a live cache of this machine (created, not destroyed).
+    pub unsafe fn mempool_create_slab_pool(
         &self,
         min_nr: usize,
         cache: NonNull<KmemCache>,
@@ -1560,7 +1563,8 @@ pub mod typed {
                     None,
                 )
                 .ok_or(AllocError)?;
-            match kmem.mempool_create_slab_pool(min_nr, cache) {
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            match unsafe { kmem.mempool_create_slab_pool(min_nr, cache) } {
                 Some(pool) => Ok(Mempool {
                     kmem,
                     pool,

@@ -550,19 +550,18 @@ fn extra(m: &Machine, loops: usize) {
         .expect("kmem_cache_create");
     let slab = || {
         for _ in 0..n {
-            let o = m.kmem_cache_alloc(cache, GFP_KERNEL).expect("kmem_cache_alloc");
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            let o = unsafe { m.kmem_cache_alloc(cache, GFP_KERNEL) }.expect("kmem_cache_alloc");
             // SAFETY: just allocated, freed once.
             unsafe { m.kmem_cache_free(cache, black_box(o.as_ptr())) };
         }
     };
     // Two slab pools over that cache: as created (counting its fast paths),
     // and one that counts only its slow paths, as the kernel's mempool.
-    let pool = m
-        .mempool_create_slab_pool(16, cache)
-        .expect("mempool_create_slab_pool");
-    let mut bare = m
-        .mempool_create_slab_pool(16, cache)
-        .expect("mempool_create_slab_pool");
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let pool = unsafe { m.mempool_create_slab_pool(16, cache) }.expect("mempool_create_slab_pool");
+    // SAFETY: a live cache of this machine (created and not destroyed).
+    let mut bare = unsafe { m.mempool_create_slab_pool(16, cache) }.expect("mempool_create_slab_pool");
     // SAFETY: fresh, nobody else uses it; the pools live until mempool_destroy below.
     let (pr, br) = unsafe {
         bare.as_mut().set_fast_path_stats(false);

@@ -357,7 +357,8 @@ fn main() -> ExitCode {
         "slab-mempool-64" => run_mempool(
             case,
             n,
-            |m, c| m.mempool_create_slab_pool(16, c).expect("mempool"),
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            |m, c| unsafe { m.mempool_create_slab_pool(16, c) }.expect("mempool"),
             instr_slab_mempool_64,
         ),
         "slab-mempool-kmalloc-64" => run_mempool(
@@ -369,7 +370,8 @@ fn main() -> ExitCode {
         "slab-mempool-nostats-64" => run_mempool(
             case,
             n,
-            |m, c| nostats(m.mempool_create_slab_pool(16, c).expect("mempool")),
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            |m, c| nostats(unsafe { m.mempool_create_slab_pool(16, c) }.expect("mempool")),
             instr_slab_mempool_nostats_64,
         ),
         "slab-mempool-kmalloc-nostats-64" => run_mempool(

@@ -265,7 +265,8 @@ pub struct Hog {
 /// the reserves), then every free object left in the caches' partial slabs.
 pub fn hog(m: &Machine, caches: &[NonNull<KmemCache>]) -> Hog {
     for &c in caches {
-        m.kmem_cache_shrink(c);
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { m.kmem_cache_shrink(c) };
     }
     let mut pages = exhaust(m, GFP_KERNEL);
     pages.extend(exhaust(m, GFP_ATOMIC));
@@ -275,7 +276,8 @@ pub fn hog(m: &Machine, caches: &[NonNull<KmemCache>]) -> Hog {
     assert_eq!(m.nr_free_pages(), 0, "the hog left free pages");
     let mut objs = Vec::new();
     for &c in caches {
-        while let Ok(o) = m.kmem_cache_alloc(c, GFP_ATOMIC | __GFP_NOWARN) {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        while let Ok(o) = unsafe { m.kmem_cache_alloc(c, GFP_ATOMIC | __GFP_NOWARN) } {
             objs.push((c, o.as_ptr()));
         }
     }

@@ -542,14 +542,18 @@ impl<P: Platform> Kmem<P> {
     /// | SLAB_RED_ZONE` remember the size and red-zone the bytes between it
     /// and `object_size` ("kmalloc Redzone"); other caches behave as
     /// `kmem_cache_alloc`.
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
     #[track_caller]
-    pub fn kmem_cache_alloc_trace(
+    pub unsafe fn kmem_cache_alloc_trace(
         &self,
         s: NonNull<KmemCache>,
         gfp: Gfp,
         size: usize,
     ) -> Result<NonNull<u8>, AllocError> {
-        let p = self.kmem_cache_alloc(s, gfp)?;
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        let p = unsafe { self.kmem_cache_alloc(s, gfp) }?;
         // SAFETY: the caller holds a live cache; the object is ours.
         unsafe {
             let c = s.as_ref();
@@ -1228,7 +1232,10 @@ impl<P: Platform> Kmem<P> {
     ///
     /// Exact when nothing else uses the cache meanwhile: remote frees to
     /// slabs of non-debug caches do not take `list_lock`.
-    pub fn kmem_cache_validate(&self, s: NonNull<KmemCache>) -> usize {
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
+    pub unsafe fn kmem_cache_validate(&self, s: NonNull<KmemCache>) -> usize {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
         let before = self.slab.errors.load(Relaxed);

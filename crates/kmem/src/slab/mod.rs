@@ -1022,10 +1022,9 @@ impl<P: Platform> Kmem<P> {
         if kc.is_null() {
             return Err(CacheError::NoMemory);
         }
-        // SAFETY: the cache of caches is up.
-        let mem = self
-            // SAFETY: `kc` is the live cache of caches (checked non-null above).
-            .kmem_cache_alloc(unsafe { NonNull::new_unchecked(kc) }, gfp | __GFP_ZERO)
+        // `kc` is the live cache of caches (checked non-null above).
+        // SAFETY: as said.
+        let mem = unsafe { self.kmem_cache_alloc(NonNull::new_unchecked(kc), gfp | __GFP_ZERO) }
             .map_err(|_| CacheError::NoMemory)?;
         let s = mem.as_ptr() as *mut KmemCache;
         // SAFETY: zeroed object of the right size, owned by us.
@@ -1381,7 +1380,10 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `kmem_cache_size`: the object size callers asked for.
-    pub fn kmem_cache_size(&self, s: NonNull<KmemCache>) -> usize {
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
+    pub unsafe fn kmem_cache_size(&self, s: NonNull<KmemCache>) -> usize {
         // SAFETY: the caller holds a live cache.
         unsafe { s.as_ref().object_size }
     }
@@ -1605,7 +1607,10 @@ impl<P: Platform> Kmem<P> {
 
     /// `kmem_cache_shrink`: flush CPUs, give back empty slabs, sort partial
     /// slabs fullest first. Returns 0 if the cache holds no slabs any more.
-    pub fn kmem_cache_shrink(&self, s: NonNull<KmemCache>) -> i32 {
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
+    pub unsafe fn kmem_cache_shrink(&self, s: NonNull<KmemCache>) -> i32 {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
         self.flush_all(c);

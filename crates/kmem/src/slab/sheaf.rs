@@ -396,7 +396,8 @@ impl<P: Platform> Kmem<P> {
         let Some(sc) = NonNull::new(self.slab.sheaf_cache.load(Ordering::Acquire)) else {
             return ptr::null_mut();
         };
-        let Ok(mem) = self.kmem_cache_alloc(sc, GFP_NOWAIT | __GFP_NOWARN) else {
+        // SAFETY: the sheaf cache, live from the boot on.
+        let Ok(mem) = (unsafe { self.kmem_cache_alloc(sc, GFP_NOWAIT | __GFP_NOWARN) }) else {
             return ptr::null_mut();
         };
         let sh = mem.as_ptr() as *mut Sheaf;

@@ -63,22 +63,34 @@ impl<P: Platform> Drop for CpuLock<'_, P> {
 impl<P: Platform> Kmem<P> {
     /// `kmem_cache_alloc`. The caller's location is recorded by debug caches
     /// (`SLAB_STORE_USER`): a constant, free on the fast path.
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
     #[inline(always)]
     #[track_caller]
-    pub fn kmem_cache_alloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
-        if let Some(obj) = self.kmem_cache_alloc_fast(s, gfp) {
+    pub unsafe fn kmem_cache_alloc(
+        &self,
+        s: NonNull<KmemCache>,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        if let Some(obj) = unsafe { self.kmem_cache_alloc_fast(s, gfp) } {
             return Ok(obj);
         }
-        self.__slab_alloc(s, gfp)
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { self.__slab_alloc(s, gfp) }
     }
 
     /// The rest of [`Kmem::kmem_cache_alloc`] once
     /// [`Kmem::kmem_cache_alloc_fast`] returned None (the kernel's
     /// `__slab_alloc`): for callers that run the fast path inline and the
     /// rest out of line, so the fast path is not run twice.
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
     #[inline(always)]
     #[track_caller]
-    pub fn __slab_alloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
+    pub unsafe fn __slab_alloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: the caller holds a live cache.
         let c = unsafe { s.as_ref() };
         if P::RSEQ_AREA {
@@ -92,10 +104,14 @@ impl<P: Platform> Kmem<P> {
     /// from this CPU's freelist, or None with nothing done (then
     /// `kmem_cache_alloc` does the rest), for callers that keep everything
     /// else out of line (the malloc override's `malloc`).
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
     #[inline(always)]
-    pub fn kmem_cache_alloc_fast(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
+    pub unsafe fn kmem_cache_alloc_fast(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
         if P::RSEQ_AREA {
-            return Self::kmem_cache_alloc_rseq(s, gfp);
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            return unsafe { Self::kmem_cache_alloc_rseq(s, gfp) };
         }
         // SAFETY: the caller holds a live cache.
         self.cas_alloc_fast(unsafe { s.as_ref() }, gfp)
@@ -106,8 +122,11 @@ impl<P: Platform> Kmem<P> {
     /// needs the cache alone, so a caller that keeps the machine's address
     /// in memory loads it only for the slow path. None also whenever the
     /// machine is not in rseq mode.
+    ///
+    /// # Safety
+    /// `s` is a live cache of a machine (created, not destroyed).
     #[inline(always)]
-    pub fn kmem_cache_alloc_rseq(s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
+    pub unsafe fn kmem_cache_alloc_rseq(s: NonNull<KmemCache>, gfp: Gfp) -> Option<NonNull<u8>> {
         // SAFETY: the caller holds a live cache.
         Self::slab_alloc_rseq(s, unsafe { s.as_ref() }.rseq_area, gfp, false)
     }
@@ -229,15 +248,26 @@ impl<P: Platform> Kmem<P> {
     }
 
     /// `kmem_cache_zalloc`.
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
     #[inline]
     #[track_caller]
-    pub fn kmem_cache_zalloc(&self, s: NonNull<KmemCache>, gfp: Gfp) -> Result<NonNull<u8>, AllocError> {
-        self.kmem_cache_alloc(s, gfp | __GFP_ZERO)
+    pub unsafe fn kmem_cache_zalloc(
+        &self,
+        s: NonNull<KmemCache>,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, AllocError> {
+        // SAFETY: a live cache of this machine (created and not destroyed).
+        unsafe { self.kmem_cache_alloc(s, gfp | __GFP_ZERO) }
     }
 
     /// `kmem_cache_alloc_node`: prefer memory of node `nid`.
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
     #[track_caller]
-    pub fn kmem_cache_alloc_node(
+    pub unsafe fn kmem_cache_alloc_node(
         &self,
         s: NonNull<KmemCache>,
         gfp: Gfp,
@@ -246,7 +276,8 @@ impl<P: Platform> Kmem<P> {
         // A node with no memory for slabs (here: one the machine lacks) is
         // `NUMA_NO_NODE`, as `___slab_alloc` treats a node not in `slab_nodes`.
         if nid < 0 || nid as usize >= self.nr_nodes || self.nr_nodes == 1 {
-            return self.kmem_cache_alloc(s, gfp);
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            return unsafe { self.kmem_cache_alloc(s, gfp) };
         }
         // SAFETY: the caller holds a live cache.
         self.slab_alloc_slow(unsafe { s.as_ref() }, gfp, nid)
@@ -1659,10 +1690,19 @@ impl<P: Platform> Kmem<P> {
 
     /// `kmem_cache_alloc_bulk`: fill `out` with objects; all or nothing
     /// (returns `out.len()` or 0).
+    ///
+    /// # Safety
+    /// `s` is a live cache of this machine (created, not destroyed).
     #[track_caller]
-    pub fn kmem_cache_alloc_bulk(&self, s: NonNull<KmemCache>, gfp: Gfp, out: &mut [*mut u8]) -> usize {
+    pub unsafe fn kmem_cache_alloc_bulk(
+        &self,
+        s: NonNull<KmemCache>,
+        gfp: Gfp,
+        out: &mut [*mut u8],
+    ) -> usize {
         for i in 0..out.len() {
-            match self.kmem_cache_alloc(s, gfp) {
+            // SAFETY: a live cache of this machine (created and not destroyed).
+            match unsafe { self.kmem_cache_alloc(s, gfp) } {
                 Ok(p) => out[i] = p.as_ptr(),
                 Err(_) => {
                     // SAFETY: the objects were allocated just above.
