@@ -220,14 +220,15 @@ fn slub_debug_with_u_finds_an_overflow_into_the_slack() {
 /// `%pS` does, not libkmalloc's own source lines.
 #[test]
 fn slub_debug_tracks_name_the_programs_call_sites() {
-    let dir = scratch("double_free_sites");
-    let Some(exe) = compile("double_free_sites.c", &dir, &["-rdynamic"]) else {
+    let Some((out, err)) = run_program(
+        "double_free_sites",
+        "double_free_sites.c",
+        &["-rdynamic"],
+        "slub_debug=FZPU",
+    ) else {
         return;
     };
-    let o = run(Command::new(&exe), true, "slub_debug=FZPU");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "program finished\n");
+    assert_eq!(out, "program finished\n");
     assert!(err.contains("Object already free"), "{err}");
     for (what, site) in [("Allocated in ", "main+0x"), ("Freed in ", "release+0x")] {
         let line = err.lines().find(|l| l.starts_with(what)).unwrap_or("");
@@ -320,14 +321,10 @@ fn a_huge_block_freed_twice_is_reported() {
 /// thread running: the fork cannot stop it, and says so once.
 #[test]
 fn a_fork_that_cannot_stop_the_threads_says_so() {
-    let dir = scratch("forkforeign");
-    let Some(exe) = compile("fork_foreign_signal.c", &dir, &["-pthread"]) else {
+    let Some((out, err)) = run_program("forkforeign", "fork_foreign_signal.c", &["-pthread"], "") else {
         return;
     };
-    let o = run(Command::new(&exe), true, "");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "children ok\n");
+    assert_eq!(out, "children ok\n");
     assert_eq!(
         err.matches("is the program's (its handler, or ignored), so other threads keep running")
             .count(),
@@ -342,16 +339,11 @@ fn a_fork_that_cannot_stop_the_threads_says_so() {
 /// those threads at once, saying so once.
 #[test]
 fn sigwait_and_signalfd_threads_never_see_the_stop_signal() {
-    let dir = scratch("forksigwait");
-    let Some(exe) = compile("fork_sigwait.c", &dir, &["-pthread"]) else {
+    let Some((out, err)) = run_program("forksigwait", "fork_sigwait.c", &["-pthread"], "") else {
         return;
     };
-    let o = run(Command::new(&exe), true, "");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "children ok, foreign signal 0, slowest fork under 0.5 s\n",
+        out, "children ok, foreign signal 0, slowest fork under 0.5 s\n",
         "{err}"
     );
     assert_eq!(err.matches("blocks signal").count(), 1, "{err}");

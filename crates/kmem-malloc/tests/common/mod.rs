@@ -124,6 +124,17 @@ pub fn run(mut cmd: Command, preload: bool, cmdline: &str) -> Output {
     cmd.output().expect("run the program")
 }
 
+/// Compiles `src` in the scratch directory `name` and runs it under
+/// libkmalloc with `KMEM_CMDLINE` set to `cmdline`: its stdout and stderr,
+/// once it exited with status 0. None without a C compiler.
+pub fn run_program(name: &str, src: &str, extra: &[&str], cmdline: &str) -> Option<(String, String)> {
+    let exe = compile(src, &scratch(name), extra)?;
+    let o = run(Command::new(&exe), true, cmdline);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{src}: {err}");
+    Some((String::from_utf8_lossy(&o.stdout).into_owned(), err))
+}
+
 fn show(o: &Output) -> String {
     format!(
         "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
