@@ -113,10 +113,10 @@
 //!   signal blocked, or that sleeps in `rt_sigtimedwait` (whose status
 //!   shows the signals it waits for unblocked): the signal would stay
 //!   pending and reach the program's `sigwait` or `signalfd` as its own, so
-//!   such a thread is signalled only once found unblocking it. The handler (or, for a thread inside a
-//!   spinlock, its outermost unlock) writes (phase, tid) into an
-//!   acknowledgement table and sleeps on the phase futex while it reads
-//!   "stopped" or "copying". Once every signalled thread has acknowledged,
+//!   such a thread is signalled only once found unblocking it. The handler
+//!   (or, for a thread inside a spinlock, its outermost unlock) writes
+//!   (phase, tid) into an acknowledgement table and sleeps on the phase
+//!   futex while it reads "stopped" or "copying". Once every signalled thread has acknowledged,
 //!   the forker lists the threads again: a thread that had not stopped yet
 //!   may have created one. When a listing finds no new thread, every thread
 //!   is stopped (each in its handler, which stays until released). Signal
