@@ -277,8 +277,8 @@ fn ctor_and_rcu_caches_are_not_poisoned() {
         assert!((0..64).all(|i| *q.add(i) == 0x33), "RCU contents survive free");
     }
     assert_eq!(
-        // SAFETY: a live cache of this machine (created and not destroyed).
-        unsafe { m.kmem_cache_validate(a) } + unsafe { m.kmem_cache_validate(b) },
+        // SAFETY: both are live caches of this machine (created above, not destroyed).
+        unsafe { m.kmem_cache_validate(a) + m.kmem_cache_validate(b) },
         0,
         "{}",
         m.dmesg()
@@ -722,8 +722,8 @@ fn init_on_free_wipes_debug_objects() {
         assert_eq!(*r, POISON_FREE);
     }
     assert_eq!(
-        // SAFETY: a live cache of this machine (created and not destroyed).
-        unsafe { m.kmem_cache_validate(s) } + unsafe { m.kmem_cache_validate(t) },
+        // SAFETY: both are live caches of this machine (created above, not destroyed).
+        unsafe { m.kmem_cache_validate(s) + m.kmem_cache_validate(t) },
         0,
         "{}",
         m.dmesg()

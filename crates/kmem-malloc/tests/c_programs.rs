@@ -299,17 +299,10 @@ fn the_default_machine_has_a_flat_memory_map() {
 /// and frees nothing (it read the unmapped header and faulted).
 #[test]
 fn a_huge_block_freed_twice_is_reported() {
-    let dir = scratch("hugedf");
-    let Some(exe) = compile("huge_double_free.c", &dir, &[]) else {
+    let Some((out, err)) = run_program("hugedf", "huge_double_free.c", &[], "") else {
         return;
     };
-    let o = run(Command::new(&exe), true, "");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "q[0] 2, q[last] 2\nprogram finished\n"
-    );
+    assert_eq!(out, "q[0] 2, q[last] 2\nprogram finished\n");
     assert_eq!(
         err.matches("Trying to vfree() nonexistent vm area").count(),
         1,

@@ -241,13 +241,9 @@ fn cxx_new_delete_threads() {
 /// `slub_debug` in kmalloc-32.
 #[test]
 fn cxx_operator_new_reaches_kmalloc() {
-    let dir = scratch("cxx-new");
-    let Some(exe) = compile("new_overflow.cc", &dir, &[]) else {
+    let Some((_, err)) = run_program("cxx-new", "new_overflow.cc", &[], "slub_debug=FZP") else {
         return;
     };
-    let o = run(Command::new(&exe), true, "slub_debug=FZP");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
     assert!(
         err.contains("BUG kmalloc-32 ") && err.contains("Redzone overwritten"),
         "{err}"
